@@ -1,0 +1,13 @@
+//! Tandem, a network video recorder that does not lose footage.
+//!
+//! The crate is laid out by what each module owns (see `docs/architecture.md`):
+//! `sim` (simulated cameras), `ingest` (RTSP clients), `store` (segments on disk
+//! and their SQLite index), `mp4` (clip muxing and reading), `web` (HTTP API),
+//! `config` (the typed configuration and its validation), `audit` (counting
+//! loss from frame stamps).
+
+pub mod nal;
+pub mod sim;
+pub mod time;
+pub mod store;
+pub mod mp4;

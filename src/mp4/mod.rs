@@ -1,0 +1,25 @@
+//! ISO BMFF (.mp4): building clips from stored frames without re-encoding
+//! (`clip`), and reading the sample table of any .mp4 back (`reader`), which
+//! `audit` uses on files from Tandem or from other recorders.
+
+pub mod clip;
+pub mod reader;
+
+/// Appends a box: a 32-bit size placeholder, the type, the body, then patches the size.
+pub(crate) fn write_box(out: &mut Vec<u8>, fourcc: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(fourcc);
+    body(out);
+    let size = (out.len() - start) as u32;
+    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+}
+
+/// Appends a full box (version and flags after the type).
+pub(crate) fn write_full_box(out: &mut Vec<u8>, fourcc: &[u8; 4], version: u8, flags: u32, body: impl FnOnce(&mut Vec<u8>)) {
+    write_box(out, fourcc, |o| {
+        o.push(version);
+        o.extend_from_slice(&flags.to_be_bytes()[1..]);
+        body(o);
+    })
+}

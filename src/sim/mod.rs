@@ -1,0 +1,11 @@
+//! Tandem's simulated camera: a real RTSP server serving synthetic H.264 whose
+//! every frame carries a stamp (camera id, sequence number, capture time), so
+//! that loss can be counted in any recorder's output. A product feature for
+//! demos, tests and benchmarks, not a test mock.
+
+pub mod rtsp;
+pub mod server;
+pub mod video;
+
+pub use server::{start, SimOptions, SimServer};
+pub use video::{encode_loop, EncodedLoop, VideoSpec};

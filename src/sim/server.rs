@@ -1,0 +1,376 @@
+//! The simulated camera's RTSP server: one clock task per camera that stamps and
+//! packetizes each frame once, and one task per client connection that frames
+//! those packets for TCP-interleaved or UDP delivery.
+//!
+//! Owns sockets and timing for the simulated cameras. Must never encode video
+//! (that happened once in `video`) and never let one client's slowness stall a
+//! camera or another client: slow clients lag on a broadcast channel and skip
+//! to the next key frame, as a real camera's encoder would drop them.
+
+use super::rtsp::{self, Auth, Parsed};
+use super::video::EncodedLoop;
+use crate::nal::FrameStamp;
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::broadcast;
+use tracing::{debug, info, warn, Instrument};
+
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub count: u32,
+    /// Camera id stamped into the first camera's frames; the others count up.
+    pub first_id: u32,
+    /// Total time the camera takes to answer DESCRIBE, SETUP and PLAY, split
+    /// evenly: mimics cameras that need seconds to start a session.
+    pub setup_delay: Duration,
+    pub auth: Option<Auth>,
+}
+
+/// One frame as the camera sends it, shared by every client.
+struct SentFrame {
+    key: bool,
+    rtp_ts: u32,
+    payloads: Vec<Vec<u8>>,
+}
+
+struct Camera {
+    tx: broadcast::Sender<Arc<SentFrame>>,
+}
+
+pub struct SimServer {
+    pub addr: SocketAddr,
+    pub count: u32,
+}
+
+impl SimServer {
+    pub fn url(&self, camera: u32) -> String {
+        format!("rtsp://{}/cam{camera}", self.addr)
+    }
+}
+
+/// Binds the listener and starts the cameras; they run until the runtime stops.
+pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions) -> Result<SimServer> {
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    let mut cameras = Vec::new();
+    for i in 0..opts.count {
+        let (tx, _) = broadcast::channel(video.spec.fps as usize * 2);
+        let id = opts.first_id + i;
+        let video = video.clone();
+        let tx2 = tx.clone();
+        // Tasks are named through their tracing span (tokio's task names need tokio_unstable).
+        tokio::spawn(
+            camera_clock(id, video, tx2).instrument(tracing::info_span!("sim_camera", camera = i + 1)),
+        );
+        cameras.push(Camera { tx });
+    }
+    let count = opts.count;
+    let cameras = Arc::new(cameras);
+    let video2 = video.clone();
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((sock, peer)) => {
+                    let _ = sock.set_nodelay(true);
+                    let cameras = cameras.clone();
+                    let opts = opts.clone();
+                    let video = video2.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_client(sock, peer, cameras, video, opts).await {
+                            debug!(%peer, "simulated camera client ended: {e:#}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!("simulated camera accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(SimServer { addr, count })
+}
+
+
+/// Emits frame n at start + n/fps forever, whether or not anyone watches, so
+/// sequence numbers and capture times follow the wall clock like a real camera.
+async fn camera_clock(id: u32, video: Arc<EncodedLoop>, tx: broadcast::Sender<Arc<SentFrame>>) {
+    let fps = video.spec.fps as u64;
+    let start = Instant::now();
+    let wall0 = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as i64;
+    let ts_base: u32 = rand::random();
+    let mut n: u64 = 0;
+    loop {
+        let due = start + Duration::from_micros(n * 1_000_000 / fps);
+        tokio::time::sleep_until(due.into()).await;
+        if tx.receiver_count() > 0 {
+            let frame = &video.frames[(n % video.frames.len() as u64) as usize];
+            let stamp = FrameStamp {
+                camera_id: id,
+                seq: n,
+                capture_unix_micros: wall0 + (n * 1_000_000 / fps) as i64,
+            }
+            .to_h264_sei();
+            // The SEI goes after any SPS/PPS and before the first slice.
+            let split = frame.nals.iter().position(|n| matches!(n[0] & 0x1f, 1 | 5)).unwrap_or(0);
+            let mut nals: Vec<&[u8]> = frame.nals[..split].iter().map(|v| v.as_slice()).collect();
+            nals.push(&stamp);
+            nals.extend(frame.nals[split..].iter().map(|v| v.as_slice()));
+            let mut payloads = Vec::new();
+            rtsp::packetize_h264(&nals, &mut payloads);
+            let rtp_ts = ts_base.wrapping_add((n * 90_000 / fps) as u32);
+            let _ = tx.send(Arc::new(SentFrame { key: frame.key, rtp_ts, payloads }));
+        }
+        n += 1;
+    }
+}
+
+enum Delivery {
+    Tcp { channel: u8 },
+    Udp { socket: UdpSocket, dest: SocketAddr },
+}
+
+fn camera_index(uri: &str, count: u32) -> Option<usize> {
+    let path = match uri.find("://") {
+        Some(p) => {
+            let after = &uri[p + 3..];
+            &after[after.find('/').unwrap_or(after.len())..]
+        }
+        None => uri,
+    };
+    let first = path.trim_start_matches('/').split('/').next()?;
+    let n: u32 = first.strip_prefix("cam")?.parse().ok()?;
+    (1..=count).contains(&n).then(|| (n - 1) as usize)
+}
+
+fn sdp(video: &EncodedLoop, camera: usize, host: &str) -> String {
+    use base64::Engine;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    format!(
+        "v=0\r\no=- 0 0 IN IP4 {host}\r\ns=Tandem simulated camera {cam}\r\nt=0 0\r\n\
+         m=video 0 RTP/AVP 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 H264/90000\r\n\
+         a=fmtp:96 packetization-mode=1;profile-level-id={pli};sprop-parameter-sets={sps},{pps}\r\n\
+         a=framerate:{fps}\r\na=control:trackID=0\r\n",
+        cam = camera + 1,
+        pli = video.profile_level_id(),
+        sps = b64.encode(&video.sps),
+        pps = b64.encode(&video.pps),
+        fps = video.spec.fps,
+    )
+}
+
+async fn serve_client(
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    cameras: Arc<Vec<Camera>>,
+    video: Arc<EncodedLoop>,
+    opts: SimOptions,
+) -> Result<()> {
+    let local = sock.local_addr()?;
+    let session_id = format!("{:016x}", rand::random::<u64>());
+    let ssrc: u32 = rand::random();
+    let mut seq: u16 = rand::random();
+    let mut buf = Vec::with_capacity(4096);
+    let mut camera: Option<usize> = None;
+    let mut delivery: Option<Delivery> = None;
+    let mut rx: Option<broadcast::Receiver<Arc<SentFrame>>> = None;
+    let mut waiting_key = true;
+    let mut out = Vec::with_capacity(64 * 1024);
+    let step_delay = opts.setup_delay / 3;
+    loop {
+        // Handle every complete request already buffered.
+        loop {
+            match rtsp::parse(&buf) {
+                Parsed::Incomplete => break,
+                Parsed::Interleaved(n) => {
+                    buf.drain(..n);
+                }
+                Parsed::Garbage(why) => anyhow::bail!("{peer}: {why}"),
+                Parsed::Request(req, n) => {
+                    buf.drain(..n);
+                    let cseq = req.cseq().to_string();
+                    if req.method != "OPTIONS" {
+                        if let Some(auth) = &opts.auth {
+                            if !auth.check(&req) {
+                                let r = rtsp::response(
+                                    "401 Unauthorized",
+                                    &cseq,
+                                    &[("WWW-Authenticate", auth.challenge())],
+                                    b"",
+                                );
+                                sock.write_all(&r).await?;
+                                continue;
+                            }
+                        }
+                    }
+                    let reply = match req.method.as_str() {
+                        "OPTIONS" => rtsp::response(
+                            "200 OK",
+                            &cseq,
+                            &[("Public", "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER".into())],
+                            b"",
+                        ),
+                        "DESCRIBE" => match camera_index(&req.uri, opts.count) {
+                            Some(i) => {
+                                tokio::time::sleep(step_delay).await;
+                                let base = format!("rtsp://{local}/cam{}/", i + 1);
+                                rtsp::response(
+                                    "200 OK",
+                                    &cseq,
+                                    &[("Content-Base", base), ("Content-Type", "application/sdp".into())],
+                                    sdp(&video, i, &local.ip().to_string()).as_bytes(),
+                                )
+                            }
+                            None => rtsp::response("404 Not Found", &cseq, &[], b""),
+                        },
+                        "SETUP" => match camera_index(&req.uri, opts.count) {
+                            Some(i) => {
+                                tokio::time::sleep(step_delay).await;
+                                camera = Some(i);
+                                let t = req.header("Transport").unwrap_or_default().to_string();
+                                match setup_transport(&t, peer, local).await {
+                                    Ok((d, reply_t)) => {
+                                        delivery = Some(d);
+                                        rtsp::response(
+                                            "200 OK",
+                                            &cseq,
+                                            &[
+                                                ("Transport", reply_t),
+                                                ("Session", format!("{session_id};timeout=60")),
+                                            ],
+                                            b"",
+                                        )
+                                    }
+                                    Err(e) => {
+                                        debug!(%peer, "unsupported transport {t:?}: {e}");
+                                        rtsp::response("461 Unsupported Transport", &cseq, &[], b"")
+                                    }
+                                }
+                            }
+                            None => rtsp::response("404 Not Found", &cseq, &[], b""),
+                        },
+                        "PLAY" => match (camera, &delivery) {
+                            (Some(i), Some(_)) => {
+                                tokio::time::sleep(step_delay).await;
+                                rx = Some(cameras[i].tx.subscribe());
+                                waiting_key = true;
+                                rtsp::response(
+                                    "200 OK",
+                                    &cseq,
+                                    &[("Session", session_id.clone()), ("Range", "npt=0.000-".into())],
+                                    b"",
+                                )
+                            }
+                            _ => rtsp::response("455 Method Not Valid in This State", &cseq, &[], b""),
+                        },
+                        "GET_PARAMETER" | "SET_PARAMETER" => {
+                            rtsp::response("200 OK", &cseq, &[("Session", session_id.clone())], b"")
+                        }
+                        "TEARDOWN" => {
+                            let r = rtsp::response("200 OK", &cseq, &[], b"");
+                            sock.write_all(&r).await?;
+                            return Ok(());
+                        }
+                        _ => rtsp::response("501 Not Implemented", &cseq, &[], b""),
+                    };
+                    sock.write_all(&reply).await?;
+                }
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        tokio::select! {
+            r = sock.read(&mut chunk) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            f = async { rx.as_mut().unwrap().recv().await }, if rx.is_some() => {
+                let frame = match f {
+                    Ok(f) => f,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        debug!(%peer, "client lagged by {n} frames; resuming at next key frame");
+                        waiting_key = true;
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                };
+                if waiting_key && !frame.key {
+                    continue;
+                }
+                waiting_key = false;
+                let last = frame.payloads.len().saturating_sub(1);
+                match delivery.as_ref() {
+                    Some(Delivery::Tcp { channel }) => {
+                        out.clear();
+                        for (k, p) in frame.payloads.iter().enumerate() {
+                            out.push(b'$');
+                            out.push(*channel);
+                            out.extend_from_slice(&((p.len() + 12) as u16).to_be_bytes());
+                            rtsp::rtp_packet(&mut out, k == last, seq, frame.rtp_ts, ssrc, p);
+                            seq = seq.wrapping_add(1);
+                        }
+                        sock.write_all(&out).await?;
+                    }
+                    Some(Delivery::Udp { socket, dest }) => {
+                        for (k, p) in frame.payloads.iter().enumerate() {
+                            out.clear();
+                            rtsp::rtp_packet(&mut out, k == last, seq, frame.rtp_ts, ssrc, p);
+                            seq = seq.wrapping_add(1);
+                            // A full socket buffer drops the packet, as UDP would on the wire.
+                            let _ = socket.send_to(&out, dest).await;
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+async fn setup_transport(t: &str, peer: SocketAddr, local: SocketAddr) -> Result<(Delivery, String)> {
+    let param = |name: &str| {
+        t.split(';').find_map(|p| p.trim().strip_prefix(name).map(|v| v.trim_start_matches('=').to_string()))
+    };
+    if t.contains("RTP/AVP/TCP") {
+        let ch: u8 = param("interleaved")
+            .and_then(|v| v.split('-').next().and_then(|s| s.parse().ok()))
+            .unwrap_or(0);
+        return Ok((
+            Delivery::Tcp { channel: ch },
+            format!("RTP/AVP/TCP;unicast;interleaved={}-{}", ch, ch.wrapping_add(1)),
+        ));
+    }
+    let ports = param("client_port").context("UDP transport without client_port")?;
+    let rtp_port: u16 = ports.split('-').next().unwrap_or_default().parse().context("bad client_port")?;
+    let socket = UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await?;
+    let server_port = socket.local_addr()?.port();
+    let dest = SocketAddr::new(peer.ip(), rtp_port);
+    info!(%peer, "simulated camera streaming over UDP to {dest}");
+    Ok((
+        Delivery::Udp { socket, dest },
+        format!("RTP/AVP;unicast;client_port={ports};server_port={server_port}-{}", server_port + 1),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::camera_index;
+
+    #[test]
+    fn camera_paths() {
+        assert_eq!(camera_index("rtsp://h:554/cam1", 2), Some(0));
+        assert_eq!(camera_index("rtsp://h/cam2/trackID=0", 2), Some(1));
+        assert_eq!(camera_index("rtsp://h/cam3", 2), None);
+        assert_eq!(camera_index("rtsp://h/other", 2), None);
+        assert_eq!(camera_index("/cam1", 1), Some(0));
+    }
+}

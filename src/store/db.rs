@@ -1,0 +1,331 @@
+//! The SQLite index: schema, migrations and every statement Tandem runs.
+//!
+//! Invariant (see `docs/store.md`): for every segment file under `video/`,
+//! exactly one of these holds —
+//! 1. its row is `complete` and the row's frame index describes the file's
+//!    first `bytes` bytes exactly;
+//! 2. its row is `writing`: the file is being appended to (or was, before a
+//!    crash) and the row's `end_90k`/`frames`/`bytes` describe a flushed prefix;
+//! 3. its row is `garbage`: the file is being deleted and may be gone;
+//! 4. it has no row: a crash hit between creating the file and committing the
+//!    row; startup adopts it from its self-describing header.
+//! This module must never touch segment files; the writer orders file and row
+//! changes so that the invariant survives a crash at any instant.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::store::retention::{ChannelUsage, SegmentInfo};
+use crate::time::Time90k;
+
+pub const SCHEMA_VERSION: i32 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE sample_entry (
+  id INTEGER PRIMARY KEY,
+  data BLOB NOT NULL UNIQUE,     -- the mp4 avc1/hvc1 box, as stored in segment headers
+  codec TEXT NOT NULL,           -- 'h264' or 'h265'
+  width INTEGER NOT NULL,
+  height INTEGER NOT NULL
+);
+CREATE TABLE segment (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: file names derive from it
+  channel INTEGER NOT NULL,
+  state INTEGER NOT NULL,        -- 0 writing, 1 complete, 2 garbage
+  start_90k INTEGER NOT NULL,
+  end_90k INTEGER NOT NULL,
+  frames INTEGER NOT NULL,
+  key_frames INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,        -- file length covered by this row
+  media_bytes INTEGER NOT NULL,  -- frame data only
+  sample_entry_id INTEGER NOT NULL REFERENCES sample_entry (id),
+  frame_index BLOB               -- see store::index; NULL while writing
+);
+CREATE INDEX segment_channel_start ON segment (channel, start_90k);
+CREATE TABLE event (
+  id INTEGER PRIMARY KEY,
+  channel INTEGER,               -- NULL for NVR-wide events
+  kind TEXT NOT NULL,
+  start_90k INTEGER NOT NULL,
+  end_90k INTEGER,
+  details TEXT NOT NULL          -- JSON
+);
+CREATE INDEX event_channel_start ON event (channel, start_90k);
+"#;
+
+pub const WRITING: i64 = 0;
+pub const COMPLETE: i64 = 1;
+pub const GARBAGE: i64 = 2;
+
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // WAL lets HTTP readers run beside the writer; FULL makes each commit
+    // durable, which the ordered file/row protocol relies on. Commits are rare
+    // (segment open/close, once per flush), so FULL costs little.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+pub fn open_readonly(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Brings the schema to `SCHEMA_VERSION`. Refuses a newer database rather than
+/// guessing at it.
+pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let v: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| e.to_string())?;
+    match v {
+        0 => {
+            let tx = conn.transaction().map_err(|e| e.to_string())?;
+            tx.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| e.to_string())?;
+            tx.commit().map_err(|e| e.to_string())
+        }
+        SCHEMA_VERSION => Ok(()),
+        other => Err(format!(
+            "database schema version {other} is newer than this Tandem understands ({SCHEMA_VERSION})"
+        )),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SegmentRow {
+    pub id: i64,
+    pub channel: u32,
+    pub state: i64,
+    pub start: Time90k,
+    pub end: Time90k,
+    pub frames: u32,
+    pub key_frames: u32,
+    pub bytes: u64,
+    pub media_bytes: u64,
+    pub sample_entry_id: i64,
+    pub frame_index: Option<Vec<u8>>,
+}
+
+const SEGMENT_COLS: &str = "id, channel, state, start_90k, end_90k, frames, key_frames, bytes, \
+                            media_bytes, sample_entry_id, frame_index";
+
+fn segment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRow> {
+    Ok(SegmentRow {
+        id: r.get(0)?,
+        channel: r.get(1)?,
+        state: r.get(2)?,
+        start: Time90k(r.get(3)?),
+        end: Time90k(r.get(4)?),
+        frames: r.get(5)?,
+        key_frames: r.get(6)?,
+        bytes: r.get::<_, i64>(7)? as u64,
+        media_bytes: r.get::<_, i64>(8)? as u64,
+        sample_entry_id: r.get(9)?,
+        frame_index: r.get(10)?,
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleEntryRow {
+    pub id: i64,
+    pub data: Vec<u8>,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub fn upsert_sample_entry(conn: &Connection, data: &[u8], codec: &str, w: u32, h: u32) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT OR IGNORE INTO sample_entry (data, codec, width, height) VALUES (?1, ?2, ?3, ?4)",
+        params![data, codec, w, h],
+    )?;
+    conn.query_row("SELECT id FROM sample_entry WHERE data = ?1", params![data], |r| r.get(0))
+}
+
+pub fn sample_entries(conn: &Connection) -> rusqlite::Result<HashMap<i64, SampleEntryRow>> {
+    let mut stmt = conn.prepare_cached("SELECT id, data, codec, width, height FROM sample_entry")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SampleEntryRow { id: r.get(0)?, data: r.get(1)?, codec: r.get(2)?, width: r.get(3)?, height: r.get(4)? })
+    })?;
+    rows.map(|r| r.map(|s| (s.id, s))).collect()
+}
+
+pub fn insert_writing_segment(conn: &Connection, channel: u32, start: Time90k, entry: i64) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO segment (channel, state, start_90k, end_90k, frames, key_frames, bytes, media_bytes, sample_entry_id)
+         VALUES (?1, 0, ?2, ?2, 0, 0, 0, 0, ?3)",
+        params![channel, start.0, entry],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Inserts a segment adopted from a file whose row was never committed.
+pub fn insert_adopted_segment(conn: &Connection, id: i64, channel: u32, start: Time90k, entry: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO segment (id, channel, state, start_90k, end_90k, frames, key_frames, bytes, media_bytes, sample_entry_id)
+         VALUES (?1, ?2, 0, ?3, ?3, 0, 0, 0, 0, ?4)",
+        params![id, channel, start.0, entry],
+    )?;
+    Ok(())
+}
+
+pub struct Progress {
+    pub end: Time90k,
+    pub frames: u32,
+    pub key_frames: u32,
+    pub bytes: u64,
+    pub media_bytes: u64,
+}
+
+pub fn update_writing(conn: &Connection, id: i64, p: &Progress) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE segment SET end_90k = ?2, frames = ?3, key_frames = ?4, bytes = ?5, media_bytes = ?6
+         WHERE id = ?1 AND state = 0",
+        params![id, p.end.0, p.frames, p.key_frames, p.bytes as i64, p.media_bytes as i64],
+    )?;
+    Ok(())
+}
+
+pub fn complete_segment(conn: &Connection, id: i64, p: &Progress, index: &[u8]) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE segment SET state = 1, end_90k = ?2, frames = ?3, key_frames = ?4, bytes = ?5,
+         media_bytes = ?6, frame_index = ?7 WHERE id = ?1",
+        params![id, p.end.0, p.frames, p.key_frames, p.bytes as i64, p.media_bytes as i64, index],
+    )?;
+    Ok(())
+}
+
+pub fn segment(conn: &Connection, id: i64) -> rusqlite::Result<Option<SegmentRow>> {
+    conn.query_row(&format!("SELECT {SEGMENT_COLS} FROM segment WHERE id = ?1"), params![id], segment_row)
+        .optional()
+}
+
+pub fn segments_in_state(conn: &Connection, state: i64) -> rusqlite::Result<Vec<SegmentRow>> {
+    let mut stmt = conn.prepare(&format!("SELECT {SEGMENT_COLS} FROM segment WHERE state = ?1 ORDER BY id"))?;
+    let rows = stmt.query_map(params![state], segment_row)?;
+    rows.collect()
+}
+
+pub fn all_segment_ids(conn: &Connection) -> rusqlite::Result<std::collections::HashSet<i64>> {
+    let mut stmt = conn.prepare("SELECT id FROM segment")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Segments of a channel overlapping [start, end), in time order, excluding garbage.
+pub fn segments_overlapping(conn: &Connection, channel: u32, start: Time90k, end: Time90k) -> rusqlite::Result<Vec<SegmentRow>> {
+    // Segments are at most a few minutes long; looking back one hour for the
+    // start bound lets the (channel, start) index do the work.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SEGMENT_COLS} FROM segment
+         WHERE channel = ?1 AND start_90k < ?3 AND start_90k >= ?2 - 324000000 AND end_90k > ?2 AND state < 2
+         ORDER BY start_90k, id"
+    ))?;
+    let rows = stmt.query_map(params![channel, start.0, end.0], segment_row)?;
+    rows.collect()
+}
+
+pub fn mark_garbage(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE segment SET state = 2 WHERE id = ?1", params![id])?;
+    Ok(())
+}
+
+pub fn delete_segment_row(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM segment WHERE id = ?1", params![id])?;
+    Ok(())
+}
+
+/// Per channel: total bytes of all segments and the `limit` oldest complete ones.
+pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMap<u32, ChannelUsage>> {
+    let mut out: HashMap<u32, ChannelUsage> = HashMap::new();
+    let mut stmt = conn.prepare_cached("SELECT channel, SUM(bytes) FROM segment WHERE state < 2 GROUP BY channel")?;
+    for r in stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))? {
+        let (ch, total) = r?;
+        out.entry(ch).or_default().total_bytes = total as u64;
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, channel, start_90k, end_90k, bytes FROM segment
+         WHERE channel = ?1 AND state = 1 ORDER BY start_90k LIMIT ?2",
+    )?;
+    for (ch, u) in out.iter_mut() {
+        let rows = stmt.query_map(params![ch, limit as i64], |r| {
+            Ok(SegmentInfo {
+                id: r.get(0)?,
+                channel: r.get(1)?,
+                start: Time90k(r.get(2)?),
+                end: Time90k(r.get(3)?),
+                bytes: r.get::<_, i64>(4)? as u64,
+            })
+        })?;
+        u.oldest = rows.collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub channel: Option<u32>,
+    pub kind: String,
+    pub start: String,
+    pub end: Option<String>,
+    pub details: serde_json::Value,
+}
+
+pub fn insert_event(conn: &Connection, channel: Option<u32>, kind: &str, start: Time90k, details: &serde_json::Value) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO event (channel, kind, start_90k, details) VALUES (?1, ?2, ?3, ?4)",
+        params![channel, kind, start.0, details.to_string()],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn events(conn: &Connection, channel: Option<u32>, start: Time90k, end: Time90k) -> rusqlite::Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, channel, kind, start_90k, end_90k, details FROM event
+         WHERE (?1 IS NULL OR channel = ?1) AND start_90k >= ?2 AND start_90k < ?3 ORDER BY start_90k LIMIT 10000",
+    )?;
+    let rows = stmt.query_map(params![channel, start.0, end.0], |r| {
+        let details: String = r.get(5)?;
+        Ok(EventRow {
+            id: r.get(0)?,
+            channel: r.get(1)?,
+            kind: r.get(2)?,
+            start: Time90k(r.get(3)?).to_rfc3339(),
+            end: r.get::<_, Option<i64>>(4)?.map(|e| Time90k(e).to_rfc3339()),
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+        })
+    })?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_schema_migrates_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let mut c = open(&p).unwrap();
+        migrate(&mut c).unwrap();
+        migrate(&mut c).unwrap();
+        let e = upsert_sample_entry(&c, b"avc1box", "h264", 640, 480).unwrap();
+        assert_eq!(upsert_sample_entry(&c, b"avc1box", "h264", 640, 480).unwrap(), e);
+        let id = insert_writing_segment(&c, 1, Time90k(100), e).unwrap();
+        let p2 = Progress { end: Time90k(200), frames: 2, key_frames: 1, bytes: 10, media_bytes: 5 };
+        complete_segment(&c, id, &p2, b"idx").unwrap();
+        let rows = segments_overlapping(&c, 1, Time90k(150), Time90k(300)).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].frames, 2);
+        assert!(segments_overlapping(&c, 1, Time90k(200), Time90k(300)).unwrap().is_empty());
+        c.pragma_update(None, "user_version", 99).unwrap();
+        assert!(migrate(&mut c).unwrap_err().contains("newer"));
+    }
+}

@@ -1,0 +1,523 @@
+//! The writer thread: the only code that appends to segment files, commits
+//! index rows or deletes footage.
+//!
+//! Frames from every channel arrive on one bounded queue. The thread appends
+//! each frame as one record (so a SIGKILL loses nothing already handed to the
+//! kernel), and every flush interval it fdatasyncs all files written since the
+//! last flush and commits their progress in one transaction — fsyncs batched
+//! across channels, so a power cut loses at most one interval. It also runs
+//! retention and handles a full disk by closing the segment at its last
+//! complete frame and pausing that channel until space returns.
+//!
+//! Must never run on the async runtime, never hold a segment open across a
+//! change of codec parameters, and never delete a segment being written.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tracing::{error, info, warn};
+
+use super::db::{self, Progress};
+use super::index::{FrameEntry, IndexEncoder};
+use super::retention::{self, RetentionPolicy};
+use super::segment_file::{record_header, SegmentHeader, RECORD_HEADER_LEN};
+use super::{segment_path, SampleEntry};
+use crate::time::{Clock, Time90k};
+
+/// A gap longer than this between consecutive frames of one run ends the segment.
+const MAX_FRAME_GAP: i64 = 5 * 90_000;
+/// A channel paused by a full disk tries again this often.
+const DISK_RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub struct Frame {
+    pub channel: u32,
+    /// Changes whenever ingest reconnects or drops a frame: a new run never
+    /// continues the previous segment.
+    pub run: u64,
+    pub time: Time90k,
+    pub key: bool,
+    pub sample_entry: Arc<SampleEntry>,
+    pub data: Vec<u8>,
+}
+
+pub enum Command {
+    Frame(Frame),
+    /// The channel's stream ended (disconnect, unbind): close its segment.
+    EndRun { channel: u32 },
+    Event { channel: Option<u32>, kind: &'static str, time: Time90k, details: serde_json::Value },
+    /// Flush everything now and answer (tests, shutdown, exports of the last second).
+    Sync(std::sync::mpsc::Sender<()>),
+    Shutdown,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RecordingStatus {
+    /// "recording", "idle" or "disk_full".
+    pub state: &'static str,
+    pub segment_id: Option<i64>,
+    pub frames_written: u64,
+    pub bytes_written: u64,
+    pub segments_written: u64,
+    pub last_error: Option<String>,
+}
+
+pub type StatusMap = Arc<Mutex<HashMap<u32, RecordingStatus>>>;
+
+/// What the writer does with an arriving frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Add to the open segment.
+    Append,
+    /// Close the open segment where this frame starts and open a new one with it.
+    Rollover,
+    /// Close the open segment at its own last frame (a gap follows); then, if
+    /// this is a key frame, open a new segment with it, else drop it.
+    Break { start: bool },
+    /// No segment is open: open one with this key frame.
+    Start,
+    /// No segment is open and this frame cannot start one.
+    Drop,
+}
+
+/// The segment-boundary policy, as a pure function.
+pub fn decide(
+    open: Option<(u64, Time90k, Time90k, &SampleEntry)>,
+    run: u64,
+    time: Time90k,
+    key: bool,
+    entry: &SampleEntry,
+    segment_len: i64,
+) -> Decision {
+    let Some((open_run, start, last, open_entry)) = open else {
+        return if key { Decision::Start } else { Decision::Drop };
+    };
+    if run != open_run || time <= last || time - last > MAX_FRAME_GAP {
+        return Decision::Break { start: key };
+    }
+    if open_entry != entry {
+        return if key { Decision::Rollover } else { Decision::Break { start: false } };
+    }
+    if key && time - start >= segment_len {
+        return Decision::Rollover;
+    }
+    Decision::Append
+}
+
+struct OpenSegment {
+    id: i64,
+    file: File,
+    run: u64,
+    start: Time90k,
+    entry: Arc<SampleEntry>,
+    index: IndexEncoder,
+    /// The last frame written; its duration is known only when the next arrives.
+    pending: Option<(Time90k, u32, bool)>,
+    last_duration: u32,
+    frames: u32,
+    key_frames: u32,
+    len: u64,
+    media_bytes: u64,
+    dirty: bool,
+}
+
+impl OpenSegment {
+    fn progress(&self, end: Time90k) -> Progress {
+        Progress { end, frames: self.frames, key_frames: self.key_frames, bytes: self.len, media_bytes: self.media_bytes }
+    }
+    fn last_time(&self) -> Time90k {
+        self.pending.map(|p| p.0).unwrap_or(self.start)
+    }
+}
+
+#[derive(Default)]
+struct ChannelState {
+    open: Option<OpenSegment>,
+    /// Set while a full disk keeps this channel from writing.
+    paused_until: Option<Instant>,
+}
+
+pub struct WriterConfig {
+    pub dir: PathBuf,
+    pub flush_interval: Duration,
+    pub segment_len: i64,
+    pub min_free_bytes: u64,
+    pub policies: HashMap<u32, RetentionPolicy>,
+    pub retention_interval: Duration,
+}
+
+pub struct Writer {
+    cfg: WriterConfig,
+    conn: Connection,
+    clock: Arc<dyn Clock>,
+    channels: HashMap<u32, ChannelState>,
+    entries: HashMap<Vec<u8>, i64>,
+    status: StatusMap,
+}
+
+impl Writer {
+    pub fn new(cfg: WriterConfig, conn: Connection, clock: Arc<dyn Clock>, status: StatusMap) -> Self {
+        Writer { cfg, conn, clock, channels: HashMap::new(), entries: HashMap::new(), status }
+    }
+
+    pub fn run(mut self, rx: Receiver<Command>) {
+        let mut next_flush = Instant::now() + self.cfg.flush_interval;
+        let mut next_retention = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= next_flush {
+                self.flush();
+                next_flush = now + self.cfg.flush_interval;
+            }
+            if now >= next_retention {
+                self.run_retention();
+                next_retention = now + self.cfg.retention_interval;
+            }
+            let wait = next_flush.min(next_retention).saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Command::Frame(f)) => self.on_frame(f),
+                Ok(Command::EndRun { channel }) => self.end_run(channel),
+                Ok(Command::Event { channel, kind, time, details }) => self.event(channel, kind, time, details),
+                Ok(Command::Sync(done)) => {
+                    self.flush();
+                    let _ = done.send(());
+                }
+                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        let chans: Vec<u32> = self.channels.keys().copied().collect();
+        for ch in chans {
+            self.end_run(ch);
+        }
+        info!("store writer stopped; all segments closed");
+    }
+
+    fn set_status(&self, channel: u32, f: impl FnOnce(&mut RecordingStatus)) {
+        if let Ok(mut m) = self.status.lock() {
+            f(m.entry(channel).or_insert_with(|| RecordingStatus { state: "idle", ..Default::default() }));
+        }
+    }
+
+    fn event(&self, channel: Option<u32>, kind: &str, time: Time90k, details: serde_json::Value) {
+        if let Err(e) = db::insert_event(&self.conn, channel, kind, time, &details) {
+            error!(?channel, kind, "could not store event: {e}");
+        }
+    }
+
+    fn on_frame(&mut self, f: Frame) {
+        let ch = f.channel;
+        let st = self.channels.entry(ch).or_default();
+        let open = st.open.as_ref().map(|o| (o.run, o.start, o.last_time(), &*o.entry));
+        let decision = decide(open, f.run, f.time, f.key, &f.sample_entry, self.cfg.segment_len);
+        match decision {
+            Decision::Append => {}
+            Decision::Rollover => self.close(ch, Some(f.time)),
+            Decision::Break { .. } => self.close(ch, None),
+            Decision::Start | Decision::Drop => {}
+        }
+        let starts = matches!(decision, Decision::Rollover | Decision::Start | Decision::Break { start: true });
+        if starts {
+            let st = self.channels.entry(ch).or_default();
+            if let Some(until) = st.paused_until {
+                if Instant::now() < until {
+                    return;
+                }
+            }
+            if let Err(e) = self.open(&f) {
+                self.pause(ch, format!("cannot start a segment: {e}"));
+                return;
+            }
+        } else if decision != Decision::Append {
+            return;
+        }
+        if let Err(e) = self.append(&f) {
+            self.pause(ch, format!("cannot write frame: {e}"));
+        }
+    }
+
+    fn open(&mut self, f: &Frame) -> std::io::Result<()> {
+        let io = |e: rusqlite::Error| std::io::Error::other(e.to_string());
+        let entry_id = match self.entries.get(&f.sample_entry.data) {
+            Some(&id) => id,
+            None => {
+                let e = &f.sample_entry;
+                let id = db::upsert_sample_entry(&self.conn, &e.data, e.codec, e.width, e.height).map_err(io)?;
+                self.entries.insert(e.data.clone(), id);
+                id
+            }
+        };
+        let id = db::insert_writing_segment(&self.conn, f.channel, f.time, entry_id).map_err(io)?;
+        let path = segment_path(&self.cfg.dir, f.channel, id);
+        let result = (|| {
+            let dir = path.parent().expect("segment path has a parent");
+            std::fs::create_dir_all(dir)?;
+            let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
+            let header = SegmentHeader {
+                channel: f.channel,
+                segment_id: id,
+                start: f.time,
+                sample_entry: f.sample_entry.data.clone(),
+            }
+            .encode();
+            file.write_all(&header)?;
+            file.sync_data()?;
+            File::open(dir)?.sync_all()?;
+            Ok::<_, std::io::Error>((file, header.len() as u64))
+        })();
+        let (file, len) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                let _ = db::delete_segment_row(&self.conn, id);
+                return Err(e);
+            }
+        };
+        let st = self.channels.entry(f.channel).or_default();
+        if st.paused_until.take().is_some() {
+            info!(channel = f.channel, "recording resumed: disk has space again");
+            self.event(Some(f.channel), "recording_resumed", f.time, serde_json::json!({}));
+        }
+        let st = self.channels.entry(f.channel).or_default();
+        st.open = Some(OpenSegment {
+            id,
+            file,
+            run: f.run,
+            start: f.time,
+            entry: f.sample_entry.clone(),
+            index: IndexEncoder::default(),
+            pending: None,
+            last_duration: 0,
+            frames: 0,
+            key_frames: 0,
+            len,
+            media_bytes: 0,
+            dirty: true,
+        });
+        self.set_status(f.channel, |s| {
+            s.state = "recording";
+            s.segment_id = Some(id);
+            s.segments_written += 1;
+            s.last_error = None;
+        });
+        Ok(())
+    }
+
+    fn append(&mut self, f: &Frame) -> std::io::Result<()> {
+        let st = self.channels.get_mut(&f.channel).expect("channel state exists");
+        let o = st.open.as_mut().expect("a segment is open");
+        let pts = u32::try_from(f.time - o.start).map_err(|_| std::io::Error::other("segment too long"))?;
+        let header = record_header(pts, f.key, &f.data);
+        // Two writes, no user-space buffer: once `write` returns, a SIGKILL
+        // cannot lose the frame. A torn record is cut off by startup repair.
+        let r = o.file.write_all(&header).and_then(|_| o.file.write_all(&f.data));
+        if let Err(e) = r {
+            // Cut back to the last complete record so the file stays valid.
+            let _ = o.file.set_len(o.len);
+            return Err(e);
+        }
+        if let Some((t, size, key)) = o.pending.take() {
+            let duration = (f.time - t) as u32;
+            o.index.push(FrameEntry { duration, size, key });
+            o.last_duration = duration;
+        }
+        o.pending = Some((f.time, f.data.len() as u32, f.key));
+        o.frames += 1;
+        o.key_frames += u32::from(f.key);
+        o.len += RECORD_HEADER_LEN + f.data.len() as u64;
+        o.media_bytes += f.data.len() as u64;
+        o.dirty = true;
+        let n = f.data.len() as u64;
+        self.set_status(f.channel, |s| {
+            s.frames_written += 1;
+            s.bytes_written += n;
+        });
+        Ok(())
+    }
+
+    /// Closes the channel's open segment. `end` is where the next frame starts
+    /// when the timeline continues; otherwise the last frame keeps the previous
+    /// frame's duration.
+    fn close(&mut self, channel: u32, end: Option<Time90k>) {
+        let Some(st) = self.channels.get_mut(&channel) else { return };
+        let Some(mut o) = st.open.take() else { return };
+        if let Some((t, size, key)) = o.pending.take() {
+            let duration = match end {
+                Some(e) if e > t => (e - t) as u32,
+                _ => o.last_duration.max(1),
+            };
+            o.index.push(FrameEntry { duration, size, key });
+            o.last_duration = duration;
+        }
+        let end_time = o.last_time_after_close();
+        if let Err(e) = o.file.sync_data() {
+            error!(channel, segment = o.id, "fsync failed while closing segment: {e}");
+        }
+        let progress = o.progress(end_time);
+        if o.frames == 0 {
+            let _ = std::fs::remove_file(segment_path(&self.cfg.dir, channel, o.id));
+            let _ = db::delete_segment_row(&self.conn, o.id);
+        } else if let Err(e) = db::complete_segment(&self.conn, o.id, &progress, o.index.blob()) {
+            // The row stays `writing`; startup repair will rebuild it from the file.
+            error!(channel, segment = o.id, "could not commit finished segment: {e}");
+        }
+        self.set_status(channel, |s| {
+            if s.state == "recording" {
+                s.state = "idle";
+            }
+            s.segment_id = None;
+        });
+    }
+
+    fn end_run(&mut self, channel: u32) {
+        self.close(channel, None);
+    }
+
+    fn pause(&mut self, channel: u32, why: String) {
+        self.close(channel, None);
+        let st = self.channels.entry(channel).or_default();
+        let first = st.paused_until.is_none();
+        st.paused_until = Some(Instant::now() + DISK_RETRY);
+        if first {
+            error!(channel, "recording paused: {why}");
+            let now = self.clock.now();
+            self.event(Some(channel), "disk_full", now, serde_json::json!({ "error": why }));
+            self.set_status(channel, |s| {
+                s.state = "disk_full";
+                s.last_error = Some(why);
+            });
+            self.run_retention();
+        }
+    }
+
+    /// fdatasyncs every file written since the last flush, then records their
+    /// progress in one transaction.
+    fn flush(&mut self) {
+        let mut updates = Vec::new();
+        for (&ch, st) in self.channels.iter_mut() {
+            if let Some(o) = st.open.as_mut().filter(|o| o.dirty) {
+                if let Err(e) = o.file.sync_data() {
+                    error!(channel = ch, segment = o.id, "fsync failed: {e}");
+                    continue;
+                }
+                o.dirty = false;
+                let end = o.pending.map(|(t, _, _)| t + i64::from(o.last_duration)).unwrap_or(o.start);
+                updates.push((o.id, o.progress(end)));
+            }
+        }
+        if updates.is_empty() {
+            return;
+        }
+        let r = (|| {
+            let tx = self.conn.unchecked_transaction()?;
+            for (id, p) in &updates {
+                db::update_writing(&tx, *id, p)?;
+            }
+            tx.commit()
+        })();
+        if let Err(e) = r {
+            warn!("could not record flush progress: {e}");
+        }
+    }
+
+    fn run_retention(&mut self) {
+        let free = match super::free_bytes(&self.cfg.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!("cannot read free space of {}: {e}", self.cfg.dir.display());
+                return;
+            }
+        };
+        let usage = match db::channel_usage(&self.conn, 500) {
+            Ok(u) => u,
+            Err(e) => {
+                warn!("cannot read channel usage: {e}");
+                return;
+            }
+        };
+        let plan = retention::plan(self.clock.now(), &usage, &self.cfg.policies, free, self.cfg.min_free_bytes);
+        if plan.is_empty() {
+            return;
+        }
+        let r = (|| {
+            let tx = self.conn.unchecked_transaction()?;
+            for d in &plan {
+                db::mark_garbage(&tx, d.segment.id)?;
+            }
+            tx.commit()
+        })();
+        if let Err(e) = r {
+            warn!("cannot mark segments for deletion: {e}");
+            return;
+        }
+        let mut freed = 0;
+        for d in &plan {
+            let p = segment_path(&self.cfg.dir, d.segment.channel, d.segment.id);
+            match std::fs::remove_file(&p) {
+                Ok(()) => freed += d.segment.bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!("cannot delete {}: {e}", p.display()),
+            }
+        }
+        super::sync_video_dirs(&self.cfg.dir);
+        let r = (|| {
+            let tx = self.conn.unchecked_transaction()?;
+            for d in &plan {
+                db::delete_segment_row(&tx, d.segment.id)?;
+            }
+            tx.commit()
+        })();
+        if let Err(e) = r {
+            warn!("cannot delete rows of deleted segments (startup will finish): {e}");
+        }
+        info!(segments = plan.len(), freed_bytes = freed, free_bytes = free, reason = ?plan[0].reason, "retention deleted footage");
+    }
+}
+
+impl OpenSegment {
+    fn last_time_after_close(&self) -> Time90k {
+        // After close, every frame's duration is in the index; the end is the
+        // start plus their sum, which equals last frame time + its duration.
+        let total: i64 = super::index::decode(self.index.blob())
+            .map(|v| v.iter().map(|e| i64::from(e.duration)).sum())
+            .unwrap_or(0);
+        self.start + total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8) -> SampleEntry {
+        SampleEntry { data: vec![n], codec: "h264", width: 1, height: 1 }
+    }
+
+    #[test]
+    fn decisions_cover_every_boundary() {
+        let e1 = entry(1);
+        let e2 = entry(2);
+        let len = 60 * 90_000;
+        let open = Some((7u64, Time90k(0), Time90k(3000), &e1));
+        assert_eq!(decide(None, 7, Time90k(0), true, &e1, len), Decision::Start);
+        assert_eq!(decide(None, 7, Time90k(0), false, &e1, len), Decision::Drop);
+        assert_eq!(decide(open, 7, Time90k(6000), false, &e1, len), Decision::Append);
+        assert_eq!(decide(open, 7, Time90k(6000), true, &e1, len), Decision::Append);
+        let late = Some((7u64, Time90k(0), Time90k(len - 3000), &e1));
+        assert_eq!(decide(late, 7, Time90k(len), true, &e1, len), Decision::Rollover);
+        assert_eq!(decide(late, 7, Time90k(len), false, &e1, len), Decision::Append);
+        assert_eq!(decide(open, 8, Time90k(6000), true, &e1, len), Decision::Break { start: true });
+        assert_eq!(decide(open, 8, Time90k(6000), false, &e1, len), Decision::Break { start: false });
+        assert_eq!(decide(open, 7, Time90k(3000), true, &e1, len), Decision::Break { start: true });
+        assert_eq!(decide(open, 7, Time90k(1000), false, &e1, len), Decision::Break { start: false });
+        assert_eq!(decide(open, 7, Time90k(3000 + MAX_FRAME_GAP + 1), true, &e1, len), Decision::Break { start: true });
+        assert_eq!(decide(open, 7, Time90k(6000), true, &e2, len), Decision::Rollover);
+        assert_eq!(decide(open, 7, Time90k(6000), false, &e2, len), Decision::Break { start: false });
+    }
+}
