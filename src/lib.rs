@@ -6,8 +6,14 @@
 //! `config` (the typed configuration and its validation), `audit` (counting
 //! loss from frame stamps).
 
-pub mod nal;
-pub mod sim;
-pub mod time;
-pub mod store;
+pub mod audit;
+pub mod config;
+pub mod export;
+pub mod ingest;
 pub mod mp4;
+pub mod nal;
+pub mod nvr;
+pub mod sim;
+pub mod store;
+pub mod time;
+pub mod web;

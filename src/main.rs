@@ -1,1 +1,58 @@
-fn main() {}
+//! The `tandem` binary: parses the command line and hands each subcommand to
+//! its module under `cmds/`. `anyhow` lives only at this edge.
+
+mod cmds;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "Tandem: a network video recorder that does not lose footage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Record built-in simulated cameras with no configuration and serve the API.
+    Demo(cmds::demo::Args),
+    /// Run the NVR from a TOML configuration.
+    Serve(cmds::serve::Args),
+    /// Serve N simulated RTSP cameras whose frames carry loss-counting stamps.
+    SimCamera(cmds::sim_camera::Args),
+    /// Export a stretch of a channel's footage as an .mp4.
+    Export(cmds::export::Args),
+    /// Count frames found, lost and duplicated in stored or exported footage.
+    Audit(cmds::audit::Args),
+    /// Validate a configuration file; lists every problem found.
+    Check(cmds::check::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let r = match cli.cmd {
+        Cmd::Demo(a) => cmds::demo::run(a),
+        Cmd::Serve(a) => cmds::serve::run(a),
+        Cmd::SimCamera(a) => cmds::sim_camera::run(a),
+        Cmd::Export(a) => cmds::export::run(a),
+        Cmd::Audit(a) => cmds::audit::run(a),
+        Cmd::Check(a) => cmds::check::run(a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

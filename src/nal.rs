@@ -19,7 +19,11 @@ pub fn split_annex_b(data: &[u8]) -> Vec<&[u8]> {
     }
     let mut out = Vec::with_capacity(starts.len());
     for (k, &s) in starts.iter().enumerate() {
-        let mut e = if k + 1 < starts.len() { starts[k + 1] - 3 } else { data.len() };
+        let mut e = if k + 1 < starts.len() {
+            starts[k + 1] - 3
+        } else {
+            data.len()
+        };
         // A 4-byte start code leaves its leading zero at the end of the previous unit.
         while e > s && data[e - 1] == 0 {
             e -= 1;
@@ -138,7 +142,11 @@ impl FrameStamp {
                 let camera_id = u32::from_be_bytes(payload[16..20].try_into().ok()?);
                 let seq = u64::from_be_bytes(payload[20..28].try_into().ok()?);
                 let capture_unix_micros = i64::from_be_bytes(payload[28..36].try_into().ok()?);
-                return Some(FrameStamp { camera_id, seq, capture_unix_micros });
+                return Some(FrameStamp {
+                    camera_id,
+                    seq,
+                    capture_unix_micros,
+                });
             }
             p = rest;
         }
@@ -159,9 +167,21 @@ mod tests {
     fn stamp_round_trips_through_escaping() {
         // Zeros in every field force emulation-prevention bytes.
         for s in [
-            FrameStamp { camera_id: 0, seq: 0, capture_unix_micros: 0 },
-            FrameStamp { camera_id: 1, seq: 0x0000_0300_0001_0000, capture_unix_micros: 3 },
-            FrameStamp { camera_id: u32::MAX, seq: u64::MAX, capture_unix_micros: -1 },
+            FrameStamp {
+                camera_id: 0,
+                seq: 0,
+                capture_unix_micros: 0,
+            },
+            FrameStamp {
+                camera_id: 1,
+                seq: 0x0000_0300_0001_0000,
+                capture_unix_micros: 3,
+            },
+            FrameStamp {
+                camera_id: u32::MAX,
+                seq: u64::MAX,
+                capture_unix_micros: -1,
+            },
         ] {
             let nal = s.to_h264_sei();
             assert!(!nal.windows(3).any(|w| w == [0, 0, 1] || w == [0, 0, 0]));
@@ -182,8 +202,13 @@ mod tests {
 
     #[test]
     fn annex_b_split() {
-        let data = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4];
+        let data = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4,
+        ];
         let nals = split_annex_b(&data);
-        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4][..]]);
+        assert_eq!(
+            nals,
+            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4][..]]
+        );
     }
 }

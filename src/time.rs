@@ -21,9 +21,7 @@ impl Time90k {
         self.0 as f64 / TICKS_PER_SEC as f64
     }
     pub fn from_system(t: std::time::SystemTime) -> Self {
-        let d = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Time90k(d.as_secs() as i64 * TICKS_PER_SEC + (d.subsec_nanos() as i64 * 9 / 100_000))
     }
     pub fn from_unix_micros(us: i64) -> Self {

@@ -122,14 +122,24 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
         }
     }
     // First frame that overlaps the range, then back to its key frame.
-    let Some(first) = all.iter().position(|s| s.time + i64::from(s.duration) > start) else {
+    let Some(first) = all
+        .iter()
+        .position(|s| s.time + i64::from(s.duration) > start)
+    else {
         return Err(ClipError::NoFootage);
     };
     let key = match all[..=first].iter().rposition(|s| s.key) {
         Some(k) => k,
-        None => all[first..].iter().position(|s| s.key).map(|k| k + first).ok_or(ClipError::NoFootage)?,
+        None => all[first..]
+            .iter()
+            .position(|s| s.key)
+            .map(|k| k + first)
+            .ok_or(ClipError::NoFootage)?,
     };
-    let last = all.iter().rposition(|s| s.time < end).ok_or(ClipError::NoFootage)?;
+    let last = all
+        .iter()
+        .rposition(|s| s.time < end)
+        .ok_or(ClipError::NoFootage)?;
     if last < key {
         return Err(ClipError::NoFootage);
     }
@@ -254,7 +264,14 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
     let head_len = build_head(0).len() as u64;
     let head = build_head(head_len);
     debug_assert_eq!(head.len() as u64, head_len);
-    let slices = samples.iter().map(|s| Slice { source: s.source, offset: s.offset, len: s.size }).collect();
+    let slices = samples
+        .iter()
+        .map(|s| Slice {
+            source: s.source,
+            offset: s.offset,
+            len: s.size,
+        })
+        .collect();
     let first = &entries[samples[0].entry];
     Ok(Clip {
         len: head_len + media_len,
@@ -307,7 +324,12 @@ fn write_stbl(
         }
     });
     write_full_box(o, b"stss", 0, 0, |o| {
-        let keys: Vec<u32> = samples.iter().enumerate().filter(|(_, s)| s.key).map(|(i, _)| i as u32 + 1).collect();
+        let keys: Vec<u32> = samples
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.key)
+            .map(|(i, _)| i as u32 + 1)
+            .collect();
         o.extend_from_slice(&(keys.len() as u32).to_be_bytes());
         for k in keys {
             o.extend_from_slice(&k.to_be_bytes());
@@ -324,7 +346,10 @@ fn write_stbl(
         let mut rows: Vec<(u32, u32, u32)> = Vec::new();
         for (ci, &(first, count)) in chunks.iter().enumerate() {
             let sdi = samples[first].entry as u32 + 1;
-            if rows.last().is_some_and(|&(_, c, d)| c == count as u32 && d == sdi) {
+            if rows
+                .last()
+                .is_some_and(|&(_, c, d)| c == count as u32 && d == sdi)
+            {
                 continue;
             }
             rows.push((ci as u32 + 1, count as u32, sdi));
@@ -373,7 +398,13 @@ mod tests {
         let mut data = vec![0u8; 40];
         data[4..8].copy_from_slice(b"avc1");
         data[32..34].copy_from_slice(&(w as u16).to_be_bytes());
-        Arc::new(SampleEntryRow { id, data, codec: "h264".into(), width: w, height: 480 })
+        Arc::new(SampleEntryRow {
+            id,
+            data,
+            codec: "h264".into(),
+            width: w,
+            height: 480,
+        })
     }
 
     /// A segment of `n` frames at 25 fps from `start`, key frame every 10.
@@ -387,7 +418,12 @@ mod tests {
                 key: i % 10 == 0,
             })
             .collect();
-        SegmentFrames { id, path: format!("/seg{id}").into(), entry: e, frames }
+        SegmentFrames {
+            id,
+            path: format!("/seg{id}").into(),
+            entry: e,
+            frames,
+        }
     }
 
     fn parse(clip: &Clip) -> reader::Track {
@@ -419,7 +455,10 @@ mod tests {
     #[test]
     fn gaps_are_held_on_the_timeline_and_reported() {
         let e = entry(1, 640);
-        let s = [seg(1, 0, 20, e.clone()), seg(2, 20 * 3600 + 90_000 * 3, 20, e)];
+        let s = [
+            seg(1, 0, 20, e.clone()),
+            seg(2, 20 * 3600 + 90_000 * 3, 20, e),
+        ];
         let clip = build(&s, Time90k(0), Time90k(10_000_000)).unwrap();
         assert_eq!(clip.gaps.len(), 1);
         assert!((clip.gaps[0].seconds - 3.0).abs() < 1e-9);
@@ -434,7 +473,10 @@ mod tests {
 
     #[test]
     fn parameter_change_adds_a_sample_entry() {
-        let s = [seg(1, 0, 10, entry(1, 640)), seg(2, 10 * 3600, 10, entry(2, 1280))];
+        let s = [
+            seg(1, 0, 10, entry(1, 640)),
+            seg(2, 10 * 3600, 10, entry(2, 1280)),
+        ];
         let clip = build(&s, Time90k(0), Time90k(20 * 3600)).unwrap();
         let t = parse(&clip);
         assert_eq!(t.entry_count, 2);
@@ -445,10 +487,22 @@ mod tests {
     #[test]
     fn range_errors() {
         let s = [seg(1, 0, 10, entry(1, 640))];
-        assert_eq!(build(&s, Time90k(5), Time90k(5)).unwrap_err(), ClipError::EmptyRange);
-        assert_eq!(build(&s, Time90k(0), Time90k(MAX_CLIP + 1)).unwrap_err(), ClipError::TooLong);
-        assert_eq!(build(&s, Time90k(10 * 3600), Time90k(20 * 3600)).unwrap_err(), ClipError::NoFootage);
-        assert_eq!(build(&[], Time90k(0), Time90k(1)).unwrap_err(), ClipError::NoFootage);
+        assert_eq!(
+            build(&s, Time90k(5), Time90k(5)).unwrap_err(),
+            ClipError::EmptyRange
+        );
+        assert_eq!(
+            build(&s, Time90k(0), Time90k(MAX_CLIP + 1)).unwrap_err(),
+            ClipError::TooLong
+        );
+        assert_eq!(
+            build(&s, Time90k(10 * 3600), Time90k(20 * 3600)).unwrap_err(),
+            ClipError::NoFootage
+        );
+        assert_eq!(
+            build(&[], Time90k(0), Time90k(1)).unwrap_err(),
+            ClipError::NoFootage
+        );
     }
 
     #[test]
@@ -460,6 +514,9 @@ mod tests {
         assert_eq!(t.samples[5].duration, 10);
         let b = build(&s, Time90k(0), Time90k(5 * 3600 + 11)).unwrap();
         assert_ne!(a.etag, b.etag);
-        assert_eq!(a.etag, build(&s, Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag);
+        assert_eq!(
+            a.etag,
+            build(&s, Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag
+        );
     }
 }

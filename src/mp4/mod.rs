@@ -16,7 +16,13 @@ pub(crate) fn write_box(out: &mut Vec<u8>, fourcc: &[u8; 4], body: impl FnOnce(&
 }
 
 /// Appends a full box (version and flags after the type).
-pub(crate) fn write_full_box(out: &mut Vec<u8>, fourcc: &[u8; 4], version: u8, flags: u32, body: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn write_full_box(
+    out: &mut Vec<u8>,
+    fourcc: &[u8; 4],
+    version: u8,
+    flags: u32,
+    body: impl FnOnce(&mut Vec<u8>),
+) {
     write_box(out, fourcc, |o| {
         o.push(version);
         o.extend_from_slice(&flags.to_be_bytes()[1..]);

@@ -18,7 +18,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn cseq(&self) -> &str {
         self.header("CSeq").unwrap_or("0")
@@ -48,7 +51,11 @@ pub fn parse(buf: &[u8]) -> Parsed {
             return Parsed::Incomplete;
         }
         let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
-        return if buf.len() < 4 + len { Parsed::Incomplete } else { Parsed::Interleaved(4 + len) };
+        return if buf.len() < 4 + len {
+            Parsed::Incomplete
+        } else {
+            Parsed::Interleaved(4 + len)
+        };
     }
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         return if buf.len() > MAX_REQUEST {
@@ -63,7 +70,8 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let mut lines = text.split("\r\n");
     let first = lines.next().unwrap_or_default();
     let mut parts = first.split(' ');
-    let (Some(method), Some(uri), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(uri), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
         return Parsed::Garbage(format!("bad request line {first:?}"));
     };
     if !version.starts_with("RTSP/1.") {
@@ -85,11 +93,19 @@ pub fn parse(buf: &[u8]) -> Parsed {
     if buf.len() < total {
         return Parsed::Incomplete;
     }
-    Parsed::Request(Request { method: method.to_string(), uri: uri.to_string(), headers }, total)
+    Parsed::Request(
+        Request {
+            method: method.to_string(),
+            uri: uri.to_string(),
+            headers,
+        },
+        total,
+    )
 }
 
 pub fn response(status: &str, cseq: &str, headers: &[(&str, String)], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("RTSP/1.0 {status}\r\nCSeq: {cseq}\r\nServer: Tandem simulated camera\r\n");
+    let mut out =
+        format!("RTSP/1.0 {status}\r\nCSeq: {cseq}\r\nServer: Tandem simulated camera\r\n");
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -151,23 +167,31 @@ impl Auth {
     pub fn challenge(&self) -> String {
         match self.scheme {
             AuthScheme::Basic => format!("Basic realm=\"{}\"", self.realm),
-            AuthScheme::Digest => format!("Digest realm=\"{}\", nonce=\"{}\"", self.realm, self.nonce),
+            AuthScheme::Digest => {
+                format!("Digest realm=\"{}\", nonce=\"{}\"", self.realm, self.nonce)
+            }
         }
     }
 
     /// Whether the request's `Authorization` header proves the credentials.
     pub fn check(&self, req: &Request) -> bool {
-        let Some(h) = req.header("Authorization") else { return false };
+        let Some(h) = req.header("Authorization") else {
+            return false;
+        };
         match self.scheme {
             AuthScheme::Basic => {
-                let Some(b64) = h.strip_prefix("Basic ") else { return false };
+                let Some(b64) = h.strip_prefix("Basic ") else {
+                    return false;
+                };
                 let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
                     return false;
                 };
                 raw == format!("{}:{}", self.user, self.password).as_bytes()
             }
             AuthScheme::Digest => {
-                let Some(p) = h.strip_prefix("Digest ") else { return false };
+                let Some(p) = h.strip_prefix("Digest ") else {
+                    return false;
+                };
                 let params = auth_params(p);
                 let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
                 let (Some(user), Some(nonce), Some(uri), Some(resp)) =
@@ -213,7 +237,8 @@ pub fn packetize_h264(nals: &[&[u8]], out: &mut Vec<Vec<u8>>) {
         while !rest.is_empty() {
             let n = rest.len().min(MAX_PAYLOAD - 2);
             let last = n == rest.len();
-            let fu_header = (header & 0x1f) | if first { 0x80 } else { 0 } | if last { 0x40 } else { 0 };
+            let fu_header =
+                (header & 0x1f) | if first { 0x80 } else { 0 } | if last { 0x40 } else { 0 };
             let mut p = Vec::with_capacity(n + 2);
             p.push(indicator);
             p.push(fu_header);
@@ -254,7 +279,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(parse(b"$\x01\x00\x02ab"), Parsed::Interleaved(6));
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\n\r\n"), Parsed::Garbage(_)));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\n\r\n"),
+            Parsed::Garbage(_)
+        ));
     }
 
     #[test]
@@ -269,13 +297,15 @@ mod tests {
         let ha1 = md5_hex("admin:r:secret");
         let ha2 = md5_hex("DESCRIBE:rtsp://h/cam1");
         let good = md5_hex(&format!("{ha1}:n1:{ha2}"));
-        let mk = |resp: &str| Request {
+        let mk = |resp: &str| {
+            Request {
             method: "DESCRIBE".into(),
             uri: "rtsp://h/cam1".into(),
             headers: vec![(
                 "Authorization".into(),
                 format!("Digest username=\"admin\", realm=\"r\", nonce=\"n1\", uri=\"rtsp://h/cam1\", response=\"{resp}\""),
             )],
+        }
         };
         assert!(auth.check(&mk(&good)));
         assert!(!auth.check(&mk("0123")));
@@ -283,7 +313,9 @@ mod tests {
 
     #[test]
     fn fu_a_fragments_reassemble() {
-        let nal: Vec<u8> = std::iter::once(0x65).chain((0..5000u32).map(|i| i as u8)).collect();
+        let nal: Vec<u8> = std::iter::once(0x65)
+            .chain((0..5000u32).map(|i| i as u8))
+            .collect();
         let mut pkts = Vec::new();
         packetize_h264(&[&nal], &mut pkts);
         assert!(pkts.len() > 3);

@@ -53,8 +53,14 @@ impl SimServer {
 }
 
 /// Binds the listener and starts the cameras; they run until the runtime stops.
-pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions) -> Result<SimServer> {
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+pub async fn start(
+    listen: SocketAddr,
+    video: Arc<EncodedLoop>,
+    opts: SimOptions,
+) -> Result<SimServer> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let mut cameras = Vec::new();
     for i in 0..opts.count {
@@ -64,7 +70,8 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
         let tx2 = tx.clone();
         // Tasks are named through their tracing span (tokio's task names need tokio_unstable).
         tokio::spawn(
-            camera_clock(id, video, tx2).instrument(tracing::info_span!("sim_camera", camera = i + 1)),
+            camera_clock(id, video, tx2)
+                .instrument(tracing::info_span!("sim_camera", camera = i + 1)),
         );
         cameras.push(Camera { tx });
     }
@@ -95,7 +102,6 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
     Ok(SimServer { addr, count })
 }
 
-
 /// Emits frame n at start + n/fps forever, whether or not anyone watches, so
 /// sequence numbers and capture times follow the wall clock like a real camera.
 async fn camera_clock(id: u32, video: Arc<EncodedLoop>, tx: broadcast::Sender<Arc<SentFrame>>) {
@@ -119,14 +125,22 @@ async fn camera_clock(id: u32, video: Arc<EncodedLoop>, tx: broadcast::Sender<Ar
             }
             .to_h264_sei();
             // The SEI goes after any SPS/PPS and before the first slice.
-            let split = frame.nals.iter().position(|n| matches!(n[0] & 0x1f, 1 | 5)).unwrap_or(0);
+            let split = frame
+                .nals
+                .iter()
+                .position(|n| matches!(n[0] & 0x1f, 1 | 5))
+                .unwrap_or(0);
             let mut nals: Vec<&[u8]> = frame.nals[..split].iter().map(|v| v.as_slice()).collect();
             nals.push(&stamp);
             nals.extend(frame.nals[split..].iter().map(|v| v.as_slice()));
             let mut payloads = Vec::new();
             rtsp::packetize_h264(&nals, &mut payloads);
             let rtp_ts = ts_base.wrapping_add((n * 90_000 / fps) as u32);
-            let _ = tx.send(Arc::new(SentFrame { key: frame.key, rtp_ts, payloads }));
+            let _ = tx.send(Arc::new(SentFrame {
+                key: frame.key,
+                rtp_ts,
+                payloads,
+            }));
         }
         n += 1;
     }
@@ -214,7 +228,10 @@ async fn serve_client(
                         "OPTIONS" => rtsp::response(
                             "200 OK",
                             &cseq,
-                            &[("Public", "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER".into())],
+                            &[(
+                                "Public",
+                                "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER".into(),
+                            )],
                             b"",
                         ),
                         "DESCRIBE" => match camera_index(&req.uri, opts.count) {
@@ -224,7 +241,10 @@ async fn serve_client(
                                 rtsp::response(
                                     "200 OK",
                                     &cseq,
-                                    &[("Content-Base", base), ("Content-Type", "application/sdp".into())],
+                                    &[
+                                        ("Content-Base", base),
+                                        ("Content-Type", "application/sdp".into()),
+                                    ],
                                     sdp(&video, i, &local.ip().to_string()).as_bytes(),
                                 )
                             }
@@ -264,11 +284,19 @@ async fn serve_client(
                                 rtsp::response(
                                     "200 OK",
                                     &cseq,
-                                    &[("Session", session_id.clone()), ("Range", "npt=0.000-".into())],
+                                    &[
+                                        ("Session", session_id.clone()),
+                                        ("Range", "npt=0.000-".into()),
+                                    ],
                                     b"",
                                 )
                             }
-                            _ => rtsp::response("455 Method Not Valid in This State", &cseq, &[], b""),
+                            _ => rtsp::response(
+                                "455 Method Not Valid in This State",
+                                &cseq,
+                                &[],
+                                b"",
+                            ),
                         },
                         "GET_PARAMETER" | "SET_PARAMETER" => {
                             rtsp::response("200 OK", &cseq, &[("Session", session_id.clone())], b"")
@@ -336,9 +364,17 @@ async fn serve_client(
     }
 }
 
-async fn setup_transport(t: &str, peer: SocketAddr, local: SocketAddr) -> Result<(Delivery, String)> {
+async fn setup_transport(
+    t: &str,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Result<(Delivery, String)> {
     let param = |name: &str| {
-        t.split(';').find_map(|p| p.trim().strip_prefix(name).map(|v| v.trim_start_matches('=').to_string()))
+        t.split(';').find_map(|p| {
+            p.trim()
+                .strip_prefix(name)
+                .map(|v| v.trim_start_matches('=').to_string())
+        })
     };
     if t.contains("RTP/AVP/TCP") {
         let ch: u8 = param("interleaved")
@@ -346,18 +382,30 @@ async fn setup_transport(t: &str, peer: SocketAddr, local: SocketAddr) -> Result
             .unwrap_or(0);
         return Ok((
             Delivery::Tcp { channel: ch },
-            format!("RTP/AVP/TCP;unicast;interleaved={}-{}", ch, ch.wrapping_add(1)),
+            format!(
+                "RTP/AVP/TCP;unicast;interleaved={}-{}",
+                ch,
+                ch.wrapping_add(1)
+            ),
         ));
     }
     let ports = param("client_port").context("UDP transport without client_port")?;
-    let rtp_port: u16 = ports.split('-').next().unwrap_or_default().parse().context("bad client_port")?;
+    let rtp_port: u16 = ports
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .context("bad client_port")?;
     let socket = UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await?;
     let server_port = socket.local_addr()?.port();
     let dest = SocketAddr::new(peer.ip(), rtp_port);
     info!(%peer, "simulated camera streaming over UDP to {dest}");
     Ok((
         Delivery::Udp { socket, dest },
-        format!("RTP/AVP;unicast;client_port={ports};server_port={server_port}-{}", server_port + 1),
+        format!(
+            "RTP/AVP;unicast;client_port={ports};server_port={server_port}-{}",
+            server_port + 1
+        ),
     ))
 }
 

@@ -25,7 +25,11 @@ pub struct VideoSpec {
 impl VideoSpec {
     pub fn validate(&self) -> Result<()> {
         if self.width < 16 || self.height < 16 || self.width % 2 != 0 || self.height % 2 != 0 {
-            bail!("--width and --height must be even and at least 16 (got {}x{})", self.width, self.height);
+            bail!(
+                "--width and --height must be even and at least 16 (got {}x{})",
+                self.width,
+                self.height
+            );
         }
         if self.width > 4096 || self.height > 2304 {
             bail!("--width/--height above 4096x2304 are not supported by the encoder");
@@ -37,7 +41,10 @@ impl VideoSpec {
             bail!("--gop must be between 1 and 600 frames (got {})", self.gop);
         }
         if self.bitrate_kbps < 10 {
-            bail!("--bitrate-kbps must be at least 10 (got {})", self.bitrate_kbps);
+            bail!(
+                "--bitrate-kbps must be at least 10 (got {})",
+                self.bitrate_kbps
+            );
         }
         Ok(())
     }
@@ -61,11 +68,19 @@ pub struct EncodedLoop {
 impl EncodedLoop {
     /// `profile-level-id` for the SDP: the three bytes after the SPS header.
     pub fn profile_level_id(&self) -> String {
-        self.sps.get(1..4).map(|b| format!("{:02X}{:02X}{:02X}", b[0], b[1], b[2])).unwrap_or_default()
+        self.sps
+            .get(1..4)
+            .map(|b| format!("{:02X}{:02X}{:02X}", b[0], b[1], b[2]))
+            .unwrap_or_default()
     }
 
     pub fn mean_bitrate_kbps(&self) -> f64 {
-        let bytes: usize = self.frames.iter().flat_map(|f| f.nals.iter()).map(|n| n.len() + 4).sum();
+        let bytes: usize = self
+            .frames
+            .iter()
+            .flat_map(|f| f.nals.iter())
+            .map(|n| n.len() + 4)
+            .sum();
         bytes as f64 * 8.0 / 1000.0 / (self.frames.len() as f64 / self.spec.fps as f64)
     }
 }

@@ -9,6 +9,7 @@
 //! 3. its row is `garbage`: the file is being deleted and may be gone;
 //! 4. it has no row: a crash hit between creating the file and committing the
 //!    row; startup adopts it from its self-describing header.
+//!
 //! This module must never touch segment files; the writer orders file and row
 //! changes so that the invariant survives a crash at any instant.
 
@@ -82,7 +83,9 @@ pub fn open_readonly(path: &Path) -> rusqlite::Result<Connection> {
 /// Brings the schema to `SCHEMA_VERSION`. Refuses a newer database rather than
 /// guessing at it.
 pub fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let v: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| e.to_string())?;
+    let v: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| e.to_string())?;
     match v {
         0 => {
             let tx = conn.transaction().map_err(|e| e.to_string())?;
@@ -140,23 +143,45 @@ pub struct SampleEntryRow {
     pub height: u32,
 }
 
-pub fn upsert_sample_entry(conn: &Connection, data: &[u8], codec: &str, w: u32, h: u32) -> rusqlite::Result<i64> {
+pub fn upsert_sample_entry(
+    conn: &Connection,
+    data: &[u8],
+    codec: &str,
+    w: u32,
+    h: u32,
+) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT OR IGNORE INTO sample_entry (data, codec, width, height) VALUES (?1, ?2, ?3, ?4)",
         params![data, codec, w, h],
     )?;
-    conn.query_row("SELECT id FROM sample_entry WHERE data = ?1", params![data], |r| r.get(0))
+    conn.query_row(
+        "SELECT id FROM sample_entry WHERE data = ?1",
+        params![data],
+        |r| r.get(0),
+    )
 }
 
 pub fn sample_entries(conn: &Connection) -> rusqlite::Result<HashMap<i64, SampleEntryRow>> {
-    let mut stmt = conn.prepare_cached("SELECT id, data, codec, width, height FROM sample_entry")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT id, data, codec, width, height FROM sample_entry")?;
     let rows = stmt.query_map([], |r| {
-        Ok(SampleEntryRow { id: r.get(0)?, data: r.get(1)?, codec: r.get(2)?, width: r.get(3)?, height: r.get(4)? })
+        Ok(SampleEntryRow {
+            id: r.get(0)?,
+            data: r.get(1)?,
+            codec: r.get(2)?,
+            width: r.get(3)?,
+            height: r.get(4)?,
+        })
     })?;
     rows.map(|r| r.map(|s| (s.id, s))).collect()
 }
 
-pub fn insert_writing_segment(conn: &Connection, channel: u32, start: Time90k, entry: i64) -> rusqlite::Result<i64> {
+pub fn insert_writing_segment(
+    conn: &Connection,
+    channel: u32,
+    start: Time90k,
+    entry: i64,
+) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO segment (channel, state, start_90k, end_90k, frames, key_frames, bytes, media_bytes, sample_entry_id)
          VALUES (?1, 0, ?2, ?2, 0, 0, 0, 0, ?3)",
@@ -166,7 +191,13 @@ pub fn insert_writing_segment(conn: &Connection, channel: u32, start: Time90k, e
 }
 
 /// Inserts a segment adopted from a file whose row was never committed.
-pub fn insert_adopted_segment(conn: &Connection, id: i64, channel: u32, start: Time90k, entry: i64) -> rusqlite::Result<()> {
+pub fn insert_adopted_segment(
+    conn: &Connection,
+    id: i64,
+    channel: u32,
+    start: Time90k,
+    entry: i64,
+) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO segment (id, channel, state, start_90k, end_90k, frames, key_frames, bytes, media_bytes, sample_entry_id)
          VALUES (?1, ?2, 0, ?3, ?3, 0, 0, 0, 0, ?4)",
@@ -192,22 +223,41 @@ pub fn update_writing(conn: &Connection, id: i64, p: &Progress) -> rusqlite::Res
     Ok(())
 }
 
-pub fn complete_segment(conn: &Connection, id: i64, p: &Progress, index: &[u8]) -> rusqlite::Result<()> {
+pub fn complete_segment(
+    conn: &Connection,
+    id: i64,
+    p: &Progress,
+    index: &[u8],
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE segment SET state = 1, end_90k = ?2, frames = ?3, key_frames = ?4, bytes = ?5,
          media_bytes = ?6, frame_index = ?7 WHERE id = ?1",
-        params![id, p.end.0, p.frames, p.key_frames, p.bytes as i64, p.media_bytes as i64, index],
+        params![
+            id,
+            p.end.0,
+            p.frames,
+            p.key_frames,
+            p.bytes as i64,
+            p.media_bytes as i64,
+            index
+        ],
     )?;
     Ok(())
 }
 
 pub fn segment(conn: &Connection, id: i64) -> rusqlite::Result<Option<SegmentRow>> {
-    conn.query_row(&format!("SELECT {SEGMENT_COLS} FROM segment WHERE id = ?1"), params![id], segment_row)
-        .optional()
+    conn.query_row(
+        &format!("SELECT {SEGMENT_COLS} FROM segment WHERE id = ?1"),
+        params![id],
+        segment_row,
+    )
+    .optional()
 }
 
 pub fn segments_in_state(conn: &Connection, state: i64) -> rusqlite::Result<Vec<SegmentRow>> {
-    let mut stmt = conn.prepare(&format!("SELECT {SEGMENT_COLS} FROM segment WHERE state = ?1 ORDER BY id"))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {SEGMENT_COLS} FROM segment WHERE state = ?1 ORDER BY id"
+    ))?;
     let rows = stmt.query_map(params![state], segment_row)?;
     rows.collect()
 }
@@ -219,7 +269,12 @@ pub fn all_segment_ids(conn: &Connection) -> rusqlite::Result<std::collections::
 }
 
 /// Segments of a channel overlapping [start, end), in time order, excluding garbage.
-pub fn segments_overlapping(conn: &Connection, channel: u32, start: Time90k, end: Time90k) -> rusqlite::Result<Vec<SegmentRow>> {
+pub fn segments_overlapping(
+    conn: &Connection,
+    channel: u32,
+    start: Time90k,
+    end: Time90k,
+) -> rusqlite::Result<Vec<SegmentRow>> {
     // Segments are at most a few minutes long; looking back one hour for the
     // start bound lets the (channel, start) index do the work.
     let mut stmt = conn.prepare_cached(&format!(
@@ -242,9 +297,14 @@ pub fn delete_segment_row(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 }
 
 /// Per channel: total bytes of all segments and the `limit` oldest complete ones.
-pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMap<u32, ChannelUsage>> {
+pub fn channel_usage(
+    conn: &Connection,
+    limit: usize,
+) -> rusqlite::Result<HashMap<u32, ChannelUsage>> {
     let mut out: HashMap<u32, ChannelUsage> = HashMap::new();
-    let mut stmt = conn.prepare_cached("SELECT channel, SUM(bytes) FROM segment WHERE state < 2 GROUP BY channel")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel, SUM(bytes) FROM segment WHERE state < 2 GROUP BY channel",
+    )?;
     for r in stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))? {
         let (ch, total) = r?;
         out.entry(ch).or_default().total_bytes = total as u64;
@@ -278,7 +338,13 @@ pub struct EventRow {
     pub details: serde_json::Value,
 }
 
-pub fn insert_event(conn: &Connection, channel: Option<u32>, kind: &str, start: Time90k, details: &serde_json::Value) -> rusqlite::Result<i64> {
+pub fn insert_event(
+    conn: &Connection,
+    channel: Option<u32>,
+    kind: &str,
+    start: Time90k,
+    details: &serde_json::Value,
+) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO event (channel, kind, start_90k, details) VALUES (?1, ?2, ?3, ?4)",
         params![channel, kind, start.0, details.to_string()],
@@ -286,7 +352,12 @@ pub fn insert_event(conn: &Connection, channel: Option<u32>, kind: &str, start: 
     Ok(conn.last_insert_rowid())
 }
 
-pub fn events(conn: &Connection, channel: Option<u32>, start: Time90k, end: Time90k) -> rusqlite::Result<Vec<EventRow>> {
+pub fn events(
+    conn: &Connection,
+    channel: Option<u32>,
+    start: Time90k,
+    end: Time90k,
+) -> rusqlite::Result<Vec<EventRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, channel, kind, start_90k, end_90k, details FROM event
          WHERE (?1 IS NULL OR channel = ?1) AND start_90k >= ?2 AND start_90k < ?3 ORDER BY start_90k LIMIT 10000",
@@ -317,14 +388,25 @@ mod tests {
         migrate(&mut c).unwrap();
         migrate(&mut c).unwrap();
         let e = upsert_sample_entry(&c, b"avc1box", "h264", 640, 480).unwrap();
-        assert_eq!(upsert_sample_entry(&c, b"avc1box", "h264", 640, 480).unwrap(), e);
+        assert_eq!(
+            upsert_sample_entry(&c, b"avc1box", "h264", 640, 480).unwrap(),
+            e
+        );
         let id = insert_writing_segment(&c, 1, Time90k(100), e).unwrap();
-        let p2 = Progress { end: Time90k(200), frames: 2, key_frames: 1, bytes: 10, media_bytes: 5 };
+        let p2 = Progress {
+            end: Time90k(200),
+            frames: 2,
+            key_frames: 1,
+            bytes: 10,
+            media_bytes: 5,
+        };
         complete_segment(&c, id, &p2, b"idx").unwrap();
         let rows = segments_overlapping(&c, 1, Time90k(150), Time90k(300)).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].frames, 2);
-        assert!(segments_overlapping(&c, 1, Time90k(200), Time90k(300)).unwrap().is_empty());
+        assert!(segments_overlapping(&c, 1, Time90k(200), Time90k(300))
+            .unwrap()
+            .is_empty());
         c.pragma_update(None, "user_version", 99).unwrap();
         assert!(migrate(&mut c).unwrap_err().contains("newer"));
     }

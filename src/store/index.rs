@@ -45,7 +45,9 @@ fn put_varint(mut v: u64, out: &mut Vec<u8>) {
 fn get_varint(data: &[u8], pos: &mut usize) -> Result<u64, IndexError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let Some(&b) = data.get(*pos) else { return Err(IndexError::Truncated(*pos)) };
+        let Some(&b) = data.get(*pos) else {
+            return Err(IndexError::Truncated(*pos));
+        };
         *pos += 1;
         v |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
@@ -66,9 +68,15 @@ pub struct IndexEncoder {
 impl IndexEncoder {
     pub fn push(&mut self, f: FrameEntry) {
         let d = i64::from(f.duration);
-        put_varint((zigzag(d - self.prev_duration) << 1) | u64::from(f.key), &mut self.blob);
+        put_varint(
+            (zigzag(d - self.prev_duration) << 1) | u64::from(f.key),
+            &mut self.blob,
+        );
         let k = usize::from(f.key);
-        put_varint(zigzag(i64::from(f.size) - self.prev_size[k]), &mut self.blob);
+        put_varint(
+            zigzag(i64::from(f.size) - self.prev_size[k]),
+            &mut self.blob,
+        );
         self.prev_duration = d;
         self.prev_size[k] = i64::from(f.size);
     }
@@ -102,7 +110,11 @@ pub fn decode(blob: &[u8]) -> Result<Vec<FrameEntry>, IndexError> {
         };
         prev_duration = duration;
         prev_size[k] = size;
-        out.push(FrameEntry { duration: duration32, size: size32, key });
+        out.push(FrameEntry {
+            duration: duration32,
+            size: size32,
+            key,
+        });
     }
     Ok(out)
 }
@@ -116,30 +128,66 @@ mod tests {
         let mut frames = Vec::new();
         for i in 0..1500u32 {
             let key = i % 25 == 0;
-            let size = if key { 90_000 + (i * 7) % 3000 } else { 15_000 + (i * 13) % 900 };
-            frames.push(FrameEntry { duration: 3600 + (i % 3), size, key });
+            let size = if key {
+                90_000 + (i * 7) % 3000
+            } else {
+                15_000 + (i * 13) % 900
+            };
+            frames.push(FrameEntry {
+                duration: 3600 + (i % 3),
+                size,
+                key,
+            });
         }
         let blob = encode(&frames);
         assert_eq!(decode(&blob).unwrap(), frames);
         // Sizes vary by up to a few thousand bytes here, so 2-3 bytes of size delta.
-        assert!(blob.len() < frames.len() * 5, "{} bytes for {} frames", blob.len(), frames.len());
+        assert!(
+            blob.len() < frames.len() * 5,
+            "{} bytes for {} frames",
+            blob.len(),
+            frames.len()
+        );
     }
 
     #[test]
     fn extremes_round_trip() {
         let frames = vec![
-            FrameEntry { duration: 0, size: 0, key: true },
-            FrameEntry { duration: u32::MAX, size: u32::MAX, key: false },
-            FrameEntry { duration: 1, size: 1, key: false },
-            FrameEntry { duration: u32::MAX, size: 0, key: true },
+            FrameEntry {
+                duration: 0,
+                size: 0,
+                key: true,
+            },
+            FrameEntry {
+                duration: u32::MAX,
+                size: u32::MAX,
+                key: false,
+            },
+            FrameEntry {
+                duration: 1,
+                size: 1,
+                key: false,
+            },
+            FrameEntry {
+                duration: u32::MAX,
+                size: 0,
+                key: true,
+            },
         ];
         assert_eq!(decode(&encode(&frames)).unwrap(), frames);
     }
 
     #[test]
     fn corrupt_blobs_are_errors_not_panics() {
-        let blob = encode(&[FrameEntry { duration: 3000, size: 5000, key: true }]);
-        assert!(matches!(decode(&blob[..blob.len() - 1]), Err(IndexError::Truncated(_))));
+        let blob = encode(&[FrameEntry {
+            duration: 3000,
+            size: 5000,
+            key: true,
+        }]);
+        assert!(matches!(
+            decode(&blob[..blob.len() - 1]),
+            Err(IndexError::Truncated(_))
+        ));
         assert!(decode(&[0xff; 11]).is_err());
         // A negative size.
         let mut bad = Vec::new();
@@ -148,7 +196,9 @@ mod tests {
         assert!(matches!(decode(&bad), Err(IndexError::OutOfRange(0))));
         // Arbitrary bytes never panic.
         for seed in 0..200u32 {
-            let junk: Vec<u8> = (0..64).map(|i| (seed.wrapping_mul(31).wrapping_add(i * 17) % 256) as u8).collect();
+            let junk: Vec<u8> = (0..64)
+                .map(|i| (seed.wrapping_mul(31).wrapping_add(i * 17) % 256) as u8)
+                .collect();
             let _ = decode(&junk);
         }
     }

@@ -48,12 +48,19 @@ impl SampleEntry {
         };
         let width = u32::from(u16::from_be_bytes([data[32], data[33]]));
         let height = u32::from(u16::from_be_bytes([data[34], data[35]]));
-        Some(SampleEntry { data, codec, width, height })
+        Some(SampleEntry {
+            data,
+            codec,
+            width,
+            height,
+        })
     }
 }
 
 pub fn segment_path(dir: &Path, channel: u32, id: i64) -> PathBuf {
-    dir.join("video").join(format!("ch{channel}")).join(format!("{id:016}.seg"))
+    dir.join("video")
+        .join(format!("ch{channel}"))
+        .join(format!("{id:016}.seg"))
 }
 
 /// Bytes of a segment file's header for a sample entry of `entry_len` bytes.
@@ -117,7 +124,8 @@ impl Store {
             .with_context(|| format!("creating storage directory {}", cfg.dir.display()))?;
         let lock = lock_dir(&cfg.dir)?;
         let db_path = cfg.dir.join("index.db");
-        let mut conn = db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+        let mut conn =
+            db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
         db::migrate(&mut conn).map_err(|e| anyhow::anyhow!("{}: {e}", db_path.display()))?;
         let report = repair(&conn, &cfg.dir).context("repairing the store")?;
         let status: StatusMap = Arc::new(Mutex::new(HashMap::new()));
@@ -131,8 +139,19 @@ impl Store {
         };
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
         let w = writer::Writer::new(wcfg, conn, clock, status.clone());
-        let thread = std::thread::Builder::new().name("store-writer".into()).spawn(move || w.run(rx))?;
-        Ok((Store { dir: cfg.dir, tx, status, thread: Some(thread), _lock: lock }, report))
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || w.run(rx))?;
+        Ok((
+            Store {
+                dir: cfg.dir,
+                tx,
+                status,
+                thread: Some(thread),
+                _lock: lock,
+            },
+            report,
+        ))
     }
 
     pub fn sender(&self) -> SyncSender<Command> {
@@ -140,7 +159,9 @@ impl Store {
     }
 
     pub fn reader(&self) -> Reader {
-        Reader { dir: self.dir.clone() }
+        Reader {
+            dir: self.dir.clone(),
+        }
     }
 
     /// Flushes everything written so far to disk; blocks until done.
@@ -166,7 +187,10 @@ fn lock_dir(dir: &Path) -> Result<File> {
     let f = File::create(&p).with_context(|| format!("creating {}", p.display()))?;
     // SAFETY: flock on a file descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!("storage directory {} is in use by another Tandem process", dir.display());
+        bail!(
+            "storage directory {} is in use by another Tandem process",
+            dir.display()
+        );
     }
     Ok(f)
 }
@@ -186,12 +210,19 @@ pub fn repair(conn: &rusqlite::Connection, dir: &Path) -> Result<RepairReport> {
     let known = db::all_segment_ids(conn)?;
     if let Ok(rd) = std::fs::read_dir(dir.join("video")) {
         for chdir in rd.flatten() {
-            let Some(channel) = chdir.file_name().to_str().and_then(|n| n.strip_prefix("ch")?.parse::<u32>().ok()) else {
+            let Some(channel) = chdir
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("ch")?.parse::<u32>().ok())
+            else {
                 continue;
             };
             for f in std::fs::read_dir(chdir.path())?.flatten() {
                 let name = f.file_name();
-                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".seg")?.parse::<i64>().ok()) else {
+                let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".seg")?.parse::<i64>().ok())
+                else {
                     continue;
                 };
                 if !known.contains(&id) {
@@ -217,7 +248,11 @@ fn finish_from_file(
 ) -> Result<()> {
     let path = segment_path(dir, channel, id);
     let discard = |report: &mut RepairReport, why: &str| -> Result<()> {
-        warn!(channel, segment = id, "discarding segment with no complete frame: {why}");
+        warn!(
+            channel,
+            segment = id,
+            "discarding segment with no complete frame: {why}"
+        );
         let _ = std::fs::remove_file(&path);
         if !adopt {
             db::delete_segment_row(conn, id)?;
@@ -225,13 +260,21 @@ fn finish_from_file(
         report.segments_discarded += 1;
         Ok(())
     };
-    let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    {
         Ok(f) => f,
         Err(e) => return discard(report, &format!("file unreadable: {e}")),
     };
     let len = file.metadata()?.len();
     let scan = match segment_file::scan(&mut file, len, true) {
-        Ok(s) if !s.frames.is_empty() && s.header.segment_id == id && s.header.channel == channel => s,
+        Ok(s)
+            if !s.frames.is_empty() && s.header.segment_id == id && s.header.channel == channel =>
+        {
+            s
+        }
         Ok(_) => return discard(report, "no frames or mismatched header"),
         Err(e) => return discard(report, &e.to_string()),
     };
@@ -253,7 +296,8 @@ fn finish_from_file(
         media_bytes: entries.iter().map(|e| u64::from(e.size)).sum(),
     };
     let tx = conn.unchecked_transaction()?;
-    let entry_id = db::upsert_sample_entry(&tx, &entry.data, entry.codec, entry.width, entry.height)?;
+    let entry_id =
+        db::upsert_sample_entry(&tx, &entry.data, entry.codec, entry.width, entry.height)?;
     if adopt {
         db::insert_adopted_segment(&tx, id, channel, scan.header.start, entry_id)?;
     }
@@ -337,7 +381,12 @@ impl Reader {
         Ok(db::open_readonly(&p)?)
     }
 
-    pub fn recordings(&self, channel: u32, start: Time90k, end: Time90k) -> Result<Vec<RecordingRun>> {
+    pub fn recordings(
+        &self,
+        channel: u32,
+        start: Time90k,
+        end: Time90k,
+    ) -> Result<Vec<RecordingRun>> {
         let conn = self.conn()?;
         let entries = db::sample_entries(&conn)?;
         let mut runs: Vec<RecordingRun> = Vec::new();
@@ -346,7 +395,11 @@ impl Reader {
             let e = entries.get(&s.sample_entry_id);
             let growing = s.state == db::WRITING;
             match runs.last_mut() {
-                Some(r) if s.start - r.end_90k <= CONTIGUOUS && s.start >= r.start_90k && last_entry == s.sample_entry_id => {
+                Some(r)
+                    if s.start - r.end_90k <= CONTIGUOUS
+                        && s.start >= r.start_90k
+                        && last_entry == s.sample_entry_id =>
+                {
                     r.end_90k = r.end_90k.max(s.end);
                     r.frames += u64::from(s.frames);
                     r.bytes += s.bytes;
@@ -377,13 +430,22 @@ impl Reader {
     }
 
     /// The frames of every segment overlapping [start, end), for clip building.
-    pub fn segment_frames(&self, channel: u32, start: Time90k, end: Time90k) -> Result<Vec<SegmentFrames>> {
+    pub fn segment_frames(
+        &self,
+        channel: u32,
+        start: Time90k,
+        end: Time90k,
+    ) -> Result<Vec<SegmentFrames>> {
         let conn = self.conn()?;
-        let entries: HashMap<i64, Arc<db::SampleEntryRow>> =
-            db::sample_entries(&conn)?.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        let entries: HashMap<i64, Arc<db::SampleEntryRow>> = db::sample_entries(&conn)?
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect();
         let mut out = Vec::new();
         for s in db::segments_overlapping(&conn, channel, start, end)? {
-            let Some(entry) = entries.get(&s.sample_entry_id).cloned() else { continue };
+            let Some(entry) = entries.get(&s.sample_entry_id).cloned() else {
+                continue;
+            };
             let path = segment_path(&self.dir, channel, s.id);
             let mut frames = Vec::with_capacity(s.frames as usize);
             let mut t = s.start;
@@ -392,14 +454,22 @@ impl Reader {
                     let mut off = header_len(entry.data.len());
                     for e in index::decode(blob).with_context(|| format!("segment {}", s.id))? {
                         off += segment_file::RECORD_HEADER_LEN;
-                        frames.push(FrameRef { time: t, duration: e.duration, offset: off, size: e.size, key: e.key });
+                        frames.push(FrameRef {
+                            time: t,
+                            duration: e.duration,
+                            offset: off,
+                            size: e.size,
+                            key: e.key,
+                        });
                         off += u64::from(e.size);
                         t = t + i64::from(e.duration);
                     }
                 }
                 _ => {
                     // Still being written: read the records that are complete now.
-                    let Ok(mut f) = File::open(&path) else { continue };
+                    let Ok(mut f) = File::open(&path) else {
+                        continue;
+                    };
                     let len = f.metadata()?.len();
                     let scan = segment_file::scan(&mut f, len, false)?;
                     for (sf, e) in scan.frames.iter().zip(scan.entries(3000)) {
@@ -413,12 +483,22 @@ impl Reader {
                     }
                 }
             }
-            out.push(SegmentFrames { id: s.id, path, entry, frames });
+            out.push(SegmentFrames {
+                id: s.id,
+                path,
+                entry,
+                frames,
+            });
         }
         Ok(out)
     }
 
-    pub fn events(&self, channel: Option<u32>, start: Time90k, end: Time90k) -> Result<Vec<db::EventRow>> {
+    pub fn events(
+        &self,
+        channel: Option<u32>,
+        start: Time90k,
+        end: Time90k,
+    ) -> Result<Vec<db::EventRow>> {
         Ok(db::events(&self.conn()?, channel, start, end)?)
     }
 }

@@ -74,7 +74,10 @@ pub fn plan(
             } else {
                 break;
             };
-            out.push(Deletion { segment: *s, reason });
+            out.push(Deletion {
+                segment: *s,
+                reason,
+            });
             total = total.saturating_sub(s.bytes);
             i += 1;
         }
@@ -91,7 +94,10 @@ pub fn plan(
         let s = usage[&ch].oldest[next[&ch]];
         *next.get_mut(&ch).expect("channel present") += 1;
         free += s.bytes;
-        out.push(Deletion { segment: s, reason: Reason::FreeSpaceFloor });
+        out.push(Deletion {
+            segment: s,
+            reason: Reason::FreeSpaceFloor,
+        });
     }
     out
 }
@@ -112,7 +118,10 @@ mod tests {
                 bytes,
             })
             .collect();
-        ChannelUsage { total_bytes: bytes * n as u64, oldest }
+        ChannelUsage {
+            total_bytes: bytes * n as u64,
+            oldest,
+        }
     }
 
     fn ids(d: &[Deletion]) -> Vec<i64> {
@@ -122,14 +131,26 @@ mod tests {
     #[test]
     fn nothing_to_do() {
         let usage = HashMap::from([(1, segs(1, 10, 100))]);
-        let pol = HashMap::from([(1, RetentionPolicy { max_age: Some(60 * MIN), max_bytes: Some(10_000) })]);
+        let pol = HashMap::from([(
+            1,
+            RetentionPolicy {
+                max_age: Some(60 * MIN),
+                max_bytes: Some(10_000),
+            },
+        )]);
         assert!(plan(Time90k(10 * MIN), &usage, &pol, 1 << 30, 1 << 20).is_empty());
     }
 
     #[test]
     fn age_deletes_only_fully_expired_segments() {
         let usage = HashMap::from([(1, segs(1, 10, 100))]);
-        let pol = HashMap::from([(1, RetentionPolicy { max_age: Some(5 * MIN), max_bytes: None })]);
+        let pol = HashMap::from([(
+            1,
+            RetentionPolicy {
+                max_age: Some(5 * MIN),
+                max_bytes: None,
+            },
+        )]);
         // now = 10 min: segments ending at or before 5 min go (ids 0..4 end at 1..5 min + 1 tick).
         let d = plan(Time90k(10 * MIN + 1), &usage, &pol, 1 << 30, 0);
         assert_eq!(ids(&d), vec![1000, 1001, 1002, 1003, 1004]);
@@ -139,7 +160,13 @@ mod tests {
     #[test]
     fn bytes_cap_deletes_oldest_until_under() {
         let usage = HashMap::from([(2, segs(2, 10, 100))]);
-        let pol = HashMap::from([(2, RetentionPolicy { max_age: None, max_bytes: Some(750) })]);
+        let pol = HashMap::from([(
+            2,
+            RetentionPolicy {
+                max_age: None,
+                max_bytes: Some(750),
+            },
+        )]);
         let d = plan(Time90k(0), &usage, &pol, 1 << 30, 0);
         assert_eq!(ids(&d), vec![2000, 2001, 2002]);
         assert!(d.iter().all(|d| d.reason == Reason::ChannelBytes));
@@ -157,7 +184,13 @@ mod tests {
     #[test]
     fn floor_counts_what_policies_already_freed() {
         let usage = HashMap::from([(1, segs(1, 5, 100)), (2, segs(2, 5, 100))]);
-        let pol = HashMap::from([(2, RetentionPolicy { max_age: None, max_bytes: Some(300) })]);
+        let pol = HashMap::from([(
+            2,
+            RetentionPolicy {
+                max_age: None,
+                max_bytes: Some(300),
+            },
+        )]);
         let d = plan(Time90k(0), &usage, &pol, 0, 250);
         // Channel 2's cap frees 200; the floor needs 50 more: channel 1's oldest.
         assert_eq!(ids(&d), vec![2000, 2001, 1000]);
@@ -178,11 +211,23 @@ mod tests {
                 for age in [None, Some(2 * MIN), Some(100 * MIN)] {
                     for free in [0, 150, 1000] {
                         let usage = HashMap::from([(1, segs(1, n, 100)), (2, segs(2, n, 100))]);
-                        let pol = HashMap::from([(1, RetentionPolicy { max_age: age, max_bytes: cap })]);
+                        let pol = HashMap::from([(
+                            1,
+                            RetentionPolicy {
+                                max_age: age,
+                                max_bytes: cap,
+                            },
+                        )]);
                         let d = plan(Time90k(5 * MIN), &usage, &pol, free, 400);
                         for ch in [1u32, 2] {
-                            let got: Vec<i64> = d.iter().filter(|d| d.segment.channel == ch).map(|d| d.segment.id).collect();
-                            let want: Vec<i64> = (0..got.len() as i64).map(|i| i64::from(ch) * 1000 + i).collect();
+                            let got: Vec<i64> = d
+                                .iter()
+                                .filter(|d| d.segment.channel == ch)
+                                .map(|d| d.segment.id)
+                                .collect();
+                            let want: Vec<i64> = (0..got.len() as i64)
+                                .map(|i| i64::from(ch) * 1000 + i)
+                                .collect();
                             assert_eq!(got, want);
                         }
                     }

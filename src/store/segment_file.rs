@@ -77,7 +77,8 @@ impl SegmentHeader {
             return Err(FormatError::BadHeader("length out of range"));
         }
         let mut body = vec![0u8; len as usize + 4];
-        r.read_exact(&mut body).map_err(|_| FormatError::BadHeader("truncated"))?;
+        r.read_exact(&mut body)
+            .map_err(|_| FormatError::BadHeader("truncated"))?;
         let (body, crc) = body.split_at(len as usize);
         if crc32fast::hash(body).to_be_bytes() != crc {
             return Err(FormatError::BadHeader("checksum mismatch"));
@@ -154,7 +155,11 @@ impl Scan {
                 Some(n) => n.pts - f.pts,
                 None => out.last().map(|e| e.duration).unwrap_or(fallback),
             };
-            out.push(FrameEntry { duration, size: f.size, key: f.key });
+            out.push(FrameEntry {
+                duration,
+                size: f.size,
+                key: f.key,
+            });
         }
         out
     }
@@ -208,11 +213,22 @@ pub fn scan(file: &mut File, limit: u64, verify: bool) -> Result<Scan, FormatErr
             stopped = Some("torn frame at end of file");
             break;
         }
-        frames.push(ScannedFrame { offset: pos + RECORD_HEADER_LEN, size, pts, key: flags & 1 == 1 });
+        frames.push(ScannedFrame {
+            offset: pos + RECORD_HEADER_LEN,
+            size,
+            pts,
+            key: flags & 1 == 1,
+        });
         last_pts = Some(pts);
         pos += RECORD_HEADER_LEN + u64::from(size);
     }
-    Ok(Scan { header, header_len, frames, valid_len: pos, stopped })
+    Ok(Scan {
+        header,
+        header_len,
+        frames,
+        valid_len: pos,
+        stopped,
+    })
 }
 
 #[cfg(test)]
@@ -222,12 +238,18 @@ mod tests {
 
     fn write_segment(path: &std::path::Path, n: u32) -> Vec<Vec<u8>> {
         let mut f = File::create(path).unwrap();
-        let header = SegmentHeader { channel: 3, segment_id: 42, start: Time90k(1_000), sample_entry: vec![1, 2, 3] };
+        let header = SegmentHeader {
+            channel: 3,
+            segment_id: 42,
+            start: Time90k(1_000),
+            sample_entry: vec![1, 2, 3],
+        };
         f.write_all(&header.encode()).unwrap();
         let mut datas = Vec::new();
         for i in 0..n {
             let data: Vec<u8> = (0..(100 + i * 10)).map(|b| (b + i) as u8).collect();
-            f.write_all(&record_header(i * 3000, i % 10 == 0, &data)).unwrap();
+            f.write_all(&record_header(i * 3000, i % 10 == 0, &data))
+                .unwrap();
             f.write_all(&data).unwrap();
             datas.push(data);
         }
@@ -267,7 +289,11 @@ mod tests {
             std::fs::write(&q, &full[..cut as usize]).unwrap();
             let mut g = File::open(&q).unwrap();
             let s = scan(&mut g, cut, true).unwrap();
-            let expect = complete.frames.iter().filter(|fr| fr.offset + u64::from(fr.size) <= cut).count();
+            let expect = complete
+                .frames
+                .iter()
+                .filter(|fr| fr.offset + u64::from(fr.size) <= cut)
+                .count();
             assert_eq!(s.frames.len(), expect, "cut at {cut}");
             assert!(s.valid_len <= cut);
         }
@@ -302,7 +328,10 @@ mod tests {
         bytes[14] ^= 1;
         std::fs::write(&p, &bytes).unwrap();
         let mut f = File::open(&p).unwrap();
-        assert!(matches!(scan(&mut f, bytes.len() as u64, true), Err(FormatError::BadHeader(_))));
+        assert!(matches!(
+            scan(&mut f, bytes.len() as u64, true),
+            Err(FormatError::BadHeader(_))
+        ));
         std::fs::write(&p, b"hello").unwrap();
         let mut f = File::open(&p).unwrap();
         assert!(matches!(scan(&mut f, 5, true), Err(FormatError::BadMagic)));

@@ -50,8 +50,15 @@ pub struct Frame {
 pub enum Command {
     Frame(Frame),
     /// The channel's stream ended (disconnect, unbind): close its segment.
-    EndRun { channel: u32 },
-    Event { channel: Option<u32>, kind: &'static str, time: Time90k, details: serde_json::Value },
+    EndRun {
+        channel: u32,
+    },
+    Event {
+        channel: Option<u32>,
+        kind: &'static str,
+        time: Time90k,
+        details: serde_json::Value,
+    },
     /// Flush everything now and answer (tests, shutdown, exports of the last second).
     Sync(std::sync::mpsc::Sender<()>),
     Shutdown,
@@ -102,7 +109,11 @@ pub fn decide(
         return Decision::Break { start: key };
     }
     if open_entry != entry {
-        return if key { Decision::Rollover } else { Decision::Break { start: false } };
+        return if key {
+            Decision::Rollover
+        } else {
+            Decision::Break { start: false }
+        };
     }
     if key && time - start >= segment_len {
         return Decision::Rollover;
@@ -129,7 +140,13 @@ struct OpenSegment {
 
 impl OpenSegment {
     fn progress(&self, end: Time90k) -> Progress {
-        Progress { end, frames: self.frames, key_frames: self.key_frames, bytes: self.len, media_bytes: self.media_bytes }
+        Progress {
+            end,
+            frames: self.frames,
+            key_frames: self.key_frames,
+            bytes: self.len,
+            media_bytes: self.media_bytes,
+        }
     }
     fn last_time(&self) -> Time90k {
         self.pending.map(|p| p.0).unwrap_or(self.start)
@@ -162,8 +179,20 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(cfg: WriterConfig, conn: Connection, clock: Arc<dyn Clock>, status: StatusMap) -> Self {
-        Writer { cfg, conn, clock, channels: HashMap::new(), entries: HashMap::new(), status }
+    pub fn new(
+        cfg: WriterConfig,
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        status: StatusMap,
+    ) -> Self {
+        Writer {
+            cfg,
+            conn,
+            clock,
+            channels: HashMap::new(),
+            entries: HashMap::new(),
+            status,
+        }
     }
 
     pub fn run(mut self, rx: Receiver<Command>) {
@@ -179,11 +208,18 @@ impl Writer {
                 self.run_retention();
                 next_retention = now + self.cfg.retention_interval;
             }
-            let wait = next_flush.min(next_retention).saturating_duration_since(Instant::now());
+            let wait = next_flush
+                .min(next_retention)
+                .saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(Command::Frame(f)) => self.on_frame(f),
                 Ok(Command::EndRun { channel }) => self.end_run(channel),
-                Ok(Command::Event { channel, kind, time, details }) => self.event(channel, kind, time, details),
+                Ok(Command::Event {
+                    channel,
+                    kind,
+                    time,
+                    details,
+                }) => self.event(channel, kind, time, details),
                 Ok(Command::Sync(done)) => {
                     self.flush();
                     let _ = done.send(());
@@ -201,7 +237,10 @@ impl Writer {
 
     fn set_status(&self, channel: u32, f: impl FnOnce(&mut RecordingStatus)) {
         if let Ok(mut m) = self.status.lock() {
-            f(m.entry(channel).or_insert_with(|| RecordingStatus { state: "idle", ..Default::default() }));
+            f(m.entry(channel).or_insert_with(|| RecordingStatus {
+                state: "idle",
+                ..Default::default()
+            }));
         }
     }
 
@@ -214,15 +253,28 @@ impl Writer {
     fn on_frame(&mut self, f: Frame) {
         let ch = f.channel;
         let st = self.channels.entry(ch).or_default();
-        let open = st.open.as_ref().map(|o| (o.run, o.start, o.last_time(), &*o.entry));
-        let decision = decide(open, f.run, f.time, f.key, &f.sample_entry, self.cfg.segment_len);
+        let open = st
+            .open
+            .as_ref()
+            .map(|o| (o.run, o.start, o.last_time(), &*o.entry));
+        let decision = decide(
+            open,
+            f.run,
+            f.time,
+            f.key,
+            &f.sample_entry,
+            self.cfg.segment_len,
+        );
         match decision {
             Decision::Append => {}
             Decision::Rollover => self.close(ch, Some(f.time)),
             Decision::Break { .. } => self.close(ch, None),
             Decision::Start | Decision::Drop => {}
         }
-        let starts = matches!(decision, Decision::Rollover | Decision::Start | Decision::Break { start: true });
+        let starts = matches!(
+            decision,
+            Decision::Rollover | Decision::Start | Decision::Break { start: true }
+        );
         if starts {
             let st = self.channels.entry(ch).or_default();
             if let Some(until) = st.paused_until {
@@ -248,7 +300,8 @@ impl Writer {
             Some(&id) => id,
             None => {
                 let e = &f.sample_entry;
-                let id = db::upsert_sample_entry(&self.conn, &e.data, e.codec, e.width, e.height).map_err(io)?;
+                let id = db::upsert_sample_entry(&self.conn, &e.data, e.codec, e.width, e.height)
+                    .map_err(io)?;
                 self.entries.insert(e.data.clone(), id);
                 id
             }
@@ -258,7 +311,10 @@ impl Writer {
         let result = (|| {
             let dir = path.parent().expect("segment path has a parent");
             std::fs::create_dir_all(dir)?;
-            let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
+            let mut file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)?;
             let header = SegmentHeader {
                 channel: f.channel,
                 segment_id: id,
@@ -281,8 +337,16 @@ impl Writer {
         };
         let st = self.channels.entry(f.channel).or_default();
         if st.paused_until.take().is_some() {
-            info!(channel = f.channel, "recording resumed: disk has space again");
-            self.event(Some(f.channel), "recording_resumed", f.time, serde_json::json!({}));
+            info!(
+                channel = f.channel,
+                "recording resumed: disk has space again"
+            );
+            self.event(
+                Some(f.channel),
+                "recording_resumed",
+                f.time,
+                serde_json::json!({}),
+            );
         }
         let st = self.channels.entry(f.channel).or_default();
         st.open = Some(OpenSegment {
@@ -310,13 +374,20 @@ impl Writer {
     }
 
     fn append(&mut self, f: &Frame) -> std::io::Result<()> {
-        let st = self.channels.get_mut(&f.channel).expect("channel state exists");
+        let st = self
+            .channels
+            .get_mut(&f.channel)
+            .expect("channel state exists");
         let o = st.open.as_mut().expect("a segment is open");
-        let pts = u32::try_from(f.time - o.start).map_err(|_| std::io::Error::other("segment too long"))?;
+        let pts = u32::try_from(f.time - o.start)
+            .map_err(|_| std::io::Error::other("segment too long"))?;
         let header = record_header(pts, f.key, &f.data);
         // Two writes, no user-space buffer: once `write` returns, a SIGKILL
         // cannot lose the frame. A torn record is cut off by startup repair.
-        let r = o.file.write_all(&header).and_then(|_| o.file.write_all(&f.data));
+        let r = o
+            .file
+            .write_all(&header)
+            .and_then(|_| o.file.write_all(&f.data));
         if let Err(e) = r {
             // Cut back to the last complete record so the file stays valid.
             let _ = o.file.set_len(o.len);
@@ -324,7 +395,11 @@ impl Writer {
         }
         if let Some((t, size, key)) = o.pending.take() {
             let duration = (f.time - t) as u32;
-            o.index.push(FrameEntry { duration, size, key });
+            o.index.push(FrameEntry {
+                duration,
+                size,
+                key,
+            });
             o.last_duration = duration;
         }
         o.pending = Some((f.time, f.data.len() as u32, f.key));
@@ -345,19 +420,29 @@ impl Writer {
     /// when the timeline continues; otherwise the last frame keeps the previous
     /// frame's duration.
     fn close(&mut self, channel: u32, end: Option<Time90k>) {
-        let Some(st) = self.channels.get_mut(&channel) else { return };
+        let Some(st) = self.channels.get_mut(&channel) else {
+            return;
+        };
         let Some(mut o) = st.open.take() else { return };
         if let Some((t, size, key)) = o.pending.take() {
             let duration = match end {
                 Some(e) if e > t => (e - t) as u32,
                 _ => o.last_duration.max(1),
             };
-            o.index.push(FrameEntry { duration, size, key });
+            o.index.push(FrameEntry {
+                duration,
+                size,
+                key,
+            });
             o.last_duration = duration;
         }
         let end_time = o.last_time_after_close();
         if let Err(e) = o.file.sync_data() {
-            error!(channel, segment = o.id, "fsync failed while closing segment: {e}");
+            error!(
+                channel,
+                segment = o.id,
+                "fsync failed while closing segment: {e}"
+            );
         }
         let progress = o.progress(end_time);
         if o.frames == 0 {
@@ -365,7 +450,11 @@ impl Writer {
             let _ = db::delete_segment_row(&self.conn, o.id);
         } else if let Err(e) = db::complete_segment(&self.conn, o.id, &progress, o.index.blob()) {
             // The row stays `writing`; startup repair will rebuild it from the file.
-            error!(channel, segment = o.id, "could not commit finished segment: {e}");
+            error!(
+                channel,
+                segment = o.id,
+                "could not commit finished segment: {e}"
+            );
         }
         self.set_status(channel, |s| {
             if s.state == "recording" {
@@ -387,7 +476,12 @@ impl Writer {
         if first {
             error!(channel, "recording paused: {why}");
             let now = self.clock.now();
-            self.event(Some(channel), "disk_full", now, serde_json::json!({ "error": why }));
+            self.event(
+                Some(channel),
+                "disk_full",
+                now,
+                serde_json::json!({ "error": why }),
+            );
             self.set_status(channel, |s| {
                 s.state = "disk_full";
                 s.last_error = Some(why);
@@ -407,7 +501,10 @@ impl Writer {
                     continue;
                 }
                 o.dirty = false;
-                let end = o.pending.map(|(t, _, _)| t + i64::from(o.last_duration)).unwrap_or(o.start);
+                let end = o
+                    .pending
+                    .map(|(t, _, _)| t + i64::from(o.last_duration))
+                    .unwrap_or(o.start);
                 updates.push((o.id, o.progress(end)));
             }
         }
@@ -441,7 +538,13 @@ impl Writer {
                 return;
             }
         };
-        let plan = retention::plan(self.clock.now(), &usage, &self.cfg.policies, free, self.cfg.min_free_bytes);
+        let plan = retention::plan(
+            self.clock.now(),
+            &usage,
+            &self.cfg.policies,
+            free,
+            self.cfg.min_free_bytes,
+        );
         if plan.is_empty() {
             return;
         }
@@ -496,7 +599,12 @@ mod tests {
     use super::*;
 
     fn entry(n: u8) -> SampleEntry {
-        SampleEntry { data: vec![n], codec: "h264", width: 1, height: 1 }
+        SampleEntry {
+            data: vec![n],
+            codec: "h264",
+            width: 1,
+            height: 1,
+        }
     }
 
     #[test]
@@ -507,17 +615,50 @@ mod tests {
         let open = Some((7u64, Time90k(0), Time90k(3000), &e1));
         assert_eq!(decide(None, 7, Time90k(0), true, &e1, len), Decision::Start);
         assert_eq!(decide(None, 7, Time90k(0), false, &e1, len), Decision::Drop);
-        assert_eq!(decide(open, 7, Time90k(6000), false, &e1, len), Decision::Append);
-        assert_eq!(decide(open, 7, Time90k(6000), true, &e1, len), Decision::Append);
+        assert_eq!(
+            decide(open, 7, Time90k(6000), false, &e1, len),
+            Decision::Append
+        );
+        assert_eq!(
+            decide(open, 7, Time90k(6000), true, &e1, len),
+            Decision::Append
+        );
         let late = Some((7u64, Time90k(0), Time90k(len - 3000), &e1));
-        assert_eq!(decide(late, 7, Time90k(len), true, &e1, len), Decision::Rollover);
-        assert_eq!(decide(late, 7, Time90k(len), false, &e1, len), Decision::Append);
-        assert_eq!(decide(open, 8, Time90k(6000), true, &e1, len), Decision::Break { start: true });
-        assert_eq!(decide(open, 8, Time90k(6000), false, &e1, len), Decision::Break { start: false });
-        assert_eq!(decide(open, 7, Time90k(3000), true, &e1, len), Decision::Break { start: true });
-        assert_eq!(decide(open, 7, Time90k(1000), false, &e1, len), Decision::Break { start: false });
-        assert_eq!(decide(open, 7, Time90k(3000 + MAX_FRAME_GAP + 1), true, &e1, len), Decision::Break { start: true });
-        assert_eq!(decide(open, 7, Time90k(6000), true, &e2, len), Decision::Rollover);
-        assert_eq!(decide(open, 7, Time90k(6000), false, &e2, len), Decision::Break { start: false });
+        assert_eq!(
+            decide(late, 7, Time90k(len), true, &e1, len),
+            Decision::Rollover
+        );
+        assert_eq!(
+            decide(late, 7, Time90k(len), false, &e1, len),
+            Decision::Append
+        );
+        assert_eq!(
+            decide(open, 8, Time90k(6000), true, &e1, len),
+            Decision::Break { start: true }
+        );
+        assert_eq!(
+            decide(open, 8, Time90k(6000), false, &e1, len),
+            Decision::Break { start: false }
+        );
+        assert_eq!(
+            decide(open, 7, Time90k(3000), true, &e1, len),
+            Decision::Break { start: true }
+        );
+        assert_eq!(
+            decide(open, 7, Time90k(1000), false, &e1, len),
+            Decision::Break { start: false }
+        );
+        assert_eq!(
+            decide(open, 7, Time90k(3000 + MAX_FRAME_GAP + 1), true, &e1, len),
+            Decision::Break { start: true }
+        );
+        assert_eq!(
+            decide(open, 7, Time90k(6000), true, &e2, len),
+            Decision::Rollover
+        );
+        assert_eq!(
+            decide(open, 7, Time90k(6000), false, &e2, len),
+            Decision::Break { start: false }
+        );
     }
 }

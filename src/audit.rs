@@ -1,0 +1,214 @@
+//! Counting loss from the simulated cameras' frame stamps: given the stamps
+//! found in stored footage (in any order), report per camera the frames found,
+//! frames lost between the first and last found, duplicates, and each gap.
+//!
+//! `audit_stamps` is pure; `audit_mp4` and `audit_store` are the thin readers.
+//! Must never assume the footage is sorted or from one camera.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::nal::FrameStamp;
+use crate::store::Reader;
+use crate::time::Time90k;
+
+#[derive(Debug, Default, serde::Serialize, PartialEq)]
+pub struct AuditReport {
+    pub frames_found: u64,
+    pub frames_lost: u64,
+    pub duplicates: u64,
+    /// Frames that carried no stamp (not from a Tandem simulated camera).
+    pub frames_unstamped: u64,
+    pub cameras: Vec<CameraAudit>,
+}
+
+#[derive(Debug, Default, serde::Serialize, PartialEq)]
+pub struct CameraAudit {
+    pub camera_id: u32,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub first_capture: String,
+    pub last_capture: String,
+    pub frames_found: u64,
+    pub frames_lost: u64,
+    pub duplicates: u64,
+    /// Median capture interval, seconds.
+    pub frame_interval_s: f64,
+    pub gaps: Vec<GapReport>,
+}
+
+#[derive(Debug, serde::Serialize, PartialEq)]
+pub struct GapReport {
+    /// Last sequence number stored before the gap and first after it.
+    pub after_seq: u64,
+    pub before_seq: u64,
+    pub frames_missing: u64,
+    /// Capture time of the last frame stored before the gap and of the first after it.
+    pub last_before: String,
+    pub first_after: String,
+    /// Footage missing: `frames_missing` × the frame interval.
+    pub seconds: f64,
+    #[serde(skip)]
+    pub last_before_us: i64,
+    #[serde(skip)]
+    pub first_after_us: i64,
+}
+
+fn rfc3339_us(us: i64) -> String {
+    Time90k::from_unix_micros(us).to_rfc3339()
+}
+
+pub fn audit_stamps(stamps: impl IntoIterator<Item = Option<FrameStamp>>) -> AuditReport {
+    let mut report = AuditReport::default();
+    let mut by_cam: BTreeMap<u32, Vec<FrameStamp>> = BTreeMap::new();
+    for s in stamps {
+        match s {
+            Some(s) => by_cam.entry(s.camera_id).or_default().push(s),
+            None => report.frames_unstamped += 1,
+        }
+    }
+    for (camera_id, mut v) in by_cam {
+        v.sort_by_key(|s| s.seq);
+        let total = v.len() as u64;
+        v.dedup_by_key(|s| s.seq);
+        let duplicates = total - v.len() as u64;
+        let mut deltas: Vec<i64> = v
+            .windows(2)
+            .filter(|w| w[1].seq == w[0].seq + 1)
+            .map(|w| w[1].capture_unix_micros - w[0].capture_unix_micros)
+            .collect();
+        deltas.sort_unstable();
+        let interval_us = deltas.get(deltas.len() / 2).copied().unwrap_or(40_000);
+        let mut gaps = Vec::new();
+        for w in v.windows(2) {
+            if w[1].seq > w[0].seq + 1 {
+                let missing = w[1].seq - w[0].seq - 1;
+                gaps.push(GapReport {
+                    after_seq: w[0].seq,
+                    before_seq: w[1].seq,
+                    frames_missing: missing,
+                    last_before: rfc3339_us(w[0].capture_unix_micros),
+                    first_after: rfc3339_us(w[1].capture_unix_micros),
+                    seconds: missing as f64 * interval_us as f64 / 1e6,
+                    last_before_us: w[0].capture_unix_micros,
+                    first_after_us: w[1].capture_unix_micros,
+                });
+            }
+        }
+        let (first, last) = (v[0], v[v.len() - 1]);
+        let found = v.len() as u64;
+        let lost = last.seq - first.seq + 1 - found;
+        report.frames_found += found;
+        report.frames_lost += lost;
+        report.duplicates += duplicates;
+        report.cameras.push(CameraAudit {
+            camera_id,
+            first_seq: first.seq,
+            last_seq: last.seq,
+            first_capture: rfc3339_us(first.capture_unix_micros),
+            last_capture: rfc3339_us(last.capture_unix_micros),
+            frames_found: found,
+            frames_lost: lost,
+            duplicates,
+            frame_interval_s: interval_us as f64 / 1e6,
+            gaps,
+        });
+    }
+    report
+}
+
+/// Audits every sample of the first video track of an .mp4 file.
+pub fn audit_mp4(path: &Path) -> Result<AuditReport> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let track = crate::mp4::reader::read_track_file(&mut f)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut stamps = Vec::with_capacity(track.samples.len());
+    let mut buf = Vec::new();
+    for s in &track.samples {
+        buf.resize(s.size as usize, 0);
+        f.seek(SeekFrom::Start(s.offset))?;
+        f.read_exact(&mut buf).with_context(|| {
+            format!(
+                "{}: sample at offset {} is truncated",
+                path.display(),
+                s.offset
+            )
+        })?;
+        stamps.push(FrameStamp::from_frame(&buf));
+    }
+    Ok(audit_stamps(stamps))
+}
+
+/// Audits a channel's stored footage in [start, end).
+pub fn audit_store(
+    reader: &Reader,
+    channel: u32,
+    start: Time90k,
+    end: Time90k,
+) -> Result<AuditReport> {
+    let mut stamps = Vec::new();
+    let mut buf = Vec::new();
+    for seg in reader.segment_frames(channel, start, end)? {
+        let mut f =
+            File::open(&seg.path).with_context(|| format!("opening {}", seg.path.display()))?;
+        for fr in seg
+            .frames
+            .iter()
+            .filter(|fr| fr.time >= start && fr.time < end)
+        {
+            buf.resize(fr.size as usize, 0);
+            f.seek(SeekFrom::Start(fr.offset))?;
+            f.read_exact(&mut buf)?;
+            stamps.push(FrameStamp::from_frame(&buf));
+        }
+    }
+    Ok(audit_stamps(stamps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(cam: u32, seq: u64) -> Option<FrameStamp> {
+        Some(FrameStamp {
+            camera_id: cam,
+            seq,
+            capture_unix_micros: seq as i64 * 40_000,
+        })
+    }
+
+    #[test]
+    fn counts_gaps_duplicates_and_cameras() {
+        let mut v: Vec<_> = (0..100)
+            .filter(|s| !(40..65).contains(s))
+            .map(|s| st(1, s))
+            .collect();
+        v.push(st(1, 10));
+        v.extend((5..8).map(|s| st(2, s)));
+        v.push(None);
+        v.reverse();
+        let r = audit_stamps(v);
+        assert_eq!(r.frames_found, 75 + 3);
+        assert_eq!(r.frames_lost, 25);
+        assert_eq!(r.duplicates, 1);
+        assert_eq!(r.frames_unstamped, 1);
+        let c1 = &r.cameras[0];
+        assert_eq!((c1.first_seq, c1.last_seq), (0, 99));
+        assert_eq!(c1.gaps.len(), 1);
+        assert_eq!(c1.gaps[0].after_seq, 39);
+        assert_eq!(c1.gaps[0].before_seq, 65);
+        assert_eq!(c1.gaps[0].frames_missing, 25);
+        assert!((c1.gaps[0].seconds - 1.0).abs() < 1e-9);
+        assert!((c1.frame_interval_s - 0.04).abs() < 1e-9);
+        assert_eq!(r.cameras[1].frames_lost, 0);
+    }
+
+    #[test]
+    fn empty_input() {
+        assert_eq!(audit_stamps(Vec::new()), AuditReport::default());
+    }
+}

@@ -1,0 +1,165 @@
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use http_body_util::BodyExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use tandem::store::Reader;
+use tandem::time::Time90k;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Read footage from a Tandem store directory (the NVR may be running).
+    #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+    data: Option<PathBuf>,
+    /// Fetch footage from a running Tandem, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    server: Option<String>,
+    #[arg(long)]
+    channel: u32,
+    /// Start of the clip, RFC 3339 (e.g. 2026-11-22T10:00:00Z).
+    #[arg(long)]
+    start: String,
+    /// End of the clip, RFC 3339.
+    #[arg(long)]
+    end: String,
+    /// Output file.
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+}
+
+fn progress(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let start = Time90k::parse_rfc3339(&a.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?;
+    let end = Time90k::parse_rfc3339(&a.end).map_err(|e| anyhow::anyhow!("--end: {e}"))?;
+    let tmp = a.output.with_extension("mp4.part");
+    let result = match (&a.data, &a.server) {
+        (Some(dir), _) => export_local(dir, a.channel, start, end, &tmp),
+        (None, Some(server)) => {
+            super::runtime()?.block_on(export_remote(server, a.channel, &a.start, &a.end, &tmp))
+        }
+        (None, None) => bail!("give --data DIR or --server URL"),
+    };
+    match result {
+        Ok(bytes) => {
+            std::fs::rename(&tmp, &a.output)
+                .with_context(|| format!("writing {}", a.output.display()))?;
+            eprintln!("wrote {} ({bytes} bytes)", a.output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn export_local(
+    dir: &std::path::Path,
+    channel: u32,
+    start: Time90k,
+    end: Time90k,
+    out: &std::path::Path,
+) -> Result<u64> {
+    let segs = Reader::new(dir.to_path_buf()).segment_frames(channel, start, end)?;
+    let clip = tandem::mp4::clip::build(&segs, start, end)?;
+    for g in &clip.gaps {
+        eprintln!(
+            "note: no footage from {} to {} ({:.1} s); the last frame is held",
+            g.start, g.end, g.seconds
+        );
+    }
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
+    );
+    let pb = progress(clip.len);
+    let mut err = None;
+    tandem::export::write_range(&clip, 0, clip.len, 1 << 20, |b| {
+        pb.inc(b.len() as u64);
+        match f.write_all(&b) {
+            Ok(()) => true,
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    pb.finish_and_clear();
+    Ok(clip.len)
+}
+
+async fn export_remote(
+    server: &str,
+    channel: u32,
+    start: &str,
+    end: &str,
+    out: &std::path::Path,
+) -> Result<u64> {
+    let base =
+        url::Url::parse(server).with_context(|| format!("--server `{server}` is not a URL"))?;
+    let mut url = base.join(&format!("/api/v1/channels/{channel}/clip.mp4"))?;
+    url.query_pairs_mut()
+        .append_pair("start", start)
+        .append_pair("end", end);
+    let host = url.host_str().context("--server has no host")?.to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .with_context(|| format!("connecting to {host}:{port}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
+    let req = hyper::Request::get(path)
+        .header("host", format!("{host}:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let len: u64 = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0);
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let bytes = body.collect().await?.to_bytes();
+        bail!(
+            "server answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
+    );
+    let pb = progress(len);
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            f.write_all(&data)?;
+            total += data.len() as u64;
+            pb.inc(data.len() as u64);
+        }
+    }
+    if len != 0 && total != len {
+        bail!("connection ended after {total} of {len} bytes");
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    pb.finish_and_clear();
+    Ok(total)
+}

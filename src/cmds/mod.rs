@@ -1,0 +1,52 @@
+//! One file per subcommand. Each parses its arguments, builds a runtime if it
+//! needs one, and returns an exit code; library code does the work.
+
+pub mod audit;
+pub mod check;
+pub mod demo;
+pub mod export;
+pub mod serve;
+pub mod sim_camera;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use tandem::config::Config;
+use tandem::nvr::Nvr;
+use tandem::time::SystemClock;
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tandem-rt")
+        .build()?)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// Runs an NVR with `config` until a signal, then shuts down in order.
+pub async fn run_nvr(config: Config, ready: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let nvr = Nvr::start(config, Arc::new(SystemClock))?;
+    ready(addr);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tandem::web::serve(listener, nvr.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    shutdown_signal().await;
+    let _ = stop_tx.send(());
+    nvr.shutdown().await;
+    let _ = server.await;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tandem::sim::rtsp::{Auth, AuthScheme};
+use tandem::sim::{self, SimOptions, VideoSpec};
+
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    /// Address to serve RTSP on; cameras are rtsp://ADDR/cam1 … camN.
+    #[arg(long, default_value = "127.0.0.1:8554")]
+    pub listen: SocketAddr,
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Camera id stamped into cam1's frames; the others count up from it.
+    #[arg(long, default_value_t = 1)]
+    pub first_id: u32,
+    #[arg(long, default_value_t = 25)]
+    pub fps: u32,
+    /// Frames per group of pictures (key frame interval).
+    #[arg(long, default_value_t = 25)]
+    pub gop: u32,
+    #[arg(long, default_value_t = 4000)]
+    pub bitrate_kbps: u32,
+    #[arg(long, default_value_t = 1920)]
+    pub width: u32,
+    #[arg(long, default_value_t = 1080)]
+    pub height: u32,
+    #[arg(long, default_value = "h264", value_parser = ["h264"])]
+    pub codec: String,
+    /// Total time the camera takes to answer DESCRIBE, SETUP and PLAY.
+    #[arg(long, default_value_t = 0)]
+    pub setup_delay_ms: u64,
+    #[arg(long, requires = "password")]
+    pub user: Option<String>,
+    #[arg(long, requires = "user")]
+    pub password: Option<String>,
+    /// Authentication scheme demanded when --user is given.
+    #[arg(long, default_value = "digest", value_parser = ["digest", "basic"])]
+    pub auth: String,
+}
+
+impl Args {
+    pub fn spec(&self) -> VideoSpec {
+        VideoSpec {
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+            gop: self.gop,
+            bitrate_kbps: self.bitrate_kbps,
+        }
+    }
+    pub fn options(&self) -> SimOptions {
+        SimOptions {
+            count: self.count,
+            first_id: self.first_id,
+            setup_delay: Duration::from_millis(self.setup_delay_ms),
+            auth: self.user.as_ref().map(|u| Auth {
+                scheme: if self.auth == "basic" {
+                    AuthScheme::Basic
+                } else {
+                    AuthScheme::Digest
+                },
+                user: u.clone(),
+                password: self.password.clone().unwrap_or_default(),
+                realm: "Tandem simulated camera".into(),
+                nonce: format!("{:016x}", rand::random::<u64>()),
+            }),
+        }
+    }
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let started = std::time::Instant::now();
+        let video = Arc::new(
+            tokio::task::spawn_blocking({
+                let spec = a.spec();
+                move || sim::encode_loop(&spec)
+            })
+            .await??,
+        );
+        tracing::info!(
+            frames = video.frames.len(),
+            kbps = format!("{:.0}", video.mean_bitrate_kbps()),
+            encode_ms = started.elapsed().as_millis() as u64,
+            "simulated video encoded"
+        );
+        let server = sim::start(a.listen, video, a.options()).await?;
+        for i in 1..=a.count {
+            println!("{}", server.url(i));
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        super::shutdown_signal().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,592 @@
+//! Tandem's configuration: the typed model every other module reads, loading it
+//! from TOML, and validating it with errors that name the file, line and field
+//! — all problems at once, not just the first.
+//!
+//! Must never start anything or open a camera: a configuration is data, and
+//! `tandem check` runs exactly this code.
+
+pub mod units;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::store::retention::RetentionPolicy;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Credentials {{ username: {:?}, password: <redacted> }}",
+            self.username
+        )
+    }
+}
+
+/// A video source on the network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkCamera {
+    pub name: String,
+    /// RTSP URL without credentials.
+    pub url: url::Url,
+    pub substream_url: Option<url::Url>,
+    pub transport: Transport,
+    pub credentials: Option<Credentials>,
+}
+
+/// A local camera of this NVR: a numbered recording slot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelConfig {
+    pub number: u32,
+    pub name: String,
+    /// The network camera this channel is bound to at start; `None` is idle.
+    pub camera: Option<String>,
+    pub retention: RetentionPolicy,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StorageConfig {
+    pub dir: PathBuf,
+    pub min_free_bytes: u64,
+    pub flush_interval: Duration,
+    pub segment_duration: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub storage: StorageConfig,
+    pub listen: SocketAddr,
+    pub cameras: Vec<NetworkCamera>,
+    pub channels: Vec<ChannelConfig>,
+}
+
+impl Config {
+    pub fn camera(&self, name: &str) -> Option<&NetworkCamera> {
+        self.cameras.iter().find(|c| c.name == name)
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            dir: PathBuf::from("tandem-data"),
+            min_free_bytes: 1 << 30,
+            flush_interval: Duration::from_secs(1),
+            segment_duration: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One problem found in a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file, self.line, self.field, self.message
+            )
+        }
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    storage: Option<Spanned<RawStorage>>,
+    http: Option<Spanned<RawHttp>>,
+    #[serde(default)]
+    network_camera: Vec<Spanned<RawCamera>>,
+    #[serde(default)]
+    channel: Vec<Spanned<RawChannel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    dir: Option<Spanned<String>>,
+    min_free: Option<Spanned<SizeOrNumber>>,
+    flush_interval: Option<Spanned<SizeOrNumber>>,
+    segment_duration: Option<Spanned<SizeOrNumber>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCamera {
+    name: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    substream_url: Option<Spanned<String>>,
+    transport: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    number: Option<Spanned<i64>>,
+    name: Option<Spanned<String>>,
+    camera: Option<Spanned<String>>,
+    retention: Option<Spanned<RawRetention>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    max_age: Option<Spanned<SizeOrNumber>>,
+    max_bytes: Option<Spanned<SizeOrNumber>>,
+}
+
+/// Sizes and durations may be written as strings with units or bare numbers.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum SizeOrNumber {
+    Number(f64),
+    Text(String),
+}
+
+impl SizeOrNumber {
+    fn text(&self) -> String {
+        match self {
+            SizeOrNumber::Number(n) => n.to_string(),
+            SizeOrNumber::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// Collects errors against one source text.
+struct Checker<'a> {
+    file: &'a str,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+    fn err(&mut self, offset: usize, field: impl Into<String>, message: impl Into<String>) {
+        let line = self.line_of(offset);
+        self.errors.push(ConfigError {
+            file: self.file.into(),
+            line,
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, &file, base)
+}
+
+/// Parses and validates configuration text; `base` resolves relative paths.
+pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    let mut c = Checker {
+        file,
+        text,
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let off = e.span().map(|s| s.start).unwrap_or(0);
+            let msg = e.message().to_string();
+            c.err(off, "", msg);
+            return Err(ConfigErrors(c.errors));
+        }
+    };
+    let mut storage = StorageConfig::default();
+    if let Some(s) = &raw.storage {
+        let s = s.get_ref();
+        if let Some(d) = &s.dir {
+            if d.get_ref().trim().is_empty() {
+                c.err(d.span().start, "storage.dir", "must not be empty");
+            }
+            storage.dir = base.join(d.get_ref());
+        }
+        if let Some(v) = &s.min_free {
+            match units::parse_bytes(&v.get_ref().text()) {
+                Ok(b) => storage.min_free_bytes = b,
+                Err(e) => c.err(v.span().start, "storage.min_free", e),
+            }
+        }
+        for (field, val, target, min, max) in [
+            (
+                "storage.flush_interval",
+                &s.flush_interval,
+                &mut storage.flush_interval,
+                0.05,
+                60.0,
+            ),
+            (
+                "storage.segment_duration",
+                &s.segment_duration,
+                &mut storage.segment_duration,
+                1.0,
+                3600.0,
+            ),
+        ] {
+            if let Some(v) = val {
+                match units::parse_duration(&v.get_ref().text()) {
+                    Ok(d) if (min..=max).contains(&d.as_secs_f64()) => *target = d,
+                    Ok(_) => c.err(
+                        v.span().start,
+                        field,
+                        format!("must be between {min} s and {max} s"),
+                    ),
+                    Err(e) => c.err(v.span().start, field, e),
+                }
+            }
+        }
+    }
+    let mut listen: SocketAddr = DEFAULT_LISTEN.parse().expect("default address parses");
+    if let Some(h) = &raw.http {
+        if let Some(l) = &h.get_ref().listen {
+            match l.get_ref().parse() {
+                Ok(a) => listen = a,
+                Err(_) => c.err(
+                    l.span().start,
+                    "http.listen",
+                    format!("`{}` is not an address like 127.0.0.1:8080", l.get_ref()),
+                ),
+            }
+        }
+    }
+    let mut cameras = Vec::new();
+    let mut names = HashSet::new();
+    for (i, cam) in raw.network_camera.iter().enumerate() {
+        let at = cam.span().start;
+        let cam = cam.get_ref();
+        let prefix = format!("network_camera[{i}]");
+        let name = match &cam.name {
+            Some(n) if !n.get_ref().trim().is_empty() => {
+                if !names.insert(n.get_ref().clone()) {
+                    c.err(
+                        n.span().start,
+                        format!("{prefix}.name"),
+                        format!("duplicate camera name `{}`", n.get_ref()),
+                    );
+                }
+                n.get_ref().clone()
+            }
+            Some(n) => {
+                c.err(
+                    n.span().start,
+                    format!("{prefix}.name"),
+                    "must not be empty",
+                );
+                continue;
+            }
+            None => {
+                c.err(at, format!("{prefix}.name"), "is required");
+                continue;
+            }
+        };
+        let prefix = format!("network_camera `{name}`");
+        let mut url_creds = None;
+        let mut parse_url =
+            |c: &mut Checker, field: &str, v: &Spanned<String>| -> Option<url::Url> {
+                match url::Url::parse(v.get_ref()) {
+                    Ok(mut u) if u.scheme() == "rtsp" || u.scheme() == "rtsps" => {
+                        if u.host_str().is_none_or(|h| h.is_empty()) {
+                            c.err(
+                                v.span().start,
+                                format!("{prefix}.{field}"),
+                                "URL has no host",
+                            );
+                            return None;
+                        }
+                        if !u.username().is_empty() {
+                            let user = percent(u.username());
+                            let pass = percent(u.password().unwrap_or(""));
+                            url_creds.get_or_insert(Credentials {
+                                username: user,
+                                password: pass,
+                            });
+                            let _ = u.set_username("");
+                            let _ = u.set_password(None);
+                        }
+                        Some(u)
+                    }
+                    Ok(u) => {
+                        c.err(
+                            v.span().start,
+                            format!("{prefix}.{field}"),
+                            format!("scheme `{}` is not rtsp", u.scheme()),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        c.err(
+                            v.span().start,
+                            format!("{prefix}.{field}"),
+                            format!("`{}` is not a URL: {e}", v.get_ref()),
+                        );
+                        None
+                    }
+                }
+            };
+        let url = match &cam.url {
+            Some(u) => parse_url(&mut c, "url", u),
+            None => {
+                c.err(at, format!("{prefix}.url"), "is required");
+                None
+            }
+        };
+        let substream_url = cam
+            .substream_url
+            .as_ref()
+            .and_then(|u| parse_url(&mut c, "substream_url", u));
+        let transport = match cam
+            .transport
+            .as_ref()
+            .map(|t| (t.get_ref().as_str(), t.span().start))
+        {
+            None | Some(("tcp", _)) => Transport::Tcp,
+            Some(("udp", _)) => Transport::Udp,
+            Some((other, off)) => {
+                c.err(
+                    off,
+                    format!("{prefix}.transport"),
+                    format!("`{other}` is not `tcp` or `udp`"),
+                );
+                Transport::Tcp
+            }
+        };
+        let password_sources = [&cam.password, &cam.password_env, &cam.password_file]
+            .iter()
+            .filter(|p| p.is_some())
+            .count();
+        if password_sources > 1 {
+            c.err(
+                at,
+                format!("{prefix}.password"),
+                "give only one of password, password_env, password_file",
+            );
+        }
+        let password = if let Some(p) = &cam.password {
+            Some(p.get_ref().clone())
+        } else if let Some(v) = &cam.password_env {
+            match std::env::var(v.get_ref()) {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    c.err(
+                        v.span().start,
+                        format!("{prefix}.password_env"),
+                        format!("environment variable `{}` is not set", v.get_ref()),
+                    );
+                    None
+                }
+            }
+        } else if let Some(f) = &cam.password_file {
+            match std::fs::read_to_string(base.join(f.get_ref())) {
+                Ok(p) => Some(p.trim_end_matches(['\n', '\r']).to_string()),
+                Err(e) => {
+                    c.err(
+                        f.span().start,
+                        format!("{prefix}.password_file"),
+                        format!("cannot read `{}`: {e}", f.get_ref()),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let credentials = match (&cam.username, password) {
+            (Some(u), p) => Some(Credentials {
+                username: u.get_ref().clone(),
+                password: p.unwrap_or_default(),
+            }),
+            (None, _) if password_sources > 0 => {
+                c.err(
+                    at,
+                    format!("{prefix}.username"),
+                    "is required when a password is given",
+                );
+                None
+            }
+            (None, _) => url_creds,
+        };
+        if let Some(url) = url {
+            cameras.push(NetworkCamera {
+                name,
+                url,
+                substream_url,
+                transport,
+                credentials,
+            });
+        }
+    }
+    let mut channels = Vec::new();
+    let mut numbers = BTreeMap::new();
+    for (i, ch) in raw.channel.iter().enumerate() {
+        let at = ch.span().start;
+        let ch = ch.get_ref();
+        let number = match &ch.number {
+            Some(n) if (1..=4096).contains(n.get_ref()) => {
+                let num = *n.get_ref() as u32;
+                if numbers.insert(num, ()).is_some() {
+                    c.err(
+                        n.span().start,
+                        format!("channel[{i}].number"),
+                        format!("duplicate channel number {num}"),
+                    );
+                }
+                num
+            }
+            Some(n) => {
+                c.err(
+                    n.span().start,
+                    format!("channel[{i}].number"),
+                    "must be between 1 and 4096",
+                );
+                continue;
+            }
+            None => {
+                c.err(at, format!("channel[{i}].number"), "is required");
+                continue;
+            }
+        };
+        let prefix = format!("channel {number}");
+        if let Some(cam) = &ch.camera {
+            if !names.contains(cam.get_ref()) {
+                c.err(
+                    cam.span().start,
+                    format!("{prefix}.camera"),
+                    format!("no network_camera is named `{}`", cam.get_ref()),
+                );
+            }
+        }
+        let mut retention = RetentionPolicy::default();
+        if let Some(r) = &ch.retention {
+            let r = r.get_ref();
+            if let Some(a) = &r.max_age {
+                match units::parse_duration(&a.get_ref().text()) {
+                    Ok(d) if d.as_secs() >= 60 => {
+                        retention.max_age = Some((d.as_secs_f64() * 90_000.0) as i64)
+                    }
+                    Ok(_) => c.err(
+                        a.span().start,
+                        format!("{prefix}.retention.max_age"),
+                        "must be at least 1 minute",
+                    ),
+                    Err(e) => c.err(a.span().start, format!("{prefix}.retention.max_age"), e),
+                }
+            }
+            if let Some(b) = &r.max_bytes {
+                match units::parse_bytes(&b.get_ref().text()) {
+                    Ok(v) if v >= 1 << 20 => retention.max_bytes = Some(v),
+                    Ok(_) => c.err(
+                        b.span().start,
+                        format!("{prefix}.retention.max_bytes"),
+                        "must be at least 1 MiB",
+                    ),
+                    Err(e) => c.err(b.span().start, format!("{prefix}.retention.max_bytes"), e),
+                }
+            }
+        }
+        channels.push(ChannelConfig {
+            number,
+            name: ch
+                .name
+                .as_ref()
+                .map(|n| n.get_ref().clone())
+                .unwrap_or_else(|| format!("Channel {number}")),
+            camera: ch.camera.as_ref().map(|c| c.get_ref().clone()),
+            retention,
+        });
+    }
+    if !c.errors.is_empty() {
+        c.errors.sort_by_key(|e| e.line);
+        return Err(ConfigErrors(c.errors));
+    }
+    channels.sort_by_key(|c| c.number);
+    Ok(Config {
+        storage,
+        listen,
+        cameras,
+        channels,
+    })
+}
+
+fn percent(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+use super::*;
+
+fn p(text: &str) -> Result<Config, ConfigErrors> {
+    parse(text, "site.toml", Path::new("/etc/tandem"))
+}
+
+const GOOD: &str = r#"
+[storage]
+dir = "/var/lib/tandem"
+min_free = "2 GiB"
+flush_interval = "500ms"
+
+[http]
+listen = "0.0.0.0:9000"
+
+[[network_camera]]
+name = "lobby"
+url = "rtsp://admin:p%40ss@192.0.2.10/stream1"
+substream_url = "rtsp://192.0.2.10/stream2"
+
+[[network_camera]]
+name = "dock"
+url = "rtsp://192.0.2.11/h264"
+transport = "udp"
+username = "viewer"
+password = "pw"
+
+[[channel]]
+number = 2
+camera = "dock"
+retention = { max_age = "7d", max_bytes = "100 GiB" }
+
+[[channel]]
+number = 1
+name = "Lobby"
+camera = "lobby"
+"#;
+
+#[test]
+fn good_config_loads() {
+    let c = p(GOOD).unwrap();
+    assert_eq!(c.storage.dir, PathBuf::from("/var/lib/tandem"));
+    assert_eq!(c.storage.min_free_bytes, 2 << 30);
+    assert_eq!(c.storage.flush_interval, Duration::from_millis(500));
+    assert_eq!(c.listen.port(), 9000);
+    let lobby = c.camera("lobby").unwrap();
+    assert_eq!(lobby.url.as_str(), "rtsp://192.0.2.10/stream1");
+    assert_eq!(
+        lobby.credentials,
+        Some(Credentials {
+            username: "admin".into(),
+            password: "p@ss".into()
+        })
+    );
+    assert_eq!(c.camera("dock").unwrap().transport, Transport::Udp);
+    assert_eq!(c.channels[0].number, 1);
+    assert_eq!(c.channels[1].retention.max_age, Some(7 * 86400 * 90_000));
+    assert_eq!(c.channels[1].retention.max_bytes, Some(100 << 30));
+    assert!(!format!("{:?}", lobby.credentials).contains("p@ss"));
+}
+
+#[test]
+fn every_problem_is_reported_with_line_and_field() {
+    let text = r#"
+[storage]
+min_free = "lots"
+
+[[network_camera]]
+name = "a"
+url = "http://x/y"
+transport = "carrier-pigeon"
+
+[[network_camera]]
+name = "a"
+url = "rtsp://h/s"
+password_env = "TANDEM_TEST_SURELY_UNSET_VAR"
+
+[[channel]]
+number = 1
+camera = "nope"
+
+[[channel]]
+number = 1
+retention = { max_age = "forever" }
+"#;
+    let errs = p(text).unwrap_err().0;
+    let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (3, "storage.min_free"),
+            (7, "network_camera `a`.url"),
+            (8, "network_camera `a`.transport"),
+            (10, "network_camera `a`.username"),
+            (11, "network_camera[1].name"),
+            (13, "network_camera `a`.password_env"),
+            (17, "channel 1.camera"),
+            (20, "channel[1].number"),
+            (21, "channel 1.retention.max_age"),
+        ],
+        "{errs:#?}"
+    );
+    let shown = ConfigErrors(errs).to_string();
+    assert!(
+        shown.contains(
+            "site.toml:8: network_camera `a`.transport: `carrier-pigeon` is not `tcp` or `udp`"
+        ),
+        "{shown}"
+    );
+}
+
+#[test]
+fn syntax_and_unknown_fields_name_the_line() {
+    let e = p("[storage]\ndir = \"x\"\nflavour = 3\n").unwrap_err().0;
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].line, 3);
+    assert!(e[0].message.contains("flavour"), "{:?}", e[0]);
+    let e = p("[[channel]]\nnumber = \n").unwrap_err().0;
+    assert_eq!(e[0].line, 2);
+    let e = p("[[channel]]\nnumber = \"one\"\n").unwrap_err().0;
+    assert_eq!(e[0].line, 2);
+}
+
+#[test]
+fn missing_required_fields() {
+    let e = p("[[network_camera]]\nurl = \"rtsp://h/\"\n[[channel]]\nname = \"x\"\n")
+        .unwrap_err()
+        .0;
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, vec!["network_camera[0].name", "channel[0].number"]);
+}
+
+#[test]
+fn empty_config_is_valid_and_idle() {
+    let c = p("").unwrap();
+    assert!(c.cameras.is_empty() && c.channels.is_empty());
+    assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+}

@@ -1,0 +1,194 @@
+//! The running NVR: the store, one ingest task per bound channel, and the
+//! bindings between channels and network cameras, which can change at run time
+//! (the failover agent rebinds; recording follows automatically).
+//!
+//! Owns start-up order (store and repair first, then ingest) and shutdown order
+//! (ingest stopped, then every segment closed and synced). Must never hold a
+//! lock across an await: bindings are swapped under a short lock and the old
+//! task is stopped after.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Result};
+use tracing::info;
+
+use crate::config::{ChannelConfig, Config};
+use crate::ingest::{self, IngestHandle, SharedStats, StreamStats};
+use crate::store::{Reader, RecordingStatus, Store, StoreConfig};
+use crate::time::Clock;
+
+struct ChannelRuntime {
+    config: ChannelConfig,
+    binding: Option<String>,
+    stats: SharedStats,
+    ingest: Option<IngestHandle>,
+}
+
+pub struct Nvr {
+    pub config: Config,
+    pub reader: Reader,
+    pub clock: Arc<dyn Clock>,
+    pub started: std::time::Instant,
+    store: Mutex<Option<Store>>,
+    writer: std::sync::mpsc::SyncSender<crate::store::Command>,
+    status: crate::store::StatusMap,
+    channels: Mutex<BTreeMap<u32, ChannelRuntime>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ChannelView {
+    pub number: u32,
+    pub name: String,
+    /// The network camera the channel pulls from now, or null when idle.
+    pub binding: Option<String>,
+    pub ingest: StreamStats,
+    pub recording: RecordingStatus,
+}
+
+impl Nvr {
+    /// Opens (and repairs) the store, then starts ingest for every bound channel.
+    pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Nvr>> {
+        let policies = config
+            .channels
+            .iter()
+            .map(|c| (c.number, c.retention))
+            .collect();
+        let (store, report) = Store::open(
+            StoreConfig {
+                dir: config.storage.dir.clone(),
+                flush_interval: config.storage.flush_interval,
+                segment_duration: config.storage.segment_duration,
+                min_free_bytes: config.storage.min_free_bytes,
+                policies,
+            },
+            clock.clone(),
+        )?;
+        info!(dir = %config.storage.dir.display(), ?report, "store opened");
+        let mut channels = BTreeMap::new();
+        for c in &config.channels {
+            channels.insert(
+                c.number,
+                ChannelRuntime {
+                    config: c.clone(),
+                    binding: None,
+                    stats: Arc::new(Mutex::new(StreamStats::default())),
+                    ingest: None,
+                },
+            );
+        }
+        let nvr = Arc::new(Nvr {
+            reader: store.reader(),
+            writer: store.sender(),
+            status: store.status.clone(),
+            store: Mutex::new(Some(store)),
+            channels: Mutex::new(channels),
+            clock,
+            started: std::time::Instant::now(),
+            config,
+        });
+        for c in &nvr.config.channels {
+            if let Some(cam) = &c.camera {
+                nvr.bind_now(c.number, Some(cam))?;
+            }
+        }
+        Ok(nvr)
+    }
+
+    /// Swaps the binding and returns the task to stop (outside the lock).
+    fn bind_now(&self, channel: u32, camera: Option<&str>) -> Result<Option<IngestHandle>> {
+        let cam = match camera {
+            Some(name) => match self.config.camera(name) {
+                Some(c) => Some(c.clone()),
+                None => bail!("no network camera named `{name}`"),
+            },
+            None => None,
+        };
+        let mut chans = self.channels.lock().expect("channels lock");
+        let Some(rt) = chans.get_mut(&channel) else {
+            bail!("no channel {channel}")
+        };
+        if rt.binding.as_deref() == camera {
+            return Ok(None);
+        }
+        let old = rt.ingest.take();
+        info!(channel, from = ?rt.binding, to = ?camera, "binding changed");
+        rt.binding = camera.map(str::to_string);
+        if let Some(cam) = cam {
+            rt.ingest = Some(ingest::spawn(
+                channel,
+                cam,
+                self.writer.clone(),
+                rt.stats.clone(),
+                self.clock.clone(),
+            ));
+        } else if let Ok(mut s) = rt.stats.lock() {
+            *s = StreamStats::default();
+        }
+        Ok(old)
+    }
+
+    /// Binds `channel` to a network camera (or to nothing). Recording follows.
+    pub async fn bind(&self, channel: u32, camera: Option<&str>) -> Result<()> {
+        if let Some(old) = self.bind_now(channel, camera)? {
+            old.stop().await;
+        }
+        Ok(())
+    }
+
+    pub fn channel_views(&self) -> Vec<ChannelView> {
+        let status = self.status.lock().map(|m| m.clone()).unwrap_or_default();
+        let chans = self.channels.lock().expect("channels lock");
+        chans
+            .values()
+            .map(|rt| ChannelView {
+                number: rt.config.number,
+                name: rt.config.name.clone(),
+                binding: rt.binding.clone(),
+                ingest: rt.stats.lock().map(|s| s.clone()).unwrap_or_default(),
+                recording: status
+                    .get(&rt.config.number)
+                    .cloned()
+                    .unwrap_or(RecordingStatus {
+                        state: "idle",
+                        ..Default::default()
+                    }),
+            })
+            .collect()
+    }
+
+    pub fn has_channel(&self, n: u32) -> bool {
+        self.channels
+            .lock()
+            .map(|c| c.contains_key(&n))
+            .unwrap_or(false)
+    }
+
+    /// Flushes all recorded frames to disk (blocking).
+    pub fn sync(&self) {
+        if let Some(s) = self.store.lock().expect("store lock").as_ref() {
+            s.sync();
+        }
+    }
+
+    /// Stops ingest, then closes every segment. Logged step by step.
+    pub async fn shutdown(&self) {
+        info!("shutdown: stopping ingest");
+        let handles: Vec<IngestHandle> = {
+            let mut chans = self.channels.lock().expect("channels lock");
+            chans
+                .values_mut()
+                .filter_map(|rt| rt.ingest.take())
+                .collect()
+        };
+        for h in handles {
+            h.stop().await;
+        }
+        info!("shutdown: closing segments");
+        let store = self.store.lock().expect("store lock").take();
+        if let Some(store) = store {
+            let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+        }
+        info!("shutdown complete");
+    }
+}

@@ -1,0 +1,117 @@
+//! The HTTP API (`/api/v1/...`): one file per resource, one error type mapped
+//! to status codes here. Handlers do blocking store reads on the blocking pool.
+//! Must never hold the NVR's locks across an await, and never let a client's
+//! bad input reach the recording path.
+
+mod channels;
+mod clip;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::nvr::Nvr;
+use crate::time::Time90k;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: m.into(),
+        }
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: m.into(),
+        }
+    }
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error serving a request: {e}");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Parses a required RFC 3339 query parameter, naming it in the error.
+pub(crate) fn time_param(name: &str, v: Option<&String>) -> ApiResult<Time90k> {
+    let v = v.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "query parameter `{name}` is required (RFC 3339 time)"
+        ))
+    })?;
+    Time90k::parse_rfc3339(v)
+        .map_err(|e| ApiError::bad_request(format!("query parameter `{name}`: {e}")))
+}
+
+pub(crate) fn channel_param(nvr: &Nvr, n: &str) -> ApiResult<u32> {
+    let n: u32 = n
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("`{n}` is not a channel number")))?;
+    if !nvr.has_channel(n) {
+        return Err(ApiError::not_found(format!("no channel {n}")));
+    }
+    Ok(n)
+}
+
+async fn status(
+    axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>,
+) -> Json<serde_json::Value> {
+    let views = nvr.channel_views();
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": nvr.started.elapsed().as_secs_f64(),
+        "now": nvr.clock.now().to_rfc3339(),
+        "channels": views.iter().map(|v| serde_json::json!({
+            "number": v.number,
+            "binding": v.binding,
+            "recording": v.recording.state,
+            "connected": v.ingest.connected,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+pub fn router(nvr: Arc<Nvr>) -> Router {
+    Router::new()
+        .route("/", get(channels::index_page))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/channels", get(channels::list))
+        .route("/api/v1/channels/{n}/recordings", get(channels::recordings))
+        .route("/api/v1/channels/{n}/clip.mp4", get(clip::clip))
+        .route("/api/v1/events", get(channels::events))
+        .with_state(nvr)
+}
+
+/// Serves the API until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    nvr: Arc<Nvr>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(nvr))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
