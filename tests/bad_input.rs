@@ -55,8 +55,12 @@ fn garbage_server() -> u16 {
                 let mut buf = [0u8; 1024];
                 let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
                 let _ = s.read(&mut buf);
-                let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-                let _ = s.write_all(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n");
+                let junk: Vec<u8> = (0..4096u32)
+                    .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                    .collect();
+                let _ = s.write_all(
+                    b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n",
+                );
                 let _ = s.write_all(&junk);
             });
         }
@@ -108,7 +112,9 @@ camera = "garbage"
         data = data.display()
     );
     let nvr = nvr(dir.path(), "nvr", &cfg);
-    wait_for(Duration::from_secs(20), "good channel recording", || frames_written(&nvr.base, 1) > 0);
+    wait_for(Duration::from_secs(20), "good channel recording", || {
+        frames_written(&nvr.base, 1) > 0
+    });
     std::thread::sleep(Duration::from_secs(8));
     assert!(nvr.proc.stderr().find("panicked").is_none());
     let ch1 = channel_view(&nvr.base, 1);
@@ -119,14 +125,37 @@ camera = "garbage"
         let v = channel_view(&nvr.base, n);
         assert_eq!(v["ingest"]["connected"], false, "{v}");
         assert_ne!(v["recording"]["state"], "recording", "{v}");
-        let err = v["ingest"]["last_error"].as_str().unwrap_or_else(|| panic!("channel {n} has no error: {v}"));
+        let err = v["ingest"]["last_error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("channel {n} has no error: {v}"));
         assert!(err.to_lowercase().contains(expect), "channel {n}: {err}");
-        assert!(v["ingest"]["reconnects"].as_u64().unwrap() >= 1, "channel {n} keeps retrying: {v}");
+        assert!(
+            v["ingest"]["reconnects"].as_u64().unwrap() >= 1,
+            "channel {n} keeps retrying: {v}"
+        );
     }
     // The good channel lost nothing while the others failed.
-    let a = audit_json(&["--data", data.to_str().unwrap(), "--channel", "1", "--start", &rfc3339_offset(-7.0), "--end", &rfc3339_offset(-1.0)]);
+    let a = audit_json(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--channel",
+        "1",
+        "--start",
+        &rfc3339_offset(-7.0),
+        "--end",
+        &rfc3339_offset(-1.0),
+    ]);
     assert_eq!(a["frames_lost"], 0, "{a}");
     assert!(a["frames_found"].as_u64().unwrap() >= 140, "{a}");
-    let ev = http_get(&format!("{}/api/v1/events?channel=3", nvr.base)).unwrap().json();
-    assert!(ev["events"].as_array().unwrap().iter().any(|e| e["kind"] == "camera_offline"), "{ev}");
+    let ev = http_get(&format!("{}/api/v1/events?channel=3", nvr.base))
+        .unwrap()
+        .json();
+    assert!(
+        ev["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "camera_offline"),
+        "{ev}"
+    );
 }

@@ -31,7 +31,9 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     for round in 0..20 {
         let mut n = start_nvr(dir.path(), &format!("nvr-{round}"), &cfg_path, port);
-        wait_for(Duration::from_secs(20), "recording after restart", || frames_written(&n.base, 1) > 0);
+        wait_for(Duration::from_secs(20), "recording after restart", || {
+            frames_written(&n.base, 1) > 0
+        });
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -44,7 +46,9 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
     }
     // A last start repairs what the 20th kill left; then a clean stop.
     let mut n = start_nvr(dir.path(), "nvr-final", &cfg_path, port);
-    wait_for(Duration::from_secs(20), "recording", || frames_written(&n.base, 1) > 0);
+    wait_for(Duration::from_secs(20), "recording", || {
+        frames_written(&n.base, 1) > 0
+    });
     std::thread::sleep(Duration::from_secs(1));
     assert!(n.proc.terminate().success());
     let log = n.proc.stderr();
@@ -52,29 +56,42 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
 
     let a = audit_json(&["--data", data.to_str().unwrap(), "--channel", "1"]);
     for (i, k) in kills_us.iter().enumerate() {
-        eprintln!("kill {i} at {}", tandem::time::Time90k::from_unix_micros(*k));
+        eprintln!(
+            "kill {i} at {}",
+            tandem::time::Time90k::from_unix_micros(*k)
+        );
     }
     assert_eq!(a["duplicates"], 0, "{a}");
     assert_eq!(a["frames_unstamped"], 0, "{a}");
     let gaps = a["cameras"][0]["gaps"].as_array().unwrap().clone();
     let gap_us = |g: &serde_json::Value, k: &str| {
-        tandem::time::Time90k::parse_rfc3339(g[k].as_str().unwrap()).unwrap().as_unix_micros()
+        tandem::time::Time90k::parse_rfc3339(g[k].as_str().unwrap())
+            .unwrap()
+            .as_unix_micros()
     };
     for (i, &k) in kills_us.iter().enumerate() {
         // A restart can be quick enough that the camera's next key frame is
         // also the next frame: then no gap spans the kill and nothing was lost.
-        let Some(g) = gaps.iter().find(|g| gap_us(g, "last_before") <= k && k <= gap_us(g, "first_after")) else {
+        let Some(g) = gaps
+            .iter()
+            .find(|g| gap_us(g, "last_before") <= k && k <= gap_us(g, "first_after"))
+        else {
             eprintln!("kill {i}: no frame lost");
             continue;
         };
         let lost_ms = (k - gap_us(g, "last_before")) / 1000;
         eprintln!("kill {i}: last stored frame captured {lost_ms} ms before the kill");
-        assert!(lost_ms <= 1000, "kill {i} lost {lost_ms} ms of footage before the kill");
+        assert!(
+            lost_ms <= 1000,
+            "kill {i} lost {lost_ms} ms of footage before the kill"
+        );
     }
     // Every hole in the timeline is explained by a kill.
     for g in &gaps {
         assert!(
-            kills_us.iter().any(|&k| gap_us(g, "last_before") <= k && k <= gap_us(g, "first_after")),
+            kills_us
+                .iter()
+                .any(|&k| gap_us(g, "last_before") <= k && k <= gap_us(g, "first_after")),
             "a gap no kill explains: {g}"
         );
     }
@@ -84,16 +101,37 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
         let runs = tandem::store::Reader::new(data.clone())
             .recordings(1, tandem::time::Time90k(0), tandem::time::Time90k(i64::MAX))
             .unwrap();
-        assert!(!runs.is_empty() && runs.len() <= gaps.len() + 1, "{} runs for {} gaps", runs.len(), gaps.len());
+        assert!(
+            !runs.is_empty() && runs.len() <= gaps.len() + 1,
+            "{} runs for {} gaps",
+            runs.len(),
+            gaps.len()
+        );
         let out = dir.path().join("all.mp4");
         let o = run_tandem(&[
-            "export", "--data", data.to_str().unwrap(), "--channel", "1", "--start", &runs[0].start, "--end",
-            &runs.last().unwrap().end, "-o", out.to_str().unwrap(),
+            "export",
+            "--data",
+            data.to_str().unwrap(),
+            "--channel",
+            "1",
+            "--start",
+            &runs[0].start,
+            "--end",
+            &runs.last().unwrap().end,
+            "-o",
+            out.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let p = ffprobe(&out);
-        let frames: u64 = p["streams"][0]["nb_read_frames"].as_str().unwrap().parse().unwrap();
+        let frames: u64 = p["streams"][0]["nb_read_frames"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         let stored = a["frames_found"].as_u64().unwrap();
-        assert!(frames + 1 >= stored, "decoded {frames} of {stored} stored frames");
+        assert!(
+            frames + 1 >= stored,
+            "decoded {frames} of {stored} stored frames"
+        );
     }
 }

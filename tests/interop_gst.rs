@@ -25,9 +25,13 @@ fn record_and_export(codec: &str, ffprobe_codec: &str) {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_rtsp_server.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/gst_rtsp_server.py"
+    );
     let mut cmd = Command::new("/usr/bin/python3");
-    cmd.args([script, &port.to_string(), codec]).stdout(Stdio::piped());
+    cmd.args([script, &port.to_string(), codec])
+        .stdout(Stdio::piped());
     let mut gst = spawn(&format!("gst-{codec}"), &mut cmd, dir.path());
     let url = std::io::BufReader::new(gst.child.stdout.take().unwrap())
         .lines()
@@ -40,13 +44,29 @@ fn record_and_export(codec: &str, ffprobe_codec: &str) {
         dir.path().join("data").display()
     );
     let nvr = nvr(dir.path(), "nvr", &cfg);
-    wait_for(Duration::from_secs(30), "GStreamer camera recording", || frames_written(&nvr.base, 1) > 0);
+    wait_for(
+        Duration::from_secs(30),
+        "GStreamer camera recording",
+        || frames_written(&nvr.base, 1) > 0,
+    );
     std::thread::sleep(Duration::from_secs(7));
     let v = channel_view(&nvr.base, 1);
     assert_eq!(v["ingest"]["width"], 640, "{v}");
     let out = dir.path().join("clip.mp4");
     let (start, end) = (rfc3339_offset(-6.0), rfc3339_offset(-1.0));
-    let o = run_tandem(&["export", "--server", &nvr.base, "--channel", "1", "--start", &start, "--end", &end, "-o", out.to_str().unwrap()]);
+    let o = run_tandem(&[
+        "export",
+        "--server",
+        &nvr.base,
+        "--channel",
+        "1",
+        "--start",
+        &start,
+        "--end",
+        &end,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let p = ffprobe(&out);
     let s = &p["streams"][0];
@@ -54,12 +74,24 @@ fn record_and_export(codec: &str, ffprobe_codec: &str) {
     assert_eq!(s["width"], 640);
     assert_eq!(s["height"], 360);
     let frames: i64 = s["nb_read_frames"].as_str().unwrap().parse().unwrap();
-    assert!((frames - 125).abs() <= 3, "{codec}: decoded {frames} frames, want about 125");
+    assert!(
+        (frames - 125).abs() <= 3,
+        "{codec}: decoded {frames} frames, want about 125"
+    );
     let dur: f64 = p["format"]["duration"].as_str().unwrap().parse().unwrap();
     assert!((dur - 5.0).abs() <= 0.1, "{codec}: duration {dur}");
     // Decoding the whole file produces no errors.
-    let d = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&out).args(["-f", "null", "-"]).output().unwrap();
-    assert!(d.status.success() && d.stderr.is_empty(), "{codec}: {}", String::from_utf8_lossy(&d.stderr));
+    let d = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&out)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        d.status.success() && d.stderr.is_empty(),
+        "{codec}: {}",
+        String::from_utf8_lossy(&d.stderr)
+    );
 }
 
 #[test]

@@ -49,7 +49,12 @@ camera = "udp-cam"
     let end = rfc3339_offset(-1.0);
 
     // The recordings list covers the range as one contiguous run.
-    let r = http_get(&format!("{}/api/v1/channels/1/recordings?start={start}&end={end}", nvr.base)).unwrap().json();
+    let r = http_get(&format!(
+        "{}/api/v1/channels/1/recordings?start={start}&end={end}",
+        nvr.base
+    ))
+    .unwrap()
+    .json();
     let runs = r["recordings"].as_array().unwrap();
     assert_eq!(runs.len(), 1, "{r}");
     assert_eq!(runs[0]["codec"], "h264");
@@ -58,12 +63,29 @@ camera = "udp-cam"
 
     for (ch, how) in [(1, "server"), (2, "data")] {
         let out = dir.path().join(format!("ch{ch}.mp4"));
-        let src = if how == "server" { nvr.base.clone() } else { data.display().to_string() };
+        let src = if how == "server" {
+            nvr.base.clone()
+        } else {
+            data.display().to_string()
+        };
         let o = run_tandem(&[
-            "export", &format!("--{how}"), &src, "--channel", &ch.to_string(), "--start", &start, "--end", &end, "-o",
+            "export",
+            &format!("--{how}"),
+            &src,
+            "--channel",
+            &ch.to_string(),
+            "--start",
+            &start,
+            "--end",
+            &end,
+            "-o",
             out.to_str().unwrap(),
         ]);
-        assert!(o.status.success(), "export ch{ch}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "export ch{ch}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let p = ffprobe(&out);
         let s = &p["streams"][0];
         assert_eq!(s["codec_name"], "h264");
@@ -71,9 +93,15 @@ camera = "udp-cam"
         assert_eq!(s["height"], 360);
         // 8 s at 25 fps = 200 frames after the edit list trims to the exact start.
         let frames: i64 = s["nb_read_frames"].as_str().unwrap().parse().unwrap();
-        assert!((frames - 200).abs() <= 1, "ch{ch}: {frames} frames decoded, want 200±1");
+        assert!(
+            (frames - 200).abs() <= 1,
+            "ch{ch}: {frames} frames decoded, want 200±1"
+        );
         let dur: f64 = p["format"]["duration"].as_str().unwrap().parse().unwrap();
-        assert!((dur - 8.0).abs() <= 0.04, "ch{ch}: duration {dur}, want 8.0 ± one frame");
+        assert!(
+            (dur - 8.0).abs() <= 0.04,
+            "ch{ch}: duration {dur}, want 8.0 ± one frame"
+        );
         let a = audit_json(&[out.to_str().unwrap()]);
         assert_eq!(a["frames_lost"], 0, "ch{ch}: {a}");
         assert_eq!(a["duplicates"], 0, "ch{ch}: {a}");
@@ -97,16 +125,27 @@ fn clip_endpoint_supports_range_etag_and_reports_errors() {
         urls[0]
     );
     let nvr = nvr(dir.path(), "nvr", &cfg);
-    wait_for(Duration::from_secs(20), "recording", || frames_written(&nvr.base, 1) > 75);
+    wait_for(Duration::from_secs(20), "recording", || {
+        frames_written(&nvr.base, 1) > 75
+    });
     let start = rfc3339_offset(-2.5);
     let end = rfc3339_offset(-0.5);
-    let url = format!("{}/api/v1/channels/1/clip.mp4?start={start}&end={end}", nvr.base);
+    let url = format!(
+        "{}/api/v1/channels/1/clip.mp4?start={start}&end={end}",
+        nvr.base
+    );
     let full = http_get(&url).unwrap();
     assert_eq!(full.status, 200);
     assert_eq!(full.header("content-type"), Some("video/mp4"));
     assert_eq!(full.header("accept-ranges"), Some("bytes"));
     let len = full.body.len();
-    assert_eq!(full.header("content-length").unwrap().parse::<usize>().unwrap(), len);
+    assert_eq!(
+        full.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        len
+    );
     // moov before mdat.
     let moov = full.body.windows(4).position(|w| w == b"moov").unwrap();
     let mdat = full.body.windows(4).position(|w| w == b"mdat").unwrap();
@@ -115,7 +154,10 @@ fn clip_endpoint_supports_range_etag_and_reports_errors() {
 
     let part = http_request("GET", &url, &[("Range", "bytes=100-1099")], b"").unwrap();
     assert_eq!(part.status, 206);
-    assert_eq!(part.header("content-range"), Some(format!("bytes 100-1099/{len}").as_str()));
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 100-1099/{len}").as_str())
+    );
     assert_eq!(part.body, full.body[100..1100]);
     let tail = http_request("GET", &url, &[("Range", "bytes=-500")], b"").unwrap();
     assert_eq!(tail.body, full.body[len - 500..]);
@@ -123,16 +165,34 @@ fn clip_endpoint_supports_range_etag_and_reports_errors() {
     assert_eq!(bad.status, 416);
     let cached = http_request("GET", &url, &[("If-None-Match", &etag)], b"").unwrap();
     assert_eq!(cached.status, 304);
-    let stale = http_request("GET", &url, &[("Range", "bytes=0-9"), ("If-Range", "\"other\"")], b"").unwrap();
+    let stale = http_request(
+        "GET",
+        &url,
+        &[("Range", "bytes=0-9"), ("If-Range", "\"other\"")],
+        b"",
+    )
+    .unwrap();
     assert_eq!(stale.status, 200);
 
     // Errors name the problem.
-    let e = http_get(&format!("{}/api/v1/channels/1/clip.mp4?start=yesterday&end={end}", nvr.base)).unwrap();
+    let e = http_get(&format!(
+        "{}/api/v1/channels/1/clip.mp4?start=yesterday&end={end}",
+        nvr.base
+    ))
+    .unwrap();
     assert_eq!(e.status, 400);
     assert!(e.json()["error"].as_str().unwrap().contains("`start`"));
-    let e = http_get(&format!("{}/api/v1/channels/9/clip.mp4?start={start}&end={end}", nvr.base)).unwrap();
+    let e = http_get(&format!(
+        "{}/api/v1/channels/9/clip.mp4?start={start}&end={end}",
+        nvr.base
+    ))
+    .unwrap();
     assert_eq!(e.status, 404);
-    let e = http_get(&format!("{}/api/v1/channels/1/clip.mp4?start=2001-01-01T00:00:00Z&end=2001-01-01T00:01:00Z", nvr.base)).unwrap();
+    let e = http_get(&format!(
+        "{}/api/v1/channels/1/clip.mp4?start=2001-01-01T00:00:00Z&end=2001-01-01T00:01:00Z",
+        nvr.base
+    ))
+    .unwrap();
     assert_eq!(e.status, 404);
     assert!(e.json()["error"].as_str().unwrap().contains("no footage"));
 }

@@ -90,6 +90,34 @@ pub(crate) fn sync_video_dirs(dir: &Path) {
     }
 }
 
+/// Space held back in `DIR/reserve` while all is well and released when the
+/// disk fills, so that a full disk can still close segments and record why.
+const RESERVE_BYTES: usize = 4 << 20;
+
+pub(crate) fn ensure_reserve(dir: &Path) {
+    let p = dir.join("reserve");
+    if p.metadata()
+        .map(|m| m.len() as usize == RESERVE_BYTES)
+        .unwrap_or(false)
+    {
+        return;
+    }
+    let r = std::fs::write(&p, vec![0u8; RESERVE_BYTES]).and_then(|_| File::open(&p)?.sync_all());
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&p);
+        warn!(
+            "cannot set aside {} MiB of reserve space: {e}",
+            RESERVE_BYTES >> 20
+        );
+    }
+}
+
+pub(crate) fn release_reserve(dir: &Path) {
+    if std::fs::remove_file(dir.join("reserve")).is_ok() {
+        warn!("disk full: released the reserve space to close segments cleanly");
+    }
+}
+
 pub struct StoreConfig {
     pub dir: PathBuf,
     pub flush_interval: Duration,
@@ -128,6 +156,7 @@ impl Store {
             db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
         db::migrate(&mut conn).map_err(|e| anyhow::anyhow!("{}: {e}", db_path.display()))?;
         let report = repair(&conn, &cfg.dir).context("repairing the store")?;
+        ensure_reserve(&cfg.dir);
         let status: StatusMap = Arc::new(Mutex::new(HashMap::new()));
         let wcfg = writer::WriterConfig {
             dir: cfg.dir.clone(),

@@ -469,6 +469,9 @@ impl Writer {
     }
 
     fn pause(&mut self, channel: u32, why: String) {
+        // Free the reserve first so that closing the segment and recording
+        // the event can still reach the index on a full disk.
+        super::release_reserve(&self.cfg.dir);
         self.close(channel, None);
         let st = self.channels.entry(channel).or_default();
         let first = st.paused_until.is_none();

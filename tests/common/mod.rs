@@ -31,7 +31,12 @@ pub fn prerequisite(ok: bool, what: &str) -> bool {
 }
 
 pub fn have_program(p: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {p}")).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {p}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 pub fn is_root() -> bool {
@@ -44,7 +49,11 @@ extern "C" {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed (SIGKILL) when dropped.
@@ -82,18 +91,42 @@ impl Drop for Proc {
 pub fn spawn(name: &str, cmd: &mut Command, logdir: &Path) -> Proc {
     let stderr_path = logdir.join(format!("{name}.stderr"));
     let err = std::fs::File::create(&stderr_path).unwrap();
-    let child = cmd.stderr(err).stdin(Stdio::null()).spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
-    Proc { child, name: name.into(), stderr_path }
+    let child = cmd
+        .stderr(err)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+    Proc {
+        child,
+        name: name.into(),
+        stderr_path,
+    }
 }
 
 /// Starts `tandem sim-camera` and waits until it prints its camera URLs.
 pub fn sim_camera(logdir: &Path, count: u32, extra: &[&str]) -> (Proc, Vec<String>) {
     let port = free_port();
     let mut cmd = Command::new(tandem());
-    cmd.args(["sim-camera", "--listen", &format!("127.0.0.1:{port}"), "--count", &count.to_string()])
-        .args(["--width", "640", "--height", "360", "--bitrate-kbps", "800"])
-        .args(extra)
-        .stdout(Stdio::piped());
+    cmd.args([
+        "sim-camera",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--count",
+        &count.to_string(),
+    ])
+    .args(extra)
+    .stdout(Stdio::piped());
+    // Small pictures keep the suite light; `extra` may override each default.
+    for (flag, default) in [
+        ("--width", "640"),
+        ("--height", "360"),
+        ("--bitrate-kbps", "800"),
+    ] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, default]);
+        }
+    }
+
     let mut p = spawn(&format!("sim-camera-{port}"), &mut cmd, logdir);
     let out = p.child.stdout.take().unwrap();
     let mut lines = BufReader::new(out).lines();
@@ -124,11 +157,20 @@ pub fn nvr(logdir: &Path, name: &str, config: &str) -> Nvr {
 
 pub fn start_nvr(logdir: &Path, name: &str, config: &Path, port: u16) -> Nvr {
     let mut cmd = Command::new(tandem());
-    cmd.args(["serve", "--config"]).arg(config).env("TANDEM_LOG", "info").stdout(Stdio::null());
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .env("TANDEM_LOG", "info")
+        .stdout(Stdio::null());
     let proc = spawn(name, &mut cmd, logdir);
     let base = format!("http://127.0.0.1:{port}");
-    let n = Nvr { proc, base, config: config.to_path_buf() };
-    wait_for(Duration::from_secs(30), "NVR API", || http_get(&format!("{}/api/v1/status", n.base)).is_ok_and(|r| r.status == 200));
+    let n = Nvr {
+        proc,
+        base,
+        config: config.to_path_buf(),
+    };
+    wait_for(Duration::from_secs(30), "NVR API", || {
+        http_get(&format!("{}/api/v1/status", n.base)).is_ok_and(|r| r.status == 200)
+    });
     n
 }
 
@@ -151,10 +193,14 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -164,13 +210,21 @@ pub fn http_get(url: &str) -> std::io::Result<HttpResponse> {
 
 /// A minimal HTTP/1.1 client (Connection: close) so the tests depend on no
 /// HTTP crate of their own.
-pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
     let mut s = TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -179,24 +233,43 @@ pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u
     s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
     let head = String::from_utf8_lossy(&raw[..end]).to_string();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
     let mut body = raw[end + 4..].to_vec();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     if chunked {
         body = dechunk(&body);
     }
-    Ok(HttpResponse { status, headers, body })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(e) = b.windows(2).position(|w| w == b"\r\n") else { break };
+        let Some(e) = b.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
         let n = usize::from_str_radix(String::from_utf8_lossy(&b[..e]).trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
@@ -209,23 +282,38 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// RFC 3339 text for "now + offset seconds".
 pub fn rfc3339_offset(offset_s: f64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + offset_s;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + offset_s;
     tandem::time::Time90k::from_secs_f64(now).to_rfc3339()
 }
 
 pub fn now_unix_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
 }
 
 pub fn run_tandem(args: &[&str]) -> std::process::Output {
-    Command::new(tandem()).args(args).env("TANDEM_LOG", "warn").output().unwrap()
+    Command::new(tandem())
+        .args(args)
+        .env("TANDEM_LOG", "warn")
+        .output()
+        .unwrap()
 }
 
 pub fn audit_json(args: &[&str]) -> serde_json::Value {
     let mut a = vec!["audit"];
     a.extend_from_slice(args);
     let out = run_tandem(&a);
-    assert!(out.status.success(), "audit failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "audit failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -233,21 +321,36 @@ pub fn audit_json(args: &[&str]) -> serde_json::Value {
 pub fn ffprobe(path: &Path) -> serde_json::Value {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=codec_name,width,height,nb_read_frames,duration:format=duration"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames,duration:format=duration",
+        ])
         .args(["-of", "json"])
         .arg(path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Channel `n`'s entry from /api/v1/channels.
 pub fn channel_view(base: &str, n: u32) -> serde_json::Value {
     let v = http_get(&format!("{base}/api/v1/channels")).unwrap().json();
-    v.as_array().unwrap().iter().find(|c| c["number"] == n).cloned().unwrap()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["number"] == n)
+        .cloned()
+        .unwrap()
 }
 
 pub fn frames_written(base: &str, n: u32) -> u64 {
-    channel_view(base, n)["recording"]["frames_written"].as_u64().unwrap_or(0)
+    channel_view(base, n)["recording"]["frames_written"]
+        .as_u64()
+        .unwrap_or(0)
 }
