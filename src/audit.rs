@@ -123,43 +123,32 @@ pub fn audit_stamps(stamps: impl IntoIterator<Item = Option<FrameStamp>>) -> Aud
 
 /// Audits every sample of the first video track of an .mp4 file.
 pub fn audit_mp4(path: &Path) -> Result<AuditReport> {
+    Ok(audit_stamps(stamps_mp4(path)?))
+}
+
+/// The stamp of every sample of an .mp4's first video track, in file order.
+pub fn stamps_mp4(path: &Path) -> Result<Vec<Option<FrameStamp>>> {
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let track = crate::mp4::reader::read_track_file(&mut f)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let track = crate::mp4::reader::read_track_file(&mut f).with_context(|| format!("reading {}", path.display()))?;
     let mut stamps = Vec::with_capacity(track.samples.len());
     let mut buf = Vec::new();
     for s in &track.samples {
         buf.resize(s.size as usize, 0);
         f.seek(SeekFrom::Start(s.offset))?;
-        f.read_exact(&mut buf).with_context(|| {
-            format!(
-                "{}: sample at offset {} is truncated",
-                path.display(),
-                s.offset
-            )
-        })?;
+        f.read_exact(&mut buf)
+            .with_context(|| format!("{}: sample at offset {} is truncated", path.display(), s.offset))?;
         stamps.push(FrameStamp::from_frame(&buf));
     }
-    Ok(audit_stamps(stamps))
+    Ok(stamps)
 }
 
 /// Audits a channel's stored footage in [start, end).
-pub fn audit_store(
-    reader: &Reader,
-    channel: u32,
-    start: Time90k,
-    end: Time90k,
-) -> Result<AuditReport> {
+pub fn audit_store(reader: &Reader, channel: u32, start: Time90k, end: Time90k) -> Result<AuditReport> {
     let mut stamps = Vec::new();
     let mut buf = Vec::new();
     for seg in reader.segment_frames(channel, start, end)? {
-        let mut f =
-            File::open(&seg.path).with_context(|| format!("opening {}", seg.path.display()))?;
-        for fr in seg
-            .frames
-            .iter()
-            .filter(|fr| fr.time >= start && fr.time < end)
-        {
+        let mut f = File::open(&seg.path).with_context(|| format!("opening {}", seg.path.display()))?;
+        for fr in seg.frames.iter().filter(|fr| fr.time >= start && fr.time < end) {
             buf.resize(fr.size as usize, 0);
             f.seek(SeekFrom::Start(fr.offset))?;
             f.read_exact(&mut buf)?;
@@ -183,10 +172,7 @@ mod tests {
 
     #[test]
     fn counts_gaps_duplicates_and_cameras() {
-        let mut v: Vec<_> = (0..100)
-            .filter(|s| !(40..65).contains(s))
-            .map(|s| st(1, s))
-            .collect();
+        let mut v: Vec<_> = (0..100).filter(|s| !(40..65).contains(s)).map(|s| st(1, s)).collect();
         v.push(st(1, 10));
         v.extend((5..8).map(|s| st(2, s)));
         v.push(None);

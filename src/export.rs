@@ -159,30 +159,12 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range(None, 100), RangeRequest::Full);
-        assert_eq!(
-            parse_range(Some("bytes=0-9"), 100),
-            RangeRequest::Partial(0, 10)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=90-"), 100),
-            RangeRequest::Partial(90, 100)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-10"), 100),
-            RangeRequest::Partial(90, 100)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=50-500"), 100),
-            RangeRequest::Partial(50, 100)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=100-"), 100),
-            RangeRequest::Unsatisfiable
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-0"), 100),
-            RangeRequest::Unsatisfiable
-        );
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), RangeRequest::Partial(0, 10));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), RangeRequest::Partial(90, 100));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), RangeRequest::Partial(90, 100));
+        assert_eq!(parse_range(Some("bytes=50-500"), 100), RangeRequest::Partial(50, 100));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 100), RangeRequest::Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=5-2"), 100), RangeRequest::Full);
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
         assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Full);
@@ -233,11 +215,7 @@ mod tests {
                         true
                     })
                     .unwrap();
-                    assert_eq!(
-                        got,
-                        &whole[s as usize..e as usize],
-                        "range {s}..{e} chunk {chunk}"
-                    );
+                    assert_eq!(got, &whole[s as usize..e as usize], "range {s}..{e} chunk {chunk}");
                 }
             }
         }

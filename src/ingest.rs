@@ -47,7 +47,8 @@ pub struct StreamStats {
     pub height: u32,
     pub fps: f64,
     pub bitrate_kbps: f64,
-    pub last_frame: Option<String>,
+    #[serde(serialize_with = "ser_time")]
+    pub last_frame: Option<Time90k>,
     pub frames: u64,
     pub bytes: u64,
     pub reconnects: u64,
@@ -62,7 +63,7 @@ impl StreamStats {
     fn on_frame(&mut self, now: Instant, time: Time90k, bytes: usize) {
         self.frames += 1;
         self.bytes += bytes as u64;
-        self.last_frame = Some(time.to_rfc3339());
+        self.last_frame = Some(time);
         let (start, f0, b0) = *self.window.get_or_insert((now, self.frames, self.bytes));
         let el = now.duration_since(start).as_secs_f64();
         if el >= 2.0 {
@@ -70,6 +71,13 @@ impl StreamStats {
             self.bitrate_kbps = (self.bytes - b0) as f64 * 8.0 / 1000.0 / el;
             self.window = Some((now, self.frames, self.bytes));
         }
+    }
+}
+
+fn ser_time<S: serde::Serializer>(t: &Option<Time90k>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        None => s.serialize_none(),
     }
 }
 
@@ -124,16 +132,7 @@ async fn run(
     let mut first = true;
     loop {
         let started = Instant::now();
-        let result = session(
-            channel,
-            &camera,
-            &writer,
-            &stats,
-            &*clock,
-            &mut stop,
-            &mut online,
-        )
-        .await;
+        let result = session(channel, &camera, &writer, &stats, &*clock, &mut stop, &mut online).await;
         let _ = writer.try_send(Command::EndRun { channel });
         let err = match result {
             Ok(()) => return, // stopped
@@ -177,16 +176,11 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
     online: &mut bool,
 ) -> Result<()> {
-    let creds = camera
-        .credentials
-        .as_ref()
-        .map(|c| retina::client::Credentials {
-            username: c.username.clone(),
-            password: c.password.clone(),
-        });
-    let opts = SessionOptions::default()
-        .creds(creds)
-        .user_agent("Tandem NVR".into());
+    let creds = camera.credentials.as_ref().map(|c| retina::client::Credentials {
+        username: c.username.clone(),
+        password: c.password.clone(),
+    });
+    let opts = SessionOptions::default().creds(creds).user_agent("Tandem NVR".into());
     let connect = async {
         let mut session = Session::describe(camera.url.clone(), opts).await?;
         let i = session
@@ -276,12 +270,7 @@ async fn session(
         if !*online {
             *online = true;
             let e = entry.as_ref().expect("entry set above");
-            info!(
-                width = e.width,
-                height = e.height,
-                codec = e.codec,
-                "camera connected"
-            );
+            info!(width = e.width, height = e.height, codec = e.codec, "camera connected");
             if let Ok(mut s) = stats.lock() {
                 s.connected = true;
                 s.last_error = None;

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod config;
 pub mod export;
+pub mod httpc;
 pub mod ingest;
 pub mod mp4;
 pub mod nal;

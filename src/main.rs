@@ -30,6 +30,8 @@ enum Cmd {
     Audit(cmds::audit::Args),
     /// Validate a configuration file; lists every problem found.
     Check(cmds::check::Args),
+    /// Benchmarks that print a table and write JSON (ingest: Tandem vs ffmpeg -c copy).
+    Bench(cmds::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Export(a) => cmds::export::run(a),
         Cmd::Audit(a) => cmds::audit::run(a),
         Cmd::Check(a) => cmds::check::run(a),
+        Cmd::Bench(a) => cmds::bench::run(a),
     };
     match r {
         Ok(code) => code,

@@ -49,11 +49,7 @@ pub struct ChannelView {
 impl Nvr {
     /// Opens (and repairs) the store, then starts ingest for every bound channel.
     pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Nvr>> {
-        let policies = config
-            .channels
-            .iter()
-            .map(|c| (c.number, c.retention))
-            .collect();
+        let policies = config.channels.iter().map(|c| (c.number, c.retention)).collect();
         let (store, report) = Store::open(
             StoreConfig {
                 dir: config.storage.dir.clone(),
@@ -146,22 +142,16 @@ impl Nvr {
                 name: rt.config.name.clone(),
                 binding: rt.binding.clone(),
                 ingest: rt.stats.lock().map(|s| s.clone()).unwrap_or_default(),
-                recording: status
-                    .get(&rt.config.number)
-                    .cloned()
-                    .unwrap_or(RecordingStatus {
-                        state: "idle",
-                        ..Default::default()
-                    }),
+                recording: status.get(&rt.config.number).cloned().unwrap_or(RecordingStatus {
+                    state: "idle",
+                    ..Default::default()
+                }),
             })
             .collect()
     }
 
     pub fn has_channel(&self, n: u32) -> bool {
-        self.channels
-            .lock()
-            .map(|c| c.contains_key(&n))
-            .unwrap_or(false)
+        self.channels.lock().map(|c| c.contains_key(&n)).unwrap_or(false)
     }
 
     /// Flushes all recorded frames to disk (blocking).
@@ -176,10 +166,7 @@ impl Nvr {
         info!("shutdown: stopping ingest");
         let handles: Vec<IngestHandle> = {
             let mut chans = self.channels.lock().expect("channels lock");
-            chans
-                .values_mut()
-                .filter_map(|rt| rt.ingest.take())
-                .collect()
+            chans.values_mut().filter_map(|rt| rt.ingest.take()).collect()
         };
         for h in handles {
             h.stop().await;

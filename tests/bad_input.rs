@@ -39,7 +39,11 @@ fn check_lists_every_problem_with_file_and_line() {
     let o = run_tandem(&["check", "--config", p.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{f}:2:")));
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[[network_camera]]\nname = \"a\"\nurl = \"rtsp://h/s\"\n[[channel]]\nnumber = 1\ncamera = \"a\"\n").unwrap();
+    std::fs::write(
+        &good,
+        "[[network_camera]]\nname = \"a\"\nurl = \"rtsp://h/s\"\n[[channel]]\nnumber = 1\ncamera = \"a\"\n",
+    )
+    .unwrap();
     let o = run_tandem(&["check", "--config", good.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
@@ -58,9 +62,7 @@ fn garbage_server() -> u16 {
                 let junk: Vec<u8> = (0..4096u32)
                     .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
                     .collect();
-                let _ = s.write_all(
-                    b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n",
-                );
+                let _ = s.write_all(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n");
                 let _ = s.write_all(&junk);
             });
         }
@@ -149,7 +151,8 @@ camera = "garbage"
     assert!(a["frames_found"].as_u64().unwrap() >= 140, "{a}");
     let ev = http_get(&format!("{}/api/v1/events?channel=3", nvr.base))
         .unwrap()
-        .json();
+        .json()
+        .unwrap();
     assert!(
         ev["events"]
             .as_array()

@@ -46,9 +46,7 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
     }
     // A last start repairs what the 20th kill left; then a clean stop.
     let mut n = start_nvr(dir.path(), "nvr-final", &cfg_path, port);
-    wait_for(Duration::from_secs(20), "recording", || {
-        frames_written(&n.base, 1) > 0
-    });
+    wait_for(Duration::from_secs(20), "recording", || frames_written(&n.base, 1) > 0);
     std::thread::sleep(Duration::from_secs(1));
     assert!(n.proc.terminate().success());
     let log = n.proc.stderr();
@@ -56,10 +54,7 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
 
     let a = audit_json(&["--data", data.to_str().unwrap(), "--channel", "1"]);
     for (i, k) in kills_us.iter().enumerate() {
-        eprintln!(
-            "kill {i} at {}",
-            tandem::time::Time90k::from_unix_micros(*k)
-        );
+        eprintln!("kill {i} at {}", tandem::time::Time90k::from_unix_micros(*k));
     }
     assert_eq!(a["duplicates"], 0, "{a}");
     assert_eq!(a["frames_unstamped"], 0, "{a}");
@@ -81,10 +76,7 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
         };
         let lost_ms = (k - gap_us(g, "last_before")) / 1000;
         eprintln!("kill {i}: last stored frame captured {lost_ms} ms before the kill");
-        assert!(
-            lost_ms <= 1000,
-            "kill {i} lost {lost_ms} ms of footage before the kill"
-        );
+        assert!(lost_ms <= 1000, "kill {i} lost {lost_ms} ms of footage before the kill");
     }
     // Every hole in the timeline is explained by a kill.
     for g in &gaps {
@@ -123,15 +115,8 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let p = ffprobe(&out);
-        let frames: u64 = p["streams"][0]["nb_read_frames"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let frames: u64 = p["streams"][0]["nb_read_frames"].as_str().unwrap().parse().unwrap();
         let stored = a["frames_found"].as_u64().unwrap();
-        assert!(
-            frames + 1 >= stored,
-            "decoded {frames} of {stored} stored frames"
-        );
+        assert!(frames + 1 >= stored, "decoded {frames} of {stored} stored frames");
     }
 }

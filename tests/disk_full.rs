@@ -36,14 +36,14 @@ fn free_bytes(p: &Path) -> u64 {
 
 fn recordings(base: &str, ch: u32) -> Vec<serde_json::Value> {
     let url = format!("{base}/api/v1/channels/{ch}/recordings?start=2000-01-01T00:00:00Z&end=2100-01-01T00:00:00Z");
-    http_get(&url).unwrap().json()["recordings"]
+    http_get(&url).unwrap().json().unwrap()["recordings"]
         .as_array()
         .unwrap()
         .clone()
 }
 
 fn events(base: &str) -> Vec<String> {
-    let v = http_get(&format!("{base}/api/v1/events")).unwrap().json();
+    let v = http_get(&format!("{base}/api/v1/events")).unwrap().json().unwrap();
     v["events"]
         .as_array()
         .unwrap()
@@ -78,10 +78,7 @@ fn free_space_floor_deletes_oldest_and_full_disk_pauses_then_resumes() {
     wait_for(Duration::from_secs(20), "recording", || {
         frames_written(&nvr1.base, 1) > 0
     });
-    let first_start = recordings(&nvr1.base, 1)[0]["start"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first_start = recordings(&nvr1.base, 1)[0]["start"].as_str().unwrap().to_string();
     wait_for(
         Duration::from_secs(60),
         "retention to delete the oldest footage",
@@ -99,10 +96,7 @@ fn free_space_floor_deletes_oldest_and_full_disk_pauses_then_resumes() {
         "free space {free} fell far below the floor"
     );
     for ch in [1, 2] {
-        assert_eq!(
-            channel_view(&nvr1.base, ch)["recording"]["state"],
-            "recording"
-        );
+        assert_eq!(channel_view(&nvr1.base, ch)["recording"]["state"], "recording");
     }
     assert!(nvr1.proc.stderr().contains("retention deleted footage"));
     drop(nvr1);
@@ -125,15 +119,11 @@ fn free_space_floor_deletes_oldest_and_full_disk_pauses_then_resumes() {
         small.truncate(1);
         while f.write_all(&small).is_ok() {}
     }
-    wait_for(
-        Duration::from_secs(20),
-        "channels to pause on the full disk",
-        || {
-            [1, 2]
-                .iter()
-                .all(|&ch| channel_view(&nvr2.base, ch)["recording"]["state"] == "disk_full")
-        },
-    );
+    wait_for(Duration::from_secs(20), "channels to pause on the full disk", || {
+        [1, 2]
+            .iter()
+            .all(|&ch| channel_view(&nvr2.base, ch)["recording"]["state"] == "disk_full")
+    });
     let log = nvr2.proc.stderr();
     assert!(log.contains("recording paused"), "{log}");
     assert!(!log.contains("panicked"), "{log}");

@@ -10,8 +10,11 @@ use std::time::Duration;
 
 fn gst_available() -> bool {
     Command::new("/usr/bin/python3")
-        .args(["-c", "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import Gst; Gst.init(None); \
-                      assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('x265enc')"])
+        .args([
+            "-c",
+            "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import Gst; Gst.init(None); \
+                      assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('x265enc')",
+        ])
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
@@ -25,13 +28,9 @@ fn record_and_export(codec: &str, ffprobe_codec: &str) {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/gst_rtsp_server.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_rtsp_server.py");
     let mut cmd = Command::new("/usr/bin/python3");
-    cmd.args([script, &port.to_string(), codec])
-        .stdout(Stdio::piped());
+    cmd.args([script, &port.to_string(), codec]).stdout(Stdio::piped());
     let mut gst = spawn(&format!("gst-{codec}"), &mut cmd, dir.path());
     let url = std::io::BufReader::new(gst.child.stdout.take().unwrap())
         .lines()
@@ -44,11 +43,9 @@ fn record_and_export(codec: &str, ffprobe_codec: &str) {
         dir.path().join("data").display()
     );
     let nvr = nvr(dir.path(), "nvr", &cfg);
-    wait_for(
-        Duration::from_secs(30),
-        "GStreamer camera recording",
-        || frames_written(&nvr.base, 1) > 0,
-    );
+    wait_for(Duration::from_secs(30), "GStreamer camera recording", || {
+        frames_written(&nvr.base, 1) > 0
+    });
     std::thread::sleep(Duration::from_secs(7));
     let v = channel_view(&nvr.base, 1);
     assert_eq!(v["ingest"]["width"], 640, "{v}");

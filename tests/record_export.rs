@@ -54,7 +54,8 @@ camera = "udp-cam"
         nvr.base
     ))
     .unwrap()
-    .json();
+    .json()
+    .unwrap();
     let runs = r["recordings"].as_array().unwrap();
     assert_eq!(runs.len(), 1, "{r}");
     assert_eq!(runs[0]["codec"], "h264");
@@ -93,10 +94,7 @@ camera = "udp-cam"
         assert_eq!(s["height"], 360);
         // 8 s at 25 fps = 200 frames after the edit list trims to the exact start.
         let frames: i64 = s["nb_read_frames"].as_str().unwrap().parse().unwrap();
-        assert!(
-            (frames - 200).abs() <= 1,
-            "ch{ch}: {frames} frames decoded, want 200±1"
-        );
+        assert!((frames - 200).abs() <= 1, "ch{ch}: {frames} frames decoded, want 200±1");
         let dur: f64 = p["format"]["duration"].as_str().unwrap().parse().unwrap();
         assert!(
             (dur - 8.0).abs() <= 0.04,
@@ -130,22 +128,13 @@ fn clip_endpoint_supports_range_etag_and_reports_errors() {
     });
     let start = rfc3339_offset(-2.5);
     let end = rfc3339_offset(-0.5);
-    let url = format!(
-        "{}/api/v1/channels/1/clip.mp4?start={start}&end={end}",
-        nvr.base
-    );
+    let url = format!("{}/api/v1/channels/1/clip.mp4?start={start}&end={end}", nvr.base);
     let full = http_get(&url).unwrap();
     assert_eq!(full.status, 200);
     assert_eq!(full.header("content-type"), Some("video/mp4"));
     assert_eq!(full.header("accept-ranges"), Some("bytes"));
     let len = full.body.len();
-    assert_eq!(
-        full.header("content-length")
-            .unwrap()
-            .parse::<usize>()
-            .unwrap(),
-        len
-    );
+    assert_eq!(full.header("content-length").unwrap().parse::<usize>().unwrap(), len);
     // moov before mdat.
     let moov = full.body.windows(4).position(|w| w == b"moov").unwrap();
     let mdat = full.body.windows(4).position(|w| w == b"mdat").unwrap();
@@ -165,13 +154,7 @@ fn clip_endpoint_supports_range_etag_and_reports_errors() {
     assert_eq!(bad.status, 416);
     let cached = http_request("GET", &url, &[("If-None-Match", &etag)], b"").unwrap();
     assert_eq!(cached.status, 304);
-    let stale = http_request(
-        "GET",
-        &url,
-        &[("Range", "bytes=0-9"), ("If-Range", "\"other\"")],
-        b"",
-    )
-    .unwrap();
+    let stale = http_request("GET", &url, &[("Range", "bytes=0-9"), ("If-Range", "\"other\"")], b"").unwrap();
     assert_eq!(stale.status, 200);
 
     // Errors name the problem.
@@ -181,7 +164,7 @@ fn clip_endpoint_supports_range_etag_and_reports_errors() {
     ))
     .unwrap();
     assert_eq!(e.status, 400);
-    assert!(e.json()["error"].as_str().unwrap().contains("`start`"));
+    assert!(e.json().unwrap()["error"].as_str().unwrap().contains("`start`"));
     let e = http_get(&format!(
         "{}/api/v1/channels/9/clip.mp4?start={start}&end={end}",
         nvr.base
@@ -194,5 +177,5 @@ fn clip_endpoint_supports_range_etag_and_reports_errors() {
     ))
     .unwrap();
     assert_eq!(e.status, 404);
-    assert!(e.json()["error"].as_str().unwrap().contains("no footage"));
+    assert!(e.json().unwrap()["error"].as_str().unwrap().contains("no footage"));
 }

@@ -76,9 +76,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             println!("  recording into:   {}", a.data.display());
             println!("  web page:         http://{addr}/");
             println!("  channels (JSON):  http://{addr}/api/v1/channels");
-            println!(
-                "  recordings:       http://{addr}/api/v1/channels/1/recordings?start=…&end=…"
-            );
+            println!("  recordings:       http://{addr}/api/v1/channels/1/recordings?start=…&end=…");
             println!("  clip:             http://{addr}/api/v1/channels/1/clip.mp4?start=…&end=…");
             println!("Press Ctrl-C to stop.");
         })

@@ -47,15 +47,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let tmp = a.output.with_extension("mp4.part");
     let result = match (&a.data, &a.server) {
         (Some(dir), _) => export_local(dir, a.channel, start, end, &tmp),
-        (None, Some(server)) => {
-            super::runtime()?.block_on(export_remote(server, a.channel, &a.start, &a.end, &tmp))
-        }
+        (None, Some(server)) => super::runtime()?.block_on(export_remote(server, a.channel, &a.start, &a.end, &tmp)),
         (None, None) => bail!("give --data DIR or --server URL"),
     };
     match result {
         Ok(bytes) => {
-            std::fs::rename(&tmp, &a.output)
-                .with_context(|| format!("writing {}", a.output.display()))?;
+            std::fs::rename(&tmp, &a.output).with_context(|| format!("writing {}", a.output.display()))?;
             eprintln!("wrote {} ({bytes} bytes)", a.output.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -81,9 +78,8 @@ fn export_local(
             g.start, g.end, g.seconds
         );
     }
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
-    );
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?);
     let pb = progress(clip.len);
     let mut err = None;
     tandem::export::write_range(&clip, 0, clip.len, 1 << 20, |b| {
@@ -104,15 +100,8 @@ fn export_local(
     Ok(clip.len)
 }
 
-async fn export_remote(
-    server: &str,
-    channel: u32,
-    start: &str,
-    end: &str,
-    out: &std::path::Path,
-) -> Result<u64> {
-    let base =
-        url::Url::parse(server).with_context(|| format!("--server `{server}` is not a URL"))?;
+async fn export_remote(server: &str, channel: u32, start: &str, end: &str, out: &std::path::Path) -> Result<u64> {
+    let base = url::Url::parse(server).with_context(|| format!("--server `{server}` is not a URL"))?;
     let mut url = base.join(&format!("/api/v1/channels/{channel}/clip.mp4"))?;
     url.query_pairs_mut()
         .append_pair("start", start)
@@ -122,8 +111,7 @@ async fn export_remote(
     let stream = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .with_context(|| format!("connecting to {host}:{port}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
     let req = hyper::Request::get(path)
@@ -139,14 +127,10 @@ async fn export_remote(
     let mut body = resp.into_body();
     if !status.is_success() {
         let bytes = body.collect().await?.to_bytes();
-        bail!(
-            "server answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
+        bail!("server answered {status}: {}", String::from_utf8_lossy(&bytes));
     }
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
-    );
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?);
     let pb = progress(len);
     let mut total = 0u64;
     while let Some(frame) = body.frame().await {

@@ -2,6 +2,7 @@
 //! needs one, and returns an exit code; library code does the work.
 
 pub mod audit;
+pub mod bench;
 pub mod check;
 pub mod demo;
 pub mod export;

@@ -111,11 +111,7 @@ impl fmt::Display for ConfigError {
         if self.field.is_empty() {
             write!(f, "{}:{}: {}", self.file, self.line, self.message)
         } else {
-            write!(
-                f,
-                "{}:{}: {}: {}",
-                self.file, self.line, self.field, self.message
-            )
+            write!(f, "{}:{}: {}: {}", self.file, self.line, self.field, self.message)
         }
     }
 }
@@ -219,10 +215,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
     }
     fn err(&mut self, offset: usize, field: impl Into<String>, message: impl Into<String>) {
         let line = self.line_of(offset);
@@ -300,11 +293,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
             if let Some(v) = val {
                 match units::parse_duration(&v.get_ref().text()) {
                     Ok(d) if (min..=max).contains(&d.as_secs_f64()) => *target = d,
-                    Ok(_) => c.err(
-                        v.span().start,
-                        field,
-                        format!("must be between {min} s and {max} s"),
-                    ),
+                    Ok(_) => c.err(v.span().start, field, format!("must be between {min} s and {max} s")),
                     Err(e) => c.err(v.span().start, field, e),
                 }
             }
@@ -341,11 +330,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
                 n.get_ref().clone()
             }
             Some(n) => {
-                c.err(
-                    n.span().start,
-                    format!("{prefix}.name"),
-                    "must not be empty",
-                );
+                c.err(n.span().start, format!("{prefix}.name"), "must not be empty");
                 continue;
             }
             None => {
@@ -355,48 +340,43 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
         };
         let prefix = format!("network_camera `{name}`");
         let mut url_creds = None;
-        let mut parse_url =
-            |c: &mut Checker, field: &str, v: &Spanned<String>| -> Option<url::Url> {
-                match url::Url::parse(v.get_ref()) {
-                    Ok(mut u) if u.scheme() == "rtsp" || u.scheme() == "rtsps" => {
-                        if u.host_str().is_none_or(|h| h.is_empty()) {
-                            c.err(
-                                v.span().start,
-                                format!("{prefix}.{field}"),
-                                "URL has no host",
-                            );
-                            return None;
-                        }
-                        if !u.username().is_empty() {
-                            let user = percent(u.username());
-                            let pass = percent(u.password().unwrap_or(""));
-                            url_creds.get_or_insert(Credentials {
-                                username: user,
-                                password: pass,
-                            });
-                            let _ = u.set_username("");
-                            let _ = u.set_password(None);
-                        }
-                        Some(u)
+        let mut parse_url = |c: &mut Checker, field: &str, v: &Spanned<String>| -> Option<url::Url> {
+            match url::Url::parse(v.get_ref()) {
+                Ok(mut u) if u.scheme() == "rtsp" || u.scheme() == "rtsps" => {
+                    if u.host_str().is_none_or(|h| h.is_empty()) {
+                        c.err(v.span().start, format!("{prefix}.{field}"), "URL has no host");
+                        return None;
                     }
-                    Ok(u) => {
-                        c.err(
-                            v.span().start,
-                            format!("{prefix}.{field}"),
-                            format!("scheme `{}` is not rtsp", u.scheme()),
-                        );
-                        None
+                    if !u.username().is_empty() {
+                        let user = percent(u.username());
+                        let pass = percent(u.password().unwrap_or(""));
+                        url_creds.get_or_insert(Credentials {
+                            username: user,
+                            password: pass,
+                        });
+                        let _ = u.set_username("");
+                        let _ = u.set_password(None);
                     }
-                    Err(e) => {
-                        c.err(
-                            v.span().start,
-                            format!("{prefix}.{field}"),
-                            format!("`{}` is not a URL: {e}", v.get_ref()),
-                        );
-                        None
-                    }
+                    Some(u)
                 }
-            };
+                Ok(u) => {
+                    c.err(
+                        v.span().start,
+                        format!("{prefix}.{field}"),
+                        format!("scheme `{}` is not rtsp", u.scheme()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.err(
+                        v.span().start,
+                        format!("{prefix}.{field}"),
+                        format!("`{}` is not a URL: {e}", v.get_ref()),
+                    );
+                    None
+                }
+            }
+        };
         let url = match &cam.url {
             Some(u) => parse_url(&mut c, "url", u),
             None => {
@@ -408,11 +388,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
             .substream_url
             .as_ref()
             .and_then(|u| parse_url(&mut c, "substream_url", u));
-        let transport = match cam
-            .transport
-            .as_ref()
-            .map(|t| (t.get_ref().as_str(), t.span().start))
-        {
+        let transport = match cam.transport.as_ref().map(|t| (t.get_ref().as_str(), t.span().start)) {
             None | Some(("tcp", _)) => Transport::Tcp,
             Some(("udp", _)) => Transport::Udp,
             Some((other, off)) => {
@@ -470,11 +446,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
                 password: p.unwrap_or_default(),
             }),
             (None, _) if password_sources > 0 => {
-                c.err(
-                    at,
-                    format!("{prefix}.username"),
-                    "is required when a password is given",
-                );
+                c.err(at, format!("{prefix}.username"), "is required when a password is given");
                 None
             }
             (None, _) => url_creds,
@@ -534,9 +506,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
             let r = r.get_ref();
             if let Some(a) = &r.max_age {
                 match units::parse_duration(&a.get_ref().text()) {
-                    Ok(d) if d.as_secs() >= 60 => {
-                        retention.max_age = Some((d.as_secs_f64() * 90_000.0) as i64)
-                    }
+                    Ok(d) if d.as_secs() >= 60 => retention.max_age = Some((d.as_secs_f64() * 90_000.0) as i64),
                     Ok(_) => c.err(
                         a.span().start,
                         format!("{prefix}.retention.max_age"),

@@ -102,9 +102,7 @@ retention = { max_age = "forever" }
     );
     let shown = ConfigErrors(errs).to_string();
     assert!(
-        shown.contains(
-            "site.toml:8: network_camera `a`.transport: `carrier-pigeon` is not `tcp` or `udp`"
-        ),
+        shown.contains("site.toml:8: network_camera `a`.transport: `carrier-pigeon` is not `tcp` or `udp`"),
         "{shown}"
     );
 }

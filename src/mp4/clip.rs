@@ -122,10 +122,7 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
         }
     }
     // First frame that overlaps the range, then back to its key frame.
-    let Some(first) = all
-        .iter()
-        .position(|s| s.time + i64::from(s.duration) > start)
-    else {
+    let Some(first) = all.iter().position(|s| s.time + i64::from(s.duration) > start) else {
         return Err(ClipError::NoFootage);
     };
     let key = match all[..=first].iter().rposition(|s| s.key) {
@@ -136,10 +133,7 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
             .map(|k| k + first)
             .ok_or(ClipError::NoFootage)?,
     };
-    let last = all
-        .iter()
-        .rposition(|s| s.time < end)
-        .ok_or(ClipError::NoFootage)?;
+    let last = all.iter().rposition(|s| s.time < end).ok_or(ClipError::NoFootage)?;
     if last < key {
         return Err(ClipError::NoFootage);
     }
@@ -346,10 +340,7 @@ fn write_stbl(
         let mut rows: Vec<(u32, u32, u32)> = Vec::new();
         for (ci, &(first, count)) in chunks.iter().enumerate() {
             let sdi = samples[first].entry as u32 + 1;
-            if rows
-                .last()
-                .is_some_and(|&(_, c, d)| c == count as u32 && d == sdi)
-            {
+            if rows.last().is_some_and(|&(_, c, d)| c == count as u32 && d == sdi) {
                 continue;
             }
             rows.push((ci as u32 + 1, count as u32, sdi));
@@ -455,10 +446,7 @@ mod tests {
     #[test]
     fn gaps_are_held_on_the_timeline_and_reported() {
         let e = entry(1, 640);
-        let s = [
-            seg(1, 0, 20, e.clone()),
-            seg(2, 20 * 3600 + 90_000 * 3, 20, e),
-        ];
+        let s = [seg(1, 0, 20, e.clone()), seg(2, 20 * 3600 + 90_000 * 3, 20, e)];
         let clip = build(&s, Time90k(0), Time90k(10_000_000)).unwrap();
         assert_eq!(clip.gaps.len(), 1);
         assert!((clip.gaps[0].seconds - 3.0).abs() < 1e-9);
@@ -473,10 +461,7 @@ mod tests {
 
     #[test]
     fn parameter_change_adds_a_sample_entry() {
-        let s = [
-            seg(1, 0, 10, entry(1, 640)),
-            seg(2, 10 * 3600, 10, entry(2, 1280)),
-        ];
+        let s = [seg(1, 0, 10, entry(1, 640)), seg(2, 10 * 3600, 10, entry(2, 1280))];
         let clip = build(&s, Time90k(0), Time90k(20 * 3600)).unwrap();
         let t = parse(&clip);
         assert_eq!(t.entry_count, 2);
@@ -487,10 +472,7 @@ mod tests {
     #[test]
     fn range_errors() {
         let s = [seg(1, 0, 10, entry(1, 640))];
-        assert_eq!(
-            build(&s, Time90k(5), Time90k(5)).unwrap_err(),
-            ClipError::EmptyRange
-        );
+        assert_eq!(build(&s, Time90k(5), Time90k(5)).unwrap_err(), ClipError::EmptyRange);
         assert_eq!(
             build(&s, Time90k(0), Time90k(MAX_CLIP + 1)).unwrap_err(),
             ClipError::TooLong
@@ -499,10 +481,7 @@ mod tests {
             build(&s, Time90k(10 * 3600), Time90k(20 * 3600)).unwrap_err(),
             ClipError::NoFootage
         );
-        assert_eq!(
-            build(&[], Time90k(0), Time90k(1)).unwrap_err(),
-            ClipError::NoFootage
-        );
+        assert_eq!(build(&[], Time90k(0), Time90k(1)).unwrap_err(), ClipError::NoFootage);
     }
 
     #[test]
@@ -514,9 +493,6 @@ mod tests {
         assert_eq!(t.samples[5].duration, 10);
         let b = build(&s, Time90k(0), Time90k(5 * 3600 + 11)).unwrap();
         assert_ne!(a.etag, b.etag);
-        assert_eq!(
-            a.etag,
-            build(&s, Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag
-        );
+        assert_eq!(a.etag, build(&s, Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag);
     }
 }

@@ -57,10 +57,7 @@ fn boxes(data: &[u8]) -> impl Iterator<Item = Result<([u8; 4], &[u8]), Mp4Error>
         let size32 = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as u64;
         let kind = [rest[4], rest[5], rest[6], rest[7]];
         let (hdr, size) = match size32 {
-            1 if rest.len() >= 16 => (
-                16,
-                u64::from_be_bytes(rest[8..16].try_into().unwrap_or_default()),
-            ),
+            1 if rest.len() >= 16 => (16, u64::from_be_bytes(rest[8..16].try_into().unwrap_or_default())),
             0 => (8, rest.len() as u64),
             s => (8, s),
         };
@@ -103,14 +100,10 @@ impl Cursor<'_> {
         Ok(a)
     }
     fn u32(&mut self) -> Result<u32, Mp4Error> {
-        Ok(u32::from_be_bytes(
-            self.take(4)?.try_into().unwrap_or_default(),
-        ))
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))
     }
     fn u64(&mut self) -> Result<u64, Mp4Error> {
-        Ok(u64::from_be_bytes(
-            self.take(8)?.try_into().unwrap_or_default(),
-        ))
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default()))
     }
     /// Reads a table entry count and checks it fits what remains.
     fn count(&mut self, entry_size: usize) -> Result<usize, Mp4Error> {
@@ -276,9 +269,7 @@ fn parse_trak(trak: &[u8], mdia: &[u8]) -> Result<Track, Mp4Error> {
         }
     }
     if sample != n {
-        return Err(bad(format!(
-            "chunks hold {sample} samples but stsz lists {n}"
-        )));
+        return Err(bad(format!("chunks hold {sample} samples but stsz lists {n}")));
     }
     Ok(t)
 }

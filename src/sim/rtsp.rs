@@ -70,8 +70,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let mut lines = text.split("\r\n");
     let first = lines.next().unwrap_or_default();
     let mut parts = first.split(' ');
-    let (Some(method), Some(uri), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(method), Some(uri), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
         return Parsed::Garbage(format!("bad request line {first:?}"));
     };
     if !version.starts_with("RTSP/1.") {
@@ -104,8 +103,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
 }
 
 pub fn response(status: &str, cseq: &str, headers: &[(&str, String)], body: &[u8]) -> Vec<u8> {
-    let mut out =
-        format!("RTSP/1.0 {status}\r\nCSeq: {cseq}\r\nServer: Tandem simulated camera\r\n");
+    let mut out = format!("RTSP/1.0 {status}\r\nCSeq: {cseq}\r\nServer: Tandem simulated camera\r\n");
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -205,9 +203,7 @@ impl Auth {
                 let ha1 = md5_hex(&format!("{}:{}:{}", self.user, self.realm, self.password));
                 let ha2 = md5_hex(&format!("{}:{}", req.method, uri));
                 let expected = match (get("qop"), get("nc"), get("cnonce")) {
-                    (Some(qop), Some(nc), Some(cnonce)) => {
-                        md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
-                    }
+                    (Some(qop), Some(nc), Some(cnonce)) => md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")),
                     _ => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
                 };
                 expected.eq_ignore_ascii_case(resp)
@@ -237,8 +233,7 @@ pub fn packetize_h264(nals: &[&[u8]], out: &mut Vec<Vec<u8>>) {
         while !rest.is_empty() {
             let n = rest.len().min(MAX_PAYLOAD - 2);
             let last = n == rest.len();
-            let fu_header =
-                (header & 0x1f) | if first { 0x80 } else { 0 } | if last { 0x40 } else { 0 };
+            let fu_header = (header & 0x1f) | if first { 0x80 } else { 0 } | if last { 0x40 } else { 0 };
             let mut p = Vec::with_capacity(n + 2);
             p.push(indicator);
             p.push(fu_header);
@@ -279,10 +274,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(parse(b"$\x01\x00\x02ab"), Parsed::Interleaved(6));
-        assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\n\r\n"),
-            Parsed::Garbage(_)
-        ));
+        assert!(matches!(parse(b"GET / HTTP/1.1\r\n\r\n"), Parsed::Garbage(_)));
     }
 
     #[test]
@@ -297,15 +289,15 @@ mod tests {
         let ha1 = md5_hex("admin:r:secret");
         let ha2 = md5_hex("DESCRIBE:rtsp://h/cam1");
         let good = md5_hex(&format!("{ha1}:n1:{ha2}"));
-        let mk = |resp: &str| {
-            Request {
+        let mk = |resp: &str| Request {
             method: "DESCRIBE".into(),
             uri: "rtsp://h/cam1".into(),
             headers: vec![(
                 "Authorization".into(),
-                format!("Digest username=\"admin\", realm=\"r\", nonce=\"n1\", uri=\"rtsp://h/cam1\", response=\"{resp}\""),
+                format!(
+                    "Digest username=\"admin\", realm=\"r\", nonce=\"n1\", uri=\"rtsp://h/cam1\", response=\"{resp}\""
+                ),
             )],
-        }
         };
         assert!(auth.check(&mk(&good)));
         assert!(!auth.check(&mk("0123")));
@@ -313,9 +305,7 @@ mod tests {
 
     #[test]
     fn fu_a_fragments_reassemble() {
-        let nal: Vec<u8> = std::iter::once(0x65)
-            .chain((0..5000u32).map(|i| i as u8))
-            .collect();
+        let nal: Vec<u8> = std::iter::once(0x65).chain((0..5000u32).map(|i| i as u8)).collect();
         let mut pkts = Vec::new();
         packetize_h264(&[&nal], &mut pkts);
         assert!(pkts.len() > 3);

@@ -53,11 +53,7 @@ impl SimServer {
 }
 
 /// Binds the listener and starts the cameras; they run until the runtime stops.
-pub async fn start(
-    listen: SocketAddr,
-    video: Arc<EncodedLoop>,
-    opts: SimOptions,
-) -> Result<SimServer> {
+pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions) -> Result<SimServer> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -69,10 +65,7 @@ pub async fn start(
         let video = video.clone();
         let tx2 = tx.clone();
         // Tasks are named through their tracing span (tokio's task names need tokio_unstable).
-        tokio::spawn(
-            camera_clock(id, video, tx2)
-                .instrument(tracing::info_span!("sim_camera", camera = i + 1)),
-        );
+        tokio::spawn(camera_clock(id, video, tx2).instrument(tracing::info_span!("sim_camera", camera = i + 1)));
         cameras.push(Camera { tx });
     }
     let count = opts.count;
@@ -241,10 +234,7 @@ async fn serve_client(
                                 rtsp::response(
                                     "200 OK",
                                     &cseq,
-                                    &[
-                                        ("Content-Base", base),
-                                        ("Content-Type", "application/sdp".into()),
-                                    ],
+                                    &[("Content-Base", base), ("Content-Type", "application/sdp".into())],
                                     sdp(&video, i, &local.ip().to_string()).as_bytes(),
                                 )
                             }
@@ -261,10 +251,7 @@ async fn serve_client(
                                         rtsp::response(
                                             "200 OK",
                                             &cseq,
-                                            &[
-                                                ("Transport", reply_t),
-                                                ("Session", format!("{session_id};timeout=60")),
-                                            ],
+                                            &[("Transport", reply_t), ("Session", format!("{session_id};timeout=60"))],
                                             b"",
                                         )
                                     }
@@ -284,19 +271,11 @@ async fn serve_client(
                                 rtsp::response(
                                     "200 OK",
                                     &cseq,
-                                    &[
-                                        ("Session", session_id.clone()),
-                                        ("Range", "npt=0.000-".into()),
-                                    ],
+                                    &[("Session", session_id.clone()), ("Range", "npt=0.000-".into())],
                                     b"",
                                 )
                             }
-                            _ => rtsp::response(
-                                "455 Method Not Valid in This State",
-                                &cseq,
-                                &[],
-                                b"",
-                            ),
+                            _ => rtsp::response("455 Method Not Valid in This State", &cseq, &[], b""),
                         },
                         "GET_PARAMETER" | "SET_PARAMETER" => {
                             rtsp::response("200 OK", &cseq, &[("Session", session_id.clone())], b"")
@@ -364,11 +343,7 @@ async fn serve_client(
     }
 }
 
-async fn setup_transport(
-    t: &str,
-    peer: SocketAddr,
-    local: SocketAddr,
-) -> Result<(Delivery, String)> {
+async fn setup_transport(t: &str, peer: SocketAddr, local: SocketAddr) -> Result<(Delivery, String)> {
     let param = |name: &str| {
         t.split(';').find_map(|p| {
             p.trim()
@@ -382,11 +357,7 @@ async fn setup_transport(
             .unwrap_or(0);
         return Ok((
             Delivery::Tcp { channel: ch },
-            format!(
-                "RTP/AVP/TCP;unicast;interleaved={}-{}",
-                ch,
-                ch.wrapping_add(1)
-            ),
+            format!("RTP/AVP/TCP;unicast;interleaved={}-{}", ch, ch.wrapping_add(1)),
         ));
     }
     let ports = param("client_port").context("UDP transport without client_port")?;

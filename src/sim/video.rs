@@ -6,9 +6,7 @@
 //! cameras at low CPU.
 
 use anyhow::{bail, Context, Result};
-use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
-};
+use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode};
 use openh264::formats::YUVBuffer;
 use openh264::OpenH264API;
 
@@ -41,10 +39,7 @@ impl VideoSpec {
             bail!("--gop must be between 1 and 600 frames (got {})", self.gop);
         }
         if self.bitrate_kbps < 10 {
-            bail!(
-                "--bitrate-kbps must be at least 10 (got {})",
-                self.bitrate_kbps
-            );
+            bail!("--bitrate-kbps must be at least 10 (got {})", self.bitrate_kbps);
         }
         Ok(())
     }
@@ -130,8 +125,8 @@ pub fn encode_loop(spec: &VideoSpec) -> Result<EncodedLoop> {
         .rate_control_mode(RateControlMode::Bitrate)
         .skip_frames(false)
         .intra_frame_period(IntraFramePeriod::from_num_frames(spec.gop));
-    let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
-        .context("creating the H.264 encoder")?;
+    let mut encoder =
+        Encoder::with_api_config(OpenH264API::from_source(), config).context("creating the H.264 encoder")?;
     let mut texture = vec![0u8; 256 * 512];
     let mut rng = 12345u32;
     for (i, t) in texture.iter_mut().enumerate() {

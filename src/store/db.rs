@@ -90,7 +90,8 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         0 => {
             let tx = conn.transaction().map_err(|e| e.to_string())?;
             tx.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| e.to_string())?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(|e| e.to_string())?;
             tx.commit().map_err(|e| e.to_string())
         }
         SCHEMA_VERSION => Ok(()),
@@ -143,27 +144,18 @@ pub struct SampleEntryRow {
     pub height: u32,
 }
 
-pub fn upsert_sample_entry(
-    conn: &Connection,
-    data: &[u8],
-    codec: &str,
-    w: u32,
-    h: u32,
-) -> rusqlite::Result<i64> {
+pub fn upsert_sample_entry(conn: &Connection, data: &[u8], codec: &str, w: u32, h: u32) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT OR IGNORE INTO sample_entry (data, codec, width, height) VALUES (?1, ?2, ?3, ?4)",
         params![data, codec, w, h],
     )?;
-    conn.query_row(
-        "SELECT id FROM sample_entry WHERE data = ?1",
-        params![data],
-        |r| r.get(0),
-    )
+    conn.query_row("SELECT id FROM sample_entry WHERE data = ?1", params![data], |r| {
+        r.get(0)
+    })
 }
 
 pub fn sample_entries(conn: &Connection) -> rusqlite::Result<HashMap<i64, SampleEntryRow>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, data, codec, width, height FROM sample_entry")?;
+    let mut stmt = conn.prepare_cached("SELECT id, data, codec, width, height FROM sample_entry")?;
     let rows = stmt.query_map([], |r| {
         Ok(SampleEntryRow {
             id: r.get(0)?,
@@ -176,12 +168,7 @@ pub fn sample_entries(conn: &Connection) -> rusqlite::Result<HashMap<i64, Sample
     rows.map(|r| r.map(|s| (s.id, s))).collect()
 }
 
-pub fn insert_writing_segment(
-    conn: &Connection,
-    channel: u32,
-    start: Time90k,
-    entry: i64,
-) -> rusqlite::Result<i64> {
+pub fn insert_writing_segment(conn: &Connection, channel: u32, start: Time90k, entry: i64) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO segment (channel, state, start_90k, end_90k, frames, key_frames, bytes, media_bytes, sample_entry_id)
          VALUES (?1, 0, ?2, ?2, 0, 0, 0, 0, ?3)",
@@ -218,17 +205,19 @@ pub fn update_writing(conn: &Connection, id: i64, p: &Progress) -> rusqlite::Res
     conn.execute(
         "UPDATE segment SET end_90k = ?2, frames = ?3, key_frames = ?4, bytes = ?5, media_bytes = ?6
          WHERE id = ?1 AND state = 0",
-        params![id, p.end.0, p.frames, p.key_frames, p.bytes as i64, p.media_bytes as i64],
+        params![
+            id,
+            p.end.0,
+            p.frames,
+            p.key_frames,
+            p.bytes as i64,
+            p.media_bytes as i64
+        ],
     )?;
     Ok(())
 }
 
-pub fn complete_segment(
-    conn: &Connection,
-    id: i64,
-    p: &Progress,
-    index: &[u8],
-) -> rusqlite::Result<()> {
+pub fn complete_segment(conn: &Connection, id: i64, p: &Progress, index: &[u8]) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE segment SET state = 1, end_90k = ?2, frames = ?3, key_frames = ?4, bytes = ?5,
          media_bytes = ?6, frame_index = ?7 WHERE id = ?1",
@@ -297,14 +286,9 @@ pub fn delete_segment_row(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 }
 
 /// Per channel: total bytes of all segments and the `limit` oldest complete ones.
-pub fn channel_usage(
-    conn: &Connection,
-    limit: usize,
-) -> rusqlite::Result<HashMap<u32, ChannelUsage>> {
+pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMap<u32, ChannelUsage>> {
     let mut out: HashMap<u32, ChannelUsage> = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT channel, SUM(bytes) FROM segment WHERE state < 2 GROUP BY channel",
-    )?;
+    let mut stmt = conn.prepare_cached("SELECT channel, SUM(bytes) FROM segment WHERE state < 2 GROUP BY channel")?;
     for r in stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))? {
         let (ch, total) = r?;
         out.entry(ch).or_default().total_bytes = total as u64;
@@ -388,10 +372,7 @@ mod tests {
         migrate(&mut c).unwrap();
         migrate(&mut c).unwrap();
         let e = upsert_sample_entry(&c, b"avc1box", "h264", 640, 480).unwrap();
-        assert_eq!(
-            upsert_sample_entry(&c, b"avc1box", "h264", 640, 480).unwrap(),
-            e
-        );
+        assert_eq!(upsert_sample_entry(&c, b"avc1box", "h264", 640, 480).unwrap(), e);
         let id = insert_writing_segment(&c, 1, Time90k(100), e).unwrap();
         let p2 = Progress {
             end: Time90k(200),

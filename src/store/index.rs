@@ -68,15 +68,9 @@ pub struct IndexEncoder {
 impl IndexEncoder {
     pub fn push(&mut self, f: FrameEntry) {
         let d = i64::from(f.duration);
-        put_varint(
-            (zigzag(d - self.prev_duration) << 1) | u64::from(f.key),
-            &mut self.blob,
-        );
+        put_varint((zigzag(d - self.prev_duration) << 1) | u64::from(f.key), &mut self.blob);
         let k = usize::from(f.key);
-        put_varint(
-            zigzag(i64::from(f.size) - self.prev_size[k]),
-            &mut self.blob,
-        );
+        put_varint(zigzag(i64::from(f.size) - self.prev_size[k]), &mut self.blob);
         self.prev_duration = d;
         self.prev_size[k] = i64::from(f.size);
     }
@@ -184,10 +178,7 @@ mod tests {
             size: 5000,
             key: true,
         }]);
-        assert!(matches!(
-            decode(&blob[..blob.len() - 1]),
-            Err(IndexError::Truncated(_))
-        ));
+        assert!(matches!(decode(&blob[..blob.len() - 1]), Err(IndexError::Truncated(_))));
         assert!(decode(&[0xff; 11]).is_err());
         // A negative size.
         let mut bad = Vec::new();

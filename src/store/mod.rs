@@ -96,19 +96,13 @@ const RESERVE_BYTES: usize = 4 << 20;
 
 pub(crate) fn ensure_reserve(dir: &Path) {
     let p = dir.join("reserve");
-    if p.metadata()
-        .map(|m| m.len() as usize == RESERVE_BYTES)
-        .unwrap_or(false)
-    {
+    if p.metadata().map(|m| m.len() as usize == RESERVE_BYTES).unwrap_or(false) {
         return;
     }
     let r = std::fs::write(&p, vec![0u8; RESERVE_BYTES]).and_then(|_| File::open(&p)?.sync_all());
     if let Err(e) = r {
         let _ = std::fs::remove_file(&p);
-        warn!(
-            "cannot set aside {} MiB of reserve space: {e}",
-            RESERVE_BYTES >> 20
-        );
+        warn!("cannot set aside {} MiB of reserve space: {e}", RESERVE_BYTES >> 20);
     }
 }
 
@@ -152,8 +146,7 @@ impl Store {
             .with_context(|| format!("creating storage directory {}", cfg.dir.display()))?;
         let lock = lock_dir(&cfg.dir)?;
         let db_path = cfg.dir.join("index.db");
-        let mut conn =
-            db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+        let mut conn = db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
         db::migrate(&mut conn).map_err(|e| anyhow::anyhow!("{}: {e}", db_path.display()))?;
         let report = repair(&conn, &cfg.dir).context("repairing the store")?;
         ensure_reserve(&cfg.dir);
@@ -188,9 +181,7 @@ impl Store {
     }
 
     pub fn reader(&self) -> Reader {
-        Reader {
-            dir: self.dir.clone(),
-        }
+        Reader { dir: self.dir.clone() }
     }
 
     /// Flushes everything written so far to disk; blocks until done.
@@ -248,10 +239,7 @@ pub fn repair(conn: &rusqlite::Connection, dir: &Path) -> Result<RepairReport> {
             };
             for f in std::fs::read_dir(chdir.path())?.flatten() {
                 let name = f.file_name();
-                let Some(id) = name
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".seg")?.parse::<i64>().ok())
-                else {
+                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".seg")?.parse::<i64>().ok()) else {
                     continue;
                 };
                 if !known.contains(&id) {
@@ -289,21 +277,13 @@ fn finish_from_file(
         report.segments_discarded += 1;
         Ok(())
     };
-    let mut file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-    {
+    let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
         Ok(f) => f,
         Err(e) => return discard(report, &format!("file unreadable: {e}")),
     };
     let len = file.metadata()?.len();
     let scan = match segment_file::scan(&mut file, len, true) {
-        Ok(s)
-            if !s.frames.is_empty() && s.header.segment_id == id && s.header.channel == channel =>
-        {
-            s
-        }
+        Ok(s) if !s.frames.is_empty() && s.header.segment_id == id && s.header.channel == channel => s,
         Ok(_) => return discard(report, "no frames or mismatched header"),
         Err(e) => return discard(report, &e.to_string()),
     };
@@ -325,8 +305,7 @@ fn finish_from_file(
         media_bytes: entries.iter().map(|e| u64::from(e.size)).sum(),
     };
     let tx = conn.unchecked_transaction()?;
-    let entry_id =
-        db::upsert_sample_entry(&tx, &entry.data, entry.codec, entry.width, entry.height)?;
+    let entry_id = db::upsert_sample_entry(&tx, &entry.data, entry.codec, entry.width, entry.height)?;
     if adopt {
         db::insert_adopted_segment(&tx, id, channel, scan.header.start, entry_id)?;
     }
@@ -410,12 +389,7 @@ impl Reader {
         Ok(db::open_readonly(&p)?)
     }
 
-    pub fn recordings(
-        &self,
-        channel: u32,
-        start: Time90k,
-        end: Time90k,
-    ) -> Result<Vec<RecordingRun>> {
+    pub fn recordings(&self, channel: u32, start: Time90k, end: Time90k) -> Result<Vec<RecordingRun>> {
         let conn = self.conn()?;
         let entries = db::sample_entries(&conn)?;
         let mut runs: Vec<RecordingRun> = Vec::new();
@@ -459,12 +433,7 @@ impl Reader {
     }
 
     /// The frames of every segment overlapping [start, end), for clip building.
-    pub fn segment_frames(
-        &self,
-        channel: u32,
-        start: Time90k,
-        end: Time90k,
-    ) -> Result<Vec<SegmentFrames>> {
+    pub fn segment_frames(&self, channel: u32, start: Time90k, end: Time90k) -> Result<Vec<SegmentFrames>> {
         let conn = self.conn()?;
         let entries: HashMap<i64, Arc<db::SampleEntryRow>> = db::sample_entries(&conn)?
             .into_iter()
@@ -522,12 +491,7 @@ impl Reader {
         Ok(out)
     }
 
-    pub fn events(
-        &self,
-        channel: Option<u32>,
-        start: Time90k,
-        end: Time90k,
-    ) -> Result<Vec<db::EventRow>> {
+    pub fn events(&self, channel: Option<u32>, start: Time90k, end: Time90k) -> Result<Vec<db::EventRow>> {
         Ok(db::events(&self.conn()?, channel, start, end)?)
     }
 }

@@ -74,10 +74,7 @@ pub fn plan(
             } else {
                 break;
             };
-            out.push(Deletion {
-                segment: *s,
-                reason,
-            });
+            out.push(Deletion { segment: *s, reason });
             total = total.saturating_sub(s.bytes);
             i += 1;
         }
@@ -225,9 +222,7 @@ mod tests {
                                 .filter(|d| d.segment.channel == ch)
                                 .map(|d| d.segment.id)
                                 .collect();
-                            let want: Vec<i64> = (0..got.len() as i64)
-                                .map(|i| i64::from(ch) * 1000 + i)
-                                .collect();
+                            let want: Vec<i64> = (0..got.len() as i64).map(|i| i64::from(ch) * 1000 + i).collect();
                             assert_eq!(got, want);
                         }
                     }

@@ -248,8 +248,7 @@ mod tests {
         let mut datas = Vec::new();
         for i in 0..n {
             let data: Vec<u8> = (0..(100 + i * 10)).map(|b| (b + i) as u8).collect();
-            f.write_all(&record_header(i * 3000, i % 10 == 0, &data))
-                .unwrap();
+            f.write_all(&record_header(i * 3000, i % 10 == 0, &data)).unwrap();
             f.write_all(&data).unwrap();
             datas.push(data);
         }

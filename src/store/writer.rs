@@ -32,6 +32,8 @@ use crate::time::{Clock, Time90k};
 
 /// A gap longer than this between consecutive frames of one run ends the segment.
 const MAX_FRAME_GAP: i64 = 5 * 90_000;
+/// Pause between batches of queued commands (see `run`).
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
 /// A channel paused by a full disk tries again this often.
 const DISK_RETRY: Duration = Duration::from_secs(1);
 
@@ -179,12 +181,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(
-        cfg: WriterConfig,
-        conn: Connection,
-        clock: Arc<dyn Clock>,
-        status: StatusMap,
-    ) -> Self {
+    pub fn new(cfg: WriterConfig, conn: Connection, clock: Arc<dyn Clock>, status: StatusMap) -> Self {
         Writer {
             cfg,
             conn,
@@ -198,7 +195,7 @@ impl Writer {
     pub fn run(mut self, rx: Receiver<Command>) {
         let mut next_flush = Instant::now() + self.cfg.flush_interval;
         let mut next_retention = Instant::now();
-        loop {
+        'outer: loop {
             let now = Instant::now();
             if now >= next_flush {
                 self.flush();
@@ -208,25 +205,34 @@ impl Writer {
                 self.run_retention();
                 next_retention = now + self.cfg.retention_interval;
             }
-            let wait = next_flush
-                .min(next_retention)
-                .saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(Command::Frame(f)) => self.on_frame(f),
-                Ok(Command::EndRun { channel }) => self.end_run(channel),
-                Ok(Command::Event {
-                    channel,
-                    kind,
-                    time,
-                    details,
-                }) => self.event(channel, kind, time, details),
-                Ok(Command::Sync(done)) => {
-                    self.flush();
-                    let _ = done.send(());
+            let wait = next_flush.min(next_retention).saturating_duration_since(Instant::now());
+            let mut next = match rx.recv_timeout(wait) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            // Handle everything queued, then pause briefly so that frames from
+            // all channels accumulate: the thread wakes at most ~200 times a
+            // second however many streams there are, instead of once per frame.
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Frame(f) => self.on_frame(f),
+                    Command::EndRun { channel } => self.end_run(channel),
+                    Command::Event {
+                        channel,
+                        kind,
+                        time,
+                        details,
+                    } => self.event(channel, kind, time, details),
+                    Command::Sync(done) => {
+                        self.flush();
+                        let _ = done.send(());
+                    }
+                    Command::Shutdown => break 'outer,
                 }
-                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {}
+                next = rx.try_recv().ok();
             }
+            std::thread::sleep(BATCH_PAUSE);
         }
         let chans: Vec<u32> = self.channels.keys().copied().collect();
         for ch in chans {
@@ -253,18 +259,8 @@ impl Writer {
     fn on_frame(&mut self, f: Frame) {
         let ch = f.channel;
         let st = self.channels.entry(ch).or_default();
-        let open = st
-            .open
-            .as_ref()
-            .map(|o| (o.run, o.start, o.last_time(), &*o.entry));
-        let decision = decide(
-            open,
-            f.run,
-            f.time,
-            f.key,
-            &f.sample_entry,
-            self.cfg.segment_len,
-        );
+        let open = st.open.as_ref().map(|o| (o.run, o.start, o.last_time(), &*o.entry));
+        let decision = decide(open, f.run, f.time, f.key, &f.sample_entry, self.cfg.segment_len);
         match decision {
             Decision::Append => {}
             Decision::Rollover => self.close(ch, Some(f.time)),
@@ -300,8 +296,7 @@ impl Writer {
             Some(&id) => id,
             None => {
                 let e = &f.sample_entry;
-                let id = db::upsert_sample_entry(&self.conn, &e.data, e.codec, e.width, e.height)
-                    .map_err(io)?;
+                let id = db::upsert_sample_entry(&self.conn, &e.data, e.codec, e.width, e.height).map_err(io)?;
                 self.entries.insert(e.data.clone(), id);
                 id
             }
@@ -311,10 +306,7 @@ impl Writer {
         let result = (|| {
             let dir = path.parent().expect("segment path has a parent");
             std::fs::create_dir_all(dir)?;
-            let mut file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)?;
+            let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
             let header = SegmentHeader {
                 channel: f.channel,
                 segment_id: id,
@@ -337,16 +329,8 @@ impl Writer {
         };
         let st = self.channels.entry(f.channel).or_default();
         if st.paused_until.take().is_some() {
-            info!(
-                channel = f.channel,
-                "recording resumed: disk has space again"
-            );
-            self.event(
-                Some(f.channel),
-                "recording_resumed",
-                f.time,
-                serde_json::json!({}),
-            );
+            info!(channel = f.channel, "recording resumed: disk has space again");
+            self.event(Some(f.channel), "recording_resumed", f.time, serde_json::json!({}));
         }
         let st = self.channels.entry(f.channel).or_default();
         st.open = Some(OpenSegment {
@@ -374,20 +358,13 @@ impl Writer {
     }
 
     fn append(&mut self, f: &Frame) -> std::io::Result<()> {
-        let st = self
-            .channels
-            .get_mut(&f.channel)
-            .expect("channel state exists");
+        let st = self.channels.get_mut(&f.channel).expect("channel state exists");
         let o = st.open.as_mut().expect("a segment is open");
-        let pts = u32::try_from(f.time - o.start)
-            .map_err(|_| std::io::Error::other("segment too long"))?;
+        let pts = u32::try_from(f.time - o.start).map_err(|_| std::io::Error::other("segment too long"))?;
         let header = record_header(pts, f.key, &f.data);
-        // Two writes, no user-space buffer: once `write` returns, a SIGKILL
+        // One vectored write, no user-space buffer: once it returns, a SIGKILL
         // cannot lose the frame. A torn record is cut off by startup repair.
-        let r = o
-            .file
-            .write_all(&header)
-            .and_then(|_| o.file.write_all(&f.data));
+        let r = write_all_vectored(&mut o.file, &header, &f.data);
         if let Err(e) = r {
             // Cut back to the last complete record so the file stays valid.
             let _ = o.file.set_len(o.len);
@@ -395,11 +372,7 @@ impl Writer {
         }
         if let Some((t, size, key)) = o.pending.take() {
             let duration = (f.time - t) as u32;
-            o.index.push(FrameEntry {
-                duration,
-                size,
-                key,
-            });
+            o.index.push(FrameEntry { duration, size, key });
             o.last_duration = duration;
         }
         o.pending = Some((f.time, f.data.len() as u32, f.key));
@@ -429,20 +402,12 @@ impl Writer {
                 Some(e) if e > t => (e - t) as u32,
                 _ => o.last_duration.max(1),
             };
-            o.index.push(FrameEntry {
-                duration,
-                size,
-                key,
-            });
+            o.index.push(FrameEntry { duration, size, key });
             o.last_duration = duration;
         }
         let end_time = o.last_time_after_close();
         if let Err(e) = o.file.sync_data() {
-            error!(
-                channel,
-                segment = o.id,
-                "fsync failed while closing segment: {e}"
-            );
+            error!(channel, segment = o.id, "fsync failed while closing segment: {e}");
         }
         let progress = o.progress(end_time);
         if o.frames == 0 {
@@ -450,11 +415,7 @@ impl Writer {
             let _ = db::delete_segment_row(&self.conn, o.id);
         } else if let Err(e) = db::complete_segment(&self.conn, o.id, &progress, o.index.blob()) {
             // The row stays `writing`; startup repair will rebuild it from the file.
-            error!(
-                channel,
-                segment = o.id,
-                "could not commit finished segment: {e}"
-            );
+            error!(channel, segment = o.id, "could not commit finished segment: {e}");
         }
         self.set_status(channel, |s| {
             if s.state == "recording" {
@@ -479,12 +440,7 @@ impl Writer {
         if first {
             error!(channel, "recording paused: {why}");
             let now = self.clock.now();
-            self.event(
-                Some(channel),
-                "disk_full",
-                now,
-                serde_json::json!({ "error": why }),
-            );
+            self.event(Some(channel), "disk_full", now, serde_json::json!({ "error": why }));
             self.set_status(channel, |s| {
                 s.state = "disk_full";
                 s.last_error = Some(why);
@@ -586,6 +542,25 @@ impl Writer {
     }
 }
 
+/// Writes `a` then `b` with as few `writev` calls as the kernel allows.
+fn write_all_vectored(file: &mut File, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+    use std::io::IoSlice;
+    let total = a.len() + b.len();
+    let mut done = 0;
+    while done < total {
+        let n = if done < a.len() {
+            file.write_vectored(&[IoSlice::new(&a[done..]), IoSlice::new(b)])?
+        } else {
+            file.write(&b[done - a.len()..])?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    Ok(())
+}
+
 impl OpenSegment {
     fn last_time_after_close(&self) -> Time90k {
         // After close, every frame's duration is in the index; the end is the
@@ -618,23 +593,11 @@ mod tests {
         let open = Some((7u64, Time90k(0), Time90k(3000), &e1));
         assert_eq!(decide(None, 7, Time90k(0), true, &e1, len), Decision::Start);
         assert_eq!(decide(None, 7, Time90k(0), false, &e1, len), Decision::Drop);
-        assert_eq!(
-            decide(open, 7, Time90k(6000), false, &e1, len),
-            Decision::Append
-        );
-        assert_eq!(
-            decide(open, 7, Time90k(6000), true, &e1, len),
-            Decision::Append
-        );
+        assert_eq!(decide(open, 7, Time90k(6000), false, &e1, len), Decision::Append);
+        assert_eq!(decide(open, 7, Time90k(6000), true, &e1, len), Decision::Append);
         let late = Some((7u64, Time90k(0), Time90k(len - 3000), &e1));
-        assert_eq!(
-            decide(late, 7, Time90k(len), true, &e1, len),
-            Decision::Rollover
-        );
-        assert_eq!(
-            decide(late, 7, Time90k(len), false, &e1, len),
-            Decision::Append
-        );
+        assert_eq!(decide(late, 7, Time90k(len), true, &e1, len), Decision::Rollover);
+        assert_eq!(decide(late, 7, Time90k(len), false, &e1, len), Decision::Append);
         assert_eq!(
             decide(open, 8, Time90k(6000), true, &e1, len),
             Decision::Break { start: true }
@@ -655,10 +618,7 @@ mod tests {
             decide(open, 7, Time90k(3000 + MAX_FRAME_GAP + 1), true, &e1, len),
             Decision::Break { start: true }
         );
-        assert_eq!(
-            decide(open, 7, Time90k(6000), true, &e2, len),
-            Decision::Rollover
-        );
+        assert_eq!(decide(open, 7, Time90k(6000), true, &e2, len), Decision::Rollover);
         assert_eq!(
             decide(open, 7, Time90k(6000), false, &e2, len),
             Decision::Break { start: false }

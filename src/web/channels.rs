@@ -33,9 +33,7 @@ pub async fn recordings(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    Ok(Json(
-        serde_json::json!({ "channel": ch, "recordings": runs }),
-    ))
+    Ok(Json(serde_json::json!({ "channel": ch, "recordings": runs })))
 }
 
 pub async fn events(

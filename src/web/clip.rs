@@ -41,10 +41,7 @@ pub async fn clip(
     };
     let etag = HeaderValue::from_str(&clip.etag).map_err(ApiError::internal)?;
     let hv = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    if hv(header::IF_NONE_MATCH).is_some_and(|v| {
-        v.split(',')
-            .any(|t| t.trim() == clip.etag || t.trim() == "*")
-    }) {
+    if hv(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == clip.etag || t.trim() == "*")) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     // If-Range with a stale validator means "send the whole new file".
@@ -72,9 +69,7 @@ pub async fn clip(
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -93,11 +88,7 @@ pub async fn clip(
     if let Ok(v) = HeaderValue::from_str(&gaps) {
         h.insert("x-tandem-gaps", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{}/{}",
-        clip.start.to_rfc3339(),
-        clip.end.to_rfc3339()
-    )) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", clip.start.to_rfc3339(), clip.end.to_rfc3339())) {
         h.insert("x-tandem-range", v);
     }
     Ok(resp)

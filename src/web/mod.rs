@@ -46,11 +46,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
     }
 }
 
@@ -58,13 +54,8 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Parses a required RFC 3339 query parameter, naming it in the error.
 pub(crate) fn time_param(name: &str, v: Option<&String>) -> ApiResult<Time90k> {
-    let v = v.ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "query parameter `{name}` is required (RFC 3339 time)"
-        ))
-    })?;
-    Time90k::parse_rfc3339(v)
-        .map_err(|e| ApiError::bad_request(format!("query parameter `{name}`: {e}")))
+    let v = v.ok_or_else(|| ApiError::bad_request(format!("query parameter `{name}` is required (RFC 3339 time)")))?;
+    Time90k::parse_rfc3339(v).map_err(|e| ApiError::bad_request(format!("query parameter `{name}`: {e}")))
 }
 
 pub(crate) fn channel_param(nvr: &Nvr, n: &str) -> ApiResult<u32> {
@@ -77,9 +68,7 @@ pub(crate) fn channel_param(nvr: &Nvr, n: &str) -> ApiResult<u32> {
     Ok(n)
 }
 
-async fn status(
-    axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>,
-) -> Json<serde_json::Value> {
+async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     let views = nvr.channel_views();
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),

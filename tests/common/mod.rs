@@ -3,8 +3,8 @@
 //! that skip with a printed reason outside CI and fail inside it (CI=true).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,11 +49,7 @@ extern "C" {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A child process killed (SIGKILL) when dropped.
@@ -117,11 +113,7 @@ pub fn sim_camera(logdir: &Path, count: u32, extra: &[&str]) -> (Proc, Vec<Strin
     .args(extra)
     .stdout(Stdio::piped());
     // Small pictures keep the suite light; `extra` may override each default.
-    for (flag, default) in [
-        ("--width", "640"),
-        ("--height", "360"),
-        ("--bitrate-kbps", "800"),
-    ] {
+    for (flag, default) in [("--width", "640"), ("--height", "360"), ("--bitrate-kbps", "800")] {
         if !extra.contains(&flag) {
             cmd.args([flag, default]);
         }
@@ -185,96 +177,14 @@ pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-}
+pub use tandem::httpc::Response as HttpResponse;
 
 pub fn http_get(url: &str) -> std::io::Result<HttpResponse> {
-    http_request("GET", url, &[], b"")
+    tandem::httpc::get(url)
 }
 
-/// A minimal HTTP/1.1 client (Connection: close) so the tests depend on no
-/// HTTP crate of their own.
-pub fn http_request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<HttpResponse> {
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let mut s = TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header end"))?;
-    let head = String::from_utf8_lossy(&raw[..end]).to_string();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    let mut body = raw[end + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(e) = b.windows(2).position(|w| w == b"\r\n") {
-        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..e]).trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[e + 2..e + 2 + n]);
-        b = &b[e + 4 + n..];
-    }
-    out
+pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
+    tandem::httpc::request(method, url, headers, body)
 }
 
 /// RFC 3339 text for "now + offset seconds".
@@ -337,7 +247,7 @@ pub fn ffprobe(path: &Path) -> serde_json::Value {
 
 /// Channel `n`'s entry from /api/v1/channels.
 pub fn channel_view(base: &str, n: u32) -> serde_json::Value {
-    let v = http_get(&format!("{base}/api/v1/channels")).unwrap().json();
+    let v = http_get(&format!("{base}/api/v1/channels")).unwrap().json().unwrap();
     v.as_array()
         .unwrap()
         .iter()

@@ -1,0 +1,446 @@
+//! `tandem bench ingest`: N simulated cameras recorded by Tandem, then the same
+//! streams recorded by one `ffmpeg -c copy -f segment` per camera, in the same
+//! run on the same machine. Prints a table and writes JSON. Measures whole
+//! processes from /proc (CPU ticks, peak resident memory) so neither side is
+//! helped by in-process accounting.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tandem::time::Time90k;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(clap::Subcommand)]
+enum Which {
+    /// Recording CPU, memory and loss per stream: Tandem vs ffmpeg -c copy.
+    Ingest(IngestArgs),
+}
+
+#[derive(clap::Args)]
+struct IngestArgs {
+    #[arg(long, default_value_t = 16)]
+    streams: u32,
+    /// Measured seconds per recorder (after a warm-up).
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    #[arg(long, default_value_t = 1920)]
+    width: u32,
+    #[arg(long, default_value_t = 1080)]
+    height: u32,
+    #[arg(long, default_value_t = 25)]
+    fps: u32,
+    #[arg(long, default_value_t = 4000)]
+    bitrate_kbps: u32,
+    /// Where recordings go during the run (removed afterwards).
+    #[arg(long, default_value = "bench-data")]
+    dir: PathBuf,
+    /// Write the results here as JSON.
+    #[arg(long, default_value = "bench-ingest.json")]
+    json: PathBuf,
+    /// Only measure Tandem.
+    #[arg(long)]
+    skip_ffmpeg: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    match a.which {
+        Which::Ingest(i) => ingest(i),
+    }
+}
+
+struct Guard(Vec<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').context("bad /proc stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Ok((f[11].parse::<f64>()? + f[12].parse::<f64>()?) / ticks_per_sec())
+}
+
+/// Busy CPU seconds of the whole machine so far (all but idle and iowait),
+/// which also counts kernel work done on a recorder's behalf in other threads
+/// (page-cache writeback, network softirqs).
+fn machine_busy_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let cpu = stat.lines().next().context("empty /proc/stat")?;
+    let v: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: f64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    Ok((total - idle) / ticks_per_sec())
+}
+
+/// Peak resident memory (VmHWM) of a process, bytes.
+fn peak_rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
+    Ok(line.split_whitespace().nth(1).context("bad VmHWM")?.parse::<u64>()? * 1024)
+}
+
+fn signal(c: &Child, sig: i32) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(c.id() as i32, sig) };
+}
+
+#[derive(serde::Serialize, Default, Clone)]
+struct Side {
+    cpu_seconds: f64,
+    cpu_s_per_stream_minute: f64,
+    cpu_percent_of_one_core: f64,
+    /// Whole-machine busy CPU during the run minus the camera simulator's,
+    /// as a percentage of one core.
+    machine_cpu_percent_excluding_cameras: f64,
+    peak_rss_bytes_per_stream: f64,
+    peak_rss_bytes_total: u64,
+    frames_expected: u64,
+    frames_found: u64,
+    frames_lost: u64,
+}
+
+/// What one recorder's run measured, before normalising per stream.
+struct Measured {
+    cpu: f64,
+    machine: f64,
+    rss: u64,
+    found: u64,
+    lost: u64,
+    expected: u64,
+}
+
+fn finish_side(m: Measured, streams: u32, secs: f64) -> Side {
+    let Measured {
+        cpu,
+        machine,
+        rss,
+        found,
+        lost,
+        expected,
+    } = m;
+    Side {
+        machine_cpu_percent_excluding_cameras: machine / secs * 100.0,
+        cpu_seconds: cpu,
+        cpu_s_per_stream_minute: cpu / (streams as f64 * secs / 60.0),
+        cpu_percent_of_one_core: cpu / secs * 100.0,
+        peak_rss_bytes_per_stream: rss as f64 / streams as f64,
+        peak_rss_bytes_total: rss,
+        frames_expected: expected,
+        frames_found: found,
+        frames_lost: lost,
+    }
+}
+
+fn ingest(a: IngestArgs) -> Result<ExitCode> {
+    let exe = std::env::current_exe()?;
+    if a.dir.exists() {
+        bail!("{} exists; give an empty --dir", a.dir.display());
+    }
+    std::fs::create_dir_all(&a.dir)?;
+    let result = run_ingest(&a, &exe);
+    let _ = std::fs::remove_dir_all(&a.dir);
+    result
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
+    let secs = a.seconds as f64;
+    let warmup = Duration::from_secs(5);
+    eprintln!(
+        "starting {} simulated {}x{} {} fps {} kbit/s cameras…",
+        a.streams, a.width, a.height, a.fps, a.bitrate_kbps
+    );
+    let sim_port = free_port()?;
+    let mut sim = Command::new(exe)
+        .args([
+            "sim-camera",
+            "--listen",
+            &format!("127.0.0.1:{sim_port}"),
+            "--count",
+            &a.streams.to_string(),
+        ])
+        .args([
+            "--width",
+            &a.width.to_string(),
+            "--height",
+            &a.height.to_string(),
+            "--fps",
+            &a.fps.to_string(),
+        ])
+        .args([
+            "--bitrate-kbps",
+            &a.bitrate_kbps.to_string(),
+            "--gop",
+            &a.fps.to_string(),
+        ])
+        .env("TANDEM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let out = sim.stdout.take().context("sim-camera stdout")?;
+    let sim_pid = sim.id();
+    let mut guard = Guard(vec![sim]);
+    let urls: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(out))
+        .take(a.streams as usize)
+        .collect::<Result<_, _>>()?;
+    if urls.len() != a.streams as usize {
+        bail!("sim-camera did not start");
+    }
+
+    // Tandem.
+    let data = std::path::absolute(a.dir.join("tandem"))?;
+    let http_port = free_port()?;
+    let mut cfg = format!(
+        "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+        data.display()
+    );
+    for (i, u) in urls.iter().enumerate() {
+        cfg.push_str(&format!(
+            "[[network_camera]]\nname = \"c{i}\"\nurl = \"{u}\"\n[[channel]]\nnumber = {}\ncamera = \"c{i}\"\n",
+            i + 1
+        ));
+    }
+    let cfg_path = a.dir.join("bench.toml");
+    std::fs::write(&cfg_path, cfg)?;
+    eprintln!(
+        "recording with Tandem for {} s (+{} s warm-up)…",
+        a.seconds,
+        warmup.as_secs()
+    );
+    let nvr = Command::new(exe)
+        .args(["serve", "--config"])
+        .arg(&cfg_path)
+        .env("TANDEM_LOG", "warn")
+        .spawn()?;
+    let nvr_pid = nvr.id();
+    guard.0.push(nvr);
+    let base = format!("http://127.0.0.1:{http_port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let connected = tandem::httpc::get(&format!("{base}/api/v1/channels"))
+            .ok()
+            .and_then(|r| r.json().ok())
+            .map(|v| {
+                v.as_array()
+                    .map(|a| a.iter().filter(|c| c["ingest"]["connected"] == true).count())
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        if connected == a.streams as usize {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {connected} of {} channels connected", a.streams);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(warmup);
+    let machine0 = machine_busy_seconds()? - cpu_seconds(sim_pid)?;
+    let c0 = cpu_seconds(nvr_pid)?;
+    let t0 = Time90k::from_system(std::time::SystemTime::now());
+    std::thread::sleep(Duration::from_secs(a.seconds));
+    let c1 = cpu_seconds(nvr_pid)?;
+    let machine1 = machine_busy_seconds()? - cpu_seconds(sim_pid)?;
+    let t1 = Time90k::from_system(std::time::SystemTime::now());
+    let rss = peak_rss(nvr_pid)?;
+    let nvr = guard.0.pop().context("nvr child")?;
+    signal(&nvr, libc::SIGTERM);
+    guard.0.push(nvr);
+    let _ = guard.0.last_mut().map(|c| c.wait());
+    let reader = tandem::store::Reader::new(data.clone());
+    let (mut found, mut lost) = (0, 0);
+    for ch in 1..=a.streams {
+        // Skip the edges: a frame in flight at t0/t1 is not a loss.
+        let r = tandem::audit::audit_store(&reader, ch, t0 + 45_000, t1 + -45_000)?;
+        found += r.frames_found;
+        lost += r.frames_lost;
+    }
+    let expected = ((t1 - t0 - 90_000) as f64 / 90_000.0 * a.fps as f64) as u64 * a.streams as u64;
+    let tandem_side = finish_side(
+        Measured {
+            cpu: c1 - c0,
+            machine: machine1 - machine0,
+            rss,
+            found,
+            lost,
+            expected,
+        },
+        a.streams,
+        secs,
+    );
+
+    // ffmpeg, one process per camera, copying into one-minute mp4 segments.
+    let ffmpeg_side = if a.skip_ffmpeg {
+        None
+    } else {
+        let out = a.dir.join("ffmpeg");
+        std::fs::create_dir_all(&out)?;
+        eprintln!(
+            "recording with ffmpeg -c copy for {} s (+{} s warm-up)…",
+            a.seconds,
+            warmup.as_secs()
+        );
+        let mut procs = Vec::new();
+        for (i, u) in urls.iter().enumerate() {
+            let c = Command::new("ffmpeg")
+                .args([
+                    "-nostdin",
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-rtsp_transport",
+                    "tcp",
+                    "-i",
+                    u,
+                ])
+                .args([
+                    "-c",
+                    "copy",
+                    "-f",
+                    "segment",
+                    "-segment_time",
+                    "60",
+                    "-segment_format",
+                    "mp4",
+                    "-reset_timestamps",
+                    "1",
+                ])
+                .arg(out.join(format!("cam{i}-%03d.mp4")))
+                .stdin(Stdio::null())
+                .spawn()
+                .context("running ffmpeg (Debian package ffmpeg)")?;
+            procs.push(c);
+        }
+        let pids: Vec<u32> = procs.iter().map(|c| c.id()).collect();
+        let mut ff = Guard(procs);
+        std::thread::sleep(warmup + Duration::from_secs(2));
+        let machine0 = machine_busy_seconds()? - cpu_seconds(sim_pid)?;
+        let c0: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
+        let t0 = tandem::time::Time90k::from_system(std::time::SystemTime::now());
+        std::thread::sleep(Duration::from_secs(a.seconds));
+        let c1: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
+        let machine1 = machine_busy_seconds()? - cpu_seconds(sim_pid)?;
+        let t1 = tandem::time::Time90k::from_system(std::time::SystemTime::now());
+        let rss: u64 = pids.iter().map(|&p| peak_rss(p).unwrap_or(0)).sum();
+        for c in &ff.0 {
+            signal(c, libc::SIGINT); // ffmpeg finishes its mp4 on SIGINT
+        }
+        for c in &mut ff.0 {
+            let _ = c.wait();
+        }
+        let (mut found, mut lost) = (0, 0);
+        let (w0, w1) = ((t0 + 45_000).as_unix_micros(), (t1 + -45_000).as_unix_micros());
+        for i in 0..a.streams {
+            let mut stamps = Vec::new();
+            for e in std::fs::read_dir(&out)?.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&format!("cam{i}-")) {
+                    stamps.extend(tandem::audit::stamps_mp4(&e.path()).unwrap_or_default());
+                }
+            }
+            let window = stamps
+                .into_iter()
+                .filter(|s| s.is_some_and(|s| (w0..w1).contains(&s.capture_unix_micros)));
+            let r = tandem::audit::audit_stamps(window);
+            found += r.frames_found;
+            lost += r.frames_lost;
+        }
+        let expected = ((t1 - t0 - 90_000) as f64 / 90_000.0 * a.fps as f64) as u64 * a.streams as u64;
+        Some(finish_side(
+            Measured {
+                cpu: c1 - c0,
+                machine: machine1 - machine0,
+                rss,
+                found,
+                lost,
+                expected,
+            },
+            a.streams,
+            secs,
+        ))
+    };
+    drop(guard);
+
+    let t = &tandem_side;
+    println!();
+    println!(
+        "ingest benchmark: {} streams of {}x{} @ {} fps, {} kbit/s, {} s measured",
+        a.streams, a.width, a.height, a.fps, a.bitrate_kbps, a.seconds
+    );
+    println!(
+        "{:<36} {:>14} {:>14} {:>10}",
+        "metric", "tandem", "ffmpeg -c copy", "ratio"
+    );
+    let row = |name: &str, tv: f64, fv: Option<f64>, prec: usize| {
+        let f = fv.map(|v| format!("{v:.prec$}")).unwrap_or_else(|| "-".into());
+        let r = fv
+            .filter(|v| *v > 0.0)
+            .map(|v| format!("{:.3}", tv / v))
+            .unwrap_or_else(|| "-".into());
+        println!("{name:<36} {tv:>14.prec$} {f:>14} {r:>10}");
+    };
+    let f = ffmpeg_side.as_ref();
+    row(
+        "CPU s per stream-minute",
+        t.cpu_s_per_stream_minute,
+        f.map(|s| s.cpu_s_per_stream_minute),
+        4,
+    );
+    row(
+        "CPU % of one core (all streams)",
+        t.cpu_percent_of_one_core,
+        f.map(|s| s.cpu_percent_of_one_core),
+        1,
+    );
+    row(
+        "peak RSS MiB per stream",
+        t.peak_rss_bytes_per_stream / 1048576.0,
+        f.map(|s| s.peak_rss_bytes_per_stream / 1048576.0),
+        2,
+    );
+    row(
+        "frames expected",
+        t.frames_expected as f64,
+        f.map(|s| s.frames_expected as f64),
+        0,
+    );
+    row(
+        "frames found",
+        t.frames_found as f64,
+        f.map(|s| s.frames_found as f64),
+        0,
+    );
+    row("frames lost", t.frames_lost as f64, f.map(|s| s.frames_lost as f64), 0);
+    let json = serde_json::json!({
+        "benchmark": "ingest",
+        "streams": a.streams, "width": a.width, "height": a.height, "fps": a.fps,
+        "bitrate_kbps": a.bitrate_kbps, "seconds": a.seconds,
+        "tandem": tandem_side,
+        "ffmpeg": ffmpeg_side,
+        "cpu_ratio_tandem_over_ffmpeg": ffmpeg_side.as_ref().map(|f| t.cpu_s_per_stream_minute / f.cpu_s_per_stream_minute),
+    });
+    std::fs::write(&a.json, serde_json::to_string_pretty(&json)?)?;
+    println!("\nwrote {}", a.json.display());
+    Ok(ExitCode::SUCCESS)
+}
