@@ -131,7 +131,6 @@ async fn run(
     let mut online = false;
     let mut first = true;
     loop {
-        let started = Instant::now();
         let result = session(channel, &camera, &writer, &stats, &*clock, &mut stop, &mut online).await;
         let _ = writer.try_send(Command::EndRun { channel });
         let err = match result {
@@ -154,11 +153,13 @@ async fn run(
                 details: serde_json::json!({ "camera": camera.name, "error": err }),
             });
         }
-        online = false;
-        first = false;
-        if started.elapsed() > Duration::from_secs(30) {
+        // Back off on repeated failures to connect; a session that delivered
+        // video (a camera that rebooted) is retried at once.
+        if online {
             backoff = BACKOFF_MIN;
         }
+        online = false;
+        first = false;
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,

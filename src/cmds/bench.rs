@@ -414,6 +414,12 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         1,
     );
     row(
+        "machine CPU % excl. cameras",
+        t.machine_cpu_percent_excluding_cameras,
+        f.map(|s| s.machine_cpu_percent_excluding_cameras),
+        1,
+    );
+    row(
         "peak RSS MiB per stream",
         t.peak_rss_bytes_per_stream / 1048576.0,
         f.map(|s| s.peak_rss_bytes_per_stream / 1048576.0),

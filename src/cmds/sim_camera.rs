@@ -37,9 +37,22 @@ pub struct Args {
     pub user: Option<String>,
     #[arg(long, requires = "user")]
     pub password: Option<String>,
+    /// Switch every camera to this resolution (WxH) after --switch-after-s.
+    #[arg(long, requires = "switch_after_s", value_parser = parse_size)]
+    pub switch_resolution: Option<(u32, u32)>,
+    #[arg(long, requires = "switch_resolution")]
+    pub switch_after_s: Option<f64>,
     /// Authentication scheme demanded when --user is given.
     #[arg(long, default_value = "digest", value_parser = ["digest", "basic"])]
     pub auth: String,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or("expected WIDTHxHEIGHT, e.g. 320x180")?;
+    Ok((
+        w.parse().map_err(|_| "bad width")?,
+        h.parse().map_err(|_| "bad height")?,
+    ))
 }
 
 impl Args {
@@ -68,6 +81,7 @@ impl Args {
                 realm: "Tandem simulated camera".into(),
                 nonce: format!("{:016x}", rand::random::<u64>()),
             }),
+            switch: None,
         }
     }
 }
@@ -89,7 +103,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
             encode_ms = started.elapsed().as_millis() as u64,
             "simulated video encoded"
         );
-        let server = sim::start(a.listen, video, a.options()).await?;
+        let mut opts = a.options();
+        if let (Some((w, h)), Some(after)) = (a.switch_resolution, a.switch_after_s) {
+            let spec = VideoSpec {
+                width: w,
+                height: h,
+                ..a.spec()
+            };
+            let alt = Arc::new(tokio::task::spawn_blocking(move || sim::encode_loop(&spec)).await??);
+            opts.switch = Some((alt, Duration::from_secs_f64(after)));
+        }
+        let server = sim::start(a.listen, video, opts).await?;
         for i in 1..=a.count {
             println!("{}", server.url(i));
         }

@@ -28,6 +28,9 @@ pub struct SimOptions {
     /// evenly: mimics cameras that need seconds to start a session.
     pub setup_delay: Duration,
     pub auth: Option<Auth>,
+    /// After this long, switch every camera to another encoding (as when an
+    /// installer changes a camera's resolution): new SPS/PPS arrive in-band.
+    pub switch: Option<(Arc<EncodedLoop>, Duration)>,
 }
 
 /// One frame as the camera sends it, shared by every client.
@@ -65,7 +68,10 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
         let video = video.clone();
         let tx2 = tx.clone();
         // Tasks are named through their tracing span (tokio's task names need tokio_unstable).
-        tokio::spawn(camera_clock(id, video, tx2).instrument(tracing::info_span!("sim_camera", camera = i + 1)));
+        let switch = opts.switch.clone();
+        tokio::spawn(
+            camera_clock(id, video, switch, tx2).instrument(tracing::info_span!("sim_camera", camera = i + 1)),
+        );
         cameras.push(Camera { tx });
     }
     let count = opts.count;
@@ -97,8 +103,14 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
 
 /// Emits frame n at start + n/fps forever, whether or not anyone watches, so
 /// sequence numbers and capture times follow the wall clock like a real camera.
-async fn camera_clock(id: u32, video: Arc<EncodedLoop>, tx: broadcast::Sender<Arc<SentFrame>>) {
+async fn camera_clock(
+    id: u32,
+    video: Arc<EncodedLoop>,
+    switch: Option<(Arc<EncodedLoop>, Duration)>,
+    tx: broadcast::Sender<Arc<SentFrame>>,
+) {
     let fps = video.spec.fps as u64;
+    let switch = switch.map(|(alt, after)| (alt, (after.as_secs_f64() * fps as f64) as u64));
     let start = Instant::now();
     let wall0 = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -110,7 +122,11 @@ async fn camera_clock(id: u32, video: Arc<EncodedLoop>, tx: broadcast::Sender<Ar
         let due = start + Duration::from_micros(n * 1_000_000 / fps);
         tokio::time::sleep_until(due.into()).await;
         if tx.receiver_count() > 0 {
-            let frame = &video.frames[(n % video.frames.len() as u64) as usize];
+            let frame = match &switch {
+                // The other loop starts with its IDR, carrying the new SPS/PPS.
+                Some((alt, at)) if n >= *at => &alt.frames[((n - at) % alt.frames.len() as u64) as usize],
+                _ => &video.frames[(n % video.frames.len() as u64) as usize],
+            };
             let stamp = FrameStamp {
                 camera_id: id,
                 seq: n,

@@ -101,17 +101,16 @@ pub fn spawn(name: &str, cmd: &mut Command, logdir: &Path) -> Proc {
 
 /// Starts `tandem sim-camera` and waits until it prints its camera URLs.
 pub fn sim_camera(logdir: &Path, count: u32, extra: &[&str]) -> (Proc, Vec<String>) {
-    let port = free_port();
+    sim_camera_at(logdir, &format!("127.0.0.1:{}", free_port()), count, extra)
+}
+
+/// Like `sim_camera`, at a given address (to restart a camera where it was).
+pub fn sim_camera_at(logdir: &Path, listen: &str, count: u32, extra: &[&str]) -> (Proc, Vec<String>) {
+    let port = listen.rsplit(':').next().unwrap_or_default();
     let mut cmd = Command::new(tandem());
-    cmd.args([
-        "sim-camera",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--count",
-        &count.to_string(),
-    ])
-    .args(extra)
-    .stdout(Stdio::piped());
+    cmd.args(["sim-camera", "--listen", listen, "--count", &count.to_string()])
+        .args(extra)
+        .stdout(Stdio::piped());
     // Small pictures keep the suite light; `extra` may override each default.
     for (flag, default) in [("--width", "640"), ("--height", "360"), ("--bitrate-kbps", "800")] {
         if !extra.contains(&flag) {
