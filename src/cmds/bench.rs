@@ -80,18 +80,6 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((f[11].parse::<f64>()? + f[12].parse::<f64>()?) / ticks_per_sec())
 }
 
-/// Busy CPU seconds of the whole machine so far (all but idle and iowait),
-/// which also counts kernel work done on a recorder's behalf in other threads
-/// (page-cache writeback, network softirqs).
-fn machine_busy_seconds() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let cpu = stat.lines().next().context("empty /proc/stat")?;
-    let v: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let total: f64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
-    Ok((total - idle) / ticks_per_sec())
-}
-
 /// Peak resident memory (VmHWM) of a process, bytes.
 fn peak_rss(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -109,9 +97,6 @@ struct Side {
     cpu_seconds: f64,
     cpu_s_per_stream_minute: f64,
     cpu_percent_of_one_core: f64,
-    /// Whole-machine busy CPU during the run minus the camera simulator's,
-    /// as a percentage of one core.
-    machine_cpu_percent_excluding_cameras: f64,
     peak_rss_bytes_per_stream: f64,
     peak_rss_bytes_total: u64,
     frames_expected: u64,
@@ -122,7 +107,6 @@ struct Side {
 /// What one recorder's run measured, before normalising per stream.
 struct Measured {
     cpu: f64,
-    machine: f64,
     rss: u64,
     found: u64,
     lost: u64,
@@ -132,14 +116,12 @@ struct Measured {
 fn finish_side(m: Measured, streams: u32, secs: f64) -> Side {
     let Measured {
         cpu,
-        machine,
         rss,
         found,
         lost,
         expected,
     } = m;
     Side {
-        machine_cpu_percent_excluding_cameras: machine / secs * 100.0,
         cpu_seconds: cpu,
         cpu_s_per_stream_minute: cpu / (streams as f64 * secs / 60.0),
         cpu_percent_of_one_core: cpu / secs * 100.0,
@@ -200,7 +182,6 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         .stdout(Stdio::piped())
         .spawn()?;
     let out = sim.stdout.take().context("sim-camera stdout")?;
-    let sim_pid = sim.id();
     let mut guard = Guard(vec![sim]);
     let urls: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(out))
         .take(a.streams as usize)
@@ -257,12 +238,10 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(warmup);
-    let machine0 = machine_busy_seconds()? - cpu_seconds(sim_pid)?;
     let c0 = cpu_seconds(nvr_pid)?;
     let t0 = Time90k::from_system(std::time::SystemTime::now());
     std::thread::sleep(Duration::from_secs(a.seconds));
     let c1 = cpu_seconds(nvr_pid)?;
-    let machine1 = machine_busy_seconds()? - cpu_seconds(sim_pid)?;
     let t1 = Time90k::from_system(std::time::SystemTime::now());
     let rss = peak_rss(nvr_pid)?;
     let nvr = guard.0.pop().context("nvr child")?;
@@ -281,7 +260,6 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let tandem_side = finish_side(
         Measured {
             cpu: c1 - c0,
-            machine: machine1 - machine0,
             rss,
             found,
             lost,
@@ -336,12 +314,10 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         let pids: Vec<u32> = procs.iter().map(|c| c.id()).collect();
         let mut ff = Guard(procs);
         std::thread::sleep(warmup + Duration::from_secs(2));
-        let machine0 = machine_busy_seconds()? - cpu_seconds(sim_pid)?;
         let c0: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
         let t0 = tandem::time::Time90k::from_system(std::time::SystemTime::now());
         std::thread::sleep(Duration::from_secs(a.seconds));
         let c1: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
-        let machine1 = machine_busy_seconds()? - cpu_seconds(sim_pid)?;
         let t1 = tandem::time::Time90k::from_system(std::time::SystemTime::now());
         let rss: u64 = pids.iter().map(|&p| peak_rss(p).unwrap_or(0)).sum();
         for c in &ff.0 {
@@ -370,7 +346,6 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         Some(finish_side(
             Measured {
                 cpu: c1 - c0,
-                machine: machine1 - machine0,
                 rss,
                 found,
                 lost,
@@ -411,12 +386,6 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         "CPU % of one core (all streams)",
         t.cpu_percent_of_one_core,
         f.map(|s| s.cpu_percent_of_one_core),
-        1,
-    );
-    row(
-        "machine CPU % excl. cameras",
-        t.machine_cpu_percent_excluding_cameras,
-        f.map(|s| s.machine_cpu_percent_excluding_cameras),
         1,
     );
     row(
