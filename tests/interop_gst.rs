@@ -78,17 +78,7 @@ fn record_and_export(codec: &str, ffprobe_codec: &str) {
     let dur: f64 = p["format"]["duration"].as_str().unwrap().parse().unwrap();
     assert!((dur - 5.0).abs() <= 0.1, "{codec}: duration {dur}");
     // Decoding the whole file produces no errors.
-    let d = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&out)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        d.status.success() && d.stderr.is_empty(),
-        "{codec}: {}",
-        String::from_utf8_lossy(&d.stderr)
-    );
+    assert_decodes_cleanly(&out, codec);
 }
 
 #[test]

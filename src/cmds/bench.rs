@@ -110,16 +110,16 @@ struct Measured {
     rss: u64,
     found: u64,
     lost: u64,
-    expected: u64,
+    /// The measured stretch of wall-clock time.
+    window: (Time90k, Time90k),
 }
 
-fn finish_side(m: Measured, streams: u32, secs: f64) -> Side {
+fn finish_side(m: Measured, a: &IngestArgs) -> Side {
+    let (streams, secs) = (a.streams, a.seconds as f64);
+    // Frames the cameras sent in the window, less the half second trimmed at each edge.
+    let expected = ((m.window.1 - m.window.0 - 90_000) as f64 / 90_000.0 * a.fps as f64) as u64 * streams as u64;
     let Measured {
-        cpu,
-        rss,
-        found,
-        lost,
-        expected,
+        cpu, rss, found, lost, ..
     } = m;
     Side {
         cpu_seconds: cpu,
@@ -149,7 +149,6 @@ fn free_port() -> Result<u16> {
 }
 
 fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
-    let secs = a.seconds as f64;
     let warmup = Duration::from_secs(5);
     eprintln!(
         "starting {} simulated {}x{} {} fps {} kbit/s cameras…",
@@ -256,17 +255,15 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         found += r.frames_found;
         lost += r.frames_lost;
     }
-    let expected = ((t1 - t0 - 90_000) as f64 / 90_000.0 * a.fps as f64) as u64 * a.streams as u64;
     let tandem_side = finish_side(
         Measured {
             cpu: c1 - c0,
             rss,
             found,
             lost,
-            expected,
+            window: (t0, t1),
         },
-        a.streams,
-        secs,
+        a,
     );
 
     // ffmpeg, one process per camera, copying into one-minute mp4 segments.
@@ -342,17 +339,15 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
             found += r.frames_found;
             lost += r.frames_lost;
         }
-        let expected = ((t1 - t0 - 90_000) as f64 / 90_000.0 * a.fps as f64) as u64 * a.streams as u64;
         Some(finish_side(
             Measured {
                 cpu: c1 - c0,
                 rss,
                 found,
                 lost,
-                expected,
+                window: (t0, t1),
             },
-            a.streams,
-            secs,
+            a,
         ))
     };
     drop(guard);

@@ -260,3 +260,18 @@ pub fn frames_written(base: &str, n: u32) -> u64 {
         .as_u64()
         .unwrap_or(0)
 }
+
+/// Decodes the whole file with ffmpeg and fails on any decoder complaint.
+pub fn assert_decodes_cleanly(path: &Path, what: &str) {
+    let d = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        d.status.success() && d.stderr.is_empty(),
+        "{what}: {}",
+        String::from_utf8_lossy(&d.stderr)
+    );
+}
