@@ -18,3 +18,4 @@ pub mod sim;
 pub mod store;
 pub mod time;
 pub mod web;
+pub mod failover;

@@ -1,0 +1,5 @@
+//! Rule-based failover between NVRs (the paper's design): rules, their probes,
+//! the state machine, and the agent that rebinds channels on a transition.
+
+pub mod rule;
+pub mod state;
