@@ -45,6 +45,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 name: format!("sim{i}"),
                 url: url::Url::parse(&server.url(i)).expect("simulated camera URL parses"),
                 substream_url: None,
+                channel: None,
                 transport: Transport::Tcp,
                 credentials: None,
             })
@@ -68,6 +69,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             listen: a.listen,
             cameras,
             channels,
+            rules: Vec::new(),
         };
         super::run_nvr(config, |addr| {
             println!("Tandem demo");

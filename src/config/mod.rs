@@ -48,6 +48,9 @@ pub struct NetworkCamera {
     /// RTSP URL without credentials.
     pub url: url::Url,
     pub substream_url: Option<url::Url>,
+    /// The camera's channel at its address (the paper's network camera list);
+    /// failover rules name cameras by address and channel.
+    pub channel: Option<u32>,
     pub transport: Transport,
     pub credentials: Option<Credentials>,
 }
@@ -76,6 +79,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub cameras: Vec<NetworkCamera>,
     pub channels: Vec<ChannelConfig>,
+    /// Failover rules, from `[failover] rules = "FILE.json"` and `[[rule]]` tables.
+    pub rules: Vec<crate::failover::rule::ConfiguredRule>,
 }
 
 impl Config {
@@ -108,7 +113,9 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
+        if self.line == 0 {
+            write!(f, "{}: {}: {}", self.file, self.field, self.message)
+        } else if self.field.is_empty() {
             write!(f, "{}:{}: {}", self.file, self.line, self.message)
         } else {
             write!(f, "{}:{}: {}: {}", self.file, self.line, self.field, self.message)
@@ -143,6 +150,16 @@ struct RawConfig {
     network_camera: Vec<Spanned<RawCamera>>,
     #[serde(default)]
     channel: Vec<Spanned<RawChannel>>,
+    failover: Option<Spanned<RawFailover>>,
+    #[serde(default)]
+    rule: Vec<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailover {
+    /// A JSON rules file in the paper's form.
+    rules: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +183,7 @@ struct RawCamera {
     name: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
     substream_url: Option<Spanned<String>>,
+    channel: Option<Spanned<i64>>,
     transport: Option<Spanned<String>>,
     username: Option<Spanned<String>>,
     password: Option<Spanned<String>>,
@@ -451,14 +469,16 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
             }
             (None, _) => url_creds,
         };
+        let channel = match &cam.channel {
+            Some(c2) if (1..=256).contains(c2.get_ref()) => Some(*c2.get_ref() as u32),
+            Some(c2) => {
+                c.err(c2.span().start, format!("{prefix}.channel"), "must be between 1 and 256");
+                None
+            }
+            None => None,
+        };
         if let Some(url) = url {
-            cameras.push(NetworkCamera {
-                name,
-                url,
-                substream_url,
-                transport,
-                credentials,
-            });
+            cameras.push(NetworkCamera { name, url, substream_url, channel, transport, credentials });
         }
     }
     let mut channels = Vec::new();
@@ -538,17 +558,86 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
             retention,
         });
     }
+    let rules = load_rules(&mut c, &raw, base, &cameras, &channels);
     if !c.errors.is_empty() {
         c.errors.sort_by_key(|e| e.line);
         return Err(ConfigErrors(c.errors));
     }
     channels.sort_by_key(|c| c.number);
-    Ok(Config {
-        storage,
-        listen,
-        cameras,
-        channels,
-    })
+    Ok(Config { storage, listen, cameras, channels, rules })
+}
+
+/// Loads rules from the JSON file named in `[failover]` and from `[[rule]]`
+/// tables, then resolves them against the cameras and channels.
+fn load_rules(
+    c: &mut Checker<'_>,
+    raw: &RawConfig,
+    base: &Path,
+    cameras: &[NetworkCamera],
+    channels: &[ChannelConfig],
+) -> Vec<crate::failover::rule::ConfiguredRule> {
+    use crate::failover::rule::{self as r, CameraRef};
+    let push_errors = |c: &mut Checker<'_>, file: &str, line: usize, errs: Vec<r::RuleError>| {
+        for e in errs {
+            c.errors.push(ConfigError {
+                file: file.to_string(),
+                line,
+                field: format!("rule {}: {}", e.rule, e.field),
+                message: e.message,
+            });
+        }
+    };
+    // (source file, line, rule), for reporting.
+    let mut parsed: Vec<(String, usize, r::Rule)> = Vec::new();
+    if let Some(f) = raw.failover.as_ref().and_then(|f| f.get_ref().rules.as_ref()) {
+        let path = base.join(f.get_ref());
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match r::parse_rules(&text) {
+                Ok(rules) => parsed.extend(rules.into_iter().map(|x| (shown.clone(), 0, x))),
+                Err(errs) => push_errors(c, &shown, 0, errs),
+            },
+            Err(e) => c.err(f.span().start, "failover.rules", format!("cannot read `{}`: {e}", f.get_ref())),
+        }
+    }
+    let file = c.file.to_string();
+    for (i, t) in raw.rule.iter().enumerate() {
+        let line = c.line_of(t.span().start);
+        let json = match serde_json::to_value(t.get_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                c.err(t.span().start, format!("rule[{i}]"), e.to_string());
+                continue;
+            }
+        };
+        match r::rules_from_values(&[(i, json)]) {
+            Ok(mut rules) => parsed.push((file.clone(), line, rules.remove(0))),
+            Err(errs) => push_errors(c, &file, line, errs),
+        }
+    }
+    let refs: Vec<CameraRef<'_>> = cameras
+        .iter()
+        .map(|cam| CameraRef { name: &cam.name, host: cam.url.host_str().unwrap_or(""), channel: cam.channel })
+        .collect();
+    let numbers: Vec<u32> = channels.iter().map(|ch| ch.number).collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (file, line, rule) in parsed {
+        if !seen.insert(rule.name.clone()) {
+            let e = r::RuleError {
+                rule: format!("`{}`", rule.name),
+                field: "name".into(),
+                message: "another rule has the same name".into(),
+            };
+            push_errors(c, &file, line, vec![e]);
+            continue;
+        }
+        match r::resolve(&rule, &refs, &numbers) {
+            Ok(cr) => out.push(cr),
+            Err(errs) => push_errors(c, &file, line, errs),
+        }
+    }
+    out
 }
 
 fn percent(s: &str) -> String {

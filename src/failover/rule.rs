@@ -354,4 +354,66 @@ fn parse_backup(c: &mut Ctx<'_>, v: &Value) -> Option<Backup> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
+
+/// A rule with its state records resolved to network camera names.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ConfiguredRule {
+    pub rule: Rule,
+    /// (local channel, network camera name or None for idle) per state.
+    pub normal: Vec<(u32, Option<String>)>,
+    pub failure: Vec<(u32, Option<String>)>,
+}
+
+/// What resolution needs to know of a network camera.
+pub struct CameraRef<'a> {
+    pub name: &'a str,
+    pub host: &'a str,
+    pub channel: Option<u32>,
+}
+
+/// Resolves every state record's `address` (+ `channel`) through the network
+/// camera list, and checks each record's local camera is a configured channel.
+pub fn resolve(rule: &Rule, cameras: &[CameraRef<'_>], channels: &[u32]) -> Result<ConfiguredRule, Vec<RuleError>> {
+    let mut errors = Vec::new();
+    let mut c = Ctx { rule: format!("`{}`", rule.name), errors: &mut errors };
+    let one_state = |c: &mut Ctx<'_>, state: &str, records: &[StateRecord]| -> Vec<(u32, Option<String>)> {
+        let mut out = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            if !channels.contains(&r.camera) {
+                c.err(format!("states.{state}[{i}].camera"), format!("this NVR has no channel {}", r.camera));
+            }
+            let Some(addr) = &r.address else {
+                out.push((r.camera, None));
+                continue;
+            };
+            let matches: Vec<&CameraRef<'_>> = cameras
+                .iter()
+                // A record or camera without `channel` means channel 1, as in the paper.
+                .filter(|cam| cam.host == addr && cam.channel.unwrap_or(1) == r.channel.unwrap_or(1))
+                .collect();
+            match matches.as_slice() {
+                [one] => out.push((r.camera, Some(one.name.to_string()))),
+                [] => c.err(
+                    format!("states.{state}[{i}].address"),
+                    format!(
+                        "no network_camera has address {addr}{}",
+                        r.channel.map(|ch| format!(" and channel {ch}")).unwrap_or_default()
+                    ),
+                ),
+                many => c.err(
+                    format!("states.{state}[{i}].address"),
+                    format!("{} network cameras have address {addr}; add `channel` to choose one", many.len()),
+                ),
+            }
+        }
+        out
+    };
+    let normal = one_state(&mut c, "normal", &rule.normal);
+    let failure = one_state(&mut c, "failure", &rule.failure);
+    if errors.is_empty() {
+        Ok(ConfiguredRule { rule: rule.clone(), normal, failure })
+    } else {
+        Err(errors)
+    }
+}

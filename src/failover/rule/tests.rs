@@ -97,3 +97,20 @@ fn backup_must_map_cameras_of_the_failure_state() {
     let e = parse_rules(&text).unwrap_err();
     assert_eq!(e[0].field, "backup.cameras[1].local");
 }
+
+#[test]
+fn state_records_resolve_through_the_camera_list() {
+    let rule = parse_rules(PAPER_FIG6).unwrap().remove(0);
+    let cams = [
+        CameraRef { name: "east", host: "192.168.2.1", channel: None },
+        CameraRef { name: "west", host: "192.168.2.2", channel: Some(1) },
+        CameraRef { name: "west-2", host: "192.168.2.2", channel: Some(2) },
+    ];
+    let r = resolve(&rule, &cams, &[1, 2]).unwrap();
+    assert_eq!(r.normal, vec![(1, None), (2, None)]);
+    // Without `channel`, a record means the camera's channel 1.
+    assert_eq!(r.failure, vec![(1, Some("east".into())), (2, Some("west".into()))]);
+    let e = resolve(&rule, &cams[..1], &[1]).unwrap_err();
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, vec!["states.normal[1].camera", "states.failure[1].camera", "states.failure[1].address"]);
+}
