@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod config;
 pub mod export;
+pub mod failover;
 pub mod httpc;
 pub mod ingest;
 pub mod mp4;
@@ -18,4 +19,3 @@ pub mod sim;
 pub mod store;
 pub mod time;
 pub mod web;
-pub mod failover;

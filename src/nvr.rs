@@ -34,6 +34,9 @@ pub struct Nvr {
     writer: std::sync::mpsc::SyncSender<crate::store::Command>,
     status: crate::store::StatusMap,
     channels: Mutex<BTreeMap<u32, ChannelRuntime>>,
+    /// Failover rules and their agent tasks.
+    pub rules: Vec<crate::failover::agent::SharedRule>,
+    agents: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -81,13 +84,40 @@ impl Nvr {
             channels: Mutex::new(channels),
             clock,
             started: std::time::Instant::now(),
+            rules: config
+                .rules
+                .iter()
+                .cloned()
+                .map(crate::failover::agent::new_status)
+                .collect(),
+            agents: Mutex::new(Vec::new()),
             config,
         });
+        // Channels a rule governs take their binding from the rule's state.
+        let ruled: std::collections::HashSet<u32> = nvr
+            .config
+            .rules
+            .iter()
+            .flat_map(|r| r.normal.iter().chain(&r.failure).map(|(ch, _)| *ch))
+            .collect();
         for c in &nvr.config.channels {
-            if let Some(cam) = &c.camera {
+            if let Some(cam) = c.camera.as_ref().filter(|_| !ruled.contains(&c.number)) {
                 nvr.bind_now(c.number, Some(cam))?;
             }
         }
+        let agents = nvr
+            .rules
+            .iter()
+            .map(|r| {
+                let name = r.lock().map(|s| s.name.clone()).unwrap_or_default();
+                let span = tracing::info_span!("rule", rule = %name);
+                tokio::spawn(tracing::Instrument::instrument(
+                    crate::failover::agent::run(nvr.clone(), r.clone()),
+                    span,
+                ))
+            })
+            .collect();
+        *nvr.agents.lock().expect("agents lock") = agents;
         Ok(nvr)
     }
 
@@ -161,8 +191,22 @@ impl Nvr {
         }
     }
 
-    /// Stops ingest, then closes every segment. Logged step by step.
+    /// Records an event (through the writer; never blocks).
+    pub fn record_event(&self, channel: Option<u32>, kind: &'static str, details: serde_json::Value) {
+        let _ = self.writer.try_send(crate::store::Command::Event {
+            channel,
+            kind,
+            time: self.clock.now(),
+            details,
+        });
+    }
+
+    /// Stops the failover agents, then ingest, then closes every segment.
     pub async fn shutdown(&self) {
+        info!("shutdown: stopping failover agents");
+        for a in self.agents.lock().expect("agents lock").drain(..) {
+            a.abort();
+        }
         info!("shutdown: stopping ingest");
         let handles: Vec<IngestHandle> = {
             let mut chans = self.channels.lock().expect("channels lock");

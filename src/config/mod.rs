@@ -472,13 +472,24 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
         let channel = match &cam.channel {
             Some(c2) if (1..=256).contains(c2.get_ref()) => Some(*c2.get_ref() as u32),
             Some(c2) => {
-                c.err(c2.span().start, format!("{prefix}.channel"), "must be between 1 and 256");
+                c.err(
+                    c2.span().start,
+                    format!("{prefix}.channel"),
+                    "must be between 1 and 256",
+                );
                 None
             }
             None => None,
         };
         if let Some(url) = url {
-            cameras.push(NetworkCamera { name, url, substream_url, channel, transport, credentials });
+            cameras.push(NetworkCamera {
+                name,
+                url,
+                substream_url,
+                channel,
+                transport,
+                credentials,
+            });
         }
     }
     let mut channels = Vec::new();
@@ -564,7 +575,13 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
         return Err(ConfigErrors(c.errors));
     }
     channels.sort_by_key(|c| c.number);
-    Ok(Config { storage, listen, cameras, channels, rules })
+    Ok(Config {
+        storage,
+        listen,
+        cameras,
+        channels,
+        rules,
+    })
 }
 
 /// Loads rules from the JSON file named in `[failover]` and from `[[rule]]`
@@ -597,7 +614,11 @@ fn load_rules(
                 Ok(rules) => parsed.extend(rules.into_iter().map(|x| (shown.clone(), 0, x))),
                 Err(errs) => push_errors(c, &shown, 0, errs),
             },
-            Err(e) => c.err(f.span().start, "failover.rules", format!("cannot read `{}`: {e}", f.get_ref())),
+            Err(e) => c.err(
+                f.span().start,
+                "failover.rules",
+                format!("cannot read `{}`: {e}", f.get_ref()),
+            ),
         }
     }
     let file = c.file.to_string();
@@ -617,7 +638,11 @@ fn load_rules(
     }
     let refs: Vec<CameraRef<'_>> = cameras
         .iter()
-        .map(|cam| CameraRef { name: &cam.name, host: cam.url.host_str().unwrap_or(""), channel: cam.channel })
+        .map(|cam| CameraRef {
+            name: &cam.name,
+            host: cam.url.host_str().unwrap_or(""),
+            channel: cam.channel,
+        })
         .collect();
     let numbers: Vec<u32> = channels.iter().map(|ch| ch.number).collect();
     let mut seen = HashSet::new();

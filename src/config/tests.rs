@@ -165,16 +165,27 @@ states.failure = [ { camera = 2, address = "192.168.2.1" } ]
 "#;
     let c = parse(text, "nvr.toml", dir.path()).unwrap();
     assert_eq!(c.rules.len(), 2);
-    assert_eq!(c.rules[0].failure, vec![(1, Some("east".into())), (2, Some("west".into()))]);
+    assert_eq!(
+        c.rules[0].failure,
+        vec![(1, Some("east".into())), (2, Some("west".into()))]
+    );
     assert_eq!(c.rules[1].rule.name, "cam-redundancy");
     assert_eq!(c.rules[1].normal, vec![(2, Some("west".into()))]);
 
     // Errors name the file, the rule and the field.
-    let bad = text.replace("failure_count = 2", "failure_count = 0").replace("192.168.2.1\" } ]\n", "10.9.9.9\" } ]\n");
+    let bad = text
+        .replace("failure_count = 2", "failure_count = 0")
+        .replace("192.168.2.1\" } ]\n", "10.9.9.9\" } ]\n");
     let errs = parse(&bad, "nvr.toml", dir.path()).unwrap_err();
     let shown = errs.to_string();
-    assert!(shown.contains("nvr.toml:18: rule `cam-redundancy`: check.failure_count: must be a positive integer"), "{shown}");
+    assert!(
+        shown.contains("nvr.toml:18: rule `cam-redundancy`: check.failure_count: must be a positive integer"),
+        "{shown}"
+    );
     std::fs::write(dir.path().join("rules.json"), "{ \"check\": 5 }").unwrap();
     let errs = parse(text, "nvr.toml", dir.path()).unwrap_err().to_string();
-    assert!(errs.contains("rules.json: rule `#1`: check: is required and must be an object"), "{errs}");
+    assert!(
+        errs.contains("rules.json: rule `#1`: check: is required and must be an object"),
+        "{errs}"
+    );
 }

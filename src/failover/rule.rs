@@ -97,7 +97,11 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(RuleError { rule: self.rule.clone(), field: field.into(), message: message.into() });
+        self.errors.push(RuleError {
+            rule: self.rule.clone(),
+            field: field.into(),
+            message: message.into(),
+        });
     }
     fn string(&mut self, v: &Value, field: &str) -> Option<String> {
         match v.get(field_leaf(field)) {
@@ -137,7 +141,10 @@ impl Ctx<'_> {
         match n.as_f64() {
             Some(x) if (min..=max).contains(&x) => Some(Duration::from_secs_f64(x)),
             _ => {
-                self.err(field, format!("must be a number of seconds from {min} to {max}, not {n}"));
+                self.err(
+                    field,
+                    format!("must be a number of seconds from {min} to {max}, not {n}"),
+                );
                 None
             }
         }
@@ -155,7 +162,10 @@ impl Ctx<'_> {
     fn unknown_keys(&mut self, v: &Value, prefix: &str, known: &[&str]) {
         if let Some(obj) = v.as_object() {
             for k in obj.keys().filter(|k| !known.contains(&k.as_str())) {
-                self.err(format!("{prefix}{k}"), format!("unknown field (expected one of: {})", known.join(", ")));
+                self.err(
+                    format!("{prefix}{k}"),
+                    format!("unknown field (expected one of: {})", known.join(", ")),
+                );
             }
         }
     }
@@ -195,8 +205,15 @@ pub fn rules_from_values(values: &[(usize, Value)]) -> Result<Vec<Rule>, Vec<Rul
     let mut rules = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (i, v) in values {
-        let name = v.get("name").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("#{}", i + 1));
-        let mut c = Ctx { rule: format!("`{name}`"), errors: &mut errors };
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("#{}", i + 1));
+        let mut c = Ctx {
+            rule: format!("`{name}`"),
+            errors: &mut errors,
+        };
         if !v.is_object() {
             c.err("(rule)", "must be an object");
             continue;
@@ -230,7 +247,10 @@ fn parse_rule(c: &mut Ctx<'_>, v: &Value, name: String) -> Option<Rule> {
             (parse_records(c, s, "normal"), parse_records(c, s, "failure"))
         }
         _ => {
-            c.err("states", "is required and must be an object with `normal` and `failure`");
+            c.err(
+                "states",
+                "is required and must be an object with `normal` and `failure`",
+            );
             (None, None)
         }
     };
@@ -242,27 +262,54 @@ fn parse_rule(c: &mut Ctx<'_>, v: &Value, name: String) -> Option<Rule> {
             None
         }
     };
-    let release_delay = c.seconds(v, "release_delay", 0.0, 3600.0).unwrap_or(DEFAULT_RELEASE_DELAY);
+    let release_delay = c
+        .seconds(v, "release_delay", 0.0, 3600.0)
+        .unwrap_or(DEFAULT_RELEASE_DELAY);
     let (check, normal, failure, backup) = (check?, normal?, failure?, backup?);
     if let Some(b) = &backup {
         for (i, m) in b.cameras.iter().enumerate() {
             if !failure.iter().any(|r| r.camera == m.local) {
-                c.err(format!("backup.cameras[{i}].local"), format!("camera {} has no record in states.failure", m.local));
+                c.err(
+                    format!("backup.cameras[{i}].local"),
+                    format!("camera {} has no record in states.failure", m.local),
+                );
             }
         }
     }
-    Some(Rule { name, check, normal, failure, backup, release_delay })
+    Some(Rule {
+        name,
+        check,
+        normal,
+        failure,
+        backup,
+        release_delay,
+    })
 }
 
 fn parse_check(c: &mut Ctx<'_>, v: &Value) -> Option<Check> {
-    c.unknown_keys(v, "check.", &["address", "interval", "failure_count", "normal_count", "type", "port", "timeout"]);
+    c.unknown_keys(
+        v,
+        "check.",
+        &[
+            "address",
+            "interval",
+            "failure_count",
+            "normal_count",
+            "type",
+            "port",
+            "timeout",
+        ],
+    );
     let address = c.string(v, "check.address");
     let kind = match v.get("type").map(|t| t.as_str()) {
         None | Some(Some("icmp")) => Some(CheckKind::Icmp),
         Some(Some("tcp")) => Some(CheckKind::Tcp),
         Some(Some("http")) => Some(CheckKind::Http),
         Some(_) => {
-            c.err("check.type", format!("must be \"icmp\", \"tcp\" or \"http\", not {}", v["type"]));
+            c.err(
+                "check.type",
+                format!("must be \"icmp\", \"tcp\" or \"http\", not {}", v["type"]),
+            );
             None
         }
     };
@@ -315,7 +362,10 @@ fn parse_records(c: &mut Ctx<'_>, states: &Value, state: &str) -> Option<Vec<Sta
             Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("n/a") => Some(None),
             Some(Value::String(s)) if !s.trim().is_empty() => Some(Some(s.trim().to_string())),
             _ => {
-                c.err(format!("{f}.address"), "is required: a network camera's address, or \"n/a\"");
+                c.err(
+                    format!("{f}.address"),
+                    "is required: a network camera's address, or \"n/a\"",
+                );
                 None
             }
         };
@@ -323,10 +373,17 @@ fn parse_records(c: &mut Ctx<'_>, states: &Value, state: &str) -> Option<Vec<Sta
         match (camera, address) {
             (Some(camera), Some(address)) => {
                 if out.iter().any(|o: &StateRecord| o.camera == camera) {
-                    c.err(format!("{f}.camera"), format!("camera {camera} appears twice in this state"));
+                    c.err(
+                        format!("{f}.camera"),
+                        format!("camera {camera} appears twice in this state"),
+                    );
                     ok = false;
                 }
-                out.push(StateRecord { camera, address, channel })
+                out.push(StateRecord {
+                    camera,
+                    address,
+                    channel,
+                })
             }
             _ => ok = false,
         }
@@ -350,7 +407,11 @@ fn parse_backup(c: &mut Ctx<'_>, v: &Value) -> Option<Backup> {
             cameras.push(CameraMap { local, remote });
         }
     }
-    (cameras.len() == list.len()).then_some(Backup { address: address?, port, cameras })
+    (cameras.len() == list.len()).then_some(Backup {
+        address: address?,
+        port,
+        cameras,
+    })
 }
 
 #[cfg(test)]
@@ -376,12 +437,18 @@ pub struct CameraRef<'a> {
 /// camera list, and checks each record's local camera is a configured channel.
 pub fn resolve(rule: &Rule, cameras: &[CameraRef<'_>], channels: &[u32]) -> Result<ConfiguredRule, Vec<RuleError>> {
     let mut errors = Vec::new();
-    let mut c = Ctx { rule: format!("`{}`", rule.name), errors: &mut errors };
+    let mut c = Ctx {
+        rule: format!("`{}`", rule.name),
+        errors: &mut errors,
+    };
     let one_state = |c: &mut Ctx<'_>, state: &str, records: &[StateRecord]| -> Vec<(u32, Option<String>)> {
         let mut out = Vec::new();
         for (i, r) in records.iter().enumerate() {
             if !channels.contains(&r.camera) {
-                c.err(format!("states.{state}[{i}].camera"), format!("this NVR has no channel {}", r.camera));
+                c.err(
+                    format!("states.{state}[{i}].camera"),
+                    format!("this NVR has no channel {}", r.camera),
+                );
             }
             let Some(addr) = &r.address else {
                 out.push((r.camera, None));
@@ -403,7 +470,10 @@ pub fn resolve(rule: &Rule, cameras: &[CameraRef<'_>], channels: &[u32]) -> Resu
                 ),
                 many => c.err(
                     format!("states.{state}[{i}].address"),
-                    format!("{} network cameras have address {addr}; add `channel` to choose one", many.len()),
+                    format!(
+                        "{} network cameras have address {addr}; add `channel` to choose one",
+                        many.len()
+                    ),
                 ),
             }
         }
@@ -412,7 +482,11 @@ pub fn resolve(rule: &Rule, cameras: &[CameraRef<'_>], channels: &[u32]) -> Resu
     let normal = one_state(&mut c, "normal", &rule.normal);
     let failure = one_state(&mut c, "failure", &rule.failure);
     if errors.is_empty() {
-        Ok(ConfiguredRule { rule: rule.clone(), normal, failure })
+        Ok(ConfiguredRule {
+            rule: rule.clone(),
+            normal,
+            failure,
+        })
     } else {
         Err(errors)
     }

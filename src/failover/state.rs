@@ -102,7 +102,12 @@ impl Machine {
             State::Failure if self.consecutive_answers >= self.normal_count => State::Normal,
             _ => return None,
         };
-        let t = Transition { from: self.state, to, at: now, probe };
+        let t = Transition {
+            from: self.state,
+            to,
+            at: now,
+            probe,
+        };
         self.state = to;
         if self.history.len() == HISTORY {
             self.history.pop_front();

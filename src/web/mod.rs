@@ -83,6 +83,16 @@ async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Js
     }))
 }
 
+/// Every failover rule: its state, counters, transition history and bindings.
+async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
+    let list: Vec<serde_json::Value> = nvr
+        .rules
+        .iter()
+        .filter_map(|r| r.lock().ok().and_then(|s| serde_json::to_value(&*s).ok()))
+        .collect();
+    Json(serde_json::json!({ "rules": list }))
+}
+
 pub fn router(nvr: Arc<Nvr>) -> Router {
     Router::new()
         .route("/", get(channels::index_page))
@@ -91,6 +101,7 @@ pub fn router(nvr: Arc<Nvr>) -> Router {
         .route("/api/v1/channels/{n}/recordings", get(channels::recordings))
         .route("/api/v1/channels/{n}/clip.mp4", get(clip::clip))
         .route("/api/v1/events", get(channels::events))
+        .route("/api/v1/rules", get(rules))
         .with_state(nvr)
 }
 

@@ -20,11 +20,29 @@ fn paper_fig6_loads_unchanged() {
     assert_eq!(r.check.address, "192.168.1.1");
     assert_eq!(r.check.interval, Duration::from_secs(1));
     assert_eq!((r.check.failure_count, r.check.normal_count), (3, 1));
-    assert_eq!(r.normal, vec![
-        StateRecord { camera: 1, address: None, channel: None },
-        StateRecord { camera: 2, address: None, channel: None },
-    ]);
-    assert_eq!(r.failure[1], StateRecord { camera: 2, address: Some("192.168.2.2".into()), channel: None });
+    assert_eq!(
+        r.normal,
+        vec![
+            StateRecord {
+                camera: 1,
+                address: None,
+                channel: None
+            },
+            StateRecord {
+                camera: 2,
+                address: None,
+                channel: None
+            },
+        ]
+    );
+    assert_eq!(
+        r.failure[1],
+        StateRecord {
+            camera: 2,
+            address: Some("192.168.2.2".into()),
+            channel: None
+        }
+    );
     let b = r.backup.as_ref().unwrap();
     assert_eq!(b.address, "192.168.1.1");
     assert_eq!(b.cameras[1], CameraMap { local: 2, remote: 2 });
@@ -102,9 +120,21 @@ fn backup_must_map_cameras_of_the_failure_state() {
 fn state_records_resolve_through_the_camera_list() {
     let rule = parse_rules(PAPER_FIG6).unwrap().remove(0);
     let cams = [
-        CameraRef { name: "east", host: "192.168.2.1", channel: None },
-        CameraRef { name: "west", host: "192.168.2.2", channel: Some(1) },
-        CameraRef { name: "west-2", host: "192.168.2.2", channel: Some(2) },
+        CameraRef {
+            name: "east",
+            host: "192.168.2.1",
+            channel: None,
+        },
+        CameraRef {
+            name: "west",
+            host: "192.168.2.2",
+            channel: Some(1),
+        },
+        CameraRef {
+            name: "west-2",
+            host: "192.168.2.2",
+            channel: Some(2),
+        },
     ];
     let r = resolve(&rule, &cams, &[1, 2]).unwrap();
     assert_eq!(r.normal, vec![(1, None), (2, None)]);
@@ -112,5 +142,12 @@ fn state_records_resolve_through_the_camera_list() {
     assert_eq!(r.failure, vec![(1, Some("east".into())), (2, Some("west".into()))]);
     let e = resolve(&rule, &cams[..1], &[1]).unwrap_err();
     let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
-    assert_eq!(fields, vec!["states.normal[1].camera", "states.failure[1].camera", "states.failure[1].address"]);
+    assert_eq!(
+        fields,
+        vec![
+            "states.normal[1].camera",
+            "states.failure[1].camera",
+            "states.failure[1].address"
+        ]
+    );
 }
