@@ -20,7 +20,7 @@ use std::path::Path;
 use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -55,6 +55,35 @@ CREATE TABLE event (
 CREATE INDEX event_channel_start ON event (channel, start_90k);
 "#;
 
+/// Version 2: the NVR's identity, footage imported from peers, and footage
+/// owed to peers (failback transfers).
+const MIGRATION_2: &str = r#"
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE import (
+  origin TEXT NOT NULL,          -- the sending NVR's id
+  origin_segment INTEGER NOT NULL,
+  channel INTEGER NOT NULL,
+  received_90k INTEGER NOT NULL,
+  frames_kept INTEGER NOT NULL,
+  PRIMARY KEY (origin, origin_segment)
+);
+CREATE TABLE transfer (
+  id INTEGER PRIMARY KEY,
+  rule TEXT NOT NULL,
+  local_channel INTEGER NOT NULL,
+  remote_channel INTEGER NOT NULL,
+  target TEXT NOT NULL,          -- host:port of the receiving Tandem
+  start_90k INTEGER NOT NULL,
+  end_90k INTEGER NOT NULL,
+  state INTEGER NOT NULL,        -- 0 pending, 1 done
+  bytes_sent INTEGER NOT NULL,
+  last_error TEXT
+);
+"#;
+
 pub const WRITING: i64 = 0;
 pub const COMPLETE: i64 = 1;
 pub const GARBAGE: i64 = 2;
@@ -83,22 +112,31 @@ pub fn open_readonly(path: &Path) -> rusqlite::Result<Connection> {
 /// Brings the schema to `SCHEMA_VERSION`. Refuses a newer database rather than
 /// guessing at it.
 pub fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let v: i32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    match v {
-        0 => {
-            let tx = conn.transaction().map_err(|e| e.to_string())?;
-            tx.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())
-        }
-        SCHEMA_VERSION => Ok(()),
-        other => Err(format!(
-            "database schema version {other} is newer than this Tandem understands ({SCHEMA_VERSION})"
-        )),
+    let v: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| e.to_string())?;
+    if v > SCHEMA_VERSION {
+        return Err(format!(
+            "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
+        ));
     }
+    let steps: [(i32, &str); 2] = [(1, SCHEMA), (2, MIGRATION_2)];
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {
+        tx.execute_batch(sql).map_err(|e| format!("migrating to schema {version}: {e}"))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())
+}
+
+/// This NVR's identity among its peers, created on first use.
+pub fn nvr_id(conn: &Connection) -> rusqlite::Result<String> {
+    if let Some(id) =
+        conn.query_row("SELECT value FROM meta WHERE key = 'nvr_id'", [], |r| r.get(0)).optional()?
+    {
+        return Ok(id);
+    }
+    let id = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    conn.execute("INSERT INTO meta (key, value) VALUES ('nvr_id', ?1)", params![id])?;
+    Ok(id)
 }
 
 #[derive(Clone, Debug)]
@@ -388,6 +426,19 @@ mod tests {
         assert!(segments_overlapping(&c, 1, Time90k(200), Time90k(300))
             .unwrap()
             .is_empty());
+        // A version-1 database migrates to exactly the fresh schema.
+        let p1 = dir.path().join("v1");
+        let mut old = open(&p1).unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut old).unwrap();
+        let schema = |c: &Connection| -> Vec<String> {
+            let mut st = c.prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").unwrap();
+            st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+        };
+        assert_eq!(schema(&old), schema(&c));
+        let id = nvr_id(&c).unwrap();
+        assert_eq!(nvr_id(&c).unwrap(), id);
         c.pragma_update(None, "user_version", 99).unwrap();
         assert!(migrate(&mut c).unwrap_err().contains("newer"));
     }

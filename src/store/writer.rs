@@ -123,7 +123,7 @@ pub fn decide(
     Decision::Append
 }
 
-struct OpenSegment {
+pub(super) struct OpenSegment {
     id: i64,
     file: File,
     run: u64,
@@ -141,6 +141,31 @@ struct OpenSegment {
 }
 
 impl OpenSegment {
+    /// Appends one frame record. On error the file is cut back to its last
+    /// complete record so it stays valid.
+    pub(super) fn write_frame(&mut self, time: Time90k, key: bool, data: &[u8]) -> std::io::Result<()> {
+        let pts = u32::try_from(time - self.start).map_err(|_| std::io::Error::other("segment too long"))?;
+        let header = record_header(pts, key, data);
+        // One vectored write, no user-space buffer: once it returns, a SIGKILL
+        // cannot lose the frame. A torn record is cut off by startup repair.
+        if let Err(e) = write_all_vectored(&mut self.file, &header, data) {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        if let Some((t, size, k)) = self.pending.take() {
+            let duration = (time - t) as u32;
+            self.index.push(FrameEntry { duration, size, key: k });
+            self.last_duration = duration;
+        }
+        self.pending = Some((time, data.len() as u32, key));
+        self.frames += 1;
+        self.key_frames += u32::from(key);
+        self.len += RECORD_HEADER_LEN + data.len() as u64;
+        self.media_bytes += data.len() as u64;
+        self.dirty = true;
+        Ok(())
+    }
+
     fn progress(&self, end: Time90k) -> Progress {
         Progress {
             end,
@@ -291,29 +316,50 @@ impl Writer {
     }
 
     fn open(&mut self, f: &Frame) -> std::io::Result<()> {
+        let seg = self.create_segment(f.channel, f.time, &f.sample_entry, f.run)?;
+        let id = seg.id;
+        let st = self.channels.entry(f.channel).or_default();
+        if st.paused_until.take().is_some() {
+            super::ensure_reserve(&self.cfg.dir);
+            info!(channel = f.channel, "recording resumed: disk has space again");
+            self.event(Some(f.channel), "recording_resumed", f.time, serde_json::json!({}));
+        }
+        self.channels.entry(f.channel).or_default().open = Some(seg);
+        self.set_status(f.channel, |s| {
+            s.state = "recording";
+            s.segment_id = Some(id);
+            s.segments_written += 1;
+            s.last_error = None;
+        });
+        Ok(())
+    }
+
+    /// Creates a segment: row first (`writing`), then the file with its header,
+    /// fsynced with its directory. Undoes both on failure.
+    pub(super) fn create_segment(
+        &mut self,
+        channel: u32,
+        start: Time90k,
+        entry: &Arc<SampleEntry>,
+        run: u64,
+    ) -> std::io::Result<OpenSegment> {
         let io = |e: rusqlite::Error| std::io::Error::other(e.to_string());
-        let entry_id = match self.entries.get(&f.sample_entry.data) {
+        let entry_id = match self.entries.get(&entry.data) {
             Some(&id) => id,
             None => {
-                let e = &f.sample_entry;
-                let id = db::upsert_sample_entry(&self.conn, &e.data, e.codec, e.width, e.height).map_err(io)?;
-                self.entries.insert(e.data.clone(), id);
+                let id =
+                    db::upsert_sample_entry(&self.conn, &entry.data, entry.codec, entry.width, entry.height).map_err(io)?;
+                self.entries.insert(entry.data.clone(), id);
                 id
             }
         };
-        let id = db::insert_writing_segment(&self.conn, f.channel, f.time, entry_id).map_err(io)?;
-        let path = segment_path(&self.cfg.dir, f.channel, id);
+        let id = db::insert_writing_segment(&self.conn, channel, start, entry_id).map_err(io)?;
+        let path = segment_path(&self.cfg.dir, channel, id);
         let result = (|| {
             let dir = path.parent().expect("segment path has a parent");
             std::fs::create_dir_all(dir)?;
             let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
-            let header = SegmentHeader {
-                channel: f.channel,
-                segment_id: id,
-                start: f.time,
-                sample_entry: f.sample_entry.data.clone(),
-            }
-            .encode();
+            let header = SegmentHeader { channel, segment_id: id, start, sample_entry: entry.data.clone() }.encode();
             file.write_all(&header)?;
             file.sync_data()?;
             File::open(dir)?.sync_all()?;
@@ -327,18 +373,12 @@ impl Writer {
                 return Err(e);
             }
         };
-        let st = self.channels.entry(f.channel).or_default();
-        if st.paused_until.take().is_some() {
-            info!(channel = f.channel, "recording resumed: disk has space again");
-            self.event(Some(f.channel), "recording_resumed", f.time, serde_json::json!({}));
-        }
-        let st = self.channels.entry(f.channel).or_default();
-        st.open = Some(OpenSegment {
+        Ok(OpenSegment {
             id,
             file,
-            run: f.run,
-            start: f.time,
-            entry: f.sample_entry.clone(),
+            run,
+            start,
+            entry: entry.clone(),
             index: IndexEncoder::default(),
             pending: None,
             last_duration: 0,
@@ -347,40 +387,13 @@ impl Writer {
             len,
             media_bytes: 0,
             dirty: true,
-        });
-        self.set_status(f.channel, |s| {
-            s.state = "recording";
-            s.segment_id = Some(id);
-            s.segments_written += 1;
-            s.last_error = None;
-        });
-        Ok(())
+        })
     }
 
     fn append(&mut self, f: &Frame) -> std::io::Result<()> {
         let st = self.channels.get_mut(&f.channel).expect("channel state exists");
         let o = st.open.as_mut().expect("a segment is open");
-        let pts = u32::try_from(f.time - o.start).map_err(|_| std::io::Error::other("segment too long"))?;
-        let header = record_header(pts, f.key, &f.data);
-        // One vectored write, no user-space buffer: once it returns, a SIGKILL
-        // cannot lose the frame. A torn record is cut off by startup repair.
-        let r = write_all_vectored(&mut o.file, &header, &f.data);
-        if let Err(e) = r {
-            // Cut back to the last complete record so the file stays valid.
-            let _ = o.file.set_len(o.len);
-            return Err(e);
-        }
-        if let Some((t, size, key)) = o.pending.take() {
-            let duration = (f.time - t) as u32;
-            o.index.push(FrameEntry { duration, size, key });
-            o.last_duration = duration;
-        }
-        o.pending = Some((f.time, f.data.len() as u32, f.key));
-        o.frames += 1;
-        o.key_frames += u32::from(f.key);
-        o.len += RECORD_HEADER_LEN + f.data.len() as u64;
-        o.media_bytes += f.data.len() as u64;
-        o.dirty = true;
+        o.write_frame(f.time, f.key, &f.data)?;
         let n = f.data.len() as u64;
         self.set_status(f.channel, |s| {
             s.frames_written += 1;
@@ -393,10 +406,20 @@ impl Writer {
     /// when the timeline continues; otherwise the last frame keeps the previous
     /// frame's duration.
     fn close(&mut self, channel: u32, end: Option<Time90k>) {
-        let Some(st) = self.channels.get_mut(&channel) else {
-            return;
-        };
-        let Some(mut o) = st.open.take() else { return };
+        let Some(st) = self.channels.get_mut(&channel) else { return };
+        let Some(o) = st.open.take() else { return };
+        self.finish_segment(channel, o, end);
+        self.set_status(channel, |s| {
+            if s.state == "recording" {
+                s.state = "idle";
+            }
+            s.segment_id = None;
+        });
+    }
+
+    /// fsyncs a segment and marks it complete with its frame index (or removes
+    /// it if it holds no frame).
+    pub(super) fn finish_segment(&mut self, channel: u32, mut o: OpenSegment, end: Option<Time90k>) {
         if let Some((t, size, key)) = o.pending.take() {
             let duration = match end {
                 Some(e) if e > t => (e - t) as u32,
@@ -417,12 +440,6 @@ impl Writer {
             // The row stays `writing`; startup repair will rebuild it from the file.
             error!(channel, segment = o.id, "could not commit finished segment: {e}");
         }
-        self.set_status(channel, |s| {
-            if s.state == "recording" {
-                s.state = "idle";
-            }
-            s.segment_id = None;
-        });
     }
 
     fn end_run(&mut self, channel: u32) {
