@@ -37,6 +37,10 @@ pub struct Nvr {
     /// Failover rules and their agent tasks.
     pub rules: Vec<crate::failover::agent::SharedRule>,
     agents: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// This NVR's identity among its peers (the origin of footage it sends).
+    pub nvr_id: String,
+    /// Wakes the failback transfer worker; dropped at shutdown to stop it.
+    transfer_wake: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -64,6 +68,25 @@ impl Nvr {
             clock.clone(),
         )?;
         info!(dir = %config.storage.dir.display(), ?report, "store opened");
+        let nvr_id = crate::store::db::open(&config.storage.dir.join("index.db"))
+            .and_then(|c| crate::store::db::nvr_id(&c))
+            .map_err(|e| anyhow::anyhow!("reading the NVR id: {e}"))?;
+        let transfer_wake = match &config.failover.peer_token {
+            Some(token) if config.rules.iter().any(|r| r.rule.backup.is_some()) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let w = crate::failover::transfer::Worker {
+                    dir: config.storage.dir.clone(),
+                    origin: nvr_id.clone(),
+                    token: token.clone(),
+                    rate: config.failover.transfer_rate,
+                };
+                std::thread::Builder::new()
+                    .name("backup-transfer".into())
+                    .spawn(move || w.run(rx))?;
+                Some(tx)
+            }
+            _ => None,
+        };
         let mut channels = BTreeMap::new();
         for c in &config.channels {
             channels.insert(
@@ -91,6 +114,8 @@ impl Nvr {
                 .map(crate::failover::agent::new_status)
                 .collect(),
             agents: Mutex::new(Vec::new()),
+            nvr_id,
+            transfer_wake: Mutex::new(transfer_wake),
             config,
         });
         // Channels a rule governs take their binding from the rule's state.
@@ -191,6 +216,58 @@ impl Nvr {
         }
     }
 
+    /// Merges a segment uploaded by a peer; blocks until the writer is done.
+    pub fn import(
+        &self,
+        req: crate::store::import::ImportRequest,
+    ) -> Result<crate::store::import::ImportOutcome, String> {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.writer
+            .send(crate::store::Command::Import(req, done))
+            .map_err(|_| "store writer stopped".to_string())?;
+        wait.recv().map_err(|_| "store writer stopped".to_string())?
+    }
+
+    /// Records a failback transfer owed to a peer and wakes the sender.
+    pub async fn queue_transfer(&self, job: crate::failover::transfer::Job<'_>) {
+        let dir = self.config.storage.dir.clone();
+        let (rule, local, remote, target, start, end) = (
+            job.rule.to_string(),
+            job.local_channel,
+            job.remote_channel,
+            job.target.clone(),
+            job.start,
+            job.end,
+        );
+        let r = tokio::task::spawn_blocking(move || {
+            let job = crate::failover::transfer::Job {
+                rule: &rule,
+                local_channel: local,
+                remote_channel: remote,
+                target,
+                start,
+                end,
+            };
+            crate::failover::transfer::queue(&dir, &job)
+        })
+        .await;
+        match r {
+            Ok(Ok(id)) => {
+                info!(job = id, channel = local, "failback transfer queued");
+                if let Some(w) = self.transfer_wake.lock().expect("wake lock").as_ref() {
+                    let _ = w.send(());
+                }
+            }
+            Ok(Err(e)) => tracing::error!("cannot queue failback transfer: {e:#}"),
+            Err(e) => tracing::error!("cannot queue failback transfer: {e}"),
+        }
+    }
+
+    /// Where uploads from peers are staged until complete.
+    pub fn staging_dir(&self) -> std::path::PathBuf {
+        self.config.storage.dir.join("import")
+    }
+
     /// Records an event (through the writer; never blocks).
     pub fn record_event(&self, channel: Option<u32>, kind: &'static str, details: serde_json::Value) {
         let _ = self.writer.try_send(crate::store::Command::Event {
@@ -207,6 +284,7 @@ impl Nvr {
         for a in self.agents.lock().expect("agents lock").drain(..) {
             a.abort();
         }
+        self.transfer_wake.lock().expect("wake lock").take();
         info!("shutdown: stopping ingest");
         let handles: Vec<IngestHandle> = {
             let mut chans = self.channels.lock().expect("channels lock");

@@ -8,6 +8,8 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
+const TOKEN: &str = "site-secret-0123456789";
+
 #[test]
 fn standby_takes_over_when_the_primary_dies_and_hands_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -18,6 +20,7 @@ fn standby_takes_over_when_the_primary_dies_and_hands_back() {
         &primary_cfg,
         format!(
             "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\n[http]\nlisten = \"127.0.0.1:{primary_port}\"\n\
+             [failover]\npeer_token = \"{TOKEN}\"\n\
              [[network_camera]]\nname = \"cam\"\nurl = \"{}\"\n[[channel]]\nnumber = 1\ncamera = \"cam\"\n",
             dir.path().join("primary-data").display(),
             urls[0]
@@ -36,6 +39,8 @@ dir = "{data}"
 min_free = "10 MB"
 [http]
 listen = "{{listen}}"
+[failover]
+peer_token = "{TOKEN}"
 [[network_camera]]
 name = "cam"
 url = "{url}"
@@ -96,39 +101,49 @@ backup = {{ address = "127.0.0.1", port = {primary_port}, cameras = [ {{ local =
         "released on confirmation, not on the delay"
     );
 
-    // Merged timeline: the hole between the primary's last frame and the standby's first.
-    std::thread::sleep(Duration::from_secs(1));
+    // The footage recorded during the failure goes back to the primary.
+    wait_for(Duration::from_secs(30), "failback transfer", || {
+        let t = http_get(&format!("{}/api/v1/transfers", standby.base))
+            .unwrap()
+            .json()
+            .unwrap();
+        t["transfers"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["state"] == "done")
+    });
+    assert!(primary.proc.stderr().contains("footage imported from peer"));
+
+    // The primary's merged timeline: one hole, from its last frame before the
+    // kill to the standby's first frame; nothing lost at failback, no duplicates.
     let p = audit_json(&[
         "--data",
         dir.path().join("primary-data").to_str().unwrap(),
         "--channel",
         "1",
     ]);
+    assert_eq!(p["duplicates"], 0, "{p}");
+    let cam = &p["cameras"][0];
+    let gaps = cam["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "only the takeover hole remains: {p}");
+    let us = |v: &serde_json::Value| {
+        tandem::time::Time90k::parse_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .as_unix_micros()
+    };
+    let last_primary = us(&gaps[0]["last_before"]);
+    assert!(last_primary <= kill_us + 100_000);
+    let loss = gaps[0]["seconds"].as_f64().unwrap();
+    eprintln!(
+        "recording loss after merge {loss:.2} s ({} frames)",
+        gaps[0]["frames_missing"]
+    );
+    assert!(loss < 2.0, "recording loss {loss} s");
+    // The standby's own copy agrees on where it started.
     let s = audit_json(&[
         "--data",
         dir.path().join("standby-data").to_str().unwrap(),
         "--channel",
         "1",
     ]);
-    let us = |v: &serde_json::Value| {
-        tandem::time::Time90k::parse_rfc3339(v.as_str().unwrap())
-            .unwrap()
-            .as_unix_micros()
-    };
-    let gap = &p["cameras"][0]["gaps"][0];
-    let last_primary = us(&gap["last_before"]);
-    let first_standby = us(&s["cameras"][0]["first_capture"]);
-    let last_standby = us(&s["cameras"][0]["last_capture"]);
-    let resumed_primary = us(&gap["first_after"]);
-    assert!(last_primary <= kill_us + 100_000);
-    let loss = (first_standby - last_primary) as f64 / 1e6;
-    eprintln!(
-        "recording loss {loss:.2} s; overlap at failback {:.2} s",
-        (last_standby - resumed_primary) as f64 / 1e6
-    );
-    assert!(loss < 2.0, "recording loss {loss} s");
-    assert!(
-        last_standby >= resumed_primary,
-        "the standby stopped before the primary resumed: a hole at failback"
-    );
+    assert_eq!(us(&s["cameras"][0]["first_capture"]), us(&gaps[0]["first_after"]));
 }

@@ -70,6 +70,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             cameras,
             channels,
             rules: Vec::new(),
+            failover: Default::default(),
         };
         super::run_nvr(config, |addr| {
             println!("Tandem demo");

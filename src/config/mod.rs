@@ -81,6 +81,38 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     /// Failover rules, from `[failover] rules = "FILE.json"` and `[[rule]]` tables.
     pub rules: Vec<crate::failover::rule::ConfiguredRule>,
+    pub failover: FailoverSettings,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct FailoverSettings {
+    /// Shared secret between the site's NVRs: required to import footage and
+    /// sent when transferring it. `None` disables the import endpoint.
+    pub peer_token: Option<String>,
+    /// Bytes per second a failback transfer may use, so it never crowds out
+    /// live video on the network.
+    pub transfer_rate: u64,
+}
+
+impl fmt::Debug for FailoverSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FailoverSettings")
+            .field("peer_token", &self.peer_token.as_ref().map(|_| "<redacted>"))
+            .field("transfer_rate", &self.transfer_rate)
+            .finish()
+    }
+}
+
+/// 20 Mbit/s.
+pub const DEFAULT_TRANSFER_RATE: u64 = 2_500_000;
+
+impl Default for FailoverSettings {
+    fn default() -> Self {
+        FailoverSettings {
+            peer_token: None,
+            transfer_rate: DEFAULT_TRANSFER_RATE,
+        }
+    }
 }
 
 impl Config {
@@ -160,6 +192,9 @@ struct RawConfig {
 struct RawFailover {
     /// A JSON rules file in the paper's form.
     rules: Option<Spanned<String>>,
+    peer_token: Option<Spanned<String>>,
+    peer_token_env: Option<Spanned<String>>,
+    transfer_rate: Option<Spanned<SizeOrNumber>>,
 }
 
 #[derive(Deserialize)]
@@ -570,6 +605,51 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
         });
     }
     let rules = load_rules(&mut c, &raw, base, &cameras, &channels);
+    let mut failover = FailoverSettings::default();
+    if let Some(f) = &raw.failover {
+        let f = f.get_ref();
+        match (&f.peer_token, &f.peer_token_env) {
+            (Some(t), None) if t.get_ref().len() >= 16 => failover.peer_token = Some(t.get_ref().clone()),
+            (Some(t), None) => c.err(t.span().start, "failover.peer_token", "must be at least 16 characters"),
+            (None, Some(v)) => match std::env::var(v.get_ref()) {
+                Ok(t) if t.len() >= 16 => failover.peer_token = Some(t),
+                Ok(_) => c.err(
+                    v.span().start,
+                    "failover.peer_token_env",
+                    "the token must be at least 16 characters",
+                ),
+                Err(_) => c.err(
+                    v.span().start,
+                    "failover.peer_token_env",
+                    format!("environment variable `{}` is not set", v.get_ref()),
+                ),
+            },
+            (Some(t), Some(_)) => c.err(
+                t.span().start,
+                "failover.peer_token",
+                "give peer_token or peer_token_env, not both",
+            ),
+            (None, None) => {}
+        }
+        if let Some(r) = &f.transfer_rate {
+            match units::parse_bytes(&r.get_ref().text()) {
+                Ok(b) if b >= 10_000 => failover.transfer_rate = b,
+                Ok(_) => c.err(
+                    r.span().start,
+                    "failover.transfer_rate",
+                    "must be at least 10 kB (per second)",
+                ),
+                Err(e) => c.err(r.span().start, "failover.transfer_rate", e),
+            }
+        }
+    }
+    if rules.iter().any(|r| r.rule.backup.is_some()) && failover.peer_token.is_none() && c.errors.is_empty() {
+        c.err(
+            0,
+            "failover.peer_token",
+            "rules with `backup` need a peer token to send footage back",
+        );
+    }
     if !c.errors.is_empty() {
         c.errors.sort_by_key(|e| e.line);
         return Err(ConfigErrors(c.errors));
@@ -581,6 +661,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
         cameras,
         channels,
         rules,
+        failover,
     })
 }
 

@@ -142,6 +142,8 @@ fn rules_from_a_json_file_and_inline_tables() {
     let text = r#"
 [failover]
 rules = "rules.json"
+peer_token = "0123456789abcdef0123"
+transfer_rate = "1 MB"
 
 [[network_camera]]
 name = "east"
@@ -171,6 +173,14 @@ states.failure = [ { camera = 2, address = "192.168.2.1" } ]
     );
     assert_eq!(c.rules[1].rule.name, "cam-redundancy");
     assert_eq!(c.rules[1].normal, vec![(2, Some("west".into()))]);
+    assert_eq!(c.failover.transfer_rate, 1_000_000);
+    assert!(!format!("{:?}", c.failover).contains("0123456789"));
+    let no_token = text.replace("peer_token = \"0123456789abcdef0123\"\n", "");
+    let e = parse(&no_token, "nvr.toml", dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("failover.peer_token: rules with `backup` need a peer token"),
+        "{e}"
+    );
 
     // Errors name the file, the rule and the field.
     let bad = text
@@ -179,7 +189,7 @@ states.failure = [ { camera = 2, address = "192.168.2.1" } ]
     let errs = parse(&bad, "nvr.toml", dir.path()).unwrap_err();
     let shown = errs.to_string();
     assert!(
-        shown.contains("nvr.toml:18: rule `cam-redundancy`: check.failure_count: must be a positive integer"),
+        shown.contains("nvr.toml:20: rule `cam-redundancy`: check.failure_count: must be a positive integer"),
         "{shown}"
     );
     std::fs::write(dir.path().join("rules.json"), "{ \"check\": 5 }").unwrap();

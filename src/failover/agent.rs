@@ -132,14 +132,50 @@ async fn apply(
             warn!(rule = %rule.rule.name, channel = ch, "cannot bind: {e:#}");
         }
     }
+    // Footage recorded since the failure began is owed to the backup NVR.
+    let failed_at = (state == State::Normal && !initial)
+        .then(|| {
+            let st = status.lock().expect("rule lock");
+            st.machine
+                .history
+                .iter()
+                .rev()
+                .find(|t| t.to == State::Failure)
+                .map(|t| t.at)
+        })
+        .flatten();
+    let owed: Vec<(u32, u32)> = match (failed_at, &rule.rule.backup) {
+        (Some(_), Some(b)) => b.cameras.iter().map(|m| (m.local, m.remote)).collect(),
+        _ => Vec::new(),
+    };
+    for &(local, remote) in owed.iter().filter(|(l, _)| !to_release.contains(l)) {
+        queue(nvr, rule, local, remote, failed_at.unwrap_or_default()).await;
+    }
     if to_release.is_empty() {
         return None;
     }
     status.lock().expect("rule lock").pending_release = to_release.clone();
     let (nvr, rule, status) = (nvr.clone(), rule.clone(), status.clone());
     Some(tokio::spawn(async move {
-        release_when_safe(&nvr, &rule, &status, to_release).await;
+        release_when_safe(&nvr, &rule, &status, to_release.clone()).await;
+        // Released channels have closed their last segment: send the footage.
+        for &(local, remote) in owed.iter().filter(|(l, _)| to_release.contains(l)) {
+            queue(&nvr, &rule, local, remote, failed_at.unwrap_or_default()).await;
+        }
     }))
+}
+
+async fn queue(nvr: &Nvr, rule: &ConfiguredRule, local: u32, remote: u32, since: crate::time::Time90k) {
+    let Some(b) = &rule.rule.backup else { return };
+    let job = crate::failover::transfer::Job {
+        rule: &rule.rule.name,
+        local_channel: local,
+        remote_channel: remote,
+        target: format!("{}:{}", b.address, b.port.unwrap_or(8080)),
+        start: since,
+        end: nvr.clock.now(),
+    };
+    nvr.queue_transfer(job).await;
 }
 
 /// Releases each channel once the primary records its mapped channel (http

@@ -5,3 +5,4 @@ pub mod agent;
 pub mod probe;
 pub mod rule;
 pub mod state;
+pub mod transfer;

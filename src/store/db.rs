@@ -112,7 +112,9 @@ pub fn open_readonly(path: &Path) -> rusqlite::Result<Connection> {
 /// Brings the schema to `SCHEMA_VERSION`. Refuses a newer database rather than
 /// guessing at it.
 pub fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let v: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| e.to_string())?;
+    let v: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| e.to_string())?;
     if v > SCHEMA_VERSION {
         return Err(format!(
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
@@ -121,16 +123,19 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
     let steps: [(i32, &str); 2] = [(1, SCHEMA), (2, MIGRATION_2)];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {
-        tx.execute_batch(sql).map_err(|e| format!("migrating to schema {version}: {e}"))?;
+        tx.execute_batch(sql)
+            .map_err(|e| format!("migrating to schema {version}: {e}"))?;
     }
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| e.to_string())?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
 }
 
 /// This NVR's identity among its peers, created on first use.
 pub fn nvr_id(conn: &Connection) -> rusqlite::Result<String> {
-    if let Some(id) =
-        conn.query_row("SELECT value FROM meta WHERE key = 'nvr_id'", [], |r| r.get(0)).optional()?
+    if let Some(id) = conn
+        .query_row("SELECT value FROM meta WHERE key = 'nvr_id'", [], |r| r.get(0))
+        .optional()?
     {
         return Ok(id);
     }
@@ -433,7 +438,9 @@ mod tests {
         old.pragma_update(None, "user_version", 1).unwrap();
         migrate(&mut old).unwrap();
         let schema = |c: &Connection| -> Vec<String> {
-            let mut st = c.prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").unwrap();
+            let mut st = c
+                .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+                .unwrap();
             st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
         };
         assert_eq!(schema(&old), schema(&c));

@@ -7,6 +7,7 @@
 //! See `docs/store.md` for the invariants.
 
 pub mod db;
+pub mod import;
 pub mod index;
 pub mod retention;
 pub mod segment_file;

@@ -63,6 +63,11 @@ pub enum Command {
     },
     /// Flush everything now and answer (tests, shutdown, exports of the last second).
     Sync(std::sync::mpsc::Sender<()>),
+    /// Merge a segment uploaded by a peer (see `store::import`).
+    Import(
+        super::import::ImportRequest,
+        std::sync::mpsc::Sender<Result<super::import::ImportOutcome, String>>,
+    ),
     Shutdown,
 }
 
@@ -253,6 +258,10 @@ impl Writer {
                         self.flush();
                         let _ = done.send(());
                     }
+                    Command::Import(req, done) => {
+                        let r = self.import(&req);
+                        let _ = done.send(r);
+                    }
                     Command::Shutdown => break 'outer,
                 }
                 next = rx.try_recv().ok();
@@ -264,6 +273,20 @@ impl Writer {
             self.end_run(ch);
         }
         info!("store writer stopped; all segments closed");
+    }
+
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(super) fn now(&self) -> Time90k {
+        self.clock.now()
+    }
+
+    /// The time range of the channel's segment being written, if any.
+    pub(super) fn open_range(&self, channel: u32) -> Option<(Time90k, Time90k)> {
+        let o = self.channels.get(&channel)?.open.as_ref()?;
+        Some((o.start, o.last_time() + i64::from(o.last_duration.max(1))))
     }
 
     fn set_status(&self, channel: u32, f: impl FnOnce(&mut RecordingStatus)) {
@@ -347,8 +370,8 @@ impl Writer {
         let entry_id = match self.entries.get(&entry.data) {
             Some(&id) => id,
             None => {
-                let id =
-                    db::upsert_sample_entry(&self.conn, &entry.data, entry.codec, entry.width, entry.height).map_err(io)?;
+                let id = db::upsert_sample_entry(&self.conn, &entry.data, entry.codec, entry.width, entry.height)
+                    .map_err(io)?;
                 self.entries.insert(entry.data.clone(), id);
                 id
             }
@@ -359,7 +382,13 @@ impl Writer {
             let dir = path.parent().expect("segment path has a parent");
             std::fs::create_dir_all(dir)?;
             let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
-            let header = SegmentHeader { channel, segment_id: id, start, sample_entry: entry.data.clone() }.encode();
+            let header = SegmentHeader {
+                channel,
+                segment_id: id,
+                start,
+                sample_entry: entry.data.clone(),
+            }
+            .encode();
             file.write_all(&header)?;
             file.sync_data()?;
             File::open(dir)?.sync_all()?;
@@ -406,7 +435,9 @@ impl Writer {
     /// when the timeline continues; otherwise the last frame keeps the previous
     /// frame's duration.
     fn close(&mut self, channel: u32, end: Option<Time90k>) {
-        let Some(st) = self.channels.get_mut(&channel) else { return };
+        let Some(st) = self.channels.get_mut(&channel) else {
+            return;
+        };
         let Some(o) = st.open.take() else { return };
         self.finish_segment(channel, o, end);
         self.set_status(channel, |s| {

@@ -5,6 +5,7 @@
 
 mod channels;
 mod clip;
+mod import;
 
 use std::sync::Arc;
 
@@ -32,6 +33,12 @@ impl ApiError {
     pub fn not_found(m: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::NOT_FOUND,
+            message: m.into(),
+        }
+    }
+    pub fn status(status: StatusCode, m: impl Into<String>) -> Self {
+        ApiError {
+            status,
             message: m.into(),
         }
     }
@@ -93,6 +100,16 @@ async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Jso
     Json(serde_json::json!({ "rules": list }))
 }
 
+/// Failback transfers this NVR owes its peers, with progress.
+async fn transfers(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> ApiResult<Json<serde_json::Value>> {
+    let dir = nvr.config.storage.dir.clone();
+    let list = tokio::task::spawn_blocking(move || crate::failover::transfer::list(&dir))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({ "transfers": list })))
+}
+
 pub fn router(nvr: Arc<Nvr>) -> Router {
     Router::new()
         .route("/", get(channels::index_page))
@@ -102,6 +119,17 @@ pub fn router(nvr: Arc<Nvr>) -> Router {
         .route("/api/v1/channels/{n}/clip.mp4", get(clip::clip))
         .route("/api/v1/events", get(channels::events))
         .route("/api/v1/rules", get(rules))
+        .route("/api/v1/transfers", get(transfers))
+        .route(
+            "/api/v1/import/{origin}/{segment}",
+            get(import::status)
+                .put(import::put_piece)
+                .layer(axum::extract::DefaultBodyLimit::max(import::MAX_PIECE)),
+        )
+        .route(
+            "/api/v1/import/{origin}/{segment}/complete",
+            axum::routing::post(import::complete),
+        )
         .with_state(nvr)
 }
 
