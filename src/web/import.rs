@@ -22,6 +22,8 @@ use crate::store::import::ImportRequest;
 
 /// Largest piece accepted in one PUT.
 pub const MAX_PIECE: usize = 8 << 20;
+// The sender's pieces must fit.
+const _: () = assert!(MAX_PIECE >= crate::failover::transfer::MAX_CHUNK);
 
 fn authorize(nvr: &Nvr, headers: &HeaderMap) -> ApiResult<()> {
     let Some(token) = nvr.config.failover.peer_token.as_deref() else {
@@ -161,12 +163,4 @@ pub async fn complete(
     .await
     .map_err(ApiError::internal)??;
     Ok(Json(outcome))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn piece_limit_is_above_the_sender_chunk() {
-        assert!(super::MAX_PIECE >= crate::failover::transfer::MAX_CHUNK);
-    }
 }
