@@ -27,9 +27,15 @@ use crate::time::{Clock, Time90k};
 /// No frame for this long means the camera stalled: reconnect.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Camera time drifting this far from the local clock re-anchors the run.
-const MAX_DRIFT: i64 = 2 * 90_000;
+/// Kept short: retrying a camera is cheap, and after an outage the NVR must
+/// find its cameras again within seconds (a failback waits for it).
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Camera time running this far ahead of the local clock re-anchors the run.
+const MAX_AHEAD: i64 = 2 * 90_000;
+/// Frames may arrive late (a link that comes back delivers what TCP buffered);
+/// their camera-derived times are right. Only a lag beyond this is taken for a
+/// camera clock jump and re-anchors the run.
+const MAX_BEHIND: i64 = 30 * 90_000;
 
 static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
 
@@ -259,7 +265,7 @@ async fn session(
         let elapsed = frame.timestamp().elapsed();
         let (e0, w0) = *anchor.get_or_insert((elapsed, now));
         let mut time = w0 + (elapsed - e0);
-        if (time - now).abs() > MAX_DRIFT {
+        if time - now > MAX_AHEAD || now - time > MAX_BEHIND {
             warn!(
                 drift_s = (time - now) as f64 / 90_000.0,
                 "camera clock jumped; re-anchoring"

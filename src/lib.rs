@@ -12,6 +12,7 @@ pub mod export;
 pub mod failover;
 pub mod httpc;
 pub mod ingest;
+pub mod lab;
 pub mod mp4;
 pub mod nal;
 pub mod nvr;

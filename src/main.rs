@@ -30,6 +30,8 @@ enum Cmd {
     Audit(cmds::audit::Args),
     /// Validate a configuration file; lists every problem found.
     Check(cmds::check::Args),
+    /// The paper's failover test bed in network namespaces (root): Table 1.
+    FailoverLab(cmds::lab::Args),
     /// Benchmarks that print a table and write JSON (ingest: Tandem vs ffmpeg -c copy).
     Bench(cmds::bench::Args),
 }
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Audit(a) => cmds::audit::run(a),
         Cmd::Check(a) => cmds::check::run(a),
         Cmd::Bench(a) => cmds::bench::run(a),
+        Cmd::FailoverLab(a) => cmds::lab::run(a),
     };
     match r {
         Ok(code) => code,

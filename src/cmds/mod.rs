@@ -6,6 +6,7 @@ pub mod bench;
 pub mod check;
 pub mod demo;
 pub mod export;
+pub mod lab;
 pub mod serve;
 pub mod sim_camera;
 

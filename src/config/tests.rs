@@ -138,7 +138,11 @@ fn empty_config_is_valid_and_idle() {
 #[test]
 fn rules_from_a_json_file_and_inline_tables() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.json"), crate::failover::rule::tests::PAPER_FIG6).unwrap();
+    std::fs::write(
+        dir.path().join("rules.json"),
+        crate::failover::rule::tests_fixture::PAPER_FIG6,
+    )
+    .unwrap();
     let text = r#"
 [failover]
 rules = "rules.json"

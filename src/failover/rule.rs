@@ -88,7 +88,7 @@ impl fmt::Display for RuleError {
 
 /// Seconds the standby keeps a channel after failback by default: long enough
 /// for a primary's camera session to come back (see docs/failover.md).
-pub const DEFAULT_RELEASE_DELAY: Duration = Duration::from_secs(10);
+pub const DEFAULT_RELEASE_DELAY: Duration = Duration::from_secs(20);
 
 struct Ctx<'a> {
     rule: String,
@@ -415,7 +415,13 @@ fn parse_backup(c: &mut Ctx<'_>, v: &Value) -> Option<Backup> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
+
+/// Rule documents used by tests and the failover lab.
+pub mod tests_fixture {
+    /// The paper's Fig. 6, exactly as printed.
+    pub const PAPER_FIG6: &str = include_str!("rule/paper_fig6.json");
+}
 
 /// A rule with its state records resolved to network camera names.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

@@ -30,8 +30,15 @@ use super::segment_file::{record_header, SegmentHeader, RECORD_HEADER_LEN};
 use super::{segment_path, SampleEntry};
 use crate::time::{Clock, Time90k};
 
-/// A gap longer than this between consecutive frames of one run ends the segment.
-const MAX_FRAME_GAP: i64 = 5 * 90_000;
+/// A gap between consecutive frames of one run longer than four frame
+/// intervals (at least 0.2 s, at most 5 s) ends the segment, so that holes
+/// show in the index instead of being folded into one frame's duration.
+fn max_frame_gap(last_duration: u32) -> i64 {
+    if last_duration == 0 {
+        return 5 * 90_000;
+    }
+    (4 * i64::from(last_duration)).clamp(18_000, 5 * 90_000)
+}
 /// Pause between batches of queued commands (see `run`).
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
 /// A channel paused by a full disk tries again this often.
@@ -102,17 +109,17 @@ pub enum Decision {
 
 /// The segment-boundary policy, as a pure function.
 pub fn decide(
-    open: Option<(u64, Time90k, Time90k, &SampleEntry)>,
+    open: Option<(u64, Time90k, Time90k, u32, &SampleEntry)>,
     run: u64,
     time: Time90k,
     key: bool,
     entry: &SampleEntry,
     segment_len: i64,
 ) -> Decision {
-    let Some((open_run, start, last, open_entry)) = open else {
+    let Some((open_run, start, last, last_duration, open_entry)) = open else {
         return if key { Decision::Start } else { Decision::Drop };
     };
-    if run != open_run || time <= last || time - last > MAX_FRAME_GAP {
+    if run != open_run || time <= last || time - last > max_frame_gap(last_duration) {
         return Decision::Break { start: key };
     }
     if open_entry != entry {
@@ -307,7 +314,10 @@ impl Writer {
     fn on_frame(&mut self, f: Frame) {
         let ch = f.channel;
         let st = self.channels.entry(ch).or_default();
-        let open = st.open.as_ref().map(|o| (o.run, o.start, o.last_time(), &*o.entry));
+        let open = st
+            .open
+            .as_ref()
+            .map(|o| (o.run, o.start, o.last_time(), o.last_duration, &*o.entry));
         let decision = decide(open, f.run, f.time, f.key, &f.sample_entry, self.cfg.segment_len);
         match decision {
             Decision::Append => {}
@@ -638,12 +648,12 @@ mod tests {
         let e1 = entry(1);
         let e2 = entry(2);
         let len = 60 * 90_000;
-        let open = Some((7u64, Time90k(0), Time90k(3000), &e1));
+        let open = Some((7u64, Time90k(0), Time90k(3000), 3000u32, &e1));
         assert_eq!(decide(None, 7, Time90k(0), true, &e1, len), Decision::Start);
         assert_eq!(decide(None, 7, Time90k(0), false, &e1, len), Decision::Drop);
         assert_eq!(decide(open, 7, Time90k(6000), false, &e1, len), Decision::Append);
         assert_eq!(decide(open, 7, Time90k(6000), true, &e1, len), Decision::Append);
-        let late = Some((7u64, Time90k(0), Time90k(len - 3000), &e1));
+        let late = Some((7u64, Time90k(0), Time90k(len - 3000), 3000u32, &e1));
         assert_eq!(decide(late, 7, Time90k(len), true, &e1, len), Decision::Rollover);
         assert_eq!(decide(late, 7, Time90k(len), false, &e1, len), Decision::Append);
         assert_eq!(
@@ -662,10 +672,23 @@ mod tests {
             decide(open, 7, Time90k(1000), false, &e1, len),
             Decision::Break { start: false }
         );
+        // A hole of more than four frame intervals (at least 0.2 s) ends the segment.
         assert_eq!(
-            decide(open, 7, Time90k(3000 + MAX_FRAME_GAP + 1), true, &e1, len),
+            decide(open, 7, Time90k(3000 + 18_000), false, &e1, len),
+            Decision::Append
+        );
+        assert_eq!(
+            decide(open, 7, Time90k(3000 + 18_001), true, &e1, len),
             Decision::Break { start: true }
         );
+        let slow = Some((7u64, Time90k(0), Time90k(90_000), 90_000u32, &e1));
+        assert_eq!(decide(slow, 7, Time90k(90_000 * 4), false, &e1, len), Decision::Append);
+        assert_eq!(
+            decide(slow, 7, Time90k(90_000 * 6), false, &e1, len),
+            Decision::Break { start: false }
+        );
+        let first = Some((7u64, Time90k(0), Time90k(0), 0u32, &e1));
+        assert_eq!(decide(first, 7, Time90k(4 * 90_000), false, &e1, len), Decision::Append);
         assert_eq!(decide(open, 7, Time90k(6000), true, &e2, len), Decision::Rollover);
         assert_eq!(
             decide(open, 7, Time90k(6000), false, &e2, len),

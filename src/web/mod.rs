@@ -77,16 +77,25 @@ pub(crate) fn channel_param(nvr: &Nvr, n: &str) -> ApiResult<u32> {
 
 async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     let views = nvr.channel_views();
+    let now = nvr.clock.now();
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": nvr.started.elapsed().as_secs_f64(),
-        "now": nvr.clock.now().to_rfc3339(),
-        "channels": views.iter().map(|v| serde_json::json!({
-            "number": v.number,
-            "binding": v.binding,
-            "recording": v.recording.state,
-            "connected": v.ingest.connected,
-        })).collect::<Vec<_>>(),
+        "now": now.to_rfc3339(),
+        "channels": views.iter().map(|v| {
+            // "recording" here means recording live footage now: the last
+            // stored frame was captured within the last second. A peer's
+            // failback waits for this, so stale frames a reconnecting link
+            // delivers late do not count.
+            let live = v.ingest.last_frame.is_some_and(|t| (now - t).abs() < 90_000);
+            let state = if v.recording.state == "recording" && !live { "catching_up" } else { v.recording.state };
+            serde_json::json!({
+                "number": v.number,
+                "binding": v.binding,
+                "recording": state,
+                "connected": v.ingest.connected,
+            })
+        }).collect::<Vec<_>>(),
     }))
 }
 

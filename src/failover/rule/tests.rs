@@ -1,14 +1,6 @@
 use super::*;
 
-/// The paper's Fig. 6, exactly as printed.
-pub const PAPER_FIG6: &str = r#"{ "check": { "address": "192.168.1.1", "interval": 1,
-             "failure_count": 3, "normal_count": 1 },
-  "states": {
-    "normal":  [ { "camera": 1, "address": "n/a" }, { "camera": 2, "address": "n/a" } ],
-    "failure": [ { "camera": 1, "address": "192.168.2.1" },
-                 { "camera": 2, "address": "192.168.2.2" } ] },
-  "backup": { "address": "192.168.1.1",
-              "cameras": [ { "local": 1, "remote": 1 }, { "local": 2, "remote": 2 } ] } }"#;
+pub use super::tests_fixture::PAPER_FIG6;
 
 #[test]
 fn paper_fig6_loads_unchanged() {
