@@ -274,24 +274,23 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
         .map(|ch| crate::audit::audit_store(&reader, ch, Time90k(0), Time90k(i64::MAX)))
         .collect::<Result<_>>()?;
     let mut out_rounds = Vec::new();
-    for (i, &(cut, restore, takeover, bytes, tsec)) in rounds.iter().enumerate() {
-        let until = rounds.get(i + 1).map(|r| r.0).unwrap_or(i64::MAX);
+    // Each hole belongs to the last round whose cut came before the hole ended.
+    let round_of = |first_after_us: i64| rounds.iter().rposition(|r| r.0 <= first_after_us);
+    for (i, &(_, restore, takeover, bytes, tsec)) in rounds.iter().enumerate() {
         let mut loss = serde_json::Map::new();
         let (mut lost, mut failback_lost) = (0u64, 0u64);
         for (c, a) in audits.iter().enumerate() {
             let gaps = a.cameras.first().map(|x| &x.gaps[..]).unwrap_or(&[]);
+            let mine: Vec<_> = gaps.iter().filter(|g| round_of(g.first_after_us) == Some(i)).collect();
             // The holes left around the takeover (TCP may deliver the first
             // moments after the cut to the primary late, moving the hole).
-            let hole: i64 = gaps
+            let hole: i64 = mine
                 .iter()
-                .filter(|g| g.first_after_us >= cut && g.last_before_us <= restore)
+                .filter(|g| g.last_before_us <= restore)
                 .map(|g| g.first_after_us - g.last_before_us)
                 .sum();
             loss.insert(format!("cam{}", c + 1), json!(hole as f64 / 1e6));
-            for g in gaps
-                .iter()
-                .filter(|g| g.first_after_us > cut - 1_000_000 && g.last_before_us < until)
-            {
+            for g in &mine {
                 lost += g.frames_missing;
                 if g.last_before_us >= restore - 1_000_000 {
                     failback_lost += g.frames_missing;
