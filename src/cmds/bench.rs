@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use tandem::lab::Procs;
 use tandem::time::Time90k;
 
 #[derive(clap::Args)]
@@ -52,17 +53,6 @@ struct IngestArgs {
 pub fn run(a: Args) -> Result<ExitCode> {
     match a.which {
         Which::Ingest(i) => ingest(i),
-    }
-}
-
-struct Guard(Vec<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -181,7 +171,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         .stdout(Stdio::piped())
         .spawn()?;
     let out = sim.stdout.take().context("sim-camera stdout")?;
-    let mut guard = Guard(vec![sim]);
+    let mut guard = Procs(vec![sim]);
     let urls: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(out))
         .take(a.streams as usize)
         .collect::<Result<_, _>>()?;
@@ -309,7 +299,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
             procs.push(c);
         }
         let pids: Vec<u32> = procs.iter().map(|c| c.id()).collect();
-        let mut ff = Guard(procs);
+        let mut ff = Procs(procs);
         std::thread::sleep(warmup + Duration::from_secs(2));
         let c0: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
         let t0 = tandem::time::Time90k::from_system(std::time::SystemTime::now());

@@ -67,7 +67,8 @@ pub const RECOMMENDED_RULE: &str = r#"{ "name": "tandem-defaults",
   "backup": { "address": "192.168.1.1",
               "cameras": [ { "local": 1, "remote": 1 }, { "local": 2, "remote": 2 } ] } }"#;
 
-struct Procs(Vec<Child>);
+/// Child processes killed (and reaped) when dropped: nothing outlives a run.
+pub struct Procs(pub Vec<Child>);
 
 impl Drop for Procs {
     fn drop(&mut self) {
