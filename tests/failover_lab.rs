@@ -1,7 +1,8 @@
 //! The failover test bed's short run (network namespaces, root): the paper's
 //! experiment with Tandem's recommended defaults, asserting the targets —
 //! mean takeover ≤ 0.5 s, mean recording loss ≤ 1.5 s, no frames lost during
-//! failback, and a standby that receives only probes while all is well.
+//! failback, and a standby that receives only probes while all is well — plus
+//! a SIGKILLed primary, a partition between the NVRs, and a flapping link.
 
 mod common;
 use common::*;
@@ -46,6 +47,20 @@ fn lab_short_run_meets_the_targets() {
     // One camera alone sends ~125 000 B/s; probes are a few kB/s.
     let rx = s["standby_normal_rx_bytes_per_s"].as_f64().unwrap();
     assert!(rx < 20_000.0, "standby received {rx} B/s in normal state");
+    // SIGKILL of the primary and a partition between the NVRs: no frames lost
+    // at failback; the partition loses nothing at all (both recorded).
+    let sc = r["scenarios"].as_array().unwrap();
+    assert_eq!(sc.len(), 2, "{r}");
+    for s in sc {
+        assert_eq!(s["failback_frames_lost"], 0, "{s}");
+    }
+    let partition = sc.iter().find(|s| s["fault"] == "partition").unwrap();
+    assert_eq!(partition["frames_lost_after_merge"], 0, "{partition}");
+    let kill = sc.iter().find(|s| s["fault"] == "kill").unwrap();
+    assert!(kill["loss_s"]["cam1"].as_f64().unwrap() <= 1.5, "{kill}");
+    assert_eq!(r["duplicates_after_merge"], 0, "{r}");
+    // A flapping link whose drops never reach failure_count causes no takeover.
+    assert_eq!(r["flapping"]["rule_transitions"], 0, "{r}");
     // Nothing is left behind.
     let ns = std::process::Command::new("ip")
         .args(["netns", "list"])
