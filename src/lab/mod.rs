@@ -49,6 +49,26 @@ pub struct LabOptions {
 }
 
 const TOKEN: &str = "failover-lab-peer-token";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// The paper's experiment: the primary's cable pulled.
+    Cut,
+    /// The primary NVR killed with SIGKILL, then restarted.
+    Kill,
+    /// The two NVRs cannot reach each other; both still reach the cameras.
+    Partition,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Cut => "cut",
+            Fault::Kill => "kill",
+            Fault::Partition => "partition",
+        }
+    }
+}
 const PRIMARY: &str = "192.168.1.1";
 const STANDBY: &str = "192.168.1.2";
 const CAMS: [&str; 2] = ["192.168.2.1", "192.168.2.2"];
@@ -185,17 +205,22 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
         work.join("standby.toml"),
         nvr_config(&sdata, STANDBY, false, Some(&rules)),
     )?;
-    for (host, name) in [("pri", "primary"), ("stb", "standby")] {
-        let c = net
+    let spawn_nvr = |host: &str, name: &str| -> Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(work.join(format!("{name}.log")))?;
+        Ok(net
             .command(host, &opts.binary)
             .args(["serve", "--config"])
             .arg(work.join(format!("{name}.toml")))
             .env("TANDEM_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log(name)?)
-            .spawn()?;
-        procs.0.push(c);
-    }
+            .stderr(log)
+            .spawn()?)
+    };
+    procs.0.push(spawn_nvr("pri", "primary")?);
+    procs.0.push(spawn_nvr("stb", "standby")?);
     let (pbase, sbase) = (format!("http://{PRIMARY}:8080"), format!("http://{STANDBY}:8080"));
     wait_until("the primary to record both cameras", Duration::from_secs(60), || {
         recording(&pbase)
@@ -211,13 +236,23 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
     eprintln!("standby in normal state receives {standby_rx:.0} B/s (probes only; one camera sends ~125000 B/s)");
 
     let mut rounds = Vec::new();
-    for round in 0..opts.rounds {
+    // The paper's experiment (link cuts), then the other faults once each.
+    let mut faults = vec![Fault::Cut; opts.rounds as usize];
+    faults.extend([Fault::Kill, Fault::Partition]);
+    for (round, &fault) in faults.iter().enumerate() {
         check_interrupt()?;
         let transfers_before = get(&format!("{sbase}/api/v1/transfers"))?["transfers"]
             .as_array()
             .map_or(0, |a| a.len());
         let cut = now_us();
-        net.set_link("pri", false)?;
+        match fault {
+            Fault::Cut => net.set_link("pri", false)?,
+            Fault::Kill => {
+                let _ = procs.0[2].kill();
+                let _ = procs.0[2].wait();
+            }
+            Fault::Partition => net.partition(("pri", PRIMARY), ("stb", STANDBY), true)?,
+        }
         wait_until("the standby's rule to enter failure", Duration::from_secs(30), || {
             Ok(get(&format!("{sbase}/api/v1/rules"))?["rules"][0]["machine"]["state"] == "failure")
         })?;
@@ -236,7 +271,11 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
         wait_until("the standby to record", Duration::from_secs(60), || recording(&sbase))?;
         std::thread::sleep(opts.hold);
         let restore = now_us();
-        net.set_link("pri", true)?;
+        match fault {
+            Fault::Cut => net.set_link("pri", true)?,
+            Fault::Kill => procs.0[2] = spawn_nvr("pri", "primary")?,
+            Fault::Partition => net.partition(("pri", PRIMARY), ("stb", STANDBY), false)?,
+        }
         wait_until("failback", Duration::from_secs(120), || {
             let r = get(&format!("{sbase}/api/v1/rules"))?;
             let ch = get(&format!("{sbase}/api/v1/channels"))?;
@@ -259,9 +298,29 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
             recording(&pbase)
         })?;
         std::thread::sleep(Duration::from_secs(2));
-        eprintln!("round {round}: takeover {takeover:.2} s, transfer {transfer_bytes} B in {transfer_s:.1} s");
+        eprintln!(
+            "round {round} ({fault:?}): takeover {takeover:.2} s, transfer {transfer_bytes} B in {transfer_s:.1} s"
+        );
         rounds.push((cut, restore, takeover, transfer_bytes, transfer_s));
     }
+    // A flapping link: 150-ms drops every half second never make three 100-ms
+    // probes in a row fail, so the standby must not take over. (The link is
+    // toggled rather than shaped with `tc netem`: this machine's kernel has no
+    // netem qdisc.)
+    let transitions = |v: Value| v["rules"][0]["machine"]["history"].as_array().map_or(0, |h| h.len());
+    let before = transitions(get(&format!("{sbase}/api/v1/rules"))?);
+    if !opts.paper {
+        for _ in 0..20 {
+            check_interrupt()?;
+            net.set_link("pri", false)?;
+            std::thread::sleep(Duration::from_millis(150));
+            net.set_link("pri", true)?;
+            std::thread::sleep(Duration::from_millis(350));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let flap_takeovers = transitions(get(&format!("{sbase}/api/v1/rules"))?) - before;
+    eprintln!("flapping link: {flap_takeovers} rule transitions");
     // Stop both NVRs cleanly so every segment is closed, then read the merged timeline.
     for c in procs.0.iter().skip(2) {
         // SAFETY: signalling our own children.
@@ -299,11 +358,13 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
             }
         }
         out_rounds.push(json!({
-            "round": i + 1, "takeover_s": takeover, "loss_s": loss,
+            "round": i + 1, "fault": faults[i].name(), "takeover_s": takeover, "loss_s": loss,
             "frames_lost_after_merge": lost, "failback_frames_lost": failback_lost,
             "transfer_bytes": bytes, "transfer_s": tsec,
         }));
     }
+    let (cuts, others): (Vec<Value>, Vec<Value>) = out_rounds.into_iter().partition(|r| r["fault"] == "cut");
+    let out_rounds = cuts;
     let mean = |f: &dyn Fn(&Value) -> f64| out_rounds.iter().map(f).sum::<f64>() / out_rounds.len().max(1) as f64;
     let loss_mean = mean(&|r: &Value| {
         let l = r["loss_s"]
@@ -327,6 +388,9 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
         "mode": if opts.paper { "paper" } else { "tandem-defaults" },
         "rounds_requested": opts.rounds, "hold_s": opts.hold.as_secs_f64(),
         "rounds": out_rounds, "summary": summary,
+        "scenarios": others,
+        "flapping": { "drops": if opts.paper { 0 } else { 20 }, "drop_ms": 150, "rule_transitions": flap_takeovers },
+        "duplicates_after_merge": audits.iter().map(|a| a.duplicates).sum::<u64>(),
     }))
 }
 
@@ -338,12 +402,12 @@ pub fn print_table(report: &Value) {
         report["hold_s"]
     );
     println!(
-        "{:<6} {:>12} {:>10} {:>10} {:>12} {:>10} {:>12} {:>10}",
+        "{:<9} {:>12} {:>10} {:>10} {:>12} {:>10} {:>12} {:>10}",
         "round", "takeover s", "loss cam1", "loss cam2", "lost frames", "failback", "transfer MB", "xfer s"
     );
     let row = |label: &str, r: &Value| {
         println!(
-            "{:<6} {:>12.2} {:>10.2} {:>10.2} {:>12.1} {:>10.1} {:>12.2} {:>10.1}",
+            "{:<9} {:>12.2} {:>10.2} {:>10.2} {:>12.1} {:>10.1} {:>12.2} {:>10.1}",
             label,
             r["takeover_s"].as_f64().unwrap_or(f64::NAN),
             r["loss_s"]["cam1"]
@@ -362,12 +426,17 @@ pub fn print_table(report: &Value) {
         row(&r["round"].to_string(), r);
     }
     row("mean", &report["summary"]);
+    for r in report["scenarios"].as_array().into_iter().flatten() {
+        row(r["fault"].as_str().unwrap_or("?"), r);
+    }
     println!("paper (Table 1): takeover 3.3–4.2 s, mean 3.9 s; recording loss 8.3–9.3 s, mean 8.9 s");
     println!(
-        "standby in normal state receives {:.0} B/s",
+        "standby in normal state receives {:.0} B/s; flapping link: {} rule transitions; duplicates after merge: {}",
         report["summary"]["standby_normal_rx_bytes_per_s"]
             .as_f64()
-            .unwrap_or(f64::NAN)
+            .unwrap_or(f64::NAN),
+        report["flapping"]["rule_transitions"],
+        report["duplicates_after_merge"]
     );
 }
 

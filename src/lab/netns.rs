@@ -81,6 +81,14 @@ impl Net {
         ])
     }
 
+    /// Cuts (or heals) the path between two hosts only, with blackhole routes
+    /// on both sides; both keep reaching everyone else.
+    pub fn partition(&self, a: (&str, &str), b: (&str, &str), on: bool) -> Result<()> {
+        let verb = if on { "add" } else { "del" };
+        ip(&["-n", &self.ns(a.0), "route", verb, "blackhole", &format!("{}/32", b.1)])?;
+        ip(&["-n", &self.ns(b.0), "route", verb, "blackhole", &format!("{}/32", a.1)])
+    }
+
     /// Bytes received on a host's `eth0` so far.
     pub fn rx_bytes(&self, host: &str) -> Result<u64> {
         let out = Command::new("ip")
