@@ -229,28 +229,10 @@ impl Nvr {
     }
 
     /// Records a failback transfer owed to a peer and wakes the sender.
-    pub async fn queue_transfer(&self, job: crate::failover::transfer::Job<'_>) {
+    pub async fn queue_transfer(&self, job: crate::failover::transfer::Job) {
         let dir = self.config.storage.dir.clone();
-        let (rule, local, remote, target, start, end) = (
-            job.rule.to_string(),
-            job.local_channel,
-            job.remote_channel,
-            job.target.clone(),
-            job.start,
-            job.end,
-        );
-        let r = tokio::task::spawn_blocking(move || {
-            let job = crate::failover::transfer::Job {
-                rule: &rule,
-                local_channel: local,
-                remote_channel: remote,
-                target,
-                start,
-                end,
-            };
-            crate::failover::transfer::queue(&dir, &job)
-        })
-        .await;
+        let local = job.local_channel;
+        let r = tokio::task::spawn_blocking(move || crate::failover::transfer::queue(&dir, &job)).await;
         match r {
             Ok(Ok(id)) => {
                 info!(job = id, channel = local, "failback transfer queued");

@@ -89,7 +89,7 @@ fn import_is_authenticated_resumable_idempotent_and_paced() {
     let total: u64 = segs.iter().map(|s| std::fs::metadata(&s.path).unwrap().len()).sum();
     let rate = 400_000u64;
     let job = Job {
-        rule: "test",
+        rule: "test".into(),
         local_channel: 1,
         remote_channel: 3,
         target: host.clone(),

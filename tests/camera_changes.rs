@@ -50,20 +50,14 @@ fn resolution_change_mid_stream_starts_a_new_segment() {
     assert!((start1 - end0).abs() <= 3600, "{runs:?}");
     // A clip across the switch has two sample entries and decodes cleanly.
     let out = dir.path().join("switch.mp4");
-    let o = run_tandem(&[
-        "export",
-        "--server",
+    export(
+        "server",
         &nvr.base,
-        "--channel",
-        "1",
-        "--start",
+        1,
         runs[0]["start"].as_str().unwrap(),
-        "--end",
         runs[1]["end"].as_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        &out,
+    );
     let mut f = std::fs::File::open(&out).unwrap();
     let track = tandem::mp4::reader::read_track_file(&mut f).unwrap();
     assert_eq!(track.entry_count, 2);

@@ -100,20 +100,14 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
             gaps.len()
         );
         let out = dir.path().join("all.mp4");
-        let o = run_tandem(&[
-            "export",
-            "--data",
+        export(
+            "data",
             data.to_str().unwrap(),
-            "--channel",
-            "1",
-            "--start",
+            1,
             &runs[0].start,
-            "--end",
             &runs.last().unwrap().end,
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            &out,
+        );
         let p = ffprobe(&out);
         let frames: u64 = p["streams"][0]["nb_read_frames"].as_str().unwrap().parse().unwrap();
         let stored = a["frames_found"].as_u64().unwrap();

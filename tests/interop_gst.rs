@@ -51,20 +51,7 @@ fn record_and_export(codec: &str, ffprobe_codec: &str) {
     assert_eq!(v["ingest"]["width"], 640, "{v}");
     let out = dir.path().join("clip.mp4");
     let (start, end) = (rfc3339_offset(-6.0), rfc3339_offset(-1.0));
-    let o = run_tandem(&[
-        "export",
-        "--server",
-        &nvr.base,
-        "--channel",
-        "1",
-        "--start",
-        &start,
-        "--end",
-        &end,
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    export("server", &nvr.base, 1, &start, &end, &out);
     let p = ffprobe(&out);
     let s = &p["streams"][0];
     assert_eq!(s["codec_name"], ffprobe_codec, "{p}");

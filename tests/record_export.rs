@@ -69,24 +69,7 @@ camera = "udp-cam"
         } else {
             data.display().to_string()
         };
-        let o = run_tandem(&[
-            "export",
-            &format!("--{how}"),
-            &src,
-            "--channel",
-            &ch.to_string(),
-            "--start",
-            &start,
-            "--end",
-            &end,
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        assert!(
-            o.status.success(),
-            "export ch{ch}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        export(how, &src, ch, &start, &end, &out);
         let p = ffprobe(&out);
         let s = &p["streams"][0];
         assert_eq!(s["codec_name"], "h264");

@@ -168,7 +168,7 @@ async fn apply(
 async fn queue(nvr: &Nvr, rule: &ConfiguredRule, local: u32, remote: u32, since: crate::time::Time90k) {
     let Some(b) = &rule.rule.backup else { return };
     let job = crate::failover::transfer::Job {
-        rule: &rule.rule.name,
+        rule: rule.rule.name.clone(),
         local_channel: local,
         remote_channel: remote,
         target: format!("{}:{}", b.address, b.port.unwrap_or(8080)),

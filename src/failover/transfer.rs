@@ -45,8 +45,8 @@ fn conn(dir: &Path) -> Result<Connection> {
     Ok(db::open(&dir.join("index.db"))?)
 }
 
-pub struct Job<'a> {
-    pub rule: &'a str,
+pub struct Job {
+    pub rule: String,
     pub local_channel: u32,
     pub remote_channel: u32,
     pub target: String,
@@ -54,7 +54,7 @@ pub struct Job<'a> {
     pub end: Time90k,
 }
 
-pub fn queue(dir: &Path, job: &Job<'_>) -> Result<i64> {
+pub fn queue(dir: &Path, job: &Job) -> Result<i64> {
     let c = conn(dir)?;
     c.execute(
         "INSERT INTO transfer (rule, local_channel, remote_channel, target, start_90k, end_90k, state, bytes_sent)

@@ -5,7 +5,7 @@
 pub mod clip;
 pub mod reader;
 
-/// Appends a box: a 32-bit size placeholder, the type, the body, then patches the size.
+/// Appends a box: a zero 32-bit size, the type and the body, then writes the real size.
 pub(crate) fn write_box(out: &mut Vec<u8>, fourcc: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&[0, 0, 0, 0]);

@@ -40,12 +40,8 @@ pub fn have_program(p: &str) -> bool {
 }
 
 pub fn is_root() -> bool {
-    unsafe { libc_geteuid() == 0 }
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 pub fn free_port() -> u16 {
@@ -66,16 +62,13 @@ impl Proc {
     }
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        unsafe { kill(self.child.id() as i32, 15) };
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().unwrap()
     }
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
-}
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
 }
 
 impl Drop for Proc {
@@ -273,5 +266,27 @@ pub fn assert_decodes_cleanly(path: &Path, what: &str) {
         d.status.success() && d.stderr.is_empty(),
         "{what}: {}",
         String::from_utf8_lossy(&d.stderr)
+    );
+}
+
+/// `tandem export --{from} SOURCE --channel N --start S --end E -o OUT`, which must succeed.
+pub fn export(from: &str, source: &str, channel: u32, start: &str, end: &str, out: &Path) {
+    let o = run_tandem(&[
+        "export",
+        &format!("--{from}"),
+        source,
+        "--channel",
+        &channel.to_string(),
+        "--start",
+        start,
+        "--end",
+        end,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "export of channel {channel}: {}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }
