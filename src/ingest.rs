@@ -146,9 +146,8 @@ async fn run(
         if let Ok(mut s) = stats.lock() {
             s.connected = false;
             s.last_error = Some(err.clone());
-            if !first {
-                s.reconnects += 1;
-            }
+            // Every ended or failed session is followed by another attempt.
+            s.reconnects += 1;
         }
         if online || first {
             warn!("camera offline: {err}");
