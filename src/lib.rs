@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod events;
 pub mod export;
 pub mod failover;
 pub mod httpc;
@@ -16,6 +17,7 @@ pub mod lab;
 pub mod mp4;
 pub mod nal;
 pub mod nvr;
+pub mod recording;
 pub mod sim;
 pub mod store;
 pub mod time;

@@ -55,9 +55,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 number: i,
                 name: format!("Simulated camera {i}"),
                 camera: Some(format!("sim{i}")),
+                recording: Default::default(),
+                motion: None,
                 retention: RetentionPolicy {
                     max_age: Some(7 * 86400 * 90_000),
                     max_bytes: Some(2 << 30),
+                    ..Default::default()
                 },
             })
             .collect();
@@ -71,6 +74,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             channels,
             rules: Vec::new(),
             failover: Default::default(),
+            mqtt: None,
+            triggers: Vec::new(),
+            actions: Vec::new(),
         };
         super::run_nvr(config, |addr| {
             println!("Tandem demo");

@@ -5,7 +5,10 @@
 //! Must never start anything or open a camera: a configuration is data, and
 //! `tandem check` runs exactly this code.
 
+pub mod events;
 pub mod units;
+
+pub use events::{ActionConfig, ActionTarget, MotionConfig, MqttConfig, TriggerConfig};
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -63,6 +66,9 @@ pub struct ChannelConfig {
     /// The network camera this channel is bound to at start; `None` is idle.
     pub camera: Option<String>,
     pub retention: RetentionPolicy,
+    pub recording: crate::recording::RecordingPolicy,
+    /// Motion detection on the channel's substream (or main stream); `None` = off.
+    pub motion: Option<MotionConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +88,9 @@ pub struct Config {
     /// Failover rules, from `[failover] rules = "FILE.json"` and `[[rule]]` tables.
     pub rules: Vec<crate::failover::rule::ConfiguredRule>,
     pub failover: FailoverSettings,
+    pub mqtt: Option<MqttConfig>,
+    pub triggers: Vec<TriggerConfig>,
+    pub actions: Vec<ActionConfig>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -185,6 +194,11 @@ struct RawConfig {
     failover: Option<Spanned<RawFailover>>,
     #[serde(default)]
     rule: Vec<Spanned<toml::Value>>,
+    mqtt: Option<Spanned<events::RawMqtt>>,
+    #[serde(default)]
+    trigger: Vec<Spanned<events::RawTrigger>>,
+    #[serde(default)]
+    action: Vec<Spanned<events::RawAction>>,
 }
 
 #[derive(Deserialize)]
@@ -233,12 +247,15 @@ struct RawChannel {
     name: Option<Spanned<String>>,
     camera: Option<Spanned<String>>,
     retention: Option<Spanned<RawRetention>>,
+    recording: Option<Spanned<events::RawRecording>>,
+    motion: Option<Spanned<events::RawMotion>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRetention {
     max_age: Option<Spanned<SizeOrNumber>>,
+    event_max_age: Option<Spanned<SizeOrNumber>>,
     max_bytes: Option<Spanned<SizeOrNumber>>,
 }
 
@@ -570,16 +587,24 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
         let mut retention = RetentionPolicy::default();
         if let Some(r) = &ch.retention {
             let r = r.get_ref();
-            if let Some(a) = &r.max_age {
+            for (name, val, target) in [
+                ("max_age", &r.max_age, &mut retention.max_age),
+                ("event_max_age", &r.event_max_age, &mut retention.event_max_age),
+            ] {
+                let Some(a) = val else { continue };
                 match units::parse_duration(&a.get_ref().text()) {
-                    Ok(d) if d.as_secs() >= 60 => retention.max_age = Some((d.as_secs_f64() * 90_000.0) as i64),
+                    Ok(d) if d.as_secs() >= 60 => *target = Some((d.as_secs_f64() * 90_000.0) as i64),
                     Ok(_) => c.err(
                         a.span().start,
-                        format!("{prefix}.retention.max_age"),
+                        format!("{prefix}.retention.{name}"),
                         "must be at least 1 minute",
                     ),
-                    Err(e) => c.err(a.span().start, format!("{prefix}.retention.max_age"), e),
+                    Err(e) => c.err(a.span().start, format!("{prefix}.retention.{name}"), e),
                 }
+            }
+            if r.event_max_age.is_none() {
+                // Unless told otherwise, event footage is kept as long as continuous.
+                retention.event_max_age = retention.max_age;
             }
             if let Some(b) = &r.max_bytes {
                 match units::parse_bytes(&b.get_ref().text()) {
@@ -602,6 +627,8 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
                 .unwrap_or_else(|| format!("Channel {number}")),
             camera: ch.camera.as_ref().map(|c| c.get_ref().clone()),
             retention,
+            recording: events::recording(&mut c, ch.recording.as_ref(), &prefix),
+            motion: events::motion(&mut c, ch.motion.as_ref(), &prefix),
         });
     }
     let rules = load_rules(&mut c, &raw, base, &cameras, &channels);
@@ -650,6 +677,23 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
             "rules with `backup` need a peer token to send footage back",
         );
     }
+    let mqtt = raw.mqtt.as_ref().and_then(|m| events::mqtt(&mut c, m));
+    let numbers: Vec<u32> = channels.iter().map(|ch| ch.number).collect();
+    let triggers: Vec<TriggerConfig> = raw
+        .trigger
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| events::trigger(&mut c, t, i, &numbers))
+        .collect();
+    if let (Some(t), None) = (raw.trigger.first(), &mqtt) {
+        c.err(t.span().start, "trigger", "MQTT triggers need an [mqtt] broker");
+    }
+    let actions = raw
+        .action
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| events::action(&mut c, a, i, mqtt.is_some()))
+        .collect();
     if !c.errors.is_empty() {
         c.errors.sort_by_key(|e| e.line);
         return Err(ConfigErrors(c.errors));
@@ -662,6 +706,9 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
         channels,
         rules,
         failover,
+        mqtt,
+        triggers,
+        actions,
     })
 }
 

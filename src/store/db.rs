@@ -20,7 +20,7 @@ use std::path::Path;
 use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -84,6 +84,13 @@ CREATE TABLE transfer (
 );
 "#;
 
+/// Version 3: event footage (kept under its own retention) and searching
+/// events by type.
+const MIGRATION_3: &str = r#"
+ALTER TABLE segment ADD COLUMN event INTEGER NOT NULL DEFAULT 0;  -- 1: lies in an event window
+CREATE INDEX event_kind_start ON event (kind, start_90k);
+"#;
+
 pub const WRITING: i64 = 0;
 pub const COMPLETE: i64 = 1;
 pub const GARBAGE: i64 = 2;
@@ -120,7 +127,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 2] = [(1, SCHEMA), (2, MIGRATION_2)];
+    let steps: [(i32, &str); 3] = [(1, SCHEMA), (2, MIGRATION_2), (3, MIGRATION_3)];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {
         tx.execute_batch(sql)
@@ -328,7 +335,8 @@ pub fn delete_segment_row(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Per channel: total bytes of all segments and the `limit` oldest complete ones.
+/// Per channel: total bytes of all segments and the `limit` oldest complete
+/// ones of each kind (continuous footage, event footage).
 pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMap<u32, ChannelUsage>> {
     let mut out: HashMap<u32, ChannelUsage> = HashMap::new();
     let mut stmt = conn.prepare_cached("SELECT channel, SUM(bytes) FROM segment WHERE state < 2 GROUP BY channel")?;
@@ -337,22 +345,33 @@ pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMa
         out.entry(ch).or_default().total_bytes = total as u64;
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT id, channel, start_90k, end_90k, bytes FROM segment
-         WHERE channel = ?1 AND state = 1 ORDER BY start_90k LIMIT ?2",
+        "SELECT id, channel, start_90k, end_90k, bytes, event FROM segment
+         WHERE channel = ?1 AND state = 1 AND event = ?2 ORDER BY start_90k LIMIT ?3",
     )?;
     for (ch, u) in out.iter_mut() {
-        let rows = stmt.query_map(params![ch, limit as i64], |r| {
-            Ok(SegmentInfo {
-                id: r.get(0)?,
-                channel: r.get(1)?,
-                start: Time90k(r.get(2)?),
-                end: Time90k(r.get(3)?),
-                bytes: r.get::<_, i64>(4)? as u64,
-            })
-        })?;
-        u.oldest = rows.collect::<rusqlite::Result<_>>()?;
+        for event in [false, true] {
+            let rows = stmt.query_map(params![ch, event, limit as i64], |r| {
+                Ok(SegmentInfo {
+                    id: r.get(0)?,
+                    channel: r.get(1)?,
+                    start: Time90k(r.get(2)?),
+                    end: Time90k(r.get(3)?),
+                    bytes: r.get::<_, i64>(4)? as u64,
+                    event: r.get(5)?,
+                })
+            })?;
+            *u.oldest_mut(event) = rows.collect::<rusqlite::Result<_>>()?;
+        }
     }
     Ok(out)
+}
+
+/// Marks the channel's segments overlapping [start, ∞) as event footage.
+pub fn mark_event_footage(conn: &Connection, channel: u32, start: Time90k) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE segment SET event = 1 WHERE channel = ?1 AND end_90k > ?2 AND state < 2 AND event = 0",
+        params![channel, start.0],
+    )
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -377,6 +396,23 @@ pub fn insert_event(
         params![channel, kind, start.0, details.to_string()],
     )?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Sets an event's end, merging `details` (an object) into the stored ones.
+pub fn end_event(
+    conn: &Connection,
+    id: i64,
+    end: Time90k,
+    details: Option<&serde_json::Value>,
+) -> rusqlite::Result<()> {
+    match details.filter(|d| d.as_object().is_some_and(|o| !o.is_empty())) {
+        None => conn.execute("UPDATE event SET end_90k = ?2 WHERE id = ?1", params![id, end.0])?,
+        Some(d) => conn.execute(
+            "UPDATE event SET end_90k = ?2, details = json_patch(details, ?3) WHERE id = ?1",
+            params![id, end.0, d.to_string()],
+        )?,
+    };
+    Ok(())
 }
 
 pub fn events(

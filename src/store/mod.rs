@@ -7,6 +7,7 @@
 //! See `docs/store.md` for the invariants.
 
 pub mod db;
+pub mod events;
 pub mod import;
 pub mod index;
 pub mod retention;
@@ -119,6 +120,9 @@ pub struct StoreConfig {
     pub segment_duration: Duration,
     pub min_free_bytes: u64,
     pub policies: HashMap<u32, retention::RetentionPolicy>,
+    pub recording: HashMap<u32, crate::recording::RecordingPolicy>,
+    /// Where stored events are announced (the action dispatcher), if anywhere.
+    pub notifier: Option<crate::events::Notifier>,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -134,6 +138,8 @@ pub struct Store {
     pub dir: PathBuf,
     tx: SyncSender<Command>,
     pub status: StatusMap,
+    /// Each channel's event gate: mode, pre-event buffer use, windows.
+    pub gate_stats: events::GateStatsMap,
     thread: Option<std::thread::JoinHandle<()>>,
     _lock: File,
 }
@@ -158,10 +164,12 @@ impl Store {
             segment_len: (cfg.segment_duration.as_secs_f64() * 90_000.0) as i64,
             min_free_bytes: cfg.min_free_bytes,
             policies: cfg.policies,
+            recording: cfg.recording,
             retention_interval: Duration::from_secs(5),
         };
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
-        let w = writer::Writer::new(wcfg, conn, clock, status.clone());
+        let gate_stats = events::GateStatsMap::default();
+        let w = writer::Writer::new(wcfg, conn, clock, status.clone(), gate_stats.clone(), cfg.notifier);
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || w.run(rx))?;
@@ -170,6 +178,7 @@ impl Store {
                 dir: cfg.dir,
                 tx,
                 status,
+                gate_stats,
                 thread: Some(thread),
                 _lock: lock,
             },

@@ -12,8 +12,10 @@ use crate::time::Time90k;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Keep footage at most this long (90 kHz ticks); `None` keeps it forever.
+    /// Keep continuous footage at most this long (90 kHz ticks); `None` keeps it forever.
     pub max_age: Option<i64>,
+    /// Keep event footage at most this long; `None` keeps it forever.
+    pub event_max_age: Option<i64>,
     /// Keep at most this many bytes for the channel.
     pub max_bytes: Option<u64>,
 }
@@ -25,15 +27,35 @@ pub struct SegmentInfo {
     pub start: Time90k,
     pub end: Time90k,
     pub bytes: u64,
+    /// Event footage (lies in an event window) rather than continuous.
+    pub event: bool,
 }
 
 /// What the planner knows of one channel: its total bytes on disk and its
-/// oldest finished segments in ascending start order (a bounded prefix is
-/// enough; what is not listed is planned on the next pass).
+/// oldest finished segments of each kind in ascending start order (a bounded
+/// prefix is enough; what is not listed is planned on the next pass).
 #[derive(Clone, Debug, Default)]
 pub struct ChannelUsage {
     pub total_bytes: u64,
     pub oldest: Vec<SegmentInfo>,
+    pub oldest_event: Vec<SegmentInfo>,
+}
+
+impl ChannelUsage {
+    pub fn oldest(&self, event: bool) -> &[SegmentInfo] {
+        if event {
+            &self.oldest_event
+        } else {
+            &self.oldest
+        }
+    }
+    pub fn oldest_mut(&mut self, event: bool) -> &mut Vec<SegmentInfo> {
+        if event {
+            &mut self.oldest_event
+        } else {
+            &mut self.oldest
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +71,10 @@ pub struct Deletion {
     pub reason: Reason,
 }
 
+/// Plans deletions. Per channel and kind, deletions are always a prefix of
+/// that kind's oldest segments. Continuous footage goes before event footage
+/// when a byte cap or the free-space floor forces deletion: event footage is
+/// what users keep recordings for.
 pub fn plan(
     now: Time90k,
     usage: &HashMap<u32, ChannelUsage>,
@@ -57,44 +83,60 @@ pub fn plan(
     min_free_bytes: u64,
 ) -> Vec<Deletion> {
     let mut out = Vec::new();
-    // Per channel, the index of the first segment not yet planned for deletion.
-    let mut next: HashMap<u32, usize> = HashMap::new();
+    // Per channel and kind, the index of the first segment not yet planned.
+    let mut next: HashMap<(u32, bool), usize> = HashMap::new();
     let mut channels: Vec<&u32> = usage.keys().collect();
     channels.sort();
     for &ch in &channels {
         let u = &usage[ch];
         let p = policies.get(ch).copied().unwrap_or_default();
-        let mut i = 0;
         let mut total = u.total_bytes;
-        while let Some(s) = u.oldest.get(i) {
-            let reason = if p.max_age.is_some_and(|age| s.end.0 <= now.0 - age) {
-                Reason::Age
-            } else if p.max_bytes.is_some_and(|max| total > max) {
-                Reason::ChannelBytes
-            } else {
-                break;
-            };
-            out.push(Deletion { segment: *s, reason });
-            total = total.saturating_sub(s.bytes);
-            i += 1;
+        for event in [false, true] {
+            let age = if event { p.event_max_age } else { p.max_age };
+            let list = u.oldest(event);
+            let mut i = 0;
+            while let Some(s) = list.get(i).filter(|s| age.is_some_and(|a| s.end.0 <= now.0 - a)) {
+                out.push(Deletion {
+                    segment: *s,
+                    reason: Reason::Age,
+                });
+                total = total.saturating_sub(s.bytes);
+                i += 1;
+            }
+            next.insert((*ch, event), i);
         }
-        next.insert(*ch, i);
+        for event in [false, true] {
+            let list = u.oldest(event);
+            let i = next.get_mut(&(*ch, event)).expect("set above");
+            while p.max_bytes.is_some_and(|max| total > max) {
+                let Some(s) = list.get(*i) else { break };
+                out.push(Deletion {
+                    segment: *s,
+                    reason: Reason::ChannelBytes,
+                });
+                total = total.saturating_sub(s.bytes);
+                *i += 1;
+            }
+        }
     }
     let mut free = free_bytes + out.iter().map(|d| d.segment.bytes).sum::<u64>();
-    while free < min_free_bytes {
-        // The oldest remaining segment of any channel goes first.
-        let pick = channels
-            .iter()
-            .filter_map(|&ch| usage[ch].oldest.get(next[ch]).map(|s| (s.start, *ch)))
-            .min();
-        let Some((_, ch)) = pick else { break };
-        let s = usage[&ch].oldest[next[&ch]];
-        *next.get_mut(&ch).expect("channel present") += 1;
-        free += s.bytes;
-        out.push(Deletion {
-            segment: s,
-            reason: Reason::FreeSpaceFloor,
-        });
+    for event in [false, true] {
+        while free < min_free_bytes {
+            // The oldest remaining segment of this kind on any channel goes first.
+            let pick = channels
+                .iter()
+                .filter_map(|&ch| usage[ch].oldest(event).get(next[&(*ch, event)]).map(|s| (s.start, *ch)))
+                .min();
+            let Some((_, ch)) = pick else { break };
+            let i = next.get_mut(&(ch, event)).expect("channel present");
+            let s = usage[&ch].oldest(event)[*i];
+            *i += 1;
+            free += s.bytes;
+            out.push(Deletion {
+                segment: s,
+                reason: Reason::FreeSpaceFloor,
+            });
+        }
     }
     out
 }
@@ -113,11 +155,13 @@ mod tests {
                 start: Time90k(i * MIN + i64::from(ch)),
                 end: Time90k((i + 1) * MIN + i64::from(ch)),
                 bytes,
+                event: false,
             })
             .collect();
         ChannelUsage {
             total_bytes: bytes * n as u64,
             oldest,
+            oldest_event: Vec::new(),
         }
     }
 
@@ -133,6 +177,7 @@ mod tests {
             RetentionPolicy {
                 max_age: Some(60 * MIN),
                 max_bytes: Some(10_000),
+                ..Default::default()
             },
         )]);
         assert!(plan(Time90k(10 * MIN), &usage, &pol, 1 << 30, 1 << 20).is_empty());
@@ -146,6 +191,7 @@ mod tests {
             RetentionPolicy {
                 max_age: Some(5 * MIN),
                 max_bytes: None,
+                ..Default::default()
             },
         )]);
         // now = 10 min: segments ending at or before 5 min go (ids 0..4 end at 1..5 min + 1 tick).
@@ -162,6 +208,7 @@ mod tests {
             RetentionPolicy {
                 max_age: None,
                 max_bytes: Some(750),
+                ..Default::default()
             },
         )]);
         let d = plan(Time90k(0), &usage, &pol, 1 << 30, 0);
@@ -186,6 +233,7 @@ mod tests {
             RetentionPolicy {
                 max_age: None,
                 max_bytes: Some(300),
+                ..Default::default()
             },
         )]);
         let d = plan(Time90k(0), &usage, &pol, 0, 250);
@@ -213,6 +261,7 @@ mod tests {
                             RetentionPolicy {
                                 max_age: age,
                                 max_bytes: cap,
+                ..Default::default()
                             },
                         )]);
                         let d = plan(Time90k(5 * MIN), &usage, &pol, free, 400);
@@ -229,5 +278,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn event_footage_has_its_own_age_and_goes_last_under_pressure() {
+        let mut u = segs(1, 4, 100);
+        let mut ev = segs(1, 4, 100).oldest;
+        for (i, s) in ev.iter_mut().enumerate() {
+            s.id = 5000 + i as i64;
+            s.event = true;
+        }
+        u.oldest_event = ev;
+        u.total_bytes = 800;
+        let usage = HashMap::from([(1, u)]);
+        let pol = |max_age, event_max_age, max_bytes| {
+            HashMap::from([(
+                1,
+                RetentionPolicy {
+                    max_age,
+                    event_max_age,
+                    max_bytes,
+                },
+            )])
+        };
+        // Continuous kept 2 min, events 3 min: at 4 min, continuous 0–1 and event 0 expire.
+        let d = plan(Time90k(4 * MIN + 1), &usage, &pol(Some(2 * MIN), Some(3 * MIN), None), 1 << 30, 0);
+        assert_eq!(ids(&d), vec![1000, 1001, 5000]);
+        // A byte cap takes every continuous segment before any event segment.
+        let d = plan(Time90k(0), &usage, &pol(None, None, Some(250)), 1 << 30, 0);
+        assert_eq!(ids(&d), vec![1000, 1001, 1002, 1003, 5000, 5001]);
+        // So does the free-space floor.
+        let d = plan(Time90k(0), &usage, &pol(None, None, None), 0, 450);
+        assert_eq!(ids(&d), vec![1000, 1001, 1002, 1003, 5000]);
     }
 }

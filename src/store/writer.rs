@@ -62,12 +62,15 @@ pub enum Command {
     EndRun {
         channel: u32,
     },
+    /// An instant event (camera online, rule state changed): stored, announced.
     Event {
         channel: Option<u32>,
         kind: &'static str,
         time: Time90k,
         details: serde_json::Value,
     },
+    /// The start or end of an event with duration; may trigger recording.
+    EventEdge(crate::events::Edge),
     /// Flush everything now and answer (tests, shutdown, exports of the last second).
     Sync(std::sync::mpsc::Sender<()>),
     /// Merge a segment uploaded by a peer (see `store::import`).
@@ -201,6 +204,7 @@ struct ChannelState {
 
 pub struct WriterConfig {
     pub dir: PathBuf,
+    pub recording: HashMap<u32, crate::recording::RecordingPolicy>,
     pub flush_interval: Duration,
     pub segment_len: i64,
     pub min_free_bytes: u64,
@@ -209,16 +213,28 @@ pub struct WriterConfig {
 }
 
 pub struct Writer {
-    cfg: WriterConfig,
+    pub(super) cfg: WriterConfig,
     conn: Connection,
     clock: Arc<dyn Clock>,
     channels: HashMap<u32, ChannelState>,
     entries: HashMap<Vec<u8>, i64>,
     status: StatusMap,
+    pub(super) policy: HashMap<u32, super::events::ChannelPolicy>,
+    /// Scratch space for the gate's output, reused across frames.
+    pub(super) gate_out: Vec<(Frame, bool)>,
+    pub(super) gate_stats: super::events::GateStatsMap,
+    pub(super) notifier: Option<crate::events::Notifier>,
 }
 
 impl Writer {
-    pub fn new(cfg: WriterConfig, conn: Connection, clock: Arc<dyn Clock>, status: StatusMap) -> Self {
+    pub fn new(
+        cfg: WriterConfig,
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        status: StatusMap,
+        gate_stats: super::events::GateStatsMap,
+        notifier: Option<crate::events::Notifier>,
+    ) -> Self {
         Writer {
             cfg,
             conn,
@@ -226,6 +242,10 @@ impl Writer {
             channels: HashMap::new(),
             entries: HashMap::new(),
             status,
+            policy: HashMap::new(),
+            gate_out: Vec::new(),
+            gate_stats,
+            notifier,
         }
     }
 
@@ -261,6 +281,7 @@ impl Writer {
                         time,
                         details,
                     } => self.event(channel, kind, time, details),
+                    Command::EventEdge(e) => self.on_edge(e),
                     Command::Sync(done) => {
                         self.flush();
                         let _ = done.send(());
@@ -305,13 +326,9 @@ impl Writer {
         }
     }
 
-    fn event(&self, channel: Option<u32>, kind: &str, time: Time90k, details: serde_json::Value) {
-        if let Err(e) = db::insert_event(&self.conn, channel, kind, time, &details) {
-            error!(?channel, kind, "could not store event: {e}");
-        }
-    }
-
-    fn on_frame(&mut self, f: Frame) {
+    /// Writes a frame the channel's policy lets through; returns whether it
+    /// opened a segment.
+    pub(super) fn record(&mut self, f: Frame) -> bool {
         let ch = f.channel;
         let st = self.channels.entry(ch).or_default();
         let open = st
@@ -333,19 +350,20 @@ impl Writer {
             let st = self.channels.entry(ch).or_default();
             if let Some(until) = st.paused_until {
                 if Instant::now() < until {
-                    return;
+                    return false;
                 }
             }
             if let Err(e) = self.open(&f) {
                 self.pause(ch, format!("cannot start a segment: {e}"));
-                return;
+                return false;
             }
         } else if decision != Decision::Append {
-            return;
+            return false;
         }
         if let Err(e) = self.append(&f) {
             self.pause(ch, format!("cannot write frame: {e}"));
         }
+        starts
     }
 
     fn open(&mut self, f: &Frame) -> std::io::Result<()> {
@@ -483,8 +501,13 @@ impl Writer {
         }
     }
 
-    fn end_run(&mut self, channel: u32) {
+    pub(super) fn end_run(&mut self, channel: u32) {
         self.close(channel, None);
+    }
+
+    /// Closes the channel's segment where a frame at `time` begins the next.
+    pub(super) fn close_at(&mut self, channel: u32, time: Time90k) {
+        self.close(channel, Some(time));
     }
 
     fn pause(&mut self, channel: u32, why: String) {

@@ -1,0 +1,523 @@
+//! Configuration of recording policy, motion detection, event triggers and
+//! actions: the `[channel.recording]`, `[channel.motion]`, `[mqtt]`,
+//! `[[trigger]]` and `[[action]]` tables, checked with errors that name the
+//! file, line and field.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{units, Checker, SizeOrNumber};
+use crate::recording::schedule::{self, Mode, Window};
+use crate::recording::{EventPolicy, RecordingPolicy};
+
+/// A polygon in picture coordinates from (0, 0) top left to (1, 1) bottom right.
+pub type Polygon = Vec<(f32, f32)>;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MotionConfig {
+    /// 1 (only large, strong changes) … 100 (the slightest change); default 50.
+    pub sensitivity: u8,
+    /// Share of the watched picture that must change, 0–1; default 0.01.
+    pub min_area: f32,
+    /// Where to look; empty = the whole picture.
+    pub zones: Vec<Polygon>,
+    /// Where never to look (a tree, a road outside the fence).
+    pub masks: Vec<Polygon>,
+    /// Motion ends after this long without any.
+    pub hold: Duration,
+    /// Motion triggers event recording (default true).
+    pub record: bool,
+}
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        MotionConfig {
+            sensitivity: 50,
+            min_area: 0.01,
+            zones: Vec::new(),
+            masks: Vec::new(),
+            hold: Duration::from_secs(2),
+            record: true,
+        }
+    }
+}
+
+/// An MQTT subscription that starts and stops events on a channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TriggerConfig {
+    pub channel: u32,
+    /// The event type stored and announced ("door", "alarm").
+    pub kind: String,
+    pub mqtt_topic: String,
+    pub payload_start: String,
+    pub payload_stop: String,
+    /// For sensors that only say "now": each start payload is an event of
+    /// this length.
+    pub pulse: Option<Duration>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Topics are `{prefix}/{nvr}/…`; default "tandem".
+    pub topic_prefix: String,
+    /// Home Assistant discovery prefix; `None` turns discovery off.
+    pub discovery_prefix: Option<String>,
+}
+
+impl std::fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ActionTarget {
+    /// Publish to the `[mqtt]` broker.
+    Mqtt,
+    Webhook {
+        url: url::Url,
+    },
+    Email {
+        smtp_host: String,
+        smtp_port: u16,
+        from: String,
+        to: Vec<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionConfig {
+    pub name: String,
+    pub target: ActionTarget,
+    /// Only these channels; `None` = all (and NVR-wide events).
+    pub channels: Option<Vec<u32>>,
+    /// Only these event types; `None` = all.
+    pub kinds: Option<Vec<String>>,
+    /// At most one start per channel and event type per this interval.
+    pub min_interval: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecording {
+    mode: Option<Spanned<String>>,
+    time_zone: Option<Spanned<String>>,
+    pre: Option<Spanned<SizeOrNumber>>,
+    post: Option<Spanned<SizeOrNumber>>,
+    max_event: Option<Spanned<SizeOrNumber>>,
+    buffer_limit: Option<Spanned<SizeOrNumber>>,
+    #[serde(default)]
+    schedule: Vec<Spanned<RawWindow>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    days: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    to: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMotion {
+    enabled: Option<bool>,
+    sensitivity: Option<Spanned<i64>>,
+    min_area: Option<Spanned<f64>>,
+    #[serde(default)]
+    zones: Vec<Spanned<Vec<[f64; 2]>>>,
+    #[serde(default)]
+    masks: Vec<Spanned<Vec<[f64; 2]>>>,
+    hold: Option<Spanned<SizeOrNumber>>,
+    record: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrigger {
+    channel: Option<Spanned<i64>>,
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    mqtt_topic: Option<Spanned<String>>,
+    payload_start: Option<String>,
+    payload_stop: Option<String>,
+    pulse: Option<Spanned<SizeOrNumber>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMqtt {
+    broker: Option<Spanned<String>>,
+    client_id: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<Spanned<String>>,
+    topic_prefix: Option<String>,
+    discovery: Option<bool>,
+    discovery_prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAction {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    smtp: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    #[serde(default)]
+    to: Vec<Spanned<String>>,
+    channels: Option<Vec<u32>>,
+    events: Option<Vec<String>>,
+    min_interval: Option<Spanned<SizeOrNumber>>,
+}
+
+fn ticks(d: Duration) -> i64 {
+    (d.as_secs_f64() * 90_000.0).round() as i64
+}
+
+/// Parses a duration field within [min, max] seconds, reporting errors.
+fn duration(c: &mut Checker, v: &Spanned<SizeOrNumber>, field: &str, min: f64, max: f64) -> Option<Duration> {
+    match units::parse_duration(&v.get_ref().text()) {
+        Ok(d) if (min..=max).contains(&d.as_secs_f64()) => Some(d),
+        Ok(_) => {
+            c.err(v.span().start, field, format!("must be between {min} and {max} seconds"));
+            None
+        }
+        Err(e) => {
+            c.err(v.span().start, field, e);
+            None
+        }
+    }
+}
+
+fn mode(c: &mut Checker, v: &Spanned<String>, field: &str) -> Option<Mode> {
+    Mode::parse(v.get_ref()).map_err(|e| c.err(v.span().start, field, e)).ok()
+}
+
+pub(super) fn recording(c: &mut Checker, r: Option<&Spanned<RawRecording>>, prefix: &str) -> RecordingPolicy {
+    let mut p = RecordingPolicy::default();
+    let Some(r) = r else { return p };
+    let f = |name: &str| format!("{prefix}.recording.{name}");
+    let r = r.get_ref();
+    if let Some(m) = &r.mode {
+        p.schedule.default = mode(c, m, &f("mode")).unwrap_or(Mode::Continuous);
+    }
+    p.schedule.tz = match &r.time_zone {
+        Some(z) => schedule::parse_tz(z.get_ref())
+            .map_err(|e| c.err(z.span().start, f("time_zone"), e))
+            .unwrap_or(jiff::tz::TimeZone::UTC),
+        None => jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
+    };
+    let mut ev = EventPolicy::default();
+    for (field, val, target, max) in [
+        ("pre", &r.pre, &mut ev.pre, 300.0),
+        ("post", &r.post, &mut ev.post, 3600.0),
+        ("max_event", &r.max_event, &mut ev.max_len, 86400.0),
+    ] {
+        if let Some(d) = val.as_ref().and_then(|v| duration(c, v, &f(field), 0.0, max)) {
+            *target = ticks(d);
+        }
+    }
+    if let Some(b) = &r.buffer_limit {
+        match units::parse_bytes(&b.get_ref().text()) {
+            Ok(v) if (1 << 20..=4 << 30).contains(&v) => ev.buffer_limit = v as usize,
+            Ok(_) => c.err(b.span().start, f("buffer_limit"), "must be between 1 MiB and 4 GiB"),
+            Err(e) => c.err(b.span().start, f("buffer_limit"), e),
+        }
+    }
+    if ev.max_len < ev.pre + 90_000 {
+        if let Some(m) = &r.max_event {
+            c.err(m.span().start, f("max_event"), "must be longer than `pre`");
+        }
+    }
+    p.events = ev;
+    for (i, w) in r.schedule.iter().enumerate() {
+        let at = w.span().start;
+        let w = w.get_ref();
+        let wf = |name: &str| format!("{prefix}.recording.schedule[{i}].{name}");
+        let days = match &w.days {
+            Some(d) => schedule::parse_days(d.get_ref()).map_err(|e| c.err(d.span().start, wf("days"), e)).ok(),
+            None => Some(0x7f),
+        };
+        let mut time = |v: &Option<Spanned<String>>, name: &str| match v {
+            Some(t) => schedule::parse_hhmm(t.get_ref())
+                .map_err(|e| c.err(t.span().start, wf(name), e))
+                .ok(),
+            None => {
+                c.err(at, wf(name), "is required");
+                None
+            }
+        };
+        let (from, to) = (time(&w.from, "from"), time(&w.to, "to"));
+        let m = match &w.mode {
+            Some(m) => mode(c, m, &wf("mode")),
+            None => {
+                c.err(at, wf("mode"), "is required");
+                None
+            }
+        };
+        if let (Some(days), Some(from), Some(to), Some(mode)) = (days, from, to, m) {
+            p.schedule.windows.push(Window { days, from, to, mode });
+        }
+    }
+    p
+}
+
+fn polygons(c: &mut Checker, raw: &[Spanned<Vec<[f64; 2]>>], field: &str) -> Vec<Polygon> {
+    let mut out = Vec::new();
+    for (i, poly) in raw.iter().enumerate() {
+        let pts = poly.get_ref();
+        if pts.len() < 3 {
+            c.err(poly.span().start, format!("{field}[{i}]"), "a polygon needs at least 3 points");
+        } else if pts.iter().flatten().any(|v| !(0.0..=1.0).contains(v)) {
+            c.err(
+                poly.span().start,
+                format!("{field}[{i}]"),
+                "points are [x, y] with 0 ≤ x, y ≤ 1 (fractions of the picture)",
+            );
+        } else {
+            out.push(pts.iter().map(|p| (p[0] as f32, p[1] as f32)).collect());
+        }
+    }
+    out
+}
+
+pub(super) fn motion(c: &mut Checker, m: Option<&Spanned<RawMotion>>, prefix: &str) -> Option<MotionConfig> {
+    let m = m?.get_ref();
+    let f = |name: &str| format!("{prefix}.motion.{name}");
+    let mut cfg = MotionConfig::default();
+    if let Some(s) = &m.sensitivity {
+        match u8::try_from(*s.get_ref()) {
+            Ok(v) if (1..=100).contains(&v) => cfg.sensitivity = v,
+            _ => c.err(s.span().start, f("sensitivity"), "must be between 1 and 100"),
+        }
+    }
+    if let Some(a) = &m.min_area {
+        if (0.0..=1.0).contains(a.get_ref()) {
+            cfg.min_area = *a.get_ref() as f32;
+        } else {
+            c.err(a.span().start, f("min_area"), "must be a fraction between 0 and 1");
+        }
+    }
+    if let Some(d) = m.hold.as_ref().and_then(|h| duration(c, h, &f("hold"), 0.1, 600.0)) {
+        cfg.hold = d;
+    }
+    cfg.zones = polygons(c, &m.zones, &f("zones"));
+    cfg.masks = polygons(c, &m.masks, &f("masks"));
+    cfg.record = m.record.unwrap_or(true);
+    m.enabled.unwrap_or(true).then_some(cfg)
+}
+
+pub(super) fn trigger(c: &mut Checker, t: &Spanned<RawTrigger>, i: usize, channels: &[u32]) -> Option<TriggerConfig> {
+    let at = t.span().start;
+    let t = t.get_ref();
+    let f = |name: &str| format!("trigger[{i}].{name}");
+    let channel = match &t.channel {
+        Some(ch) if channels.contains(&(*ch.get_ref() as u32)) && *ch.get_ref() > 0 => Some(*ch.get_ref() as u32),
+        Some(ch) => {
+            c.err(ch.span().start, f("channel"), format!("no channel {}", ch.get_ref()));
+            None
+        }
+        None => {
+            c.err(at, f("channel"), "is required");
+            None
+        }
+    };
+    let kind = match &t.kind {
+        Some(k) if valid_kind(k.get_ref()) => Some(k.get_ref().clone()),
+        Some(k) => {
+            c.err(k.span().start, f("type"), "must be 1–32 characters of a-z, 0-9, _ and -");
+            None
+        }
+        None => Some("trigger".to_string()),
+    };
+    let topic = match &t.mqtt_topic {
+        Some(tp) if !tp.get_ref().is_empty() && !tp.get_ref().contains(['+', '#']) => Some(tp.get_ref().clone()),
+        Some(tp) => {
+            c.err(tp.span().start, f("mqtt_topic"), "must be a topic name without wildcards");
+            None
+        }
+        None => {
+            c.err(at, f("mqtt_topic"), "is required");
+            None
+        }
+    };
+    let pulse = t.pulse.as_ref().and_then(|p| duration(c, p, &f("pulse"), 0.1, 3600.0));
+    Some(TriggerConfig {
+        channel: channel?,
+        kind: kind?,
+        mqtt_topic: topic?,
+        payload_start: t.payload_start.clone().unwrap_or_else(|| "ON".into()),
+        payload_stop: t.payload_stop.clone().unwrap_or_else(|| "OFF".into()),
+        pulse,
+    })
+}
+
+/// Event types are used in MQTT topics and URLs: keep them plain.
+pub fn valid_kind(k: &str) -> bool {
+    (1..=32).contains(&k.len())
+        && k
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+pub(super) fn mqtt(c: &mut Checker, m: &Spanned<RawMqtt>) -> Option<MqttConfig> {
+    let at = m.span().start;
+    let m = m.get_ref();
+    let (host, port) = match &m.broker {
+        Some(b) => match url::Url::parse(b.get_ref()) {
+            Ok(u) if u.scheme() == "mqtt" && u.host_str().is_some() => {
+                (u.host_str().unwrap_or_default().to_string(), u.port().unwrap_or(1883))
+            }
+            _ => {
+                c.err(b.span().start, "mqtt.broker", "must be a URL like mqtt://host:1883");
+                return None;
+            }
+        },
+        None => {
+            c.err(at, "mqtt.broker", "is required");
+            return None;
+        }
+    };
+    let password = match &m.password_env {
+        Some(v) => match std::env::var(v.get_ref()) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                c.err(v.span().start, "mqtt.password_env", format!("`{}` is not set", v.get_ref()));
+                None
+            }
+        },
+        None => m.password.clone(),
+    };
+    Some(MqttConfig {
+        host,
+        port,
+        client_id: m.client_id.clone(),
+        username: m.username.clone(),
+        password,
+        topic_prefix: m.topic_prefix.clone().unwrap_or_else(|| "tandem".into()),
+        discovery_prefix: m
+            .discovery
+            .unwrap_or(true)
+            .then(|| m.discovery_prefix.clone().unwrap_or_else(|| "homeassistant".into())),
+    })
+}
+
+pub(super) fn action(c: &mut Checker, a: &Spanned<RawAction>, i: usize, have_mqtt: bool) -> Option<ActionConfig> {
+    let at = a.span().start;
+    let a = a.get_ref();
+    let f = |name: &str| format!("action[{i}].{name}");
+    let kind = match &a.kind {
+        Some(k) => k,
+        None => {
+            c.err(at, f("type"), "is required (mqtt, webhook or email)");
+            return None;
+        }
+    };
+    let target = match kind.get_ref().as_str() {
+        "mqtt" if have_mqtt => ActionTarget::Mqtt,
+        "mqtt" => {
+            c.err(kind.span().start, f("type"), "needs an [mqtt] broker");
+            return None;
+        }
+        "webhook" => match &a.url {
+            Some(u) => match url::Url::parse(u.get_ref()) {
+                Ok(url) if matches!(url.scheme(), "http") => ActionTarget::Webhook { url },
+                Ok(_) => {
+                    c.err(u.span().start, f("url"), "must be an http:// URL");
+                    return None;
+                }
+                Err(e) => {
+                    c.err(u.span().start, f("url"), e.to_string());
+                    return None;
+                }
+            },
+            None => {
+                c.err(at, f("url"), "is required for a webhook");
+                return None;
+            }
+        },
+        "email" => {
+            let smtp = match &a.smtp {
+                Some(s) => match url::Url::parse(s.get_ref()) {
+                    Ok(u) if u.scheme() == "smtp" && u.host_str().is_some() => {
+                        (u.host_str().unwrap_or_default().to_string(), u.port().unwrap_or(25))
+                    }
+                    _ => {
+                        c.err(s.span().start, f("smtp"), "must be a URL like smtp://host:25");
+                        return None;
+                    }
+                },
+                None => {
+                    c.err(at, f("smtp"), "is required for e-mail");
+                    return None;
+                }
+            };
+            let mut ok = true;
+            let mut addr = |s: &Spanned<String>, name: &str| {
+                if s.get_ref().parse::<lettre::Address>().is_err() {
+                    c.err(s.span().start, f(name), format!("`{}` is not an e-mail address", s.get_ref()));
+                    ok = false;
+                }
+            };
+            match &a.from {
+                Some(fr) => addr(fr, "from"),
+                None => {
+                    c.err(at, f("from"), "is required for e-mail");
+                    return None;
+                }
+            }
+            for t in &a.to {
+                addr(t, "to");
+            }
+            if a.to.is_empty() {
+                c.err(at, f("to"), "needs at least one address");
+                return None;
+            }
+            if !ok {
+                return None;
+            }
+            ActionTarget::Email {
+                smtp_host: smtp.0,
+                smtp_port: smtp.1,
+                from: a.from.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default(),
+                to: a.to.iter().map(|t| t.get_ref().clone()).collect(),
+            }
+        }
+        other => {
+            c.err(
+                kind.span().start,
+                f("type"),
+                format!("`{other}` is not an action (mqtt, webhook, email)"),
+            );
+            return None;
+        }
+    };
+    let min_interval = a
+        .min_interval
+        .as_ref()
+        .and_then(|m| duration(c, m, &f("min_interval"), 0.0, 86400.0))
+        .unwrap_or(Duration::from_secs(60));
+    Some(ActionConfig {
+        name: a.name.clone().unwrap_or_else(|| format!("{}-{i}", kind.get_ref())),
+        target,
+        channels: a.channels.clone(),
+        kinds: a.events.clone(),
+        min_interval,
+    })
+}

@@ -1,0 +1,71 @@
+//! Events: what happened on a channel (motion, a door contact, a camera going
+//! offline, a failover), where they come from and where they are sent.
+//!
+//! Every event passes through the store writer, which stores it (start, end,
+//! details), feeds recording triggers to the channel's event gate and then
+//! hands a `Notice` to the action dispatcher. Sources live in `motion`,
+//! `web` (HTTP trigger), `mqtt` (subscription trigger), `ingest` and
+//! `failover`; actions (MQTT publish, webhook, e-mail) in `actions`.
+//! Nothing here may block recording: notices are offered with `try_send`.
+
+// pub mod actions;
+// pub mod mqtt;
+// pub mod rate;
+
+use crate::time::Time90k;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Something began that will end (motion, an open door).
+    Start,
+    /// The matching end.
+    End,
+    /// A moment (camera online, rule state changed).
+    Instant,
+}
+
+/// An event as it is announced to actions, after it has been stored.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Notice {
+    /// The stored event's id (`GET /api/v1/events`).
+    pub id: i64,
+    pub channel: Option<u32>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub phase: Phase,
+    #[serde(serialize_with = "ser_time")]
+    pub start: Time90k,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub end: Option<Time90k>,
+    pub details: serde_json::Value,
+}
+
+fn ser_time<S: serde::Serializer>(t: &Time90k, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339())
+}
+
+fn ser_opt_time<S: serde::Serializer>(t: &Option<Time90k>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Where the writer sends notices; bounded, offered without waiting.
+pub type Notifier = tokio::sync::mpsc::Sender<Notice>;
+
+/// One edge of an event with duration, from any source.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    pub channel: u32,
+    pub kind: String,
+    /// Identifies the event among others of the channel, so that the end
+    /// finds its start ("motion", "http:door-3", "mqtt:site/door1").
+    pub key: String,
+    pub start: bool,
+    pub time: Time90k,
+    pub details: serde_json::Value,
+    /// Whether the event triggers recording (the channel's event gate).
+    pub trigger: bool,
+}

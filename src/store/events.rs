@@ -1,0 +1,199 @@
+//! The writer's side of recording policy and events: runs each arriving frame
+//! through the channel's schedule and event gate, marks footage in event
+//! windows, and stores events before announcing them.
+//!
+//! Must never block on an action: notices are offered with `try_send`, and a
+//! full queue drops the notice (logged), never a frame.
+
+use std::collections::HashMap;
+
+use tracing::{info, warn};
+
+use super::db;
+use super::writer::{Frame, Writer};
+use crate::events::{Edge, Notice, Phase};
+use crate::recording::{Gate, GateStats, Mode, RecordingPolicy};
+use crate::time::Time90k;
+
+const MINUTE: i64 = 60 * 90_000;
+
+/// Per-channel policy state held by the writer.
+pub(super) struct ChannelPolicy {
+    gate: Gate,
+    /// The mode for one minute of time (schedules have minute resolution).
+    mode_cache: Option<(i64, Mode)>,
+    /// Frames written are in an event window.
+    in_window: bool,
+    window_start: Time90k,
+    /// A window just closed: start a new segment at the next key frame so
+    /// that continuous footage after it is not kept as event footage.
+    cut_at_key: bool,
+    /// Stored event rows of events that have started and not ended.
+    open_events: HashMap<String, (i64, Time90k)>,
+}
+
+pub type GateStatsMap = std::sync::Arc<std::sync::Mutex<HashMap<u32, GateStats>>>;
+
+impl Writer {
+    fn policy_state(&mut self, ch: u32) -> &mut ChannelPolicy {
+        let p = self.cfg.recording.get(&ch).cloned().unwrap_or_default();
+        self.policy.entry(ch).or_insert_with(|| ChannelPolicy {
+            gate: Gate::new(p.events),
+            mode_cache: None,
+            in_window: false,
+            window_start: Time90k(0),
+            cut_at_key: false,
+            open_events: HashMap::new(),
+        })
+    }
+
+    fn mode_at(&mut self, ch: u32, t: Time90k) -> Mode {
+        let minute = t.0.div_euclid(MINUTE);
+        if let Some((m, mode)) = self.policy_state(ch).mode_cache {
+            if m == minute {
+                return mode;
+            }
+        }
+        let policy: RecordingPolicy = self.cfg.recording.get(&ch).cloned().unwrap_or_default();
+        let mode = policy.schedule.mode_at(t);
+        let st = self.policy_state(ch);
+        if st.mode_cache.is_some_and(|(_, old)| old != mode) {
+            info!(channel = ch, mode = mode.as_str(), "recording mode changed by schedule");
+        }
+        st.mode_cache = Some((minute, mode));
+        mode
+    }
+
+    /// Runs a frame from ingest through the channel's policy.
+    pub(super) fn on_frame(&mut self, f: Frame) {
+        let ch = f.channel;
+        let mode = self.mode_at(ch, f.time);
+        let mut out = std::mem::take(&mut self.gate_out);
+        self.policy_state(ch).gate.frame(f, mode, &mut out);
+        if out.is_empty() {
+            // Nothing written: the run of written frames, if any, has ended.
+            self.end_run(ch);
+        }
+        self.write_gated(ch, &mut out);
+        self.gate_out = out;
+        self.publish_gate_stats(ch);
+    }
+
+    fn write_gated(&mut self, ch: u32, out: &mut Vec<(Frame, bool)>) {
+        for (f, in_window) in out.drain(..) {
+            let time = f.time;
+            let st = self.policy_state(ch);
+            if in_window && !st.in_window {
+                st.in_window = true;
+                st.window_start = time;
+                info!(channel = ch, start = %time, "event recording started");
+                if let Err(e) = db::mark_event_footage(self.conn(), ch, time) {
+                    warn!(channel = ch, "cannot mark event footage: {e}");
+                }
+            } else if !in_window && st.in_window {
+                st.in_window = false;
+                st.cut_at_key = true;
+                info!(channel = ch, end = %time, "event recording ended");
+            }
+            let st = self.policy_state(ch);
+            if st.cut_at_key && f.key {
+                st.cut_at_key = false;
+                self.close_at(ch, time);
+            }
+            let opened = self.record(f);
+            if opened && self.policy_state(ch).in_window {
+                let start = self.policy_state(ch).window_start;
+                if let Err(e) = db::mark_event_footage(self.conn(), ch, start) {
+                    warn!(channel = ch, "cannot mark event footage: {e}");
+                }
+            }
+        }
+    }
+
+    fn publish_gate_stats(&mut self, ch: u32) {
+        let stats = self.policy_state(ch).gate.stats.clone();
+        if let Ok(mut m) = self.gate_stats.lock() {
+            m.insert(ch, stats);
+        }
+    }
+
+    /// Stores an event with duration's start or end, feeds the gate, and
+    /// announces it.
+    pub(super) fn on_edge(&mut self, e: Edge) {
+        let ch = e.channel;
+        let mode = self.mode_at(ch, e.time);
+        let (id, start, end) = if e.start {
+            let id = db::insert_event(self.conn(), Some(ch), &e.kind, e.time, &e.details).unwrap_or_else(|err| {
+                warn!(channel = ch, kind = e.kind, "could not store event: {err}");
+                0
+            });
+            // A start without an end (the source restarted) is closed here.
+            if let Some((old, t)) = self.policy_state(ch).open_events.insert(e.key.clone(), (id, e.time)) {
+                let _ = db::end_event(self.conn(), old, t.max(e.time), None);
+            }
+            (id, e.time, None)
+        } else {
+            match self.policy_state(ch).open_events.remove(&e.key) {
+                Some((id, start)) => {
+                    let end = e.time.max(start);
+                    if let Err(err) = db::end_event(self.conn(), id, end, Some(&e.details)) {
+                        warn!(channel = ch, kind = e.kind, "could not store event end: {err}");
+                    }
+                    (id, start, Some(end))
+                }
+                // An end whose start this process never saw: nothing to close.
+                None => return,
+            }
+        };
+        info!(channel = ch, kind = e.kind, id, start = e.start, "event");
+        if e.trigger {
+            let mut out = std::mem::take(&mut self.gate_out);
+            let gate = &mut self.policy_state(ch).gate;
+            if e.start {
+                gate.start(&e.key, e.time, mode, &mut out);
+            } else {
+                gate.stop(&e.key, e.time);
+            }
+            self.write_gated(ch, &mut out);
+            self.gate_out = out;
+            self.publish_gate_stats(ch);
+        }
+        self.notify(Notice {
+            id,
+            channel: Some(ch),
+            kind: e.kind,
+            phase: if e.start { Phase::Start } else { Phase::End },
+            start,
+            end,
+            details: e.details,
+        });
+    }
+
+    /// Offers a notice to the action dispatcher, if there is one.
+    pub(super) fn notify(&self, n: Notice) {
+        if let Some(tx) = &self.notifier {
+            if let Err(e) = tx.try_send(n) {
+                warn!("event actions are behind; a notice was dropped: {e}");
+            }
+        }
+    }
+
+    /// Stores an instant event and announces it.
+    pub(super) fn event(&self, channel: Option<u32>, kind: &str, time: Time90k, details: serde_json::Value) {
+        match db::insert_event(self.conn(), channel, kind, time, &details) {
+            Ok(id) => {
+                let _ = db::end_event(self.conn(), id, time, None);
+                self.notify(Notice {
+                    id,
+                    channel,
+                    kind: kind.to_string(),
+                    phase: Phase::Instant,
+                    start: time,
+                    end: Some(time),
+                    details,
+                });
+            }
+            Err(e) => warn!(?channel, kind, "could not store event: {e}"),
+        }
+    }
+}
