@@ -14,6 +14,7 @@ pub mod failover;
 pub mod httpc;
 pub mod ingest;
 pub mod lab;
+pub mod motion;
 pub mod mp4;
 pub mod nal;
 pub mod nvr;

@@ -64,7 +64,11 @@ impl Nvr {
                 segment_duration: config.storage.segment_duration,
                 min_free_bytes: config.storage.min_free_bytes,
                 policies,
-                recording: config.channels.iter().map(|c| (c.number, c.recording.clone())).collect(),
+                recording: config
+                    .channels
+                    .iter()
+                    .map(|c| (c.number, c.recording.clone()))
+                    .collect(),
                 notifier: None,
             },
             clock.clone(),

@@ -38,6 +38,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             setup_delay: Duration::ZERO,
             auth: None,
             switch: None,
+            motion: None,
         };
         let server = sim::start("127.0.0.1:0".parse()?, video, opts).await?;
         let cameras: Vec<NetworkCamera> = (1..=a.cameras)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use tandem::sim::rtsp::{Auth, AuthScheme};
-use tandem::sim::{self, SimOptions, VideoSpec};
+use tandem::sim::{self, MotionScript, SimOptions, VideoSpec};
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
@@ -42,6 +42,16 @@ pub struct Args {
     pub switch_resolution: Option<(u32, u32)>,
     #[arg(long, requires = "switch_resolution")]
     pub switch_after_s: Option<f64>,
+    /// Scripted motion: seconds after start at which an object crosses the
+    /// (otherwise still) scene, e.g. `10,70.5`.
+    #[arg(long, value_delimiter = ',')]
+    pub motion_at: Vec<f64>,
+    /// Scripted motion: after the --motion-at times, a crossing every this many seconds.
+    #[arg(long)]
+    pub motion_every: Option<f64>,
+    /// How long one crossing takes, seconds (rounded up to whole GOPs).
+    #[arg(long, default_value_t = 5.0)]
+    pub motion_duration: f64,
     /// Authentication scheme demanded when --user is given.
     #[arg(long, default_value = "digest", value_parser = ["digest", "basic"])]
     pub auth: String,
@@ -82,7 +92,14 @@ impl Args {
                 nonce: format!("{:016x}", rand::random::<u64>()),
             }),
             switch: None,
+            motion: self.scripted().then(|| MotionScript {
+                at: self.motion_at.clone(),
+                every: self.motion_every,
+            }),
         }
+    }
+    fn scripted(&self) -> bool {
+        !self.motion_at.is_empty() || self.motion_every.is_some()
     }
 }
 
@@ -93,7 +110,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let video = Arc::new(
             tokio::task::spawn_blocking({
                 let spec = a.spec();
-                move || sim::encode_loop(&spec)
+                let scripted = a.scripted();
+                let crossing = Duration::from_secs_f64(a.motion_duration.clamp(0.1, 600.0));
+                move || {
+                    if scripted {
+                        sim::encode_scripted(&spec, Duration::from_secs(4), crossing)
+                    } else {
+                        sim::encode_loop(&spec)
+                    }
+                }
             })
             .await??,
         );

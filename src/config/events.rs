@@ -195,7 +195,11 @@ fn duration(c: &mut Checker, v: &Spanned<SizeOrNumber>, field: &str, min: f64, m
     match units::parse_duration(&v.get_ref().text()) {
         Ok(d) if (min..=max).contains(&d.as_secs_f64()) => Some(d),
         Ok(_) => {
-            c.err(v.span().start, field, format!("must be between {min} and {max} seconds"));
+            c.err(
+                v.span().start,
+                field,
+                format!("must be between {min} and {max} seconds"),
+            );
             None
         }
         Err(e) => {
@@ -206,7 +210,9 @@ fn duration(c: &mut Checker, v: &Spanned<SizeOrNumber>, field: &str, min: f64, m
 }
 
 fn mode(c: &mut Checker, v: &Spanned<String>, field: &str) -> Option<Mode> {
-    Mode::parse(v.get_ref()).map_err(|e| c.err(v.span().start, field, e)).ok()
+    Mode::parse(v.get_ref())
+        .map_err(|e| c.err(v.span().start, field, e))
+        .ok()
 }
 
 pub(super) fn recording(c: &mut Checker, r: Option<&Spanned<RawRecording>>, prefix: &str) -> RecordingPolicy {
@@ -251,7 +257,9 @@ pub(super) fn recording(c: &mut Checker, r: Option<&Spanned<RawRecording>>, pref
         let w = w.get_ref();
         let wf = |name: &str| format!("{prefix}.recording.schedule[{i}].{name}");
         let days = match &w.days {
-            Some(d) => schedule::parse_days(d.get_ref()).map_err(|e| c.err(d.span().start, wf("days"), e)).ok(),
+            Some(d) => schedule::parse_days(d.get_ref())
+                .map_err(|e| c.err(d.span().start, wf("days"), e))
+                .ok(),
             None => Some(0x7f),
         };
         let mut time = |v: &Option<Spanned<String>>, name: &str| match v {
@@ -283,7 +291,11 @@ fn polygons(c: &mut Checker, raw: &[Spanned<Vec<[f64; 2]>>], field: &str) -> Vec
     for (i, poly) in raw.iter().enumerate() {
         let pts = poly.get_ref();
         if pts.len() < 3 {
-            c.err(poly.span().start, format!("{field}[{i}]"), "a polygon needs at least 3 points");
+            c.err(
+                poly.span().start,
+                format!("{field}[{i}]"),
+                "a polygon needs at least 3 points",
+            );
         } else if pts.iter().flatten().any(|v| !(0.0..=1.0).contains(v)) {
             c.err(
                 poly.span().start,
@@ -341,7 +353,11 @@ pub(super) fn trigger(c: &mut Checker, t: &Spanned<RawTrigger>, i: usize, channe
     let kind = match &t.kind {
         Some(k) if valid_kind(k.get_ref()) => Some(k.get_ref().clone()),
         Some(k) => {
-            c.err(k.span().start, f("type"), "must be 1–32 characters of a-z, 0-9, _ and -");
+            c.err(
+                k.span().start,
+                f("type"),
+                "must be 1–32 characters of a-z, 0-9, _ and -",
+            );
             None
         }
         None => Some("trigger".to_string()),
@@ -349,7 +365,11 @@ pub(super) fn trigger(c: &mut Checker, t: &Spanned<RawTrigger>, i: usize, channe
     let topic = match &t.mqtt_topic {
         Some(tp) if !tp.get_ref().is_empty() && !tp.get_ref().contains(['+', '#']) => Some(tp.get_ref().clone()),
         Some(tp) => {
-            c.err(tp.span().start, f("mqtt_topic"), "must be a topic name without wildcards");
+            c.err(
+                tp.span().start,
+                f("mqtt_topic"),
+                "must be a topic name without wildcards",
+            );
             None
         }
         None => {
@@ -371,8 +391,7 @@ pub(super) fn trigger(c: &mut Checker, t: &Spanned<RawTrigger>, i: usize, channe
 /// Event types are used in MQTT topics and URLs: keep them plain.
 pub fn valid_kind(k: &str) -> bool {
     (1..=32).contains(&k.len())
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
@@ -398,7 +417,11 @@ pub(super) fn mqtt(c: &mut Checker, m: &Spanned<RawMqtt>) -> Option<MqttConfig> 
         Some(v) => match std::env::var(v.get_ref()) {
             Ok(p) => Some(p),
             Err(_) => {
-                c.err(v.span().start, "mqtt.password_env", format!("`{}` is not set", v.get_ref()));
+                c.err(
+                    v.span().start,
+                    "mqtt.password_env",
+                    format!("`{}` is not set", v.get_ref()),
+                );
                 None
             }
         },
@@ -471,7 +494,11 @@ pub(super) fn action(c: &mut Checker, a: &Spanned<RawAction>, i: usize, have_mqt
             let mut ok = true;
             let mut addr = |s: &Spanned<String>, name: &str| {
                 if s.get_ref().parse::<lettre::Address>().is_err() {
-                    c.err(s.span().start, f(name), format!("`{}` is not an e-mail address", s.get_ref()));
+                    c.err(
+                        s.span().start,
+                        f(name),
+                        format!("`{}` is not an e-mail address", s.get_ref()),
+                    );
                     ok = false;
                 }
             };

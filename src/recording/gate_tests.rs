@@ -61,14 +61,24 @@ fn range(a: i64, b: i64) -> Vec<(i64, bool)> {
 #[test]
 fn seed_policy_writes_exactly_pre_to_post() {
     // Event from 100.0 s to 105.0 s, 30 s before, 2 min after.
-    let got = run(policy(30, 120), Mode::Events, 400, &[(1000, "door", true), (1050, "door", false)]);
+    let got = run(
+        policy(30, 120),
+        Mode::Events,
+        400,
+        &[(1000, "door", true), (1050, "door", false)],
+    );
     // From the key frame at 70.0 s to the frame at 225.0 s inclusive.
     assert_eq!(got, range(700, 2250));
 }
 
 #[test]
 fn start_between_key_frames_rounds_back_to_the_gop() {
-    let got = run(policy(30, 120), Mode::Events, 400, &[(1004, "m", true), (1006, "m", false)]);
+    let got = run(
+        policy(30, 120),
+        Mode::Events,
+        400,
+        &[(1004, "m", true), (1006, "m", false)],
+    );
     // 100.4 − 30 = 70.4 → key frame at 70.0; end 100.6 + 120 = 220.6.
     assert_eq!(got, range(700, 2206));
 }
@@ -103,7 +113,12 @@ fn overlapping_and_back_to_back_events_merge_into_one_window() {
 
 #[test]
 fn separate_events_make_separate_windows() {
-    let t = [(500, "a", true), (510, "a", false), (1500, "a", true), (1510, "a", false)];
+    let t = [
+        (500, "a", true),
+        (510, "a", false),
+        (1500, "a", true),
+        (1510, "a", false),
+    ];
     let got = run(policy(5, 5), Mode::Events, 200, &t);
     let mut want = range(450, 560);
     want.extend(range(1450, 1560));
@@ -115,7 +130,12 @@ fn max_len_caps_a_runaway_event_until_it_stops() {
     let mut p = policy(2, 5);
     p.max_len = 20 * SEC;
     // Motion stuck on from 10 s; stops at 100 s; starts again at 120 s.
-    let t = [(100, "m", true), (1000, "m", false), (1200, "m", true), (1210, "m", false)];
+    let t = [
+        (100, "m", true),
+        (1000, "m", false),
+        (1200, "m", true),
+        (1210, "m", false),
+    ];
     let got = run(p, Mode::Events, 150, &t);
     let mut want = range(80, 280); // 8 s + 20 s cap
     want.extend(range(1180, 1260));
@@ -142,13 +162,23 @@ fn buffer_memory_is_bounded_by_dropping_whole_gops() {
 
 #[test]
 fn continuous_writes_everything_and_marks_nothing() {
-    let got = run(policy(30, 120), Mode::Continuous, 20, &[(50, "m", true), (60, "m", false)]);
+    let got = run(
+        policy(30, 120),
+        Mode::Continuous,
+        20,
+        &[(50, "m", true), (60, "m", false)],
+    );
     assert_eq!(got, (0..200).map(|t| (t, false)).collect::<Vec<_>>());
 }
 
 #[test]
 fn continuous_events_writes_everything_and_marks_the_window() {
-    let got = run(policy(2, 3), Mode::ContinuousEvents, 20, &[(50, "m", true), (60, "m", false)]);
+    let got = run(
+        policy(2, 3),
+        Mode::ContinuousEvents,
+        20,
+        &[(50, "m", true), (60, "m", false)],
+    );
     assert_eq!(got.len(), 200);
     let marked: Vec<i64> = got.iter().filter(|g| g.1).map(|g| g.0).collect();
     // From the event's arrival (earlier footage was already written) to end + post.

@@ -41,7 +41,11 @@ impl Mode {
             "continuous" => Mode::Continuous,
             "events" => Mode::Events,
             "continuous+events" => Mode::ContinuousEvents,
-            _ => return Err(format!("`{s}` is not a mode (continuous, events, continuous+events, off)")),
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a mode (continuous, events, continuous+events, off)"
+                ))
+            }
         })
     }
     pub fn as_str(self) -> &'static str {
@@ -111,8 +115,16 @@ impl Schedule {
     /// The real instants [start, end) of window `w` starting on `day`.
     fn resolve(&self, w: &Window, day: Date) -> Option<(Timestamp, Timestamp)> {
         let end_day = if w.to <= w.from { day.tomorrow().ok()? } else { day };
-        let a = self.tz.to_ambiguous_timestamp(day.to_datetime(w.from)).compatible().ok()?;
-        let b = self.tz.to_ambiguous_timestamp(end_day.to_datetime(w.to)).compatible().ok()?;
+        let a = self
+            .tz
+            .to_ambiguous_timestamp(day.to_datetime(w.from))
+            .compatible()
+            .ok()?;
+        let b = self
+            .tz
+            .to_ambiguous_timestamp(end_day.to_datetime(w.to))
+            .compatible()
+            .ok()?;
         Some((a, b))
     }
 }
@@ -207,7 +219,10 @@ mod tests {
         let s = business("Europe/Berlin");
         // Friday 2026-11-20.
         let one = 90_000;
-        assert_eq!(s.mode_at(at("Europe/Berlin", "2026-11-20T08:00:00") + -one), Mode::Events);
+        assert_eq!(
+            s.mode_at(at("Europe/Berlin", "2026-11-20T08:00:00") + -one),
+            Mode::Events
+        );
         assert_eq!(s.mode_at(at("Europe/Berlin", "2026-11-20T08:00:00")), Mode::Continuous);
         assert_eq!(s.mode_at(at("Europe/Berlin", "2026-11-20T17:59:59")), Mode::Continuous);
         assert_eq!(s.mode_at(at("Europe/Berlin", "2026-11-20T18:00:00")), Mode::Events);
@@ -309,7 +324,9 @@ mod tests {
             let t0 = utc(start);
             for m in 0..(10 * 24 * 60) {
                 let t = t0 + m * 60 * 90_000;
-                let z = Timestamp::from_microsecond(t.as_unix_micros()).unwrap().to_zoned(tz.clone());
+                let z = Timestamp::from_microsecond(t.as_unix_micros())
+                    .unwrap()
+                    .to_zoned(tz.clone());
                 let workday = !matches!(z.weekday(), Weekday::Saturday | Weekday::Sunday);
                 let want = if workday && (8..18).contains(&z.hour()) {
                     Mode::Continuous

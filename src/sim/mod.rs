@@ -4,8 +4,10 @@
 //! demos, tests and benchmarks, not a test mock.
 
 pub mod rtsp;
+pub mod script;
 pub mod server;
 pub mod video;
 
+pub use script::{Crossing, MotionLog, MotionScript};
 pub use server::{start, SimOptions, SimServer};
-pub use video::{encode_loop, EncodedLoop, VideoSpec};
+pub use video::{encode_loop, encode_scripted, EncodedLoop, VideoSpec};

@@ -31,6 +31,8 @@ pub struct SimOptions {
     /// After this long, switch every camera to another encoding (as when an
     /// installer changes a camera's resolution): new SPS/PPS arrive in-band.
     pub switch: Option<(Arc<EncodedLoop>, Duration)>,
+    /// When objects cross a scripted scene (`encode_scripted`).
+    pub motion: Option<super::script::MotionScript>,
 }
 
 /// One frame as the camera sends it, shared by every client.
@@ -47,6 +49,8 @@ struct Camera {
 pub struct SimServer {
     pub addr: SocketAddr,
     pub count: u32,
+    /// Ground truth of scripted motion: every crossing each camera played.
+    pub motion_log: super::script::MotionLog,
 }
 
 impl SimServer {
@@ -62,6 +66,7 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let mut cameras = Vec::new();
+    let motion_log = super::script::MotionLog::default();
     for i in 0..opts.count {
         let (tx, _) = broadcast::channel(video.spec.fps as usize * 2);
         let id = opts.first_id + i;
@@ -69,8 +74,9 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
         let tx2 = tx.clone();
         // Tasks are named through their tracing span (tokio's task names need tokio_unstable).
         let switch = opts.switch.clone();
+        let script = opts.motion.clone().map(|m| (m, motion_log.clone()));
         tokio::spawn(
-            camera_clock(id, video, switch, tx2).instrument(tracing::info_span!("sim_camera", camera = i + 1)),
+            camera_clock(id, video, switch, script, tx2).instrument(tracing::info_span!("sim_camera", camera = i + 1)),
         );
         cameras.push(Camera { tx });
     }
@@ -98,7 +104,11 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
             }
         }
     });
-    Ok(SimServer { addr, count })
+    Ok(SimServer {
+        addr,
+        count,
+        motion_log,
+    })
 }
 
 /// Emits frame n at start + n/fps forever, whether or not anyone watches, so
@@ -107,6 +117,7 @@ async fn camera_clock(
     id: u32,
     video: Arc<EncodedLoop>,
     switch: Option<(Arc<EncodedLoop>, Duration)>,
+    script: Option<(super::script::MotionScript, super::script::MotionLog)>,
     tx: broadcast::Sender<Arc<SentFrame>>,
 ) {
     let fps = video.spec.fps as u64;
@@ -118,19 +129,34 @@ async fn camera_clock(
         .as_micros() as i64;
     let ts_base: u32 = rand::random();
     let mut n: u64 = 0;
+    let mut player = script.map(|(s, log)| (super::script::Player::new(s, &video), log));
     loop {
         let due = start + Duration::from_micros(n * 1_000_000 / fps);
         tokio::time::sleep_until(due.into()).await;
+        let capture_unix_micros = wall0 + (n * 1_000_000 / fps) as i64;
+        // The script advances whether or not anyone watches, like the scene.
+        let scripted = player.as_mut().map(|(p, log)| {
+            let (i, crossing) = p.next();
+            if let Some(c) = crossing {
+                let c = c.at(id, capture_unix_micros);
+                info!(enters = %c.enters, leaves = %c.leaves, "scripted motion: an object crosses the scene");
+                if let Ok(mut l) = log.lock() {
+                    l.push(c);
+                }
+            }
+            i
+        });
         if tx.receiver_count() > 0 {
-            let frame = match &switch {
+            let frame = match (&switch, scripted) {
+                (_, Some(i)) => &video.frames[i],
                 // The other loop starts with its IDR, carrying the new SPS/PPS.
-                Some((alt, at)) if n >= *at => &alt.frames[((n - at) % alt.frames.len() as u64) as usize],
+                (Some((alt, at)), _) if n >= *at => &alt.frames[((n - at) % alt.frames.len() as u64) as usize],
                 _ => &video.frames[(n % video.frames.len() as u64) as usize],
             };
             let stamp = FrameStamp {
                 camera_id: id,
                 seq: n,
-                capture_unix_micros: wall0 + (n * 1_000_000 / fps) as i64,
+                capture_unix_micros,
             }
             .to_h264_sei();
             // The SEI goes after any SPS/PPS and before the first slice.

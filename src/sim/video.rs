@@ -58,6 +58,10 @@ pub struct EncodedLoop {
     pub sps: Vec<u8>,
     pub pps: Vec<u8>,
     pub frames: Vec<EncodedFrame>,
+    /// Scripted scenes: `frames[..still]` is a still scene (static background,
+    /// sensor noise) looped between crossings, `frames[still..]` an object
+    /// crossing it. `None`: the whole loop is the moving scene.
+    pub still: Option<usize>,
 }
 
 impl EncodedLoop {
@@ -83,10 +87,24 @@ impl EncodedLoop {
 /// Draws frame `n` of the scene into a planar 4:2:0 buffer: a slowly scrolling
 /// textured background, a bright square crossing it, and fresh fine-grained
 /// noise so that P frames cost bits as they would from a real sensor.
-fn draw(spec: &VideoSpec, n: u32, texture: &[u8], buf: &mut [u8]) {
+/// Where the bright square is: following the loop (the moving scene), at a
+/// given left edge, or absent.
+#[derive(Clone, Copy)]
+enum Object {
+    Looping,
+    At(usize),
+    None,
+}
+
+fn draw(spec: &VideoSpec, n: u32, texture: &[u8], buf: &mut [u8], object: Object) {
     let (w, h) = (spec.width as usize, spec.height as usize);
     let (y_plane, uv) = buf.split_at_mut(w * h);
-    let shift = (n as usize * 2) % w;
+    // Only the moving scene scrolls; scripted scenes hold still between crossings.
+    let shift = if matches!(object, Object::Looping) {
+        (n as usize * 2) % w
+    } else {
+        0
+    };
     let mut rng = 0x9E37_79B9u32 ^ n.wrapping_mul(0x85EB_CA6B);
     for y in 0..h {
         let row = &texture[(y % 256) * 512..(y % 256) * 512 + 512];
@@ -98,14 +116,20 @@ fn draw(spec: &VideoSpec, n: u32, texture: &[u8], buf: &mut [u8]) {
             y_plane[y * w + x] = row[(x + shift) % 512].wrapping_add(noise);
         }
     }
-    // A square that crosses the frame once per loop.
-    let side = (h / 5).max(8);
+    // A square that crosses the frame once per loop, or where the script puts it.
+    let side = object_side(spec);
     let loop_len = (spec.gop * 2).max(2) as usize;
-    let x0 = (n as usize % loop_len) * (w.saturating_sub(side)) / loop_len;
+    let x0 = match object {
+        Object::Looping => Some((n as usize % loop_len) * (w.saturating_sub(side)) / loop_len),
+        Object::At(x) => Some(x.min(w - side)),
+        Object::None => None,
+    };
     let y0 = h / 2 - side / 2;
-    for y in y0..y0 + side {
-        for x in x0..x0 + side {
-            y_plane[y * w + x] = 235;
+    if let Some(x0) = x0 {
+        for y in y0..y0 + side {
+            for x in x0..x0 + side {
+                y_plane[y * w + x] = 235;
+            }
         }
     }
     let (u_plane, v_plane) = uv.split_at_mut(w * h / 4);
@@ -116,8 +140,48 @@ fn draw(spec: &VideoSpec, n: u32, texture: &[u8], buf: &mut [u8]) {
     }
 }
 
-/// Encodes the scene loop. Takes a few hundred milliseconds at 1080p.
+fn object_side(spec: &VideoSpec) -> usize {
+    (spec.height as usize / 5).max(8)
+}
+
+/// Encodes the moving scene loop. Takes a few hundred milliseconds at 1080p.
 pub fn encode_loop(spec: &VideoSpec) -> Result<EncodedLoop> {
+    let loop_len = (spec.gop * 2).max(2);
+    encode(spec, loop_len, None, |_| Object::Looping)
+}
+
+/// Encodes a scripted scene: `still` of still scene (looped between
+/// crossings; fresh sensor noise in every frame of it), then an object
+/// entering at the left edge and leaving at the right over `crossing`. Both
+/// are rounded up to whole GOPs and encoded in one pass, so they share SPS and
+/// PPS and the server can switch between them at any GOP start.
+pub fn encode_scripted(
+    spec: &VideoSpec,
+    still: std::time::Duration,
+    crossing: std::time::Duration,
+) -> Result<EncodedLoop> {
+    spec.validate()?;
+    let still_frames = (still.as_secs_f64() * f64::from(spec.fps)).ceil().max(1.0) as u32;
+    let still = still_frames.div_ceil(spec.gop) * spec.gop;
+    let frames = (crossing.as_secs_f64() * f64::from(spec.fps)).ceil().max(1.0) as u32;
+    let crossing_len = frames.div_ceil(spec.gop) * spec.gop;
+    let travel = (spec.width as usize).saturating_sub(object_side(spec));
+    encode(spec, still + crossing_len, Some(still as usize), |n| {
+        if n < still {
+            Object::None
+        } else {
+            let k = (n - still) as usize;
+            Object::At(k * travel / (crossing_len as usize - 1).max(1))
+        }
+    })
+}
+
+fn encode(
+    spec: &VideoSpec,
+    loop_len: u32,
+    still: Option<usize>,
+    object: impl Fn(u32) -> Object,
+) -> Result<EncodedLoop> {
     spec.validate()?;
     let config = EncoderConfig::new()
         .bitrate(BitRate::from_bps(spec.bitrate_kbps * 1000))
@@ -135,13 +199,12 @@ pub fn encode_loop(spec: &VideoSpec) -> Result<EncodedLoop> {
         *t = (40 + (grad % 120) + ((rng >> 16) & 31)) as u8;
     }
     let (w, h) = (spec.width as usize, spec.height as usize);
-    let loop_len = (spec.gop * 2).max(2);
     let mut raw = vec![0u8; w * h * 3 / 2];
     let mut sps = None;
     let mut pps = None;
     let mut frames = Vec::with_capacity(loop_len as usize);
     for n in 0..loop_len {
-        draw(spec, n, &texture, &mut raw);
+        draw(spec, n, &texture, &mut raw, object(n));
         let yuv = YUVBuffer::from_vec(raw.clone(), w, h);
         if n % spec.gop == 0 {
             encoder.force_intra_frame();
@@ -168,5 +231,6 @@ pub fn encode_loop(spec: &VideoSpec) -> Result<EncodedLoop> {
         sps: sps.context("encoder produced no SPS")?,
         pps: pps.context("encoder produced no PPS")?,
         frames,
+        still,
     })
 }

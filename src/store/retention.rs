@@ -261,7 +261,7 @@ mod tests {
                             RetentionPolicy {
                                 max_age: age,
                                 max_bytes: cap,
-                ..Default::default()
+                                ..Default::default()
                             },
                         )]);
                         let d = plan(Time90k(5 * MIN), &usage, &pol, free, 400);
@@ -302,7 +302,13 @@ mod tests {
             )])
         };
         // Continuous kept 2 min, events 3 min: at 4 min, continuous 0–1 and event 0 expire.
-        let d = plan(Time90k(4 * MIN + 1), &usage, &pol(Some(2 * MIN), Some(3 * MIN), None), 1 << 30, 0);
+        let d = plan(
+            Time90k(4 * MIN + 1),
+            &usage,
+            &pol(Some(2 * MIN), Some(3 * MIN), None),
+            1 << 30,
+            0,
+        );
         assert_eq!(ids(&d), vec![1000, 1001, 5000]);
         // A byte cap takes every continuous segment before any event segment.
         let d = plan(Time90k(0), &usage, &pol(None, None, Some(250)), 1 << 30, 0);

@@ -1,0 +1,257 @@
+//! Motion detection for one channel: a thread that decodes the channel's
+//! substream (or main stream) with openh264 and runs the detector on each
+//! picture, turning motion starts and ends into events.
+//!
+//! Owns the decoder and the detector. Must never slow ingest down: frames
+//! arrive on a short bounded queue offered with `try_send`, and when the
+//! thread falls behind it drops frames up to the next key frame (counted).
+
+pub mod detector;
+
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openh264::decoder::Decoder;
+use openh264::formats::YUVSource;
+use tracing::{info, warn};
+
+pub use detector::{Detector, MotionEvent, Region};
+
+use crate::config::MotionConfig;
+use crate::events::Edge;
+use crate::store::{Command, SampleEntry};
+use crate::time::Time90k;
+
+/// Frames waiting for the decoder before new ones are dropped (~3 s at 10 fps).
+const QUEUE: usize = 32;
+/// No picture for this long ends any motion in progress (the stream stopped).
+const STALL: Duration = Duration::from_secs(5);
+
+/// One frame for the detector, as ingest delivers it (length-prefixed NALs).
+pub struct MotionFrame {
+    pub time: Time90k,
+    pub key: bool,
+    pub entry: Arc<SampleEntry>,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct MotionStats {
+    pub active: bool,
+    pub pictures: u64,
+    pub width: usize,
+    pub height: usize,
+    /// Frames dropped because detection fell behind.
+    pub dropped_frames: u64,
+    pub decode_errors: u64,
+    pub lighting_changes: u64,
+    /// Share of one core the decoder and detector used over the last window.
+    pub cpu_percent: f64,
+    pub last_error: Option<String>,
+}
+
+pub type SharedMotionStats = Arc<Mutex<MotionStats>>;
+
+/// Starts the channel's detector thread; frames go to the returned sender.
+pub fn spawn(
+    channel: u32,
+    cfg: MotionConfig,
+    writer: SyncSender<Command>,
+    stats: SharedMotionStats,
+) -> std::io::Result<SyncSender<MotionFrame>> {
+    let (tx, rx) = sync_channel(QUEUE);
+    std::thread::Builder::new()
+        .name(format!("motion-{channel}"))
+        .spawn(move || run(channel, cfg, writer, stats, rx))?;
+    Ok(tx)
+}
+
+/// Offers a frame; a full queue drops it and the detector resumes at the next
+/// key frame (see `run`).
+pub fn offer(tx: &SyncSender<MotionFrame>, f: MotionFrame, stats: &SharedMotionStats) {
+    if tx.try_send(f).is_err() {
+        if let Ok(mut s) = stats.lock() {
+            s.dropped_frames += 1;
+        }
+    }
+}
+
+/// SPS and PPS NAL units from an `avc1` sample entry's `avcC` box.
+pub fn avcc_parameter_sets(entry: &[u8]) -> Option<Vec<&[u8]>> {
+    let at = entry.windows(4).position(|w| w == b"avcC")? + 4;
+    let c = entry.get(at..)?;
+    let mut out = Vec::new();
+    let mut p = 5;
+    for _ in 0..2 {
+        let count = usize::from(*c.get(p)? & if out.is_empty() { 0x1f } else { 0xff });
+        p += 1;
+        for _ in 0..count {
+            let len = usize::from(u16::from_be_bytes([*c.get(p)?, *c.get(p + 1)?]));
+            out.push(c.get(p + 2..p + 2 + len)?);
+            p += 2 + len;
+        }
+    }
+    Some(out)
+}
+
+/// Converts a length-prefixed access unit to Annex B, with the parameter sets
+/// in front of key frames.
+pub fn annex_b(f: &MotionFrame, out: &mut Vec<u8>) {
+    out.clear();
+    if f.key {
+        for ps in avcc_parameter_sets(&f.entry.data).unwrap_or_default() {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(ps);
+        }
+    }
+    for nal in crate::nal::iter_length_prefixed(&f.data) {
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+    }
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Decodes and detects; `None` when the frame gave no picture.
+pub struct Pipeline {
+    decoder: Decoder,
+    pub detector: Detector,
+    buf: Vec<u8>,
+    need_key: bool,
+    pub size: (usize, usize),
+}
+
+impl Pipeline {
+    pub fn new(cfg: MotionConfig) -> Result<Pipeline, String> {
+        Ok(Pipeline {
+            decoder: Decoder::new().map_err(|e| format!("creating the H.264 decoder: {e}"))?,
+            detector: Detector::new(cfg),
+            buf: Vec::new(),
+            need_key: true,
+            size: (0, 0),
+        })
+    }
+
+    /// Restart decoding at the next key frame (frames were dropped).
+    pub fn resync(&mut self) {
+        self.need_key = true;
+    }
+
+    pub fn frame(&mut self, f: &MotionFrame) -> Result<Option<MotionEvent>, String> {
+        if f.entry.codec != "h264" {
+            return Err(format!(
+                "motion detection decodes H.264 only; this stream is {}",
+                f.entry.codec
+            ));
+        }
+        if self.need_key && !f.key {
+            return Ok(None);
+        }
+        self.need_key = false;
+        annex_b(f, &mut self.buf);
+        let pic = match self.decoder.decode(&self.buf) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                self.need_key = true;
+                return Err(format!("decoding: {e}"));
+            }
+        };
+        let (w, h) = pic.dimensions();
+        let (stride, _, _) = pic.strides();
+        self.size = (w, h);
+        Ok(self.detector.picture(f.time, pic.y(), w, h, stride))
+    }
+}
+
+fn run(
+    channel: u32,
+    cfg: MotionConfig,
+    writer: SyncSender<Command>,
+    stats: SharedMotionStats,
+    rx: Receiver<MotionFrame>,
+) {
+    let record = cfg.record;
+    let mut p = match Pipeline::new(cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(channel, "motion detection off: {e}");
+            if let Ok(mut s) = stats.lock() {
+                s.last_error = Some(e);
+            }
+            return;
+        }
+    };
+    let send = |ev: MotionEvent| {
+        let (start, time, region, area) = match ev {
+            MotionEvent::Start { time, region, area } => (true, time, region, Some(area)),
+            MotionEvent::End { time, region } => (false, time, region, None),
+        };
+        info!(channel, start, "motion {}", if start { "started" } else { "ended" });
+        let mut details = serde_json::json!({ "region": region });
+        if let Some(a) = area {
+            details["area"] = serde_json::json!(a);
+        }
+        // Blocking send: an event must not be lost, and the writer drains fast.
+        let _ = writer.send(Command::EventEdge(Edge {
+            channel,
+            kind: "motion".into(),
+            key: "motion".into(),
+            start,
+            time,
+            details,
+            trigger: record,
+        }));
+    };
+    let mut window = (Instant::now(), thread_cpu());
+    let mut dropped_seen = 0;
+    loop {
+        let f = match rx.recv_timeout(STALL) {
+            Ok(f) => f,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(ev) = p.detector.stop() {
+                    send(ev);
+                }
+                p.resync();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let dropped = stats.lock().map(|s| s.dropped_frames).unwrap_or(0);
+        if dropped != dropped_seen {
+            dropped_seen = dropped;
+            p.resync();
+        }
+        match p.frame(&f) {
+            Ok(Some(ev)) => send(ev),
+            Ok(None) => {}
+            Err(e) => {
+                if let Ok(mut s) = stats.lock() {
+                    if s.last_error.as_deref() != Some(&e) {
+                        warn!(channel, "motion detection: {e}");
+                    }
+                    s.decode_errors += 1;
+                    s.last_error = Some(e);
+                }
+            }
+        }
+        let el = window.0.elapsed();
+        if let Ok(mut s) = stats.lock() {
+            s.active = p.detector.active();
+            s.pictures = p.detector.pictures;
+            s.lighting_changes = p.detector.lighting_changes;
+            (s.width, s.height) = p.size;
+            if el >= Duration::from_secs(5) {
+                let cpu = thread_cpu();
+                s.cpu_percent = (cpu - window.1).as_secs_f64() / el.as_secs_f64() * 100.0;
+                window = (Instant::now(), cpu);
+            }
+        }
+    }
+}
