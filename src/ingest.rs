@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::{NetworkCamera, Transport};
+use crate::motion::{MotionFrame, SharedMotionStats};
 use crate::store::{Command, Frame, SampleEntry};
 use crate::time::{Clock, Time90k};
 
@@ -102,12 +103,22 @@ impl IngestHandle {
     }
 }
 
+/// Where a session's frames go besides statistics.
+#[derive(Clone)]
+pub struct Feeds {
+    /// Hand frames to the store writer (false for a substream used only
+    /// for motion detection).
+    pub record: bool,
+    pub motion: Option<(SyncSender<MotionFrame>, SharedMotionStats)>,
+}
+
 pub fn spawn(
     channel: u32,
     camera: NetworkCamera,
     writer: SyncSender<Command>,
     stats: SharedStats,
     clock: Arc<dyn Clock>,
+    feeds: Feeds,
 ) -> IngestHandle {
     let (stop, stop_rx) = watch::channel(false);
     if let Ok(mut s) = stats.lock() {
@@ -119,7 +130,7 @@ pub fn spawn(
     }
     let span = tracing::info_span!("ingest", channel, camera = %camera.name);
     let task = tokio::spawn(tracing::Instrument::instrument(
-        run(channel, camera, writer, stats, clock, stop_rx),
+        run(channel, camera, writer, stats, clock, feeds, stop_rx),
         span,
     ));
     IngestHandle { stop, task }
@@ -131,14 +142,27 @@ async fn run(
     writer: SyncSender<Command>,
     stats: SharedStats,
     clock: Arc<dyn Clock>,
+    feeds: Feeds,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut online = false;
     let mut first = true;
     loop {
-        let result = session(channel, &camera, &writer, &stats, &*clock, &mut stop, &mut online).await;
-        let _ = writer.try_send(Command::EndRun { channel });
+        let result = session(
+            channel,
+            &camera,
+            &writer,
+            &stats,
+            &*clock,
+            &feeds,
+            &mut stop,
+            &mut online,
+        )
+        .await;
+        if feeds.record {
+            let _ = writer.try_send(Command::EndRun { channel });
+        }
         let err = match result {
             Ok(()) => return, // stopped
             Err(e) => format!("{e:#}"),
@@ -149,7 +173,9 @@ async fn run(
             // Every ended or failed session is followed by another attempt.
             s.reconnects += 1;
         }
-        if online || first {
+        if (online || first) && !feeds.record {
+            warn!("substream offline: {err}");
+        } else if online || first {
             warn!("camera offline: {err}");
             let _ = writer.try_send(Command::Event {
                 channel: Some(channel),
@@ -179,6 +205,7 @@ async fn session(
     writer: &SyncSender<Command>,
     stats: &SharedStats,
     clock: &dyn Clock,
+    feeds: &Feeds,
     stop: &mut watch::Receiver<bool>,
     online: &mut bool,
 ) -> Result<()> {
@@ -281,24 +308,51 @@ async fn session(
                 s.connected = true;
                 s.last_error = None;
             }
-            let _ = writer.try_send(Command::Event {
-                channel: Some(channel),
-                kind: "camera_online",
-                time: now,
-                details: serde_json::json!({ "camera": camera.name }),
-            });
+            if feeds.record {
+                let _ = writer.try_send(Command::Event {
+                    channel: Some(channel),
+                    kind: "camera_online",
+                    time: now,
+                    details: serde_json::json!({ "camera": camera.name }),
+                });
+            }
         }
         let size = frame.data().len();
         if let Ok(mut s) = stats.lock() {
             s.on_frame(Instant::now(), time, size);
         }
+        let key = frame.is_random_access_point();
+        let sample_entry = entry.clone().expect("entry set above");
+        let data = frame.into_data();
+        let data = if let Some((tx, mstats)) = &feeds.motion {
+            let (mine, theirs) = if feeds.record {
+                (Some(data.clone()), data)
+            } else {
+                (None, data)
+            };
+            let f = MotionFrame {
+                time,
+                key,
+                entry: sample_entry.clone(),
+                data: theirs,
+            };
+            crate::motion::offer(tx, f, mstats);
+            match mine {
+                Some(d) => d,
+                None => continue,
+            }
+        } else if feeds.record {
+            data
+        } else {
+            continue;
+        };
         let f = Frame {
             channel,
             run,
             time,
-            key: frame.is_random_access_point(),
-            sample_entry: entry.clone().expect("entry set above"),
-            data: frame.into_data(),
+            key,
+            sample_entry,
+            data,
         };
         match writer.try_send(Command::Frame(f)) {
             Ok(()) => {}

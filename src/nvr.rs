@@ -14,7 +14,10 @@ use anyhow::{bail, Result};
 use tracing::info;
 
 use crate::config::{ChannelConfig, Config};
-use crate::ingest::{self, IngestHandle, SharedStats, StreamStats};
+use crate::events::actions::{Dispatcher, SharedActionStats};
+use crate::ingest::{self, Feeds, IngestHandle, SharedStats, StreamStats};
+use crate::motion::{MotionFrame, MotionStats, SharedMotionStats};
+use crate::recording::GateStats;
 use crate::store::{Reader, RecordingStatus, Store, StoreConfig};
 use crate::time::Clock;
 
@@ -23,6 +26,9 @@ struct ChannelRuntime {
     binding: Option<String>,
     stats: SharedStats,
     ingest: Option<IngestHandle>,
+    /// The substream session feeding motion detection, when the camera has one.
+    sub_ingest: Option<IngestHandle>,
+    motion: Option<(std::sync::mpsc::SyncSender<MotionFrame>, SharedMotionStats)>,
 }
 
 pub struct Nvr {
@@ -41,6 +47,9 @@ pub struct Nvr {
     pub nvr_id: String,
     /// Wakes the failback transfer worker; dropped at shutdown to stop it.
     transfer_wake: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// Delivery counters of the configured actions.
+    pub actions: SharedActionStats,
+    gate_stats: crate::store::events::GateStatsMap,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -51,12 +60,23 @@ pub struct ChannelView {
     pub binding: Option<String>,
     pub ingest: StreamStats,
     pub recording: RecordingStatus,
+    /// Mode now, pre-event buffer use, event windows.
+    pub policy: Option<GateStats>,
+    pub motion: Option<MotionStats>,
 }
 
 impl Nvr {
     /// Opens (and repairs) the store, then starts ingest for every bound channel.
     pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Nvr>> {
         let policies = config.channels.iter().map(|c| (c.number, c.retention)).collect();
+        let announce = !config.actions.is_empty() || config.mqtt.is_some();
+        let (notifier, notices) = match announce {
+            true => {
+                let (tx, rx) = tokio::sync::mpsc::channel(1024);
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let (store, report) = Store::open(
             StoreConfig {
                 dir: config.storage.dir.clone(),
@@ -69,7 +89,7 @@ impl Nvr {
                     .iter()
                     .map(|c| (c.number, c.recording.clone()))
                     .collect(),
-                notifier: None,
+                notifier,
             },
             clock.clone(),
         )?;
@@ -95,6 +115,14 @@ impl Nvr {
         };
         let mut channels = BTreeMap::new();
         for c in &config.channels {
+            let motion = match &c.motion {
+                Some(m) => {
+                    let stats = SharedMotionStats::default();
+                    let tx = crate::motion::spawn(c.number, m.clone(), store.sender(), stats.clone())?;
+                    Some((tx, stats))
+                }
+                None => None,
+            };
             channels.insert(
                 c.number,
                 ChannelRuntime {
@@ -102,8 +130,39 @@ impl Nvr {
                     binding: None,
                     stats: Arc::new(Mutex::new(StreamStats::default())),
                     ingest: None,
+                    sub_ingest: None,
+                    motion,
                 },
             );
+        }
+        let actions = SharedActionStats::default();
+        let gate_stats = store.gate_stats.clone();
+        if let Some(rx) = notices {
+            let mut sensors: crate::events::mqtt::Sensors = config
+                .channels
+                .iter()
+                .filter(|c| c.motion.is_some())
+                .map(|c| (c.number, "motion".to_string()))
+                .collect();
+            sensors.extend(config.triggers.iter().map(|t| (t.channel, t.kind.clone())));
+            let mqtt = config.mqtt.as_ref().map(|m| {
+                crate::events::mqtt::Mqtt::start(
+                    m,
+                    &nvr_id,
+                    config.triggers.clone(),
+                    sensors,
+                    store.sender(),
+                    clock.clone(),
+                )
+            });
+            let d = Dispatcher {
+                actions: config.actions.clone(),
+                mqtt,
+                nvr_id: nvr_id.clone(),
+                clock: clock.clone(),
+                stats: actions.clone(),
+            };
+            tokio::spawn(d.run(rx));
         }
         let nvr = Arc::new(Nvr {
             reader: store.reader(),
@@ -122,6 +181,8 @@ impl Nvr {
             agents: Mutex::new(Vec::new()),
             nvr_id,
             transfer_wake: Mutex::new(transfer_wake),
+            actions,
+            gate_stats,
             config,
         });
         // Channels a rule governs take their binding from the rule's state.
@@ -153,7 +214,7 @@ impl Nvr {
     }
 
     /// Swaps the binding and returns the task to stop (outside the lock).
-    fn bind_now(&self, channel: u32, camera: Option<&str>) -> Result<Option<IngestHandle>> {
+    fn bind_now(&self, channel: u32, camera: Option<&str>) -> Result<(Option<IngestHandle>, Option<IngestHandle>)> {
         let cam = match camera {
             Some(name) => match self.config.camera(name) {
                 Some(c) => Some(c.clone()),
@@ -166,18 +227,41 @@ impl Nvr {
             bail!("no channel {channel}")
         };
         if rt.binding.as_deref() == camera {
-            return Ok(None);
+            return Ok((None, None));
         }
-        let old = rt.ingest.take();
+        let old = (rt.ingest.take(), rt.sub_ingest.take());
         info!(channel, from = ?rt.binding, to = ?camera, "binding changed");
         rt.binding = camera.map(str::to_string);
         if let Some(cam) = cam {
+            // Motion is detected on the substream when the camera has one.
+            let sub = cam.substream_url.clone().filter(|_| rt.motion.is_some());
+            let main_feeds = Feeds {
+                record: true,
+                motion: rt.motion.clone().filter(|_| sub.is_none()),
+            };
+            if let Some(url) = sub {
+                let sub_cam = crate::config::NetworkCamera { url, ..cam.clone() };
+                let feeds = Feeds {
+                    record: false,
+                    motion: rt.motion.clone(),
+                };
+                let stats = SharedStats::default();
+                rt.sub_ingest = Some(ingest::spawn(
+                    channel,
+                    sub_cam,
+                    self.writer.clone(),
+                    stats,
+                    self.clock.clone(),
+                    feeds,
+                ));
+            }
             rt.ingest = Some(ingest::spawn(
                 channel,
                 cam,
                 self.writer.clone(),
                 rt.stats.clone(),
                 self.clock.clone(),
+                main_feeds,
             ));
         } else if let Ok(mut s) = rt.stats.lock() {
             *s = StreamStats::default();
@@ -187,14 +271,16 @@ impl Nvr {
 
     /// Binds `channel` to a network camera (or to nothing). Recording follows.
     pub async fn bind(&self, channel: u32, camera: Option<&str>) -> Result<()> {
-        if let Some(old) = self.bind_now(channel, camera)? {
-            old.stop().await;
+        let (main, sub) = self.bind_now(channel, camera)?;
+        for h in [main, sub].into_iter().flatten() {
+            h.stop().await;
         }
         Ok(())
     }
 
     pub fn channel_views(&self) -> Vec<ChannelView> {
         let status = self.status.lock().map(|m| m.clone()).unwrap_or_default();
+        let gates = self.gate_stats.lock().map(|m| m.clone()).unwrap_or_default();
         let chans = self.channels.lock().expect("channels lock");
         chans
             .values()
@@ -207,6 +293,8 @@ impl Nvr {
                     state: "idle",
                     ..Default::default()
                 }),
+                policy: gates.get(&rt.config.number).cloned(),
+                motion: rt.motion.as_ref().and_then(|(_, s)| s.lock().ok().map(|s| s.clone())),
             })
             .collect()
     }
@@ -266,6 +354,14 @@ impl Nvr {
         });
     }
 
+    /// Starts or ends an event on a channel (HTTP trigger); never blocks on
+    /// anything but the writer's queue.
+    pub fn event_edge(&self, edge: crate::events::Edge) -> Result<(), String> {
+        self.writer
+            .try_send(crate::store::Command::EventEdge(edge))
+            .map_err(|e| format!("the store writer is not taking events: {e}"))
+    }
+
     /// Stops the failover agents, then ingest, then closes every segment.
     pub async fn shutdown(&self) {
         info!("shutdown: stopping failover agents");
@@ -276,7 +372,14 @@ impl Nvr {
         info!("shutdown: stopping ingest");
         let handles: Vec<IngestHandle> = {
             let mut chans = self.channels.lock().expect("channels lock");
-            chans.values_mut().filter_map(|rt| rt.ingest.take()).collect()
+            let mut v = Vec::new();
+            for rt in chans.values_mut() {
+                v.extend(rt.ingest.take());
+                v.extend(rt.sub_ingest.take());
+                // The last sender gone ends the channel's motion thread.
+                rt.motion = None;
+            }
+            v
         };
         for h in handles {
             h.stop().await;

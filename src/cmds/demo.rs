@@ -1,3 +1,8 @@
+//! `tandem demo`: simulated cameras with an object crossing the scene once a
+//! minute, recorded under the seed's example policy — channel 1
+//! `continuous+events` with motion detection, channel 2 `events` only (30 s
+//! before, 2 minutes after) — with no configuration at all.
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -5,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use tandem::config::{ChannelConfig, Config, NetworkCamera, StorageConfig, Transport};
-use tandem::sim::{self, SimOptions, VideoSpec};
+use tandem::config::{ChannelConfig, Config, MotionConfig, NetworkCamera, StorageConfig, Transport};
+use tandem::recording::{EventPolicy, Mode, RecordingPolicy, Schedule};
+use tandem::sim::{self, MotionScript, SimOptions, VideoSpec};
 use tandem::store::retention::RetentionPolicy;
 
 #[derive(clap::Args)]
@@ -17,52 +23,90 @@ pub struct Args {
     /// HTTP address of the API and web page.
     #[arg(long, default_value = tandem::config::DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Number of simulated cameras (one channel each).
+    /// Number of simulated cameras (one channel each; odd channels record
+    /// continuous+events, even ones events only).
     #[arg(long, default_value_t = 2)]
     cameras: u32,
+    /// Seconds between the object's crossings.
+    #[arg(long, default_value_t = 60.0)]
+    motion_every: f64,
 }
+
+const DAY: i64 = 86_400 * 90_000;
 
 pub fn run(a: Args) -> Result<ExitCode> {
     super::runtime()?.block_on(async move {
-        let spec = VideoSpec {
+        // Each camera has a main stream (recorded) and a substream (motion
+        // detection), both showing the same scripted scene.
+        let main = VideoSpec {
             width: 1280,
             height: 720,
             fps: 25,
             gop: 25,
             bitrate_kbps: 2000,
         };
-        let video = Arc::new(tokio::task::spawn_blocking(move || sim::encode_loop(&spec)).await??);
+        let sub = VideoSpec {
+            width: 640,
+            height: 360,
+            fps: 10,
+            gop: 10,
+            bitrate_kbps: 500,
+        };
+        let crossing = Duration::from_secs(6);
+        let still = Duration::from_secs(4);
+        let (main_video, sub_video) = tokio::try_join!(
+            tokio::task::spawn_blocking(move || sim::encode_scripted(&main, still, crossing)),
+            tokio::task::spawn_blocking(move || sim::encode_scripted(&sub, still, crossing)),
+        )?;
         let opts = SimOptions {
             count: a.cameras,
             first_id: 1,
             setup_delay: Duration::ZERO,
             auth: None,
             switch: None,
-            motion: None,
+            motion: Some(MotionScript {
+                at: vec![20.0],
+                every: Some(a.motion_every.max(10.0)),
+            }),
         };
-        let server = sim::start("127.0.0.1:0".parse()?, video, opts).await?;
+        let sub_opts = SimOptions {
+            first_id: 101,
+            ..opts.clone()
+        };
+        let server = sim::start("127.0.0.1:0".parse()?, Arc::new(main_video?), opts).await?;
+        let sub_server = sim::start("127.0.0.1:0".parse()?, Arc::new(sub_video?), sub_opts).await?;
         let cameras: Vec<NetworkCamera> = (1..=a.cameras)
             .map(|i| NetworkCamera {
                 name: format!("sim{i}"),
                 url: url::Url::parse(&server.url(i)).expect("simulated camera URL parses"),
-                substream_url: None,
+                substream_url: Some(url::Url::parse(&sub_server.url(i)).expect("substream URL parses")),
                 channel: None,
                 transport: Transport::Tcp,
                 credentials: None,
             })
             .collect();
         let channels = (1..=a.cameras)
-            .map(|i| ChannelConfig {
-                number: i,
-                name: format!("Simulated camera {i}"),
-                camera: Some(format!("sim{i}")),
-                recording: Default::default(),
-                motion: None,
-                retention: RetentionPolicy {
-                    max_age: Some(7 * 86400 * 90_000),
-                    max_bytes: Some(2 << 30),
-                    ..Default::default()
-                },
+            .map(|i| {
+                let mode = if i % 2 == 1 {
+                    Mode::ContinuousEvents
+                } else {
+                    Mode::Events
+                };
+                ChannelConfig {
+                    number: i,
+                    name: format!("Simulated camera {i} ({})", mode.as_str()),
+                    camera: Some(format!("sim{i}")),
+                    retention: RetentionPolicy {
+                        max_age: Some(7 * DAY),
+                        event_max_age: Some(30 * DAY),
+                        max_bytes: Some(2 << 30),
+                    },
+                    recording: RecordingPolicy {
+                        schedule: Schedule::always(mode),
+                        events: EventPolicy::default(),
+                    },
+                    motion: Some(MotionConfig::default()),
+                }
             })
             .collect();
         let config = Config {
@@ -82,13 +126,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
         super::run_nvr(config, |addr| {
             println!("Tandem demo");
             for i in 1..=a.cameras {
-                println!("  simulated camera {i}: {}  → channel {i}", server.url(i));
+                println!(
+                    "  simulated camera {i}: {} (substream {})  → channel {i}",
+                    server.url(i),
+                    sub_server.url(i)
+                );
             }
+            println!("  an object crosses every scene 20 s after start, then every {} s", a.motion_every.max(10.0));
+            println!("  channel 1: continuous+events, motion detection on; channel 2: events only (30 s before, 2 min after)");
             println!("  recording into:   {}", a.data.display());
             println!("  web page:         http://{addr}/");
             println!("  channels (JSON):  http://{addr}/api/v1/channels");
-            println!("  recordings:       http://{addr}/api/v1/channels/1/recordings?start=…&end=…");
+            println!("  events:           http://{addr}/api/v1/events?channel=1");
+            println!("  recordings:       http://{addr}/api/v1/channels/2/recordings?start=…&end=…");
             println!("  clip:             http://{addr}/api/v1/channels/1/clip.mp4?start=…&end=…");
+            println!("  trigger an event: curl -X POST http://{addr}/api/v1/channels/2/events -d '{{\"type\":\"door\",\"action\":\"pulse\",\"duration\":5}}' -H 'Content-Type: application/json'");
             println!("Press Ctrl-C to stop.");
         })
         .await

@@ -8,9 +8,9 @@
 //! `failover`; actions (MQTT publish, webhook, e-mail) in `actions`.
 //! Nothing here may block recording: notices are offered with `try_send`.
 
-// pub mod actions;
-// pub mod mqtt;
-// pub mod rate;
+pub mod actions;
+pub mod mqtt;
+pub mod rate;
 
 use crate::time::Time90k;
 

@@ -418,14 +418,17 @@ pub fn end_event(
 pub fn events(
     conn: &Connection,
     channel: Option<u32>,
+    kind: Option<&str>,
     start: Time90k,
     end: Time90k,
 ) -> rusqlite::Result<Vec<EventRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, channel, kind, start_90k, end_90k, details FROM event
-         WHERE (?1 IS NULL OR channel = ?1) AND start_90k >= ?2 AND start_90k < ?3 ORDER BY start_90k LIMIT 10000",
+         WHERE (?1 IS NULL OR channel = ?1) AND (?4 IS NULL OR kind = ?4)
+           AND start_90k < ?3 AND (end_90k IS NULL OR end_90k >= ?2)
+         ORDER BY start_90k LIMIT 10000",
     )?;
-    let rows = stmt.query_map(params![channel, start.0, end.0], |r| {
+    let rows = stmt.query_map(params![channel, start.0, end.0, kind], |r| {
         let details: String = r.get(5)?;
         Ok(EventRow {
             id: r.get(0)?,

@@ -501,7 +501,13 @@ impl Reader {
         Ok(out)
     }
 
-    pub fn events(&self, channel: Option<u32>, start: Time90k, end: Time90k) -> Result<Vec<db::EventRow>> {
-        Ok(db::events(&self.conn()?, channel, start, end)?)
+    pub fn events(
+        &self,
+        channel: Option<u32>,
+        kind: Option<&str>,
+        start: Time90k,
+        end: Time90k,
+    ) -> Result<Vec<db::EventRow>> {
+        Ok(db::events(&self.conn()?, channel, kind, start, end)?)
     }
 }

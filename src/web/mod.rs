@@ -5,6 +5,7 @@
 
 mod channels;
 mod clip;
+mod events;
 mod import;
 
 use std::sync::Arc;
@@ -126,7 +127,9 @@ pub fn router(nvr: Arc<Nvr>) -> Router {
         .route("/api/v1/channels", get(channels::list))
         .route("/api/v1/channels/{n}/recordings", get(channels::recordings))
         .route("/api/v1/channels/{n}/clip.mp4", get(clip::clip))
-        .route("/api/v1/events", get(channels::events))
+        .route("/api/v1/channels/{n}/events", axum::routing::post(events::trigger))
+        .route("/api/v1/events", get(events::search))
+        .route("/api/v1/actions", get(events::actions))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/transfers", get(transfers))
         .route(

@@ -1,0 +1,217 @@
+//! Actions: announcing stored events by MQTT, webhook and e-mail.
+//!
+//! One dispatcher task receives every notice from the store writer, filters it
+//! per action (channels, event types), applies the rate limiter and starts a
+//! delivery task, which retries with backoff and logs the outcome. Must never
+//! block recording or another delivery: the writer offers notices with
+//! `try_send`, and each delivery runs on its own.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc::Receiver;
+use tracing::{info, warn};
+
+use super::rate::RateLimiter;
+use super::{mqtt::Mqtt, Notice, Phase};
+use crate::config::{ActionConfig, ActionTarget};
+use crate::time::Clock;
+
+/// Attempts per delivery, with backoff 1, 2, 4, 8 s between them.
+const ATTEMPTS: u32 = 5;
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ActionStats {
+    pub name: String,
+    pub delivered: u64,
+    pub failed: u64,
+    pub retries: u64,
+    pub rate_limited: u64,
+    pub last_error: Option<String>,
+}
+
+pub type SharedActionStats = Arc<Mutex<Vec<ActionStats>>>;
+
+pub struct Dispatcher {
+    pub actions: Vec<ActionConfig>,
+    pub mqtt: Option<Mqtt>,
+    pub nvr_id: String,
+    pub clock: Arc<dyn Clock>,
+    pub stats: SharedActionStats,
+}
+
+fn matches(a: &ActionConfig, n: &Notice) -> bool {
+    let ch_ok = match (&a.channels, n.channel) {
+        (None, _) => true,
+        (Some(list), Some(ch)) => list.contains(&ch),
+        (Some(_), None) => false,
+    };
+    ch_ok && a.kinds.as_ref().is_none_or(|k| k.iter().any(|k| *k == n.kind))
+}
+
+impl Dispatcher {
+    pub async fn run(self, mut rx: Receiver<Notice>) {
+        let me = Arc::new(self);
+        if let Ok(mut s) = me.stats.lock() {
+            *s = me
+                .actions
+                .iter()
+                .map(|a| ActionStats {
+                    name: a.name.clone(),
+                    ..Default::default()
+                })
+                .collect();
+        }
+        let mut limiter = RateLimiter::default();
+        while let Some(n) = rx.recv().await {
+            // Home Assistant state topics follow every event, unthrottled:
+            // they are state, not alerts.
+            if let Some(m) = &me.mqtt {
+                m.publish_state(&n).await;
+            }
+            let now = me.clock.now();
+            for (i, a) in me.actions.iter().enumerate() {
+                if !matches(a, &n) {
+                    continue;
+                }
+                let min = (a.min_interval.as_secs_f64() * 90_000.0) as i64;
+                if !limiter.admit(i, min, &n, now) {
+                    if n.phase != Phase::End {
+                        me.count(i, |s| s.rate_limited += 1);
+                    }
+                    continue;
+                }
+                let me2 = me.clone();
+                let n2 = n.clone();
+                tokio::spawn(async move { me2.deliver(i, n2).await });
+            }
+        }
+    }
+
+    fn count(&self, i: usize, f: impl FnOnce(&mut ActionStats)) {
+        if let Some(s) = self.stats.lock().ok().as_mut().and_then(|v| v.get_mut(i)) {
+            f(s);
+        }
+    }
+
+    async fn deliver(&self, i: usize, n: Notice) {
+        let a = &self.actions[i];
+        let mut delay = Duration::from_secs(1);
+        for attempt in 1..=ATTEMPTS {
+            let r = match &a.target {
+                ActionTarget::Mqtt => match &self.mqtt {
+                    Some(m) => m.publish_event(&n).await,
+                    None => Err("no MQTT broker".into()),
+                },
+                ActionTarget::Webhook { url } => webhook(url.as_str(), &self.nvr_id, &n).await,
+                ActionTarget::Email {
+                    smtp_host,
+                    smtp_port,
+                    from,
+                    to,
+                } => email(smtp_host, *smtp_port, from, to, &self.nvr_id, &n).await,
+            };
+            match r {
+                Ok(()) => {
+                    info!(action = a.name, event = n.id, kind = n.kind, phase = ?n.phase, "event delivered");
+                    self.count(i, |s| s.delivered += 1);
+                    return;
+                }
+                Err(e) if attempt < ATTEMPTS => {
+                    warn!(
+                        action = a.name,
+                        event = n.id,
+                        attempt,
+                        "delivery failed, will retry: {e}"
+                    );
+                    self.count(i, |s| {
+                        s.retries += 1;
+                        s.last_error = Some(e);
+                    });
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    warn!(action = a.name, event = n.id, "delivery failed for good: {e}");
+                    self.count(i, |s| {
+                        s.failed += 1;
+                        s.last_error = Some(e);
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The JSON body a webhook receives: the notice plus the NVR's id.
+pub fn payload(nvr_id: &str, n: &Notice) -> serde_json::Value {
+    let mut v = serde_json::to_value(n).unwrap_or_default();
+    v["nvr"] = serde_json::json!(nvr_id);
+    v
+}
+
+async fn webhook(url: &str, nvr_id: &str, n: &Notice) -> Result<(), String> {
+    let body = payload(nvr_id, n).to_string();
+    let url = url.to_string();
+    let r = tokio::task::spawn_blocking(move || {
+        crate::httpc::request_with_timeout(
+            "POST",
+            &url,
+            &[("Content-Type", "application/json"), ("User-Agent", "Tandem NVR")],
+            body.as_bytes(),
+            Duration::from_secs(10),
+        )
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    if (200..300).contains(&r.status) {
+        Ok(())
+    } else {
+        Err(format!("webhook answered HTTP {}", r.status))
+    }
+}
+
+/// A short human subject: "Tandem: motion started on channel 1".
+pub fn subject(n: &Notice) -> String {
+    let what = match n.phase {
+        Phase::Start => "started",
+        Phase::End => "ended",
+        Phase::Instant => "",
+    };
+    let on = n.channel.map(|c| format!(" on channel {c}")).unwrap_or_default();
+    format!("Tandem: {} {what}{on}", n.kind.replace('_', " ")).replace("  ", " ")
+}
+
+async fn email(host: &str, port: u16, from: &str, to: &[String], nvr_id: &str, n: &Notice) -> Result<(), String> {
+    use lettre::message::header::ContentType;
+    use lettre::{Message, SmtpTransport, Transport};
+    let mut b = Message::builder()
+        .from(from.parse().map_err(|e| format!("from: {e}"))?)
+        .subject(subject(n))
+        .header(ContentType::TEXT_PLAIN);
+    for t in to {
+        b = b.to(t.parse().map_err(|e| format!("to: {e}"))?);
+    }
+    let text = format!(
+        "{}\n\nNVR: {nvr_id}\nEvent id: {}\nStart: {}\nEnd: {}\n\nDetails:\n{}\n",
+        subject(n),
+        n.id,
+        n.start,
+        n.end.map(|e| e.to_rfc3339()).unwrap_or_else(|| "(still going)".into()),
+        serde_json::to_string_pretty(&n.details).unwrap_or_default()
+    );
+    let msg = b.body(text).map_err(|e| e.to_string())?;
+    let host = host.to_string();
+    tokio::task::spawn_blocking(move || {
+        // Plain SMTP (a site relay); STARTTLS needs a TLS backend, which this
+        // build leaves out to keep the dependency tree small.
+        let t = SmtpTransport::builder_dangerous(host)
+            .port(port)
+            .timeout(Some(Duration::from_secs(10)))
+            .build();
+        t.send(&msg).map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}

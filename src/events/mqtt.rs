@@ -1,0 +1,203 @@
+//! The MQTT connection: subscription triggers in, event announcements out.
+//!
+//! One client per NVR. Incoming publishes on a trigger's topic become event
+//! edges for the store writer; outgoing, every event is published as JSON to
+//! `{prefix}/{nvr}/events`, start/end events drive retained `ON`/`OFF` state
+//! topics `{prefix}/{nvr}/channel/{n}/{type}`, and Home Assistant discovery
+//! configs make those binary sensors appear by themselves. The broker's
+//! availability topic carries `online`/`offline` (the latter as last will).
+//!
+//! Must never block the dispatcher or a trigger on a broker that is down:
+//! publishes are offered to the client's queue without waiting.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use tracing::{info, warn};
+
+use super::{Edge, Notice, Phase};
+use crate::config::{MqttConfig, TriggerConfig};
+use crate::store::Command;
+use crate::time::Clock;
+
+#[derive(Clone)]
+pub struct Mqtt {
+    client: AsyncClient,
+    /// `{prefix}/{nvr}`.
+    base: String,
+}
+
+static PULSE: AtomicU64 = AtomicU64::new(0);
+
+/// What the NVR announces sensors for in Home Assistant: (channel, type).
+pub type Sensors = Vec<(u32, String)>;
+
+impl Mqtt {
+    /// Connects (in the background, reconnecting forever) and starts handling
+    /// triggers.
+    pub fn start(
+        cfg: &MqttConfig,
+        nvr_id: &str,
+        triggers: Vec<TriggerConfig>,
+        sensors: Sensors,
+        writer: SyncSender<Command>,
+        clock: Arc<dyn Clock>,
+    ) -> Mqtt {
+        let base = format!("{}/{nvr_id}", cfg.topic_prefix);
+        let id = cfg.client_id.clone().unwrap_or_else(|| format!("tandem-{nvr_id}"));
+        let mut opts = MqttOptions::new(id, cfg.host.clone(), cfg.port);
+        opts.set_keep_alive(Duration::from_secs(10));
+        opts.set_last_will(LastWill::new(
+            format!("{base}/status"),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+        if let Some(u) = &cfg.username {
+            opts.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let me = Mqtt { client, base };
+        let me2 = me.clone();
+        let discovery = cfg.discovery_prefix.clone();
+        let nvr = nvr_id.to_string();
+        tokio::spawn(async move {
+            let mut connected = false;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        info!(broker = %me2.base, "MQTT connected");
+                        connected = true;
+                        me2.on_connect(&triggers, &sensors, discovery.as_deref(), &nvr);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let payload = String::from_utf8_lossy(&p.payload).trim().to_string();
+                        for t in triggers.iter().filter(|t| t.mqtt_topic == p.topic) {
+                            trigger(t, &payload, &writer, &*clock);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if connected {
+                            warn!("MQTT connection lost: {e}");
+                        } else {
+                            tracing::debug!("MQTT connect failed: {e}");
+                        }
+                        connected = false;
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                }
+            }
+        });
+        me
+    }
+
+    fn offer(&self, topic: String, retain: bool, payload: impl Into<Vec<u8>>) {
+        if let Err(e) = self.client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
+            warn!("MQTT publish dropped: {e}");
+        }
+    }
+
+    fn on_connect(&self, triggers: &[TriggerConfig], sensors: &Sensors, discovery: Option<&str>, nvr: &str) {
+        for t in triggers {
+            if let Err(e) = self.client.try_subscribe(t.mqtt_topic.clone(), QoS::AtLeastOnce) {
+                warn!(topic = t.mqtt_topic, "MQTT subscribe failed: {e}");
+            }
+        }
+        self.offer(format!("{}/status", self.base), true, "online");
+        let Some(prefix) = discovery else { return };
+        for (ch, kind) in sensors {
+            let uid = format!("tandem_{nvr}_ch{ch}_{kind}").replace('-', "_");
+            let device_class = match kind.as_str() {
+                "motion" => "motion",
+                "door" => "door",
+                _ => "problem",
+            };
+            let config = serde_json::json!({
+                "name": format!("Channel {ch} {}", kind.replace('_', " ")),
+                "unique_id": uid,
+                "state_topic": format!("{}/channel/{ch}/{kind}", self.base),
+                "availability_topic": format!("{}/status", self.base),
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "device_class": device_class,
+                "device": { "identifiers": [format!("tandem_{nvr}")], "name": format!("Tandem NVR {nvr}"), "manufacturer": "Tandem" },
+            });
+            self.offer(format!("{prefix}/binary_sensor/{uid}/config"), true, config.to_string());
+        }
+    }
+
+    /// Retained ON/OFF state of a channel's event type.
+    pub async fn publish_state(&self, n: &Notice) {
+        let (Some(ch), Some(state)) = (
+            n.channel,
+            match n.phase {
+                Phase::Start => Some("ON"),
+                Phase::End => Some("OFF"),
+                Phase::Instant => None,
+            },
+        ) else {
+            return;
+        };
+        self.offer(format!("{}/channel/{ch}/{}", self.base, n.kind), true, state);
+    }
+
+    /// The event as JSON on `{base}/events` (the `mqtt` action).
+    pub async fn publish_event(&self, n: &Notice) -> Result<(), String> {
+        let body = super::actions::payload(self.base.rsplit('/').next().unwrap_or(""), n).to_string();
+        let topic = format!("{}/events", self.base);
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            self.client.publish(topic, QoS::AtLeastOnce, false, body),
+        )
+        .await
+        .map_err(|_| "MQTT client queue full (broker unreachable?)".to_string())?
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Applies one message on a trigger topic.
+fn trigger(t: &TriggerConfig, payload: &str, writer: &SyncSender<Command>, clock: &dyn Clock) {
+    let now = clock.now();
+    let key = format!("mqtt:{}", t.mqtt_topic);
+    let details = serde_json::json!({ "source": "mqtt", "topic": t.mqtt_topic, "payload": payload });
+    let edge = |key: String, start: bool, time| {
+        Command::EventEdge(Edge {
+            channel: t.channel,
+            kind: t.kind.clone(),
+            key,
+            start,
+            time,
+            details: details.clone(),
+            trigger: true,
+        })
+    };
+    if payload == t.payload_start {
+        match t.pulse {
+            Some(d) => {
+                // Each pulse is its own event; overlapping ones merge in the gate.
+                let key = format!("{key}#{}", PULSE.fetch_add(1, Ordering::Relaxed));
+                let _ = writer.send(edge(key.clone(), true, now));
+                let stop = edge(key, false, now + (d.as_secs_f64() * 90_000.0) as i64);
+                let w = writer.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    let _ = w.send(stop);
+                });
+            }
+            None => {
+                let _ = writer.send(edge(key, true, now));
+            }
+        }
+    } else if payload == t.payload_stop && t.pulse.is_none() {
+        let _ = writer.send(edge(key, false, now));
+    } else {
+        warn!(
+            topic = t.mqtt_topic,
+            payload, "MQTT trigger: payload is neither start nor stop"
+        );
+    }
+}
