@@ -70,7 +70,8 @@ fn http_status(url: &str, timeout: Duration) -> Result<Vec<u32>, String> {
         .as_array()
         .map(|a| {
             a.iter()
-                .filter(|c| c["recording"] == "recording")
+                // `live` since event recording; `recording` from older peers.
+                .filter(|c| c["live"] == true || c["recording"] == "recording")
                 .filter_map(|c| c["number"].as_u64().map(|n| n as u32))
                 .collect()
         })

@@ -109,8 +109,10 @@ impl Gate {
         }
     }
 
-    pub fn in_window(&self) -> bool {
-        self.window.is_some()
+    /// Where the open window's footage begins (for `continuous+events`, the
+    /// already-written footage from `event − pre` on).
+    pub fn window_start(&self) -> Option<Time90k> {
+        self.window.as_ref().map(|w| w.start)
     }
 
     /// A trigger (motion, a door contact, …) started at `time`.

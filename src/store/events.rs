@@ -85,9 +85,10 @@ impl Writer {
             let st = self.policy_state(ch);
             if in_window && !st.in_window {
                 st.in_window = true;
-                st.window_start = time;
-                info!(channel = ch, start = %time, "event recording started");
-                if let Err(e) = db::mark_event_footage(self.conn(), ch, time) {
+                st.window_start = st.gate.window_start().unwrap_or(time).min(time);
+                let start = st.window_start;
+                info!(channel = ch, %start, "event recording started");
+                if let Err(e) = db::mark_event_footage(self.conn(), ch, start) {
                     warn!(channel = ch, "cannot mark event footage: {e}");
                 }
             } else if !in_window && st.in_window {

@@ -81,6 +81,7 @@ async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Js
     let now = nvr.clock.now();
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "nvr_id": nvr.nvr_id,
         "uptime_s": nvr.started.elapsed().as_secs_f64(),
         "now": now.to_rfc3339(),
         "channels": views.iter().map(|v| {
@@ -90,10 +91,17 @@ async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Js
             // delivers late do not count.
             let live = v.ingest.last_frame.is_some_and(|t| (now - t).abs() < 90_000);
             let state = if v.recording.state == "recording" && !live { "catching_up" } else { v.recording.state };
+            let mode = v.policy.as_ref().and_then(|p| p.mode).unwrap_or("continuous");
+            // `live`: footage is arriving and the channel's policy is applied to
+            // it now — recording, or in `events`/`off` mode ready to. Failback
+            // waits for this, not for frames being written.
+            let live = live && (state == "recording" || matches!(mode, "events" | "off"));
             serde_json::json!({
                 "number": v.number,
                 "binding": v.binding,
                 "recording": state,
+                "mode": mode,
+                "live": live,
                 "connected": v.ingest.connected,
             })
         }).collect::<Vec<_>>(),

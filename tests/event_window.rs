@@ -1,0 +1,148 @@
+//! Event recording end to end through the real store: stamped frames in, an
+//! event under the seed's 30 s / 2 min policy, and `audit` of what was stored
+//! must show exactly [key frame ≤ event − 30 s, event end + 2 min] and nothing
+//! else. Frames run on simulated time, so the 7-minute scenario takes a second.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem::audit::audit_store;
+use tandem::events::Edge;
+use tandem::nal::FrameStamp;
+use tandem::recording::{EventPolicy, Mode, RecordingPolicy, Schedule};
+use tandem::store::{Command, Frame, SampleEntry, Store, StoreConfig};
+use tandem::time::{SystemClock, Time90k};
+
+const FPS: i64 = 10;
+const GOP: i64 = 10;
+const T0_US: i64 = 1_800_000_000_000_000;
+
+fn frame(n: i64, entry: &Arc<SampleEntry>) -> Frame {
+    let us = T0_US + n * 1_000_000 / FPS;
+    let sei = FrameStamp {
+        camera_id: 7,
+        seq: n as u64,
+        capture_unix_micros: us,
+    }
+    .to_h264_sei();
+    let mut data = Vec::new();
+    for nal in [&sei[..], &[0x65, 0x88, 0x84, 0x00, 0x10][..]] {
+        data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        data.extend_from_slice(nal);
+    }
+    Frame {
+        channel: 1,
+        run: 1,
+        time: Time90k::from_unix_micros(us),
+        key: n % GOP == 0,
+        sample_entry: entry.clone(),
+        data,
+    }
+}
+
+fn at(n: i64) -> Time90k {
+    Time90k::from_unix_micros(T0_US + n * 1_000_000 / FPS)
+}
+
+fn run(mode: Mode, event: (i64, i64), secs: i64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut entry = vec![0u8; 86];
+    entry[4..8].copy_from_slice(b"avc1");
+    let entry = Arc::new(SampleEntry::parse(entry).unwrap());
+    let (store, _) = Store::open(
+        StoreConfig {
+            dir: dir.path().to_path_buf(),
+            flush_interval: Duration::from_millis(200),
+            segment_duration: Duration::from_secs(20),
+            min_free_bytes: 0,
+            policies: HashMap::new(),
+            recording: HashMap::from([(
+                1,
+                RecordingPolicy {
+                    schedule: Schedule::always(mode),
+                    events: EventPolicy::default(),
+                },
+            )]),
+            notifier: None,
+        },
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let tx = store.sender();
+    let edge = |start: bool, n: i64| {
+        Command::EventEdge(Edge {
+            channel: 1,
+            kind: "door".into(),
+            key: "door".into(),
+            start,
+            time: at(n),
+            details: serde_json::json!({}),
+            trigger: true,
+        })
+    };
+    for n in 0..secs * FPS {
+        if n == event.0 {
+            tx.send(edge(true, n)).unwrap();
+        }
+        if n == event.1 {
+            tx.send(edge(false, n)).unwrap();
+        }
+        tx.send(Command::Frame(frame(n, &entry))).unwrap();
+    }
+    store.sync();
+    (dir, store)
+}
+
+#[test]
+fn events_mode_stores_exactly_the_event_window() {
+    // Door opens at 100.3 s, closes at 105.0 s; 420 s of video.
+    let (_dir, store) = run(Mode::Events, (1003, 1050), 420);
+    let r = audit_store(&store.reader(), 1, at(0), at(420 * FPS)).unwrap();
+    assert_eq!(r.cameras.len(), 1, "{r:?}");
+    let c = &r.cameras[0];
+    // 100.3 − 30 = 70.3 s → the key frame at 70.0 s (within one GOP of it).
+    assert_eq!(c.first_seq, 700);
+    assert!(at(1003) - at(c.first_seq as i64) - 30 * 90_000 < GOP * 90_000 / FPS);
+    // 105.0 + 120 = 225.0 s, inclusive.
+    assert_eq!(c.last_seq, 2250);
+    assert_eq!(c.frames_lost, 0, "nothing missing inside the window: {:?}", c.gaps);
+    assert_eq!(r.frames_found, 2250 - 700 + 1);
+    assert_eq!(r.duplicates, 0);
+    let segs = store.reader().recordings(1, at(0), at(420 * FPS)).unwrap();
+    assert!(!segs.is_empty());
+    // The event is stored with its start and end.
+    let ev = store.reader().events(Some(1), Some("door"), at(0), at(4200)).unwrap();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].start, at(1003).to_rfc3339());
+    assert_eq!(ev[0].end.as_deref(), Some(at(1050).to_rfc3339().as_str()));
+    store.shutdown();
+}
+
+#[test]
+fn continuous_events_stores_everything_and_marks_event_footage() {
+    let (dir, store) = run(Mode::ContinuousEvents, (1003, 1050), 420);
+    let r = audit_store(&store.reader(), 1, at(0), at(420 * FPS)).unwrap();
+    assert_eq!(r.frames_found, 4200);
+    assert_eq!(r.frames_lost, 0);
+    store.shutdown();
+    // Segments overlapping [70.3 s, 225 s] are event footage; the rest not.
+    let conn = rusqlite::Connection::open(dir.path().join("index.db")).unwrap();
+    let mut st = conn
+        .prepare("SELECT start_90k, end_90k, event FROM segment ORDER BY start_90k")
+        .unwrap();
+    let rows: Vec<(i64, i64, bool)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(rows.len() >= 20, "{rows:?}");
+    for (s, e, ev) in &rows {
+        let overlaps = *e > at(703).0 && *s <= at(2250).0;
+        assert_eq!(
+            *ev, overlaps,
+            "segment {s}..{e}: event={ev}, overlaps window={overlaps}"
+        );
+    }
+    assert!(rows.iter().any(|r| !r.2) && rows.iter().any(|r| r.2));
+}
