@@ -149,17 +149,15 @@ async fn run(
     let mut online = false;
     let mut first = true;
     loop {
-        let result = session(
+        let ctx = Ctx {
             channel,
-            &camera,
-            &writer,
-            &stats,
-            &*clock,
-            &feeds,
-            &mut stop,
-            &mut online,
-        )
-        .await;
+            camera: &camera,
+            writer: &writer,
+            stats: &stats,
+            clock: &*clock,
+            feeds: &feeds,
+        };
+        let result = session(&ctx, &mut stop, &mut online).await;
         if feeds.record {
             let _ = writer.try_send(Command::EndRun { channel });
         }
@@ -199,16 +197,25 @@ async fn run(
     }
 }
 
-async fn session(
+/// What one session works with.
+struct Ctx<'a> {
     channel: u32,
-    camera: &NetworkCamera,
-    writer: &SyncSender<Command>,
-    stats: &SharedStats,
-    clock: &dyn Clock,
-    feeds: &Feeds,
-    stop: &mut watch::Receiver<bool>,
-    online: &mut bool,
-) -> Result<()> {
+    camera: &'a NetworkCamera,
+    writer: &'a SyncSender<Command>,
+    stats: &'a SharedStats,
+    clock: &'a dyn Clock,
+    feeds: &'a Feeds,
+}
+
+async fn session(ctx: &Ctx<'_>, stop: &mut watch::Receiver<bool>, online: &mut bool) -> Result<()> {
+    let Ctx {
+        channel,
+        camera,
+        writer,
+        stats,
+        clock,
+        feeds,
+    } = *ctx;
     let creds = camera.credentials.as_ref().map(|c| retina::client::Credentials {
         username: c.username.clone(),
         password: c.password.clone(),

@@ -76,8 +76,11 @@ fn webhook() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
     (port, got)
 }
 
-/// Subscribes to everything; returns (topic, payload) as they arrive.
-fn mqtt_listener(port: u16) -> (Client, Arc<Mutex<Vec<(String, String)>>>) {
+/// (topic, payload) of every message heard, in order.
+type Heard = Arc<Mutex<Vec<(String, String)>>>;
+
+/// Subscribes to everything; returns what arrives.
+fn mqtt_listener(port: u16) -> (Client, Heard) {
     let mut o = MqttOptions::new("test-listener", "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(5));
     let (client, mut conn) = Client::new(o, 64);

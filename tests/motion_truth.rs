@@ -9,7 +9,6 @@ use tandem::config::MotionConfig;
 use tandem::motion::{MotionEvent, MotionFrame, Pipeline};
 use tandem::sim::script::{MotionScript, Player};
 use tandem::sim::{encode_scripted, VideoSpec};
-use tandem::store::SampleEntry;
 use tandem::time::Time90k;
 
 const FPS: u32 = 10;
@@ -24,38 +23,18 @@ fn spec() -> VideoSpec {
     }
 }
 
-/// An avc1 sample entry carrying the loop's SPS/PPS, as retina builds one.
-fn entry(sps: &[u8], pps: &[u8]) -> Arc<SampleEntry> {
-    let mut avcc = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
-    avcc.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-    avcc.extend_from_slice(sps);
-    avcc.push(1);
-    avcc.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-    avcc.extend_from_slice(pps);
-    let mut data = vec![0u8; 86];
-    data[4..8].copy_from_slice(b"avc1");
-    data[32..34].copy_from_slice(&640u16.to_be_bytes());
-    data[34..36].copy_from_slice(&360u16.to_be_bytes());
-    data.extend_from_slice(&((avcc.len() + 8) as u32).to_be_bytes());
-    data.extend_from_slice(b"avcC");
-    data.extend_from_slice(&avcc);
-    let len = data.len() as u32;
-    data[0..4].copy_from_slice(&len.to_be_bytes());
-    Arc::new(SampleEntry::parse(data).unwrap())
-}
-
 /// Plays `secs` of the script through the detector; returns the crossings
 /// sent and the events detected.
 fn play(script: MotionScript, still: Duration, secs: u64) -> (Vec<(Time90k, Time90k)>, Vec<MotionEvent>, u64) {
     let video = encode_scripted(&spec(), still, Duration::from_secs(5)).unwrap();
-    let entry = entry(&video.sps, &video.pps);
+    let entry = Arc::new(tandem::motion::avc1_entry(&video.sps, &video.pps, 640, 360).unwrap());
     let mut player = Player::new(script, &video);
     let mut p = Pipeline::new(MotionConfig::default()).unwrap();
     let (mut truth, mut events) = (Vec::new(), Vec::new());
     let t0 = 1_800_000_000_000_000i64; // µs
     for n in 0..secs * u64::from(FPS) {
         let us = t0 + (n * 1_000_000 / u64::from(FPS)) as i64;
-        let (i, start) = player.next();
+        let (i, start) = player.advance();
         if let Some(s) = start {
             let c = s.at(1, us);
             truth.push((c.enters, c.leaves));

@@ -22,6 +22,9 @@ pub struct Args {
 enum Which {
     /// Recording CPU, memory and loss per stream: Tandem vs ffmpeg -c copy.
     Ingest(IngestArgs),
+    /// Motion detection CPU per channel (vs ffmpeg decoding the same stream)
+    /// and the latency from scripted motion to a stored event.
+    Motion(super::bench_motion::MotionArgs),
 }
 
 #[derive(clap::Args)]
@@ -53,6 +56,7 @@ struct IngestArgs {
 pub fn run(a: Args) -> Result<ExitCode> {
     match a.which {
         Which::Ingest(i) => ingest(i),
+        Which::Motion(m) => super::bench_motion::run(m),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_motion;
 pub mod check;
 pub mod demo;
 pub mod export;

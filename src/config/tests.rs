@@ -203,3 +203,134 @@ states.failure = [ { camera = 2, address = "192.168.2.1" } ]
         "{errs}"
     );
 }
+
+const EVENTS: &str = r#"
+[[network_camera]]
+name = "gate"
+url = "rtsp://192.0.2.20/main"
+substream_url = "rtsp://192.0.2.20/sub"
+
+[[channel]]
+number = 1
+camera = "gate"
+retention = { max_age = "7d", event_max_age = "30d" }
+[channel.recording]
+mode = "events"
+time_zone = "Europe/Berlin"
+pre = "45s"
+post = "3m"
+max_event = "20m"
+buffer_limit = "32 MiB"
+[[channel.recording.schedule]]
+days = "mon-fri"
+from = "08:00"
+to = "18:00"
+mode = "continuous+events"
+[channel.motion]
+sensitivity = 70
+min_area = 0.02
+zones = [[[0, 0.3], [1, 0.3], [1, 1], [0, 1]]]
+masks = [[[0.8, 0.3], [1, 0.3], [1, 0.5]]]
+
+[mqtt]
+broker = "mqtt://192.0.2.5:1883"
+
+[[trigger]]
+channel = 1
+type = "door"
+mqtt_topic = "site/gate/contact"
+payload_start = "open"
+payload_stop = "closed"
+
+[[action]]
+type = "email"
+smtp = "smtp://192.0.2.6:25"
+from = "nvr@example.com"
+to = ["guard@example.com"]
+events = ["door", "motion"]
+min_interval = "5m"
+
+[[action]]
+type = "webhook"
+url = "http://192.0.2.7/hook"
+channels = [1]
+"#;
+
+#[test]
+fn recording_policy_motion_triggers_and_actions_load() {
+    let c = p(EVENTS).unwrap();
+    let ch = &c.channels[0];
+    let r = &ch.recording;
+    assert_eq!(r.schedule.default, crate::recording::Mode::Events);
+    assert_eq!(r.schedule.windows.len(), 1);
+    assert_eq!(r.schedule.windows[0].mode, crate::recording::Mode::ContinuousEvents);
+    assert_eq!(r.events.pre, 45 * 90_000);
+    assert_eq!(r.events.post, 180 * 90_000);
+    assert_eq!(r.events.max_len, 1200 * 90_000);
+    assert_eq!(r.events.buffer_limit, 32 << 20);
+    assert_eq!(ch.retention.event_max_age, Some(30 * 86400 * 90_000));
+    let m = ch.motion.as_ref().unwrap();
+    assert_eq!((m.sensitivity, m.zones.len(), m.masks.len()), (70, 1, 1));
+    assert_eq!(c.mqtt.as_ref().unwrap().port, 1883);
+    assert_eq!(c.triggers[0].payload_start, "open");
+    assert_eq!(c.actions.len(), 2);
+    assert_eq!(c.actions[0].min_interval, Duration::from_secs(300));
+    assert_eq!(c.actions[1].min_interval, Duration::from_secs(60));
+    // Without an explicit event retention, event footage follows max_age.
+    let c = p(GOOD).unwrap();
+    assert_eq!(c.channels[1].retention.event_max_age, c.channels[1].retention.max_age);
+    assert!(c.channels[0].motion.is_none());
+}
+
+#[test]
+fn bad_event_settings_name_field_and_line() {
+    let text = r#"
+[[channel]]
+number = 1
+[channel.recording]
+mode = "sometimes"
+time_zone = "Mars/Olympus"
+pre = "10m"
+[[channel.recording.schedule]]
+days = "funday"
+from = "25:00"
+mode = "events"
+[channel.motion]
+sensitivity = 0
+zones = [[[0, 0], [2, 0], [1, 1]]]
+
+[[trigger]]
+channel = 9
+mqtt_topic = "site/#"
+
+[[action]]
+type = "email"
+smtp = "smtp://h"
+from = "not an address"
+to = ["guard@example.com"]
+
+[[action]]
+type = "pager"
+"#;
+    let errs = p(text).unwrap_err().0;
+    let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (5, "channel 1.recording.mode"),
+            (6, "channel 1.recording.time_zone"),
+            (7, "channel 1.recording.pre"),
+            (8, "channel 1.recording.schedule[0].to"),
+            (9, "channel 1.recording.schedule[0].days"),
+            (10, "channel 1.recording.schedule[0].from"),
+            (13, "channel 1.motion.sensitivity"),
+            (14, "channel 1.motion.zones[0]"),
+            (16, "trigger"),
+            (17, "trigger[0].channel"),
+            (18, "trigger[0].mqtt_topic"),
+            (23, "action[0].from"),
+            (27, "action[1].type"),
+        ],
+        "{errs:#?}"
+    );
+}

@@ -46,7 +46,7 @@ fn matches(a: &ActionConfig, n: &Notice) -> bool {
         (Some(list), Some(ch)) => list.contains(&ch),
         (Some(_), None) => false,
     };
-    ch_ok && a.kinds.as_ref().is_none_or(|k| k.iter().any(|k| *k == n.kind))
+    ch_ok && a.kinds.as_ref().is_none_or(|k| k.contains(&n.kind))
 }
 
 impl Dispatcher {

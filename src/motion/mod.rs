@@ -95,6 +95,27 @@ pub fn avcc_parameter_sets(entry: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
+/// A minimal `avc1` sample entry carrying `sps` and `pps`, as a camera
+/// session yields (for feeding encoded loops to the detector directly).
+pub fn avc1_entry(sps: &[u8], pps: &[u8], width: u16, height: u16) -> Option<SampleEntry> {
+    let mut avcc = vec![1, *sps.get(1)?, *sps.get(2)?, *sps.get(3)?, 0xff, 0xe1];
+    avcc.extend_from_slice(&u16::try_from(sps.len()).ok()?.to_be_bytes());
+    avcc.extend_from_slice(sps);
+    avcc.push(1);
+    avcc.extend_from_slice(&u16::try_from(pps.len()).ok()?.to_be_bytes());
+    avcc.extend_from_slice(pps);
+    let mut data = vec![0u8; 86];
+    data[4..8].copy_from_slice(b"avc1");
+    data[32..34].copy_from_slice(&width.to_be_bytes());
+    data[34..36].copy_from_slice(&height.to_be_bytes());
+    data.extend_from_slice(&(avcc.len() as u32 + 8).to_be_bytes());
+    data.extend_from_slice(b"avcC");
+    data.extend_from_slice(&avcc);
+    let len = data.len() as u32;
+    data[0..4].copy_from_slice(&len.to_be_bytes());
+    SampleEntry::parse(data)
+}
+
 /// Converts a length-prefixed access unit to Annex B, with the parameter sets
 /// in front of key frames.
 pub fn annex_b(f: &MotionFrame, out: &mut Vec<u8>) {
@@ -253,5 +274,18 @@ fn run(
                 window = (Instant::now(), cpu);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parameter_sets_round_trip_through_avcc() {
+        let sps = [0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02];
+        let pps = [0x68, 0xce, 0x3c, 0x80];
+        let e = super::avc1_entry(&sps, &pps, 640, 360).unwrap();
+        assert_eq!((e.width, e.height, e.codec), (640, 360, "h264"));
+        assert_eq!(super::avcc_parameter_sets(&e.data).unwrap(), vec![&sps[..], &pps[..]]);
+        assert!(super::avcc_parameter_sets(b"avc1 no config").is_none());
     }
 }

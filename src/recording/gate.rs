@@ -14,6 +14,7 @@
 //!   the window's first frame.
 //! - The buffer holds at most `buffer_limit` bytes; beyond that whole GOPs are
 //!   dropped from its front (counted in `stats`), never partial ones.
+//!
 //! Must never do I/O.
 
 use std::collections::{BTreeMap, VecDeque};

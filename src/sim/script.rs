@@ -90,7 +90,7 @@ impl Player {
     }
 
     /// The index of the next frame to send, and the crossing it begins, if any.
-    pub fn next(&mut self) -> (usize, Option<Start>) {
+    pub fn advance(&mut self) -> (usize, Option<Start>) {
         let n = self.n;
         self.n += 1;
         if let Some(k) = self.playing {
@@ -153,7 +153,7 @@ mod tests {
         let mut starts = Vec::new();
         let mut seq = Vec::new();
         for n in 0..300u64 {
-            let (i, s) = p.next();
+            let (i, s) = p.advance();
             if s.is_some() {
                 starts.push(n);
             }

@@ -136,7 +136,7 @@ async fn camera_clock(
         let capture_unix_micros = wall0 + (n * 1_000_000 / fps) as i64;
         // The script advances whether or not anyone watches, like the scene.
         let scripted = player.as_mut().map(|(p, log)| {
-            let (i, crossing) = p.next();
+            let (i, crossing) = p.advance();
             if let Some(c) = crossing {
                 let c = c.at(id, capture_unix_micros);
                 info!(enters = %c.enters, leaves = %c.leaves, "scripted motion: an object crosses the scene");
