@@ -24,7 +24,6 @@ use tandem::nvr::Nvr;
 use tandem::recording::{EventPolicy, Mode, RecordingPolicy, Schedule};
 use tandem::sim::script::{MotionScript, Player};
 use tandem::sim::{self, SimOptions, VideoSpec};
-use tandem::store::SampleEntry;
 use tandem::time::{Clock, SystemClock, Time90k};
 
 #[derive(clap::Args)]
@@ -65,8 +64,9 @@ fn children_cpu() -> f64 {
     t(r.ru_utime) + t(r.ru_stime)
 }
 
-/// The substream as a camera session delivers it: (time, key, length-prefixed data).
-fn stream(seconds: u64) -> Result<(Arc<SampleEntry>, Vec<MotionFrame>, Vec<u8>, usize)> {
+/// The substream as a camera session delivers it (frames for the detector),
+/// the same as one Annex B bitstream (for ffmpeg), and how many crossings it holds.
+fn stream(seconds: u64) -> Result<(Vec<MotionFrame>, Vec<u8>, usize)> {
     let video = sim::encode_scripted(&SPEC, Duration::from_secs(30), Duration::from_secs(5))?;
     let mut player = Player::new(
         MotionScript {
@@ -100,7 +100,7 @@ fn stream(seconds: u64) -> Result<(Arc<SampleEntry>, Vec<MotionFrame>, Vec<u8>, 
             data,
         });
     }
-    Ok((entry, frames, annexb, crossings))
+    Ok((frames, annexb, crossings))
 }
 
 #[derive(serde::Serialize)]
@@ -119,7 +119,7 @@ struct Results {
 
 pub fn run(a: MotionArgs) -> Result<ExitCode> {
     println!("motion bench: 640x360 10 fps substream, {} s of video", a.seconds);
-    let (_, frames, annexb, crossings) = stream(a.seconds)?;
+    let (frames, annexb, crossings) = stream(a.seconds)?;
     let mut p = Pipeline::new(MotionConfig::default()).map_err(anyhow::Error::msg)?;
     let c0 = thread_cpu();
     let mut events = 0;
