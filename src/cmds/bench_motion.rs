@@ -50,10 +50,7 @@ const SPEC: VideoSpec = VideoSpec {
 };
 
 fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    tandem::motion::thread_cpu().as_secs_f64()
 }
 
 fn children_cpu() -> f64 {

@@ -132,7 +132,8 @@ pub fn annex_b(f: &MotionFrame, out: &mut Vec<u8>) {
     }
 }
 
-fn thread_cpu() -> Duration {
+/// CPU time the calling thread has used.
+pub fn thread_cpu() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };

@@ -398,6 +398,16 @@ pub fn insert_event(
     Ok(conn.last_insert_rowid())
 }
 
+/// Closes events a previous process left open (it stopped mid-event): their
+/// end is unknown, so they end where they started, marked `interrupted`.
+pub fn close_interrupted_events(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE event SET end_90k = start_90k, details = json_set(details, '$.interrupted', json('true'))
+         WHERE end_90k IS NULL",
+        [],
+    )
+}
+
 /// Sets an event's end, merging `details` (an object) into the stored ones.
 pub fn end_event(
     conn: &Connection,
@@ -487,5 +497,32 @@ mod tests {
         assert_eq!(nvr_id(&c).unwrap(), id);
         c.pragma_update(None, "user_version", 99).unwrap();
         assert!(migrate(&mut c).unwrap_err().contains("newer"));
+    }
+
+    #[test]
+    fn events_end_search_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open(&dir.path().join("db")).unwrap();
+        migrate(&mut c).unwrap();
+        let d = serde_json::json!({ "area": 0.1 });
+        let a = insert_event(&c, Some(1), "motion", Time90k(100), &d).unwrap();
+        end_event(&c, a, Time90k(200), Some(&serde_json::json!({ "region": "r" }))).unwrap();
+        let b = insert_event(&c, Some(2), "door", Time90k(150), &d).unwrap();
+        // Overlap search: motion [100, 200] is found from 180 on; by type; by channel.
+        assert_eq!(events(&c, None, None, Time90k(180), Time90k(300)).unwrap().len(), 2);
+        assert_eq!(
+            events(&c, None, Some("door"), Time90k(0), Time90k(300)).unwrap()[0].id,
+            b
+        );
+        assert!(events(&c, Some(1), None, Time90k(201), Time90k(300))
+            .unwrap()
+            .is_empty());
+        let m = &events(&c, Some(1), None, Time90k(0), Time90k(300)).unwrap()[0];
+        assert_eq!(m.details, serde_json::json!({ "area": 0.1, "region": "r" }));
+        // The door was still open when the process stopped.
+        assert_eq!(close_interrupted_events(&c).unwrap(), 1);
+        let door = &events(&c, Some(2), None, Time90k(0), Time90k(300)).unwrap()[0];
+        assert_eq!(door.end.as_deref(), Some(door.start.as_str()));
+        assert_eq!(door.details["interrupted"], true);
     }
 }

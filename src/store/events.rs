@@ -30,6 +30,8 @@ pub(super) struct ChannelPolicy {
     cut_at_key: bool,
     /// Stored event rows of events that have started and not ended.
     open_events: HashMap<String, (i64, Time90k)>,
+    /// Frames since the gate's statistics were last published.
+    unpublished: u32,
 }
 
 pub type GateStatsMap = std::sync::Arc<std::sync::Mutex<HashMap<u32, GateStats>>>;
@@ -44,6 +46,7 @@ impl Writer {
             window_start: Time90k(0),
             cut_at_key: false,
             open_events: HashMap::new(),
+            unpublished: 0,
         })
     }
 
@@ -76,7 +79,13 @@ impl Writer {
         }
         self.write_gated(ch, &mut out);
         self.gate_out = out;
-        self.publish_gate_stats(ch);
+        // The API reads these a few times a second at most; spare the lock
+        // and copy on every frame of every channel.
+        let st = self.policy_state(ch);
+        st.unpublished += 1;
+        if st.unpublished >= 16 || st.gate.stats.in_event != st.in_window {
+            self.publish_gate_stats(ch);
+        }
     }
 
     fn write_gated(&mut self, ch: u32, out: &mut Vec<(Frame, bool)>) {
@@ -112,7 +121,9 @@ impl Writer {
     }
 
     fn publish_gate_stats(&mut self, ch: u32) {
-        let stats = self.policy_state(ch).gate.stats.clone();
+        let st = self.policy_state(ch);
+        st.unpublished = 0;
+        let stats = st.gate.stats.clone();
         if let Ok(mut m) = self.gate_stats.lock() {
             m.insert(ch, stats);
         }

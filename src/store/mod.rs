@@ -156,6 +156,11 @@ impl Store {
         let mut conn = db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
         db::migrate(&mut conn).map_err(|e| anyhow::anyhow!("{}: {e}", db_path.display()))?;
         let report = repair(&conn, &cfg.dir).context("repairing the store")?;
+        match db::close_interrupted_events(&conn) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "closed events left open by the previous run"),
+            Err(e) => tracing::warn!("cannot close events left open: {e}"),
+        }
         ensure_reserve(&cfg.dir);
         let status: StatusMap = Arc::new(Mutex::new(HashMap::new()));
         let wcfg = writer::WriterConfig {
