@@ -366,10 +366,13 @@ pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMa
     Ok(out)
 }
 
-/// Marks the channel's segments overlapping [start, ∞) as event footage.
+/// Marks the channel's segments overlapping [start, ∞) as event footage. The
+/// segment being written counts whatever its row says: its `end_90k` is
+/// only brought up to date once per flush.
 pub fn mark_event_footage(conn: &Connection, channel: u32, start: Time90k) -> rusqlite::Result<usize> {
     conn.execute(
-        "UPDATE segment SET event = 1 WHERE channel = ?1 AND end_90k > ?2 AND state < 2 AND event = 0",
+        "UPDATE segment SET event = 1
+         WHERE channel = ?1 AND (end_90k > ?2 OR state = 0) AND state < 2 AND event = 0",
         params![channel, start.0],
     )
 }
@@ -389,11 +392,12 @@ pub fn insert_event(
     channel: Option<u32>,
     kind: &str,
     start: Time90k,
+    end: Option<Time90k>,
     details: &serde_json::Value,
 ) -> rusqlite::Result<i64> {
     conn.execute(
-        "INSERT INTO event (channel, kind, start_90k, details) VALUES (?1, ?2, ?3, ?4)",
-        params![channel, kind, start.0, details.to_string()],
+        "INSERT INTO event (channel, kind, start_90k, end_90k, details) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![channel, kind, start.0, end.map(|e| e.0), details.to_string()],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -505,9 +509,9 @@ mod tests {
         let mut c = open(&dir.path().join("db")).unwrap();
         migrate(&mut c).unwrap();
         let d = serde_json::json!({ "area": 0.1 });
-        let a = insert_event(&c, Some(1), "motion", Time90k(100), &d).unwrap();
+        let a = insert_event(&c, Some(1), "motion", Time90k(100), None, &d).unwrap();
         end_event(&c, a, Time90k(200), Some(&serde_json::json!({ "region": "r" }))).unwrap();
-        let b = insert_event(&c, Some(2), "door", Time90k(150), &d).unwrap();
+        let b = insert_event(&c, Some(2), "door", Time90k(150), None, &d).unwrap();
         // Overlap search: motion [100, 200] is found from 180 on; by type; by channel.
         assert_eq!(events(&c, None, None, Time90k(180), Time90k(300)).unwrap().len(), 2);
         assert_eq!(

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::db;
 use super::writer::{Frame, Writer};
 use crate::events::{Edge, Notice, Phase};
-use crate::recording::{Gate, GateStats, Mode, RecordingPolicy};
+use crate::recording::{Gate, GateStats, Mode};
 use crate::time::Time90k;
 
 const MINUTE: i64 = 60 * 90_000;
@@ -38,9 +38,9 @@ pub type GateStatsMap = std::sync::Arc<std::sync::Mutex<HashMap<u32, GateStats>>
 
 impl Writer {
     fn policy_state(&mut self, ch: u32) -> &mut ChannelPolicy {
-        let p = self.cfg.recording.get(&ch).cloned().unwrap_or_default();
+        let cfg = &self.cfg.recording;
         self.policy.entry(ch).or_insert_with(|| ChannelPolicy {
-            gate: Gate::new(p.events),
+            gate: Gate::new(cfg.get(&ch).map(|p| p.events).unwrap_or_default()),
             mode_cache: None,
             in_window: false,
             window_start: Time90k(0),
@@ -57,8 +57,12 @@ impl Writer {
                 return mode;
             }
         }
-        let policy: RecordingPolicy = self.cfg.recording.get(&ch).cloned().unwrap_or_default();
-        let mode = policy.schedule.mode_at(t);
+        // A channel without a policy records continuously (RecordingPolicy's default).
+        let mode = self
+            .cfg
+            .recording
+            .get(&ch)
+            .map_or(Mode::Continuous, |p| p.schedule.mode_at(t));
         let st = self.policy_state(ch);
         if st.mode_cache.is_some_and(|(_, old)| old != mode) {
             info!(channel = ch, mode = mode.as_str(), "recording mode changed by schedule");
@@ -80,38 +84,50 @@ impl Writer {
         self.write_gated(ch, &mut out);
         self.gate_out = out;
         // The API reads these a few times a second at most; spare the lock
-        // and copy on every frame of every channel.
+        // and copy on every frame of every channel (window changes publish
+        // at once, in `follow_window`).
         let st = self.policy_state(ch);
         st.unpublished += 1;
-        if st.unpublished >= 16 || st.gate.stats.in_event != st.in_window {
+        if st.unpublished >= 16 {
             self.publish_gate_stats(ch);
         }
     }
 
-    fn write_gated(&mut self, ch: u32, out: &mut Vec<(Frame, bool)>) {
-        for (f, in_window) in out.drain(..) {
-            let time = f.time;
-            let st = self.policy_state(ch);
-            if in_window && !st.in_window {
+    /// Brings the writer's view of the event window in line with the gate's,
+    /// before the gate's output is written: an opening window marks the
+    /// footage it reaches back over; a closing one cuts the segment at the
+    /// next key frame so continuous footage after it stays unmarked.
+    fn follow_window(&mut self, ch: u32) {
+        let st = self.policy_state(ch);
+        match (st.gate.window_start(), st.in_window) {
+            (Some(start), false) => {
                 st.in_window = true;
-                st.window_start = st.gate.window_start().unwrap_or(time).min(time);
-                let start = st.window_start;
+                st.window_start = start;
                 info!(channel = ch, %start, "event recording started");
                 if let Err(e) = db::mark_event_footage(self.conn(), ch, start) {
                     warn!(channel = ch, "cannot mark event footage: {e}");
                 }
-            } else if !in_window && st.in_window {
+            }
+            (None, true) => {
                 st.in_window = false;
                 st.cut_at_key = true;
-                info!(channel = ch, end = %time, "event recording ended");
+                info!(channel = ch, "event recording ended");
             }
+            _ => return,
+        }
+        self.publish_gate_stats(ch);
+    }
+
+    fn write_gated(&mut self, ch: u32, out: &mut Vec<(Frame, bool)>) {
+        self.follow_window(ch);
+        for (f, in_window) in out.drain(..) {
             let st = self.policy_state(ch);
             if st.cut_at_key && f.key {
                 st.cut_at_key = false;
-                self.close_at(ch, time);
+                self.close_at(ch, f.time);
             }
-            let opened = self.record(f);
-            if opened && self.policy_state(ch).in_window {
+            // A segment that starts inside a window is event footage too.
+            if self.record(f) && in_window {
                 let start = self.policy_state(ch).window_start;
                 if let Err(e) = db::mark_event_footage(self.conn(), ch, start) {
                     warn!(channel = ch, "cannot mark event footage: {e}");
@@ -133,9 +149,8 @@ impl Writer {
     /// announces it.
     pub(super) fn on_edge(&mut self, e: Edge) {
         let ch = e.channel;
-        let mode = self.mode_at(ch, e.time);
         let (id, start, end) = if e.start {
-            let id = db::insert_event(self.conn(), Some(ch), &e.kind, e.time, &e.details).unwrap_or_else(|err| {
+            let id = db::insert_event(self.conn(), Some(ch), &e.kind, e.time, None, &e.details).unwrap_or_else(|err| {
                 warn!(channel = ch, kind = e.kind, "could not store event: {err}");
                 0
             });
@@ -159,6 +174,7 @@ impl Writer {
         };
         info!(channel = ch, kind = e.kind, id, start = e.start, "event");
         if e.trigger {
+            let mode = self.mode_at(ch, e.time);
             let mut out = std::mem::take(&mut self.gate_out);
             let gate = &mut self.policy_state(ch).gate;
             if e.start {
@@ -192,9 +208,8 @@ impl Writer {
 
     /// Stores an instant event and announces it.
     pub(super) fn event(&self, channel: Option<u32>, kind: &str, time: Time90k, details: serde_json::Value) {
-        match db::insert_event(self.conn(), channel, kind, time, &details) {
+        match db::insert_event(self.conn(), channel, kind, time, Some(time), &details) {
             Ok(id) => {
-                let _ = db::end_event(self.conn(), id, time, None);
                 self.notify(Notice {
                     id,
                     channel,
