@@ -172,6 +172,7 @@ async fn run(
             s.reconnects += 1;
         }
         if (online || first) && !feeds.record {
+            // The substream only feeds motion detection: no channel event.
             warn!("substream offline: {err}");
         } else if online || first {
             warn!("camera offline: {err}");
@@ -331,28 +332,24 @@ async fn session(ctx: &Ctx<'_>, stop: &mut watch::Receiver<bool>, online: &mut b
         let key = frame.is_random_access_point();
         let sample_entry = entry.clone().expect("entry set above");
         let data = frame.into_data();
-        let data = if let Some((tx, mstats)) = &feeds.motion {
-            let (mine, theirs) = if feeds.record {
-                (Some(data.clone()), data)
-            } else {
-                (None, data)
-            };
-            let f = MotionFrame {
-                time,
-                key,
-                entry: sample_entry.clone(),
-                data: theirs,
-            };
-            crate::motion::offer(tx, f, mstats);
-            match mine {
-                Some(d) => d,
-                None => continue,
+        let detect = |data: Vec<u8>| {
+            if let Some((tx, mstats)) = &feeds.motion {
+                let f = MotionFrame {
+                    time,
+                    key,
+                    entry: sample_entry.clone(),
+                    data,
+                };
+                crate::motion::offer(tx, f, mstats);
             }
-        } else if feeds.record {
-            data
-        } else {
-            continue;
         };
+        if !feeds.record {
+            detect(data);
+            continue;
+        }
+        if feeds.motion.is_some() {
+            detect(data.clone());
+        }
         let f = Frame {
             channel,
             run,

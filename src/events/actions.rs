@@ -67,7 +67,7 @@ impl Dispatcher {
             // Home Assistant state topics follow every event, unthrottled:
             // they are state, not alerts.
             if let Some(m) = &me.mqtt {
-                m.publish_state(&n).await;
+                m.publish_state(&n);
             }
             let now = me.clock.now();
             for (i, a) in me.actions.iter().enumerate() {

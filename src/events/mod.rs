@@ -12,6 +12,9 @@ pub mod actions;
 pub mod mqtt;
 pub mod rate;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use crate::time::Time90k;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -68,4 +71,26 @@ pub struct Edge {
     pub details: serde_json::Value,
     /// Whether the event triggers recording (the channel's event gate).
     pub trigger: bool,
+}
+
+static PULSE: AtomicU64 = AtomicU64::new(0);
+
+/// A sensor that only says "now" (an HTTP or MQTT pulse): sends `start` (an
+/// event starting now) and, after `d`, its end, which is dated `start.time +
+/// d`. Each pulse gets its own key, so overlapping pulses stay separate events
+/// and the gate merges their windows. Needs a tokio runtime for the timer.
+pub fn pulse<E>(mut start: Edge, d: Duration, send: impl Fn(Edge) -> Result<(), E> + Send + 'static) -> Result<(), E> {
+    start.key = format!("{}#{}", start.key, PULSE.fetch_add(1, Ordering::Relaxed));
+    start.start = true;
+    let stop = Edge {
+        start: false,
+        time: start.time + (d.as_secs_f64() * 90_000.0) as i64,
+        ..start.clone()
+    };
+    send(start)?;
+    tokio::spawn(async move {
+        tokio::time::sleep(d).await;
+        let _ = send(stop);
+    });
+    Ok(())
 }

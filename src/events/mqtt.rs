@@ -10,7 +10,6 @@
 //! Must never block the dispatcher or a trigger on a broker that is down:
 //! publishes are offered to the client's queue without waiting.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +25,10 @@ use crate::time::Clock;
 #[derive(Clone)]
 pub struct Mqtt {
     client: AsyncClient,
+    nvr_id: String,
     /// `{prefix}/{nvr}`.
     base: String,
 }
-
-static PULSE: AtomicU64 = AtomicU64::new(0);
 
 /// What the NVR announces sensors for in Home Assistant: (channel, type).
 pub type Sensors = Vec<(u32, String)>;
@@ -60,10 +58,13 @@ impl Mqtt {
             opts.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
-        let me = Mqtt { client, base };
+        let me = Mqtt {
+            client,
+            nvr_id: nvr_id.to_string(),
+            base,
+        };
         let me2 = me.clone();
         let discovery = cfg.discovery_prefix.clone();
-        let nvr = nvr_id.to_string();
         tokio::spawn(async move {
             let mut connected = false;
             loop {
@@ -71,7 +72,7 @@ impl Mqtt {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         info!(broker = %me2.base, "MQTT connected");
                         connected = true;
-                        me2.on_connect(&triggers, &sensors, discovery.as_deref(), &nvr);
+                        me2.on_connect(&triggers, &sensors, discovery.as_deref());
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let payload = String::from_utf8_lossy(&p.payload).trim().to_string();
@@ -101,7 +102,8 @@ impl Mqtt {
         }
     }
 
-    fn on_connect(&self, triggers: &[TriggerConfig], sensors: &Sensors, discovery: Option<&str>, nvr: &str) {
+    fn on_connect(&self, triggers: &[TriggerConfig], sensors: &Sensors, discovery: Option<&str>) {
+        let nvr = &self.nvr_id;
         for t in triggers {
             if let Err(e) = self.client.try_subscribe(t.mqtt_topic.clone(), QoS::AtLeastOnce) {
                 warn!(topic = t.mqtt_topic, "MQTT subscribe failed: {e}");
@@ -131,7 +133,7 @@ impl Mqtt {
     }
 
     /// Retained ON/OFF state of a channel's event type.
-    pub async fn publish_state(&self, n: &Notice) {
+    pub fn publish_state(&self, n: &Notice) {
         let (Some(ch), Some(state)) = (
             n.channel,
             match n.phase {
@@ -147,7 +149,7 @@ impl Mqtt {
 
     /// The event as JSON on `{base}/events` (the `mqtt` action).
     pub async fn publish_event(&self, n: &Notice) -> Result<(), String> {
-        let body = super::actions::payload(self.base.rsplit('/').next().unwrap_or(""), n).to_string();
+        let body = super::actions::payload(&self.nvr_id, n).to_string();
         let topic = format!("{}/events", self.base);
         tokio::time::timeout(
             Duration::from_secs(5),
@@ -164,29 +166,21 @@ fn trigger(t: &TriggerConfig, payload: &str, writer: &SyncSender<Command>, clock
     let now = clock.now();
     let key = format!("mqtt:{}", t.mqtt_topic);
     let details = serde_json::json!({ "source": "mqtt", "topic": t.mqtt_topic, "payload": payload });
-    let edge = |key: String, start: bool, time| {
-        Command::EventEdge(Edge {
-            channel: t.channel,
-            kind: t.kind.clone(),
-            key,
-            start,
-            time,
-            details: details.clone(),
-            trigger: true,
-        })
+    let edge_of = |key: String, start: bool, time| Edge {
+        channel: t.channel,
+        kind: t.kind.clone(),
+        key,
+        start,
+        time,
+        details: details.clone(),
+        trigger: true,
     };
+    let edge = |key, start, time| Command::EventEdge(edge_of(key, start, time));
     if payload == t.payload_start {
         match t.pulse {
             Some(d) => {
-                // Each pulse is its own event; overlapping ones merge in the gate.
-                let key = format!("{key}#{}", PULSE.fetch_add(1, Ordering::Relaxed));
-                let _ = writer.send(edge(key.clone(), true, now));
-                let stop = edge(key, false, now + (d.as_secs_f64() * 90_000.0) as i64);
                 let w = writer.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(d).await;
-                    let _ = w.send(stop);
-                });
+                let _ = super::pulse(edge_of(key, true, now), d, move |e| w.send(Command::EventEdge(e)));
             }
             None => {
                 let _ = writer.send(edge(key, true, now));

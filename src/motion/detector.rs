@@ -41,6 +41,10 @@ pub struct Detector {
     watched_count: usize,
     bg: Option<[f32; CELLS]>,
     cur: [f32; CELLS],
+    /// The grid column of every sampled pixel column, for the picture width
+    /// last seen (recomputed only when the width changes).
+    col_cell: Vec<usize>,
+    col_width: usize,
     threshold: f32,
     /// Consecutive pictures with motion (start needs two).
     streak: u32,
@@ -83,6 +87,8 @@ impl Detector {
             watched,
             bg: None,
             cur: [0.0; CELLS],
+            col_cell: Vec::new(),
+            col_width: 0,
             threshold,
             streak: 0,
             first_motion: None,
@@ -104,12 +110,15 @@ impl Detector {
     fn cells(&mut self, luma: &[u8], width: usize, height: usize, stride: usize) {
         let mut sum = [0u32; CELLS];
         let mut count = [0u32; CELLS];
-        let col_cell: Vec<usize> = (0..width).step_by(2).map(|x| x * GRID_W / width).collect();
+        if self.col_width != width {
+            self.col_cell = (0..width).step_by(2).map(|x| x * GRID_W / width).collect();
+            self.col_width = width;
+        }
         for y in (0..height).step_by(2) {
             let row = &luma[y * stride..y * stride + width];
             let base = (y * GRID_H / height) * GRID_W;
             for (k, x) in (0..width).step_by(2).enumerate() {
-                let c = base + col_cell[k];
+                let c = base + self.col_cell[k];
                 sum[c] += u32::from(row[x]);
                 count[c] += 1;
             }
@@ -141,12 +150,14 @@ impl Detector {
             self.bg = Some(self.cur);
             return None;
         };
-        // The global shift: the median difference over watched cells. Lighting
+        // The global shift: the median difference over all cells. Lighting
         // moves every cell; an object moves a few.
-        let mut diffs: Vec<f32> = (0..CELLS).map(|i| self.cur[i] - bg[i]).collect();
-        let mut sorted = diffs.clone();
-        sorted.sort_by(f32::total_cmp);
-        let shift = sorted[CELLS / 2];
+        let mut diffs = [0f32; CELLS];
+        for (i, d) in diffs.iter_mut().enumerate() {
+            *d = self.cur[i] - bg[i];
+        }
+        let mut sorted = diffs;
+        let shift = *sorted.select_nth_unstable_by(CELLS / 2, f32::total_cmp).1;
         let mut changed = 0usize;
         let mut bbox: Option<(usize, usize, usize, usize)> = None;
         for (i, d) in diffs.iter_mut().enumerate() {

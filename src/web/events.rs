@@ -2,7 +2,6 @@
 //! trigger for external sensors) and `/api/v1/actions` (delivery counters).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +15,6 @@ use crate::config::units::parse_duration;
 use crate::events::Edge;
 use crate::nvr::Nvr;
 use crate::time::Time90k;
-
-static PULSE: AtomicU64 = AtomicU64::new(0);
 
 /// `GET /api/v1/events?channel=N&type=T&start=…&end=…`: stored events, oldest first.
 pub async fn search(
@@ -121,14 +118,9 @@ pub async fn trigger(
             }
             .filter(|d| (0.1..=3600.0).contains(&d.as_secs_f64()))
             .ok_or_else(|| ApiError::bad_request("`duration` (0.1 s – 1 h) is required for a pulse"))?;
-            let key = format!("{key}#{}", PULSE.fetch_add(1, Ordering::Relaxed));
-            send(edge(key.clone(), true, now))?;
-            let stop = edge(key.clone(), false, now + (d.as_secs_f64() * 90_000.0) as i64);
             let nvr2 = nvr.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(d).await;
-                let _ = nvr2.event_edge(stop);
-            });
+            crate::events::pulse(edge(key.clone(), true, now), d, move |e| nvr2.event_edge(e))
+                .map_err(|m| ApiError::status(StatusCode::SERVICE_UNAVAILABLE, m))?;
         }
         other => {
             return Err(ApiError::bad_request(format!(
