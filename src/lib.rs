@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod config;
 pub mod events;
+pub mod excerpt;
 pub mod export;
 pub mod failover;
 pub mod httpc;
