@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::config::{NetworkCamera, Transport};
 use crate::motion::{MotionFrame, SharedMotionStats};
-use crate::store::{Command, Frame, SampleEntry};
+use crate::store::{Command, Frame, SampleEntry, WriterTx};
 use crate::time::{Clock, Time90k};
 
 /// No frame for this long means the camera stalled: reconnect.
@@ -115,7 +115,7 @@ pub struct Feeds {
 pub fn spawn(
     channel: u32,
     camera: NetworkCamera,
-    writer: SyncSender<Command>,
+    writer: WriterTx,
     stats: SharedStats,
     clock: Arc<dyn Clock>,
     feeds: Feeds,
@@ -139,7 +139,7 @@ pub fn spawn(
 async fn run(
     channel: u32,
     camera: NetworkCamera,
-    writer: SyncSender<Command>,
+    writer: WriterTx,
     stats: SharedStats,
     clock: Arc<dyn Clock>,
     feeds: Feeds,
@@ -202,7 +202,7 @@ async fn run(
 struct Ctx<'a> {
     channel: u32,
     camera: &'a NetworkCamera,
-    writer: &'a SyncSender<Command>,
+    writer: &'a WriterTx,
     stats: &'a SharedStats,
     clock: &'a dyn Clock,
     feeds: &'a Feeds,
