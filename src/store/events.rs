@@ -121,6 +121,10 @@ pub(super) struct ChannelPolicy {
     open_events: HashMap<String, (i64, Time90k)>,
     /// Frames since the gate's statistics were last published.
     unpublished: u32,
+    /// Trigger edges not yet applied to the gate: each is applied just before
+    /// the first frame at or after its time, so a trigger takes effect at its
+    /// place in the channel's timeline however the two queues interleave.
+    pending_triggers: std::collections::VecDeque<Edge>,
 }
 
 pub type GateStatsMap = std::sync::Arc<std::sync::Mutex<HashMap<u32, GateStats>>>;
@@ -136,6 +140,7 @@ impl Writer {
             cut_at_key: false,
             open_events: HashMap::new(),
             unpublished: 0,
+            pending_triggers: Default::default(),
         })
     }
 
@@ -163,6 +168,7 @@ impl Writer {
     /// Runs a frame from ingest through the channel's policy.
     pub(super) fn on_frame(&mut self, f: Frame) {
         let ch = f.channel;
+        self.apply_triggers(ch, Some(f.time));
         let mode = self.mode_at(ch, f.time);
         let mut out = std::mem::take(&mut self.gate_out);
         self.policy_state(ch).gate.frame(f, mode, &mut out);
@@ -287,28 +293,61 @@ impl Writer {
             }
         };
         info!(channel = ch, kind = e.kind, id, start = e.start, "event");
-        if e.trigger {
-            let mode = self.mode_at(ch, e.time);
-            let mut out = std::mem::take(&mut self.gate_out);
-            let gate = &mut self.policy_state(ch).gate;
-            if e.start {
-                gate.start(&e.key, e.time, mode, &mut out);
-            } else {
-                gate.stop(&e.key, e.time);
-            }
-            self.write_gated(ch, &mut out);
-            self.gate_out = out;
-            self.publish_gate_stats(ch);
-        }
-        self.event_log.announce(Notice {
+        let notice = Notice {
             id,
             channel: Some(ch),
-            kind: e.kind,
+            kind: e.kind.clone(),
             phase: if e.start { Phase::Start } else { Phase::End },
             start,
             end,
-            details: e.details,
-        });
+            details: e.details.clone(),
+        };
+        if e.trigger {
+            let st = self.policy_state(ch);
+            st.pending_triggers.push_back(e);
+            if st.pending_triggers.len() > MAX_OPEN_EVENTS {
+                // A channel whose frames stopped cannot hold triggers forever.
+                self.apply_one_trigger(ch);
+            }
+        }
+        self.event_log.announce(notice);
+    }
+
+    /// Applies the channel's pending triggers dated at or before `until`
+    /// (all of them for `None`).
+    pub(super) fn apply_triggers(&mut self, ch: u32, until: Option<Time90k>) {
+        while let Some(t) = self.policy.get(&ch).and_then(|p| p.pending_triggers.front()).map(|e| e.time) {
+            if until.is_some_and(|u| t > u) {
+                break;
+            }
+            self.apply_one_trigger(ch);
+        }
+    }
+
+    /// Triggers of channels that receive no frames are applied once their
+    /// time has passed by `grace` (they start nothing, but they must not pile up).
+    pub(super) fn apply_stale_triggers(&mut self, now: Time90k, grace: i64) {
+        let chans: Vec<u32> = self.policy.keys().copied().collect();
+        for ch in chans {
+            self.apply_triggers(ch, Some(now + -grace));
+        }
+    }
+
+    fn apply_one_trigger(&mut self, ch: u32) {
+        let Some(e) = self.policy_state(ch).pending_triggers.pop_front() else {
+            return;
+        };
+        let mode = self.mode_at(ch, e.time);
+        let mut out = std::mem::take(&mut self.gate_out);
+        let gate = &mut self.policy_state(ch).gate;
+        if e.start {
+            gate.start(&e.key, e.time, mode, &mut out);
+        } else {
+            gate.stop(&e.key, e.time);
+        }
+        self.write_gated(ch, &mut out);
+        self.gate_out = out;
+        self.publish_gate_stats(ch);
     }
 
     /// Offers a notice to the action dispatcher, if there is one.

@@ -373,6 +373,8 @@ impl Writer {
         'outer: loop {
             let now = Instant::now();
             if now >= next_flush {
+                let clock_now = self.clock.now();
+                self.apply_stale_triggers(clock_now, 2 * 90_000);
                 self.flush();
                 next_flush = now + self.cfg.flush_interval;
             }
@@ -405,12 +407,20 @@ impl Writer {
                     Command::EventEdge(e) => self.on_edge(e),
                     Command::Sync(done) => {
                         self.take_events(&rx, usize::MAX);
+                        let chans: Vec<u32> = self.policy.keys().copied().collect();
+                        for ch in chans {
+                            self.apply_triggers(ch, None);
+                        }
                         self.flush();
                         let _ = done.send(());
                     }
                     Command::Wake => rx.wake.store(false, std::sync::atomic::Ordering::Release),
                     Command::Shutdown => break 'outer,
                 }
+                // Events interleave with frames a few at a time, so neither
+                // queue starves the other; their effect on recording is
+                // ordered by time anyway (`apply_triggers`).
+                self.take_events(&rx, 4);
                 next = rx.frames.try_recv().ok();
             }
             self.take_events(&rx, EVENT_BUDGET);
