@@ -34,9 +34,19 @@ enum Cmd {
     FailoverLab(cmds::lab::Args),
     /// Benchmarks that print a table and write JSON (ingest: Tandem vs ffmpeg -c copy).
     Bench(cmds::bench::Args),
+    /// Load harness: flood a running NVR's triggers, hold slow connections, upload a large import.
+    Attack(cmds::attack::Args),
 }
 
 fn main() -> std::process::ExitCode {
+    // glibc gives each thread that allocates its own 64-MiB arena of address
+    // space; on an appliance with a memory limit (or under `prlimit --as`)
+    // that, not the heap, is what runs out first. Two arenas serve a
+    // recorder whose hot paths are a few threads.
+    // SAFETY: mallopt before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -53,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Check(a) => cmds::check::run(a),
         Cmd::Bench(a) => cmds::bench::run(a),
         Cmd::FailoverLab(a) => cmds::lab::run(a),
+        Cmd::Attack(a) => cmds::attack::run(a),
     };
     match r {
         Ok(code) => code,

@@ -1,8 +1,10 @@
 //! One file per subcommand. Each parses its arguments, builds a runtime if it
 //! needs one, and returns an exit code; library code does the work.
 
+pub mod attack;
 pub mod audit;
 pub mod bench;
+pub mod bench_attack;
 pub mod bench_motion;
 pub mod check;
 pub mod demo;
@@ -22,6 +24,9 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tandem-rt")
+        // Blocking store reads are bounded by the HTTP layer (`web::server::MAX_IN_FLIGHT`);
+        // the pool need not be able to grow to tokio's default of 512 threads.
+        .max_blocking_threads(96)
         .build()?)
 }
 

@@ -79,7 +79,9 @@ pub fn run(plan: &Plan) -> Report {
         let clients = plan.trigger_clients.max(1);
         for i in 0..clients {
             let (plan, report, stop) = (plan.clone(), report.clone(), stop.clone());
-            threads.push(std::thread::spawn(move || trigger_client(&plan, i, clients, &report, &stop)));
+            threads.push(std::thread::spawn(move || {
+                trigger_client(&plan, i, clients, &report, &stop)
+            }));
         }
     }
     if plan.slow_connections > 0 {
@@ -169,16 +171,13 @@ impl Conn {
             }
         };
         let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         let len: usize = head
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
             })
             .unwrap_or(0);
         if len > 16 << 20 {
@@ -222,7 +221,12 @@ fn trigger_client(plan: &Plan, i: u32, clients: u32, report: &Mutex<Report>, sto
         k += 1;
         let ch = plan.channels[(k as usize + i as usize) % plan.channels.len()];
         let body = format!(r#"{{"type":"door","action":"start","source":"w{i}-{k}"}}"#);
-        let (st, _) = conn.request("POST", &format!("/api/v1/channels/{ch}/events"), &headers, body.as_bytes());
+        let (st, _) = conn.request(
+            "POST",
+            &format!("/api/v1/channels/{ch}/events"),
+            &headers,
+            body.as_bytes(),
+        );
         count(report, st);
         next += interval;
         let now = Instant::now();

@@ -316,7 +316,12 @@ impl Writer {
     /// Applies the channel's pending triggers dated at or before `until`
     /// (all of them for `None`).
     pub(super) fn apply_triggers(&mut self, ch: u32, until: Option<Time90k>) {
-        while let Some(t) = self.policy.get(&ch).and_then(|p| p.pending_triggers.front()).map(|e| e.time) {
+        while let Some(t) = self
+            .policy
+            .get(&ch)
+            .and_then(|p| p.pending_triggers.front())
+            .map(|e| e.time)
+        {
             if until.is_some_and(|u| t > u) {
                 break;
             }

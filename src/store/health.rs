@@ -68,6 +68,21 @@ impl Histogram {
             .collect()
     }
 
+    /// Reads back what `Serialize` wrote (`GET /api/v1/store`), for a client
+    /// that compares two readings.
+    pub fn from_json(v: &serde_json::Value) -> Option<Histogram> {
+        let buckets = v.get("buckets")?.as_array()?;
+        let mut h = Histogram::default();
+        if buckets.len() != h.counts.len() {
+            return None;
+        }
+        for (i, b) in buckets.iter().enumerate() {
+            h.counts[i] = b.get(1)?.as_u64()?;
+        }
+        h.max_ms = v.get("max_ms")?.as_u64()?.try_into().ok()?;
+        Some(h)
+    }
+
     /// Counts recorded since `earlier` (a copy taken before).
     pub fn since(&self, earlier: &Histogram) -> Histogram {
         let mut h = Histogram {
@@ -237,6 +252,18 @@ mod tests {
         assert_eq!(d.count(), 2);
         assert_eq!(d.quantile_ms(0.99), Some(50));
         assert_eq!(d.max_ms, 50);
+    }
+
+    #[test]
+    fn a_histogram_survives_its_json() {
+        let mut h = Histogram::default();
+        for ms in [0, 3, 3, 250, 7000, 99_999] {
+            h.record_ms(ms);
+        }
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(v["p99_ms"], 99_999);
+        assert_eq!(Histogram::from_json(&v), Some(h));
+        assert_eq!(Histogram::from_json(&serde_json::json!({"buckets": []})), None);
     }
 
     #[test]
