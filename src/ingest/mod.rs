@@ -231,7 +231,9 @@ async fn run(
 /// as a short escaped excerpt, since its text comes from the camera.
 pub fn describe_error(e: &anyhow::Error) -> String {
     let full = format!("{e:#}");
-    crate::excerpt::short(full.lines().next().unwrap_or_default())
+    let first = full.lines().next().unwrap_or_default();
+    // retina's framing errors end their first line before a hex dump.
+    crate::excerpt::short(first.trim_end_matches("; buffered:"))
 }
 
 /// What one session works with.
@@ -436,3 +438,6 @@ async fn session(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
