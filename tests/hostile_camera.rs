@@ -76,10 +76,18 @@ fn assert_no_overlap(data: &Path, ch: u32) -> usize {
     for s in &segs {
         let Some(first) = s.frames.first() else { continue };
         if let Some(end) = prev_end {
-            assert!(first.time >= end, "channel {ch}: segment {} starts before the last ended", s.id);
+            assert!(
+                first.time >= end,
+                "channel {ch}: segment {} starts before the last ended",
+                s.id
+            );
         }
         for w in s.frames.windows(2) {
-            assert!(w[1].time > w[0].time, "channel {ch}: segment {} goes back in time", s.id);
+            assert!(
+                w[1].time > w[0].time,
+                "channel {ch}: segment {} goes back in time",
+                s.id
+            );
         }
         let last = s.frames.last().unwrap();
         prev_end = Some(last.time + i64::from(last.duration));
@@ -121,7 +129,11 @@ fn hostile_cameras_fail_alone_under_memory_and_file_limits() {
     std::thread::sleep(Duration::from_secs(22));
     let until = rfc3339_offset(-1.0);
 
-    assert!(nvr.proc.child.try_wait().unwrap().is_none(), "NVR died: {}", nvr.proc.stderr());
+    assert!(
+        nvr.proc.child.try_wait().unwrap().is_none(),
+        "NVR died: {}",
+        nvr.proc.stderr()
+    );
     let log = nvr.proc.stderr();
     assert!(!log.contains("panicked"), "{log}");
     // Hostile text reaches the log only as excerpts.
@@ -129,7 +141,11 @@ fn hostile_cameras_fail_alone_under_memory_and_file_limits() {
     assert!(longest < 2_000, "a {longest}-byte log line");
     assert!(log.len() < 1 << 20, "{} bytes of log in 25 s", log.len());
     let listing = http_get(&format!("{}/api/v1/channels", nvr.base)).unwrap();
-    assert!(listing.body.len() < 64 * 1024, "{} bytes of channel listing", listing.body.len());
+    assert!(
+        listing.body.len() < 64 * 1024,
+        "{} bytes of channel listing",
+        listing.body.len()
+    );
 
     for (mode, want) in FAILING {
         let v = channel_view(&nvr.base, ch(mode));
@@ -141,7 +157,10 @@ fn hostile_cameras_fail_alone_under_memory_and_file_limits() {
         let err = v["ingest"]["last_error"].as_str().unwrap_or_default();
         assert!(err.contains(want), "{mode}: {err:?}");
         assert!(err.len() <= 300 && !err.contains('\n'), "{mode}: {err:?}");
-        assert!(v["ingest"]["reconnects"].as_u64().unwrap() >= 1, "{mode} keeps retrying: {v}");
+        assert!(
+            v["ingest"]["reconnects"].as_u64().unwrap() >= 1,
+            "{mode} keeps retrying: {v}"
+        );
     }
     for mode in RECORDED {
         let v = channel_view(&nvr.base, ch(mode));
@@ -150,7 +169,16 @@ fn hostile_cameras_fail_alone_under_memory_and_file_limits() {
 
     // Not a frame lost on the good channels.
     for n in [1, 2] {
-        let a = audit_json(&["--data", data.to_str().unwrap(), "--channel", &n.to_string(), "--start", &from, "--end", &until]);
+        let a = audit_json(&[
+            "--data",
+            data.to_str().unwrap(),
+            "--channel",
+            &n.to_string(),
+            "--start",
+            &from,
+            "--end",
+            &until,
+        ]);
         assert_eq!(a["frames_lost"], 0, "channel {n}: {a}");
         assert!(a["frames_found"].as_u64().unwrap() >= 450, "channel {n}: {a}");
     }
@@ -174,14 +202,28 @@ fn hostile_cameras_fail_alone_under_memory_and_file_limits() {
         let sent = cam["last_seq"].as_u64().unwrap() + 1;
         assert_eq!(a["frames_found"].as_u64().unwrap(), sent, "{mode}: {a}");
         assert!(sent >= 500, "{mode}: {a}");
-        let stored = audit_json(&["--data", data.to_str().unwrap(), "--channel", &n.to_string(), "--start", &start, "--end", &end]);
-        assert_eq!(stored["frames_found"], a["frames_found"], "{mode}: export keeps every stored frame");
+        let stored = audit_json(&[
+            "--data",
+            data.to_str().unwrap(),
+            "--channel",
+            &n.to_string(),
+            "--start",
+            &start,
+            "--end",
+            &end,
+        ]);
+        assert_eq!(
+            stored["frames_found"], a["frames_found"],
+            "{mode}: export keeps every stored frame"
+        );
     }
 
     // A parameter-set storm: a few segment files, not one per frame, and
     // footage that decodes.
     let storm = ch("param-storm");
-    let files = std::fs::read_dir(data.join("video").join(format!("ch{storm}"))).unwrap().count();
+    let files = std::fs::read_dir(data.join("video").join(format!("ch{storm}")))
+        .unwrap()
+        .count();
     assert!(files <= 5, "{files} segment files for the parameter-set storm");
     let out = dir.path().join("storm.mp4");
     export("data", data.to_str().unwrap(), storm, &start, &end, &out);

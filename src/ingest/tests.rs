@@ -88,7 +88,14 @@ async fn each_misbehaviour_ends_the_session_with_a_short_error() {
             record: true,
             motion: None,
         };
-        let h = spawn(1, camera(&server, mode), tx, stats.clone(), Arc::new(SystemClock), feeds);
+        let h = spawn(
+            1,
+            camera(&server, mode),
+            tx,
+            stats.clone(),
+            Arc::new(SystemClock),
+            feeds,
+        );
         handles.push((h, stats, rx));
     }
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -228,9 +228,7 @@ mod tests {
     fn fast_clock_reanchors_rarely_and_stays_near_the_local_clock() {
         let mut tl = Timeline::default();
         // A camera clock 5 % fast for 10 minutes at 25 fps.
-        let frames: Vec<_> = (0..15_000)
-            .map(|i| (i * FRAME * 105 / 100, T0 + i * FRAME))
-            .collect();
+        let frames: Vec<_> = (0..15_000).map(|i| (i * FRAME * 105 / 100, T0 + i * FRAME)).collect();
         let out = run(&mut tl, &frames);
         let reanchors = out.iter().filter(|p| p.reanchored.is_some()).count();
         // Drift of 30 s over the run, re-anchored each time it passes 2 s.
@@ -290,6 +288,12 @@ mod tests {
     fn first_frame_is_placed_at_the_local_clock() {
         let mut tl = Timeline::default();
         let p = tl.place(-5, T0);
-        assert_eq!(p, Placed { time: T0, reanchored: None });
+        assert_eq!(
+            p,
+            Placed {
+                time: T0,
+                reanchored: None
+            }
+        );
     }
 }

@@ -130,7 +130,9 @@ fn sdp(video: &EncodedLoop, host: &str, huge: bool) -> String {
     let b64 = &base64::engine::general_purpose::STANDARD;
     let sets = if huge {
         // 300 kB of "SPS", 400 kB once in base64: no camera needs this.
-        let junk: Vec<u8> = std::iter::once(0x67).chain((0..300_000u32).map(|i| (i % 251) as u8)).collect();
+        let junk: Vec<u8> = std::iter::once(0x67)
+            .chain((0..300_000u32).map(|i| (i % 251) as u8))
+            .collect();
         format!("{},{}", b64.encode(junk), b64.encode(&video.pps))
     } else {
         format!("{},{}", b64.encode(&video.sps), b64.encode(&video.pps))
@@ -150,7 +152,9 @@ pub fn describe(mode: Mode, cseq: &str, base: &str, video: &EncodedLoop, host: &
     match mode {
         Mode::HugeBody => Answer::Endless {
             head: head("Content-Type: application/sdp\r\nContent-Length: 999999999\r\n\r\n"),
-            filler: (0..65_536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+            filler: (0..65_536u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
             rate: None,
         },
         Mode::EndlessHeader => Answer::Endless {
@@ -183,7 +187,10 @@ pub fn describe(mode: Mode, cseq: &str, base: &str, video: &EncodedLoop, host: &
         _ => Answer::Reply(rtsp::response(
             "200 OK",
             cseq,
-            &[("Content-Base", base.to_string()), ("Content-Type", "application/sdp".into())],
+            &[
+                ("Content-Base", base.to_string()),
+                ("Content-Type", "application/sdp".into()),
+            ],
             sdp(video, host, mode == Mode::HugeSdp).as_bytes(),
         )),
     }
@@ -344,7 +351,10 @@ async fn serve_client(mut sock: TcpStream, video: HostileVideo) -> Result<()> {
                 ("OPTIONS", _) => rtsp::response(
                     "200 OK",
                     &cseq,
-                    &[("Public", "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER".into())],
+                    &[(
+                        "Public",
+                        "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER".into(),
+                    )],
                     b"",
                 ),
                 ("DESCRIBE", Some(m)) => {
@@ -352,7 +362,9 @@ async fn serve_client(mut sock: TcpStream, video: HostileVideo) -> Result<()> {
                     let base = format!("rtsp://{local}/{}/", m.name());
                     match describe(m, &cseq, &base, &video.main, &local.ip().to_string()) {
                         Answer::Reply(r) => r,
-                        Answer::Endless { head, filler, rate } => return endless(&mut sock, &head, &filler, rate).await,
+                        Answer::Endless { head, filler, rate } => {
+                            return endless(&mut sock, &head, &filler, rate).await
+                        }
                     }
                 }
                 ("SETUP", Some(m)) if m.streams() => {
@@ -371,7 +383,11 @@ async fn serve_client(mut sock: TcpStream, video: HostileVideo) -> Result<()> {
                             &[
                                 (
                                     "Transport",
-                                    format!("RTP/AVP/TCP;unicast;interleaved={}-{}", channel, channel.wrapping_add(1)),
+                                    format!(
+                                        "RTP/AVP/TCP;unicast;interleaved={}-{}",
+                                        channel,
+                                        channel.wrapping_add(1)
+                                    ),
                                 ),
                                 ("Session", format!("{session_id};timeout=60")),
                             ],
@@ -480,7 +496,10 @@ mod tests {
     #[test]
     fn timestamps_step_back_and_run_fast() {
         assert_eq!(rtp_offset(Mode::StepBack, 99, 25), 99 * 3600);
-        assert_eq!(rtp_offset(Mode::StepBack, 100, 25), (100 * 3600u32).wrapping_sub(900_000));
+        assert_eq!(
+            rtp_offset(Mode::StepBack, 100, 25),
+            (100 * 3600u32).wrapping_sub(900_000)
+        );
         assert_eq!(rtp_offset(Mode::FastClock, 100, 25), 100 * 3600 * 105 / 100);
         assert_eq!(rtp_offset(Mode::ParamStorm, 7, 25), 7 * 3600);
     }

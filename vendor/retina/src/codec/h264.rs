@@ -1639,6 +1639,62 @@ mod tests {
     }
      */
 
+    /// An access unit that never ends (no marker bit, one timestamp; or an
+    /// FU-A that never ends) is refused once it passes the bound.
+    #[test]
+    fn endless_access_unit_is_bounded() {
+        for fu_a in [false, true] {
+            let mut buf = MarkBuf::new(65536);
+            let mut d = super::Depacketizer::new(90_000, None).unwrap();
+            d.set_max_frame_bytes(100_000);
+            let timestamp = crate::Timestamp {
+                timestamp: 0,
+                clock_rate: NonZeroU32::new(90_000).unwrap(),
+                start: 0,
+            };
+            let mut result = Ok(());
+            let mut pushed = 0usize;
+            for seq in 0..1000u16 {
+                let mut payload = if !fu_a {
+                    vec![0x41]
+                } else if seq == 0 {
+                    vec![0x7c, 0x85]
+                } else {
+                    vec![0x7c, 0x05]
+                };
+                payload.extend(std::iter::repeat_n(0x55u8, 1000));
+                let pkt = ReceivedPacketBuilder {
+                    ctx: crate::PacketContext::dummy(),
+                    stream_id: 0,
+                    timestamp,
+                    ssrc: 0,
+                    sequence_number: seq,
+                    loss: 0,
+                    mark: false,
+                    payload_type: 0,
+                }
+                .build(payload)
+                .unwrap();
+                pushed += pkt.payload().len();
+                result = push_via_buf(
+                    &mut d,
+                    crate::rtp::PacketMeta::from_received(&pkt),
+                    pkt.payload(),
+                    &mut buf,
+                );
+                if result.is_err() {
+                    break;
+                }
+                assert_eq!(d.pull(), None);
+            }
+            let e = result.unwrap_err();
+            assert!(e.contains("access unit exceeds 100000 bytes"), "{e}");
+            assert!(pushed > 100_000 && pushed < 102_100, "fu_a={fu_a}: {pushed}");
+            // The access unit's hold on the buffer is released.
+            d.check_invariants();
+        }
+    }
+
     #[test]
     fn depacketize() {
         init_logging();
