@@ -910,7 +910,7 @@ pub(crate) mod tests {
         // A header line that never ends is refused once it passes the bound,
         // whether it arrives in one piece or a little at a time.
         let mut head = b"RTSP/1.0 200 OK\r\nX-Flood: ".to_vec();
-        head.extend(std::iter::repeat_n(b'a', DEFAULT_MAX_HEAD_BYTES));
+        head.extend(std::iter::repeat_n(b'a', DEFAULT_MAX_HEAD_BYTES + 2048));
         let mut input = Split::new(&head, &[]);
         let err = Parser::default().feed(&mut input).unwrap_err();
         assert!(matches!(err, FeedError::Invalid(_)), "{err:?}");
