@@ -65,6 +65,7 @@ fn run(mode: Mode, event: (i64, i64), secs: i64) -> (tempfile::TempDir, Store) {
                 },
             )]),
             notifier: None,
+            import: Default::default(),
         },
         Arc::new(SystemClock),
     )

@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use crate::config::{NetworkCamera, Transport};
 use crate::motion::{MotionFrame, SharedMotionStats};
-use crate::store::{Command, Frame, SampleEntry};
+use crate::store::{Command, Frame, SampleEntry, WriterTx};
 use crate::time::{Clock, Time90k};
 
 /// No video frame for this long means the camera stalled: reconnect (RTCP or
@@ -127,7 +127,7 @@ pub struct Feeds {
 pub fn spawn(
     channel: u32,
     camera: NetworkCamera,
-    writer: SyncSender<Command>,
+    writer: WriterTx,
     stats: SharedStats,
     clock: Arc<dyn Clock>,
     feeds: Feeds,
@@ -151,7 +151,7 @@ pub fn spawn(
 async fn run(
     channel: u32,
     camera: NetworkCamera,
-    writer: SyncSender<Command>,
+    writer: WriterTx,
     stats: SharedStats,
     clock: Arc<dyn Clock>,
     feeds: Feeds,
@@ -240,7 +240,7 @@ pub fn describe_error(e: &anyhow::Error) -> String {
 struct Ctx<'a> {
     channel: u32,
     camera: &'a NetworkCamera,
-    writer: &'a SyncSender<Command>,
+    writer: &'a WriterTx,
     stats: &'a SharedStats,
     clock: &'a dyn Clock,
     feeds: &'a Feeds,

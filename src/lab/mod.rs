@@ -10,6 +10,7 @@
 //! Must never leave namespaces or processes behind: both are owned by guards
 //! dropped on every exit path (including Ctrl-C, which is turned into an error).
 
+pub mod attack;
 pub mod netns;
 
 use std::path::{Path, PathBuf};
