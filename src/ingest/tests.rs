@@ -48,7 +48,7 @@ async fn stop_returns_promptly_whatever_the_camera_does() {
     ];
     for mode in modes {
         for delay in [Duration::from_millis(100), Duration::from_millis(600)] {
-            let (tx, _rx) = std::sync::mpsc::sync_channel(4096);
+            let (tx, _rx) = crate::store::queue::channel();
             let stats = SharedStats::default();
             let feeds = Feeds {
                 record: true,
@@ -82,7 +82,7 @@ async fn each_misbehaviour_ends_the_session_with_a_short_error() {
     ];
     let mut handles = Vec::new();
     for (mode, _) in cases {
-        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        let (tx, rx) = crate::store::queue::channel();
         let stats = SharedStats::default();
         let feeds = Feeds {
             record: true,
