@@ -24,6 +24,9 @@ enum Cmd {
     Serve(cmds::serve::Args),
     /// Serve N simulated RTSP cameras whose frames carry loss-counting stamps.
     SimCamera(cmds::sim_camera::Args),
+    /// Serve an RTSP camera that misbehaves (endless headers, frames that never
+    /// end, timestamp steps, parameter-set storms), one way per path.
+    HostileCamera(cmds::hostile_camera::Args),
     /// Export a stretch of a channel's footage as an .mp4.
     Export(cmds::export::Args),
     /// Count frames found, lost and duplicated in stored or exported footage.
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Demo(a) => cmds::demo::run(a),
         Cmd::Serve(a) => cmds::serve::run(a),
         Cmd::SimCamera(a) => cmds::sim_camera::run(a),
+        Cmd::HostileCamera(a) => cmds::hostile_camera::run(a),
         Cmd::Export(a) => cmds::export::run(a),
         Cmd::Audit(a) => cmds::audit::run(a),
         Cmd::Check(a) => cmds::check::run(a),

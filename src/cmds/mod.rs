@@ -9,6 +9,7 @@ pub mod bench_motion;
 pub mod check;
 pub mod demo;
 pub mod export;
+pub mod hostile_camera;
 pub mod lab;
 pub mod serve;
 pub mod sim_camera;
@@ -21,6 +22,7 @@ use tandem::nvr::Nvr;
 use tandem::time::SystemClock;
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    cap_malloc_arenas();
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tandem-rt")
@@ -28,6 +30,19 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         // the pool need not be able to grow to tokio's default of 512 threads.
         .max_blocking_threads(96)
         .build()?)
+}
+
+/// glibc gives each thread that contends for malloc an arena of its own, up
+/// to 8 per core, each reserving 64 MiB of address space: on a many-core
+/// machine that alone exceeds a small appliance's address-space limit
+/// (`prlimit --as=512MiB`) although little of it is used. Two arenas serve
+/// Tandem's few busy threads; called before the runtime starts its threads.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; M_ARENA_MAX takes any positive value.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
