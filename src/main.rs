@@ -42,14 +42,6 @@ enum Cmd {
 }
 
 fn main() -> std::process::ExitCode {
-    // glibc gives each thread that allocates its own 64-MiB arena of address
-    // space; on an appliance with a memory limit (or under `prlimit --as`)
-    // that, not the heap, is what runs out first. Two arenas serve a
-    // recorder whose hot paths are a few threads.
-    // SAFETY: mallopt before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
