@@ -313,4 +313,47 @@ mod tests {
             FileCheck::Damaged { readable: 0, .. }
         ));
     }
+
+    /// A year of one-minute segments on two channels is about a million rows;
+    /// this measures the start-up check over 100,000 (files present, sizes
+    /// right, a few damaged) to keep it honest. Run with `--ignored`.
+    #[test]
+    #[ignore = "measurement: creates 100,000 files"]
+    fn start_up_check_of_100k_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db::open(&dir.path().join("index.db")).unwrap();
+        db::migrate(&mut conn).unwrap();
+        let e = db::upsert_sample_entry(&conn, b"avc1", "h264", 1, 1).unwrap();
+        std::fs::create_dir_all(dir.path().join("video/ch1")).unwrap();
+        let n = 100_000;
+        let tx = conn.unchecked_transaction().unwrap();
+        for i in 0..n {
+            let id = db::insert_writing_segment(&tx, 1, crate::time::Time90k(i * 5_400_000), e).unwrap();
+            let p = db::Progress {
+                end: crate::time::Time90k(i * 5_400_000 + 5_400_000),
+                frames: 1,
+                key_frames: 1,
+                bytes: 3,
+                media_bytes: 1,
+            };
+            db::complete_segment(&tx, id, &p, b"").unwrap();
+            if i % 10_000 != 5 {
+                std::fs::write(segment_path(dir.path(), 1, id), b"abc").unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        let mut report = RepairReport::default();
+        let t0 = Instant::now();
+        check_finished(&conn, dir.path(), &mut report).unwrap();
+        let took = t0.elapsed();
+        eprintln!("start-up check of {n} segments: {took:?}");
+        assert_eq!(report.segments_checked, n as usize);
+        assert_eq!(report.segments_damaged, 10);
+        let t0 = Instant::now();
+        let mut again = RepairReport::default();
+        check_finished(&conn, dir.path(), &mut again).unwrap();
+        eprintln!("second start-up check (damage already marked): {:?}", t0.elapsed());
+        assert_eq!(again.segments_damaged, 0);
+        assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    }
 }
