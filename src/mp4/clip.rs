@@ -127,9 +127,7 @@ pub fn build(
     let mut sources = Vec::new();
     let mut all: Vec<Sample> = Vec::new();
     let mut omitted: Vec<(Time90k, Time90k, u64, i64)> = Vec::new();
-    let mut etag = crc32fast::Hasher::new();
-    etag.update(&start.0.to_be_bytes());
-    etag.update(&end.0.to_be_bytes());
+    let mut source_ids = Vec::new();
     for seg in segments {
         let entry = match entries.iter().position(|e| e.id == seg.entry.id) {
             Some(i) => i,
@@ -139,8 +137,7 @@ pub fn build(
             }
         };
         sources.push(seg.path.clone());
-        etag.update(&seg.id.to_be_bytes());
-        etag.update(&(seg.frames.len() as u64).to_be_bytes());
+        source_ids.push(seg.id);
         // Once a frame of this segment is omitted, its next frames depend on
         // it until the next key frame, so they are omitted too.
         let mut need_key = false;
@@ -330,6 +327,15 @@ pub fn build(
     // it once to measure and once for real.
     let head_len = build_head(0).len() as u64;
     let head = build_head(head_len);
+    // The ETag covers exactly what the file holds — the header and where
+    // each sample's bytes come from — so it stays put while the segment being
+    // written grows past the clip, and changes when anything in it changes.
+    let mut etag = crc32fast::Hasher::new();
+    etag.update(&head);
+    for s in &samples {
+        etag.update(&source_ids[s.source].to_be_bytes());
+        etag.update(&s.offset.to_be_bytes());
+    }
     debug_assert_eq!(head.len() as u64, head_len);
     let slices = samples
         .iter()
@@ -585,6 +591,18 @@ mod tests {
         let b = build(&s, &[], Time90k(0), Time90k(5 * 3600 + 11)).unwrap();
         assert_ne!(a.etag, b.etag);
         assert_eq!(a.etag, build(&s, &[], Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag);
+        // The segment grows past the clip's end: same file, same ETag.
+        let grown = [seg(1, 0, 30, entry(1, 640))];
+        assert_eq!(
+            a.etag,
+            build(&grown, &[], Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag
+        );
+        // Same frames from another segment: another file.
+        let other = [seg(2, 0, 10, entry(1, 640))];
+        assert_ne!(
+            a.etag,
+            build(&other, &[], Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag
+        );
     }
 
     fn damaged(file: &str, a: i64, b: i64) -> DamagedSpan {
