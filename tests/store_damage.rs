@@ -4,7 +4,9 @@
 //! With the real `tandem` binary: restart reports each damaged file by name,
 //! `recordings` shows the gaps, exports keep what exists and say what they
 //! lack, no clip answers `200` and then sends less than it promised, `audit`
-//! names the files, and repair keeps every intact frame.
+//! names the files, and repair keeps every intact frame. Also stores holding
+//! overlapping segments (a camera clock that stepped back): `recordings`
+//! lists the overlapped time and exports report every frame they omit.
 
 mod common;
 use common::*;
@@ -75,6 +77,39 @@ fn assert_honest(r: &HttpResponse, what: &str) {
         );
         assert!(len > 0, "{what}");
     }
+}
+
+/// Whole seconds `secs` ago.
+fn now_minus(secs: f64) -> Time90k {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    Time90k::from_secs_f64((now - secs).floor())
+}
+
+/// Writes segment `id` of channel 1 with frames at the given (pts, key),
+/// without an index row: start-up adopts it from its self-describing file.
+fn write_orphan(data: &Path, id: i64, start: Time90k, frames: impl Iterator<Item = (u32, bool)>) {
+    let mut entry = vec![0u8; 86];
+    entry[0..4].copy_from_slice(&86u32.to_be_bytes());
+    entry[4..8].copy_from_slice(b"avc1");
+    entry[32..34].copy_from_slice(&320u16.to_be_bytes());
+    entry[34..36].copy_from_slice(&240u16.to_be_bytes());
+    let header = segment_file::SegmentHeader {
+        channel: 1,
+        segment_id: id,
+        start,
+        sample_entry: entry,
+    };
+    let mut file = header.encode();
+    for (i, (pts, key)) in frames.enumerate() {
+        let frame = vec![0x40 + (i % 64) as u8; 200];
+        file.extend_from_slice(&segment_file::record_header(pts, key, &frame));
+        file.extend_from_slice(&frame);
+    }
+    std::fs::create_dir_all(data.join("video/ch1")).unwrap();
+    std::fs::write(seg_file(data, id), &file).unwrap();
 }
 
 #[test]
@@ -287,35 +322,9 @@ fn a_two_hour_segment_is_found_from_its_middle() {
     let data = dir.path().join("data");
     // A two-hour segment (as an import or a long-lived camera writes it),
     // left without an index row so that start-up adopts it from its file.
-    let mut entry = vec![0u8; 86];
-    entry[0..4].copy_from_slice(&86u32.to_be_bytes());
-    entry[4..8].copy_from_slice(b"avc1");
-    entry[32..34].copy_from_slice(&320u16.to_be_bytes());
-    entry[34..36].copy_from_slice(&240u16.to_be_bytes());
-    let start = Time90k::from_secs_f64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-            .floor()
-            - 4.0 * 3600.0,
-    );
-    let header = segment_file::SegmentHeader {
-        channel: 1,
-        segment_id: 1,
-        start,
-        sample_entry: entry,
-    };
-    let mut file = header.encode();
+    let start = now_minus(4.0 * 3600.0);
     let step = 600 * 90_000u32; // a key frame every ten minutes
-    for i in 0..=12u32 {
-        let frame = vec![0x40 + i as u8; 200];
-        file.extend_from_slice(&segment_file::record_header(i * step, true, &frame));
-        file.extend_from_slice(&frame);
-    }
-    std::fs::create_dir_all(data.join("video/ch1")).unwrap();
-    std::fs::write(seg_file(&data, 1), &file).unwrap();
-
+    write_orphan(&data, 1, start, (0..=12).map(|i| (i * step, true)));
     let n = nvr(dir.path(), "serve", &config(&data, None, "60s"));
     let row = &rows(&data)[0];
     assert!(row.end - row.start >= 2 * 3600 * 90_000, "{row:?}");
@@ -337,4 +346,66 @@ fn a_two_hour_segment_is_found_from_its_middle() {
     assert_honest(&c, "clip from the middle of a two-hour segment");
     let (code, err) = export_status(&data, a, b, &dir.path().join("mid.mp4"), &[]);
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn overlapping_footage_is_listed_and_exports_say_what_they_omit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A store holding what a camera clock stepping back 10 frames leaves
+    // behind: the second segment starts 10 frames before the first ends.
+    let start = now_minus(600.0);
+    let frames = |n: u32| (0..n).map(|i| (i * 3600, i % 10 == 0));
+    write_orphan(&data, 1, start, frames(30));
+    write_orphan(&data, 2, start + 20 * 3600, frames(30));
+    let n = nvr(dir.path(), "serve", &config(&data, None, "60s"));
+    let end = start + 50 * 3600;
+
+    let r = http_get(&format!(
+        "{}/api/v1/channels/1/recordings?start={}&end={}",
+        n.base,
+        start.to_rfc3339(),
+        end.to_rfc3339()
+    ))
+    .unwrap()
+    .json()
+    .unwrap();
+    let runs = r["recordings"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{r}");
+    assert_eq!(runs[0]["frames"], 60, "{r}");
+    assert_eq!(runs[0]["overlaps"][0]["seconds"], 0.4, "{r}");
+
+    let c = clip(&n.base, start, end);
+    assert_eq!(c.status, 200);
+    assert_honest(&c, "clip over overlapping segments");
+    assert_eq!(c.header("x-tandem-frames-omitted"), Some("10"));
+    assert!(c.header("x-tandem-overlaps").unwrap().contains("\"segment\":2"));
+
+    let out = dir.path().join("o.mp4");
+    let (code, err) = export_status(&data, start, end, &out, &[]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("10 stored frames") && err.contains("--allow-overlaps"),
+        "{err}"
+    );
+    let (code, err) = export_status(&data, start, end, &out, &["--allow-overlaps"]);
+    assert_eq!(code, 0, "{err}");
+    let mut f = std::fs::File::open(&out).unwrap();
+    let t = tandem::mp4::reader::read_track_file(&mut f).unwrap();
+    assert_eq!(t.samples.len() + 10, 60, "every stored frame is exported or reported");
+    // Over HTTP, `tandem export --server` reads the same report.
+    let o = run_tandem(&[
+        "export",
+        "--server",
+        &n.base,
+        "--channel",
+        "1",
+        "--start",
+        &start.to_rfc3339(),
+        "--end",
+        &end.to_rfc3339(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
 }

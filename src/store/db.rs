@@ -426,7 +426,12 @@ pub fn delete_segment_row(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 /// ones of each kind (continuous footage, event footage).
 pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMap<u32, ChannelUsage>> {
     let mut out: HashMap<u32, ChannelUsage> = HashMap::new();
-    let mut stmt = conn.prepare_cached("SELECT channel, SUM(bytes) FROM segment WHERE state < 2 GROUP BY channel")?;
+    // A damaged segment occupies only what is left of its file: counting the
+    // bytes its row once promised would make retention delete good footage.
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel, SUM(CASE WHEN damage IS NULL THEN bytes ELSE COALESCE(readable_bytes, 0) END)
+         FROM segment WHERE state < 2 GROUP BY channel",
+    )?;
     for r in stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))? {
         let (ch, total) = r?;
         out.entry(ch).or_default().total_bytes = total as u64;
@@ -728,5 +733,7 @@ mod tests {
         assert_eq!(r.readable_bytes, Some(0));
         assert_eq!(r.holes, holes);
         assert!(complete_segment_sizes(&old).unwrap().is_empty());
+        // Retention counts only what is left of a damaged file.
+        assert_eq!(channel_usage(&old, 10).unwrap()[&4].total_bytes, 0);
     }
 }

@@ -434,4 +434,49 @@ mod tests {
         let p = pieces(&row(10, vec![], Some(("truncated", cut))), 10);
         assert_eq!(p, vec![(whole.start, whole.start + 6 * 3000, 6, 6 * 116)]);
     }
+
+    #[test]
+    fn recordings_list_overlapping_time_and_break_at_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = db::open(&dir.path().join("index.db")).unwrap();
+        db::migrate(&mut c).unwrap();
+        let e = db::upsert_sample_entry(&c, b"avc1", "h264", 640, 480).unwrap();
+        let s = 90_000i64;
+        let add = |a: i64, b: i64| {
+            let id = db::insert_writing_segment(&c, 1, Time90k(a), e).unwrap();
+            let p = db::Progress {
+                end: Time90k(b),
+                frames: 25,
+                key_frames: 1,
+                bytes: 1000,
+                media_bytes: 900,
+            };
+            db::complete_segment(&c, id, &p, &[]).unwrap();
+            id
+        };
+        // A camera clock stepped back 10 s: the second segment starts inside the first.
+        add(0, 60 * s);
+        add(50 * s, 110 * s);
+        add(110 * s, 170 * s);
+        let missing = add(170 * s, 230 * s);
+        add(230 * s, 290 * s);
+        db::mark_damaged(&c, missing, "file missing", 0).unwrap();
+        let runs = Reader::new(dir.path().to_path_buf())
+            .recordings(1, Time90k(0), Time90k(1000 * s))
+            .unwrap();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!((runs[0].start_90k, runs[0].end_90k), (Time90k(0), Time90k(170 * s)));
+        assert_eq!(runs[0].frames, 75);
+        assert_eq!(
+            runs[0].overlaps,
+            vec![Overlap {
+                start: Time90k(50 * s).to_rfc3339(),
+                end: Time90k(60 * s).to_rfc3339(),
+                seconds: 10.0,
+            }]
+        );
+        // The missing segment is a gap: the next run starts after it.
+        assert_eq!(runs[1].start_90k, Time90k(230 * s));
+        assert!(runs[1].overlaps.is_empty());
+    }
 }
