@@ -30,6 +30,11 @@ pub struct RepairReport {
     /// Damaged stretches stepped over inside repaired segments, and their bytes.
     pub stretches_skipped: usize,
     pub bytes_skipped: u64,
+    /// Segments whose damaged header was rewritten from their index row.
+    pub headers_rewritten: usize,
+    /// Files with a damaged header and no row to rebuild it from, moved to
+    /// `DIR/damaged/` rather than deleted.
+    pub files_quarantined: usize,
     /// Finished segments checked at start-up, and those found damaged now.
     pub segments_checked: usize,
     pub segments_damaged: usize,
@@ -211,7 +216,24 @@ fn finish_from_file(
     let scan = match segment_file::scan(&mut file, len, true) {
         Ok(s) if !s.frames.is_empty() && s.header.segment_id == id && s.header.channel == channel => s,
         Ok(_) => return discard(report, "no frames or mismatched header"),
-        Err(e) => return discard(report, &e.to_string()),
+        Err(e) => match rebuild_header(conn, &file, id, len, adopt) {
+            // The row knows what the header said: keep the frames after it
+            // and write the header back, so readers find the file whole.
+            Some(s) => {
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(&s.header.encode(), 0)?;
+                warn!(
+                    channel,
+                    segment = id,
+                    file = %path.display(),
+                    "segment header was damaged ({e}); rewritten from the index"
+                );
+                report.headers_rewritten += 1;
+                s
+            }
+            None if len > 4096 => return quarantine(conn, dir, &path, channel, id, adopt, &e.to_string(), report),
+            None => return discard(report, &e.to_string()),
+        },
     };
     if scan.valid_len < len {
         file.set_len(scan.valid_len)?;
@@ -275,9 +297,125 @@ fn finish_from_file(
     Ok(())
 }
 
+/// Rebuilds the header of segment `id` from its `writing` row and scans the
+/// file's records with it; `None` if there is no row to rebuild from (an
+/// adopted file) or no record verifies.
+fn rebuild_header(
+    conn: &rusqlite::Connection,
+    file: &std::fs::File,
+    id: i64,
+    len: u64,
+    adopt: bool,
+) -> Option<segment_file::Scan> {
+    if adopt {
+        return None;
+    }
+    let row = db::segment(conn, id).ok()??;
+    let entry = db::sample_entries(conn).ok()?.remove(&row.sample_entry_id)?;
+    let header = SegmentHeader {
+        channel: row.channel,
+        segment_id: id,
+        start: row.start,
+        sample_entry: entry.data,
+    };
+    let scan = segment_file::scan_with_header(file, header, len);
+    (!scan.frames.is_empty()).then_some(scan)
+}
+
+/// Moves a file that may hold frames but cannot be indexed out of `video/`,
+/// so that nothing is deleted that a person could still recover.
+#[allow(clippy::too_many_arguments)]
+fn quarantine(
+    conn: &rusqlite::Connection,
+    dir: &Path,
+    path: &Path,
+    channel: u32,
+    id: i64,
+    adopt: bool,
+    why: &str,
+    report: &mut RepairReport,
+) -> Result<()> {
+    let aside = dir.join("damaged");
+    std::fs::create_dir_all(&aside)?;
+    let to = aside.join(format!("ch{channel}-{id:016}.seg"));
+    std::fs::rename(path, &to)?;
+    if !adopt {
+        db::delete_segment_row(conn, id)?;
+    }
+    warn!(
+        channel,
+        segment = id,
+        file = %path.display(),
+        moved_to = %to.display(),
+        "segment file cannot be indexed ({why}); moved aside, not deleted"
+    );
+    report.files_quarantined += 1;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Time90k;
+
+    fn store_with_writing_segment(frames: u32) -> (tempfile::TempDir, rusqlite::Connection, i64, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db::open(&dir.path().join("index.db")).unwrap();
+        db::migrate(&mut conn).unwrap();
+        let mut entry = vec![0u8; 40];
+        entry[4..8].copy_from_slice(b"avc1");
+        let e = db::upsert_sample_entry(&conn, &entry, "h264", 0, 0).unwrap();
+        let id = db::insert_writing_segment(&conn, 2, Time90k(5_000), e).unwrap();
+        let mut file = SegmentHeader {
+            channel: 2,
+            segment_id: id,
+            start: Time90k(5_000),
+            sample_entry: entry,
+        }
+        .encode();
+        for i in 0..frames {
+            let data = vec![i as u8 + 1; 300];
+            file.extend_from_slice(&segment_file::record_header(i * 3000, i % 5 == 0, &data));
+            file.extend_from_slice(&data);
+        }
+        std::fs::create_dir_all(dir.path().join("video/ch2")).unwrap();
+        (dir, conn, id, file)
+    }
+
+    #[test]
+    fn a_damaged_header_is_rebuilt_from_the_row_and_every_frame_kept() {
+        let (dir, conn, id, mut file) = store_with_writing_segment(20);
+        let original = file.clone();
+        file[20] ^= 0xff; // inside the header body: its checksum fails
+        let path = segment_path(dir.path(), 2, id);
+        std::fs::write(&path, &file).unwrap();
+        let report = repair(&conn, dir.path()).unwrap();
+        assert_eq!(report.headers_rewritten, 1);
+        assert_eq!(report.segments_repaired, 1);
+        let row = db::segment(&conn, id).unwrap().unwrap();
+        assert_eq!((row.state, row.frames), (db::COMPLETE, 20));
+        assert_eq!(std::fs::read(&path).unwrap(), original);
+    }
+
+    #[test]
+    fn an_unindexable_file_is_moved_aside_not_deleted() {
+        let (dir, conn, id, mut file) = store_with_writing_segment(20);
+        file[20] ^= 0xff;
+        // An orphan (no row) with a damaged header: nothing to rebuild from.
+        db::delete_segment_row(&conn, id).unwrap();
+        let path = segment_path(dir.path(), 2, id);
+        std::fs::write(&path, &file).unwrap();
+        let report = repair(&conn, dir.path()).unwrap();
+        assert_eq!(report.files_quarantined, 1);
+        assert!(!path.exists());
+        let aside = dir.path().join("damaged").join(format!("ch2-{id:016}.seg"));
+        assert_eq!(std::fs::read(aside).unwrap(), file);
+        // A tiny file (a crash while the header was written) is just removed.
+        std::fs::write(&path, &file[..30]).unwrap();
+        let report = repair(&conn, dir.path()).unwrap();
+        assert_eq!((report.files_quarantined, report.segments_discarded), (0, 1));
+        assert!(!path.exists());
+    }
 
     #[test]
     fn judging_a_finished_segment_file() {

@@ -331,6 +331,19 @@ pub fn scan(file: &mut File, limit: u64, verify: bool) -> Result<Scan, FormatErr
     Ok(scan_records(&mut w, header, header_len, limit, verify))
 }
 
+/// Scans the records of a file whose own header is damaged, given the header
+/// it should have (rebuilt from its index row), verifying every record.
+pub fn scan_with_header(file: &File, header: SegmentHeader, limit: u64) -> Scan {
+    let header_len = header.encode().len() as u64;
+    let mut w = Window {
+        file,
+        limit,
+        base: 0,
+        buf: Vec::new(),
+    };
+    scan_records(&mut w, header, header_len, limit, true)
+}
+
 /// The record loop of `scan`, over any byte source (pure given its input).
 pub fn scan_records(src: &mut impl Source, header: SegmentHeader, header_len: u64, limit: u64, verify: bool) -> Scan {
     let mut frames: Vec<ScannedFrame> = Vec::new();
