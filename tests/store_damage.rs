@@ -137,6 +137,10 @@ fn damaged_segments_are_reported_shown_as_gaps_and_skipped() {
 
     // Restart without a camera: only what was stored is served.
     let n = nvr(dir.path(), "restart", &config(&data, None, "1s"));
+    // The check runs beside recording, not before it: wait for its summary.
+    wait_for(Duration::from_secs(20), "the check of finished segments", || {
+        n.proc.stderr().contains("checked finished segments")
+    });
     let log = n.proc.stderr();
     for r in [cut, gone, over] {
         let name = seg_file(&data, r.id).display().to_string();

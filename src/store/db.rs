@@ -392,13 +392,14 @@ pub fn complete_segment_sizes(conn: &Connection) -> rusqlite::Result<Vec<(i64, u
 }
 
 /// Records that a finished segment's file is damaged: only its first
-/// `readable_bytes` bytes can be served.
-pub fn mark_damaged(conn: &Connection, id: i64, why: &str, readable_bytes: u64) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE segment SET damage = ?2, readable_bytes = ?3 WHERE id = ?1",
+/// `readable_bytes` bytes can be served. False if the row is no longer a
+/// finished segment (retention got there first).
+pub fn mark_damaged(conn: &Connection, id: i64, why: &str, readable_bytes: u64) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE segment SET damage = ?2, readable_bytes = ?3 WHERE id = ?1 AND state = 1",
         params![id, why, readable_bytes as i64],
     )?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Stores the damaged stretches repair stepped over in a segment's file.
@@ -721,7 +722,11 @@ mod tests {
         assert_eq!(rows[0].damage, None);
         assert!(rows[0].holes.is_empty());
         assert_eq!(complete_segment_sizes(&old).unwrap(), vec![(rows[0].id, 4, 10)]);
-        mark_damaged(&old, rows[0].id, "file missing", 0).unwrap();
+        assert!(mark_damaged(&old, rows[0].id, "file missing", 0).unwrap());
+        // A row retention has just marked garbage is not damage.
+        let deleted = insert_writing_segment(&old, 4, Time90k(0), 1).unwrap();
+        mark_garbage(&old, deleted).unwrap();
+        assert!(!mark_damaged(&old, deleted, "file missing", 0).unwrap());
         let holes = [Hole {
             frames_before: 3,
             bytes: 99,

@@ -158,6 +158,7 @@ impl Store {
             Err(e) => tracing::warn!("cannot close events left open: {e}"),
         }
         ensure_reserve(&cfg.dir);
+        spawn_finished_check(&cfg.dir, &db_path);
         let status: StatusMap = Arc::new(Mutex::new(HashMap::new()));
         let wcfg = writer::WriterConfig {
             dir: cfg.dir.clone(),
@@ -209,6 +210,24 @@ impl Store {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Checks finished segments for damage on its own thread and connection, so
+/// that recording starts without waiting for a year of `stat` calls.
+fn spawn_finished_check(dir: &Path, db_path: &Path) {
+    let (dir, db_path) = (dir.to_path_buf(), db_path.to_path_buf());
+    let r = std::thread::Builder::new().name("store-check".into()).spawn(move || {
+        let mut report = RepairReport::default();
+        let r = db::open(&db_path)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| repair::check_finished(&c, &dir, &mut report));
+        if let Err(e) = r {
+            warn!("cannot check finished segments for damage: {e:#}");
+        }
+    });
+    if let Err(e) = r {
+        warn!("cannot start the check of finished segments: {e}");
     }
 }
 

@@ -460,7 +460,7 @@ mod tests {
         add(110 * s, 170 * s);
         let missing = add(170 * s, 230 * s);
         add(230 * s, 290 * s);
-        db::mark_damaged(&c, missing, "file missing", 0).unwrap();
+        assert!(db::mark_damaged(&c, missing, "file missing", 0).unwrap());
         let runs = Reader::new(dir.path().to_path_buf())
             .recordings(1, Time90k(0), Time90k(1000 * s))
             .unwrap();
