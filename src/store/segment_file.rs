@@ -277,13 +277,15 @@ impl Source for Window<'_> {
     }
 }
 
-/// Why the record at some offset is not a frame.
+/// Why the record at `pos` is not a frame; `wasted` grows by the bytes
+/// hashed for a checksum that then failed.
 fn check_record(
     src: &mut impl Source,
     pos: u64,
     limit: u64,
     verify: bool,
     last_pts: Option<u32>,
+    wasted: &mut u64,
 ) -> Result<ScannedFrame, &'static str> {
     if pos + RECORD_HEADER_LEN > limit {
         return Err("torn record header at end of file");
@@ -302,6 +304,7 @@ fn check_record(
             .get(pos + RECORD_HEADER_LEN, size as usize)
             .map_err(|_| "unreadable frame")?;
         if record_crc(size, pts, flags, data) != crc {
+            *wasted += u64::from(size);
             return Err("frame checksum mismatch");
         }
     }
@@ -350,23 +353,34 @@ pub fn scan_records(src: &mut impl Source, header: SegmentHeader, header_len: u6
     let mut skips = Vec::new();
     let mut pos = header_len;
     let mut stopped = None;
+    // Garbage crafted to look like record headers claiming large frames could
+    // make the search hash far more than the file; past this many wasted
+    // bytes the rest is treated as a damaged tail.
+    let budget = limit + u64::from(MAX_FRAME);
+    let mut wasted = 0u64;
     loop {
         if pos >= limit {
             break;
         }
         let last_pts = frames.last().map(|f| f.pts);
-        match check_record(src, pos, limit, verify, last_pts) {
+        match check_record(src, pos, limit, verify, last_pts, &mut wasted) {
             Ok(f) => {
                 pos = f.offset + u64::from(f.size);
                 frames.push(f);
             }
             Err(why) => {
-                let next = if verify {
-                    (pos + 1..limit.saturating_sub(RECORD_HEADER_LEN))
-                        .find(|&q| check_record(src, q, limit, true, last_pts).is_ok())
-                } else {
-                    None
-                };
+                let mut next = None;
+                if verify {
+                    for q in pos + 1..limit.saturating_sub(RECORD_HEADER_LEN) {
+                        if wasted > budget {
+                            break;
+                        }
+                        if check_record(src, q, limit, true, last_pts, &mut wasted).is_ok() {
+                            next = Some(q);
+                            break;
+                        }
+                    }
+                }
                 match next {
                     Some(q) => {
                         skips.push(Skip {
@@ -616,6 +630,54 @@ mod tests {
         d[records[20].0 as usize + 3] ^= 1;
         let cut = records[22].0 as usize + 9;
         check_damaged(&bytes, &d[..cut], "damaged then truncated");
+    }
+
+    /// A byte source that counts the bytes handed out.
+    struct Counting<'a> {
+        bytes: &'a [u8],
+        served: u64,
+    }
+
+    impl Source for Counting<'_> {
+        fn get(&mut self, off: u64, len: usize) -> std::io::Result<&[u8]> {
+            self.served += len as u64;
+            let mut b: &[u8] = self.bytes;
+            let _ = Source::get(&mut b, off, len)?;
+            Ok(&self.bytes[off as usize..off as usize + len])
+        }
+    }
+
+    #[test]
+    fn garbage_posing_as_large_records_costs_bounded_work() {
+        // Every 16 bytes a plausible record header (size reaching the end of
+        // the file, a later time, no flags) with a wrong checksum: trying each
+        // naively would hash about 130 MB for this 1 MiB stretch.
+        let (mut bytes, header, header_len, _) = segment_bytes(2);
+        let body = 1 << 20;
+        let start = bytes.len();
+        bytes.resize(start + body, 0);
+        for at in (start..start + body - 16).step_by(16) {
+            let size = (start + body - at - 16) as u32;
+            bytes[at..at + 4].copy_from_slice(&size.to_be_bytes());
+            bytes[at + 4..at + 8].copy_from_slice(&1_000_000u32.to_be_bytes());
+        }
+        let mut src = Counting {
+            bytes: &bytes,
+            served: 0,
+        };
+        let s = scan_records(&mut src, header, header_len, bytes.len() as u64, true);
+        assert_eq!(s.frames.len(), 2);
+        assert_eq!(s.valid_len, start as u64);
+        let limit = bytes.len() as u64;
+        assert!(
+            src.served <= 2 * limit + u64::from(MAX_FRAME) + (1 << 20) * 17,
+            "{} bytes read for a {limit}-byte file",
+            src.served
+        );
+        let mut wasted = 0;
+        let mut plain: &[u8] = &bytes;
+        let _ = check_record(&mut plain, start as u64, limit, true, None, &mut wasted);
+        assert_eq!(wasted, (body - 16) as u64, "a failed checksum counts its bytes");
     }
 
     #[test]
