@@ -183,8 +183,11 @@ pub struct Scan {
     /// Length of the valid prefix: header plus every complete record and the
     /// skipped stretches between them.
     pub valid_len: u64,
-    /// Why the file is not pristine, if it is not: a torn or corrupt tail
-    /// (cut off at `valid_len`), or the first skipped stretch's reason.
+    /// Why scanning stopped before the limit, if it did: a torn or corrupt
+    /// tail, to be cut off at `valid_len`. Stretches stepped over in the
+    /// middle are in `skips` instead: a file with skips but no tail damage is
+    /// complete (an import takes its intact frames; a transfer of it must not
+    /// be refused forever).
     pub stopped: Option<&'static str>,
 }
 
@@ -389,7 +392,6 @@ pub fn scan_records(src: &mut impl Source, header: SegmentHeader, header_len: u6
                             frames_before: frames.len(),
                             why,
                         });
-                        stopped = stopped.or(Some(why));
                         pos = q;
                     }
                     None => {
@@ -491,7 +493,7 @@ mod tests {
         let mut f = File::open(&p).unwrap();
         let s2 = scan(&mut f, bytes.len() as u64, true).unwrap();
         assert_eq!(s2.frames.len(), 5);
-        assert_eq!(s2.stopped, Some("frame checksum mismatch"));
+        assert_eq!(s2.stopped, None, "nothing to cut at the end");
         assert_eq!(s2.valid_len, bytes.len() as u64);
         assert_eq!(
             s2.skips,
@@ -572,11 +574,19 @@ mod tests {
             t += i64::from(e.duration);
         }
         assert!(s.valid_len <= damaged.len() as u64, "{what}");
+        assert_eq!(s.stopped.is_some(), s.valid_len < damaged.len() as u64, "{what}");
+        // Every record lost before the cut is inside a skipped stretch.
+        let cut_records = records.iter().filter(|r| r.0 < s.valid_len).count();
+        let skipped_bytes: u64 = s.skips.iter().map(|k| k.bytes).sum();
         assert_eq!(
-            s.stopped.is_some(),
-            intact.len() < records.len() || s.valid_len < damaged.len() as u64,
+            intact
+                .iter()
+                .filter(|&&p| records.iter().any(|r| r.2 == p && r.0 < s.valid_len))
+                .count(),
+            s.frames.len(),
             "{what}"
         );
+        assert!(cut_records == s.frames.len() || skipped_bytes > 0, "{what}");
     }
 
     #[test]
