@@ -260,15 +260,20 @@ impl Reader {
                 }
             };
             let frames = if s.state == db::COMPLETE {
-                let (mut frames, holes) = place_frames(&s, entry.data.len())?;
+                let (mut frames, holes) = match place_frames(&s, entry.data.len()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // One bad row costs its own footage, never the range's.
+                        warn!(channel, segment = s.id, "{e:#}");
+                        damage(s.start, s.end, format!("frame index unreadable: {e:#}"));
+                        continue;
+                    }
+                };
                 for (a, b) in holes {
                     damage(a, b, "damaged records skipped by repair".into());
                 }
                 let usable = usable_bytes(&path, &s, &entry);
-                let limit = match (&usable, &s.damage) {
-                    (Ok(n), _) => *n,
-                    (Err(_), _) => 0,
-                };
+                let limit = usable.as_ref().copied().unwrap_or(0);
                 let keep = frames
                     .iter()
                     .take_while(|f| f.offset + u64::from(f.size) <= limit)
@@ -478,5 +483,53 @@ mod tests {
         // The missing segment is a gap: the next run starts after it.
         assert_eq!(runs[1].start_90k, Time90k(230 * s));
         assert!(runs[1].overlaps.is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_frame_index_or_missing_file_costs_only_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = db::open(&dir.path().join("index.db")).unwrap();
+        db::migrate(&mut c).unwrap();
+        let mut entry = vec![0u8; 40];
+        entry[4..8].copy_from_slice(b"avc1");
+        let e = db::upsert_sample_entry(&c, &entry, "h264", 640, 480).unwrap();
+        let add = |a: i64, index: &[u8]| {
+            let id = db::insert_writing_segment(&c, 1, Time90k(a), e).unwrap();
+            let p = db::Progress {
+                end: Time90k(a + 9000),
+                frames: 3,
+                key_frames: 1,
+                bytes: header_len(40) + 3 * 116,
+                media_bytes: 300,
+            };
+            db::complete_segment(&c, id, &p, index).unwrap();
+            id
+        };
+        let good = index::encode(
+            &[FrameEntry {
+                duration: 3000,
+                size: 100,
+                key: true,
+            }; 3],
+        );
+        let corrupt = add(0, &[0xff; 11]);
+        let missing = add(9000, &good);
+        let f = Reader::new(dir.path().to_path_buf())
+            .footage(1, Time90k(0), Time90k(18_000))
+            .unwrap();
+        assert!(f.segments.is_empty());
+        assert_eq!(f.damaged.len(), 2);
+        assert!(
+            f.damaged[0].why.starts_with("frame index unreadable"),
+            "{:?}",
+            f.damaged[0]
+        );
+        assert!(f.damaged[0].file.ends_with(&format!("{corrupt:016}.seg")));
+        assert_eq!(f.damaged[1].why, "file missing");
+        assert!(f.damaged[1].file.ends_with(&format!("{missing:016}.seg")));
+        assert_eq!(
+            (f.damaged[1].start_90k, f.damaged[1].end_90k),
+            (Time90k(9000), Time90k(18_000))
+        );
     }
 }
