@@ -88,7 +88,8 @@ pub struct RecordingRun {
     /// True while the last segment is still being written.
     pub growing: bool,
     /// Stored time hidden under other footage of this run: `end - start`
-    /// plus these is all the time the run's frames cover.
+    /// plus these is all the time the run's frames cover. Overlaps up to
+    /// 0.1 s (a last frame's guessed duration) are not listed.
     pub overlaps: Vec<Overlap>,
 }
 
@@ -189,7 +190,9 @@ impl Reader {
             for (a, b, frames, bytes) in pieces(&s, e.map(|e| e.data.len()).unwrap_or(0)) {
                 match runs.last_mut() {
                     Some(r) if a - r.end_90k <= CONTIGUOUS && last_entry == s.sample_entry_id => {
-                        if a < r.end_90k {
+                        // Less than this is the guessed duration of the
+                        // previous segment's last frame, not hidden footage.
+                        if r.end_90k - a > CONTIGUOUS {
                             let o_end = r.end_90k.min(b);
                             r.overlaps.push(Overlap {
                                 start: a.to_rfc3339(),
