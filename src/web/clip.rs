@@ -91,7 +91,9 @@ pub async fn clip(
             return Ok((
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "1")],
-                format!("footage changed while the clip was prepared ({e:#}); try again"),
+                axum::Json(serde_json::json!({
+                    "error": format!("footage changed while the clip was prepared ({e:#}); try again")
+                })),
             )
                 .into_response());
         }
