@@ -177,13 +177,7 @@ pub fn build(
         if damaged.is_empty() {
             ClipError::NoFootage
         } else {
-            ClipError::Unreadable(
-                damaged
-                    .iter()
-                    .map(|d| format!("{}: {}", d.file, d.why))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
+            ClipError::Unreadable(name_damage(damaged.iter()).join("; "))
         }
     };
     // First frame that overlaps the range, then back to its key frame.
@@ -214,11 +208,7 @@ pub fn build(
                     start: own_end.to_rfc3339(),
                     end: next.to_rfc3339(),
                     seconds: (next - own_end) as f64 / 90_000.0,
-                    damaged: damaged
-                        .iter()
-                        .filter(|d| d.end_90k > own_end && d.start_90k < next)
-                        .map(|d| format!("{}: {}", d.file, d.why))
-                        .collect(),
+                    damaged: name_damage(damaged.iter().filter(|d| d.end_90k > own_end && d.start_90k < next)),
                 });
             }
             next - samples[i].time
@@ -372,6 +362,26 @@ pub fn build(
         width: first.width,
         height: first.height,
     })
+}
+
+/// Damaged files that would not fit a message or header are counted, not listed.
+const NAMED_DAMAGE: usize = 10;
+
+/// `path: why` for the first `NAMED_DAMAGE` damaged spans, then how many more.
+fn name_damage<'a>(spans: impl Iterator<Item = &'a DamagedSpan>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut more = 0;
+    for d in spans {
+        if out.len() < NAMED_DAMAGE {
+            out.push(format!("{}: {}", d.file, d.why));
+        } else {
+            more += 1;
+        }
+    }
+    if more > 0 {
+        out.push(format!("and {more} more damaged segments"));
+    }
+    out
 }
 
 fn unity_matrix(o: &mut Vec<u8>) {
@@ -668,6 +678,13 @@ mod tests {
         // A range inside the damaged segment only: an error naming it.
         let err = build(&s, &d, Time90k(25 * 3600), Time90k(35 * 3600)).unwrap_err();
         assert_eq!(err, ClipError::Unreadable("/v/2.seg: file missing".into()));
+        // A day of missing files is counted, not listed file by file.
+        let many: Vec<DamagedSpan> = (0..30)
+            .map(|i| damaged(&format!("/v/{i}"), 20 * 3600, 40 * 3600))
+            .collect();
+        let clip = build(&s, &many, Time90k(0), Time90k(60 * 3600)).unwrap();
+        assert_eq!(clip.gaps[0].damaged.len(), NAMED_DAMAGE + 1);
+        assert_eq!(clip.gaps[0].damaged[NAMED_DAMAGE], "and 20 more damaged segments");
         // Damage outside the range is not reported.
         let clip = build(&s, &d, Time90k(0), Time90k(10 * 3600)).unwrap();
         assert!(clip.damaged.is_empty() && clip.gaps.is_empty());

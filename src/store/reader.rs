@@ -135,6 +135,10 @@ pub fn place_frames(row: &db::SegmentRow, entry_len: usize) -> Result<Placed> {
 fn usable_bytes(path: &std::path::Path, row: &db::SegmentRow, entry: &db::SampleEntryRow) -> Result<u64, String> {
     use std::os::unix::fs::FileExt;
     let promised = row.readable_bytes.unwrap_or(row.bytes).min(row.bytes);
+    // Never open what is not a regular file: a FIFO would block the reader.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err("not a regular file".into());
+    }
     let f = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "file missing".to_string(),
         _ => format!("file unreadable: {e}"),

@@ -140,6 +140,12 @@ pub fn check_finished(conn: &rusqlite::Connection, dir: &Path, report: &mut Repa
     for &(id, channel, bytes) in &rows {
         let path = segment_path(dir, channel, id);
         let actual = match std::fs::metadata(&path) {
+            // A FIFO or device in a segment's place would block or never end
+            // a read: it is damage, and it is never opened.
+            Ok(m) if !m.is_file() => {
+                damaged.push((id, channel, path, "not a regular file".into(), 0));
+                continue;
+            }
             Ok(m) => Some(m.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
@@ -214,6 +220,16 @@ fn finish_from_file(
         report.segments_discarded += 1;
         Ok(())
     };
+    if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+        // Opening a FIFO or a device here could block start-up for ever;
+        // whatever it is, it is not ours to delete.
+        warn!(channel, segment = id, file = %path.display(), "not a regular file; left alone");
+        if !adopt {
+            db::delete_segment_row(conn, id)?;
+            report.segments_discarded += 1;
+        }
+        return Ok(());
+    }
     let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
         Ok(f) => f,
         Err(e) => return discard(report, &format!("file unreadable: {e}")),
@@ -421,6 +437,34 @@ mod tests {
         let report = repair(&conn, dir.path()).unwrap();
         assert_eq!((report.files_quarantined, report.segments_discarded), (0, 1));
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_fifo_in_a_segments_place_never_blocks_start_up() {
+        let (dir, conn, id, _) = store_with_writing_segment(1);
+        let path = segment_path(dir.path(), 2, id);
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let report = repair(&conn, dir.path()).unwrap();
+        assert_eq!(report.segments_discarded, 1);
+        assert!(path.exists(), "left alone");
+        // The same FIFO in place of a finished segment: marked, never opened.
+        let e = db::upsert_sample_entry(&conn, b"x", "h264", 0, 0).unwrap();
+        let id2 = db::insert_writing_segment(&conn, 2, Time90k(0), e).unwrap();
+        let p = db::Progress {
+            end: Time90k(3000),
+            frames: 1,
+            key_frames: 1,
+            bytes: 100,
+            media_bytes: 10,
+        };
+        db::complete_segment(&conn, id2, &p, b"").unwrap();
+        std::fs::rename(&path, segment_path(dir.path(), 2, id2)).unwrap();
+        let mut r = RepairReport::default();
+        check_finished(&conn, dir.path(), &mut r).unwrap();
+        assert_eq!(r.segments_damaged, 1);
+        assert!(r.damaged_files[0].contains("not a regular file"));
     }
 
     #[test]
