@@ -237,7 +237,16 @@ fn finish_from_file(
     let len = file.metadata()?.len();
     let scan = match segment_file::scan(&mut file, len, true) {
         Ok(s) if !s.frames.is_empty() && s.header.segment_id == id && s.header.channel == channel => s,
-        Ok(_) => return discard(report, "no frames or mismatched header"),
+        Ok(s) if s.frames.is_empty() => return discard(report, "no complete frame"),
+        // Frames of another segment or channel under this name (a renamed or
+        // copied file): not this row's, but not garbage either.
+        Ok(s) => {
+            let why = format!(
+                "the file holds segment {} of channel {}",
+                s.header.segment_id, s.header.channel
+            );
+            return quarantine(conn, dir, &path, channel, id, adopt, &why, report);
+        }
         Err(e) => match rebuild_header(conn, &file, id, len, adopt) {
             // The row knows what the header said: keep the frames after it
             // and write the header back, so readers find the file whole.
@@ -432,6 +441,18 @@ mod tests {
         assert!(!path.exists());
         let aside = dir.path().join("damaged").join(format!("ch2-{id:016}.seg"));
         assert_eq!(std::fs::read(aside).unwrap(), file);
+        // Another segment's file under this name: moved aside too.
+        let (_, _, other, file2) = store_with_writing_segment(3);
+        let renamed = segment_path(dir.path(), 2, other + 100);
+        std::fs::write(&renamed, &file2).unwrap();
+        let report = repair(&conn, dir.path()).unwrap();
+        assert_eq!(report.files_quarantined, 1);
+        assert!(!renamed.exists());
+        assert!(dir
+            .path()
+            .join("damaged")
+            .join(format!("ch2-{:016}.seg", other + 100))
+            .exists());
         // A tiny file (a crash while the header was written) is just removed.
         std::fs::write(&path, &file[..30]).unwrap();
         let report = repair(&conn, dir.path()).unwrap();

@@ -603,7 +603,7 @@ mod tests {
 
     #[test]
     fn zeroed_and_garbage_ranges_cost_only_the_records_they_touch() {
-        let (bytes, _, header_len, records) = segment_bytes(24);
+        let (bytes, header, header_len, records) = segment_bytes(24);
         let h = header_len as usize;
         for len in [1usize, 4, 16, 17, 60, 200, 700] {
             for at in (h..bytes.len()).step_by(7) {
@@ -629,6 +629,29 @@ mod tests {
             d[a as usize + 12] ^= 0x55;
             check_damaged(&bytes, &d, &format!("fake header of size {size}"));
         }
+        // Bytes cut out of the middle (later records shift back) or garbage
+        // inserted (they shift forward): every whole record is still found.
+        let (a, _, _) = records[5];
+        let (_, b, _) = records[7];
+        for (from, to) in [(a + 3, b - 3), (a, b), (a + 20, records[8].0)] {
+            let mut d = bytes[..from as usize].to_vec();
+            d.extend_from_slice(&bytes[to as usize..]);
+            let mut src: &[u8] = &d;
+            let s = scan_records(&mut src, header.clone(), header_len, d.len() as u64, true);
+            let expect: Vec<u32> = records
+                .iter()
+                .filter(|r| r.1 <= from || r.0 >= to)
+                .map(|r| r.2)
+                .collect();
+            let found: Vec<u32> = s.frames.iter().map(|f| f.pts).collect();
+            assert_eq!(found, expect, "cut {from}..{to}");
+        }
+        let mut d = bytes[..a as usize + 9].to_vec();
+        d.extend_from_slice(&[0x5a; 333]);
+        d.extend_from_slice(&bytes[a as usize + 9..]);
+        let mut src: &[u8] = &d;
+        let s = scan_records(&mut src, header.clone(), header_len, d.len() as u64, true);
+        assert_eq!(s.frames.len(), 23, "garbage inserted into record 5");
         // Several damaged stretches in one file.
         let mut d = bytes.clone();
         for r in [2usize, 3, 9, 17] {
