@@ -66,7 +66,11 @@ pub fn judge_file(expected: u64, actual: Option<u64>, header_ok: impl FnOnce() -
         },
         Some(a) if a == expected => FileCheck::Intact,
         Some(a) if !header_ok() => FileCheck::Damaged {
-            why: format!("file overwritten ({a} bytes, not this segment's header; the index expects {expected} bytes)"),
+            why: if a < expected {
+                format!("file truncated or overwritten ({a} of {expected} bytes, and not this segment's header)")
+            } else {
+                format!("file overwritten ({a} bytes, not this segment's header; the index expects {expected})")
+            },
             readable: 0,
         },
         Some(a) if a < expected => FileCheck::Damaged {
