@@ -206,16 +206,31 @@ async fn export_remote(
         .append_pair("end", end);
     let host = url.host_str().context("--server has no host")?.to_string();
     let port = url.port_or_known_default().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .with_context(|| format!("connecting to {host}:{port}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
     let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
-    let req = hyper::Request::get(path)
-        .header("host", format!("{host}:{port}"))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
-    let resp = sender.send_request(req).await?;
+    // A 503 means footage changed between the server's plan and its reply
+    // (retention, damage): asking again gets a plan of what exists now.
+    let mut attempt = 0;
+    let resp = loop {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .with_context(|| format!("connecting to {host}:{port}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path.as_str())
+            .header("host", format!("{host}:{port}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let resp = sender.send_request(req).await?;
+        attempt += 1;
+        if resp.status() != hyper::StatusCode::SERVICE_UNAVAILABLE || attempt == 3 {
+            break resp;
+        }
+        let wait: u64 = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(1);
+        tokio::time::sleep(std::time::Duration::from_secs(wait.clamp(1, 5))).await;
+    };
     let status = resp.status();
     let len: u64 = resp
         .headers()
