@@ -23,9 +23,9 @@ pub(super) const MAX_OPEN_EVENTS: usize = 256;
 /// written for that long (a full disk), the oldest are dropped, logged.
 const MAX_PENDING: usize = 16_384;
 
-/// Events stored since the last flush: their rows are written in the flush's
-/// transaction and their notices sent after it commits ("stored, then
-/// announced"). Ids are handed out here — the writer is the only thread that
+/// Events stored since the last commit: their rows are written in the next
+/// flush's transaction, or on their own at most every 100 ms (`writer::EVENT_COMMIT`),
+/// and their notices sent after it commits ("stored, then announced"). Ids are handed out here — the writer is the only thread that
 /// inserts events — so a start's id is known before its row is written.
 pub(super) struct EventLog {
     next_id: i64,
@@ -241,8 +241,8 @@ impl Writer {
     }
 
     /// Stores an event with duration's start or end, feeds the gate, and
-    /// announces it once stored (at the next flush, with the segment progress:
-    /// one commit for every event of the interval, never one per event).
+    /// announces it once stored (at the next commit, batched with others:
+    /// never one commit per event).
     pub(super) fn on_edge(&mut self, e: Edge) {
         let ch = e.channel;
         let (id, start, end) = if e.start {
@@ -364,7 +364,7 @@ impl Writer {
         }
     }
 
-    /// Stores an instant event and announces it (at the next flush).
+    /// Stores an instant event and announces it (at the next commit).
     pub(super) fn event(&mut self, channel: Option<u32>, kind: &str, time: Time90k, details: serde_json::Value) {
         let id = self.event_log.insert(channel, kind, time, Some(time), details.clone());
         self.event_log.announce(Notice {

@@ -44,6 +44,9 @@ const BATCH_PAUSE: Duration = Duration::from_millis(5);
 /// Events handled per batch at most: frames come first, and a flood of events
 /// waits on its own queue (and is refused there) instead of delaying them.
 const EVENT_BUDGET: usize = 256;
+/// Queued events are committed at most this often between flushes: a lone
+/// event is stored (and announced) at once, a flood costs ten commits a second.
+const EVENT_COMMIT: Duration = Duration::from_millis(100);
 /// A channel paused by a full disk tries again this often.
 const DISK_RETRY: Duration = Duration::from_secs(1);
 
@@ -370,8 +373,13 @@ impl Writer {
     pub fn run(mut self, rx: super::queue::WriterRx) {
         let mut next_flush = Instant::now() + self.cfg.flush_interval;
         let mut next_retention = Instant::now();
+        let mut next_event_commit = Instant::now();
         'outer: loop {
             let now = Instant::now();
+            if now >= next_event_commit && !self.event_log.is_empty() {
+                self.commit(Vec::new());
+                next_event_commit = now + EVENT_COMMIT;
+            }
             if now >= next_flush {
                 let clock_now = self.clock.now();
                 self.apply_stale_triggers(clock_now, 2 * 90_000);
@@ -382,7 +390,11 @@ impl Writer {
                 self.run_retention();
                 next_retention = now + self.cfg.retention_interval;
             }
-            let wait = next_flush.min(next_retention).saturating_duration_since(Instant::now());
+            let mut due = next_flush.min(next_retention);
+            if !self.event_log.is_empty() {
+                due = due.min(next_event_commit);
+            }
+            let wait = due.saturating_duration_since(Instant::now());
             let mut next = match rx.frames.recv_timeout(wait) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => {
@@ -676,6 +688,12 @@ impl Writer {
                 }
             }
         }
+        self.commit(updates);
+    }
+
+    /// Commits segment progress and queued events in one transaction, then
+    /// announces the events.
+    fn commit(&mut self, updates: Vec<(i64, Progress)>) {
         if updates.is_empty() && self.event_log.is_empty() {
             return;
         }
