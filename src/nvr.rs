@@ -209,7 +209,11 @@ impl Nvr {
     }
 
     /// Swaps the binding and returns the task to stop (outside the lock).
-    pub(crate) fn bind_now(&self, channel: u32, camera: Option<&str>) -> Result<(Option<IngestHandle>, Option<IngestHandle>)> {
+    pub(crate) fn bind_now(
+        &self,
+        channel: u32,
+        camera: Option<&str>,
+    ) -> Result<(Option<IngestHandle>, Option<IngestHandle>)> {
         let cam = match camera {
             Some(name) => match self.config.camera(name) {
                 Some(c) => Some(c.clone()),

@@ -25,7 +25,11 @@ pub(super) struct RawCamera {
 }
 
 /// Checks every network camera; returns them and the set of names given.
-pub(super) fn network_cameras(c: &mut Checker<'_>, raw: &[Spanned<RawCamera>], base: &Path) -> (Vec<NetworkCamera>, HashSet<String>) {
+pub(super) fn network_cameras(
+    c: &mut Checker<'_>,
+    raw: &[Spanned<RawCamera>],
+    base: &Path,
+) -> (Vec<NetworkCamera>, HashSet<String>) {
     let mut cameras = Vec::new();
     let mut names = HashSet::new();
     for (i, cam) in raw.iter().enumerate() {

@@ -29,7 +29,11 @@ pub(super) struct RawRetention {
 }
 
 /// Checks every channel; `names` are the network cameras configured.
-pub(super) fn channels(c: &mut Checker<'_>, raw: &[Spanned<RawChannel>], names: &HashSet<String>) -> Vec<ChannelConfig> {
+pub(super) fn channels(
+    c: &mut Checker<'_>,
+    raw: &[Spanned<RawChannel>],
+    names: &HashSet<String>,
+) -> Vec<ChannelConfig> {
     let mut channels = Vec::new();
     let mut numbers = BTreeMap::new();
     for (i, ch) in raw.iter().enumerate() {

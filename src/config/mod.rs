@@ -287,7 +287,11 @@ pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec
         Ok(r) => r,
         Err(e) => {
             let off = e.span().map(|s| s.start).unwrap_or(0);
-            let field = if e.span().is_some() { c.field_at(off) } else { String::new() };
+            let field = if e.span().is_some() {
+                c.field_at(off)
+            } else {
+                String::new()
+            };
             let msg = e.message().trim().to_string();
             c.err(off, field, msg);
             return Err(ConfigErrors(c.errors));

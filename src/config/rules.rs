@@ -26,7 +26,11 @@ pub(super) struct RawFailover {
 }
 
 /// Checks the `[failover]` table.
-pub(super) fn failover_settings(c: &mut Checker<'_>, raw: Option<&Spanned<RawFailover>>, rules: &[crate::failover::rule::ConfiguredRule]) -> FailoverSettings {
+pub(super) fn failover_settings(
+    c: &mut Checker<'_>,
+    raw: Option<&Spanned<RawFailover>>,
+    rules: &[crate::failover::rule::ConfiguredRule],
+) -> FailoverSettings {
     let mut failover = FailoverSettings::default();
     if let Some(f) = raw {
         let f = f.get_ref();
@@ -189,7 +193,12 @@ pub(super) fn check_shared_channels(c: &mut Checker<'_>, rules: &[ConfiguredRule
         });
         let resting: Vec<(&str, &Option<String>)> = users
             .iter()
-            .filter_map(|r| r.normal.iter().find(|(n, _)| *n == ch).map(|(_, cam)| (r.rule.name.as_str(), cam)))
+            .filter_map(|r| {
+                r.normal
+                    .iter()
+                    .find(|(n, _)| *n == ch)
+                    .map(|(_, cam)| (r.rule.name.as_str(), cam))
+            })
             .collect();
         if let Some((first, cam)) = resting.first() {
             for (other, o) in &resting[1..] {
@@ -212,7 +221,9 @@ pub(super) fn check_shared_channels(c: &mut Checker<'_>, rules: &[ConfiguredRule
 }
 
 fn shown(cam: &Option<String>) -> String {
-    cam.as_ref().map(|c| format!("`{c}`")).unwrap_or_else(|| "nothing (n/a)".into())
+    cam.as_ref()
+        .map(|c| format!("`{c}`"))
+        .unwrap_or_else(|| "nothing (n/a)".into())
 }
 
 /// Where a rule was written, for messages about it.

@@ -68,7 +68,12 @@ pub struct LineIndex {
 impl LineIndex {
     pub fn new(text: &str) -> LineIndex {
         let mut starts = vec![0];
-        starts.extend(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
         LineIndex {
             starts,
             steps: Cell::new(0),
@@ -149,7 +154,29 @@ impl<'a> Checker<'a> {
         let line_no = self.line_of(offset);
         let start = self.lines.starts[line_no - 1];
         let before = self.text.get(start..offset).unwrap_or("");
-        let key = before.rfind('=').map(|eq| last_key(&before[..eq])).unwrap_or_default();
+        // Keys of the inline tables still open at `offset`, then the last key.
+        let mut path: Vec<String> = Vec::new();
+        for (i, ch) in before.char_indices() {
+            match ch {
+                '{' => path.push(
+                    before[..i]
+                        .rfind('=')
+                        .map(|eq| last_key(&before[..eq]))
+                        .unwrap_or_default(),
+                ),
+                '}' => {
+                    path.pop();
+                }
+                _ => {}
+            }
+        }
+        let inner_from = before.rfind('{').map(|i| i + 1).unwrap_or(0);
+        let inner = &before[inner_from.min(before.len())..];
+        if let Some(eq) = inner.rfind('=') {
+            path.push(last_key(&inner[..eq]));
+        }
+        path.retain(|k| !k.is_empty());
+        let key = path.join(".");
         let table = (0..line_no.saturating_sub(1))
             .rev()
             .take(10_000)
@@ -209,7 +236,7 @@ mod tests {
         let text = "[storage]\nmin_free = 9\n[[channel]]\nnumber = 92233\nx = { a = 1, b = 22 }\n";
         let c = Checker::new("f", text);
         assert_eq!(c.field_at(text.find("92233").unwrap()), "channel.number");
-        assert_eq!(c.field_at(text.find("22 }").unwrap()), "channel.b");
+        assert_eq!(c.field_at(text.find("22 }").unwrap()), "channel.x.b");
         assert_eq!(c.field_at(text.find('9').unwrap()), "storage.min_free");
         assert_eq!(Checker::new("f", "n = 1").field_at(4), "n");
     }
@@ -228,7 +255,9 @@ mod tests {
         assert!(e.contains("directory"), "{e}");
         let big = dir.path().join("big");
         std::fs::write(&big, vec![b'a'; 2048]).unwrap();
-        assert!(read_bounded_at_most(&big, 1024).unwrap_err().contains("larger than 1 KiB"));
+        assert!(read_bounded_at_most(&big, 1024)
+            .unwrap_err()
+            .contains("larger than 1 KiB"));
         assert_eq!(read_bounded_at_most(&big, 2048).unwrap().len(), 2048);
         let fifo = dir.path().join("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();

@@ -95,7 +95,11 @@ pub fn new_statuses(rules: &[ConfiguredRule]) -> Vec<SharedRule> {
 /// Decides under the arbiter's lock and applies the bindings in the same
 /// section (binding itself is synchronous; stopping old sessions is awaited
 /// after), so two rules' decisions reach a channel in the order made.
-async fn arbitrate(nvr: &Nvr, handle: &ArbiterHandle, decide: impl FnOnce(&mut Arbiter) -> Vec<Decision>) -> Vec<Decision> {
+async fn arbitrate(
+    nvr: &Nvr,
+    handle: &ArbiterHandle,
+    decide: impl FnOnce(&mut Arbiter) -> Vec<Decision>,
+) -> Vec<Decision> {
     let mut stopping = Vec::new();
     let decisions = {
         let mut a = handle.arbiter.lock().expect("arbiter lock");
@@ -122,14 +126,28 @@ async fn arbitrate(nvr: &Nvr, handle: &ArbiterHandle, decide: impl FnOnce(&mut A
 fn log_decision(d: &Decision) {
     let ch = d.channel;
     match &d.action {
-        Action::Rest => info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: channel takes its resting binding"),
-        Action::Take => info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: rule in failure takes the free channel"),
-        Action::Wait { holder } => info!(rule = %d.rule, channel = ch, holder = %holder, "arbitration: channel held by another rule in failure; waiting"),
-        Action::HandOver { from } => info!(rule = %d.rule, channel = ch, from = %from, effect = ?d.effect, "arbitration: holder left failure; channel handed to the waiting rule"),
-        Action::Return => info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: no rule in failure wants the channel; returning it to rest"),
-        Action::StopWaiting { holder } => info!(rule = %d.rule, channel = ch, holder = %holder, "arbitration: rule left failure; no longer waiting"),
+        Action::Rest => {
+            info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: channel takes its resting binding")
+        }
+        Action::Take => {
+            info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: rule in failure takes the free channel")
+        }
+        Action::Wait { holder } => {
+            info!(rule = %d.rule, channel = ch, holder = %holder, "arbitration: channel held by another rule in failure; waiting")
+        }
+        Action::HandOver { from } => {
+            info!(rule = %d.rule, channel = ch, from = %from, effect = ?d.effect, "arbitration: holder left failure; channel handed to the waiting rule")
+        }
+        Action::Return => {
+            info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: no rule in failure wants the channel; returning it to rest")
+        }
+        Action::StopWaiting { holder } => {
+            info!(rule = %d.rule, channel = ch, holder = %holder, "arbitration: rule left failure; no longer waiting")
+        }
         Action::Release => info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: delayed release done"),
-        Action::ReleaseSkipped { holder } => info!(rule = %d.rule, channel = ch, holder = %holder, "arbitration: delayed release skipped; another rule holds the channel"),
+        Action::ReleaseSkipped { holder } => {
+            info!(rule = %d.rule, channel = ch, holder = %holder, "arbitration: delayed release skipped; another rule holds the channel")
+        }
     }
 }
 

@@ -440,7 +440,10 @@ mod tests {
         assert_eq!(d.picture(t(79), &picture(79, crossing(79), 0), W, H, W), None);
         assert!(d.active());
         // A picture too small to use counts as no picture.
-        assert!(matches!(d.picture(t(200), &[0u8; 16], 4, 4, 4), Some(MotionEvent::End { .. })));
+        assert!(matches!(
+            d.picture(t(200), &[0u8; 16], 4, 4, 4),
+            Some(MotionEvent::End { .. })
+        ));
     }
 
     #[test]

@@ -205,10 +205,7 @@ impl Pipeline {
     pub fn step(&mut self, f: &MotionFrame) -> Step {
         let mut s = Step::default();
         if f.entry.codec != "h264" {
-            let e = format!(
-                "motion detection decodes H.264 only; this stream is {}",
-                f.entry.codec
-            );
+            let e = format!("motion detection decodes H.264 only; this stream is {}", f.entry.codec);
             s.decode = self.decode.failed(f.time, &e);
             s.motion = self.detector.no_picture(f.time);
             s.error = Some(e);

@@ -205,7 +205,10 @@ fn the_scenario_from_the_review() {
     // The API shows the hand-over to both rules, and who holds what.
     let a = m.arb.view(0);
     assert!(a.holds.is_empty());
-    assert!(a.decisions.iter().any(|d| matches!(&d.action, Action::HandOver { from } if from == "a")));
+    assert!(a
+        .decisions
+        .iter()
+        .any(|d| matches!(&d.action, Action::HandOver { from } if from == "a")));
     let b = m.arb.view(1);
     assert_eq!(b.holds, vec![1]);
     let json = serde_json::to_value(&b).unwrap();
@@ -224,14 +227,23 @@ fn unshared_rules_behave_as_before() {
     let s = a.start(0, Time90k(0));
     assert_eq!(s[0].effect, Effect::Bind(Some("main".into())));
     let f = a.transition(0, State::Failure, Time90k(1));
-    assert_eq!((f[0].action.clone(), f[0].effect.clone()), (Action::Take, Effect::Bind(Some("spare".into()))));
+    assert_eq!(
+        (f[0].action.clone(), f[0].effect.clone()),
+        (Action::Take, Effect::Bind(Some("spare".into())))
+    );
     let n = a.transition(0, State::Normal, Time90k(2));
-    assert_eq!((n[0].action.clone(), n[0].effect.clone()), (Action::Return, Effect::Bind(Some("main".into()))));
+    assert_eq!(
+        (n[0].action.clone(), n[0].effect.clone()),
+        (Action::Return, Effect::Bind(Some("main".into())))
+    );
     let idle = vec![rule_for("standby", None, "peer-cam")];
     let mut a = Arbiter::new(&idle);
     a.start(0, Time90k(0));
     a.transition(0, State::Failure, Time90k(1));
-    assert_eq!(a.transition(0, State::Normal, Time90k(2))[0].effect, Effect::ReleaseLater);
+    assert_eq!(
+        a.transition(0, State::Normal, Time90k(2))[0].effect,
+        Effect::ReleaseLater
+    );
     assert_eq!(a.release(0, 1, Time90k(3)).effect, Effect::Bind(None));
 }
 
