@@ -48,7 +48,7 @@ fn camera_restarts_are_runs_not_duplicates_or_losses() {
         // The camera was down 1.5 s (plus its start-up): reported as the
         // time between the runs, not as a gap.
         let s = r["seconds"].as_f64().unwrap();
-        assert!(s >= 1.0 && s < 30.0, "{r}");
+        assert!((1.0..30.0).contains(&s), "{r}");
         assert_ne!(r["before_boot_id"], r["after_boot_id"]);
     }
     assert!(c["gaps"].as_array().unwrap().is_empty(), "{a}");
