@@ -373,9 +373,21 @@ pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec
         .enumerate()
         .filter_map(|(i, a)| events::action(&mut c, a, i, mqtt.is_some()))
         .collect();
-    if let Some(v) = raw.storage.as_ref().and_then(|s| s.get_ref().min_free.as_ref()) {
-        if let Some(e) = min_free_error(storage.min_free_bytes, volume_size(&storage.dir)) {
-            c.err(v.span().start, "storage.min_free", e);
+    // The floor checked against the volume whether written or the default
+    // (1 GiB is more than a small appliance's card).
+    if let Some(e) = min_free_error(storage.min_free_bytes, volume_size(&storage.dir)) {
+        match raw
+            .storage
+            .as_ref()
+            .map(|s| (s.span().start, s.get_ref().min_free.as_ref()))
+        {
+            Some((_, Some(v))) => c.err(v.span().start, "storage.min_free", e),
+            Some((at, None)) => c.err(at, "storage.min_free", format!("the default {e}; set a lower min_free")),
+            None => c.err(
+                0,
+                "storage.min_free",
+                format!("the default {e}; add [storage] with a lower min_free"),
+            ),
         }
     }
     if !c.errors.is_empty() {

@@ -187,7 +187,8 @@ pub(super) fn check_shared_channels(c: &mut Checker<'_>, rules: &[ConfiguredRule
             field: format!("rule `{}`: states (channel {ch})", users[1].rule.name),
             message: format!(
                 "channel {ch} is bound by rules {}: the first rule to enter failure holds it and the others wait \
-                 until it is released (see docs/failover.md)",
+                 until it is released; while several are in failure only the holder's camera is recorded \
+                 (see docs/failover.md)",
                 names.join(", ")
             ),
         });
