@@ -162,7 +162,9 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
+        if self.line == 0 && self.field.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else if self.line == 0 {
             write!(f, "{}: {}: {}", self.file, self.field, self.message)
         } else if self.field.is_empty() {
             write!(f, "{}:{}: {}", self.file, self.line, self.message)
@@ -254,7 +256,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// the warnings (accepted settings an operator must know about) apart.
 pub fn load_checked(path: &Path) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
     let file = path.display().to_string();
-    let text = source::read_bounded(path).map_err(|e| {
+    let text = source::read_bounded_at_most(path, source::MAX_CONFIG_FILE).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: file.clone(),
             line: 0,

@@ -13,9 +13,12 @@ use std::path::Path;
 
 use super::ConfigError;
 
-/// The largest configuration, password or rules file read (1 MiB): far above
-/// any real site, far below what would hurt the NVR's memory.
+/// The largest password or rules file read (1 MiB): far above any real
+/// site, far below what would hurt the NVR's memory.
 pub const MAX_FILE: u64 = 1 << 20;
+/// The largest configuration file read (8 MiB: thousands of channels with
+/// comments fit many times over).
+pub const MAX_CONFIG_FILE: u64 = 8 << 20;
 
 /// Reads a small text file: refuses anything that is not a regular file and
 /// anything longer than `MAX_FILE`, with a message naming which.
@@ -23,7 +26,7 @@ pub fn read_bounded(path: &Path) -> Result<String, String> {
     read_bounded_at_most(path, MAX_FILE)
 }
 
-pub(super) fn read_bounded_at_most(path: &Path, limit: u64) -> Result<String, String> {
+pub fn read_bounded_at_most(path: &Path, limit: u64) -> Result<String, String> {
     // Checked before opening: opening a FIFO for reading blocks until a writer comes.
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if !meta.is_file() {
