@@ -246,12 +246,26 @@ async fn apply(
                 .map(|t| t.at)
         })
         .flatten();
-    let owed: Vec<(u32, u32)> = match (failed_at, &rule.rule.backup) {
-        (Some(_), Some(b)) => b.cameras.iter().map(|m| (m.local, m.remote)).collect(),
+    // Only channels this rule held during the failure, from when it took
+    // them: a shared channel may have recorded another rule's camera.
+    let owed: Vec<(u32, u32, crate::time::Time90k)> = match (failed_at, &rule.rule.backup) {
+        (Some(_), Some(b)) => {
+            let a = handle.arbiter.lock().expect("arbiter lock");
+            b.cameras
+                .iter()
+                .filter_map(|m| {
+                    let since = a.held_since(handle.id, m.local);
+                    if since.is_none() {
+                        info!(rule = %rule.rule.name, channel = m.local, "nothing owed to the backup: another rule held the channel");
+                    }
+                    since.map(|t| (m.local, m.remote, t))
+                })
+                .collect()
+        }
         _ => Vec::new(),
     };
-    for &(local, remote) in owed.iter().filter(|(l, _)| !to_release.contains(l)) {
-        queue(nvr, rule, local, remote, failed_at.unwrap_or_default()).await;
+    for &(local, remote, since) in owed.iter().filter(|(l, _, _)| !to_release.contains(l)) {
+        queue(nvr, rule, local, remote, since).await;
     }
     if to_release.is_empty() {
         return None;
@@ -261,8 +275,8 @@ async fn apply(
     Some(tokio::spawn(async move {
         release_when_safe(&nvr, &rule, &status, to_release.clone()).await;
         // Released channels have closed their last segment: send the footage.
-        for &(local, remote) in owed.iter().filter(|(l, _)| to_release.contains(l)) {
-            queue(&nvr, &rule, local, remote, failed_at.unwrap_or_default()).await;
+        for &(local, remote, since) in owed.iter().filter(|(l, _, _)| to_release.contains(l)) {
+            queue(&nvr, &rule, local, remote, since).await;
         }
     }))
 }

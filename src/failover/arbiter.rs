@@ -94,6 +94,10 @@ pub struct Arbiter {
     slots: BTreeMap<u32, Slot>,
     started: bool,
     log: VecDeque<Decision>,
+    /// When each rule last began to hold each channel: footage a rule owes
+    /// its backup NVR starts there, never before (another rule's camera may
+    /// have recorded the channel until then).
+    hold_start: BTreeMap<(RuleId, u32), Time90k>,
 }
 
 /// One rule's view of the arbitration, for the API.
@@ -139,6 +143,7 @@ impl Arbiter {
             slots,
             started: false,
             log: VecDeque::new(),
+            hold_start: BTreeMap::new(),
         }
     }
 
@@ -186,11 +191,14 @@ impl Arbiter {
         };
         match to {
             State::Failure => {
+                // A new failure episode: earlier holds are owed for already.
+                self.hold_start.retain(|(r, _), _| *r != rule);
                 for (ch, cam) in self.rules[rule].failure.clone() {
                     let slot = self.slots.entry(ch).or_default();
                     match slot.holder {
                         None => {
                             slot.holder = Some(rule);
+                            self.hold_start.insert((rule, ch), now);
                             out.push(d(ch, Action::Take, Effect::Bind(cam)));
                         }
                         // Already held (a repeated transition): nothing changes.
@@ -213,6 +221,7 @@ impl Arbiter {
                         match slot.waiting.pop_front() {
                             Some(w) => {
                                 slot.holder = Some(w);
+                                self.hold_start.insert((w, ch), now);
                                 let cam = self.rules[w]
                                     .failure
                                     .iter()
@@ -269,6 +278,12 @@ impl Arbiter {
             at: now,
         };
         self.record(vec![d]).remove(0)
+    }
+
+    /// When `rule` began to hold `channel` in its current (or just ended)
+    /// failure episode — its failure camera recorded the channel from then.
+    pub fn held_since(&self, rule: RuleId, channel: u32) -> Option<Time90k> {
+        self.hold_start.get(&(rule, channel)).copied()
     }
 
     /// The rule holding `channel`, if any.

@@ -119,6 +119,7 @@ impl Model {
                 // The earliest rule still in failure holds the channel and its camera records.
                 assert_eq!(self.arb.holder(1), Some(first), "{seq:?}");
                 assert_eq!(self.binding, rules[first].failure[0].1, "{seq:?}");
+                assert!(self.arb.held_since(first, 1).is_some(), "{seq:?}");
                 let v = self.arb.view(first);
                 assert_eq!(v.holds, vec![1]);
                 for &other in in_failure.iter().filter(|r| **r != first) {
@@ -202,6 +203,13 @@ fn the_scenario_from_the_review() {
     );
     m.apply(&ds);
     assert_eq!(m.binding.as_deref(), Some("cam-b"));
+    // Each rule owes its backup only what its own camera recorded.
+    assert_eq!(m.arb.held_since(0, 1), Some(Time90k(0)));
+    assert_eq!(
+        m.arb.held_since(1, 1),
+        Some(Time90k(3)),
+        "b holds from the hand-over, not its failure"
+    );
     // The API shows the hand-over to both rules, and who holds what.
     let a = m.arb.view(0);
     assert!(a.holds.is_empty());
