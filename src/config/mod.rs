@@ -1,9 +1,15 @@
 //! Tandem's configuration: the typed model every other module reads, loading it
 //! from TOML, and validating it with errors that name the file, line and field
-//! — all problems at once, not just the first.
+//! — all problems at once, not just the first — plus warnings for settings
+//! that work but that an operator must know about. One file per table:
+//! `cameras`, `channels`, `rules` (failover), `events` (recording policy,
+//! motion, triggers, actions); `source` reads files with a bound and maps
+//! offsets to lines. Reporting N errors costs O(N log lines).
 //!
-//! Must never start anything or open a camera: a configuration is data, and
-//! `tandem check` runs exactly this code.
+//! Must never start anything or open a camera, and never read a file without
+//! a bound: a configuration is data, and `tandem check` runs exactly this
+//! code. Its only look at the host is the storage volume's size (statvfs)
+//! and this host's interface addresses.
 
 mod cameras;
 mod channels;
