@@ -167,7 +167,7 @@ pub(super) fn load_rules(
 /// Channels named by more than one rule. The agents arbitrate them at run
 /// time (see `failover::arbiter` and docs/failover.md): the first rule to
 /// enter failure holds the channel, the others wait. That is accepted, but an
-/// operator must know it, and resting bindings that disagree are named.
+/// operator must know it, and `normal` cameras that disagree are named.
 pub(super) fn check_shared_channels(c: &mut Checker<'_>, rules: &[ConfiguredRule]) {
     let mut by_channel: BTreeMap<u32, Vec<&ConfiguredRule>> = BTreeMap::new();
     for r in rules {
@@ -192,39 +192,30 @@ pub(super) fn check_shared_channels(c: &mut Checker<'_>, rules: &[ConfiguredRule
                 names.join(", ")
             ),
         });
-        let resting: Vec<(&str, &Option<String>)> = users
+        // Resting binding: the first camera a rule binds the channel to in `normal`.
+        let cams: Vec<(&str, &String)> = users
             .iter()
             .filter_map(|r| {
                 r.normal
                     .iter()
                     .find(|(n, _)| *n == ch)
-                    .map(|(_, cam)| (r.rule.name.as_str(), cam))
+                    .and_then(|(_, cam)| cam.as_ref().map(|cam| (r.rule.name.as_str(), cam)))
             })
             .collect();
-        if let Some((first, cam)) = resting.first() {
-            for (other, o) in &resting[1..] {
-                if *o != *cam {
-                    c.warnings.push(ConfigError {
-                        file: file.clone(),
-                        line,
-                        field: format!("rule `{other}`: states.normal (channel {ch})"),
-                        message: format!(
-                            "binds channel {ch} to {} in `normal`, but rule `{first}` (listed first) binds it to {}; \
-                             the first rule's binding is used when no rule is in failure",
-                            shown(o),
-                            shown(cam)
-                        ),
-                    });
-                }
+        if let Some((first, cam)) = cams.first() {
+            for (other, o) in cams[1..].iter().filter(|(_, o)| o != cam) {
+                c.warnings.push(ConfigError {
+                    file: file.clone(),
+                    line,
+                    field: format!("rule `{other}`: states.normal (channel {ch})"),
+                    message: format!(
+                        "binds channel {ch} to `{o}` in `normal`, but rule `{first}` (listed first) binds it to \
+                         `{cam}`; `{cam}` is recorded when no rule is in failure"
+                    ),
+                });
             }
         }
     }
-}
-
-fn shown(cam: &Option<String>) -> String {
-    cam.as_ref()
-        .map(|c| format!("`{c}`"))
-        .unwrap_or_else(|| "nothing (n/a)".into())
 }
 
 /// Where a rule was written, for messages about it.

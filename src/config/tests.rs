@@ -492,15 +492,24 @@ fn channels_shared_by_rules_are_a_warning_naming_both() {
         first.message.contains("`for-a`, `for-b`") && first.message.contains("first rule to enter failure holds it"),
         "{first:?}"
     );
-    // Resting bindings that disagree are named too.
-    let disagree = shared.replace(
+    // A camera in `normal` beats `n/a`: nothing disagrees.
+    let camera_at_rest = shared.replace(
         "states.normal = [ { camera = 2, address = \"n/a\" } ]",
         "states.normal = [ { camera = 1, address = \"192.0.2.2\" } ]",
     );
-    let (_, w) = parse_checked(&disagree, "nvr.toml", dir.path()).unwrap();
+    let (c, w) = parse_checked(&camera_at_rest, "nvr.toml", dir.path()).unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(c.rules[1].normal, vec![(1, Some("b".into()))]);
+    // Two different cameras at rest: the second is named, the first used.
+    let both = camera_at_rest.replace(
+        "states.normal = [ { camera = 1, address = \"n/a\" } ]",
+        "states.normal = [ { camera = 1, address = \"192.0.2.1\" } ]",
+    );
+    let (_, w) = parse_checked(&both, "nvr.toml", dir.path()).unwrap();
     assert!(
-        w.iter()
-            .any(|w| w.message.contains("binds channel 1 to `b` in `normal`")),
+        w.iter().any(|w| w.field == "rule `for-b`: states.normal (channel 1)"
+            && w.message
+                .contains("binds channel 1 to `b` in `normal`, but rule `for-a` (listed first) binds it to `a`")),
         "{w:?}"
     );
 }

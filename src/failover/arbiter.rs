@@ -6,8 +6,10 @@
 //! holds it waits, in the order rules entered failure; when the holder leaves
 //! failure the longest-waiting rule still in failure takes the channel at
 //! once; when no rule in failure wants it, the channel returns to its resting
-//! binding — the `normal` binding of the first rule (in configuration order)
-//! that lists it, released after the failback delay when that is idle. A rule
+//! binding — the first camera a rule binds it to in `normal` (configuration
+//! order; a camera beats `n/a`, which only says the rule does not need the
+//! channel), or idle, released after the failback delay, when every rule
+//! says `n/a`. A rule
 //! never binds or releases a channel another rule holds, and a delayed
 //! release that finds the channel taken does nothing.
 //!
@@ -125,10 +127,13 @@ impl Arbiter {
                 slots.entry(*ch).or_default();
             }
         }
-        // The first rule listing a channel in `normal` gives its resting binding.
-        for r in rules.iter().rev() {
+        // The first camera a rule binds the channel to in `normal` rests on it.
+        for r in rules {
             for (ch, cam) in &r.normal {
-                slots.entry(*ch).or_default().resting = cam.clone();
+                let slot = slots.entry(*ch).or_default();
+                if slot.resting.is_none() {
+                    slot.resting = cam.clone();
+                }
             }
         }
         Arbiter {

@@ -256,6 +256,31 @@ fn unshared_rules_behave_as_before() {
 }
 
 #[test]
+fn a_camera_at_rest_beats_n_a_whatever_the_order() {
+    // A standby rule (n/a in normal) listed before a camera-redundancy rule:
+    // at rest the channel records the redundancy rule's main camera.
+    let rules = vec![
+        rule_for("standby", None, "peer-cam"),
+        rule_for("redundancy", Some("main"), "spare"),
+    ];
+    let mut a = Arbiter::new(&rules);
+    assert_eq!(a.start(1, Time90k(0))[0].effect, Effect::Bind(Some("main".into())));
+    a.transition(0, State::Failure, Time90k(1));
+    assert_eq!(
+        a.transition(0, State::Normal, Time90k(2))[0].effect,
+        Effect::Bind(Some("main".into()))
+    );
+    let rules = vec![
+        rule_for("one", Some("first"), "x"),
+        rule_for("two", Some("second"), "y"),
+    ];
+    assert_eq!(
+        Arbiter::new(&rules).start(0, Time90k(0))[0].effect,
+        Effect::Bind(Some("first".into()))
+    );
+}
+
+#[test]
 fn decision_log_is_bounded() {
     let rules = vec![rule_for("a", None, "cam-a"), rule_for("b", None, "cam-b")];
     let mut a = Arbiter::new(&rules);
