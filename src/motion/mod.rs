@@ -35,8 +35,10 @@ use crate::time::Time90k;
 
 /// Frames waiting for the decoder before new ones are dropped (~3 s at 10 fps).
 const QUEUE: usize = 32;
-/// No picture for this long ends any motion in progress (the stream stopped).
+/// No frame for this long: the stream stopped; the background is forgotten.
 const STALL: Duration = Duration::from_secs(5);
+/// How often the detector is told that time passes while no frame comes.
+const TICK: Duration = Duration::from_millis(250);
 
 /// One frame for the detector, as ingest delivers it (length-prefixed NALs).
 pub struct MotionFrame {
@@ -306,18 +308,34 @@ fn run(
     };
     let mut window = (Instant::now(), thread_cpu());
     let mut dropped_seen = 0;
+    // The last frame's time and when it came: with no frames at all, the
+    // detector is still told that time passes, so motion ends after `hold`
+    // (not only when the stream is declared stopped).
+    let mut last: Option<(Time90k, Instant)> = None;
+    let mut stalled = false;
     loop {
-        let f = match rx.recv_timeout(STALL) {
+        let f = match rx.recv_timeout(TICK) {
             Ok(f) => f,
             Err(RecvTimeoutError::Timeout) => {
-                if let Some(ev) = p.detector.stop() {
+                let Some((t, at)) = last else { continue };
+                let since = at.elapsed();
+                let now = t + (since.as_secs_f64() * crate::time::TICKS_PER_SEC as f64) as i64;
+                if let Some(ev) = p.detector.no_picture(now) {
                     send(ev);
                 }
-                p.resync();
+                if since >= STALL && !stalled {
+                    stalled = true;
+                    if let Some(ev) = p.detector.stop() {
+                        send(ev);
+                    }
+                    p.resync();
+                }
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        last = Some((f.time, Instant::now()));
+        stalled = false;
         let dropped = stats.lock().map(|s| s.dropped_frames).unwrap_or(0);
         if dropped != dropped_seen {
             dropped_seen = dropped;
