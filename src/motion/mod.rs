@@ -330,6 +330,9 @@ fn run(
                     }
                     p.resync();
                 }
+                if let Ok(mut s) = stats.lock() {
+                    s.active = p.detector.active();
+                }
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
