@@ -12,8 +12,7 @@ pub const DEFAULT_CHARS: usize = 200;
 /// (`\n`, `\u{1b}`), followed by `… (N bytes)` when cut.
 pub fn excerpt(s: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(max_chars.min(s.len()) + 24);
-    let mut shown = 0;
-    for c in s.chars() {
+    for (shown, c) in s.chars().enumerate() {
         if shown >= max_chars {
             out.push_str(&format!("… ({} bytes)", s.len()));
             return out;
@@ -23,7 +22,6 @@ pub fn excerpt(s: &str, max_chars: usize) -> String {
         } else {
             out.push(c);
         }
-        shown += 1;
     }
     out
 }

@@ -24,6 +24,9 @@ enum Cmd {
     Serve(cmds::serve::Args),
     /// Serve N simulated RTSP cameras whose frames carry loss-counting stamps.
     SimCamera(cmds::sim_camera::Args),
+    /// Serve an RTSP camera that misbehaves (endless headers, frames that never
+    /// end, timestamp steps, parameter-set storms), one way per path.
+    HostileCamera(cmds::hostile_camera::Args),
     /// Export a stretch of a channel's footage as an .mp4.
     Export(cmds::export::Args),
     /// Count frames found, lost and duplicated in stored or exported footage.
@@ -34,6 +37,8 @@ enum Cmd {
     FailoverLab(cmds::lab::Args),
     /// Benchmarks that print a table and write JSON (ingest: Tandem vs ffmpeg -c copy).
     Bench(cmds::bench::Args),
+    /// Load harness: flood a running NVR's triggers, hold slow connections, upload a large import.
+    Attack(cmds::attack::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,11 +53,13 @@ fn main() -> std::process::ExitCode {
         Cmd::Demo(a) => cmds::demo::run(a),
         Cmd::Serve(a) => cmds::serve::run(a),
         Cmd::SimCamera(a) => cmds::sim_camera::run(a),
+        Cmd::HostileCamera(a) => cmds::hostile_camera::run(a),
         Cmd::Export(a) => cmds::export::run(a),
         Cmd::Audit(a) => cmds::audit::run(a),
         Cmd::Check(a) => cmds::check::run(a),
         Cmd::Bench(a) => cmds::bench::run(a),
         Cmd::FailoverLab(a) => cmds::lab::run(a),
+        Cmd::Attack(a) => cmds::attack::run(a),
     };
     match r {
         Ok(code) => code,

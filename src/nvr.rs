@@ -37,7 +37,21 @@ pub struct Nvr {
     pub clock: Arc<dyn Clock>,
     pub started: std::time::Instant,
     store: Mutex<Option<Store>>,
-    writer: std::sync::mpsc::SyncSender<crate::store::Command>,
+    writer: crate::store::WriterTx,
+    writer_stats: crate::store::health::SharedWriterStats,
+    /// Merges footage from peers beside the writer.
+    pub importer: crate::store::import::Importer,
+    /// One PUT at a time per staged upload.
+    pub uploads: crate::store::import::UploadLocks,
+    /// Imports served at once (`web::import::gate`).
+    pub import_slots: Arc<tokio::sync::Semaphore>,
+    /// Event triggers per (client, channel) and per channel.
+    trigger_throttle: Mutex<(crate::web::throttle::Throttle, crate::web::throttle::Throttle)>,
+    /// What the HTTP server allows each client, and its counters.
+    pub http_limits: crate::web::server::Limits,
+    pub http: Arc<crate::web::server::HttpStats>,
+    /// Requests handled at once (`web::concurrency`).
+    pub requests: Arc<tokio::sync::Semaphore>,
     status: crate::store::StatusMap,
     channels: Mutex<BTreeMap<u32, ChannelRuntime>>,
     /// Failover rules and their agent tasks.
@@ -90,6 +104,10 @@ impl Nvr {
                     .map(|c| (c.number, c.recording.clone()))
                     .collect(),
                 notifier,
+                import: crate::store::import::ImportLimits {
+                    min_free_bytes: config.storage.min_free_bytes,
+                    ..Default::default()
+                },
             },
             clock.clone(),
         )?;
@@ -164,9 +182,21 @@ impl Nvr {
             };
             tokio::spawn(d.run(rx));
         }
+        let http_limits = crate::web::server::Limits::for_process(config.channels.len(), 1024);
         let nvr = Arc::new(Nvr {
             reader: store.reader(),
             writer: store.sender(),
+            writer_stats: store.writer_stats.clone(),
+            importer: store.importer.clone(),
+            uploads: Default::default(),
+            import_slots: Arc::new(tokio::sync::Semaphore::new(crate::web::IMPORT_SLOTS)),
+            trigger_throttle: Mutex::new((
+                crate::web::throttle::Throttle::new(crate::web::TRIGGER_RATE, 4096),
+                crate::web::throttle::Throttle::new(crate::web::CHANNEL_TRIGGER_RATE, 4096),
+            )),
+            http_limits,
+            http: Default::default(),
+            requests: Arc::new(tokio::sync::Semaphore::new(crate::web::server::MAX_IN_FLIGHT)),
             status: store.status.clone(),
             store: Mutex::new(Some(store)),
             channels: Mutex::new(channels),
@@ -205,6 +235,7 @@ impl Nvr {
             })
             .collect();
         *nvr.agents.lock().expect("agents lock") = agents;
+        nvr.start_staging_janitor();
         Ok(nvr)
     }
 
@@ -309,16 +340,42 @@ impl Nvr {
         }
     }
 
-    /// Merges a segment uploaded by a peer; blocks until the writer is done.
-    pub fn import(
-        &self,
-        req: crate::store::import::ImportRequest,
-    ) -> Result<crate::store::import::ImportOutcome, String> {
-        let (done, wait) = std::sync::mpsc::channel();
-        self.writer
-            .send(crate::store::Command::Import(req, done))
-            .map_err(|_| "store writer stopped".to_string())?;
-        wait.recv().map_err(|_| "store writer stopped".to_string())?
+    /// Removes uploads nobody completed, at start and then every minute.
+    fn start_staging_janitor(self: &Arc<Self>) {
+        let staging = crate::store::import::Staging {
+            dir: self.staging_dir(),
+        };
+        let expiry = self.importer.limits.staging_expiry;
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let staging = Arc::new(staging);
+            loop {
+                let s = staging.clone();
+                let _ = tokio::task::spawn_blocking(move || s.expire(expiry)).await;
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                if me.strong_count() == 0 {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Whether an HTTP event trigger from `client` for `channel` is within its
+    /// rates; otherwise how long until it would be.
+    pub fn admit_trigger(&self, client: std::net::IpAddr, channel: u32) -> Result<(), std::time::Duration> {
+        let now = std::time::Instant::now();
+        let mut t = self.trigger_throttle.lock().expect("throttle lock");
+        t.0.check(&format!("{client}/{channel}"), now)?;
+        t.1.check(&channel.to_string(), now)
+    }
+
+    /// The writer thread's health.
+    pub fn writer_stats(&self) -> crate::store::health::WriterStats {
+        self.writer_stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn http_stats(&self) -> serde_json::Value {
+        self.http.to_json()
     }
 
     /// Records a failback transfer owed to a peer and wakes the sender.

@@ -66,6 +66,7 @@ fn run(mode: Mode, event: (i64, i64), secs: i64) -> (tempfile::TempDir, Store) {
                 },
             )]),
             notifier: None,
+            import: Default::default(),
         },
         Arc::new(SystemClock),
     )
@@ -146,4 +147,36 @@ fn continuous_events_stores_everything_and_marks_event_footage() {
         );
     }
     assert!(rows.iter().any(|r| !r.2) && rows.iter().any(|r| r.2));
+}
+
+#[test]
+fn events_from_many_sources_are_stored_and_bounded() {
+    // 300 sources open a door each and never close it (a flood of distinct
+    // keys): every event is stored, in one commit per flush, and the channel
+    // holds at most 256 open — the oldest are ended, marked why.
+    let (_dir, store) = run(Mode::Events, (-1, -1), 2);
+    let tx = store.sender();
+    for i in 0..300 {
+        tx.send(Command::EventEdge(Edge {
+            channel: 1,
+            kind: "door".into(),
+            key: format!("http:door:{i}"),
+            start: true,
+            time: at(20 + i),
+            details: serde_json::json!({}),
+            trigger: true,
+        }))
+        .unwrap();
+    }
+    store.sync();
+    let ev = store.reader().events(Some(1), Some("door"), at(0), at(10_000)).unwrap();
+    assert_eq!(ev.len(), 300);
+    let ended: Vec<_> = ev.iter().filter(|e| e.end.is_some()).collect();
+    assert_eq!(ended.len(), 300 - 256);
+    assert!(ended.iter().all(|e| e.details["ended"] == "too many open events"));
+    // The oldest were the ones ended.
+    assert!(ev[..44].iter().all(|e| e.end.is_some()) && ev[44..].iter().all(|e| e.end.is_none()));
+    // Ids are unique and increasing even though the writer hands them out.
+    assert!(ev.windows(2).all(|w| w[0].id < w[1].id));
+    store.shutdown();
 }

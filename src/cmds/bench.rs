@@ -25,6 +25,9 @@ enum Which {
     /// Motion detection CPU per channel (vs ffmpeg decoding the same stream)
     /// and the latency from scripted motion to a stored event.
     Motion(super::bench_motion::MotionArgs),
+    /// Recording under attack (trigger flood, slow connections, a large
+    /// import) against the same NVR undisturbed: frames lost, writer p99.
+    Attack(super::bench_attack::AttackArgs),
 }
 
 #[derive(clap::Args)]
@@ -57,6 +60,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     match a.which {
         Which::Ingest(i) => ingest(i),
         Which::Motion(m) => super::bench_motion::run(m),
+        Which::Attack(a) => super::bench_attack::run(a),
     }
 }
 

@@ -1,12 +1,15 @@
 //! One file per subcommand. Each parses its arguments, builds a runtime if it
 //! needs one, and returns an exit code; library code does the work.
 
+pub mod attack;
 pub mod audit;
 pub mod bench;
+pub mod bench_attack;
 pub mod bench_motion;
 pub mod check;
 pub mod demo;
 pub mod export;
+pub mod hostile_camera;
 pub mod lab;
 pub mod serve;
 pub mod sim_camera;
@@ -19,10 +22,27 @@ use tandem::nvr::Nvr;
 use tandem::time::SystemClock;
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    cap_malloc_arenas();
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tandem-rt")
+        // Blocking store reads are bounded by the HTTP layer (`web::server::MAX_IN_FLIGHT`);
+        // the pool need not be able to grow to tokio's default of 512 threads.
+        .max_blocking_threads(96)
         .build()?)
+}
+
+/// glibc gives each thread that contends for malloc an arena of its own, up
+/// to 8 per core, each reserving 64 MiB of address space: on a many-core
+/// machine that alone exceeds a small appliance's address-space limit
+/// (`prlimit --as=512MiB`) although little of it is used. Two arenas serve
+/// Tandem's few busy threads; called before the runtime starts its threads.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; M_ARENA_MAX takes any positive value.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

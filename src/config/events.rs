@@ -351,6 +351,17 @@ pub(super) fn trigger(c: &mut Checker, t: &Spanned<RawTrigger>, i: usize, channe
         }
     };
     let kind = match &t.kind {
+        Some(k) if is_reserved_kind(k.get_ref()) => {
+            c.err(
+                k.span().start,
+                f("type"),
+                format!(
+                    "`{}` is an event type the NVR raises itself; choose another",
+                    k.get_ref()
+                ),
+            );
+            None
+        }
         Some(k) if valid_kind(k.get_ref()) => Some(k.get_ref().clone()),
         Some(k) => {
             c.err(
@@ -389,6 +400,26 @@ pub(super) fn trigger(c: &mut Checker, t: &Spanned<RawTrigger>, i: usize, channe
 }
 
 /// Event types are used in MQTT topics and URLs: keep them plain.
+/// Event types the NVR itself raises. Outside sources (the HTTP trigger,
+/// MQTT triggers) may not use them: a forged `disk_full` or `camera_offline`
+/// would raise real alerts.
+pub const RESERVED_KINDS: &[&str] = &[
+    "motion",
+    "motion_decode_failed",
+    "camera_online",
+    "camera_offline",
+    "disk_full",
+    "fd_exhausted",
+    "storage_error",
+    "recording_resumed",
+    "rule_state_changed",
+    "segment_damaged",
+];
+
+pub fn is_reserved_kind(k: &str) -> bool {
+    RESERVED_KINDS.contains(&k)
+}
+
 pub fn valid_kind(k: &str) -> bool {
     (1..=32).contains(&k.len())
         && k.bytes()

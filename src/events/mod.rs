@@ -12,7 +12,7 @@ pub mod actions;
 pub mod mqtt;
 pub mod rate;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::time::Time90k;
@@ -74,12 +74,26 @@ pub struct Edge {
 }
 
 static PULSE: AtomicU64 = AtomicU64::new(0);
+/// Pulses whose end is still to be sent.
+static PENDING_PULSES: AtomicUsize = AtomicUsize::new(0);
+/// Pulses pending at once, all sources together: each holds a timer task,
+/// and no source may make the NVR hold more.
+pub const MAX_PENDING_PULSES: usize = 4096;
 
 /// A sensor that only says "now" (an HTTP or MQTT pulse): sends `start` (an
 /// event starting now) and, after `d`, its end, which is dated `start.time +
 /// d`. Each pulse gets its own key, so overlapping pulses stay separate events
 /// and the gate merges their windows. Needs a tokio runtime for the timer.
-pub fn pulse<E>(mut start: Edge, d: Duration, send: impl Fn(Edge) -> Result<(), E> + Send + 'static) -> Result<(), E> {
+/// Refused (nothing sent) when `MAX_PENDING_PULSES` are pending.
+pub fn pulse<E: std::fmt::Display>(
+    mut start: Edge,
+    d: Duration,
+    send: impl Fn(Edge) -> Result<(), E> + Send + 'static,
+) -> Result<(), String> {
+    if PENDING_PULSES.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_PULSES {
+        PENDING_PULSES.fetch_sub(1, Ordering::AcqRel);
+        return Err(format!("{MAX_PENDING_PULSES} pulses are pending already"));
+    }
     start.key = format!("{}#{}", start.key, PULSE.fetch_add(1, Ordering::Relaxed));
     start.start = true;
     let stop = Edge {
@@ -87,10 +101,14 @@ pub fn pulse<E>(mut start: Edge, d: Duration, send: impl Fn(Edge) -> Result<(), 
         time: start.time + (d.as_secs_f64() * 90_000.0) as i64,
         ..start.clone()
     };
-    send(start)?;
+    if let Err(e) = send(start) {
+        PENDING_PULSES.fetch_sub(1, Ordering::AcqRel);
+        return Err(e.to_string());
+    }
     tokio::spawn(async move {
         tokio::time::sleep(d).await;
         let _ = send(stop);
+        PENDING_PULSES.fetch_sub(1, Ordering::AcqRel);
     });
     Ok(())
 }

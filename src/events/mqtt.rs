@@ -10,7 +10,6 @@
 //! Must never block the dispatcher or a trigger on a broker that is down:
 //! publishes are offered to the client's queue without waiting.
 
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use tracing::{info, warn};
 
 use super::{Edge, Notice, Phase};
 use crate::config::{MqttConfig, TriggerConfig};
-use crate::store::Command;
+use crate::store::{Command, WriterTx};
 use crate::time::Clock;
 
 #[derive(Clone)]
@@ -41,7 +40,7 @@ impl Mqtt {
         nvr_id: &str,
         triggers: Vec<TriggerConfig>,
         sensors: Sensors,
-        writer: SyncSender<Command>,
+        writer: WriterTx,
         clock: Arc<dyn Clock>,
     ) -> Mqtt {
         let base = format!("{}/{nvr_id}", cfg.topic_prefix);
@@ -67,6 +66,9 @@ impl Mqtt {
         let discovery = cfg.discovery_prefix.clone();
         tokio::spawn(async move {
             let mut connected = false;
+            // Each trigger topic is rate limited like the HTTP trigger: a
+            // flapping or hostile publisher costs itself, not the recording.
+            let mut throttle = crate::web::throttle::Throttle::new(crate::web::TRIGGER_RATE, 1024);
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -75,7 +77,14 @@ impl Mqtt {
                         me2.on_connect(&triggers, &sensors, discovery.as_deref());
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let payload = String::from_utf8_lossy(&p.payload).trim().to_string();
+                        if !triggers.iter().any(|t| t.mqtt_topic == p.topic) {
+                            continue;
+                        }
+                        if let Err(wait) = throttle.check(&p.topic, std::time::Instant::now()) {
+                            tracing::debug!(topic = %crate::excerpt::short(&p.topic), ?wait, "MQTT trigger over its rate; message ignored");
+                            continue;
+                        }
+                        let payload = crate::excerpt::short(String::from_utf8_lossy(&p.payload).trim());
                         for t in triggers.iter().filter(|t| t.mqtt_topic == p.topic) {
                             trigger(t, &payload, &writer, &*clock);
                         }
@@ -161,8 +170,14 @@ impl Mqtt {
     }
 }
 
+fn send(writer: &WriterTx, c: Command) {
+    if let Err(e) = writer.try_send(c) {
+        warn!("MQTT trigger dropped: the store is not taking events ({e})");
+    }
+}
+
 /// Applies one message on a trigger topic.
-fn trigger(t: &TriggerConfig, payload: &str, writer: &SyncSender<Command>, clock: &dyn Clock) {
+fn trigger(t: &TriggerConfig, payload: &str, writer: &WriterTx, clock: &dyn Clock) {
     let now = clock.now();
     let key = format!("mqtt:{}", t.mqtt_topic);
     let details = serde_json::json!({ "source": "mqtt", "topic": t.mqtt_topic, "payload": payload });
@@ -180,14 +195,16 @@ fn trigger(t: &TriggerConfig, payload: &str, writer: &SyncSender<Command>, clock
         match t.pulse {
             Some(d) => {
                 let w = writer.clone();
-                let _ = super::pulse(edge_of(key, true, now), d, move |e| w.send(Command::EventEdge(e)));
+                if let Err(e) = super::pulse(edge_of(key, true, now), d, move |e| {
+                    w.try_send(Command::EventEdge(e)).map_err(|e| e.to_string())
+                }) {
+                    warn!(topic = t.mqtt_topic, "MQTT trigger dropped: {e}");
+                }
             }
-            None => {
-                let _ = writer.send(edge(key, true, now));
-            }
+            None => send(writer, edge(key, true, now)),
         }
     } else if payload == t.payload_stop && t.pulse.is_none() {
-        let _ = writer.send(edge(key, false, now));
+        send(writer, edge(key, false, now));
     } else {
         warn!(
             topic = t.mqtt_topic,

@@ -207,7 +207,13 @@ impl Worker {
         if v["imported"] == true {
             return Ok(0);
         }
-        let mut offset = v["received"].as_u64().unwrap_or(0).min(len);
+        let mut offset = v["received"].as_u64().unwrap_or(0);
+        if offset > len {
+            // The staged upload is not ours as we know it (a sender that
+            // crashed mid-piece, a damaged staging): start it over.
+            self.reset(job, seg)?;
+            offset = 0;
+        }
         let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let chunk = chunk_size(self.rate);
         let mut buf = vec![0u8; chunk];
@@ -238,10 +244,24 @@ impl Worker {
             ),
             b"",
         )?;
+        if status == 422 {
+            // The peer found the upload damaged and dropped it; the next
+            // attempt sends it again from the start.
+            self.reset(job, seg)?;
+        }
         if status != 200 {
             bail!("peer did not merge segment {seg}: {status} {v}");
         }
         Ok(sent)
+    }
+
+    /// Drops the peer's staged copy of a segment.
+    fn reset(&self, job: &TransferRow, seg: i64) -> Result<()> {
+        let (status, v) = self.call("DELETE", &self.url(job, seg, ""), b"")?;
+        if status != 204 {
+            bail!("peer would not reset segment {seg}: {status} {v}");
+        }
+        Ok(())
     }
 }
 

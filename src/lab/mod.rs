@@ -10,6 +10,7 @@
 //! Must never leave namespaces or processes behind: both are owned by guards
 //! dropped on every exit path (including Ctrl-C, which is turned into an error).
 
+pub mod attack;
 pub mod netns;
 
 use std::path::{Path, PathBuf};
@@ -453,14 +454,13 @@ pub fn require_root() -> Result<()> {
     which("ip").context("the failover lab needs `ip` (Debian package iproute2)")
 }
 
+/// Whether a program is on the PATH.
+pub fn have(p: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
+}
+
 fn which(p: &str) -> Result<()> {
-    let ok = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {p}"))
-        .output()?
-        .status
-        .success();
-    if !ok {
+    if !have(p) {
         bail!("{p} not found");
     }
     Ok(())

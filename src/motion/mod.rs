@@ -30,7 +30,7 @@ pub const DECODE_FAILED_KIND: &str = "motion_decode_failed";
 
 use crate::config::MotionConfig;
 use crate::events::Edge;
-use crate::store::{Command, SampleEntry};
+use crate::store::{Command, SampleEntry, WriterTx};
 use crate::time::Time90k;
 
 /// Frames waiting for the decoder before new ones are dropped (~3 s at 10 fps).
@@ -73,7 +73,7 @@ pub type SharedMotionStats = Arc<Mutex<MotionStats>>;
 pub fn spawn(
     channel: u32,
     cfg: MotionConfig,
-    writer: SyncSender<Command>,
+    writer: WriterTx,
     stats: SharedMotionStats,
 ) -> std::io::Result<SyncSender<MotionFrame>> {
     let (tx, rx) = sync_channel(QUEUE);
@@ -244,13 +244,7 @@ impl Pipeline {
     }
 }
 
-fn run(
-    channel: u32,
-    cfg: MotionConfig,
-    writer: SyncSender<Command>,
-    stats: SharedMotionStats,
-    rx: Receiver<MotionFrame>,
-) {
+fn run(channel: u32, cfg: MotionConfig, writer: WriterTx, stats: SharedMotionStats, rx: Receiver<MotionFrame>) {
     let record = cfg.record;
     let mut p = match Pipeline::new(cfg) {
         Ok(p) => p,

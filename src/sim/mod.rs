@@ -1,8 +1,10 @@
 //! Tandem's simulated camera: a real RTSP server serving synthetic H.264 whose
 //! every frame carries a stamp (camera id, sequence number, capture time), so
 //! that loss can be counted in any recorder's output. A product feature for
-//! demos, tests and benchmarks, not a test mock.
+//! demos, tests and benchmarks, not a test mock. `hostile` is its adversarial
+//! sibling: a camera that misbehaves on purpose.
 
+pub mod hostile;
 pub mod rtsp;
 pub mod script;
 pub mod server;

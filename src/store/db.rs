@@ -325,6 +325,24 @@ pub fn segments_overlapping(
     rows.collect()
 }
 
+/// Starts of the channel's segments being written that began before `before`.
+pub fn writing_starts_before(conn: &Connection, channel: u32, before: Time90k) -> rusqlite::Result<Vec<Time90k>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT start_90k FROM segment WHERE channel = ?1 AND state = 0 AND start_90k < ?2")?;
+    let rows = stmt.query_map(params![channel, before.0], |r| Ok(Time90k(r.get(0)?)))?;
+    rows.collect()
+}
+
+/// Whether a peer's segment has been imported already.
+pub fn imported(conn: &Connection, origin: &str, origin_segment: i64) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM import WHERE origin = ?1 AND origin_segment = ?2",
+        params![origin, origin_segment],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
 pub fn mark_garbage(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     conn.execute("UPDATE segment SET state = 2 WHERE id = ?1", params![id])?;
     Ok(())
@@ -400,6 +418,59 @@ pub fn insert_event(
         params![channel, kind, start.0, end.map(|e| e.0), details.to_string()],
     )?;
     Ok(conn.last_insert_rowid())
+}
+
+/// One change to the event table, queued by the writer for its next commit.
+#[derive(Clone, Debug)]
+pub enum EventOp {
+    Insert {
+        id: i64,
+        channel: Option<u32>,
+        kind: String,
+        start: Time90k,
+        end: Option<Time90k>,
+        details: serde_json::Value,
+    },
+    End {
+        id: i64,
+        end: Time90k,
+        details: Option<serde_json::Value>,
+    },
+}
+
+/// The id the next stored event gets (the writer hands ids out itself).
+pub fn next_event_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM event", [], |r| r.get(0))
+}
+
+/// Writes queued event changes (inside the caller's transaction).
+pub fn apply_event_ops(conn: &Connection, ops: &[EventOp]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO event (id, channel, kind, start_90k, end_90k, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for op in ops {
+        match op {
+            EventOp::Insert {
+                id,
+                channel,
+                kind,
+                start,
+                end,
+                details,
+            } => {
+                insert.execute(params![
+                    id,
+                    channel,
+                    kind,
+                    start.0,
+                    end.map(|e| e.0),
+                    details.to_string()
+                ])?;
+            }
+            EventOp::End { id, end, details } => end_event(conn, *id, *end, details.as_ref())?,
+        }
+    }
+    Ok(())
 }
 
 /// Closes events a previous process left open (it stopped mid-event): their

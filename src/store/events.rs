@@ -16,6 +16,95 @@ use crate::recording::{Gate, GateStats, Mode};
 use crate::time::Time90k;
 
 const MINUTE: i64 = 60 * 90_000;
+/// Events with duration a channel may have open at once; outside sources
+/// (each HTTP `source`, each MQTT topic) cannot grow the writer's memory past it.
+pub(super) const MAX_OPEN_EVENTS: usize = 256;
+/// Event rows and notices waiting for the next commit; if the index cannot be
+/// written for that long (a full disk), the oldest are dropped, logged.
+const MAX_PENDING: usize = 16_384;
+
+/// Events stored since the last flush: their rows are written in the flush's
+/// transaction and their notices sent after it commits ("stored, then
+/// announced"). Ids are handed out here — the writer is the only thread that
+/// inserts events — so a start's id is known before its row is written.
+pub(super) struct EventLog {
+    next_id: i64,
+    ops: Vec<db::EventOp>,
+    notices: Vec<Notice>,
+    /// Rows dropped because the index could not be written for too long.
+    pub dropped: u64,
+}
+
+impl EventLog {
+    pub(super) fn new(conn: &rusqlite::Connection) -> rusqlite::Result<EventLog> {
+        Ok(EventLog {
+            next_id: db::next_event_id(conn)?,
+            ops: Vec::new(),
+            notices: Vec::new(),
+            dropped: 0,
+        })
+    }
+
+    fn insert(
+        &mut self,
+        channel: Option<u32>,
+        kind: &str,
+        start: Time90k,
+        end: Option<Time90k>,
+        details: serde_json::Value,
+    ) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.push(db::EventOp::Insert {
+            id,
+            channel,
+            kind: kind.to_string(),
+            start,
+            end,
+            details,
+        });
+        id
+    }
+
+    fn end(&mut self, id: i64, end: Time90k, details: Option<serde_json::Value>) {
+        self.push(db::EventOp::End { id, end, details });
+    }
+
+    fn push(&mut self, op: db::EventOp) {
+        if self.ops.len() >= MAX_PENDING {
+            let n = MAX_PENDING / 2;
+            self.ops.drain(..n);
+            self.dropped += n as u64;
+            warn!(
+                dropped = n,
+                "the index has not been writable for a while; dropped the oldest unsaved events"
+            );
+        }
+        self.ops.push(op);
+    }
+
+    fn announce(&mut self, n: Notice) {
+        if self.notices.len() >= MAX_PENDING {
+            self.notices.drain(..MAX_PENDING / 2);
+        }
+        self.notices.push(n);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.notices.is_empty()
+    }
+
+    /// The rows to write in this flush's transaction.
+    pub(super) fn ops(&self) -> &[db::EventOp] {
+        &self.ops
+    }
+
+    /// The flush committed: forget the rows, hand out the notices.
+    pub(super) fn committed(&mut self) -> Vec<Notice> {
+        self.ops.clear();
+        std::mem::take(&mut self.notices)
+    }
+}
 
 /// Per-channel policy state held by the writer.
 pub(super) struct ChannelPolicy {
@@ -32,6 +121,10 @@ pub(super) struct ChannelPolicy {
     open_events: HashMap<String, (i64, Time90k)>,
     /// Frames since the gate's statistics were last published.
     unpublished: u32,
+    /// Trigger edges not yet applied to the gate: each is applied just before
+    /// the first frame at or after its time, so a trigger takes effect at its
+    /// place in the channel's timeline however the two queues interleave.
+    pending_triggers: std::collections::VecDeque<Edge>,
 }
 
 pub type GateStatsMap = std::sync::Arc<std::sync::Mutex<HashMap<u32, GateStats>>>;
@@ -47,6 +140,7 @@ impl Writer {
             cut_at_key: false,
             open_events: HashMap::new(),
             unpublished: 0,
+            pending_triggers: Default::default(),
         })
     }
 
@@ -74,6 +168,7 @@ impl Writer {
     /// Runs a frame from ingest through the channel's policy.
     pub(super) fn on_frame(&mut self, f: Frame) {
         let ch = f.channel;
+        self.apply_triggers(ch, Some(f.time));
         let mode = self.mode_at(ch, f.time);
         let mut out = std::mem::take(&mut self.gate_out);
         self.policy_state(ch).gate.frame(f, mode, &mut out);
@@ -146,26 +241,51 @@ impl Writer {
     }
 
     /// Stores an event with duration's start or end, feeds the gate, and
-    /// announces it.
+    /// announces it once stored (at the next flush, with the segment progress:
+    /// one commit for every event of the interval, never one per event).
     pub(super) fn on_edge(&mut self, e: Edge) {
         let ch = e.channel;
         let (id, start, end) = if e.start {
-            let id = db::insert_event(self.conn(), Some(ch), &e.kind, e.time, None, &e.details).unwrap_or_else(|err| {
-                warn!(channel = ch, kind = e.kind, "could not store event: {err}");
-                0
-            });
+            let id = self
+                .event_log
+                .insert(Some(ch), &e.kind, e.time, None, e.details.clone());
+            let st = self.policy_state(ch);
             // A start without an end (the source restarted) is closed here.
-            if let Some((old, t)) = self.policy_state(ch).open_events.insert(e.key.clone(), (id, e.time)) {
-                let _ = db::end_event(self.conn(), old, t.max(e.time), None);
+            let replaced = st.open_events.insert(e.key.clone(), (id, e.time));
+            // Bound what outside sources can hold open: past the cap, the
+            // oldest open event of the channel ends now.
+            let evicted = if st.open_events.len() > MAX_OPEN_EVENTS {
+                let oldest = st
+                    .open_events
+                    .iter()
+                    .filter(|(k, _)| **k != e.key)
+                    .min_by_key(|(_, (_, t))| *t)
+                    .map(|(k, _)| k.clone());
+                oldest.and_then(|k| st.open_events.remove(&k).map(|v| (k, v)))
+            } else {
+                None
+            };
+            if let Some((old, t)) = replaced {
+                self.event_log.end(old, t.max(e.time), None);
+            }
+            if let Some((key, (old, t))) = evicted {
+                warn!(
+                    channel = ch,
+                    key, "too many open events on the channel; the oldest is ended"
+                );
+                self.policy_state(ch).gate.stop(&key, e.time);
+                self.event_log.end(
+                    old,
+                    t.max(e.time),
+                    Some(serde_json::json!({ "ended": "too many open events" })),
+                );
             }
             (id, e.time, None)
         } else {
             match self.policy_state(ch).open_events.remove(&e.key) {
                 Some((id, start)) => {
                     let end = e.time.max(start);
-                    if let Err(err) = db::end_event(self.conn(), id, end, Some(&e.details)) {
-                        warn!(channel = ch, kind = e.kind, "could not store event end: {err}");
-                    }
+                    self.event_log.end(id, end, Some(e.details.clone()));
                     (id, start, Some(end))
                 }
                 // An end whose start this process never saw: nothing to close.
@@ -173,28 +293,66 @@ impl Writer {
             }
         };
         info!(channel = ch, kind = e.kind, id, start = e.start, "event");
-        if e.trigger {
-            let mode = self.mode_at(ch, e.time);
-            let mut out = std::mem::take(&mut self.gate_out);
-            let gate = &mut self.policy_state(ch).gate;
-            if e.start {
-                gate.start(&e.key, e.time, mode, &mut out);
-            } else {
-                gate.stop(&e.key, e.time);
-            }
-            self.write_gated(ch, &mut out);
-            self.gate_out = out;
-            self.publish_gate_stats(ch);
-        }
-        self.notify(Notice {
+        let notice = Notice {
             id,
             channel: Some(ch),
-            kind: e.kind,
+            kind: e.kind.clone(),
             phase: if e.start { Phase::Start } else { Phase::End },
             start,
             end,
-            details: e.details,
-        });
+            details: e.details.clone(),
+        };
+        if e.trigger {
+            let st = self.policy_state(ch);
+            st.pending_triggers.push_back(e);
+            if st.pending_triggers.len() > MAX_OPEN_EVENTS {
+                // A channel whose frames stopped cannot hold triggers forever.
+                self.apply_one_trigger(ch);
+            }
+        }
+        self.event_log.announce(notice);
+    }
+
+    /// Applies the channel's pending triggers dated at or before `until`
+    /// (all of them for `None`).
+    pub(super) fn apply_triggers(&mut self, ch: u32, until: Option<Time90k>) {
+        while let Some(t) = self
+            .policy
+            .get(&ch)
+            .and_then(|p| p.pending_triggers.front())
+            .map(|e| e.time)
+        {
+            if until.is_some_and(|u| t > u) {
+                break;
+            }
+            self.apply_one_trigger(ch);
+        }
+    }
+
+    /// Triggers of channels that receive no frames are applied once their
+    /// time has passed by `grace` (they start nothing, but they must not pile up).
+    pub(super) fn apply_stale_triggers(&mut self, now: Time90k, grace: i64) {
+        let chans: Vec<u32> = self.policy.keys().copied().collect();
+        for ch in chans {
+            self.apply_triggers(ch, Some(now + -grace));
+        }
+    }
+
+    fn apply_one_trigger(&mut self, ch: u32) {
+        let Some(e) = self.policy_state(ch).pending_triggers.pop_front() else {
+            return;
+        };
+        let mode = self.mode_at(ch, e.time);
+        let mut out = std::mem::take(&mut self.gate_out);
+        let gate = &mut self.policy_state(ch).gate;
+        if e.start {
+            gate.start(&e.key, e.time, mode, &mut out);
+        } else {
+            gate.stop(&e.key, e.time);
+        }
+        self.write_gated(ch, &mut out);
+        self.gate_out = out;
+        self.publish_gate_stats(ch);
     }
 
     /// Offers a notice to the action dispatcher, if there is one.
@@ -206,21 +364,17 @@ impl Writer {
         }
     }
 
-    /// Stores an instant event and announces it.
-    pub(super) fn event(&self, channel: Option<u32>, kind: &str, time: Time90k, details: serde_json::Value) {
-        match db::insert_event(self.conn(), channel, kind, time, Some(time), &details) {
-            Ok(id) => {
-                self.notify(Notice {
-                    id,
-                    channel,
-                    kind: kind.to_string(),
-                    phase: Phase::Instant,
-                    start: time,
-                    end: Some(time),
-                    details,
-                });
-            }
-            Err(e) => warn!(?channel, kind, "could not store event: {e}"),
-        }
+    /// Stores an instant event and announces it (at the next flush).
+    pub(super) fn event(&mut self, channel: Option<u32>, kind: &str, time: Time90k, details: serde_json::Value) {
+        let id = self.event_log.insert(channel, kind, time, Some(time), details.clone());
+        self.event_log.announce(Notice {
+            id,
+            channel,
+            kind: kind.to_string(),
+            phase: Phase::Instant,
+            start: time,
+            end: Some(time),
+            details,
+        });
     }
 }

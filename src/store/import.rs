@@ -1,25 +1,40 @@
 //! Importing footage a peer recorded for one of our channels (failback): the
 //! peer uploads its segment file as is (the format is self-describing and
-//! checksummed), and the writer thread merges it into this store.
+//! checksummed) into the staging directory, and the importer thread merges it
+//! into this store.
 //!
-//! Merging keeps our own footage where both exist: imported frames that
-//! overlap anything we recorded are dropped, and each kept run starts at a key
-//! frame, so the merged timeline has no duplicates and every run decodes.
+//! Beside the recording, never in front of it: the importer has its own
+//! thread and its own index connection, copies frames in bounded steps paced
+//! to `merge_rate` with an fdatasync per step (so its dirty pages never make
+//! the writer's fsyncs wait long), and holds at most `max_frames` frame
+//! entries in memory. Staged uploads are bounded too (`Staging`): a quota, a
+//! size per upload, an expiry, and a free-space margin above the retention
+//! floor, so uploads can never make retention delete footage.
+//!
+//! Merging keeps our own footage where both exist: imported frames whose
+//! middle falls in anything we recorded (a segment being written counts from
+//! its start on) are dropped, and each kept run starts at a key frame, so the
+//! merged timeline has no duplicates and every run decodes. Footage dated
+//! impossibly (before 2000, in the future, longer than `max_span`) is refused.
 //! Idempotent: an (origin, segment) pair is imported once; a repeat answers
 //! `already`. Must never modify or delete footage this NVR recorded.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use rusqlite::{params, OptionalExtension};
-use tracing::info;
+use rusqlite::{params, Connection, OptionalExtension};
+use tracing::{info, warn};
 
-use super::writer::Writer;
-use super::{db, segment_file, SampleEntry};
-use crate::time::Time90k;
+use super::segment_file::{self, SegmentHeader, RECORD_HEADER_LEN};
+use super::writer::OpenSegment;
+use super::{db, SampleEntry};
+use crate::time::{Clock, Time90k};
 
 #[derive(Debug)]
 pub struct ImportRequest {
@@ -39,6 +54,64 @@ pub struct ImportOutcome {
     /// Frames dropped because this NVR had recorded that time itself.
     pub frames_dropped: u32,
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The upload is wrong and will stay wrong: it was removed.
+    #[error("{0}")]
+    Rejected(String),
+    /// Too many merges queued: try again later.
+    #[error("the importer is busy; try again later")]
+    Busy,
+    /// Our side failed (index, disk): the upload is kept for a retry.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Bounds on what peers may stage and import.
+#[derive(Clone, Debug)]
+pub struct ImportLimits {
+    /// Bytes staged at once, all uploads together.
+    pub staging_quota: u64,
+    /// The largest single upload.
+    pub max_upload: u64,
+    /// An upload untouched this long is removed.
+    pub staging_expiry: Duration,
+    /// Staging never takes free space below the retention floor plus this.
+    pub free_margin: u64,
+    /// The retention floor (`storage.min_free`).
+    pub min_free_bytes: u64,
+    /// Merge pace, bytes per second.
+    pub merge_rate: u64,
+    /// Frames one imported segment may hold (bounds the importer's memory).
+    pub max_frames: u64,
+    /// Time one imported segment may span, in 90 kHz ticks.
+    pub max_span: i64,
+    /// How far in the future (by our clock) imported footage may end: the
+    /// peers' clocks differ a little, never by more.
+    pub future_tolerance: i64,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        ImportLimits {
+            staging_quota: 4 << 30,
+            max_upload: 2 << 30,
+            staging_expiry: Duration::from_secs(3600),
+            free_margin: 256 << 20,
+            min_free_bytes: 1 << 30,
+            merge_rate: 64 << 20,
+            max_frames: 1_000_000,
+            max_span: 4 * 3600 * 90_000,
+            future_tolerance: 2 * 90_000,
+        }
+    }
+}
+
+/// No footage is dated before 2000-01-01 (an unset camera or peer clock).
+const EARLIEST: Time90k = Time90k(946_684_800 * 90_000);
+/// Bytes copied between fdatasyncs (and pacing checks) while merging.
+const STEP_BYTES: u64 = 4 << 20;
 
 /// One imported frame: time, duration, key flag.
 pub type FrameSpan = (Time90k, u32, bool);
@@ -72,17 +145,167 @@ pub fn plan_kept(frames: &[FrameSpan], local: &[(Time90k, Time90k)]) -> Vec<Rang
     runs
 }
 
-impl Writer {
-    pub(super) fn import(&mut self, req: &ImportRequest) -> Result<ImportOutcome, String> {
+/// Checks an upload's time range: a sane start, an end after it, not in the
+/// future, not longer than `max_span`.
+pub fn check_range(first: Time90k, end: Time90k, now: Time90k, limits: &ImportLimits) -> Result<(), String> {
+    if first < EARLIEST {
+        return Err(format!(
+            "footage dated {} is before 2000: the peer's clock is wrong",
+            first.to_rfc3339()
+        ));
+    }
+    if end <= first {
+        return Err("footage ends before it starts".into());
+    }
+    if end - first > limits.max_span {
+        return Err(format!(
+            "one segment may span at most {} s; this one spans {} s",
+            limits.max_span / 90_000,
+            (end - first) / 90_000
+        ));
+    }
+    if end - now > limits.future_tolerance {
+        return Err(format!(
+            "footage ends at {}, {:.1} s in the future by this NVR's clock",
+            end.to_rfc3339(),
+            (end - now) as f64 / 90_000.0
+        ));
+    }
+    Ok(())
+}
+
+/// Counts an upload's records from their headers alone (no frame data is
+/// read into memory), stopping past `max`: the guard that keeps a file of
+/// millions of tiny frames from being scanned into memory.
+fn count_records(file: &mut File, max: u64) -> std::io::Result<Option<u64>> {
+    file.seek(SeekFrom::Start(0))?;
+    let len = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(64 * 1024, &mut *file);
+    let Ok((_, mut pos)) = SegmentHeader::read(&mut r) else {
+        return Ok(Some(0));
+    };
+    let mut n = 0;
+    let mut h = [0u8; RECORD_HEADER_LEN as usize];
+    while pos + RECORD_HEADER_LEN <= len {
+        r.read_exact(&mut h)?;
+        let size = u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+        n += 1;
+        if n > max {
+            return Ok(None);
+        }
+        pos += RECORD_HEADER_LEN + size;
+        r.seek_relative(size as i64)?;
+    }
+    Ok(Some(n))
+}
+
+/// Import counters, shown by `GET /api/v1/store`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ImportStats {
+    pub merged: u64,
+    pub rejected: u64,
+    pub bytes_merged: u64,
+    pub frames_kept: u64,
+    pub frames_dropped: u64,
+    pub last_error: Option<String>,
+}
+
+type Job = (ImportRequest, SyncSender<Result<ImportOutcome, ImportError>>);
+
+/// The importer thread's handle: merges run one at a time, at most a couple queued.
+#[derive(Clone)]
+pub struct Importer {
+    tx: SyncSender<Job>,
+    pub limits: ImportLimits,
+    pub stats: Arc<Mutex<ImportStats>>,
+}
+
+impl Importer {
+    pub fn start(dir: PathBuf, limits: ImportLimits, clock: Arc<dyn Clock>) -> anyhow::Result<Importer> {
+        let (tx, rx) = sync_channel::<Job>(2);
+        let stats = Arc::new(Mutex::new(ImportStats::default()));
+        let mut worker = Worker {
+            dir,
+            limits: limits.clone(),
+            clock,
+            conn: None,
+            stats: stats.clone(),
+        };
+        std::thread::Builder::new().name("store-import".into()).spawn(move || {
+            for (req, done) in rx {
+                let r = worker.merge(&req);
+                let _ = done.send(r);
+            }
+        })?;
+        Ok(Importer { tx, limits, stats })
+    }
+
+    /// Merges a staged upload; blocks until done. Call from a blocking thread.
+    pub fn merge(&self, req: ImportRequest) -> Result<ImportOutcome, ImportError> {
+        let (done, wait) = sync_channel(1);
+        match self.tx.try_send((req, done)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ImportError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(ImportError::Failed("the importer stopped".into())),
+        }
+        wait.recv()
+            .map_err(|_| ImportError::Failed("the importer stopped".into()))?
+    }
+}
+
+struct Worker {
+    dir: PathBuf,
+    limits: ImportLimits,
+    clock: Arc<dyn Clock>,
+    /// Opened on first use; its own connection, beside the writer's.
+    conn: Option<Connection>,
+    stats: Arc<Mutex<ImportStats>>,
+}
+
+impl Worker {
+    fn conn(&mut self) -> Result<&Connection, ImportError> {
+        if self.conn.is_none() {
+            let c = db::open(&self.dir.join("index.db")).map_err(|e| ImportError::Failed(e.to_string()))?;
+            self.conn = Some(c);
+        }
+        Ok(self.conn.as_ref().expect("opened above"))
+    }
+
+    fn merge(&mut self, req: &ImportRequest) -> Result<ImportOutcome, ImportError> {
+        let r = self.merge_inner(req);
+        if let Ok(mut s) = self.stats.lock() {
+            match &r {
+                Ok(o) if !o.already => {
+                    s.merged += 1;
+                    s.frames_kept += u64::from(o.frames_kept);
+                    s.frames_dropped += u64::from(o.frames_dropped);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    s.rejected += u64::from(matches!(e, ImportError::Rejected(_)));
+                    s.last_error = Some(crate::excerpt::short(&e.to_string()));
+                }
+            }
+        }
+        if let Err(ImportError::Rejected(why)) = &r {
+            // A rejected upload never stays behind to fill the disk.
+            let _ = std::fs::remove_file(&req.staged);
+            warn!(channel = req.channel, origin = %req.origin, origin_segment = req.origin_segment, "import refused: {why}");
+        }
+        r
+    }
+
+    fn merge_inner(&mut self, req: &ImportRequest) -> Result<ImportOutcome, ImportError> {
+        let failed = |e: &dyn std::fmt::Display| ImportError::Failed(e.to_string());
         let known: Option<i64> = self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT frames_kept FROM import WHERE origin = ?1 AND origin_segment = ?2",
                 params![req.origin, req.origin_segment],
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
         if known.is_some() {
             let _ = std::fs::remove_file(&req.staged);
             return Ok(ImportOutcome {
@@ -90,14 +313,33 @@ impl Writer {
                 ..Default::default()
             });
         }
-        let mut file = File::open(&req.staged).map_err(|e| format!("opening upload: {e}"))?;
-        let len = file.metadata().map_err(|e| e.to_string())?.len();
-        let scan = segment_file::scan(&mut file, len, true).map_err(|e| format!("upload is not a segment: {e}"))?;
-        if let Some(why) = scan.stopped {
-            let _ = std::fs::remove_file(&req.staged);
-            return Err(format!("upload is damaged ({why}); send it again"));
+        let reject = |m: String| ImportError::Rejected(m);
+        let mut file = File::open(&req.staged).map_err(|e| failed(&format!("opening upload: {e}")))?;
+        let len = file.metadata().map_err(|e| failed(&e))?.len();
+        if len > self.limits.max_upload {
+            return Err(reject(format!(
+                "upload of {len} bytes is over the {} byte limit",
+                self.limits.max_upload
+            )));
         }
-        let entry = Arc::new(SampleEntry::parse(scan.header.sample_entry.clone()).ok_or("unsupported codec")?);
+        match count_records(&mut file, self.limits.max_frames) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(reject(format!(
+                    "upload holds more than {} frames",
+                    self.limits.max_frames
+                )))
+            }
+            Err(e) => return Err(reject(format!("upload is not a segment: {e}"))),
+        }
+        let scan =
+            segment_file::scan(&mut file, len, true).map_err(|e| reject(format!("upload is not a segment: {e}")))?;
+        if let Some(why) = scan.stopped {
+            return Err(reject(format!("upload is damaged ({why}); send it again")));
+        }
+        let entry = Arc::new(
+            SampleEntry::parse(scan.header.sample_entry.clone()).ok_or_else(|| reject("unsupported codec".into()))?,
+        );
         let entries = scan.entries(3000);
         let spans: Vec<FrameSpan> = scan
             .frames
@@ -106,42 +348,83 @@ impl Writer {
             .map(|(f, e)| (scan.header.start + i64::from(f.pts), e.duration, f.key))
             .collect();
         let Some(&(first, _, _)) = spans.first() else {
-            return Err("upload holds no frames".into());
+            return Err(reject("upload holds no frames".into()));
         };
         let last = spans.last().map(|&(t, d, _)| t + i64::from(d)).unwrap_or(first);
-        let mut local: Vec<(Time90k, Time90k)> = db::segments_overlapping(self.conn(), req.channel, first, last)
-            .map_err(|e| e.to_string())?
+        check_range(first, last, self.clock.now(), &self.limits).map_err(reject)?;
+        let conn = self.conn()?;
+        // Our own footage: a segment being written covers everything from its
+        // start, since its row's end lags the file by up to a flush.
+        let local: Vec<(Time90k, Time90k)> = db::segments_overlapping(conn, req.channel, first, last)
+            .map_err(|e| failed(&e))?
             .iter()
-            .map(|s| (s.start, s.end))
+            .map(|s| {
+                (
+                    s.start,
+                    if s.state == db::WRITING {
+                        Time90k(i64::MAX)
+                    } else {
+                        s.end
+                    },
+                )
+            })
+            .chain(
+                db::writing_starts_before(conn, req.channel, last)
+                    .map_err(|e| failed(&e))?
+                    .into_iter()
+                    .map(|s| (s, Time90k(i64::MAX))),
+            )
             .collect();
-        local.extend(self.open_range(req.channel));
         let runs = plan_kept(&spans, &local);
+        let entry_id = db::upsert_sample_entry(conn, &entry.data, entry.codec, entry.width, entry.height)
+            .map_err(|e| failed(&e))?;
         let mut out = ImportOutcome::default();
         let mut data = Vec::new();
+        let mut pacer = Pacer::new(self.limits.merge_rate);
         for run in &runs {
-            let mut seg = self
-                .create_segment(req.channel, spans[run.start].0, &entry, 0)
-                .map_err(|e| e.to_string())?;
+            let conn = self.conn.as_ref().expect("opened above");
+            let mut seg = OpenSegment::create(conn, &self.dir, req.channel, spans[run.start].0, &entry, entry_id, 0)
+                .map_err(|e| failed(&e))?;
+            let mut since_sync = 0u64;
             for i in run.clone() {
                 let f = scan.frames[i];
                 data.resize(f.size as usize, 0);
-                file.seek(SeekFrom::Start(f.offset))
+                let r = file
+                    .seek(SeekFrom::Start(f.offset))
                     .and_then(|_| file.read_exact(&mut data))
-                    .map_err(|e| e.to_string())?;
-                seg.write_frame(spans[i].0, f.key, &data).map_err(|e| e.to_string())?;
+                    .and_then(|_| seg.write_frame(spans[i].0, f.key, &data));
+                if let Err(e) = r {
+                    // What was written is a valid segment; keep it (a retry
+                    // finds it as local footage and continues after it).
+                    seg.finish(conn, &self.dir, req.channel, None);
+                    return Err(failed(&e));
+                }
+                since_sync += u64::from(f.size);
+                if since_sync >= STEP_BYTES {
+                    // A bounded step: make it durable, then yield so the
+                    // writer's own fsyncs never queue behind a large import.
+                    seg.sync().map_err(|e| failed(&e))?;
+                    pacer.step(since_sync);
+                    since_sync = 0;
+                }
             }
             let end = spans[run.end - 1].0 + i64::from(spans[run.end - 1].1);
-            self.finish_segment(req.channel, seg, Some(end));
+            let (_, bytes) = seg.written();
+            seg.finish(conn, &self.dir, req.channel, Some(end));
+            pacer.step(since_sync);
+            if let Ok(mut s) = self.stats.lock() {
+                s.bytes_merged += bytes;
+            }
             out.segments += 1;
             out.frames_kept += run.len() as u32;
         }
         out.frames_dropped = spans.len() as u32 - out.frames_kept;
-        self.conn()
-            .execute(
-                "INSERT INTO import (origin, origin_segment, channel, received_90k, frames_kept) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![req.origin, req.origin_segment, req.channel, self.now().0, out.frames_kept],
-            )
-            .map_err(|e| e.to_string())?;
+        let conn = self.conn.as_ref().expect("opened above");
+        conn.execute(
+            "INSERT INTO import (origin, origin_segment, channel, received_90k, frames_kept) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![req.origin, req.origin_segment, req.channel, self.clock.now().0, out.frames_kept],
+        )
+        .map_err(|e| failed(&e))?;
         let _ = std::fs::remove_file(&req.staged);
         info!(
             channel = req.channel,
@@ -152,6 +435,146 @@ impl Writer {
             "footage imported from peer"
         );
         Ok(out)
+    }
+}
+
+/// Keeps a copy loop at or under `rate` bytes per second.
+struct Pacer {
+    rate: u64,
+    start: Instant,
+    bytes: u64,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Pacer {
+        Pacer {
+            rate: rate.max(1),
+            start: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    fn step(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        let due = Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
+        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// Why a piece of an upload is refused before a byte is written.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// This upload would pass the per-upload limit.
+    TooLarge { limit: u64 },
+    /// All uploads together would pass the quota.
+    OverQuota { quota: u64 },
+    /// The volume would come too close to the retention floor.
+    LowSpace,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::TooLarge { limit } => write!(f, "an upload may hold at most {limit} bytes"),
+            Refusal::OverQuota { quota } => write!(f, "staged uploads would pass their {quota} byte quota"),
+            Refusal::LowSpace => f.write_str("the volume is too close to its free-space floor to stage uploads"),
+        }
+    }
+}
+
+/// Whether `piece` more bytes may be staged onto an upload of `upload` bytes,
+/// with `staged` bytes staged in all and `free` bytes free on the volume.
+pub fn admit(limits: &ImportLimits, upload: u64, piece: u64, staged: u64, free: u64) -> Result<(), Refusal> {
+    if upload.saturating_add(piece) > limits.max_upload {
+        return Err(Refusal::TooLarge {
+            limit: limits.max_upload,
+        });
+    }
+    if staged.saturating_add(piece) > limits.staging_quota {
+        return Err(Refusal::OverQuota {
+            quota: limits.staging_quota,
+        });
+    }
+    if free
+        < piece
+            .saturating_add(limits.min_free_bytes)
+            .saturating_add(limits.free_margin)
+    {
+        return Err(Refusal::LowSpace);
+    }
+    Ok(())
+}
+
+/// The staging directory's uploads: their sizes, and removal of those
+/// untouched for longer than the expiry.
+pub struct Staging {
+    pub dir: PathBuf,
+}
+
+impl Staging {
+    /// Bytes staged in all.
+    pub fn staged_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Removes uploads not written to for `expiry`; returns how many.
+    pub fn expire(&self, expiry: Duration) -> usize {
+        let mut n = 0;
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        for e in rd.flatten() {
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > expiry);
+            if stale && std::fs::remove_file(e.path()).is_ok() {
+                warn!(file = %e.path().display(), "removed an upload nobody completed");
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Per-upload locks: one PUT at a time may write a given staged file, so two
+/// pieces sent at the same offset can never both be appended.
+#[derive(Default)]
+pub struct UploadLocks {
+    busy: Mutex<HashSet<PathBuf>>,
+}
+
+/// Held while a piece is written; releases the upload on drop.
+pub struct UploadGuard<'a> {
+    locks: &'a UploadLocks,
+    path: PathBuf,
+}
+
+impl UploadLocks {
+    /// Takes the upload, or `None` if another request is writing it now.
+    pub fn try_lock(&self, path: &Path) -> Option<UploadGuard<'_>> {
+        let mut m = self.busy.lock().ok()?;
+        if !m.insert(path.to_path_buf()) {
+            return None;
+        }
+        Some(UploadGuard {
+            locks: self,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.locks.busy.lock() {
+            m.remove(&self.path);
+        }
     }
 }
 
@@ -198,5 +621,69 @@ mod tests {
         let mut f = frames(10, 5);
         f[0].2 = false;
         assert_eq!(plan_kept(&f, &[]), vec![5..10]);
+    }
+
+    #[test]
+    fn impossible_ranges_are_refused() {
+        let l = ImportLimits::default();
+        let now = Time90k(1_800_000_000 * 90_000);
+        let s = |x: i64| x * 90_000;
+        assert!(check_range(now + s(-60), now + s(-30), now, &l).is_ok());
+        assert!(
+            check_range(now + s(-60), now + s(1), now, &l).is_ok(),
+            "a peer's clock may be a little ahead"
+        );
+        // The review's cases: 1617, 2100, i64::MAX with the end before it, 13 h in 3 frames.
+        let y1617 = Time90k(-11_000_000_000 * 90_000);
+        assert!(check_range(y1617, y1617 + s(10), now, &l)
+            .unwrap_err()
+            .contains("before 2000"));
+        let y2100 = Time90k(4_102_444_800 * 90_000);
+        assert!(check_range(y2100, y2100 + s(10), now, &l)
+            .unwrap_err()
+            .contains("future"));
+        assert!(check_range(Time90k(i64::MAX), Time90k(0), now, &l).is_err());
+        assert!(check_range(now + s(-13 * 3600), now + s(-1), now, &l)
+            .unwrap_err()
+            .contains("span"));
+        assert!(check_range(now + s(30), now + s(40), now, &l)
+            .unwrap_err()
+            .contains("future"));
+        assert!(check_range(now, now, now, &l).is_err(), "an empty range");
+    }
+
+    #[test]
+    fn staging_is_admitted_within_quota_size_and_free_space() {
+        let l = ImportLimits {
+            staging_quota: 100,
+            max_upload: 60,
+            min_free_bytes: 1000,
+            free_margin: 100,
+            ..Default::default()
+        };
+        assert_eq!(admit(&l, 0, 50, 0, 2000), Ok(()));
+        assert_eq!(admit(&l, 50, 11, 50, 2000), Err(Refusal::TooLarge { limit: 60 }));
+        assert_eq!(admit(&l, 0, 20, 90, 2000), Err(Refusal::OverQuota { quota: 100 }));
+        // Free space must stay above floor + margin after the piece.
+        assert_eq!(admit(&l, 0, 50, 0, 1150), Ok(()));
+        assert_eq!(admit(&l, 0, 50, 0, 1149), Err(Refusal::LowSpace));
+        assert_eq!(
+            admit(&l, u64::MAX, 1, 0, u64::MAX),
+            Err(Refusal::TooLarge { limit: 60 })
+        );
+    }
+
+    #[test]
+    fn one_writer_per_upload() {
+        let locks = UploadLocks::default();
+        let p = Path::new("/x/a.part");
+        let g = locks.try_lock(p).expect("free");
+        assert!(
+            locks.try_lock(p).is_none(),
+            "a second PUT of the same upload waits its turn"
+        );
+        assert!(locks.try_lock(Path::new("/x/b.part")).is_some());
+        drop(g);
+        assert!(locks.try_lock(p).is_some());
     }
 }

@@ -8,8 +8,10 @@
 
 pub mod db;
 pub mod events;
+pub mod health;
 pub mod import;
 pub mod index;
+pub mod queue;
 pub mod retention;
 pub mod segment_file;
 pub mod writer;
@@ -17,7 +19,6 @@ pub mod writer;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 
 use crate::time::{Clock, Time90k};
+pub use queue::WriterTx;
 pub use writer::{Command, Frame, RecordingStatus, StatusMap};
 
 /// The codec parameters of a run of frames: the mp4 sample entry box plus what
@@ -123,6 +125,8 @@ pub struct StoreConfig {
     pub recording: HashMap<u32, crate::recording::RecordingPolicy>,
     /// Where stored events are announced (the action dispatcher), if anywhere.
     pub notifier: Option<crate::events::Notifier>,
+    /// Limits of footage imported from peers.
+    pub import: import::ImportLimits,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -136,16 +140,17 @@ pub struct RepairReport {
 
 pub struct Store {
     pub dir: PathBuf,
-    tx: SyncSender<Command>,
+    tx: WriterTx,
     pub status: StatusMap,
+    /// The writer thread's own health: frame-to-durable latency, events.
+    pub writer_stats: health::SharedWriterStats,
+    /// Merges footage from peers beside the writer (see `import`).
+    pub importer: import::Importer,
     /// Each channel's event gate: mode, pre-event buffer use, windows.
     pub gate_stats: events::GateStatsMap,
     thread: Option<std::thread::JoinHandle<()>>,
     _lock: File,
 }
-
-/// Frames queued for the writer before ingest starts dropping (about 2 s of 64 streams).
-const QUEUE_DEPTH: usize = 4096;
 
 impl Store {
     pub fn open(cfg: StoreConfig, clock: Arc<dyn Clock>) -> Result<(Store, RepairReport)> {
@@ -172,9 +177,20 @@ impl Store {
             recording: cfg.recording,
             retention_interval: Duration::from_secs(5),
         };
-        let (tx, rx) = sync_channel(QUEUE_DEPTH);
+        let (tx, rx) = queue::channel();
         let gate_stats = events::GateStatsMap::default();
-        let w = writer::Writer::new(wcfg, conn, clock, status.clone(), gate_stats.clone(), cfg.notifier);
+        let writer_stats = health::SharedWriterStats::default();
+        let importer = import::Importer::start(cfg.dir.clone(), cfg.import.clone(), clock.clone())?;
+        let w = writer::Writer::new(
+            wcfg,
+            conn,
+            clock,
+            status.clone(),
+            gate_stats.clone(),
+            cfg.notifier,
+            writer_stats.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", db_path.display()))?;
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || w.run(rx))?;
@@ -183,6 +199,8 @@ impl Store {
                 dir: cfg.dir,
                 tx,
                 status,
+                writer_stats,
+                importer,
                 gate_stats,
                 thread: Some(thread),
                 _lock: lock,
@@ -191,7 +209,7 @@ impl Store {
         ))
     }
 
-    pub fn sender(&self) -> SyncSender<Command> {
+    pub fn sender(&self) -> WriterTx {
         self.tx.clone()
     }
 
@@ -504,6 +522,11 @@ impl Reader {
             });
         }
         Ok(out)
+    }
+
+    /// Whether a peer's segment has been imported already.
+    pub fn imported(&self, origin: &str, origin_segment: i64) -> Result<bool> {
+        Ok(db::imported(&self.conn()?, origin, origin_segment)?)
     }
 
     pub fn events(

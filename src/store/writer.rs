@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,9 @@ fn max_frame_gap(last_duration: u32) -> i64 {
 }
 /// Pause between batches of queued commands (see `run`).
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
+/// Events handled per batch at most: frames come first, and a flood of events
+/// waits on its own queue (and is refused there) instead of delaying them.
+const EVENT_BUDGET: usize = 256;
 /// A channel paused by a full disk tries again this often.
 const DISK_RETRY: Duration = Duration::from_secs(1);
 
@@ -73,17 +76,15 @@ pub enum Command {
     EventEdge(crate::events::Edge),
     /// Flush everything now and answer (tests, shutdown, exports of the last second).
     Sync(std::sync::mpsc::Sender<()>),
-    /// Merge a segment uploaded by a peer (see `store::import`).
-    Import(
-        super::import::ImportRequest,
-        std::sync::mpsc::Sender<Result<super::import::ImportOutcome, String>>,
-    ),
+    /// Events are waiting on the event queue (see `queue`).
+    Wake,
     Shutdown,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RecordingStatus {
-    /// "recording", "idle" or "disk_full".
+    /// "recording", "idle", or why the channel is paused: "disk_full",
+    /// "no_file_descriptors", "storage_error" (see `health::Cause`).
     pub state: &'static str,
     pub segment_id: Option<i64>,
     pub frames_written: u64,
@@ -153,9 +154,116 @@ pub(super) struct OpenSegment {
     len: u64,
     media_bytes: u64,
     dirty: bool,
+    /// Times of the frames written since the last fdatasync, for the
+    /// frame-to-durable latency (live segments only; empty for imports).
+    unflushed: Vec<Time90k>,
 }
 
 impl OpenSegment {
+    /// Creates a segment: row first (`writing`), then the file with its header,
+    /// fsynced with its directory. Undoes both on failure. Used by the writer
+    /// for live footage and by the importer for a peer's.
+    pub(super) fn create(
+        conn: &Connection,
+        dir: &std::path::Path,
+        channel: u32,
+        start: Time90k,
+        entry: &Arc<SampleEntry>,
+        entry_id: i64,
+        run: u64,
+    ) -> std::io::Result<OpenSegment> {
+        let id = db::insert_writing_segment(conn, channel, start, entry_id)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let path = segment_path(dir, channel, id);
+        let result = (|| {
+            let dir = path.parent().expect("segment path has a parent");
+            std::fs::create_dir_all(dir)?;
+            let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
+            let header = SegmentHeader {
+                channel,
+                segment_id: id,
+                start,
+                sample_entry: entry.data.clone(),
+            }
+            .encode();
+            file.write_all(&header)?;
+            file.sync_data()?;
+            File::open(dir)?.sync_all()?;
+            Ok::<_, std::io::Error>((file, header.len() as u64))
+        })();
+        let (file, len) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                let _ = db::delete_segment_row(conn, id);
+                return Err(e);
+            }
+        };
+        Ok(OpenSegment {
+            id,
+            file,
+            run,
+            start,
+            entry: entry.clone(),
+            index: IndexEncoder::default(),
+            pending: None,
+            last_duration: 0,
+            frames: 0,
+            key_frames: 0,
+            len,
+            media_bytes: 0,
+            dirty: true,
+            unflushed: Vec::new(),
+        })
+    }
+
+    /// fsyncs the segment and marks it complete with its frame index (or
+    /// removes it if it holds no frame). Returns the times of the frames this
+    /// fsync made durable.
+    pub(super) fn finish(
+        mut self,
+        conn: &Connection,
+        dir: &std::path::Path,
+        channel: u32,
+        end: Option<Time90k>,
+    ) -> Vec<Time90k> {
+        if let Some((t, size, key)) = self.pending.take() {
+            let duration = match end {
+                Some(e) if e > t => (e - t) as u32,
+                _ => self.last_duration.max(1),
+            };
+            self.index.push(FrameEntry { duration, size, key });
+            self.last_duration = duration;
+        }
+        let end_time = self.last_time_after_close();
+        let durable = match self.file.sync_data() {
+            Ok(()) => std::mem::take(&mut self.unflushed),
+            Err(e) => {
+                error!(channel, segment = self.id, "fsync failed while closing segment: {e}");
+                Vec::new()
+            }
+        };
+        let progress = self.progress(end_time);
+        if self.frames == 0 {
+            let _ = std::fs::remove_file(segment_path(dir, channel, self.id));
+            let _ = db::delete_segment_row(conn, self.id);
+        } else if let Err(e) = db::complete_segment(conn, self.id, &progress, self.index.blob()) {
+            // The row stays `writing`; startup repair will rebuild it from the file.
+            error!(channel, segment = self.id, "could not commit finished segment: {e}");
+        }
+        durable
+    }
+
+    /// Frames written so far and the file's length.
+    pub(super) fn written(&self) -> (u32, u64) {
+        (self.frames, self.len)
+    }
+
+    /// fdatasyncs what was written so far (imports, in steps).
+    pub(super) fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
     /// Appends one frame record. On error the file is cut back to its last
     /// complete record so it stays valid.
     pub(super) fn write_frame(&mut self, time: Time90k, key: bool, data: &[u8]) -> std::io::Result<()> {
@@ -224,6 +332,11 @@ pub struct Writer {
     pub(super) gate_out: Vec<(Frame, bool)>,
     pub(super) gate_stats: super::events::GateStatsMap,
     pub(super) notifier: Option<crate::events::Notifier>,
+    pub(super) event_log: super::events::EventLog,
+    /// Frame-to-durable latency and other counters the API shows.
+    stats: super::health::SharedWriterStats,
+    /// Descriptors held back for the writer (see `health::FdReserve`).
+    fd_reserve: super::health::FdReserve,
 }
 
 impl Writer {
@@ -234,8 +347,10 @@ impl Writer {
         status: StatusMap,
         gate_stats: super::events::GateStatsMap,
         notifier: Option<crate::events::Notifier>,
-    ) -> Self {
-        Writer {
+        stats: super::health::SharedWriterStats,
+    ) -> rusqlite::Result<Self> {
+        let event_log = super::events::EventLog::new(&conn)?;
+        Ok(Writer {
             cfg,
             conn,
             clock,
@@ -246,15 +361,20 @@ impl Writer {
             gate_out: Vec::new(),
             gate_stats,
             notifier,
-        }
+            event_log,
+            stats,
+            fd_reserve: super::health::FdReserve::new(),
+        })
     }
 
-    pub fn run(mut self, rx: Receiver<Command>) {
+    pub fn run(mut self, rx: super::queue::WriterRx) {
         let mut next_flush = Instant::now() + self.cfg.flush_interval;
         let mut next_retention = Instant::now();
         'outer: loop {
             let now = Instant::now();
             if now >= next_flush {
+                let clock_now = self.clock.now();
+                self.apply_stale_triggers(clock_now, 2 * 90_000);
                 self.flush();
                 next_flush = now + self.cfg.flush_interval;
             }
@@ -263,9 +383,12 @@ impl Writer {
                 next_retention = now + self.cfg.retention_interval;
             }
             let wait = next_flush.min(next_retention).saturating_duration_since(Instant::now());
-            let mut next = match rx.recv_timeout(wait) {
+            let mut next = match rx.frames.recv_timeout(wait) {
                 Ok(c) => Some(c),
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.take_events(&rx, EVENT_BUDGET);
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             // Handle everything queued, then pause briefly so that frames from
@@ -283,19 +406,27 @@ impl Writer {
                     } => self.event(channel, kind, time, details),
                     Command::EventEdge(e) => self.on_edge(e),
                     Command::Sync(done) => {
+                        self.take_events(&rx, usize::MAX);
+                        let chans: Vec<u32> = self.policy.keys().copied().collect();
+                        for ch in chans {
+                            self.apply_triggers(ch, None);
+                        }
                         self.flush();
                         let _ = done.send(());
                     }
-                    Command::Import(req, done) => {
-                        let r = self.import(&req);
-                        let _ = done.send(r);
-                    }
+                    Command::Wake => rx.wake.store(false, std::sync::atomic::Ordering::Release),
                     Command::Shutdown => break 'outer,
                 }
-                next = rx.try_recv().ok();
+                // Events interleave with frames a few at a time, so neither
+                // queue starves the other; their effect on recording is
+                // ordered by time anyway (`apply_triggers`).
+                self.take_events(&rx, 4);
+                next = rx.frames.try_recv().ok();
             }
+            self.take_events(&rx, EVENT_BUDGET);
             std::thread::sleep(BATCH_PAUSE);
         }
+        self.take_events(&rx, usize::MAX);
         let chans: Vec<u32> = self.channels.keys().copied().collect();
         for ch in chans {
             self.end_run(ch);
@@ -303,18 +434,24 @@ impl Writer {
         info!("store writer stopped; all segments closed");
     }
 
+    /// Handles up to `budget` queued events.
+    fn take_events(&mut self, rx: &super::queue::WriterRx, budget: usize) {
+        for cmd in rx.events.try_iter().take(budget) {
+            match cmd {
+                Command::Event {
+                    channel,
+                    kind,
+                    time,
+                    details,
+                } => self.event(channel, kind, time, details),
+                Command::EventEdge(e) => self.on_edge(e),
+                _ => error!("a non-event command on the event queue was ignored"),
+            }
+        }
+    }
+
     pub(super) fn conn(&self) -> &Connection {
         &self.conn
-    }
-
-    pub(super) fn now(&self) -> Time90k {
-        self.clock.now()
-    }
-
-    /// The time range of the channel's segment being written, if any.
-    pub(super) fn open_range(&self, channel: u32) -> Option<(Time90k, Time90k)> {
-        let o = self.channels.get(&channel)?.open.as_ref()?;
-        Some((o.start, o.last_time() + i64::from(o.last_duration.max(1))))
     }
 
     fn set_status(&self, channel: u32, f: impl FnOnce(&mut RecordingStatus)) {
@@ -354,14 +491,14 @@ impl Writer {
                 }
             }
             if let Err(e) = self.open(&f) {
-                self.pause(ch, format!("cannot start a segment: {e}"));
+                self.pause(ch, "cannot start a segment", e);
                 return false;
             }
         } else if decision != Decision::Append {
             return false;
         }
         if let Err(e) = self.append(&f) {
-            self.pause(ch, format!("cannot write frame: {e}"));
+            self.pause(ch, "cannot write frame", e);
         }
         starts
     }
@@ -385,8 +522,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Creates a segment: row first (`writing`), then the file with its header,
-    /// fsynced with its directory. Undoes both on failure.
+    /// Creates a segment (see `OpenSegment::create`), spending the
+    /// descriptor reserve if the process has run out.
     pub(super) fn create_segment(
         &mut self,
         channel: u32,
@@ -394,63 +531,40 @@ impl Writer {
         entry: &Arc<SampleEntry>,
         run: u64,
     ) -> std::io::Result<OpenSegment> {
-        let io = |e: rusqlite::Error| std::io::Error::other(e.to_string());
         let entry_id = match self.entries.get(&entry.data) {
             Some(&id) => id,
             None => {
                 let id = db::upsert_sample_entry(&self.conn, &entry.data, entry.codec, entry.width, entry.height)
-                    .map_err(io)?;
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
                 self.entries.insert(entry.data.clone(), id);
                 id
             }
         };
-        let id = db::insert_writing_segment(&self.conn, channel, start, entry_id).map_err(io)?;
-        let path = segment_path(&self.cfg.dir, channel, id);
-        let result = (|| {
-            let dir = path.parent().expect("segment path has a parent");
-            std::fs::create_dir_all(dir)?;
-            let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
-            let header = SegmentHeader {
-                channel,
-                segment_id: id,
-                start,
-                sample_entry: entry.data.clone(),
+        let create = || OpenSegment::create(&self.conn, &self.cfg.dir, channel, start, entry, entry_id, run);
+        match create() {
+            // Out of descriptors (clients, a leak): spend the reserve, so
+            // recording goes on, and say so.
+            Err(e)
+                if super::health::Cause::of(&e) == super::health::Cause::NoDescriptors && self.fd_reserve.release() =>
+            {
+                warn!(
+                    channel,
+                    "the process is out of file descriptors; the writer used its reserve"
+                );
+                if let Ok(mut s) = self.stats.lock() {
+                    s.fd_reserve_used += 1;
+                }
+                create()
             }
-            .encode();
-            file.write_all(&header)?;
-            file.sync_data()?;
-            File::open(dir)?.sync_all()?;
-            Ok::<_, std::io::Error>((file, header.len() as u64))
-        })();
-        let (file, len) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                let _ = db::delete_segment_row(&self.conn, id);
-                return Err(e);
-            }
-        };
-        Ok(OpenSegment {
-            id,
-            file,
-            run,
-            start,
-            entry: entry.clone(),
-            index: IndexEncoder::default(),
-            pending: None,
-            last_duration: 0,
-            frames: 0,
-            key_frames: 0,
-            len,
-            media_bytes: 0,
-            dirty: true,
-        })
+            r => r,
+        }
     }
 
     fn append(&mut self, f: &Frame) -> std::io::Result<()> {
         let st = self.channels.get_mut(&f.channel).expect("channel state exists");
         let o = st.open.as_mut().expect("a segment is open");
         o.write_frame(f.time, f.key, &f.data)?;
+        o.unflushed.push(f.time);
         let n = f.data.len() as u64;
         self.set_status(f.channel, |s| {
             s.frames_written += 1;
@@ -476,28 +590,16 @@ impl Writer {
         });
     }
 
-    /// fsyncs a segment and marks it complete with its frame index (or removes
-    /// it if it holds no frame).
-    pub(super) fn finish_segment(&mut self, channel: u32, mut o: OpenSegment, end: Option<Time90k>) {
-        if let Some((t, size, key)) = o.pending.take() {
-            let duration = match end {
-                Some(e) if e > t => (e - t) as u32,
-                _ => o.last_duration.max(1),
-            };
-            o.index.push(FrameEntry { duration, size, key });
-            o.last_duration = duration;
-        }
-        let end_time = o.last_time_after_close();
-        if let Err(e) = o.file.sync_data() {
-            error!(channel, segment = o.id, "fsync failed while closing segment: {e}");
-        }
-        let progress = o.progress(end_time);
-        if o.frames == 0 {
-            let _ = std::fs::remove_file(segment_path(&self.cfg.dir, channel, o.id));
-            let _ = db::delete_segment_row(&self.conn, o.id);
-        } else if let Err(e) = db::complete_segment(&self.conn, o.id, &progress, o.index.blob()) {
-            // The row stays `writing`; startup repair will rebuild it from the file.
-            error!(channel, segment = o.id, "could not commit finished segment: {e}");
+    /// Finishes a live segment and counts its last frames as durable.
+    pub(super) fn finish_segment(&mut self, channel: u32, o: OpenSegment, end: Option<Time90k>) {
+        let durable = o.finish(&self.conn, &self.cfg.dir, channel, end);
+        if !durable.is_empty() {
+            let now = self.clock.now();
+            if let Ok(mut s) = self.stats.lock() {
+                for t in durable {
+                    s.durable.record_90k(now - t);
+                }
+            }
         }
     }
 
@@ -510,30 +612,47 @@ impl Writer {
         self.close(channel, Some(time));
     }
 
-    fn pause(&mut self, channel: u32, why: String) {
-        // Free the reserve first so that closing the segment and recording
-        // the event can still reach the index on a full disk.
-        super::release_reserve(&self.cfg.dir);
+    /// Stops the channel's recording for a moment after a write failed, and
+    /// says why in the words that fit the cause.
+    fn pause(&mut self, channel: u32, what: &str, e: std::io::Error) {
+        let cause = super::health::Cause::of(&e);
+        let why = format!("{what}: {e}");
+        if cause == super::health::Cause::DiskFull {
+            // Free the reserve first so that closing the segment and recording
+            // the event can still reach the index on a full disk.
+            super::release_reserve(&self.cfg.dir);
+        }
         self.close(channel, None);
         let st = self.channels.entry(channel).or_default();
         let first = st.paused_until.is_none();
         st.paused_until = Some(Instant::now() + DISK_RETRY);
         if first {
-            error!(channel, "recording paused: {why}");
+            error!(channel, cause = cause.event_kind(), "recording paused: {why}");
             let now = self.clock.now();
-            self.event(Some(channel), "disk_full", now, serde_json::json!({ "error": why }));
+            self.event(
+                Some(channel),
+                cause.event_kind(),
+                now,
+                serde_json::json!({ "error": why }),
+            );
             self.set_status(channel, |s| {
-                s.state = "disk_full";
+                s.state = cause.state();
                 s.last_error = Some(why);
             });
-            self.run_retention();
+            if cause == super::health::Cause::DiskFull {
+                self.run_retention();
+            }
         }
     }
 
     /// fdatasyncs every file written since the last flush, then records their
     /// progress in one transaction.
     fn flush(&mut self) {
+        if !self.fd_reserve.is_full() {
+            self.fd_reserve.refill();
+        }
         let mut updates = Vec::new();
+        let mut written = Vec::new();
         for (&ch, st) in self.channels.iter_mut() {
             if let Some(o) = st.open.as_mut().filter(|o| o.dirty) {
                 if let Err(e) = o.file.sync_data() {
@@ -541,6 +660,7 @@ impl Writer {
                     continue;
                 }
                 o.dirty = false;
+                written.append(&mut o.unflushed);
                 let end = o
                     .pending
                     .map(|(t, _, _)| t + i64::from(o.last_duration))
@@ -548,7 +668,15 @@ impl Writer {
                 updates.push((o.id, o.progress(end)));
             }
         }
-        if updates.is_empty() {
+        if !written.is_empty() {
+            let now = self.clock.now();
+            if let Ok(mut s) = self.stats.lock() {
+                for t in written {
+                    s.durable.record_90k(now - t);
+                }
+            }
+        }
+        if updates.is_empty() && self.event_log.is_empty() {
             return;
         }
         let r = (|| {
@@ -556,10 +684,22 @@ impl Writer {
             for (id, p) in &updates {
                 db::update_writing(&tx, *id, p)?;
             }
+            db::apply_event_ops(&tx, self.event_log.ops())?;
             tx.commit()
         })();
-        if let Err(e) = r {
-            warn!("could not record flush progress: {e}");
+        match r {
+            Ok(()) => {
+                let events = self.event_log.ops().len() as u64;
+                for n in self.event_log.committed() {
+                    self.notify(n);
+                }
+                if let Ok(mut s) = self.stats.lock() {
+                    s.events_stored += events;
+                    s.events_dropped = self.event_log.dropped;
+                }
+            }
+            // Progress rows are rewritten at the next flush; queued events stay queued.
+            Err(e) => warn!("could not record flush progress: {e}"),
         }
     }
 

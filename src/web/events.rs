@@ -2,15 +2,17 @@
 //! trigger for external sensors) and `/api/v1/actions` (delivery counters).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 
+use super::throttle::retry_after_secs;
 use super::{channel_param, time_param, ApiError, ApiResult};
-use crate::config::events::valid_kind;
+use crate::config::events::{is_reserved_kind, valid_kind};
 use crate::config::units::parse_duration;
 use crate::events::Edge;
 use crate::nvr::Nvr;
@@ -61,17 +63,34 @@ pub struct TriggerBody {
 
 /// `POST /api/v1/channels/{n}/events`: a door contact or alarm panel starts,
 /// stops or pulses an event; event-mode channels record around it.
+///
+/// Rate limited per client and channel, and per channel (429 with
+/// `Retry-After`): a flood costs the flooder, never a frame.
 pub async fn trigger(
     State(nvr): State<Arc<Nvr>>,
     Path(n): Path<String>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     body: Result<Json<TriggerBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let ch = channel_param(&nvr, &n)?;
-    let Json(b) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
+    nvr.admit_trigger(client.ip(), ch).map_err(|wait| {
+        ApiError::too_many(
+            retry_after_secs(wait),
+            format!("too many event triggers for channel {ch}; slow down"),
+        )
+    })?;
+    let Json(b) =
+        body.map_err(|e| ApiError::bad_request(format!("body: {}", crate::excerpt::short(&e.body_text()))))?;
     let kind = b.kind.unwrap_or_else(|| "trigger".into());
     if !valid_kind(&kind) {
         return Err(ApiError::bad_request(
             "`type` must be 1–32 characters of a-z, 0-9, _ and -",
+        ));
+    }
+    if is_reserved_kind(&kind) {
+        return Err(ApiError::status(
+            StatusCode::FORBIDDEN,
+            format!("`type`: `{kind}` is raised by the NVR itself and cannot be triggered from outside"),
         ));
     }
     let source = b.source.unwrap_or_default();
@@ -103,16 +122,18 @@ pub async fn trigger(
         details: details.clone(),
         trigger: true,
     };
-    let send = |e: Edge| {
-        nvr.event_edge(e)
-            .map_err(|m| ApiError::status(StatusCode::SERVICE_UNAVAILABLE, m))
-    };
+    let send = |e: Edge| nvr.event_edge(e).map_err(|m| ApiError::busy(1, m));
     match b.action.as_str() {
         "start" => send(edge(key.clone(), true, now))?,
         "stop" => send(edge(key.clone(), false, now))?,
         "pulse" => {
             let d = match &b.duration {
-                Some(serde_json::Value::Number(n)) => n.as_f64().map(Duration::from_secs_f64),
+                // Range-checked before it becomes a Duration: `from_secs_f64`
+                // panics on negative or huge values.
+                Some(serde_json::Value::Number(n)) => n
+                    .as_f64()
+                    .filter(|x| (0.1..=3600.0).contains(x))
+                    .map(Duration::from_secs_f64),
                 Some(serde_json::Value::String(s)) => parse_duration(s).ok(),
                 _ => None,
             }
@@ -120,7 +141,7 @@ pub async fn trigger(
             .ok_or_else(|| ApiError::bad_request("`duration` (0.1 s – 1 h) is required for a pulse"))?;
             let nvr2 = nvr.clone();
             crate::events::pulse(edge(key.clone(), true, now), d, move |e| nvr2.event_edge(e))
-                .map_err(|m| ApiError::status(StatusCode::SERVICE_UNAVAILABLE, m))?;
+                .map_err(|m| ApiError::busy(1, m))?;
         }
         other => {
             return Err(ApiError::bad_request(format!(

@@ -1,29 +1,41 @@
 //! `/api/v1/import/{origin}/{segment}`: the receiving side of failback. A peer
 //! uploads one of its segment files in resumable pieces, then asks for it to be
-//! merged into a channel. Requires `Authorization: Bearer <peer token>`; a
-//! request without it is refused before anything is stored.
+//! merged into a channel. Requires `Authorization: Bearer <peer token>`,
+//! checked from the headers before a byte of body is read (`gate`).
 //!
 //! - `GET`  → `{ "received": bytes, "imported": bool }` (where to resume)
-//! - `PUT ?offset=N` with bytes → appended if N equals what was received (409 otherwise)
+//! - `PUT ?offset=N` with bytes → appended if N equals what was received (409
+//!   otherwise, or while another piece of the same upload is being written);
+//!   the piece is streamed to disk and is either appended whole or not at all
+//! - `DELETE` → the staged upload is dropped (a sender that lost track starts over)
 //! - `POST …/complete?channel=N&length=L` → merged once the staged file has L bytes
+//!
+//! Bounded everywhere: two imports at a time (503 with `Retry-After` past
+//! that), pieces of at most `MAX_PIECE`, staging within its quota and above
+//! the free-space floor (507), uploads expire, rejected uploads are removed.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use http_body_util::BodyExt;
+use tokio::io::AsyncWriteExt;
 
 use super::{channel_param, ApiError, ApiResult};
 use crate::nvr::Nvr;
-use crate::store::import::ImportRequest;
+use crate::store::import::{admit, ImportError, ImportRequest, Refusal, Staging};
 
 /// Largest piece accepted in one PUT.
-pub const MAX_PIECE: usize = 8 << 20;
+pub const MAX_PIECE: u64 = 8 << 20;
 // The sender's pieces must fit.
-const _: () = assert!(MAX_PIECE >= crate::failover::transfer::MAX_CHUNK);
+const _: () = assert!(MAX_PIECE >= crate::failover::transfer::MAX_CHUNK as u64);
+/// Imports served at once (uploads and merges); more wait outside.
+pub const IMPORT_SLOTS: usize = 2;
 
 fn authorize(nvr: &Nvr, headers: &HeaderMap) -> ApiResult<()> {
     let Some(token) = nvr.config.failover.peer_token.as_deref() else {
@@ -50,6 +62,20 @@ fn authorize(nvr: &Nvr, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
+/// In front of every import route: the token from the headers, then one of
+/// the import slots; only then is the body read.
+pub async fn gate(State(nvr): State<Arc<Nvr>>, req: Request, next: Next) -> Response {
+    if let Err(e) = authorize(&nvr, req.headers()) {
+        return e.into_response();
+    }
+    let Ok(permit) = nvr.import_slots.clone().try_acquire_owned() else {
+        return ApiError::busy(5, "imports are busy; try again shortly").into_response();
+    };
+    let resp = next.run(req).await;
+    drop(permit);
+    resp
+}
+
 fn staged_path(nvr: &Nvr, origin: &str, segment: &str) -> ApiResult<(std::path::PathBuf, i64)> {
     if origin.is_empty() || origin.len() > 64 || !origin.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request("origin must be 1 to 64 hex digits"));
@@ -63,22 +89,13 @@ fn staged_path(nvr: &Nvr, origin: &str, segment: &str) -> ApiResult<(std::path::
 }
 
 fn imported(nvr: &Nvr, origin: &str, seg: i64) -> ApiResult<bool> {
-    let conn = crate::store::db::open_readonly(&nvr.config.storage.dir.join("index.db")).map_err(ApiError::internal)?;
-    conn.query_row(
-        "SELECT COUNT(*) FROM import WHERE origin = ?1 AND origin_segment = ?2",
-        rusqlite::params![origin, seg],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
-    .map_err(ApiError::internal)
+    nvr.reader.imported(origin, seg).map_err(ApiError::internal)
 }
 
 pub async fn status(
     State(nvr): State<Arc<Nvr>>,
     Path((origin, segment)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
-    authorize(&nvr, &headers)?;
     let (path, seg) = staged_path(&nvr, &origin, &segment)?;
     let received = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let imported = tokio::task::spawn_blocking(move || imported(&nvr, &origin, seg))
@@ -87,57 +104,143 @@ pub async fn status(
     Ok(Json(serde_json::json!({ "received": received, "imported": imported })))
 }
 
+pub async fn reset(
+    State(nvr): State<Arc<Nvr>>,
+    Path((origin, segment)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (path, _) = staged_path(&nvr, &origin, &segment)?;
+    let Some(_guard) = nvr.uploads.try_lock(&path) else {
+        return Err(ApiError::status(
+            StatusCode::CONFLICT,
+            "a piece of this upload is being written",
+        ));
+    };
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StatusCode::NO_CONTENT),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
 pub async fn put_piece(
     State(nvr): State<Arc<Nvr>>,
     Path((origin, segment)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    authorize(&nvr, &headers)?;
     let (path, _) = staged_path(&nvr, &origin, &segment)?;
     let offset: u64 = q
         .get("offset")
         .and_then(|o| o.parse().ok())
         .ok_or_else(|| ApiError::bad_request("query parameter `offset` is required"))?;
+    let piece: u64 = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::status(StatusCode::LENGTH_REQUIRED, "a piece needs a Content-Length"))?;
+    if piece > MAX_PIECE {
+        return Err(ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a piece may hold at most {MAX_PIECE} bytes"),
+        ));
+    }
+    let Some(_guard) = nvr.uploads.try_lock(&path) else {
+        return Err(ApiError::status(
+            StatusCode::CONFLICT,
+            "another piece of this upload is being written; ask where to resume",
+        ));
+    };
+    let received = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    if offset != received {
+        return Ok((StatusCode::CONFLICT, Json(serde_json::json!({ "received": received }))));
+    }
     let dir = nvr.staging_dir();
-    tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
-        let received = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        if offset != received {
-            return Ok((StatusCode::CONFLICT, Json(serde_json::json!({ "received": received }))));
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(ApiError::internal)?;
-        f.write_all(&body)
-            .and_then(|_| f.sync_data())
-            .map_err(ApiError::internal)?;
-        Ok((
-            StatusCode::OK,
-            Json(serde_json::json!({ "received": received + body.len() as u64 })),
-        ))
+    let limits = nvr.importer.limits.clone();
+    let store_dir = nvr.config.storage.dir.clone();
+    let (staged, free) = tokio::task::spawn_blocking(move || {
+        (
+            Staging { dir }.staged_bytes(),
+            crate::store::free_bytes(&store_dir).unwrap_or(0),
+        )
     })
     .await
-    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    if let Err(r) = admit(&limits, received, piece, staged, free) {
+        let status = match r {
+            Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::OverQuota { .. } | Refusal::LowSpace => StatusCode::INSUFFICIENT_STORAGE,
+        };
+        return Err(ApiError::status(status, r.to_string()));
+    }
+    tokio::fs::create_dir_all(nvr.staging_dir())
+        .await
+        .map_err(ApiError::internal)?;
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .await
+        .map_err(ApiError::internal)?;
+    // All of the piece or none of it: anything short of Content-Length
+    // (a dropped connection, a body timeout) is cut off again.
+    let written = copy_body(body, &mut f, piece).await;
+    let fail = match written {
+        Ok(n) if n == piece => match f.sync_data().await {
+            Ok(()) => None,
+            Err(e) => Some(ApiError::internal(e)),
+        },
+        Ok(n) => Some(ApiError::bad_request(format!(
+            "the body held {n} bytes, not the {piece} of its Content-Length"
+        ))),
+        Err(e) => Some(e),
+    };
+    if let Some(e) = fail {
+        let _ = f.set_len(received).await;
+        return Err(e);
+    }
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::json!({ "received": received + piece })),
+    ))
+}
+
+/// Streams the body into `f`, refusing more than `limit` bytes.
+async fn copy_body(body: Body, f: &mut tokio::fs::File, limit: u64) -> ApiResult<u64> {
+    let mut body = body;
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        n += data.len() as u64;
+        if n > limit {
+            return Ok(n);
+        }
+        f.write_all(&data).await.map_err(ApiError::internal)?;
+    }
+    Ok(n)
 }
 
 pub async fn complete(
     State(nvr): State<Arc<Nvr>>,
     Path((origin, segment)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
-    authorize(&nvr, &headers)?;
     let (path, seg) = staged_path(&nvr, &origin, &segment)?;
     let channel = channel_param(&nvr, q.get("channel").map(String::as_str).unwrap_or(""))?;
     let length: u64 = q
         .get("length")
         .and_then(|l| l.parse().ok())
         .ok_or_else(|| ApiError::bad_request("query parameter `length` is required"))?;
+    let Some(_guard) = nvr.uploads.try_lock(&path) else {
+        return Err(ApiError::status(
+            StatusCode::CONFLICT,
+            "a piece of this upload is being written",
+        ));
+    };
+    let nvr2 = nvr.clone();
     let outcome = tokio::task::spawn_blocking(move || {
+        let nvr = nvr2;
         if imported(&nvr, &origin, seg)? {
             let _ = std::fs::remove_file(&path);
             return Ok(serde_json::json!({ "already": true }));
@@ -155,9 +258,11 @@ pub async fn complete(
             origin_segment: seg,
             staged: path,
         };
-        let out = nvr
-            .import(req)
-            .map_err(|e| ApiError::status(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        let out = nvr.importer.merge(req).map_err(|e| match e {
+            ImportError::Rejected(m) => ApiError::status(StatusCode::UNPROCESSABLE_ENTITY, m),
+            ImportError::Busy => ApiError::busy(5, e.to_string()),
+            ImportError::Failed(m) => ApiError::busy(30, m),
+        })?;
         serde_json::to_value(out).map_err(ApiError::internal)
     })
     .await

@@ -7,6 +7,8 @@ mod channels;
 mod clip;
 mod events;
 mod import;
+pub mod server;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -22,6 +24,8 @@ use crate::time::Time90k;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds, sent as `Retry-After` (429, 503).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -29,36 +33,92 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: m.into(),
+            retry_after: None,
         }
     }
     pub fn not_found(m: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::NOT_FOUND,
             message: m.into(),
+            retry_after: None,
         }
     }
     pub fn status(status: StatusCode, m: impl Into<String>) -> Self {
         ApiError {
             status,
             message: m.into(),
+            retry_after: None,
+        }
+    }
+    /// 503 with `Retry-After`: the NVR is protecting its recording; the
+    /// request may succeed later.
+    pub fn busy(retry_after: u64, m: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: m.into(),
+            retry_after: Some(retry_after),
+        }
+    }
+    /// 429 with `Retry-After`: this client (or source) is over its rate.
+    pub fn too_many(retry_after: u64, m: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: m.into(),
+            retry_after: Some(retry_after),
         }
     }
     pub fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!("internal error serving a request: {e}");
+        let m = crate::excerpt::short(&e.to_string());
+        tracing::error!("internal error serving a request: {m}");
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: e.to_string(),
+            message: m,
+            retry_after: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+        let mut r = (self.status, Json(serde_json::json!({ "error": self.message }))).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        r
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// HTTP event triggers one client may send for one channel.
+pub const TRIGGER_RATE: throttle::Rate = throttle::Rate {
+    per_second: 10.0,
+    burst: 20.0,
+};
+/// HTTP event triggers for one channel from all clients together: what
+/// bounds the writer's event work per channel, whoever floods.
+pub const CHANNEL_TRIGGER_RATE: throttle::Rate = throttle::Rate {
+    per_second: 20.0,
+    burst: 40.0,
+};
+pub use import::IMPORT_SLOTS;
+
+/// In front of every route: at most `server::MAX_IN_FLIGHT` requests are
+/// handled at once (each may hold an index connection and a segment file);
+/// past that a request waits up to two seconds, then gets 503.
+async fn concurrency(
+    axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let permit = tokio::time::timeout(std::time::Duration::from_secs(2), nvr.requests.clone().acquire_owned()).await;
+    let Ok(Ok(permit)) = permit else {
+        return ApiError::busy(1, "the NVR is busy; try again shortly").into_response();
+    };
+    let resp = next.run(req).await;
+    drop(permit);
+    resp
+}
 
 /// Parses a required RFC 3339 query parameter, naming it in the error.
 pub(crate) fn time_param(name: &str, v: Option<&String>) -> ApiResult<Time90k> {
@@ -140,26 +200,42 @@ pub fn router(nvr: Arc<Nvr>) -> Router {
         .route("/api/v1/actions", get(events::actions))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/transfers", get(transfers))
-        .route(
-            "/api/v1/import/{origin}/{segment}",
-            get(import::status)
-                .put(import::put_piece)
-                .layer(axum::extract::DefaultBodyLimit::max(import::MAX_PIECE)),
+        .route("/api/v1/store", get(store_health))
+        .merge(
+            Router::new()
+                .route(
+                    "/api/v1/import/{origin}/{segment}",
+                    get(import::status).put(import::put_piece).delete(import::reset),
+                )
+                .route(
+                    "/api/v1/import/{origin}/{segment}/complete",
+                    axum::routing::post(import::complete),
+                )
+                .route_layer(axum::middleware::from_fn_with_state(nvr.clone(), import::gate)),
         )
-        .route(
-            "/api/v1/import/{origin}/{segment}/complete",
-            axum::routing::post(import::complete),
-        )
+        // Small JSON bodies everywhere; import pieces are streamed and bounded by their handler.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(nvr.clone(), concurrency))
         .with_state(nvr)
 }
 
-/// Serves the API until `shutdown` resolves.
+/// `GET /api/v1/store`: the writer's health (frame-to-durable latency,
+/// events stored and dropped, descriptor reserve) and the importer's counters.
+async fn store_health(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "writer": nvr.writer_stats(),
+        "import": nvr.importer.stats.lock().map(|s| s.clone()).unwrap_or_default(),
+        "http": nvr.http_stats(),
+    }))
+}
+
+/// Serves the API until `shutdown` resolves, within `server::Limits`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     nvr: Arc<Nvr>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(nvr))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = nvr.http_limits.clone();
+    let stats = nvr.http.clone();
+    server::serve(listener, router(nvr), limits, stats, shutdown).await
 }

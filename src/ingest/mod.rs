@@ -3,17 +3,27 @@
 //! capped exponential backoff.
 //!
 //! Owns the RTSP session, the mapping from camera timestamps to wall-clock
-//! time, and the per-stream statistics the API shows. Must never block: the
-//! writer queue is fed with `try_send`, and a full queue drops frames (then
-//! waits for a key frame) rather than stalling the connection. A failure here —
-//! garbage, a stall, a wrong password — ends only this channel's session.
+//! time (`timeline`), parameter-set flapping (`params`), and the per-stream
+//! statistics the API shows. Must never block: the writer queue is fed with
+//! `try_send`, and a full queue drops frames (then waits for a key frame)
+//! rather than stalling the connection. Every await of a session is under the
+//! stop signal, so shutdown never waits for a camera. A failure here —
+//! garbage, a stall, a wrong password, a buffer bound exceeded — ends only this
+//! channel's session, and the camera's text is quoted only as a short excerpt.
+
+mod limiter;
+pub mod params;
+pub mod timeline;
+
+pub use limiter::LogLimiter;
+pub use timeline::{Placed, Reanchor, Timeline};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use futures::StreamExt;
 use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef};
@@ -22,22 +32,24 @@ use tracing::{info, warn};
 
 use crate::config::{NetworkCamera, Transport};
 use crate::motion::{MotionFrame, SharedMotionStats};
-use crate::store::{Command, Frame, SampleEntry};
+use crate::store::{Command, Frame, SampleEntry, WriterTx};
 use crate::time::{Clock, Time90k};
 
-/// No frame for this long means the camera stalled: reconnect.
+/// No video frame for this long means the camera stalled: reconnect (RTCP or
+/// other streams' packets do not keep a session alive).
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// DESCRIBE, SETUP and PLAY together may take this long.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on one access unit (retina's `max_frame_bytes`): a 4K key frame is
+/// rarely above 2 MiB; a camera whose frame never ends (no marker bit,
+/// endless FU-A fragments) gets its session closed here instead of growing
+/// memory. A constant rather than a per-camera setting until a camera needs
+/// more.
+pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Kept short: retrying a camera is cheap, and after an outage the NVR must
 /// find its cameras again within seconds (a failback waits for it).
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Camera time running this far ahead of the local clock re-anchors the run.
-const MAX_AHEAD: i64 = 2 * 90_000;
-/// Frames may arrive late (a link that comes back delivers what TCP buffered);
-/// their camera-derived times are right. Only a lag beyond this is taken for a
-/// camera clock jump and re-anchors the run.
-const MAX_BEHIND: i64 = 30 * 90_000;
-
 static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
 
 fn new_run() -> u64 {
@@ -115,7 +127,7 @@ pub struct Feeds {
 pub fn spawn(
     channel: u32,
     camera: NetworkCamera,
-    writer: SyncSender<Command>,
+    writer: WriterTx,
     stats: SharedStats,
     clock: Arc<dyn Clock>,
     feeds: Feeds,
@@ -139,7 +151,7 @@ pub fn spawn(
 async fn run(
     channel: u32,
     camera: NetworkCamera,
-    writer: SyncSender<Command>,
+    writer: WriterTx,
     stats: SharedStats,
     clock: Arc<dyn Clock>,
     feeds: Feeds,
@@ -148,6 +160,10 @@ async fn run(
     let mut backoff = BACKOFF_MIN;
     let mut online = false;
     let mut first = true;
+    // Both outlive sessions: a new session's frames must not overlap the
+    // last one's, and a failure repeated on every retry is logged once a minute.
+    let mut timeline = Timeline::default();
+    let mut limiter = LogLimiter::default();
     loop {
         let ctx = Ctx {
             channel,
@@ -157,13 +173,14 @@ async fn run(
             clock: &*clock,
             feeds: &feeds,
         };
-        let result = session(&ctx, &mut stop, &mut online).await;
+        timeline.new_session();
+        let result = session(&ctx, &mut stop, &mut online, &mut timeline).await;
         if feeds.record {
             let _ = writer.try_send(Command::EndRun { channel });
         }
         let err = match result {
             Ok(()) => return, // stopped
-            Err(e) => format!("{e:#}"),
+            Err(e) => describe_error(&e),
         };
         if let Ok(mut s) = stats.lock() {
             s.connected = false;
@@ -171,10 +188,21 @@ async fn run(
             // Every ended or failed session is followed by another attempt.
             s.reconnects += 1;
         }
-        if (online || first) && !feeds.record {
+        let news = online || first;
+        if !news {
+            if let Some(n) = limiter.check(&err, Instant::now()) {
+                if n > 0 {
+                    warn!("camera still failing ({n} more times in the last minute): {err}");
+                } else {
+                    warn!("camera still failing: {err}");
+                }
+            }
+        } else if !feeds.record {
+            limiter.check(&err, Instant::now());
             // The substream only feeds motion detection: no channel event.
             warn!("substream offline: {err}");
-        } else if online || first {
+        } else {
+            limiter.check(&err, Instant::now());
             warn!("camera offline: {err}");
             let _ = writer.try_send(Command::Event {
                 channel: Some(channel),
@@ -198,17 +226,32 @@ async fn run(
     }
 }
 
+/// A session's error as the API, the log and events quote it: the first line
+/// of the error chain (retina appends connection details on further lines),
+/// as a short escaped excerpt, since its text comes from the camera.
+pub fn describe_error(e: &anyhow::Error) -> String {
+    let full = format!("{e:#}");
+    let first = full.lines().next().unwrap_or_default();
+    // retina's framing errors end their first line before a hex dump.
+    crate::excerpt::short(first.trim_end_matches("; buffered:"))
+}
+
 /// What one session works with.
 struct Ctx<'a> {
     channel: u32,
     camera: &'a NetworkCamera,
-    writer: &'a SyncSender<Command>,
+    writer: &'a WriterTx,
     stats: &'a SharedStats,
     clock: &'a dyn Clock,
     feeds: &'a Feeds,
 }
 
-async fn session(ctx: &Ctx<'_>, stop: &mut watch::Receiver<bool>, online: &mut bool) -> Result<()> {
+async fn session(
+    ctx: &Ctx<'_>,
+    stop: &mut watch::Receiver<bool>,
+    online: &mut bool,
+    timeline: &mut Timeline,
+) -> Result<()> {
     let Ctx {
         channel,
         camera,
@@ -221,7 +264,10 @@ async fn session(ctx: &Ctx<'_>, stop: &mut watch::Receiver<bool>, online: &mut b
         username: c.username.clone(),
         password: c.password.clone(),
     });
-    let opts = SessionOptions::default().creds(creds).user_agent("Tandem NVR".into());
+    let opts = SessionOptions::default()
+        .creds(creds)
+        .user_agent("Tandem NVR".into())
+        .max_frame_bytes(MAX_FRAME_BYTES);
     let connect = async {
         let mut session = Session::describe(camera.url.clone(), opts).await?;
         let i = session
@@ -245,16 +291,22 @@ async fn session(ctx: &Ctx<'_>, stop: &mut watch::Receiver<bool>, online: &mut b
         Ok::<_, anyhow::Error>((playing.demuxed()?, i))
     };
     let (mut demuxed, stream_i) = tokio::select! {
-        r = tokio::time::timeout(Duration::from_secs(30), connect) => r.context("RTSP setup timed out")??,
+        r = tokio::time::timeout(SETUP_TIMEOUT, connect) => r.map_err(|_| anyhow!("RTSP setup timed out after {} s", SETUP_TIMEOUT.as_secs()))??,
         _ = stop.changed() => return Ok(()),
     };
     let mut run = new_run();
     let mut need_key = true;
+    // What the store gets: the camera's sample entry, or its in-band
+    // variant while parameter sets flap.
     let mut entry: Option<Arc<SampleEntry>> = None;
-    let mut anchor: Option<(i64, Time90k)> = None;
+    // The camera's current parameters, out of band, and their NAL units.
+    let mut camera_entry: Option<Arc<SampleEntry>> = None;
+    let mut sets: Vec<Vec<u8>> = Vec::new();
+    let mut watch = params::ParamWatch::default();
+    let mut stall_deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
     loop {
         let item = tokio::select! {
-            r = tokio::time::timeout(STALL_TIMEOUT, demuxed.next()) => r.map_err(|_| anyhow!("no video for {} s", STALL_TIMEOUT.as_secs()))?,
+            r = tokio::time::timeout_at(stall_deadline, demuxed.next()) => r.map_err(|_| anyhow!("no video for {} s", STALL_TIMEOUT.as_secs()))?,
             _ = stop.changed() => return Ok(()),
         };
         let frame = match item {
@@ -263,20 +315,25 @@ async fn session(ctx: &Ctx<'_>, stop: &mut watch::Receiver<bool>, online: &mut b
             Some(Ok(CodecItem::VideoFrame(f))) => f,
             Some(Ok(_)) => continue,
         };
-        if frame.has_new_parameters() || entry.is_none() {
+        stall_deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
+        let new_parameters = frame.has_new_parameters() || camera_entry.is_none();
+        if new_parameters {
             let Some(ParametersRef::Video(p)) = demuxed.streams()[stream_i].parameters() else {
                 continue;
             };
             let data = p
                 .mp4_sample_entry()
                 .build()
-                .map_err(|e| anyhow!("building sample entry: {e}"))?;
+                .map_err(|e| anyhow!("building sample entry: {}", crate::excerpt::short(&e.to_string())))?;
             let e = SampleEntry::parse(data).ok_or_else(|| anyhow!("unsupported sample entry"))?;
             if let Ok(mut s) = stats.lock() {
                 s.codec = Some(p.rfc6381_codec().to_string());
                 (s.width, s.height) = (e.width, e.height);
             }
-            if entry.is_some() {
+            let flapping = watch.on_parameters(&e.data, clock.now());
+            if flapping {
+                warn!("camera alternates between parameter sets; recording them in-band in one segment");
+            } else if camera_entry.is_some() && !watch.inband() {
                 info!(
                     width = e.width,
                     height = e.height,
@@ -284,7 +341,15 @@ async fn session(ctx: &Ctx<'_>, stop: &mut watch::Receiver<bool>, online: &mut b
                     "camera changed codec parameters"
                 );
             }
-            entry = Some(Arc::new(e));
+            sets = params::parameter_sets(&e).unwrap_or_default();
+            let e = Arc::new(e);
+            if !watch.inband() {
+                entry = Some(e.clone());
+            } else if flapping || entry.is_none() {
+                let ib = params::inband_entry(&e).ok_or_else(|| anyhow!("unsupported sample entry"))?;
+                entry = Some(Arc::new(ib));
+            }
+            camera_entry = Some(e);
         }
         if frame.loss() > 0 {
             // Lost packets corrupt the frames that follow until the next key frame.
@@ -296,16 +361,15 @@ async fn session(ctx: &Ctx<'_>, stop: &mut watch::Receiver<bool>, online: &mut b
         }
         need_key = false;
         let now = clock.now();
-        let elapsed = frame.timestamp().elapsed();
-        let (e0, w0) = *anchor.get_or_insert((elapsed, now));
-        let mut time = w0 + (elapsed - e0);
-        if time - now > MAX_AHEAD || now - time > MAX_BEHIND {
-            warn!(
-                drift_s = (time - now) as f64 / 90_000.0,
-                "camera clock jumped; re-anchoring"
-            );
-            anchor = Some((elapsed, now));
-            time = now;
+        let key = frame.is_random_access_point();
+        if key && watch.leave_inband(now) {
+            info!("camera parameter sets stable again; recording them out of band");
+            entry = camera_entry.clone();
+        }
+        let placed = timeline.place(frame.timestamp().elapsed(), now);
+        let time = placed.time;
+        if let Some(why) = placed.reanchored {
+            warn!("{why}; re-anchoring on the local clock");
             run = new_run();
         }
         if !*online {
@@ -329,9 +393,12 @@ async fn session(ctx: &Ctx<'_>, stop: &mut watch::Receiver<bool>, online: &mut b
         if let Ok(mut s) = stats.lock() {
             s.on_frame(Instant::now(), time, size);
         }
-        let key = frame.is_random_access_point();
         let sample_entry = entry.clone().expect("entry set above");
-        let data = frame.into_data();
+        let data = if watch.inband() && (key || new_parameters) {
+            params::with_parameter_sets(&sets, frame.into_data())
+        } else {
+            frame.into_data()
+        };
         let detect = |data: Vec<u8>| {
             if let Some((tx, mstats)) = &feeds.motion {
                 let f = MotionFrame {
@@ -371,3 +438,6 @@ async fn session(ctx: &Ctx<'_>, stop: &mut watch::Receiver<bool>, online: &mut b
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
