@@ -256,18 +256,57 @@ pub fn stamps_mp4(path: &Path) -> Result<Vec<Option<FrameStamp>>> {
 
 /// Audits a channel's stored footage in [start, end).
 pub fn audit_store(reader: &Reader, channel: u32, start: Time90k, end: Time90k) -> Result<AuditReport> {
+    Ok(audit_store_checked(reader, channel, start, end)?.0)
+}
+
+/// Like `audit_store`, and also checks every frame's record checksum: frames
+/// that cannot be read or fail it are left out, and each damaged file is
+/// named (`path: what is wrong`) instead of failing the whole audit.
+pub fn audit_store_checked(
+    reader: &Reader,
+    channel: u32,
+    start: Time90k,
+    end: Time90k,
+) -> Result<(AuditReport, Vec<String>)> {
+    use crate::store::segment_file::{record_intact, RECORD_HEADER_LEN};
+    let footage = reader.footage(channel, start, end)?;
+    let mut damaged: Vec<String> = footage
+        .damaged
+        .iter()
+        .map(|d| format!("{}: {} (footage from {} to {})", d.file, d.why, d.start, d.end))
+        .collect();
     let mut stamps = Vec::new();
     let mut buf = Vec::new();
-    for seg in reader.segment_frames(channel, start, end)? {
-        let mut f = File::open(&seg.path).with_context(|| format!("opening {}", seg.path.display()))?;
+    for seg in footage.segments {
+        let file = match File::open(&seg.path) {
+            Ok(f) => f,
+            Err(e) => {
+                damaged.push(format!("{}: cannot open: {e}", seg.path.display()));
+                continue;
+            }
+        };
+        let (mut bad, mut first_bad) = (0u64, None);
         for fr in seg.frames.iter().filter(|fr| fr.time >= start && fr.time < end) {
-            buf.resize(fr.size as usize, 0);
-            f.seek(SeekFrom::Start(fr.offset))?;
-            f.read_exact(&mut buf)?;
-            stamps.push(FrameStamp::from_frame(&buf));
+            use std::os::unix::fs::FileExt;
+            let head_at = fr.offset.saturating_sub(RECORD_HEADER_LEN);
+            buf.resize(RECORD_HEADER_LEN as usize + fr.size as usize, 0);
+            let ok = file.read_exact_at(&mut buf, head_at).is_ok()
+                && record_intact(&buf[..RECORD_HEADER_LEN as usize], &buf[RECORD_HEADER_LEN as usize..]);
+            if !ok {
+                bad += 1;
+                first_bad.get_or_insert(head_at);
+                continue;
+            }
+            stamps.push(FrameStamp::from_frame(&buf[RECORD_HEADER_LEN as usize..]));
+        }
+        if let Some(at) = first_bad {
+            damaged.push(format!(
+                "{}: {bad} frames unreadable or failing their checksum (the first at byte {at})",
+                seg.path.display()
+            ));
         }
     }
-    Ok(audit_stamps(stamps))
+    Ok((audit_stamps(stamps), damaged))
 }
 
 #[cfg(test)]

@@ -2,6 +2,12 @@
 //! segment files in order. Serves both the HTTP clip endpoint (ranges, in
 //! chunks on a blocking thread) and `tandem export --data` (the whole file).
 //!
+//! A response never promises bytes it cannot send: `open_sources` opens and
+//! measures every file a byte range needs before the caller commits to a
+//! status and a length (an open file stays readable even if it is unlinked
+//! afterwards), and a read that still fails ends `write_range` with an error
+//! naming the file, which the HTTP layer turns into an aborted connection.
+//!
 //! Blocking I/O only; callers on the async runtime must use `spawn_blocking`.
 //! Must never read outside the slices the clip plan lists.
 
@@ -12,10 +18,56 @@ use anyhow::{Context, Result};
 
 use crate::mp4::clip::Clip;
 
+/// The source files of a clip, opened ahead of sending (see `open_sources`).
+pub struct Sources(Vec<Option<File>>);
+
+/// Checks that every source file bytes [start, end) of the clip read from
+/// still holds all the bytes the plan reads, and opens them (at most
+/// `keep_open`; the others are checked now and opened when reached). An
+/// error names the file and what is wrong.
+pub fn open_sources(clip: &Clip, start: u64, end: u64, keep_open: usize) -> Result<Sources> {
+    let mut need: Vec<u64> = vec![0; clip.sources.len()];
+    let mut slice_start = clip.head.len() as u64;
+    for s in &clip.slices {
+        let slice_end = slice_start + u64::from(s.len);
+        if slice_end > start && slice_start < end {
+            need[s.source] = need[s.source].max(s.offset + u64::from(s.len));
+        }
+        slice_start = slice_end;
+    }
+    let mut files = Vec::with_capacity(need.len());
+    let mut open = 0;
+    for (i, &n) in need.iter().enumerate() {
+        if n == 0 {
+            files.push(None);
+            continue;
+        }
+        let p = &clip.sources[i];
+        let f = File::open(p).with_context(|| format!("segment file {} is gone", p.display()))?;
+        let len = f.metadata().with_context(|| format!("reading {}", p.display()))?.len();
+        if len < n {
+            anyhow::bail!(
+                "segment file {} holds {len} bytes, fewer than the {n} the clip needs",
+                p.display()
+            );
+        }
+        if open < keep_open {
+            files.push(Some(f));
+            open += 1;
+        } else {
+            files.push(None);
+        }
+    }
+    Ok(Sources(files))
+}
+
 /// Streams bytes [start, end) of the clip to `sink` in chunks of at most
-/// `chunk` bytes. Stops early (without error) if `sink` returns false.
+/// `chunk` bytes, reading from `sources` (from `open_sources`). Stops early
+/// (without error) if `sink` returns false. A source that cannot be read in
+/// full is an error naming it: the caller must not pretend the clip ended.
 pub fn write_range(
     clip: &Clip,
+    sources: Sources,
     start: u64,
     end: u64,
     chunk: usize,
@@ -36,7 +88,8 @@ pub fn write_range(
         out.push(&clip.head[pos as usize..to as usize]);
         pos = to;
     }
-    let mut files: Vec<Option<File>> = (0..clip.sources.len()).map(|_| None).collect();
+    let mut files = sources.0;
+    files.resize_with(clip.sources.len(), || None);
     let mut read_buf = vec![0u8; chunk.min(1 << 20)];
     let mut slice_start = head_len;
     for s in &clip.slices {
@@ -179,7 +232,7 @@ mod tests {
         std::fs::write(&p, &content).unwrap();
         let clip = Clip {
             head: b"HEAD".to_vec(),
-            sources: vec![p],
+            sources: vec![p.clone()],
             slices: vec![
                 Slice {
                     source: 0,
@@ -195,6 +248,9 @@ mod tests {
             len: 16,
             etag: String::new(),
             gaps: vec![],
+            overlaps: vec![],
+            frames_omitted: 0,
+            damaged: vec![],
             start: Default::default(),
             end: Default::default(),
             frames: 2,
@@ -209,7 +265,8 @@ mod tests {
             for e in s..=16u64 {
                 for chunk in [1, 3, 64] {
                     let mut got = Vec::new();
-                    write_range(&clip, s, e, chunk, |b| {
+                    let src = open_sources(&clip, s, e, 1).unwrap();
+                    write_range(&clip, src, s, e, chunk, |b| {
                         assert!(b.len() <= chunk);
                         got.extend(b);
                         true
@@ -219,5 +276,31 @@ mod tests {
                 }
             }
         }
+        // Opened before the file is unlinked: the bytes still come.
+        let src = open_sources(&clip, 0, 16, 8).unwrap();
+        std::fs::rename(&p, dir.path().join("moved")).unwrap();
+        let mut got = Vec::new();
+        write_range(&clip, src, 0, 16, 64, |b| {
+            got.extend(b);
+            true
+        })
+        .unwrap();
+        assert_eq!(got, whole);
+        // Gone before opening: an error naming the file, nothing promised.
+        let err = open_sources(&clip, 0, 16, 8).err().unwrap().to_string();
+        assert!(err.contains(&p.display().to_string()), "{err}");
+        // Only the header requested: no file needed.
+        assert!(open_sources(&clip, 0, 4, 8).is_ok());
+        // Shorter than the plan: refused before sending.
+        std::fs::write(&p, &content[..400]).unwrap();
+        let err = open_sources(&clip, 0, 16, 8).err().unwrap().to_string();
+        assert!(err.contains("fewer than the 507"), "{err}");
+        // Cut after opening (the check is passed, the read then fails): an
+        // error naming the file, never a silently short clip.
+        std::fs::write(&p, &content).unwrap();
+        let src = open_sources(&clip, 0, 16, 0).unwrap();
+        std::fs::write(&p, &content[..100]).unwrap();
+        let r = write_range(&clip, src, 0, 16, 64, |_| true);
+        assert!(r.unwrap_err().to_string().contains(&p.display().to_string()));
     }
 }

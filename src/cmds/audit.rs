@@ -21,6 +21,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    let mut damaged = Vec::new();
     let report = match (&a.file, &a.data, a.channel) {
         (Some(f), None, _) => tandem::audit::audit_mp4(f)?,
         (None, Some(d), Some(ch)) => {
@@ -30,10 +31,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
             };
             let start = t("start", &a.start, 0)?;
             let end = t("end", &a.end, i64::MAX)?;
-            tandem::audit::audit_store(&Reader::new(d.clone()), ch, start, end)?
+            let (report, d) = tandem::audit::audit_store_checked(&Reader::new(d.clone()), ch, start, end)?;
+            damaged = d;
+            report
         }
         _ => bail!("give an .mp4 file, or --data DIR --channel N"),
     };
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    // Damaged files are named, not fatal: the audit covers everything readable.
+    for d in &damaged {
+        eprintln!("warning: damaged segment: {d}");
+    }
+    let mut out = serde_json::to_value(&report)?;
+    if let Some(o) = out.as_object_mut() {
+        o.insert("damaged_files".into(), serde_json::json!(damaged));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,3 +1,10 @@
+//! `tandem export`: one channel's footage of a time range as an .mp4, from a
+//! store directory or a running Tandem. Says what the file lacks: holes in
+//! the recording are notes; stored frames left out — overlapping footage
+//! (`--allow-overlaps`) or damaged files (`--allow-damage`) — are warnings
+//! that also make the exit status 3 (the file is still written), so that no
+//! script mistakes an incomplete export for a complete one.
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +34,84 @@ pub struct Args {
     /// Output file.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
+    /// Exit 0 even if stored frames were left out because footage overlaps
+    /// (a camera clock stepped back); they are still listed on stderr.
+    #[arg(long)]
+    allow_overlaps: bool,
+    /// Exit 0 even if stored footage in the range is damaged and unreadable;
+    /// the damaged files are still listed on stderr.
+    #[arg(long)]
+    allow_damage: bool,
+}
+
+/// Exit status of an export written without some stored frames.
+const INCOMPLETE: u8 = 3;
+
+/// What an export left out, as reported by the clip plan or the server's
+/// headers. Each list holds the JSON objects of `mp4::clip`.
+#[derive(Default)]
+struct Omissions {
+    gaps: Vec<serde_json::Value>,
+    overlaps: Vec<serde_json::Value>,
+    frames_omitted: u64,
+    damaged: Vec<serde_json::Value>,
+}
+
+impl Omissions {
+    /// Prints what is missing; returns whether the export counts as incomplete.
+    fn report(&self, allow_overlaps: bool, allow_damage: bool) -> bool {
+        let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("?").to_string();
+        for g in &self.gaps {
+            let why = match g["damaged"].as_array() {
+                Some(d) if !d.is_empty() => format!(
+                    "; damaged: {}",
+                    d.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                _ => String::new(),
+            };
+            eprintln!(
+                "note: no footage from {} to {} ({:.1} s); the last frame is held{why}",
+                s(g, "start"),
+                s(g, "end"),
+                g["seconds"].as_f64().unwrap_or(0.0)
+            );
+        }
+        for o in &self.overlaps {
+            eprintln!(
+                "warning: {} stored frames from {} to {} (segment {}) left out: other footage covers the same time",
+                o["frames_omitted"],
+                s(o, "start"),
+                s(o, "end"),
+                o["segment"]
+            );
+        }
+        for d in &self.damaged {
+            eprintln!(
+                "warning: stored footage from {} to {} is unreadable: {}: {}",
+                s(d, "start"),
+                s(d, "end"),
+                s(d, "file"),
+                s(d, "why")
+            );
+        }
+        let mut incomplete = false;
+        if self.frames_omitted > 0 && !allow_overlaps {
+            eprintln!(
+                "warning: {} stored frames are not in the export (overlapping footage); pass --allow-overlaps to accept",
+                self.frames_omitted
+            );
+            incomplete = true;
+        }
+        if !self.damaged.is_empty() && !allow_damage {
+            eprintln!("warning: damaged footage is not in the export; pass --allow-damage to accept");
+            incomplete = true;
+        }
+        incomplete
+    }
+}
+
+fn to_json<T: serde::Serialize>(items: &[T]) -> Vec<serde_json::Value> {
+    items.iter().filter_map(|x| serde_json::to_value(x).ok()).collect()
 }
 
 fn progress(len: u64) -> ProgressBar {
@@ -45,15 +130,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let start = Time90k::parse_rfc3339(&a.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?;
     let end = Time90k::parse_rfc3339(&a.end).map_err(|e| anyhow::anyhow!("--end: {e}"))?;
     let tmp = a.output.with_extension("mp4.part");
+    let mut omissions = Omissions::default();
     let result = match (&a.data, &a.server) {
-        (Some(dir), _) => export_local(dir, a.channel, start, end, &tmp),
-        (None, Some(server)) => super::runtime()?.block_on(export_remote(server, a.channel, &a.start, &a.end, &tmp)),
+        (Some(dir), _) => export_local(dir, a.channel, start, end, &tmp, &mut omissions),
+        (None, Some(server)) => {
+            super::runtime()?.block_on(export_remote(server, a.channel, &a.start, &a.end, &tmp, &mut omissions))
+        }
         (None, None) => bail!("give --data DIR or --server URL"),
     };
     match result {
         Ok(bytes) => {
             std::fs::rename(&tmp, &a.output).with_context(|| format!("writing {}", a.output.display()))?;
             eprintln!("wrote {} ({bytes} bytes)", a.output.display());
+            if omissions.report(a.allow_overlaps, a.allow_damage) {
+                return Ok(ExitCode::from(INCOMPLETE));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -69,20 +160,20 @@ fn export_local(
     start: Time90k,
     end: Time90k,
     out: &std::path::Path,
+    omissions: &mut Omissions,
 ) -> Result<u64> {
-    let segs = Reader::new(dir.to_path_buf()).segment_frames(channel, start, end)?;
-    let clip = tandem::mp4::clip::build(&segs, start, end)?;
-    for g in &clip.gaps {
-        eprintln!(
-            "note: no footage from {} to {} ({:.1} s); the last frame is held",
-            g.start, g.end, g.seconds
-        );
-    }
+    let footage = Reader::new(dir.to_path_buf()).footage(channel, start, end)?;
+    let clip = tandem::mp4::clip::build(&footage.segments, &footage.damaged, start, end)?;
+    omissions.gaps = to_json(&clip.gaps);
+    omissions.overlaps = to_json(&clip.overlaps);
+    omissions.frames_omitted = clip.frames_omitted;
+    omissions.damaged = to_json(&clip.damaged);
     let mut f =
         std::io::BufWriter::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?);
     let pb = progress(clip.len);
     let mut err = None;
-    tandem::export::write_range(&clip, 0, clip.len, 1 << 20, |b| {
+    let sources = tandem::export::open_sources(&clip, 0, clip.len, 64)?;
+    tandem::export::write_range(&clip, sources, 0, clip.len, 1 << 20, |b| {
         pb.inc(b.len() as u64);
         match f.write_all(&b) {
             Ok(()) => true,
@@ -100,7 +191,14 @@ fn export_local(
     Ok(clip.len)
 }
 
-async fn export_remote(server: &str, channel: u32, start: &str, end: &str, out: &std::path::Path) -> Result<u64> {
+async fn export_remote(
+    server: &str,
+    channel: u32,
+    start: &str,
+    end: &str,
+    out: &std::path::Path,
+    omissions: &mut Omissions,
+) -> Result<u64> {
     let base = url::Url::parse(server).with_context(|| format!("--server `{server}` is not a URL"))?;
     let mut url = base.join(&format!("/api/v1/channels/{channel}/clip.mp4"))?;
     url.query_pairs_mut()
@@ -108,20 +206,49 @@ async fn export_remote(server: &str, channel: u32, start: &str, end: &str, out: 
         .append_pair("end", end);
     let host = url.host_str().context("--server has no host")?.to_string();
     let port = url.port_or_known_default().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .with_context(|| format!("connecting to {host}:{port}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
     let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
-    let req = hyper::Request::get(path)
-        .header("host", format!("{host}:{port}"))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
-    let resp = sender.send_request(req).await?;
+    // A 503 means footage changed between the server's plan and its reply
+    // (retention, damage): asking again gets a plan of what exists now.
+    let mut attempt = 0;
+    let resp = loop {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .with_context(|| format!("connecting to {host}:{port}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path.as_str())
+            .header("host", format!("{host}:{port}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let resp = sender.send_request(req).await?;
+        attempt += 1;
+        if resp.status() != hyper::StatusCode::SERVICE_UNAVAILABLE || attempt == 3 {
+            break resp;
+        }
+        let wait: u64 = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(1);
+        tokio::time::sleep(std::time::Duration::from_secs(wait.clamp(1, 5))).await;
+    };
     let status = resp.status();
     let len: u64 = resp
         .headers()
         .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0);
+    let list = |name: &str| -> Vec<serde_json::Value> {
+        resp.headers()
+            .get(name)
+            .and_then(|v| serde_json::from_slice(v.as_bytes()).ok())
+            .unwrap_or_default()
+    };
+    omissions.gaps = list("x-tandem-gaps");
+    omissions.overlaps = list("x-tandem-overlaps");
+    omissions.damaged = list("x-tandem-damaged");
+    omissions.frames_omitted = resp
+        .headers()
+        .get("x-tandem-frames-omitted")
         .and_then(|v| v.to_str().ok()?.parse().ok())
         .unwrap_or(0);
     let mut body = resp.into_body();

@@ -171,6 +171,11 @@ impl Worker {
         let segs = db::segments_overlapping(&c, job.local_channel, job.start_90k, job.end_90k)?;
         let mut total = 0;
         for s in segs.iter().filter(|s| s.start >= job.start_90k) {
+            if let Some(why) = &s.damage {
+                // Its file cannot be sent as recorded; retrying would never end.
+                tracing::warn!(job = job.id, segment = s.id, "not sending a damaged segment: {why}");
+                continue;
+            }
             if s.state != db::COMPLETE {
                 bail!("segment {} is still being written", s.id);
             }

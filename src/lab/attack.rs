@@ -436,6 +436,10 @@ mod tests {
             assert_eq!(scan.stopped, None);
             assert_eq!(scan.frames.iter().filter(|f| f.key).count(), 3);
             assert!(crate::store::SampleEntry::parse(scan.header.sample_entry).is_some());
+            // A scan of a file from outside stops at its frame budget.
+            let capped = crate::store::segment_file::scan_at_most(&mut f, len, true, 10).unwrap();
+            assert_eq!(capped.frames.len(), 10);
+            assert_eq!(capped.stopped, Some("too many frames"));
         }
     }
 }

@@ -11,8 +11,15 @@
 //!   footage resumes. The gaps are reported alongside (`Clip::gaps`, the
 //!   `X-Tandem-Gaps` header, and the recordings API).
 //! - A change of codec parameters adds a sample entry; frames refer to theirs.
+//! - One time axis cannot show two frames at one instant: where stored
+//!   segments overlap (a camera clock stepped back, overlapping imports) the
+//!   earlier-starting segment's frames are kept and the others are omitted up
+//!   to their next key frame — and every omitted stretch is reported
+//!   (`Clip::overlaps`, `Clip::frames_omitted`). Stored time the store could
+//!   not read (`DamagedSpan`) is reported too, and named in the gap it causes.
 //!
-//! Pure: no files are opened here. Must never re-encode or reorder frames.
+//! Pure: no files are opened here. Must never re-encode or reorder frames,
+//! and never drop a stored frame without listing it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +27,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::{write_box, write_full_box};
-use crate::store::{db::SampleEntryRow, SegmentFrames};
+use crate::store::{db::SampleEntryRow, DamagedSpan, SegmentFrames};
 use crate::time::Time90k;
 
 /// Longest clip one file may hold: keeps every sample duration within 32 bits.
@@ -37,6 +44,8 @@ pub enum ClipError {
     TooLong,
     #[error("no footage recorded in the requested range")]
     NoFootage,
+    #[error("the footage stored in the requested range cannot be read: {0}")]
+    Unreadable(String),
 }
 
 /// A piece of the media data: `len` bytes at `offset` of source file `source`.
@@ -52,6 +61,22 @@ pub struct Gap {
     pub start: String,
     pub end: String,
     pub seconds: f64,
+    /// The damaged files (`path: what is wrong`) whose footage would have
+    /// filled this gap; empty for an ordinary hole in the recording.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
+}
+
+/// Stored frames left out of the clip because other stored footage covers
+/// the same instants.
+#[derive(Clone, Debug, serde::Serialize, PartialEq)]
+pub struct Overlap {
+    pub start: String,
+    pub end: String,
+    pub seconds: f64,
+    pub frames_omitted: u64,
+    /// The segment whose frames were omitted.
+    pub segment: i64,
 }
 
 #[derive(Debug)]
@@ -62,6 +87,11 @@ pub struct Clip {
     pub len: u64,
     pub etag: String,
     pub gaps: Vec<Gap>,
+    pub overlaps: Vec<Overlap>,
+    /// Stored frames not in the clip because of overlaps (sum over `overlaps`).
+    pub frames_omitted: u64,
+    /// Stored time in the range whose frames could not be read.
+    pub damaged: Vec<DamagedSpan>,
     /// Presentation start and end after trimming.
     pub start: Time90k,
     pub end: Time90k,
@@ -81,7 +111,12 @@ struct Sample {
     offset: u64,
 }
 
-pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result<Clip, ClipError> {
+pub fn build(
+    segments: &[SegmentFrames],
+    damaged: &[DamagedSpan],
+    start: Time90k,
+    end: Time90k,
+) -> Result<Clip, ClipError> {
     if end <= start {
         return Err(ClipError::EmptyRange);
     }
@@ -91,9 +126,8 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
     let mut entries: Vec<Arc<SampleEntryRow>> = Vec::new();
     let mut sources = Vec::new();
     let mut all: Vec<Sample> = Vec::new();
-    let mut etag = crc32fast::Hasher::new();
-    etag.update(&start.0.to_be_bytes());
-    etag.update(&end.0.to_be_bytes());
+    let mut omitted: Vec<(Time90k, Time90k, u64, i64)> = Vec::new();
+    let mut source_ids = Vec::new();
     for seg in segments {
         let entry = match entries.iter().position(|e| e.id == seg.entry.id) {
             Some(i) => i,
@@ -103,11 +137,24 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
             }
         };
         sources.push(seg.path.clone());
-        etag.update(&seg.id.to_be_bytes());
-        etag.update(&(seg.frames.len() as u64).to_be_bytes());
+        source_ids.push(seg.id);
+        // Once a frame of this segment is omitted, its next frames depend on
+        // it until the next key frame, so they are omitted too.
+        let mut need_key = false;
         for f in &seg.frames {
-            // Keep time strictly increasing even if segments overlap.
-            if all.last().is_some_and(|l| f.time <= l.time) {
+            let shadowed = all.last().is_some_and(|l| f.time <= l.time);
+            need_key = shadowed || (need_key && !f.key);
+            if shadowed || need_key {
+                let f_end = f.time + i64::from(f.duration);
+                if f_end > start && f.time < end {
+                    match omitted.last_mut() {
+                        Some(o) if o.3 == seg.id && f.time - o.1 <= GAP_TOLERANCE => {
+                            o.1 = o.1.max(f_end);
+                            o.2 += 1;
+                        }
+                        _ => omitted.push((f.time, f_end, 1, seg.id)),
+                    }
+                }
                 continue;
             }
             all.push(Sample {
@@ -121,9 +168,21 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
             });
         }
     }
+    let damaged: Vec<DamagedSpan> = damaged
+        .iter()
+        .filter(|d| d.end_90k > start && d.start_90k < end)
+        .cloned()
+        .collect();
+    let no_footage = || {
+        if damaged.is_empty() {
+            ClipError::NoFootage
+        } else {
+            ClipError::Unreadable(name_damage(damaged.iter()).join("; "))
+        }
+    };
     // First frame that overlaps the range, then back to its key frame.
     let Some(first) = all.iter().position(|s| s.time + i64::from(s.duration) > start) else {
-        return Err(ClipError::NoFootage);
+        return Err(no_footage());
     };
     let key = match all[..=first].iter().rposition(|s| s.key) {
         Some(k) => k,
@@ -131,11 +190,11 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
             .iter()
             .position(|s| s.key)
             .map(|k| k + first)
-            .ok_or(ClipError::NoFootage)?,
+            .ok_or_else(no_footage)?,
     };
-    let last = all.iter().rposition(|s| s.time < end).ok_or(ClipError::NoFootage)?;
+    let last = all.iter().rposition(|s| s.time < end).ok_or_else(no_footage)?;
     if last < key {
-        return Err(ClipError::NoFootage);
+        return Err(no_footage());
     }
     let mut samples: Vec<Sample> = all.drain(key..=last).collect();
     let mut gaps = Vec::new();
@@ -149,6 +208,7 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
                     start: own_end.to_rfc3339(),
                     end: next.to_rfc3339(),
                     seconds: (next - own_end) as f64 / 90_000.0,
+                    damaged: name_damage(damaged.iter().filter(|d| d.end_90k > own_end && d.start_90k < next)),
                 });
             }
             next - samples[i].time
@@ -257,6 +317,15 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
     // it once to measure and once for real.
     let head_len = build_head(0).len() as u64;
     let head = build_head(head_len);
+    // The ETag covers exactly what the file holds — the header and where
+    // each sample's bytes come from — so it stays put while the segment being
+    // written grows past the clip, and changes when anything in it changes.
+    let mut etag = crc32fast::Hasher::new();
+    etag.update(&head);
+    for s in &samples {
+        etag.update(&source_ids[s.source].to_be_bytes());
+        etag.update(&s.offset.to_be_bytes());
+    }
     debug_assert_eq!(head.len() as u64, head_len);
     let slices = samples
         .iter()
@@ -274,6 +343,18 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
         slices,
         etag: format!("\"t1-{:08x}-{:x}\"", etag.finalize(), media_len),
         gaps,
+        frames_omitted: omitted.iter().map(|o| o.2).sum(),
+        overlaps: omitted
+            .into_iter()
+            .map(|(a, b, frames, segment)| Overlap {
+                start: a.to_rfc3339(),
+                end: b.to_rfc3339(),
+                seconds: (b - a) as f64 / 90_000.0,
+                frames_omitted: frames,
+                segment,
+            })
+            .collect(),
+        damaged,
         start: pres_start,
         end: pres_end,
         frames: n,
@@ -281,6 +362,26 @@ pub fn build(segments: &[SegmentFrames], start: Time90k, end: Time90k) -> Result
         width: first.width,
         height: first.height,
     })
+}
+
+/// Damaged files that would not fit a message or header are counted, not listed.
+const NAMED_DAMAGE: usize = 10;
+
+/// `path: why` for the first `NAMED_DAMAGE` damaged spans, then how many more.
+fn name_damage<'a>(spans: impl Iterator<Item = &'a DamagedSpan>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut more = 0;
+    for d in spans {
+        if out.len() < NAMED_DAMAGE {
+            out.push(format!("{}: {}", d.file, d.why));
+        } else {
+            more += 1;
+        }
+    }
+    if more > 0 {
+        out.push(format!("and {more} more damaged segments"));
+    }
+    out
 }
 
 fn unity_matrix(o: &mut Vec<u8>) {
@@ -428,7 +529,7 @@ mod tests {
     fn starts_at_key_frame_and_trims_with_edit_list() {
         let s = [seg(1, 0, 50, entry(1, 640))];
         // Start at frame 13 (+100 ticks): key frame 10 is the first sample.
-        let clip = build(&s, Time90k(13 * 3600 + 100), Time90k(40 * 3600)).unwrap();
+        let clip = build(&s, &[], Time90k(13 * 3600 + 100), Time90k(40 * 3600)).unwrap();
         let t = parse(&clip);
         assert_eq!(t.samples.len(), 30); // frames 10..=39
         assert_eq!(t.samples[0].size, 510);
@@ -447,7 +548,7 @@ mod tests {
     fn gaps_are_held_on_the_timeline_and_reported() {
         let e = entry(1, 640);
         let s = [seg(1, 0, 20, e.clone()), seg(2, 20 * 3600 + 90_000 * 3, 20, e)];
-        let clip = build(&s, Time90k(0), Time90k(10_000_000)).unwrap();
+        let clip = build(&s, &[], Time90k(0), Time90k(10_000_000)).unwrap();
         assert_eq!(clip.gaps.len(), 1);
         assert!((clip.gaps[0].seconds - 3.0).abs() < 1e-9);
         let t = parse(&clip);
@@ -462,7 +563,7 @@ mod tests {
     #[test]
     fn parameter_change_adds_a_sample_entry() {
         let s = [seg(1, 0, 10, entry(1, 640)), seg(2, 10 * 3600, 10, entry(2, 1280))];
-        let clip = build(&s, Time90k(0), Time90k(20 * 3600)).unwrap();
+        let clip = build(&s, &[], Time90k(0), Time90k(20 * 3600)).unwrap();
         let t = parse(&clip);
         assert_eq!(t.entry_count, 2);
         assert_eq!(t.samples[9].entry, 1);
@@ -472,27 +573,120 @@ mod tests {
     #[test]
     fn range_errors() {
         let s = [seg(1, 0, 10, entry(1, 640))];
-        assert_eq!(build(&s, Time90k(5), Time90k(5)).unwrap_err(), ClipError::EmptyRange);
         assert_eq!(
-            build(&s, Time90k(0), Time90k(MAX_CLIP + 1)).unwrap_err(),
+            build(&s, &[], Time90k(5), Time90k(5)).unwrap_err(),
+            ClipError::EmptyRange
+        );
+        assert_eq!(
+            build(&s, &[], Time90k(0), Time90k(MAX_CLIP + 1)).unwrap_err(),
             ClipError::TooLong
         );
         assert_eq!(
-            build(&s, Time90k(10 * 3600), Time90k(20 * 3600)).unwrap_err(),
+            build(&s, &[], Time90k(10 * 3600), Time90k(20 * 3600)).unwrap_err(),
             ClipError::NoFootage
         );
-        assert_eq!(build(&[], Time90k(0), Time90k(1)).unwrap_err(), ClipError::NoFootage);
+        assert_eq!(
+            build(&[], &[], Time90k(0), Time90k(1)).unwrap_err(),
+            ClipError::NoFootage
+        );
     }
 
     #[test]
     fn end_trims_last_frame_and_etag_tracks_content() {
         let s = [seg(1, 0, 10, entry(1, 640))];
-        let a = build(&s, Time90k(0), Time90k(5 * 3600 + 10)).unwrap();
+        let a = build(&s, &[], Time90k(0), Time90k(5 * 3600 + 10)).unwrap();
         let t = parse(&a);
         assert_eq!(t.samples.len(), 6);
         assert_eq!(t.samples[5].duration, 10);
-        let b = build(&s, Time90k(0), Time90k(5 * 3600 + 11)).unwrap();
+        let b = build(&s, &[], Time90k(0), Time90k(5 * 3600 + 11)).unwrap();
         assert_ne!(a.etag, b.etag);
-        assert_eq!(a.etag, build(&s, Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag);
+        assert_eq!(a.etag, build(&s, &[], Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag);
+        // The segment grows past the clip's end: same file, same ETag.
+        let grown = [seg(1, 0, 30, entry(1, 640))];
+        assert_eq!(
+            a.etag,
+            build(&grown, &[], Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag
+        );
+        // Same frames from another segment: another file.
+        let other = [seg(2, 0, 10, entry(1, 640))];
+        assert_ne!(
+            a.etag,
+            build(&other, &[], Time90k(0), Time90k(5 * 3600 + 10)).unwrap().etag
+        );
+    }
+
+    fn damaged(file: &str, a: i64, b: i64) -> DamagedSpan {
+        DamagedSpan {
+            file: file.into(),
+            why: "file missing".into(),
+            start: Time90k(a).to_rfc3339(),
+            end: Time90k(b).to_rfc3339(),
+            start_90k: Time90k(a),
+            end_90k: Time90k(b),
+        }
+    }
+
+    #[test]
+    fn overlapping_segments_report_every_omitted_frame() {
+        let e = entry(1, 640);
+        // A camera clock stepped back 10 frames: segment 2 starts 10 frames
+        // before segment 1 ends. Its first 10 frames are shadowed, and its
+        // frames up to its next key frame (frame 10 of the segment, key every
+        // 10) depend on them.
+        let s = [seg(1, 0, 30, e.clone()), seg(2, 20 * 3600, 30, e.clone())];
+        let clip = build(&s, &[], Time90k(0), Time90k(100 * 3600)).unwrap();
+        assert_eq!(clip.frames, 50);
+        assert_eq!(clip.frames_omitted, 10);
+        assert_eq!(
+            clip.frames as u64 + clip.frames_omitted,
+            60,
+            "every stored frame is kept or listed"
+        );
+        assert_eq!(clip.overlaps.len(), 1);
+        assert_eq!(clip.overlaps[0].segment, 2);
+        assert_eq!(clip.overlaps[0].start, Time90k(20 * 3600).to_rfc3339());
+        assert!((clip.overlaps[0].seconds - 10.0 * 3600.0 / 90_000.0).abs() < 1e-9);
+        // Stepped back 5 frames: the 5 shadowed frames and the 5 after them up
+        // to segment 2's next key frame are omitted, counted in one stretch.
+        let s = [seg(1, 0, 30, e.clone()), seg(2, 25 * 3600, 30, e.clone())];
+        let clip = build(&s, &[], Time90k(0), Time90k(100 * 3600)).unwrap();
+        assert_eq!(clip.frames_omitted, 10);
+        assert_eq!(clip.overlaps.len(), 1);
+        let t = parse(&clip);
+        assert_eq!(t.samples.len(), 50);
+        assert!(t.samples[30].key, "the later segment resumes at a key frame");
+        // Omitted frames outside the requested range are not reported.
+        let clip = build(&s, &[], Time90k(0), Time90k(20 * 3600)).unwrap();
+        assert_eq!(clip.frames_omitted, 0);
+        assert!(clip.overlaps.is_empty());
+        // Without overlap nothing is omitted.
+        let s = [seg(1, 0, 30, e.clone()), seg(2, 30 * 3600, 30, e)];
+        let clip = build(&s, &[], Time90k(0), Time90k(100 * 3600)).unwrap();
+        assert_eq!((clip.frames, clip.frames_omitted), (60, 0));
+    }
+
+    #[test]
+    fn damaged_footage_is_named_in_its_gap_or_the_error() {
+        let e = entry(1, 640);
+        // Segment 2 (frames 20..40) is missing: a gap between 1 and 3, naming the file.
+        let s = [seg(1, 0, 20, e.clone()), seg(3, 40 * 3600, 20, e.clone())];
+        let d = [damaged("/v/2.seg", 20 * 3600, 40 * 3600)];
+        let clip = build(&s, &d, Time90k(0), Time90k(60 * 3600)).unwrap();
+        assert_eq!(clip.gaps.len(), 1);
+        assert_eq!(clip.gaps[0].damaged, vec!["/v/2.seg: file missing".to_string()]);
+        assert_eq!(clip.damaged, d.to_vec());
+        // A range inside the damaged segment only: an error naming it.
+        let err = build(&s, &d, Time90k(25 * 3600), Time90k(35 * 3600)).unwrap_err();
+        assert_eq!(err, ClipError::Unreadable("/v/2.seg: file missing".into()));
+        // A day of missing files is counted, not listed file by file.
+        let many: Vec<DamagedSpan> = (0..30)
+            .map(|i| damaged(&format!("/v/{i}"), 20 * 3600, 40 * 3600))
+            .collect();
+        let clip = build(&s, &many, Time90k(0), Time90k(60 * 3600)).unwrap();
+        assert_eq!(clip.gaps[0].damaged.len(), NAMED_DAMAGE + 1);
+        assert_eq!(clip.gaps[0].damaged[NAMED_DAMAGE], "and 20 more damaged segments");
+        // Damage outside the range is not reported.
+        let clip = build(&s, &d, Time90k(0), Time90k(10 * 3600)).unwrap();
+        assert!(clip.damaged.is_empty() && clip.gaps.is_empty());
     }
 }

@@ -18,9 +18,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::store::retention::{ChannelUsage, SegmentInfo};
+use crate::store::segment_file::Hole;
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -91,6 +92,31 @@ ALTER TABLE segment ADD COLUMN event INTEGER NOT NULL DEFAULT 0;  -- 1: lies in 
 CREATE INDEX event_kind_start ON event (kind, start_90k);
 "#;
 
+/// Version 4: damage found in finished segments, damaged stretches that
+/// repair stepped over, and each channel's longest segment so that overlap
+/// queries stay on the (channel, start) index for segments of any length.
+/// Triggers keep `channel_span` up to date whoever writes the rows (writer,
+/// import, repair); it only ever grows, which only widens the look-back.
+const MIGRATION_4: &str = r#"
+ALTER TABLE segment ADD COLUMN damage TEXT;             -- NULL: the file matches the row; else what is wrong
+ALTER TABLE segment ADD COLUMN readable_bytes INTEGER;  -- with damage: the file prefix still usable (0: none)
+ALTER TABLE segment ADD COLUMN holes TEXT;              -- JSON [{frames_before, bytes, ticks}]: stretches repair skipped
+CREATE TABLE channel_span (
+  channel INTEGER PRIMARY KEY,
+  max_ticks INTEGER NOT NULL     -- longest end_90k - start_90k any segment of the channel ever had
+);
+INSERT INTO channel_span (channel, max_ticks)
+  SELECT channel, MAX(MAX(end_90k - start_90k), 0) FROM segment GROUP BY channel;
+CREATE TRIGGER segment_span_insert AFTER INSERT ON segment BEGIN
+  INSERT OR IGNORE INTO channel_span (channel, max_ticks) VALUES (new.channel, 0);
+  UPDATE channel_span SET max_ticks = MAX(max_ticks, new.end_90k - new.start_90k) WHERE channel = new.channel;
+END;
+CREATE TRIGGER segment_span_update AFTER UPDATE OF start_90k, end_90k ON segment BEGIN
+  INSERT OR IGNORE INTO channel_span (channel, max_ticks) VALUES (new.channel, 0);
+  UPDATE channel_span SET max_ticks = MAX(max_ticks, new.end_90k - new.start_90k) WHERE channel = new.channel;
+END;
+"#;
+
 pub const WRITING: i64 = 0;
 pub const COMPLETE: i64 = 1;
 pub const GARBAGE: i64 = 2;
@@ -127,7 +153,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 3] = [(1, SCHEMA), (2, MIGRATION_2), (3, MIGRATION_3)];
+    let steps: [(i32, &str); 4] = [(1, SCHEMA), (2, MIGRATION_2), (3, MIGRATION_3), (4, MIGRATION_4)];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {
         tx.execute_batch(sql)
@@ -164,10 +190,16 @@ pub struct SegmentRow {
     pub media_bytes: u64,
     pub sample_entry_id: i64,
     pub frame_index: Option<Vec<u8>>,
+    /// What is wrong with the file, if the start-up check found it damaged.
+    pub damage: Option<String>,
+    /// With `damage`: how many leading bytes of the file are still usable.
+    pub readable_bytes: Option<u64>,
+    /// Damaged stretches inside the file that repair stepped over.
+    pub holes: Vec<Hole>,
 }
 
 const SEGMENT_COLS: &str = "id, channel, state, start_90k, end_90k, frames, key_frames, bytes, \
-                            media_bytes, sample_entry_id, frame_index";
+                            media_bytes, sample_entry_id, frame_index, damage, readable_bytes, holes";
 
 fn segment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRow> {
     Ok(SegmentRow {
@@ -182,6 +214,14 @@ fn segment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRow> {
         media_bytes: r.get::<_, i64>(8)? as u64,
         sample_entry_id: r.get(9)?,
         frame_index: r.get(10)?,
+        damage: r.get(11)?,
+        readable_bytes: r.get::<_, Option<i64>>(12)?.map(|b| b.max(0) as u64),
+        // A hole list that does not parse is treated as none: the frame index
+        // alone still places every frame before the first hole correctly.
+        holes: r
+            .get::<_, Option<String>>(13)?
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -314,11 +354,15 @@ pub fn segments_overlapping(
     start: Time90k,
     end: Time90k,
 ) -> rusqlite::Result<Vec<SegmentRow>> {
-    // Segments are at most a few minutes long; looking back one hour for the
-    // start bound lets the (channel, start) index do the work.
+    // A segment overlapping `start` began at most the channel's longest
+    // segment before it (`channel_span`), so bounding the start from below
+    // lets the (channel, start) index do the work for segments of any length.
+    // The extra hour covers a segment being written, whose row end lags.
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {SEGMENT_COLS} FROM segment
-         WHERE channel = ?1 AND start_90k < ?3 AND start_90k >= ?2 - 324000000 AND end_90k > ?2 AND state < 2
+         WHERE channel = ?1 AND start_90k < ?3 AND end_90k > ?2 AND state < 2
+           AND start_90k >= ?2 - 324000000
+               - COALESCE((SELECT max_ticks FROM channel_span WHERE channel = ?1), 0)
          ORDER BY start_90k, id"
     ))?;
     let rows = stmt.query_map(params![channel, start.0, end.0], segment_row)?;
@@ -343,6 +387,50 @@ pub fn imported(conn: &Connection, origin: &str, origin_segment: i64) -> rusqlit
     .map(|n| n > 0)
 }
 
+/// Segments of a channel overlapping [start, end) found by scanning every
+/// row: the reference `segments_overlapping` is tested against.
+#[cfg(test)]
+fn segments_overlapping_scan(conn: &Connection, channel: u32, start: Time90k, end: Time90k) -> Vec<i64> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id FROM segment WHERE channel = ?1 AND start_90k < ?3 AND end_90k > ?2 AND state < 2
+             ORDER BY start_90k, id",
+        )
+        .unwrap();
+    let rows = stmt.query_map(params![channel, start.0, end.0], |r| r.get(0)).unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}
+
+/// Every finished, not yet damaged segment, with just what the start-up check
+/// needs (one pass over the table, no frame indexes).
+pub fn complete_segment_sizes(conn: &Connection) -> rusqlite::Result<Vec<(i64, u32, u64)>> {
+    let mut stmt = conn.prepare("SELECT id, channel, bytes FROM segment WHERE state = 1 AND damage IS NULL")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)))?;
+    rows.collect()
+}
+
+/// Records that a finished segment's file is damaged: only its first
+/// `readable_bytes` bytes can be served. False if the row is no longer a
+/// finished segment (retention got there first).
+pub fn mark_damaged(conn: &Connection, id: i64, why: &str, readable_bytes: u64) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE segment SET damage = ?2, readable_bytes = ?3 WHERE id = ?1 AND state = 1",
+        params![id, why, readable_bytes as i64],
+    )?;
+    Ok(n == 1)
+}
+
+/// Stores the damaged stretches repair stepped over in a segment's file.
+pub fn set_holes(conn: &Connection, id: i64, holes: &[Hole]) -> rusqlite::Result<()> {
+    let json = if holes.is_empty() {
+        None
+    } else {
+        serde_json::to_string(holes).ok()
+    };
+    conn.execute("UPDATE segment SET holes = ?2 WHERE id = ?1", params![id, json])?;
+    Ok(())
+}
+
 pub fn mark_garbage(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     conn.execute("UPDATE segment SET state = 2 WHERE id = ?1", params![id])?;
     Ok(())
@@ -357,7 +445,12 @@ pub fn delete_segment_row(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 /// ones of each kind (continuous footage, event footage).
 pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMap<u32, ChannelUsage>> {
     let mut out: HashMap<u32, ChannelUsage> = HashMap::new();
-    let mut stmt = conn.prepare_cached("SELECT channel, SUM(bytes) FROM segment WHERE state < 2 GROUP BY channel")?;
+    // A damaged segment occupies only what is left of its file: counting the
+    // bytes its row once promised would make retention delete good footage.
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel, SUM(CASE WHEN damage IS NULL THEN bytes ELSE COALESCE(readable_bytes, 0) END)
+         FROM segment WHERE state < 2 GROUP BY channel",
+    )?;
     for r in stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))? {
         let (ch, total) = r?;
         out.entry(ch).or_default().total_bytes = total as u64;
@@ -599,5 +692,124 @@ mod tests {
         let door = &events(&c, Some(2), None, Time90k(0), Time90k(300)).unwrap()[0];
         assert_eq!(door.end.as_deref(), Some(door.start.as_str()));
         assert_eq!(door.details["interrupted"], true);
+    }
+
+    fn fresh() -> (tempfile::TempDir, Connection, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open(&dir.path().join("db")).unwrap();
+        migrate(&mut c).unwrap();
+        let e = upsert_sample_entry(&c, b"avc1box", "h264", 640, 480).unwrap();
+        (dir, c, e)
+    }
+
+    fn add(c: &Connection, e: i64, channel: u32, start: i64, end: i64) -> i64 {
+        let id = insert_writing_segment(c, channel, Time90k(start), e).unwrap();
+        let p = Progress {
+            end: Time90k(end),
+            frames: 1,
+            key_frames: 1,
+            bytes: 10,
+            media_bytes: 5,
+        };
+        complete_segment(c, id, &p, b"idx").unwrap();
+        id
+    }
+
+    const HOUR: i64 = 3600 * 90_000;
+
+    #[test]
+    fn long_segments_are_found_from_their_middle() {
+        let (_d, c, e) = fresh();
+        // Minute segments around a 2-hour and a 30-hour one, and another channel.
+        let mut t = 0;
+        for _ in 0..100 {
+            add(&c, e, 1, t, t + 60 * 90_000);
+            t += 60 * 90_000;
+        }
+        let two = add(&c, e, 1, t, t + 2 * HOUR);
+        let thirty = add(&c, e, 1, t + 3 * HOUR, t + 33 * HOUR);
+        add(&c, e, 2, 0, 50 * HOUR);
+        let ids = |a: i64, b: i64| -> Vec<i64> {
+            let got: Vec<i64> = segments_overlapping(&c, 1, Time90k(a), Time90k(b))
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            assert_eq!(
+                got,
+                segments_overlapping_scan(&c, 1, Time90k(a), Time90k(b)),
+                "{a}..{b}"
+            );
+            got
+        };
+        assert_eq!(ids(t + HOUR, t + HOUR + 90_000), vec![two]);
+        assert_eq!(ids(t + 18 * HOUR, t + 18 * HOUR + 1), vec![thirty]);
+        assert_eq!(ids(t + 2 * HOUR, t + 3 * HOUR), Vec::<i64>::new());
+        assert_eq!(ids(t - 30 * 90_000, t + 1).len(), 2);
+        // Every query the scan answers, the index answers the same.
+        for a in (0..40).map(|k| k * HOUR / 2) {
+            for len in [1, 90_000, HOUR, 10 * HOUR] {
+                ids(a, a + len);
+            }
+        }
+        // The look-back follows the longest segment only, and the query uses
+        // the (channel, start) index rather than scanning the table.
+        let span: i64 = c
+            .query_row("SELECT max_ticks FROM channel_span WHERE channel = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(span, 30 * HOUR);
+        let plan: Vec<String> = c
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id FROM segment WHERE channel = 1 AND start_90k < 5 AND end_90k > 2
+                 AND state < 2 AND start_90k >= 2 - 324000000
+                 - COALESCE((SELECT max_ticks FROM channel_span WHERE channel = 1), 0) ORDER BY start_90k, id",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(plan.iter().any(|l| l.contains("segment_channel_start")), "{plan:?}");
+    }
+
+    #[test]
+    fn version_3_store_migrates_with_its_long_segments_and_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v3");
+        let mut old = open(&p).unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute_batch(MIGRATION_2).unwrap();
+        old.execute_batch(MIGRATION_3).unwrap();
+        old.pragma_update(None, "user_version", 3).unwrap();
+        old.execute_batch(
+            "INSERT INTO sample_entry (id, data, codec, width, height) VALUES (1, x'00', 'h264', 1, 1);
+             INSERT INTO segment (channel, state, start_90k, end_90k, frames, key_frames, bytes, media_bytes,
+               sample_entry_id) VALUES (4, 1, 0, 648000000, 1, 1, 10, 5, 1);",
+        )
+        .unwrap();
+        migrate(&mut old).unwrap();
+        let rows = segments_overlapping(&old, 4, Time90k(HOUR), Time90k(HOUR + 1)).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].damage, None);
+        assert!(rows[0].holes.is_empty());
+        assert_eq!(complete_segment_sizes(&old).unwrap(), vec![(rows[0].id, 4, 10)]);
+        assert!(mark_damaged(&old, rows[0].id, "file missing", 0).unwrap());
+        // A row retention has just marked garbage is not damage.
+        let deleted = insert_writing_segment(&old, 4, Time90k(0), 1).unwrap();
+        mark_garbage(&old, deleted).unwrap();
+        assert!(!mark_damaged(&old, deleted, "file missing", 0).unwrap());
+        let holes = [Hole {
+            frames_before: 3,
+            bytes: 99,
+            ticks: 3000,
+        }];
+        set_holes(&old, rows[0].id, &holes).unwrap();
+        let r = segment(&old, rows[0].id).unwrap().unwrap();
+        assert_eq!(r.damage.as_deref(), Some("file missing"));
+        assert_eq!(r.readable_bytes, Some(0));
+        assert_eq!(r.holes, holes);
+        assert!(complete_segment_sizes(&old).unwrap().is_empty());
+        // Retention counts only what is left of a damaged file.
+        assert_eq!(channel_usage(&old, 10).unwrap()[&4].total_bytes, 0);
     }
 }

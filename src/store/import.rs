@@ -21,7 +21,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension};
 use tracing::{info, warn};
 
-use super::segment_file::{self, SegmentHeader, RECORD_HEADER_LEN};
+use super::segment_file;
 use super::writer::OpenSegment;
 use super::{db, SampleEntry};
 use crate::time::{Clock, Time90k};
@@ -174,31 +174,6 @@ pub fn check_range(first: Time90k, end: Time90k, now: Time90k, limits: &ImportLi
     Ok(())
 }
 
-/// Counts an upload's records from their headers alone (no frame data is
-/// read into memory), stopping past `max`: the guard that keeps a file of
-/// millions of tiny frames from being scanned into memory.
-fn count_records(file: &mut File, max: u64) -> std::io::Result<Option<u64>> {
-    file.seek(SeekFrom::Start(0))?;
-    let len = file.metadata()?.len();
-    let mut r = BufReader::with_capacity(64 * 1024, &mut *file);
-    let Ok((_, mut pos)) = SegmentHeader::read(&mut r) else {
-        return Ok(Some(0));
-    };
-    let mut n = 0;
-    let mut h = [0u8; RECORD_HEADER_LEN as usize];
-    while pos + RECORD_HEADER_LEN <= len {
-        r.read_exact(&mut h)?;
-        let size = u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
-        n += 1;
-        if n > max {
-            return Ok(None);
-        }
-        pos += RECORD_HEADER_LEN + size;
-        r.seek_relative(size as i64)?;
-    }
-    Ok(Some(n))
-}
-
 /// Import counters, shown by `GET /api/v1/store`.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ImportStats {
@@ -322,18 +297,16 @@ impl Worker {
                 self.limits.max_upload
             )));
         }
-        match count_records(&mut file, self.limits.max_frames) {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(reject(format!(
-                    "upload holds more than {} frames",
-                    self.limits.max_frames
-                )))
-            }
-            Err(e) => return Err(reject(format!("upload is not a segment: {e}"))),
+        // At most `max_frames` frame entries in memory, whatever the file holds.
+        let max = usize::try_from(self.limits.max_frames).unwrap_or(usize::MAX);
+        let scan = segment_file::scan_at_most(&mut file, len, true, max)
+            .map_err(|e| reject(format!("upload is not a segment: {e}")))?;
+        if scan.stopped == Some("too many frames") {
+            return Err(reject(format!(
+                "upload holds more than {} frames",
+                self.limits.max_frames
+            )));
         }
-        let scan =
-            segment_file::scan(&mut file, len, true).map_err(|e| reject(format!("upload is not a segment: {e}")))?;
         if let Some(why) = scan.stopped {
             return Err(reject(format!("upload is damaged ({why}); send it again")));
         }

@@ -1,6 +1,13 @@
 //! `GET /api/v1/channels/{n}/clip.mp4?start=…&end=…`: an .mp4 built from the
 //! index on request, with HTTP Range, ETag and If-None-Match/If-Range support
-//! so a browser `<video>` can seek in it. Gaps are listed in `X-Tandem-Gaps`.
+//! so a browser `<video>` can seek in it. Gaps are listed in `X-Tandem-Gaps`,
+//! stored frames left out because footage overlaps in `X-Tandem-Overlaps` and
+//! `X-Tandem-Frames-Omitted`, unreadable stored footage in `X-Tandem-Damaged`.
+//!
+//! Never answers with a length it cannot send: the files a response reads are
+//! opened and measured before the status is chosen (503 with `Retry-After` if
+//! one vanished since planning), and a read that fails later aborts the
+//! connection rather than ending the body early.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,11 +18,22 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{channel_param, time_param, ApiError, ApiResult};
-use crate::export::{parse_range, write_range, RangeRequest};
+use crate::export::{open_sources, parse_range, write_range, RangeRequest};
 use crate::mp4::clip::{self, ClipError};
 use crate::nvr::Nvr;
 
 const CHUNK: usize = 256 * 1024;
+/// Source files one response keeps open from planning to sending; a longer
+/// clip's later files are checked up front and opened when reached.
+const KEEP_OPEN: usize = 32;
+/// Entries listed in one report header; the rest are counted, not listed.
+const HEADER_ITEMS: usize = 50;
+
+/// A report header's JSON: at most `HEADER_ITEMS` entries.
+fn list_header<T: serde::Serialize>(items: &[T]) -> Option<HeaderValue> {
+    let json = serde_json::to_string(&items[..items.len().min(HEADER_ITEMS)]).ok()?;
+    HeaderValue::from_str(&json).ok()
+}
 
 pub async fn clip(
     State(nvr): State<Arc<Nvr>>,
@@ -28,15 +46,15 @@ pub async fn clip(
     let end = time_param("end", q.get("end"))?;
     let reader = nvr.reader.clone();
     let built = tokio::task::spawn_blocking(move || {
-        let segs = reader.segment_frames(ch, start, end)?;
-        Ok::<_, anyhow::Error>(clip::build(&segs, start, end))
+        let footage = reader.footage(ch, start, end)?;
+        Ok::<_, anyhow::Error>(clip::build(&footage.segments, &footage.damaged, start, end))
     })
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
     let clip = match built {
         Ok(c) => Arc::new(c),
-        Err(e @ ClipError::NoFootage) => return Err(ApiError::not_found(e.to_string())),
+        Err(e @ (ClipError::NoFootage | ClipError::Unreadable(_))) => return Err(ApiError::not_found(e.to_string())),
         Err(e) => return Err(ApiError::bad_request(e.to_string())),
     };
     let etag = HeaderValue::from_str(&clip.etag).map_err(ApiError::internal)?;
@@ -60,10 +78,30 @@ pub async fn clip(
                 .into_response())
         }
     };
+    let c = clip.clone();
+    let opened = tokio::task::spawn_blocking(move || open_sources(&c, from, to, KEEP_OPEN))
+        .await
+        .map_err(ApiError::internal)?;
+    let sources = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            // Retention or damage removed footage since the plan: a new
+            // request plans again from what exists.
+            tracing::warn!("clip planned over a file that is no longer readable: {e:#}");
+            return Ok((
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                axum::Json(serde_json::json!({
+                    "error": format!("footage changed while the clip was prepared ({e:#}); try again")
+                })),
+            )
+                .into_response());
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     let c = clip.clone();
     tokio::task::spawn_blocking(move || {
-        let r = write_range(&c, from, to, CHUNK, |b| tx.blocking_send(Ok(b)).is_ok());
+        let r = write_range(&c, sources, from, to, CHUNK, |b| tx.blocking_send(Ok(b)).is_ok());
         if let Err(e) = r {
             tracing::warn!("clip read failed mid-response: {e:#}");
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
@@ -84,9 +122,15 @@ pub async fn clip(
             HeaderValue::from_str(&v).map_err(ApiError::internal)?,
         );
     }
-    let gaps = serde_json::to_string(&clip.gaps).unwrap_or_default();
-    if let Ok(v) = HeaderValue::from_str(&gaps) {
+    if let Some(v) = list_header(&clip.gaps) {
         h.insert("x-tandem-gaps", v);
+    }
+    if let Some(v) = list_header(&clip.overlaps) {
+        h.insert("x-tandem-overlaps", v);
+    }
+    h.insert("x-tandem-frames-omitted", HeaderValue::from(clip.frames_omitted));
+    if let Some(v) = list_header(&clip.damaged) {
+        h.insert("x-tandem-damaged", v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", clip.start.to_rfc3339(), clip.end.to_rfc3339())) {
         h.insert("x-tandem-range", v);
