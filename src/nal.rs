@@ -86,14 +86,23 @@ pub const STAMP_UUID: [u8; 16] = *b"TandemFrameStamp";
 
 /// What the simulated camera writes into every frame: who sent it, its place in
 /// the camera's sequence, and when it was captured. `audit` counts loss from it.
+///
+/// `boot_id` is random per start of the camera's clock: sequence numbers
+/// restart at 0 when a camera process restarts, and the boot id tells those
+/// runs apart. Stamps written before it existed (36-byte payloads) still read,
+/// with `boot_id` 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct FrameStamp {
     pub camera_id: u32,
     pub seq: u64,
     pub capture_unix_micros: i64,
+    pub boot_id: u64,
 }
 
-const STAMP_PAYLOAD_LEN: usize = 16 + 4 + 8 + 8;
+/// UUID, camera id, sequence number, capture time, boot id.
+const STAMP_PAYLOAD_LEN: usize = 16 + 4 + 8 + 8 + 8;
+/// The stamp before boot ids: UUID, camera id, sequence number, capture time.
+const STAMP_PAYLOAD_LEN_V1: usize = 16 + 4 + 8 + 8;
 
 impl FrameStamp {
     /// Encodes the stamp as a complete H.264 SEI NAL unit (header byte included).
@@ -105,6 +114,7 @@ impl FrameStamp {
         rbsp.extend_from_slice(&self.camera_id.to_be_bytes());
         rbsp.extend_from_slice(&self.seq.to_be_bytes());
         rbsp.extend_from_slice(&self.capture_unix_micros.to_be_bytes());
+        rbsp.extend_from_slice(&self.boot_id.to_be_bytes());
         rbsp.push(0x80); // rbsp_trailing_bits
         let mut nal = Vec::with_capacity(rbsp.len() + 8);
         nal.push(0x06); // nal_ref_idc 0, nal_unit_type 6 (SEI)
@@ -138,14 +148,19 @@ impl FrameStamp {
                 return None;
             }
             let (payload, rest) = p.split_at(size);
-            if ty == 5 && size == STAMP_PAYLOAD_LEN && payload[..16] == STAMP_UUID {
+            if ty == 5 && (size == STAMP_PAYLOAD_LEN || size == STAMP_PAYLOAD_LEN_V1) && payload[..16] == STAMP_UUID {
                 let camera_id = u32::from_be_bytes(payload[16..20].try_into().ok()?);
                 let seq = u64::from_be_bytes(payload[20..28].try_into().ok()?);
                 let capture_unix_micros = i64::from_be_bytes(payload[28..36].try_into().ok()?);
+                let boot_id = match payload.get(36..44) {
+                    Some(b) => u64::from_be_bytes(b.try_into().ok()?),
+                    None => 0,
+                };
                 return Some(FrameStamp {
                     camera_id,
                     seq,
                     capture_unix_micros,
+                    boot_id,
                 });
             }
             p = rest;
@@ -171,16 +186,19 @@ mod tests {
                 camera_id: 0,
                 seq: 0,
                 capture_unix_micros: 0,
+                boot_id: 0,
             },
             FrameStamp {
                 camera_id: 1,
                 seq: 0x0000_0300_0001_0000,
                 capture_unix_micros: 3,
+                boot_id: 0x0000_0001_0000_0300,
             },
             FrameStamp {
                 camera_id: u32::MAX,
                 seq: u64::MAX,
                 capture_unix_micros: -1,
+                boot_id: u64::MAX,
             },
         ] {
             let nal = s.to_h264_sei();
@@ -190,6 +208,28 @@ mod tests {
             frame.extend_from_slice(&nal);
             assert_eq!(FrameStamp::from_frame(&frame), Some(s));
         }
+    }
+
+    #[test]
+    fn stamps_without_a_boot_id_still_read() {
+        // The 36-byte payload written before boot ids existed.
+        let mut rbsp = vec![5, STAMP_PAYLOAD_LEN_V1 as u8];
+        rbsp.extend_from_slice(&STAMP_UUID);
+        rbsp.extend_from_slice(&7u32.to_be_bytes());
+        rbsp.extend_from_slice(&42u64.to_be_bytes());
+        rbsp.extend_from_slice(&1_000i64.to_be_bytes());
+        rbsp.push(0x80);
+        let mut nal = vec![0x06];
+        escape_rbsp(&rbsp, &mut nal);
+        assert_eq!(
+            FrameStamp::from_h264_nal(&nal),
+            Some(FrameStamp {
+                camera_id: 7,
+                seq: 42,
+                capture_unix_micros: 1_000,
+                boot_id: 0,
+            })
+        );
     }
 
     #[test]

@@ -202,12 +202,7 @@ impl Nvr {
             channels: Mutex::new(channels),
             clock,
             started: std::time::Instant::now(),
-            rules: config
-                .rules
-                .iter()
-                .cloned()
-                .map(crate::failover::agent::new_status)
-                .collect(),
+            rules: crate::failover::agent::new_statuses(&config.rules),
             agents: Mutex::new(Vec::new()),
             nvr_id,
             transfer_wake: Mutex::new(transfer_wake),
@@ -245,7 +240,11 @@ impl Nvr {
     }
 
     /// Swaps the binding and returns the task to stop (outside the lock).
-    fn bind_now(&self, channel: u32, camera: Option<&str>) -> Result<(Option<IngestHandle>, Option<IngestHandle>)> {
+    pub(crate) fn bind_now(
+        &self,
+        channel: u32,
+        camera: Option<&str>,
+    ) -> Result<(Option<IngestHandle>, Option<IngestHandle>)> {
         let cam = match camera {
             Some(name) => match self.config.camera(name) {
                 Some(c) => Some(c.clone()),

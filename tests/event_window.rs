@@ -24,6 +24,7 @@ fn frame(n: i64, entry: &Arc<SampleEntry>) -> Frame {
         camera_id: 7,
         seq: n as u64,
         capture_unix_micros: us,
+        boot_id: 1,
     }
     .to_h264_sei();
     let mut data = Vec::new();

@@ -1,3 +1,8 @@
+//! `tandem check`: loads a configuration exactly as `run` would and reports
+//! every problem with file, line and field — errors (exit 2) and warnings
+//! (settings that work but an operator must know about; exit 0). Must never
+//! start recording or contact a camera.
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,14 +16,21 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    match tandem::config::load(&a.config) {
-        Ok(c) => {
+    match tandem::config::load_checked(&a.config) {
+        Ok((c, warnings)) => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
-                "{}: ok ({} network cameras, {} channels, storage {})",
+                "{}: ok ({} network cameras, {} channels, storage {}{})",
                 a.config.display(),
                 c.cameras.len(),
                 c.channels.len(),
-                c.storage.dir.display()
+                c.storage.dir.display(),
+                match warnings.len() {
+                    0 => String::new(),
+                    n => format!(", {n} warning(s)"),
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

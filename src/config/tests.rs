@@ -334,3 +334,230 @@ type = "pager"
         "{errs:#?}"
     );
 }
+
+#[test]
+fn endless_and_special_files_are_refused_with_the_field_named() {
+    // /dev/zero never ends and /dev/urandom never ends either: both must be
+    // refused at once, naming the field, instead of being read until memory
+    // runs out.
+    let text = r#"
+[failover]
+rules = "/dev/urandom"
+
+[[network_camera]]
+name = "a"
+url = "rtsp://192.0.2.1/s"
+username = "u"
+password_file = "/dev/zero"
+"#;
+    let errs = p(text).unwrap_err().0;
+    let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![(3, "failover.rules"), (9, "network_camera `a`.password_file")],
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().all(|e| e.message.contains("not a regular file")),
+        "{errs:#?}"
+    );
+    // A regular file over the bound is refused too, and so is the
+    // configuration file itself.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; (source::MAX_FILE + 1) as usize]).unwrap();
+    let e = parse("[failover]\nrules = \"big.json\"\n", "nvr.toml", dir.path()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("nvr.toml:2: failover.rules: cannot read `big.json`: is larger than 1024 KiB"),
+        "{e}"
+    );
+    let e = load(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+}
+
+#[test]
+fn thirty_two_thousand_errors_are_all_reported_on_their_lines() {
+    // Each line lookup is a binary search over a line index built once (see
+    // source::LineIndex's step-counting test); this checks the result at scale.
+    const N: usize = 32_768;
+    let text = "[[channel]]\nnumber = 0\n".repeat(N);
+    let errs = p(&text).unwrap_err().0;
+    assert_eq!(errs.len(), N);
+    for (i, e) in errs.iter().enumerate() {
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (2 * i + 2, format!("channel[{i}].number").as_str())
+        );
+    }
+    // The checker's own lookups stay logarithmic.
+    let mut c = Checker::new("f", &text);
+    for i in 0..N {
+        c.err(text.len() / N * i, "x", "y");
+    }
+    assert!(c.lines.steps() <= (N as u64) * 17, "{} steps", c.lines.steps());
+}
+
+#[test]
+fn out_of_range_integers_name_their_field_and_line() {
+    let e = p("[[channel]]\nname = \"x\"\nnumber = 9223372036854775808\n")
+        .unwrap_err()
+        .0;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].line, e[0].field.as_str()), (3, "channel.number"), "{e:?}");
+    let e = p("[[network_camera]]\nname = \"a\"\nurl = \"rtsp://h/\"\nchannel = -99999999999999999999\n")
+        .unwrap_err()
+        .0;
+    assert_eq!((e[0].line, e[0].field.as_str()), (4, "network_camera.channel"), "{e:?}");
+    // Inside an inline table, the key nearest the value.
+    let e = p("[[channel]]\nnumber = 1\nretention = { max_age = \"7d\", max_bytes = 99999999999999999999 }\n")
+        .unwrap_err()
+        .0;
+    assert_eq!(e[0].line, 3, "{e:?}");
+    assert_eq!(e[0].field, "channel.retention.max_bytes", "{e:?}");
+    let shown = ConfigErrors(e).to_string();
+    assert!(
+        shown.starts_with("site.toml:3: channel.retention.max_bytes: "),
+        "{shown}"
+    );
+}
+
+#[test]
+fn min_free_at_or_above_the_volume_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = volume_size(dir.path()).expect("statvfs works on a temp dir");
+    let text = |min: u64| format!("[storage]\ndir = \"data\"\nmin_free = {min}\n");
+    let e = parse(&text(vol), "nvr.toml", dir.path()).unwrap_err().0;
+    assert_eq!((e[0].line, e[0].field.as_str()), (3, "storage.min_free"), "{e:?}");
+    assert!(e[0].message.contains("every segment would be deleted"), "{e:?}");
+    assert!(parse(&text(vol.saturating_mul(3)), "nvr.toml", dir.path()).is_err());
+    let ok = parse(&text(1 << 20), "nvr.toml", dir.path()).unwrap();
+    assert_eq!(ok.storage.min_free_bytes, 1 << 20);
+    // The pure rule, for any volume.
+    assert!(min_free_error(10, Some(10)).is_some());
+    assert!(min_free_error(9, Some(10)).is_none());
+    assert!(min_free_error(u64::MAX, None).is_none(), "unknown volume: no claim");
+    // Over half the volume is accepted with a warning from `load_checked`.
+    std::fs::write(dir.path().join("nvr.toml"), text(vol / 4 * 3)).unwrap();
+    let (_, w) = load_checked(&dir.path().join("nvr.toml")).unwrap();
+    assert!(w.iter().any(|w| w.field == "storage.min_free"), "{w:?}");
+}
+
+const TWO_RULES: &str = r#"
+[http]
+listen = "127.0.0.1:9000"
+[failover]
+peer_token = "0123456789abcdef0123"
+[[network_camera]]
+name = "a"
+url = "rtsp://192.0.2.1/s"
+[[network_camera]]
+name = "b"
+url = "rtsp://192.0.2.2/s"
+[[channel]]
+number = 1
+[[channel]]
+number = 2
+
+[[rule]]
+name = "for-a"
+check = { address = "192.0.2.10", interval = 1, failure_count = 3, normal_count = 1 }
+states.normal = [ { camera = 1, address = "n/a" } ]
+states.failure = [ { camera = 1, address = "192.0.2.1" } ]
+backup = { address = "BACKUP", port = 9000, cameras = [ { local = 1, remote = 1 } ] }
+
+[[rule]]
+name = "for-b"
+check = { address = "192.0.2.11", interval = 1, failure_count = 3, normal_count = 1 }
+states.normal = [ { camera = 2, address = "n/a" } ]
+states.failure = [ { camera = 2, address = "192.0.2.2" } ]
+"#;
+
+#[test]
+fn channels_shared_by_rules_are_a_warning_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let apart = TWO_RULES.replace("BACKUP", "192.0.2.99");
+    let (_, w) = parse_checked(&apart, "nvr.toml", dir.path()).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let shared = apart.replace(
+        "camera = 2, address = \"192.0.2.2\"",
+        "camera = 1, address = \"192.0.2.2\"",
+    );
+    let (c, w) = parse_checked(&shared, "nvr.toml", dir.path()).unwrap();
+    assert_eq!(c.rules.len(), 2);
+    let first = &w[0];
+    assert_eq!(first.line, 24, "{w:?}");
+    assert!(first.field.contains("channel 1"), "{first:?}");
+    assert!(
+        first.message.contains("`for-a`, `for-b`") && first.message.contains("first rule to enter failure holds it"),
+        "{first:?}"
+    );
+    // A camera in `normal` beats `n/a`: nothing disagrees.
+    let camera_at_rest = shared.replace(
+        "states.normal = [ { camera = 2, address = \"n/a\" } ]",
+        "states.normal = [ { camera = 1, address = \"192.0.2.2\" } ]",
+    );
+    let (c, w) = parse_checked(&camera_at_rest, "nvr.toml", dir.path()).unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(c.rules[1].normal, vec![(1, Some("b".into()))]);
+    // Two different cameras at rest: the second is named, the first used.
+    let both = camera_at_rest.replace(
+        "states.normal = [ { camera = 1, address = \"n/a\" } ]",
+        "states.normal = [ { camera = 1, address = \"192.0.2.1\" } ]",
+    );
+    let (_, w) = parse_checked(&both, "nvr.toml", dir.path()).unwrap();
+    assert!(
+        w.iter().any(|w| w.field == "rule `for-b`: states.normal (channel 1)"
+            && w.message
+                .contains("binds channel 1 to `b` in `normal`, but rule `for-a` (listed first) binds it to `a`")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn a_backup_that_is_this_nvr_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (addr, refused) in [
+        ("127.0.0.1", true),
+        ("localhost", true),
+        ("127.0.0.2", false),
+        ("192.0.2.99", false),
+        ("nvr-b.example", false),
+    ] {
+        let text = TWO_RULES.replace("BACKUP", addr);
+        let r = parse(&text, "nvr.toml", dir.path());
+        assert_eq!(r.is_err(), refused, "{addr}: {r:?}");
+        if let Err(e) = r {
+            assert_eq!(e.0.len(), 1);
+            assert_eq!(
+                (e.0[0].line, e.0[0].field.as_str()),
+                (17, "rule `for-a`: backup.address"),
+                "{e}"
+            );
+            assert!(e.0[0].message.contains("import its own footage as duplicates"), "{e}");
+        }
+    }
+    // The same address on another port is another NVR (tests run several on loopback).
+    let other_port = TWO_RULES
+        .replace("BACKUP", "127.0.0.1")
+        .replace("port = 9000", "port = 9001");
+    assert!(parse(&other_port, "nvr.toml", dir.path()).is_ok());
+}
+
+#[test]
+fn backup_is_self_covers_wildcard_and_interface_addresses() {
+    use rules::backup_is_self;
+    let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+    let own = ["192.0.2.5".parse().unwrap()];
+    assert!(backup_is_self("127.0.0.2", 8080, any, &own));
+    assert!(backup_is_self("192.0.2.5", 8080, any, &own));
+    assert!(backup_is_self("[::1]", 8080, any, &own));
+    assert!(!backup_is_self("192.0.2.6", 8080, any, &own));
+    assert!(!backup_is_self("192.0.2.5", 8081, any, &own));
+    let one: SocketAddr = "192.0.2.5:8080".parse().unwrap();
+    assert!(backup_is_self("192.0.2.5", 8080, one, &own));
+    assert!(
+        !backup_is_self("127.0.0.1", 8080, one, &own),
+        "not listening on loopback"
+    );
+}

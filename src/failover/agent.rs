@@ -8,7 +8,13 @@
 //! primary records it again — confirmed through the `http` check's status
 //! (the backup map names the primary's channel) — or, for `icmp`/`tcp` checks,
 //! for `release_delay`. A new failure cancels a pending release.
-//! Must never hold a lock across an await and never block the runtime.
+//!
+//! Channels named by several rules are arbitrated (`super::arbiter`): every
+//! binding goes through the one arbiter, decided and applied under its lock
+//! so that decisions reach the channels in the order they were made; each
+//! decision is logged and shown in `/api/v1/rules`.
+//! Must never hold a lock across an await and never block the runtime; never
+//! takes a rule's status lock while holding the arbiter's.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::arbiter::{Action, Arbiter, Decision, Effect, RuleId};
 use super::probe::{self, ProbeResult};
 use super::rule::{CheckKind, ConfiguredRule};
 use super::state::{Machine, Outcome, State};
@@ -30,6 +37,9 @@ pub struct RuleStatus {
     pub last_error: Option<String>,
     /// Channels kept bound after failback until the primary records them.
     pub pending_release: Vec<u32>,
+    /// Channels held, channels waited for, and the arbitration decisions
+    /// that concern this rule.
+    pub arbitration: ArbiterHandle,
     /// The peer's recording channels from the last `http` probe.
     #[serde(skip)]
     peer_recording: Option<Vec<u32>>,
@@ -37,17 +47,108 @@ pub struct RuleStatus {
 
 pub type SharedRule = Arc<Mutex<RuleStatus>>;
 
-pub fn new_status(rule: ConfiguredRule) -> SharedRule {
-    let m = Machine::new(rule.rule.check.failure_count, rule.rule.check.normal_count);
-    Arc::new(Mutex::new(RuleStatus {
-        name: rule.rule.name.clone(),
-        rule,
-        machine: m,
-        last_rtt_ms: None,
-        last_error: None,
-        pending_release: Vec::new(),
-        peer_recording: None,
-    }))
+/// The NVR's one arbiter, seen from one rule.
+#[derive(Clone)]
+pub struct ArbiterHandle {
+    arbiter: Arc<Mutex<Arbiter>>,
+    id: RuleId,
+}
+
+impl std::fmt::Debug for ArbiterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ArbiterHandle({})", self.id)
+    }
+}
+
+impl serde::Serialize for ArbiterHandle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let view = self.arbiter.lock().map(|a| a.view(self.id)).unwrap_or_default();
+        view.serialize(s)
+    }
+}
+
+/// The status of every rule, sharing one arbiter for their channels.
+pub fn new_statuses(rules: &[ConfiguredRule]) -> Vec<SharedRule> {
+    let arbiter = Arc::new(Mutex::new(Arbiter::new(rules)));
+    rules
+        .iter()
+        .enumerate()
+        .map(|(id, rule)| {
+            let m = Machine::new(rule.rule.check.failure_count, rule.rule.check.normal_count);
+            Arc::new(Mutex::new(RuleStatus {
+                name: rule.rule.name.clone(),
+                rule: rule.clone(),
+                machine: m,
+                last_rtt_ms: None,
+                last_error: None,
+                pending_release: Vec::new(),
+                arbitration: ArbiterHandle {
+                    arbiter: arbiter.clone(),
+                    id,
+                },
+                peer_recording: None,
+            }))
+        })
+        .collect()
+}
+
+/// Decides under the arbiter's lock and applies the bindings in the same
+/// section (binding itself is synchronous; stopping old sessions is awaited
+/// after), so two rules' decisions reach a channel in the order made.
+async fn arbitrate(
+    nvr: &Nvr,
+    handle: &ArbiterHandle,
+    decide: impl FnOnce(&mut Arbiter) -> Vec<Decision>,
+) -> Vec<Decision> {
+    let mut stopping = Vec::new();
+    let decisions = {
+        let mut a = handle.arbiter.lock().expect("arbiter lock");
+        let ds = decide(&mut a);
+        for d in &ds {
+            if let Effect::Bind(cam) = &d.effect {
+                match nvr.bind_now(d.channel, cam.as_deref()) {
+                    Ok((main, sub)) => stopping.extend([main, sub].into_iter().flatten()),
+                    Err(e) => warn!(rule = %d.rule, channel = d.channel, "cannot bind: {e:#}"),
+                }
+            }
+        }
+        ds
+    };
+    for d in &decisions {
+        log_decision(d);
+    }
+    for h in stopping {
+        h.stop().await;
+    }
+    decisions
+}
+
+fn log_decision(d: &Decision) {
+    let ch = d.channel;
+    match &d.action {
+        Action::Rest => {
+            info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: channel takes its resting binding")
+        }
+        Action::Take => {
+            info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: rule in failure takes the free channel")
+        }
+        Action::Wait { holder } => {
+            info!(rule = %d.rule, channel = ch, holder = %holder, "arbitration: channel held by another rule in failure; waiting")
+        }
+        Action::HandOver { from } => {
+            info!(rule = %d.rule, channel = ch, from = %from, effect = ?d.effect, "arbitration: holder left failure; channel handed to the waiting rule")
+        }
+        Action::Return => {
+            info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: no rule in failure wants the channel; returning it to rest")
+        }
+        Action::StopWaiting { holder } => {
+            info!(rule = %d.rule, channel = ch, holder = %holder, "arbitration: rule left failure; no longer waiting")
+        }
+        Action::Release => info!(rule = %d.rule, channel = ch, effect = ?d.effect, "arbitration: delayed release done"),
+        Action::ReleaseSkipped { holder } => {
+            info!(rule = %d.rule, channel = ch, holder = %holder, "arbitration: delayed release skipped; another rule holds the channel")
+        }
+    }
 }
 
 /// Runs a rule until the task is aborted.
@@ -109,8 +210,8 @@ pub async fn run(nvr: Arc<Nvr>, status: SharedRule) {
     }
 }
 
-/// Binds the channels of `state`. Channels to be released on failback are
-/// released later by the returned task.
+/// Binds the channels of `state`, through the arbiter. Channels to be
+/// released on failback are released later by the returned task.
 async fn apply(
     nvr: &Arc<Nvr>,
     rule: &ConfiguredRule,
@@ -118,20 +219,21 @@ async fn apply(
     status: &SharedRule,
     initial: bool,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let bindings = match state {
-        State::Normal => &rule.normal,
-        State::Failure => &rule.failure,
-    };
-    let mut to_release = Vec::new();
-    for (ch, cam) in bindings {
-        if cam.is_none() && state == State::Normal && !initial {
-            to_release.push(*ch);
-            continue;
+    let handle = status.lock().expect("rule lock").arbitration.clone();
+    let now = nvr.clock.now();
+    let decisions = arbitrate(nvr, &handle, |a| {
+        if initial {
+            a.start(handle.id, now)
+        } else {
+            a.transition(handle.id, state, now)
         }
-        if let Err(e) = nvr.bind(*ch, cam.as_deref()).await {
-            warn!(rule = %rule.rule.name, channel = ch, "cannot bind: {e:#}");
-        }
-    }
+    })
+    .await;
+    let to_release: Vec<u32> = decisions
+        .iter()
+        .filter(|d| d.effect == Effect::ReleaseLater)
+        .map(|d| d.channel)
+        .collect();
     // Footage recorded since the failure began is owed to the backup NVR.
     let failed_at = (state == State::Normal && !initial)
         .then(|| {
@@ -144,12 +246,26 @@ async fn apply(
                 .map(|t| t.at)
         })
         .flatten();
-    let owed: Vec<(u32, u32)> = match (failed_at, &rule.rule.backup) {
-        (Some(_), Some(b)) => b.cameras.iter().map(|m| (m.local, m.remote)).collect(),
+    // Only channels this rule held during the failure, from when it took
+    // them: a shared channel may have recorded another rule's camera.
+    let owed: Vec<(u32, u32, crate::time::Time90k)> = match (failed_at, &rule.rule.backup) {
+        (Some(_), Some(b)) => {
+            let a = handle.arbiter.lock().expect("arbiter lock");
+            b.cameras
+                .iter()
+                .filter_map(|m| {
+                    let since = a.held_since(handle.id, m.local);
+                    if since.is_none() {
+                        info!(rule = %rule.rule.name, channel = m.local, "nothing owed to the backup: another rule held the channel");
+                    }
+                    since.map(|t| (m.local, m.remote, t))
+                })
+                .collect()
+        }
         _ => Vec::new(),
     };
-    for &(local, remote) in owed.iter().filter(|(l, _)| !to_release.contains(l)) {
-        queue(nvr, rule, local, remote, failed_at.unwrap_or_default()).await;
+    for &(local, remote, since) in owed.iter().filter(|(l, _, _)| !to_release.contains(l)) {
+        queue(nvr, rule, local, remote, since).await;
     }
     if to_release.is_empty() {
         return None;
@@ -159,8 +275,8 @@ async fn apply(
     Some(tokio::spawn(async move {
         release_when_safe(&nvr, &rule, &status, to_release.clone()).await;
         // Released channels have closed their last segment: send the footage.
-        for &(local, remote) in owed.iter().filter(|(l, _)| to_release.contains(l)) {
-            queue(&nvr, &rule, local, remote, failed_at.unwrap_or_default()).await;
+        for &(local, remote, since) in owed.iter().filter(|(l, _, _)| to_release.contains(l)) {
+            queue(&nvr, &rule, local, remote, since).await;
         }
     }))
 }
@@ -204,9 +320,9 @@ async fn release_when_safe(nvr: &Nvr, rule: &ConfiguredRule, status: &SharedRule
                     "release delay elapsed"
                 };
                 info!(rule = %rule.rule.name, channel = ch, "releasing channel after failback: {why}");
-                if let Err(e) = nvr.bind(ch, None).await {
-                    warn!(channel = ch, "cannot release: {e:#}");
-                }
+                let handle = status.lock().expect("rule lock").arbitration.clone();
+                let now = nvr.clock.now();
+                arbitrate(nvr, &handle, |a| vec![a.release(handle.id, ch, now)]).await;
             } else {
                 kept.push(ch);
             }

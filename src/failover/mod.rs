@@ -2,6 +2,7 @@
 //! the state machine, and the agent that rebinds channels on a transition.
 
 pub mod agent;
+pub mod arbiter;
 pub mod probe;
 pub mod rule;
 pub mod state;

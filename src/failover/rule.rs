@@ -430,6 +430,12 @@ pub struct ConfiguredRule {
     /// (local channel, network camera name or None for idle) per state.
     pub normal: Vec<(u32, Option<String>)>,
     pub failure: Vec<(u32, Option<String>)>,
+    /// Where the rule was written (a rules file, or the TOML file and line),
+    /// for messages about it; `None` until the configuration sets it.
+    #[serde(skip)]
+    pub source: Option<String>,
+    #[serde(skip)]
+    pub line: usize,
 }
 
 /// What resolution needs to know of a network camera.
@@ -492,6 +498,8 @@ pub fn resolve(rule: &Rule, cameras: &[CameraRef<'_>], channels: &[u32]) -> Resu
             rule: rule.clone(),
             normal,
             failure,
+            source: None,
+            line: 0,
         })
     } else {
         Err(errors)

@@ -9,7 +9,9 @@
 //! by more than a threshold set by the sensitivity; motion is present when the
 //! changed cells inside the zones and outside the masks reach the minimum
 //! area in two consecutive pictures, and ends `hold` after the last such
-//! picture. Must never allocate per picture after the first.
+//! picture — also when no picture comes at all: the caller reports frames
+//! that gave none (`no_picture`), so motion cannot outlive a stream that
+//! stopped decoding. Must never allocate per picture after the first.
 
 use crate::config::events::Polygon;
 use crate::config::MotionConfig;
@@ -142,7 +144,7 @@ impl Detector {
         stride: usize,
     ) -> Option<MotionEvent> {
         if width < GRID_W || height < GRID_H || luma.len() < stride * (height - 1) + width {
-            return None;
+            return self.no_picture(time);
         }
         self.pictures += 1;
         self.cells(luma, width, height, stride);
@@ -224,6 +226,26 @@ impl Detector {
             });
         }
         None
+    }
+
+    /// Time `time` passed without a usable picture (a frame that did not
+    /// decode, or was skipped waiting for a key frame). Motion cannot be seen,
+    /// so it ends `hold` after it was last seen, dated then, as with pictures
+    /// that show none; two pictures with motion must again be consecutive.
+    pub fn no_picture(&mut self, time: Time90k) -> Option<MotionEvent> {
+        self.streak = 0;
+        let hold = (self.cfg.hold.as_secs_f64() * 90_000.0) as i64;
+        if !self.active || time - self.last_motion < hold {
+            return None;
+        }
+        self.active = false;
+        let region = self.region();
+        self.bbox = None;
+        self.first_motion = None;
+        Some(MotionEvent::End {
+            time: self.last_motion,
+            region,
+        })
     }
 
     /// The stream stopped: ends motion in progress where it was last seen,
@@ -376,6 +398,52 @@ mod tests {
             ..Default::default()
         };
         assert!(run(big_only, 200, |n| (crossing(n), 0)).is_empty());
+    }
+
+    #[test]
+    fn pictures_stopping_mid_motion_end_it_after_hold() {
+        // Motion from frame 50; from frame 60 no frame decodes, though frames
+        // keep arriving. The event ends `hold` (2 s = 20 frames) after the last
+        // picture with motion, dated at that picture — not when pictures return.
+        let mut d = Detector::new(MotionConfig::default());
+        let mut events = Vec::new();
+        for n in 0..300 {
+            let ev = if (60..250).contains(&n) {
+                d.no_picture(t(n))
+            } else {
+                d.picture(t(n), &picture(n as u64, crossing(n), 0), W, H, W)
+            };
+            events.extend(ev.map(|e| (n, e)));
+        }
+        assert!(matches!(events[0], (51, MotionEvent::Start { .. })), "{events:?}");
+        let (at, MotionEvent::End { time, .. }) = &events[1] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(*time, t(59), "dated at the last picture with motion");
+        assert_eq!(*at, 79, "ended once `hold` passed without pictures");
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(!d.active());
+    }
+
+    #[test]
+    fn no_picture_before_hold_or_without_motion_changes_nothing() {
+        let mut d = Detector::new(MotionConfig::default());
+        assert_eq!(d.no_picture(t(0)), None);
+        for n in 0..60 {
+            d.picture(t(n), &picture(n as u64, crossing(n), 0), W, H, W);
+        }
+        assert!(d.active());
+        // 1.9 s without pictures: still within `hold`.
+        assert_eq!(d.no_picture(t(59 + 19)), None);
+        assert!(d.active());
+        // Pictures with motion return: the event goes on.
+        assert_eq!(d.picture(t(79), &picture(79, crossing(79), 0), W, H, W), None);
+        assert!(d.active());
+        // A picture too small to use counts as no picture.
+        assert!(matches!(
+            d.picture(t(200), &[0u8; 16], 4, 4, 4),
+            Some(MotionEvent::End { .. })
+        ));
     }
 
     #[test]

@@ -2,10 +2,16 @@
 //! substream (or main stream) with openh264 and runs the detector on each
 //! picture, turning motion starts and ends into events.
 //!
+//! Frames that give no picture still tell the detector that time passed, so
+//! motion ends `hold` after it was last seen even when decoding stops; a
+//! decoding failure is its own event (`motion_decode_failed`, one per
+//! episode, ended when pictures return).
+//!
 //! Owns the decoder and the detector. Must never slow ingest down: frames
 //! arrive on a short bounded queue offered with `try_send`, and when the
 //! thread falls behind it drops frames up to the next key frame (counted).
 
+pub mod decode_watch;
 pub mod detector;
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
@@ -16,7 +22,11 @@ use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use tracing::{info, warn};
 
+pub use decode_watch::{DecodeEdge, DecodeWatch};
 pub use detector::{Detector, MotionEvent, Region};
+
+/// The event kind of a decode-failure episode.
+pub const DECODE_FAILED_KIND: &str = "motion_decode_failed";
 
 use crate::config::MotionConfig;
 use crate::events::Edge;
@@ -25,8 +35,10 @@ use crate::time::Time90k;
 
 /// Frames waiting for the decoder before new ones are dropped (~3 s at 10 fps).
 const QUEUE: usize = 32;
-/// No picture for this long ends any motion in progress (the stream stopped).
+/// No frame for this long: the stream stopped; the background is forgotten.
 const STALL: Duration = Duration::from_secs(5);
+/// How often the detector is told that time passes while no frame comes.
+const TICK: Duration = Duration::from_millis(250);
 
 /// One frame for the detector, as ingest delivers it (length-prefixed NALs).
 pub struct MotionFrame {
@@ -45,6 +57,10 @@ pub struct MotionStats {
     /// Frames dropped because detection fell behind.
     pub dropped_frames: u64,
     pub decode_errors: u64,
+    /// Episodes of frames that would not decode (each a `motion_decode_failed` event).
+    pub decode_failures: u64,
+    /// Decoding fails now: motion cannot be seen.
+    pub decode_failing: bool,
     pub lighting_changes: u64,
     /// Share of one core the decoder and detector used over the last window.
     pub cpu_percent: f64,
@@ -144,9 +160,19 @@ pub fn thread_cpu() -> Duration {
 pub struct Pipeline {
     decoder: Decoder,
     pub detector: Detector,
+    pub decode: DecodeWatch,
     buf: Vec<u8>,
     need_key: bool,
     pub size: (usize, usize),
+}
+
+/// What one frame did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Step {
+    pub motion: Option<MotionEvent>,
+    pub decode: Option<DecodeEdge>,
+    /// The decoder's error for this frame, if it refused it.
+    pub error: Option<String>,
 }
 
 impl Pipeline {
@@ -154,6 +180,7 @@ impl Pipeline {
         Ok(Pipeline {
             decoder: Decoder::new().map_err(|e| format!("creating the H.264 decoder: {e}"))?,
             detector: Detector::new(cfg),
+            decode: DecodeWatch::default(),
             buf: Vec::new(),
             need_key: true,
             size: (0, 0),
@@ -165,30 +192,55 @@ impl Pipeline {
         self.need_key = true;
     }
 
+    /// One frame: a motion start or end, a decode-failure edge, or nothing.
+    /// Err only when the frame failed to decode and ended no motion.
     pub fn frame(&mut self, f: &MotionFrame) -> Result<Option<MotionEvent>, String> {
+        let s = self.step(f);
+        match (s.motion, s.error) {
+            (Some(ev), _) => Ok(Some(ev)),
+            (None, Some(e)) => Err(e),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// One frame, with everything it caused.
+    pub fn step(&mut self, f: &MotionFrame) -> Step {
+        let mut s = Step::default();
         if f.entry.codec != "h264" {
-            return Err(format!(
-                "motion detection decodes H.264 only; this stream is {}",
-                f.entry.codec
-            ));
+            let e = format!("motion detection decodes H.264 only; this stream is {}", f.entry.codec);
+            s.decode = self.decode.failed(f.time, &e);
+            s.motion = self.detector.no_picture(f.time);
+            s.error = Some(e);
+            return s;
         }
         if self.need_key && !f.key {
-            return Ok(None);
+            // Waiting for a key frame: time passes without a picture.
+            s.motion = self.detector.no_picture(f.time);
+            return s;
         }
         self.need_key = false;
         annex_b(f, &mut self.buf);
-        let pic = match self.decoder.decode(&self.buf) {
-            Ok(Some(p)) => p,
-            Ok(None) => return Ok(None),
+        match self.decoder.decode(&self.buf) {
+            Ok(Some(pic)) => {
+                let (w, h) = pic.dimensions();
+                let (stride, _, _) = pic.strides();
+                self.size = (w, h);
+                s.motion = self.detector.picture(f.time, pic.y(), w, h, stride);
+                s.decode = self.decode.picture(f.time);
+            }
+            Ok(None) => {
+                s.decode = self.decode.empty(f.time);
+                s.motion = self.detector.no_picture(f.time);
+            }
             Err(e) => {
                 self.need_key = true;
-                return Err(format!("decoding: {e}"));
+                let e = crate::excerpt::short(&format!("decoding: {e}"));
+                s.decode = self.decode.failed(f.time, &e);
+                s.motion = self.detector.no_picture(f.time);
+                s.error = Some(e);
             }
-        };
-        let (w, h) = pic.dimensions();
-        let (stride, _, _) = pic.strides();
-        self.size = (w, h);
-        Ok(self.detector.picture(f.time, pic.y(), w, h, stride))
+        }
+        s
     }
 }
 
@@ -203,6 +255,29 @@ fn run(channel: u32, cfg: MotionConfig, writer: WriterTx, stats: SharedMotionSta
             }
             return;
         }
+    };
+    let send_decode = |edge: DecodeEdge| {
+        let (start, time, details) = match edge {
+            DecodeEdge::Failed { time, error } => {
+                warn!(channel, "motion detection: frames stopped decoding: {error}");
+                (true, time, serde_json::json!({ "error": error }))
+            }
+            DecodeEdge::Recovered { time, since, frames } => {
+                info!(channel, frames, "motion detection: pictures decode again");
+                let secs = (time - since) as f64 / crate::time::TICKS_PER_SEC as f64;
+                (false, time, serde_json::json!({ "frames": frames, "seconds": secs }))
+            }
+        };
+        // A failure to see is reported, never a reason to record.
+        let _ = writer.send(Command::EventEdge(Edge {
+            channel,
+            kind: DECODE_FAILED_KIND.into(),
+            key: DECODE_FAILED_KIND.into(),
+            start,
+            time,
+            details,
+            trigger: false,
+        }));
     };
     let send = |ev: MotionEvent| {
         let (start, time, region, area) = match ev {
@@ -227,39 +302,60 @@ fn run(channel: u32, cfg: MotionConfig, writer: WriterTx, stats: SharedMotionSta
     };
     let mut window = (Instant::now(), thread_cpu());
     let mut dropped_seen = 0;
+    // The last frame's time and when it came: with no frames at all, the
+    // detector is still told that time passes, so motion ends after `hold`
+    // (not only when the stream is declared stopped).
+    let mut last: Option<(Time90k, Instant)> = None;
+    let mut stalled = false;
     loop {
-        let f = match rx.recv_timeout(STALL) {
+        let f = match rx.recv_timeout(TICK) {
             Ok(f) => f,
             Err(RecvTimeoutError::Timeout) => {
-                if let Some(ev) = p.detector.stop() {
+                let Some((t, at)) = last else { continue };
+                let since = at.elapsed();
+                let now = t + (since.as_secs_f64() * crate::time::TICKS_PER_SEC as f64) as i64;
+                if let Some(ev) = p.detector.no_picture(now) {
                     send(ev);
                 }
-                p.resync();
+                if since >= STALL && !stalled {
+                    stalled = true;
+                    if let Some(ev) = p.detector.stop() {
+                        send(ev);
+                    }
+                    p.resync();
+                }
+                if let Ok(mut s) = stats.lock() {
+                    s.active = p.detector.active();
+                }
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        last = Some((f.time, Instant::now()));
+        stalled = false;
         let dropped = stats.lock().map(|s| s.dropped_frames).unwrap_or(0);
         if dropped != dropped_seen {
             dropped_seen = dropped;
             p.resync();
         }
-        match p.frame(&f) {
-            Ok(Some(ev)) => send(ev),
-            Ok(None) => {}
-            Err(e) => {
-                if let Ok(mut s) = stats.lock() {
-                    if s.last_error.as_deref() != Some(&e) {
-                        warn!(channel, "motion detection: {e}");
-                    }
-                    s.decode_errors += 1;
-                    s.last_error = Some(e);
-                }
+        let step = p.step(&f);
+        if let Some(ev) = step.motion {
+            send(ev);
+        }
+        if let Some(edge) = step.decode {
+            send_decode(edge);
+        }
+        if let Some(e) = step.error {
+            if let Ok(mut s) = stats.lock() {
+                s.decode_errors += 1;
+                s.last_error = Some(e);
             }
         }
         let el = window.0.elapsed();
         if let Ok(mut s) = stats.lock() {
             s.active = p.detector.active();
+            s.decode_failures = p.decode.episodes;
+            s.decode_failing = p.decode.failing();
             s.pictures = p.detector.pictures;
             s.lighting_changes = p.detector.lighting_changes;
             (s.width, s.height) = p.size;

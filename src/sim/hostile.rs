@@ -327,6 +327,8 @@ async fn serve_client(mut sock: TcpStream, video: HostileVideo) -> Result<()> {
     let mut seq: u16 = rand::random();
     let ts_base: u32 = rand::random();
     let ssrc: u32 = rand::random();
+    // Each session numbers its frames from 0: its own camera run for `audit`.
+    let boot_id: u64 = rand::random::<u64>().max(1);
     let fps = video.main.spec.fps;
     let wall0 = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -441,6 +443,7 @@ async fn serve_client(mut sock: TcpStream, video: HostileVideo) -> Result<()> {
                     camera_id: video.first_id + Mode::ALL.iter().position(|x| *x == m).unwrap_or(0) as u32,
                     seq: n,
                     capture_unix_micros: wall0 + (n * 1_000_000 / u64::from(fps.max(1))) as i64,
+                    boot_id,
                 };
                 let videos: Vec<Arc<EncodedLoop>> = if m == Mode::ParamStorm {
                     video.storm.to_vec()
@@ -528,6 +531,7 @@ mod tests {
             camera_id: 1,
             seq: 0,
             capture_unix_micros: 0,
+            boot_id: 1,
         };
         for m in [Mode::NoMarker, Mode::EndlessFua] {
             for n in 0..3 {

@@ -128,6 +128,8 @@ async fn camera_clock(
         .unwrap_or_default()
         .as_micros() as i64;
     let ts_base: u32 = rand::random();
+    // Sequence numbers restart with the clock; the boot id tells runs apart.
+    let boot_id: u64 = rand::random::<u64>().max(1);
     let mut n: u64 = 0;
     let mut player = script.map(|(s, log)| (super::script::Player::new(s, &video), log));
     loop {
@@ -157,6 +159,7 @@ async fn camera_clock(
                 camera_id: id,
                 seq: n,
                 capture_unix_micros,
+                boot_id,
             }
             .to_h264_sei();
             // The SEI goes after any SPS/PPS and before the first slice.
