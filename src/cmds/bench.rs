@@ -142,8 +142,73 @@ fn ingest(a: IngestArgs) -> Result<ExitCode> {
     result
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts `count` simulated cameras (GOP of one second) and returns the
+/// process with their URLs.
+pub(super) fn start_cameras(
+    exe: &Path,
+    count: u32,
+    width: u32,
+    height: u32,
+    fps: u32,
+    kbps: u32,
+) -> Result<(Child, Vec<String>)> {
+    let port = free_port()?;
+    let mut sim = Command::new(exe)
+        .args(["sim-camera", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--count", &count.to_string(), "--fps", &fps.to_string()])
+        .args(["--width", &width.to_string(), "--height", &height.to_string()])
+        .args(["--bitrate-kbps", &kbps.to_string(), "--gop", &fps.to_string()])
+        .env("TANDEM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let out = sim.stdout.take().context("sim-camera stdout")?;
+    let urls: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(out))
+        .take(count as usize)
+        .collect::<Result<_, _>>()?;
+    if urls.len() != count as usize {
+        let _ = sim.kill();
+        bail!("sim-camera did not start");
+    }
+    Ok((sim, urls))
+}
+
+/// One network camera and one channel (numbered from 1) per URL, as TOML.
+pub(super) fn channels_config(urls: &[String]) -> String {
+    urls.iter()
+        .enumerate()
+        .map(|(i, u)| {
+            format!(
+                "[[network_camera]]\nname = \"c{i}\"\nurl = \"{u}\"\n[[channel]]\nnumber = {}\ncamera = \"c{i}\"\n",
+                i + 1
+            )
+        })
+        .collect()
+}
+
+/// Waits (up to a minute) until `n` channels of the NVR at `base` are connected.
+pub(super) fn wait_connected(base: &str, n: u32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let connected = tandem::httpc::get(&format!("{base}/api/v1/channels"))
+            .ok()
+            .and_then(|r| r.json().ok())
+            .and_then(|v| {
+                v.as_array()
+                    .map(|a| a.iter().filter(|c| c["ingest"]["connected"] == true).count())
+            })
+            .unwrap_or(0);
+        if connected == n as usize {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {connected} of {n} channels connected");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
@@ -152,40 +217,8 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         "starting {} simulated {}x{} {} fps {} kbit/s cameras…",
         a.streams, a.width, a.height, a.fps, a.bitrate_kbps
     );
-    let sim_port = free_port()?;
-    let mut sim = Command::new(exe)
-        .args([
-            "sim-camera",
-            "--listen",
-            &format!("127.0.0.1:{sim_port}"),
-            "--count",
-            &a.streams.to_string(),
-        ])
-        .args([
-            "--width",
-            &a.width.to_string(),
-            "--height",
-            &a.height.to_string(),
-            "--fps",
-            &a.fps.to_string(),
-        ])
-        .args([
-            "--bitrate-kbps",
-            &a.bitrate_kbps.to_string(),
-            "--gop",
-            &a.fps.to_string(),
-        ])
-        .env("TANDEM_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let out = sim.stdout.take().context("sim-camera stdout")?;
+    let (sim, urls) = start_cameras(exe, a.streams, a.width, a.height, a.fps, a.bitrate_kbps)?;
     let mut guard = Procs(vec![sim]);
-    let urls: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(out))
-        .take(a.streams as usize)
-        .collect::<Result<_, _>>()?;
-    if urls.len() != a.streams as usize {
-        bail!("sim-camera did not start");
-    }
 
     // Tandem.
     let data = std::path::absolute(a.dir.join("tandem"))?;
@@ -194,12 +227,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
         data.display()
     );
-    for (i, u) in urls.iter().enumerate() {
-        cfg.push_str(&format!(
-            "[[network_camera]]\nname = \"c{i}\"\nurl = \"{u}\"\n[[channel]]\nnumber = {}\ncamera = \"c{i}\"\n",
-            i + 1
-        ));
-    }
+    cfg.push_str(&channels_config(&urls));
     let cfg_path = a.dir.join("bench.toml");
     std::fs::write(&cfg_path, cfg)?;
     eprintln!(
@@ -215,25 +243,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let nvr_pid = nvr.id();
     guard.0.push(nvr);
     let base = format!("http://127.0.0.1:{http_port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let connected = tandem::httpc::get(&format!("{base}/api/v1/channels"))
-            .ok()
-            .and_then(|r| r.json().ok())
-            .map(|v| {
-                v.as_array()
-                    .map(|a| a.iter().filter(|c| c["ingest"]["connected"] == true).count())
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0);
-        if connected == a.streams as usize {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("only {connected} of {} channels connected", a.streams);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_connected(&base, a.streams)?;
     std::thread::sleep(warmup);
     let c0 = cpu_seconds(nvr_pid)?;
     let t0 = Time90k::from_system(std::time::SystemTime::now());

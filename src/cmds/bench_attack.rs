@@ -6,9 +6,10 @@
 //! the peer the attacked one is compared with.
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
 
+use super::bench::{channels_config, free_port, start_cameras, wait_connected};
 use anyhow::{bail, Context, Result};
 use tandem::lab::attack::{self, Plan};
 use tandem::lab::Procs;
@@ -47,10 +48,6 @@ pub struct AttackArgs {
     json: PathBuf,
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn durable(base: &str) -> Result<Histogram> {
     let r = tandem::httpc::request_with_timeout(
         "GET",
@@ -84,26 +81,9 @@ pub fn run(a: AttackArgs) -> Result<ExitCode> {
 
 fn run_in(a: &AttackArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe()?;
-    let sim_port = free_port()?;
     eprintln!("starting {} simulated {}x{} cameras…", a.channels, a.width, a.height);
-    let mut sim = Command::new(&exe)
-        .args(["sim-camera", "--listen", &format!("127.0.0.1:{sim_port}")])
-        .args(["--count", &a.channels.to_string(), "--fps", &a.fps.to_string()])
-        .args(["--width", &a.width.to_string(), "--height", &a.height.to_string()])
-        .args([
-            "--bitrate-kbps",
-            &a.bitrate_kbps.to_string(),
-            "--gop",
-            &a.fps.to_string(),
-        ])
-        .env("TANDEM_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let out = sim.stdout.take().context("sim-camera stdout")?;
+    let (sim, urls) = start_cameras(&exe, a.channels, a.width, a.height, a.fps, a.bitrate_kbps)?;
     let mut guard = Procs(vec![sim]);
-    let urls: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(out))
-        .take(a.channels as usize)
-        .collect::<Result<_, _>>()?;
     let data = std::path::absolute(a.dir.join("store"))?;
     let port = free_port()?;
     let token = "bench-attack-peer-token";
@@ -111,12 +91,7 @@ fn run_in(a: &AttackArgs) -> Result<ExitCode> {
         "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[failover]\npeer_token = \"{token}\"\n",
         data.display()
     );
-    for (i, u) in urls.iter().enumerate() {
-        cfg.push_str(&format!(
-            "[[network_camera]]\nname = \"c{i}\"\nurl = \"{u}\"\n[[channel]]\nnumber = {}\ncamera = \"c{i}\"\n",
-            i + 1
-        ));
-    }
+    cfg.push_str(&channels_config(&urls));
     let cfg_path = a.dir.join("bench.toml");
     std::fs::write(&cfg_path, cfg)?;
     let mut cmd = if tandem::lab::have("prlimit") {
@@ -134,24 +109,7 @@ fn run_in(a: &AttackArgs) -> Result<ExitCode> {
         .spawn()?;
     guard.0.push(nvr);
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let connected = tandem::httpc::get(&format!("{base}/api/v1/channels"))
-            .ok()
-            .and_then(|r| r.json().ok())
-            .and_then(|v| {
-                v.as_array()
-                    .map(|a| a.iter().filter(|c| c["ingest"]["connected"] == true).count())
-            })
-            .unwrap_or(0);
-        if connected == a.channels as usize {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("only {connected} of {} channels connected", a.channels);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_connected(&base, a.channels)?;
     std::thread::sleep(Duration::from_secs(5));
     let now = || Time90k::from_system(std::time::SystemTime::now());
 

@@ -410,13 +410,7 @@ impl Writer {
                 match cmd {
                     Command::Frame(f) => self.on_frame(f),
                     Command::EndRun { channel } => self.end_run(channel),
-                    Command::Event {
-                        channel,
-                        kind,
-                        time,
-                        details,
-                    } => self.event(channel, kind, time, details),
-                    Command::EventEdge(e) => self.on_edge(e),
+                    c @ (Command::Event { .. } | Command::EventEdge(_)) => self.on_event(c),
                     Command::Sync(done) => {
                         self.take_events(&rx, usize::MAX);
                         let chans: Vec<u32> = self.policy.keys().copied().collect();
@@ -449,16 +443,20 @@ impl Writer {
     /// Handles up to `budget` queued events.
     fn take_events(&mut self, rx: &super::queue::WriterRx, budget: usize) {
         for cmd in rx.events.try_iter().take(budget) {
-            match cmd {
-                Command::Event {
-                    channel,
-                    kind,
-                    time,
-                    details,
-                } => self.event(channel, kind, time, details),
-                Command::EventEdge(e) => self.on_edge(e),
-                _ => error!("a non-event command on the event queue was ignored"),
-            }
+            self.on_event(cmd);
+        }
+    }
+
+    fn on_event(&mut self, cmd: Command) {
+        match cmd {
+            Command::Event {
+                channel,
+                kind,
+                time,
+                details,
+            } => self.event(channel, kind, time, details),
+            Command::EventEdge(e) => self.on_edge(e),
+            _ => error!("a non-event command on the event queue was ignored"),
         }
     }
 
