@@ -15,6 +15,7 @@ pub mod failover;
 pub mod httpc;
 pub mod ingest;
 pub mod lab;
+pub mod log_limiter;
 pub mod motion;
 pub mod mp4;
 pub mod nal;

@@ -11,11 +11,10 @@
 //! garbage, a stall, a wrong password, a buffer bound exceeded — ends only this
 //! channel's session, and the camera's text is quoted only as a short excerpt.
 
-mod limiter;
 pub mod params;
 pub mod timeline;
 
-pub use limiter::LogLimiter;
+use crate::log_limiter::LogLimiter;
 pub use timeline::{Placed, Reanchor, Timeline};
 
 use std::sync::atomic::{AtomicU64, Ordering};

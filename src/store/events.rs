@@ -269,10 +269,10 @@ impl Writer {
                 self.event_log.end(old, t.max(e.time), None);
             }
             if let Some((key, (old, t))) = evicted {
-                warn!(
-                    channel = ch,
-                    key, "too many open events on the channel; the oldest is ended"
-                );
+                let msg = "too many open events on a channel; the oldest are ended";
+                if let Some(n) = self.repeated.check(msg, std::time::Instant::now()) {
+                    warn!(channel = ch, key = %crate::excerpt::short(&key), repeats_since_last_line = n, "{msg}");
+                }
                 self.policy_state(ch).gate.stop(&key, e.time);
                 self.event_log.end(
                     old,

@@ -340,6 +340,8 @@ pub struct Writer {
     stats: super::health::SharedWriterStats,
     /// Descriptors held back for the writer (see `health::FdReserve`).
     fd_reserve: super::health::FdReserve,
+    /// Keeps a flood's repeated warnings (events evicted) to a line a minute.
+    pub(super) repeated: crate::log_limiter::LogLimiter,
 }
 
 impl Writer {
@@ -367,6 +369,7 @@ impl Writer {
             event_log,
             stats,
             fd_reserve: super::health::FdReserve::new(),
+            repeated: Default::default(),
         })
     }
 

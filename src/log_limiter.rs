@@ -1,6 +1,7 @@
-//! Rate limiting for ingest's error log: a camera that fails the same way on
-//! every retry (every few seconds, for days) gets one log line, then one a
-//! minute with a count, instead of a line per retry.
+//! Rate limiting for repeated log lines: a camera that fails the same way on
+//! every retry (every few seconds, for days), or a flood that makes the
+//! writer end events for the same reason a hundred times a second, gets one
+//! log line, then one a minute with a count, instead of a line per repeat.
 //!
 //! Owns only the decision, as a pure function of the message and an injected
 //! `now`. Must never hold more than one message, and never suppress a message
