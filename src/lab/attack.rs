@@ -107,6 +107,8 @@ struct Conn {
     addr: SocketAddr,
     s: Option<TcpStream>,
     buf: Vec<u8>,
+    /// How long an answer may take (a merge of a large import takes minutes).
+    timeout: Duration,
 }
 
 impl Conn {
@@ -115,6 +117,7 @@ impl Conn {
             addr,
             s: None,
             buf: Vec::new(),
+            timeout: Duration::from_secs(30),
         }
     }
 
@@ -138,7 +141,7 @@ impl Conn {
     ) -> std::io::Result<(u16, Vec<u8>)> {
         if self.s.is_none() {
             let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            s.set_read_timeout(Some(self.timeout))?;
             s.set_nodelay(true)?;
             self.s = Some(s);
             self.buf.clear();
@@ -368,6 +371,7 @@ fn import(plan: &Plan, report: &Mutex<Report>) {
     let mut src = SegmentSource::new(seg, start, frames, frame);
     let len = src.len();
     let mut conn = Conn::new(plan.target);
+    conn.timeout = Duration::from_secs(600);
     let mut offset = 0u64;
     loop {
         let piece = src.piece(8 << 20);

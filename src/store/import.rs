@@ -81,8 +81,11 @@ pub struct ImportLimits {
     pub free_margin: u64,
     /// The retention floor (`storage.min_free`).
     pub min_free_bytes: u64,
-    /// Merge pace, bytes per second.
+    /// Merge pace, bytes per second: the writer's fdatasyncs share the disk.
     pub merge_rate: u64,
+    /// Pace of receiving one upload's pieces into staging, bytes per second
+    /// (a peer's own sender paces itself far lower; this bounds a hostile one).
+    pub receive_rate: u64,
     /// Frames one imported segment may hold (bounds the importer's memory).
     pub max_frames: u64,
     /// Time one imported segment may span, in 90 kHz ticks.
@@ -100,7 +103,8 @@ impl Default for ImportLimits {
             staging_expiry: Duration::from_secs(3600),
             free_margin: 256 << 20,
             min_free_bytes: 1 << 30,
-            merge_rate: 64 << 20,
+            merge_rate: 24 << 20,
+            receive_rate: 32 << 20,
             max_frames: 1_000_000,
             max_span: 4 * 3600 * 90_000,
             future_tolerance: 2 * 90_000,
@@ -111,7 +115,7 @@ impl Default for ImportLimits {
 /// No footage is dated before 2000-01-01 (an unset camera or peer clock).
 const EARLIEST: Time90k = Time90k(946_684_800 * 90_000);
 /// Bytes copied between fdatasyncs (and pacing checks) while merging.
-const STEP_BYTES: u64 = 4 << 20;
+const STEP_BYTES: u64 = 1 << 20;
 
 /// One imported frame: time, duration, key flag.
 pub type FrameSpan = (Time90k, u32, bool);

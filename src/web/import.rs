@@ -184,7 +184,7 @@ pub async fn put_piece(
         .map_err(ApiError::internal)?;
     // All of the piece or none of it: anything short of Content-Length
     // (a dropped connection, a body timeout) is cut off again.
-    let written = copy_body(body, &mut f, piece).await;
+    let written = copy_body(body, &mut f, piece, limits.receive_rate).await;
     let fail = match written {
         Ok(n) if n == piece => match f.sync_data().await {
             Ok(()) => None,
@@ -205,11 +205,16 @@ pub async fn put_piece(
     ))
 }
 
-/// Streams the body into `f`, refusing more than `limit` bytes.
-async fn copy_body(body: Body, f: &mut tokio::fs::File, limit: u64) -> ApiResult<u64> {
+/// Streams the body into `f` at most `rate` bytes per second (so staging
+/// never floods the disk the recording writes to), refusing more than
+/// `limit` bytes.
+async fn copy_body(body: Body, f: &mut tokio::fs::File, limit: u64, rate: u64) -> ApiResult<u64> {
     let mut body = body;
     let mut n = 0u64;
+    let started = tokio::time::Instant::now();
     while let Some(frame) = body.frame().await {
+        let due = started + std::time::Duration::from_secs_f64(n as f64 / rate.max(1) as f64);
+        tokio::time::sleep_until(due).await;
         let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
         n += data.len() as u64;
