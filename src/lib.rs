@@ -4,7 +4,11 @@
 //! `sim` (simulated cameras), `ingest` (RTSP clients), `store` (segments on disk
 //! and their SQLite index), `mp4` (clip muxing and reading), `web` (HTTP API),
 //! `config` (the typed configuration and its validation), `audit` (counting
-//! loss from frame stamps).
+//! loss from frame stamps), `failover` (rules, probes, arbitration,
+//! transfers), `events` and `motion` (event sources and actions), `recording`
+//! (schedules and the event gate), `lab` (the failover lab and the load
+//! harness), `excerpt` and `log_limiter` (bounded quoting and logging of what
+//! comes from outside).
 
 pub mod audit;
 pub mod config;
