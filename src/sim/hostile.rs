@@ -236,17 +236,7 @@ pub fn frame_payloads(mode: Mode, n: u64, videos: &[Arc<EncodedLoop>], stamp: Fr
                 (&videos[0], n)
             };
             let frame = &video.frames[(i % video.frames.len() as u64) as usize];
-            let sei = stamp.to_h264_sei();
-            let split = frame
-                .nals
-                .iter()
-                .position(|n| matches!(n[0] & 0x1f, 1 | 5))
-                .unwrap_or(0);
-            let mut nals: Vec<&[u8]> = frame.nals[..split].iter().map(|v| v.as_slice()).collect();
-            nals.push(&sei);
-            nals.extend(frame.nals[split..].iter().map(|v| v.as_slice()));
-            let mut payloads = Vec::new();
-            rtsp::packetize_h264(&nals, &mut payloads);
+            let payloads = frame.payloads_with_sei(&stamp.to_h264_sei());
             let last = payloads.len().saturating_sub(1);
             payloads.into_iter().enumerate().map(|(k, p)| (p, k == last)).collect()
         }

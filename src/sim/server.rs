@@ -162,17 +162,7 @@ async fn camera_clock(
                 boot_id,
             }
             .to_h264_sei();
-            // The SEI goes after any SPS/PPS and before the first slice.
-            let split = frame
-                .nals
-                .iter()
-                .position(|n| matches!(n[0] & 0x1f, 1 | 5))
-                .unwrap_or(0);
-            let mut nals: Vec<&[u8]> = frame.nals[..split].iter().map(|v| v.as_slice()).collect();
-            nals.push(&stamp);
-            nals.extend(frame.nals[split..].iter().map(|v| v.as_slice()));
-            let mut payloads = Vec::new();
-            rtsp::packetize_h264(&nals, &mut payloads);
+            let payloads = frame.payloads_with_sei(&stamp);
             let rtp_ts = ts_base.wrapping_add((n * 90_000 / fps) as u32);
             let _ = tx.send(Arc::new(SentFrame {
                 key: frame.key,

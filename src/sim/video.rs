@@ -52,6 +52,20 @@ pub struct EncodedFrame {
     pub key: bool,
 }
 
+impl EncodedFrame {
+    /// RTP payloads of this frame with `sei` (a frame stamp) inserted after
+    /// any SPS/PPS and before the first slice.
+    pub fn payloads_with_sei(&self, sei: &[u8]) -> Vec<Vec<u8>> {
+        let split = self.nals.iter().position(|n| matches!(n[0] & 0x1f, 1 | 5)).unwrap_or(0);
+        let mut nals: Vec<&[u8]> = self.nals[..split].iter().map(|v| v.as_slice()).collect();
+        nals.push(sei);
+        nals.extend(self.nals[split..].iter().map(|v| v.as_slice()));
+        let mut payloads = Vec::new();
+        super::rtsp::packetize_h264(&nals, &mut payloads);
+        payloads
+    }
+}
+
 #[derive(Debug)]
 pub struct EncodedLoop {
     pub spec: VideoSpec,
