@@ -215,15 +215,8 @@ impl Detector {
                 area,
             });
         }
-        if self.active && !motion && time - self.last_motion >= hold {
-            self.active = false;
-            let region = self.region();
-            self.bbox = None;
-            self.first_motion = None;
-            return Some(MotionEvent::End {
-                time: self.last_motion,
-                region,
-            });
+        if !motion && time - self.last_motion >= hold {
+            return self.end_motion();
         }
         None
     }
@@ -235,17 +228,10 @@ impl Detector {
     pub fn no_picture(&mut self, time: Time90k) -> Option<MotionEvent> {
         self.streak = 0;
         let hold = (self.cfg.hold.as_secs_f64() * 90_000.0) as i64;
-        if !self.active || time - self.last_motion < hold {
+        if time - self.last_motion < hold {
             return None;
         }
-        self.active = false;
-        let region = self.region();
-        self.bbox = None;
-        self.first_motion = None;
-        Some(MotionEvent::End {
-            time: self.last_motion,
-            region,
-        })
+        self.end_motion()
     }
 
     /// The stream stopped: ends motion in progress where it was last seen,
@@ -253,6 +239,11 @@ impl Detector {
     pub fn stop(&mut self) -> Option<MotionEvent> {
         self.bg = None;
         self.streak = 0;
+        self.end_motion()
+    }
+
+    /// Ends motion in progress (if any) where it was last seen.
+    fn end_motion(&mut self) -> Option<MotionEvent> {
         if !self.active {
             return None;
         }

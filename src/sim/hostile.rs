@@ -81,15 +81,7 @@ impl Mode {
 
     /// The mode a request URI names (`rtsp://h/<mode>/trackID=0`).
     pub fn from_uri(uri: &str) -> Option<Mode> {
-        let path = match uri.find("://") {
-            Some(p) => {
-                let after = &uri[p + 3..];
-                &after[after.find('/').unwrap_or(after.len())..]
-            }
-            None => uri,
-        };
-        let first = path.trim_start_matches('/').split('/').next()?;
-        first.parse().ok()
+        rtsp::first_path_segment(uri)?.parse().ok()
     }
 
     /// Whether the camera plays a stream (the others fail before PLAY).

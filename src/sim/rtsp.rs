@@ -217,6 +217,18 @@ pub const MAX_PAYLOAD: usize = 1400;
 
 /// Packetizes one access unit (NAL units without start codes) per RFC 6184:
 /// single NAL unit packets, FU-A for NALs larger than `MAX_PAYLOAD`.
+/// The first segment of a request URI's path (`rtsp://h:p/cam1/trackID=0` → `cam1`).
+pub fn first_path_segment(uri: &str) -> Option<&str> {
+    let path = match uri.find("://") {
+        Some(p) => {
+            let after = &uri[p + 3..];
+            &after[after.find('/').unwrap_or(after.len())..]
+        }
+        None => uri,
+    };
+    path.trim_start_matches('/').split('/').next()
+}
+
 pub fn packetize_h264(nals: &[&[u8]], out: &mut Vec<Vec<u8>>) {
     for nal in nals {
         if nal.is_empty() {

@@ -180,15 +180,7 @@ enum Delivery {
 }
 
 fn camera_index(uri: &str, count: u32) -> Option<usize> {
-    let path = match uri.find("://") {
-        Some(p) => {
-            let after = &uri[p + 3..];
-            &after[after.find('/').unwrap_or(after.len())..]
-        }
-        None => uri,
-    };
-    let first = path.trim_start_matches('/').split('/').next()?;
-    let n: u32 = first.strip_prefix("cam")?.parse().ok()?;
+    let n: u32 = rtsp::first_path_segment(uri)?.strip_prefix("cam")?.parse().ok()?;
     (1..=count).contains(&n).then(|| (n - 1) as usize)
 }
 
