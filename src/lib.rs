@@ -11,6 +11,7 @@
 //! comes from outside).
 
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod events;
 pub mod excerpt;
