@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod events;
+pub mod evidence;
 pub mod excerpt;
 pub mod export;
 pub mod failover;

@@ -277,9 +277,16 @@ fn parse_trak(trak: &[u8], mdia: &[u8]) -> Result<Track, Mp4Error> {
 /// Finds and parses `moov` in a file without reading the media.
 pub fn read_track_file(f: &mut File) -> Result<Track, Mp4Error> {
     let len = f.metadata()?.len();
+    read_track_at(f, 0, len)
+}
+
+/// Like `read_track_file` for an .mp4 stored as the `len` bytes at `base` of
+/// a larger file (an uncompressed zip entry). Sample offsets stay relative
+/// to the .mp4's start.
+pub fn read_track_at<F: Read + Seek>(f: &mut F, base: u64, len: u64) -> Result<Track, Mp4Error> {
     let mut pos = 0u64;
     while pos + 8 <= len {
-        f.seek(SeekFrom::Start(pos))?;
+        f.seek(SeekFrom::Start(base + pos))?;
         let mut h = [0u8; 16];
         f.read_exact(&mut h[..8])?;
         let mut size = u64::from(u32::from_be_bytes(h[..4].try_into().unwrap_or_default()));

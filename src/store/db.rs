@@ -21,7 +21,7 @@ use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::store::segment_file::Hole;
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -117,6 +117,14 @@ CREATE TRIGGER segment_span_update AFTER UPDATE OF start_90k, end_90k ON segment
 END;
 "#;
 
+/// Version 6: each finished segment's SHA-256 over the bytes its row lists,
+/// computed by the writer as it wrote them, so that `tandem verify --data`
+/// and the scrub find a file changed afterwards. NULL for segments finished
+/// before version 6 or rebuilt by start-up repair: those are unhashed.
+const MIGRATION_6: &str = r#"
+ALTER TABLE segment ADD COLUMN sha256 BLOB;             -- 32 bytes; NULL: not hashed
+"#;
+
 pub const WRITING: i64 = 0;
 pub const COMPLETE: i64 = 1;
 pub const GARBAGE: i64 = 2;
@@ -153,7 +161,13 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 4] = [(1, SCHEMA), (2, MIGRATION_2), (3, MIGRATION_3), (4, MIGRATION_4)];
+    let steps: [(i32, &str); 5] = [
+        (1, SCHEMA),
+        (2, MIGRATION_2),
+        (3, MIGRATION_3),
+        (4, MIGRATION_4),
+        (6, MIGRATION_6),
+    ];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {
         tx.execute_batch(sql)
@@ -307,10 +321,18 @@ pub fn update_writing(conn: &Connection, id: i64, p: &Progress) -> rusqlite::Res
     Ok(())
 }
 
-pub fn complete_segment(conn: &Connection, id: i64, p: &Progress, index: &[u8]) -> rusqlite::Result<()> {
+/// Marks a segment finished. `sha256` covers the file's first `p.bytes`
+/// bytes; `None` when they were not hashed as they were written (repair).
+pub fn complete_segment(
+    conn: &Connection,
+    id: i64,
+    p: &Progress,
+    index: &[u8],
+    sha256: Option<&[u8; 32]>,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE segment SET state = 1, end_90k = ?2, frames = ?3, key_frames = ?4, bytes = ?5,
-         media_bytes = ?6, frame_index = ?7 WHERE id = ?1",
+         media_bytes = ?6, frame_index = ?7, sha256 = ?8 WHERE id = ?1",
         params![
             id,
             p.end.0,
@@ -318,10 +340,50 @@ pub fn complete_segment(conn: &Connection, id: i64, p: &Progress, index: &[u8]) 
             p.key_frames,
             p.bytes as i64,
             p.media_bytes as i64,
-            index
+            index,
+            sha256.map(|h| h.as_slice())
         ],
     )?;
     Ok(())
+}
+
+/// A finished segment as the integrity check sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashedSegment {
+    pub id: i64,
+    pub channel: u32,
+    pub start: Time90k,
+    pub bytes: u64,
+    /// None: finished before schema 6 or rebuilt by repair.
+    pub sha256: Option<Vec<u8>>,
+    /// Damage the start-up check already recorded.
+    pub damage: Option<String>,
+}
+
+/// Finished segments (optionally of one channel) overlapping [start, end),
+/// in id order, for `tandem verify --data` and the scrub.
+pub fn finished_segments_for_check(
+    conn: &Connection,
+    channel: Option<u32>,
+    start: Time90k,
+    end: Time90k,
+) -> rusqlite::Result<Vec<HashedSegment>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, channel, start_90k, bytes, sha256, damage FROM segment
+         WHERE state = 1 AND (?1 IS NULL OR channel = ?1) AND start_90k < ?3 AND end_90k > ?2
+         ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![channel, start.0, end.0], |r| {
+        Ok(HashedSegment {
+            id: r.get(0)?,
+            channel: r.get(1)?,
+            start: Time90k(r.get(2)?),
+            bytes: r.get::<_, i64>(3)?.max(0) as u64,
+            sha256: r.get(4)?,
+            damage: r.get(5)?,
+        })
+    })?;
+    rows.collect()
 }
 
 pub fn segment(conn: &Connection, id: i64) -> rusqlite::Result<Option<SegmentRow>> {
@@ -641,7 +703,7 @@ mod tests {
             bytes: 10,
             media_bytes: 5,
         };
-        complete_segment(&c, id, &p2, b"idx").unwrap();
+        complete_segment(&c, id, &p2, b"idx", None).unwrap();
         let rows = segments_overlapping(&c, 1, Time90k(150), Time90k(300)).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].frames, 2);
@@ -711,7 +773,7 @@ mod tests {
             bytes: 10,
             media_bytes: 5,
         };
-        complete_segment(c, id, &p, b"idx").unwrap();
+        complete_segment(c, id, &p, b"idx", None).unwrap();
         id
     }
 

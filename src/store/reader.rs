@@ -468,7 +468,7 @@ mod tests {
                 bytes: 1000,
                 media_bytes: 900,
             };
-            db::complete_segment(&c, id, &p, &[]).unwrap();
+            db::complete_segment(&c, id, &p, &[], None).unwrap();
             id
         };
         // A camera clock stepped back 10 s: the second segment starts inside the first.
@@ -514,7 +514,7 @@ mod tests {
                 bytes: header_len(40) + 3 * 116,
                 media_bytes: 300,
             };
-            db::complete_segment(&c, id, &p, index).unwrap();
+            db::complete_segment(&c, id, &p, index, None).unwrap();
             id
         };
         let good = index::encode(

@@ -295,7 +295,7 @@ fn finish_from_file(
     if adopt {
         db::insert_adopted_segment(&tx, id, channel, scan.header.start, entry_id)?;
     }
-    db::complete_segment(&tx, id, &progress, &index::encode(&entries))?;
+    db::complete_segment(&tx, id, &progress, &index::encode(&entries), None)?;
     db::set_holes(&tx, id, &holes)?;
     tx.commit()?;
     for s in &scan.skips {
@@ -484,7 +484,7 @@ mod tests {
             bytes: 100,
             media_bytes: 10,
         };
-        db::complete_segment(&conn, id2, &p, b"").unwrap();
+        db::complete_segment(&conn, id2, &p, b"", None).unwrap();
         std::fs::rename(&path, segment_path(dir.path(), 2, id2)).unwrap();
         let mut r = RepairReport::default();
         check_finished(&conn, dir.path(), &mut r).unwrap();
@@ -549,7 +549,7 @@ mod tests {
                 bytes: 3,
                 media_bytes: 1,
             };
-            db::complete_segment(&tx, id, &p, b"").unwrap();
+            db::complete_segment(&tx, id, &p, b"", None).unwrap();
             if i % 10_000 != 5 {
                 std::fs::write(segment_path(dir.path(), 1, id), b"abc").unwrap();
             }

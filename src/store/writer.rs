@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use super::db::{self, Progress};
@@ -157,6 +158,9 @@ pub(super) struct OpenSegment {
     len: u64,
     media_bytes: u64,
     dirty: bool,
+    /// SHA-256 of the file's first `len` bytes, fed as they are written
+    /// (never by reading back), stored with the finished row.
+    hash: Sha256,
     /// Times of the frames written since the last fdatasync, for the
     /// frame-to-durable latency (live segments only; empty for imports).
     unflushed: Vec<Time90k>,
@@ -192,9 +196,9 @@ impl OpenSegment {
             file.write_all(&header)?;
             file.sync_data()?;
             File::open(dir)?.sync_all()?;
-            Ok::<_, std::io::Error>((file, header.len() as u64))
+            Ok::<_, std::io::Error>((file, header))
         })();
-        let (file, len) = match result {
+        let (file, header) = match result {
             Ok(v) => v,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
@@ -213,9 +217,10 @@ impl OpenSegment {
             last_duration: 0,
             frames: 0,
             key_frames: 0,
-            len,
+            len: header.len() as u64,
             media_bytes: 0,
             dirty: true,
+            hash: Sha256::new_with_prefix(&header),
             unflushed: Vec::new(),
         })
     }
@@ -250,7 +255,13 @@ impl OpenSegment {
         if self.frames == 0 {
             let _ = std::fs::remove_file(segment_path(dir, channel, self.id));
             let _ = db::delete_segment_row(conn, self.id);
-        } else if let Err(e) = db::complete_segment(conn, self.id, &progress, self.index.blob()) {
+        } else if let Err(e) = db::complete_segment(
+            conn,
+            self.id,
+            &progress,
+            self.index.blob(),
+            Some(&self.hash.finalize().into()),
+        ) {
             // The row stays `writing`; startup repair will rebuild it from the file.
             error!(channel, segment = self.id, "could not commit finished segment: {e}");
         }
@@ -283,6 +294,8 @@ impl OpenSegment {
             self.index.push(FrameEntry { duration, size, key: k });
             self.last_duration = duration;
         }
+        self.hash.update(header);
+        self.hash.update(data);
         self.pending = Some((time, data.len() as u32, key));
         self.frames += 1;
         self.key_frames += u32::from(key);
