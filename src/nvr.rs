@@ -64,6 +64,11 @@ pub struct Nvr {
     /// Delivery counters of the configured actions.
     pub actions: SharedActionStats,
     gate_stats: crate::store::events::GateStatsMap,
+    /// Signs evidence exports (`DATA/signing-key`, created on first start).
+    pub signing_key: ed25519_dalek::SigningKey,
+    /// The segment scrub's counters; its thread stops when `scrub_stop` is dropped.
+    pub scrub: crate::store::integrity::SharedScrubStats,
+    scrub_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -130,6 +135,27 @@ impl Nvr {
                 Some(tx)
             }
             _ => None,
+        };
+        let (signing_key, created) = crate::evidence::key::load_or_create(&config.storage.dir)?;
+        info!(
+            fingerprint = %crate::evidence::fingerprint(&signing_key.verifying_key()),
+            created,
+            "evidence signing key ready"
+        );
+        let scrub = crate::store::integrity::SharedScrubStats::default();
+        let scrub_stop = match config.storage.scrub_interval {
+            Some(interval) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                crate::store::integrity::spawn_scrub(
+                    config.storage.dir.clone(),
+                    interval,
+                    crate::store::integrity::SCRUB_RATE,
+                    scrub.clone(),
+                    rx,
+                )?;
+                Some(tx)
+            }
+            None => None,
         };
         let mut channels = BTreeMap::new();
         for c in &config.channels {
@@ -208,6 +234,9 @@ impl Nvr {
             transfer_wake: Mutex::new(transfer_wake),
             actions,
             gate_stats,
+            signing_key,
+            scrub,
+            scrub_stop: Mutex::new(scrub_stop),
             config,
         });
         // Channels a rule governs take their binding from the rule's state.
@@ -425,6 +454,7 @@ impl Nvr {
             a.abort();
         }
         self.transfer_wake.lock().expect("wake lock").take();
+        self.scrub_stop.lock().expect("scrub lock").take();
         info!("shutdown: stopping ingest");
         let handles: Vec<IngestHandle> = {
             let mut chans = self.channels.lock().expect("channels lock");

@@ -91,6 +91,8 @@ pub struct StorageConfig {
     pub min_free_bytes: u64,
     pub flush_interval: Duration,
     pub segment_duration: Duration,
+    /// How often the scrub rereads every segment against its hash; None: off.
+    pub scrub_interval: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -153,6 +155,7 @@ impl Default for StorageConfig {
             min_free_bytes: 1 << 30,
             flush_interval: Duration::from_secs(1),
             segment_duration: Duration::from_secs(60),
+            scrub_interval: None,
         }
     }
 }
@@ -224,6 +227,7 @@ struct RawStorage {
     min_free: Option<Spanned<SizeOrNumber>>,
     flush_interval: Option<Spanned<SizeOrNumber>>,
     segment_duration: Option<Spanned<SizeOrNumber>>,
+    scrub_interval: Option<Spanned<SizeOrNumber>>,
 }
 
 #[derive(Deserialize)]
@@ -342,6 +346,13 @@ pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec
                     Ok(_) => c.err(v.span().start, field, format!("must be between {min} s and {max} s")),
                     Err(e) => c.err(v.span().start, field, e),
                 }
+            }
+        }
+        if let Some(v) = &s.scrub_interval {
+            match units::parse_duration(&v.get_ref().text()) {
+                Ok(d) if d >= Duration::from_secs(1) => storage.scrub_interval = Some(d),
+                Ok(_) => c.err(v.span().start, "storage.scrub_interval", "must be at least 1 s"),
+                Err(e) => c.err(v.span().start, "storage.scrub_interval", e),
             }
         }
     }

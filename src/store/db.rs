@@ -362,17 +362,21 @@ pub struct HashedSegment {
 
 /// Finished segments (optionally of one channel) overlapping [start, end),
 /// in id order, for `tandem verify --data` and the scrub.
+/// `has_hash`: the index is at schema 6 or later (an older one, not yet
+/// opened by this Tandem, has no hash column: every segment is unhashed).
 pub fn finished_segments_for_check(
     conn: &Connection,
     channel: Option<u32>,
     start: Time90k,
     end: Time90k,
+    has_hash: bool,
 ) -> rusqlite::Result<Vec<HashedSegment>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, channel, start_90k, bytes, sha256, damage FROM segment
+    let hash = if has_hash { "sha256" } else { "NULL" };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, channel, start_90k, bytes, {hash}, damage FROM segment
          WHERE state = 1 AND (?1 IS NULL OR channel = ?1) AND start_90k < ?3 AND end_90k > ?2
-         ORDER BY id",
-    )?;
+         ORDER BY id"
+    ))?;
     let rows = stmt.query_map(params![channel, start.0, end.0], |r| {
         Ok(HashedSegment {
             id: r.get(0)?,

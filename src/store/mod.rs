@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod import;
 pub mod index;
+pub mod integrity;
 pub mod queue;
 pub mod reader;
 pub mod repair;
