@@ -5,6 +5,8 @@
 //! Must never make recording wait: nothing here is on the path from a camera
 //! to the disk, and a store with no user at all still records.
 
+pub mod audit_log;
+
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
