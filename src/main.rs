@@ -29,6 +29,11 @@ enum Cmd {
     HostileCamera(cmds::hostile_camera::Args),
     /// Export a stretch of a channel's footage as an .mp4.
     Export(cmds::export::Args),
+    /// Check an evidence archive (signature, clip hash, frame count), or a
+    /// store's segment files against the hashes written with them (--data).
+    Verify(cmds::verify::Args),
+    /// The NVR's evidence signing key.
+    Key(cmds::key::Args),
     /// Count frames found, lost and duplicated in stored or exported footage.
     Audit(cmds::audit::Args),
     /// Validate a configuration file; lists every problem found.
@@ -55,6 +60,8 @@ fn main() -> std::process::ExitCode {
         Cmd::SimCamera(a) => cmds::sim_camera::run(a),
         Cmd::HostileCamera(a) => cmds::hostile_camera::run(a),
         Cmd::Export(a) => cmds::export::run(a),
+        Cmd::Verify(a) => cmds::verify::run(a),
+        Cmd::Key(a) => cmds::key::run(a),
         Cmd::Audit(a) => cmds::audit::run(a),
         Cmd::Check(a) => cmds::check::run(a),
         Cmd::Bench(a) => cmds::bench::run(a),

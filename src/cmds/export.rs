@@ -4,6 +4,11 @@
 //! (`--allow-overlaps`) or damaged files (`--allow-damage`) — are warnings
 //! that also make the exit status 3 (the file is still written), so that no
 //! script mistakes an incomplete export for a complete one.
+//!
+//! `--evidence` writes an evidence archive instead (`tandem::evidence`): the
+//! clip, a manifest and its Ed25519 signature in one zip that `tandem verify`
+//! checks. A local evidence export is audited (actor `cli:$USER`) before it
+//! is written, so the audit entry's id is in the signed manifest.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -18,11 +23,22 @@ use tandem::time::Time90k;
 #[derive(clap::Args)]
 pub struct Args {
     /// Read footage from a Tandem store directory (the NVR may be running).
-    #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+    #[arg(long, conflicts_with_all = ["server", "config"], required_unless_present_any = ["server", "config"])]
     data: Option<PathBuf>,
+    /// Read footage from the store of this configuration (which also names
+    /// the channel and its camera in an evidence manifest).
+    #[arg(long, conflicts_with = "server")]
+    config: Option<PathBuf>,
     /// Fetch footage from a running Tandem, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     server: Option<String>,
+    /// API token for --server (sent as a bearer token).
+    #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Write an evidence archive (.zip: the clip, a manifest and its
+    /// signature) that `tandem verify` checks.
+    #[arg(long)]
+    evidence: bool,
     #[arg(long)]
     channel: u32,
     /// Start of the clip, RFC 3339 (e.g. 2026-11-22T10:00:00Z).
@@ -50,11 +66,11 @@ const INCOMPLETE: u8 = 3;
 /// What an export left out, as reported by the clip plan or the server's
 /// headers. Each list holds the JSON objects of `mp4::clip`.
 #[derive(Default)]
-struct Omissions {
-    gaps: Vec<serde_json::Value>,
-    overlaps: Vec<serde_json::Value>,
-    frames_omitted: u64,
-    damaged: Vec<serde_json::Value>,
+pub(super) struct Omissions {
+    pub gaps: Vec<serde_json::Value>,
+    pub overlaps: Vec<serde_json::Value>,
+    pub frames_omitted: u64,
+    pub damaged: Vec<serde_json::Value>,
 }
 
 impl Omissions {
@@ -110,11 +126,11 @@ impl Omissions {
     }
 }
 
-fn to_json<T: serde::Serialize>(items: &[T]) -> Vec<serde_json::Value> {
+pub(super) fn to_json<T: serde::Serialize>(items: &[T]) -> Vec<serde_json::Value> {
     items.iter().filter_map(|x| serde_json::to_value(x).ok()).collect()
 }
 
-fn progress(len: u64) -> ProgressBar {
+pub(super) fn progress(len: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -129,14 +145,29 @@ fn progress(len: u64) -> ProgressBar {
 pub fn run(a: Args) -> Result<ExitCode> {
     let start = Time90k::parse_rfc3339(&a.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?;
     let end = Time90k::parse_rfc3339(&a.end).map_err(|e| anyhow::anyhow!("--end: {e}"))?;
-    let tmp = a.output.with_extension("mp4.part");
+    let mut tmp = a.output.clone().into_os_string();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
     let mut omissions = Omissions::default();
-    let result = match (&a.data, &a.server) {
-        (Some(dir), _) => export_local(dir, a.channel, start, end, &tmp, &mut omissions),
-        (None, Some(server)) => {
-            super::runtime()?.block_on(export_remote(server, a.channel, &a.start, &a.end, &tmp, &mut omissions))
+    let resource = if a.evidence { "evidence.zip" } else { "clip.mp4" };
+    let result = match (super::store_of(a.data.as_deref(), a.config.as_deref()), &a.server) {
+        (Ok(store), None) if a.evidence => {
+            super::evidence::export_local(&store, a.channel, start, end, &tmp, &mut omissions)
         }
-        (None, None) => bail!("give --data DIR or --server URL"),
+        (Ok(store), None) => export_local(&store.dir, a.channel, start, end, &tmp, &mut omissions),
+        (_, Some(server)) => super::runtime()?.block_on(export_remote(
+            server,
+            a.token.as_deref(),
+            resource,
+            Remote {
+                channel: a.channel,
+                start: &a.start,
+                end: &a.end,
+            },
+            &tmp,
+            &mut omissions,
+        )),
+        (Err(e), None) => Err(e),
     };
     match result {
         Ok(bytes) => {
@@ -191,19 +222,26 @@ fn export_local(
     Ok(clip.len)
 }
 
+/// What to fetch from a running NVR.
+struct Remote<'a> {
+    channel: u32,
+    start: &'a str,
+    end: &'a str,
+}
+
 async fn export_remote(
     server: &str,
-    channel: u32,
-    start: &str,
-    end: &str,
+    token: Option<&str>,
+    resource: &str,
+    r: Remote<'_>,
     out: &std::path::Path,
     omissions: &mut Omissions,
 ) -> Result<u64> {
     let base = url::Url::parse(server).with_context(|| format!("--server `{server}` is not a URL"))?;
-    let mut url = base.join(&format!("/api/v1/channels/{channel}/clip.mp4"))?;
+    let mut url = base.join(&format!("/api/v1/channels/{}/{resource}", r.channel))?;
     url.query_pairs_mut()
-        .append_pair("start", start)
-        .append_pair("end", end);
+        .append_pair("start", r.start)
+        .append_pair("end", r.end);
     let host = url.host_str().context("--server has no host")?.to_string();
     let port = url.port_or_known_default().unwrap_or(80);
     let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
@@ -216,9 +254,11 @@ async fn export_remote(
             .with_context(|| format!("connecting to {host}:{port}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        let req = hyper::Request::get(path.as_str())
-            .header("host", format!("{host}:{port}"))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let mut req = hyper::Request::get(path.as_str()).header("host", format!("{host}:{port}"));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(http_body_util::Empty::<bytes::Bytes>::new())?;
         let resp = sender.send_request(req).await?;
         attempt += 1;
         if resp.status() != hyper::StatusCode::SERVICE_UNAVAILABLE || attempt == 3 {

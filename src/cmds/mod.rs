@@ -8,11 +8,14 @@ pub mod bench_attack;
 pub mod bench_motion;
 pub mod check;
 pub mod demo;
+pub mod evidence;
 pub mod export;
 pub mod hostile_camera;
+pub mod key;
 pub mod lab;
 pub mod serve;
 pub mod sim_camera;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -20,6 +23,30 @@ use anyhow::Result;
 use tandem::config::Config;
 use tandem::nvr::Nvr;
 use tandem::time::SystemClock;
+
+/// A store named on the command line: `--data DIR`, or the store of
+/// `--config FILE` (whose channel names are then known too).
+pub struct StoreRef {
+    pub dir: std::path::PathBuf,
+    pub config: Option<Config>,
+}
+
+pub fn store_of(data: Option<&std::path::Path>, config: Option<&std::path::Path>) -> Result<StoreRef> {
+    match (data, config) {
+        (Some(d), _) => Ok(StoreRef {
+            dir: d.to_path_buf(),
+            config: None,
+        }),
+        (None, Some(c)) => {
+            let config = tandem::config::load(c).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(StoreRef {
+                dir: config.storage.dir.clone(),
+                config: Some(config),
+            })
+        }
+        (None, None) => anyhow::bail!("give --data DIR or --config FILE"),
+    }
+}
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     cap_malloc_arenas();

@@ -6,6 +6,7 @@
 mod channels;
 mod clip;
 mod events;
+mod evidence;
 mod import;
 pub mod server;
 pub mod throttle;
@@ -195,6 +196,8 @@ pub fn router(nvr: Arc<Nvr>) -> Router {
         .route("/api/v1/channels", get(channels::list))
         .route("/api/v1/channels/{n}/recordings", get(channels::recordings))
         .route("/api/v1/channels/{n}/clip.mp4", get(clip::clip))
+        .route("/api/v1/channels/{n}/evidence.zip", get(evidence::evidence))
+        .route("/api/v1/key", get(evidence::key))
         .route("/api/v1/channels/{n}/events", axum::routing::post(events::trigger))
         .route("/api/v1/events", get(events::search))
         .route("/api/v1/actions", get(events::actions))
@@ -226,6 +229,7 @@ async fn store_health(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>)
         "writer": nvr.writer_stats(),
         "import": nvr.importer.stats.lock().map(|s| s.clone()).unwrap_or_default(),
         "http": nvr.http_stats(),
+        "scrub": nvr.scrub.lock().map(|s| s.clone()).unwrap_or_default(),
     }))
 }
 

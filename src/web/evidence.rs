@@ -1,0 +1,178 @@
+//! `GET /api/v1/channels/{n}/evidence.zip?start=…&end=…`: the clip of a range
+//! with a signed manifest (see `crate::evidence`), and `GET /api/v1/key`: the
+//! public key that verifies it.
+//!
+//! The export is audited before it is written, so the audit entry's id is in
+//! the signed manifest. The archive is spooled to an unlinked file in the
+//! data directory (the zip writer patches headers after each entry) and only
+//! when free space stays above the store's `min_free`, so an export never
+//! takes recording's room; then it is streamed. Must never buffer a clip in
+//! memory nor serve a channel the principal may not see.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::{Extension, Json};
+
+use super::{channel_param, time_param, ApiError, ApiResult};
+use crate::auth::audit_log::{self, Action, Entry};
+use crate::auth::Principal;
+use crate::evidence::export::{self, Meta, PlanError};
+use crate::mp4::clip::ClipError;
+use crate::nvr::Nvr;
+
+const CHUNK: usize = 256 * 1024;
+/// Room kept beyond the clip for the archive's headers and manifest.
+const SPOOL_MARGIN: u64 = 16 << 20;
+
+pub async fn evidence(
+    State(nvr): State<Arc<Nvr>>,
+    Extension(p): Extension<Principal>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(n): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let ch = channel_param(&nvr, &n)?;
+    if !p.can_see(ch) {
+        return Err(ApiError::status(
+            StatusCode::FORBIDDEN,
+            format!("you may not see channel {ch}"),
+        ));
+    }
+    let start = time_param("start", q.get("start"))?;
+    let end = time_param("end", q.get("end"))?;
+    let reader = nvr.reader.clone();
+    let clip = tokio::task::spawn_blocking(move || export::plan(&reader, ch, start, end))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            PlanError::Clip(e @ (ClipError::NoFootage | ClipError::Unreadable(_))) => {
+                ApiError::not_found(e.to_string())
+            }
+            PlanError::Clip(e) => ApiError::bad_request(e.to_string()),
+            PlanError::Store(e) => ApiError::internal(format!("{e:#}")),
+        })?;
+    let dir = nvr.config.storage.dir.clone();
+    let free = crate::store::free_bytes(&dir).map_err(ApiError::internal)?;
+    let need = clip
+        .len
+        .saturating_add(SPOOL_MARGIN)
+        .saturating_add(nvr.config.storage.min_free_bytes);
+    if free < need {
+        return Err(ApiError::busy(
+            60,
+            format!(
+                "not enough free space to prepare a {} MiB export without taking recording's room; export a shorter range",
+                clip.len >> 20
+            ),
+        ));
+    }
+    let target = format!("channel {ch} {}..{}", start.to_rfc3339(), end.to_rfc3339());
+    let entry = Entry::new(p.actor.clone(), Some(client.ip()), Action::EvidenceExport, target);
+    let db = dir.join("index.db");
+    let now = nvr.clock.now();
+    let at_ms = now.0 / 90;
+    let audit_id = tokio::task::spawn_blocking(move || {
+        let conn = crate::store::db::open(&db)?;
+        audit_log::append(&conn, at_ms, &entry).map_err(|e| anyhow::anyhow!("{e}"))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        ApiError::busy(
+            5,
+            format!("the audit log cannot be written ({e:#}); no export without it"),
+        )
+    })?;
+    let view = nvr.channel_views().into_iter().find(|v| v.number == ch);
+    let meta = Meta {
+        nvr_id: nvr.nvr_id.clone(),
+        channel: ch,
+        channel_name: view.as_ref().map(|v| v.name.clone()),
+        camera: view.and_then(|v| v.binding),
+        requested: (start, end),
+        exported_by: p.actor.clone(),
+        exported_at: now,
+        audit_entry: Some(audit_id),
+    };
+    let key = nvr.signing_key.clone();
+    let (file, len) = tokio::task::spawn_blocking(move || {
+        let spool = dir.join("evidence-spool");
+        std::fs::create_dir_all(&spool)?;
+        let path = spool.join(format!("{:016x}.zip", rand::random::<u64>()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        // Unlinked at once: a crash or a dropped connection leaves nothing behind.
+        std::fs::remove_file(&path)?;
+        let (w, _) = export::write(BufWriter::with_capacity(1 << 20, f), &clip, &meta, &key)?;
+        let mut f = w.into_inner().map_err(|e| e.into_error())?;
+        let len = f.seek(SeekFrom::End(0))?;
+        f.seek(SeekFrom::Start(0))?;
+        Ok::<_, anyhow::Error>((f, len))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        tracing::warn!(channel = ch, audit_entry = audit_id, "evidence export failed: {e:#}");
+        ApiError::busy(
+            1,
+            format!("footage changed while the export was prepared ({e:#}); try again"),
+        )
+    })?;
+    tracing::info!(channel = ch, actor = %p.actor, audit_entry = audit_id, bytes = len, "evidence export");
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut f = file;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(buf)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let name = format!(
+        "attachment; filename=\"evidence-ch{ch}-{}.zip\"",
+        start.to_rfc3339().replace(':', "")
+    );
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert("x-tandem-audit-entry", HeaderValue::from(audit_id));
+    Ok(resp)
+}
+
+/// `GET /api/v1/key`: the NVR's evidence signing key (public half).
+pub async fn key(State(nvr): State<Arc<Nvr>>) -> Json<serde_json::Value> {
+    use base64::Engine;
+    let k = nvr.signing_key.verifying_key();
+    Json(serde_json::json!({
+        "algorithm": "ed25519",
+        "public_key_hex": crate::evidence::hex(k.as_bytes()),
+        "public_key_base64": base64::engine::general_purpose::STANDARD.encode(k.as_bytes()),
+        "fingerprint": crate::evidence::fingerprint(&k),
+    }))
+}
