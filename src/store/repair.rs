@@ -135,8 +135,11 @@ pub fn repair(conn: &rusqlite::Connection, dir: &Path) -> Result<RepairReport> {
 /// header only when the size is wrong. `Store::open` runs it on its own
 /// thread and connection after repair, so recording never waits for it (a
 /// year of segments takes seconds); readers check the files they plan
-/// meanwhile. The segment integrity hash (see the secure-access issue)
-/// belongs beside this, in the same background pass.
+/// meanwhile. Content is checked elsewhere: a file changed in place keeps its
+/// size, and only reading it all against the SHA-256 the writer stored
+/// (`store::integrity`) finds that — hours for a large store, so it is the
+/// paced scrub's job (`[storage] scrub_interval`) and `tandem verify --data`'s,
+/// never start-up's. Segments this module rebuilds get no hash (unhashed).
 pub fn check_finished(conn: &rusqlite::Connection, dir: &Path, report: &mut RepairReport) -> Result<()> {
     let t0 = Instant::now();
     let rows = db::complete_segment_sizes(conn)?;
