@@ -282,3 +282,57 @@ fn public_keys_parse_from_hex_or_base64() {
     assert!(parse_public_key("not a key!").is_err());
     assert_eq!(fingerprint(&k).len(), 32);
 }
+
+/// Measurement (docs/clips.md): export and verify of a 244-MB clip, and the
+/// archive kept at `$TANDEM_KEEP_ZIP` for a peak-memory run of `tandem verify`.
+#[test]
+#[ignore]
+fn measure_export_and_verify_of_a_244_mb_clip() {
+    let d = tempfile::tempdir().unwrap();
+    let n = 2560usize;
+    let p = d.path().join("seg");
+    let fsz = 100_000usize;
+    let content: Vec<u8> = (0..n * fsz + 100).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&p, &content).unwrap();
+    drop(content);
+    let mut data = vec![0u8; 40];
+    data[4..8].copy_from_slice(b"avc1");
+    let entry = Arc::new(SampleEntryRow {
+        id: 1,
+        data,
+        codec: "h264".into(),
+        width: 64,
+        height: 48,
+    });
+    let frames = (0..n)
+        .map(|i| FrameRef {
+            time: Time90k(i as i64 * 3600),
+            duration: 3600,
+            offset: 100 + (i * fsz) as u64,
+            size: fsz as u32,
+            key: i % 25 == 0,
+        })
+        .collect();
+    let seg = SegmentFrames {
+        id: 1,
+        path: p,
+        entry,
+        frames,
+    };
+    let clip = clip::build(&[seg], &[], Time90k(0), Time90k(n as i64 * 3600)).unwrap();
+    let out = d.path().join("big.zip");
+    let t = std::time::Instant::now();
+    let f = std::fs::File::create(&out).unwrap();
+    let mut m = meta();
+    m.requested = (Time90k(0), Time90k(n as i64 * 3600));
+    export::write(std::io::BufWriter::with_capacity(1 << 20, f), &clip, &m, &key(1)).unwrap();
+    let te = t.elapsed();
+    let t = std::time::Instant::now();
+    let v = archive::verify(&out, None);
+    let tv = t.elapsed();
+    assert!(v.ok(), "{:?}", v.checks);
+    eprintln!("clip {} MB: export {:?}, verify {:?}", clip.len >> 20, te, tv);
+    if let Ok(keep) = std::env::var("TANDEM_KEEP_ZIP") {
+        std::fs::copy(&out, keep).unwrap();
+    }
+}
