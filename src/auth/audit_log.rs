@@ -149,13 +149,18 @@ pub fn entry_hash(prev: &[u8], id: i64, at_ms: i64, row: &Row) -> [u8; 32] {
 }
 
 fn meta_hash(conn: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get::<_, String>(0))
-        .optional()
-        .map(|v| v.and_then(|s| hex_decode(&s)))
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+        r.get::<_, String>(0)
+    })
+    .optional()
+    .map(|v| v.and_then(|s| hex_decode(&s)))
 }
 
 fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        params![key, value],
+    )?;
     Ok(())
 }
 
@@ -201,7 +206,17 @@ pub fn append_all(conn: &Connection, entries: &[(i64, Entry)]) -> Result<Vec<i64
         tx.execute(
             "INSERT INTO audit (id, at_ms, actor, addr, action, target, outcome, prev_hash, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![id, at_ms, row.actor, row.addr, row.action, row.target, row.outcome, prev, hash.as_slice()],
+            params![
+                id,
+                at_ms,
+                row.actor,
+                row.addr,
+                row.action,
+                row.target,
+                row.outcome,
+                prev,
+                hash.as_slice()
+            ],
         )?;
         prev = hash.to_vec();
         ids.push(id);
@@ -259,7 +274,13 @@ pub fn search(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Row>> {
          ORDER BY id DESC LIMIT ?5",
     )?;
     let rows = stmt.query_map(
-        params![q.start_ms, q.end_ms, q.actor, q.action.map(|a| a.as_str()), q.limit as i64],
+        params![
+            q.start_ms,
+            q.end_ms,
+            q.actor,
+            q.action.map(|a| a.as_str()),
+            q.limit as i64
+        ],
         read_row,
     )?;
     let mut v = rows.collect::<rusqlite::Result<Vec<Row>>>()?;
@@ -292,7 +313,8 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
     let mut v = Verdict::default();
     let mut prev = meta_hash(conn, "audit_anchor")?.unwrap_or_else(|| vec![0; 32]);
     let mut last_id = None;
-    let mut stmt = conn.prepare("SELECT id, at_ms, actor, addr, action, target, outcome, prev_hash, hash FROM audit ORDER BY id")?;
+    let mut stmt =
+        conn.prepare("SELECT id, at_ms, actor, addr, action, target, outcome, prev_hash, hash FROM audit ORDER BY id")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let row = read_row(r)?;
@@ -301,11 +323,8 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
         v.entries += 1;
         if let Some(l) = last_id {
             if row.id != l + 1 {
-                v.problems.push(format!(
-                    "entries {} to {} are missing (deleted)",
-                    l + 1,
-                    row.id - 1
-                ));
+                v.problems
+                    .push(format!("entries {} to {} are missing (deleted)", l + 1, row.id - 1));
             }
         }
         if stored_prev != prev {
@@ -343,7 +362,11 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
 /// never queues without bound.
 #[derive(Clone)]
 pub struct Appender {
-    tx: mpsc::SyncSender<(i64, Entry, Option<tokio::sync::oneshot::Sender<Result<i64, AuditError>>>)>,
+    tx: mpsc::SyncSender<(
+        i64,
+        Entry,
+        Option<tokio::sync::oneshot::Sender<Result<i64, AuditError>>>,
+    )>,
 }
 
 /// Entries waiting to be written; past this, audited requests get 503.
@@ -379,7 +402,11 @@ impl Appender {
     }
 }
 
-type Pending = (i64, Entry, Option<tokio::sync::oneshot::Sender<Result<i64, AuditError>>>);
+type Pending = (
+    i64,
+    Entry,
+    Option<tokio::sync::oneshot::Sender<Result<i64, AuditError>>>,
+);
 
 fn run(conn: Connection, rx: mpsc::Receiver<Pending>) {
     let mut dropped_warned = false;
@@ -438,7 +465,14 @@ mod tests {
     fn a_chain_verifies_and_searches() {
         let (_d, c) = db();
         assert_eq!(append(&c, 1000, &e("ann", Action::Login)).unwrap(), 1);
-        let ids = append_all(&c, &[(2000, e("ann", Action::ClipExport)), (3000, e("bob", Action::LoginFailed))]).unwrap();
+        let ids = append_all(
+            &c,
+            &[
+                (2000, e("ann", Action::ClipExport)),
+                (3000, e("bob", Action::LoginFailed)),
+            ],
+        )
+        .unwrap();
         assert_eq!(ids, vec![2, 3]);
         let v = verify(&c).unwrap();
         assert_eq!((v.entries, v.problems.len()), (3, 0), "{:?}", v.problems);
@@ -447,7 +481,10 @@ mod tests {
             limit: 10,
             ..Default::default()
         };
-        assert_eq!(search(&c, &q).unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            search(&c, &q).unwrap().iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         let q = Query {
             action: Some(Action::LoginFailed),
             start_ms: Some(2500),
@@ -500,7 +537,9 @@ mod tests {
         let mut hs = Vec::new();
         for i in 0..50 {
             let a = a.clone();
-            hs.push(tokio::spawn(async move { a.append(i, e("ann", Action::LiveView)).await.unwrap() }));
+            hs.push(tokio::spawn(async move {
+                a.append(i, e("ann", Action::LiveView)).await.unwrap()
+            }));
         }
         let mut ids = Vec::new();
         for h in hs {
