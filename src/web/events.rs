@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::Extension;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 
 use super::throttle::retry_after_secs;
 use super::{channel_param, time_param, ApiError, ApiResult};
+use crate::auth::audit_log::{Action, Entry};
+use crate::auth::Principal;
 use crate::config::events::{is_reserved_kind, valid_kind};
 use crate::config::units::parse_duration;
 use crate::events::Edge;
-use crate::auth::audit_log::{Action, Entry};
-use crate::auth::Principal;
 use crate::nvr::Nvr;
 use crate::time::Time90k;
 
