@@ -5,8 +5,10 @@
 //! flipped), `tandem key show`, and a segment file changed on disk (same
 //! size) found by the scrub and by `tandem verify --data`.
 //!
-//! Talks to the NVR only through its store and its log, so it does not
-//! depend on how the API authenticates.
+//! Over HTTP: `evidence.zip` with an admin token verifies like the local
+//! export and names the token's user; `/api/v1/key` serves the key `key show`
+//! prints; without credentials 401, with a token narrowed to another channel
+//! 403.
 
 mod common;
 use common::*;
@@ -53,6 +55,8 @@ fn evidence_export_verifies_and_any_tampering_is_named() {
     let (_cam, urls) = sim_camera(dir.path(), 1, &["--fps", "25", "--gop", "25"]);
     let data = dir.path().join("data");
     let cfg = dir.path().join("nvr.toml");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
     std::fs::write(
         &cfg,
         format!(
@@ -73,11 +77,11 @@ name = "gate"
 camera = "gate-cam"
 "#,
             data = data.display(),
-            port = free_port(),
             u = urls[0]
         ),
     )
     .unwrap();
+    remember_token(&base, &provision(&cfg));
     let mut nvr = spawn(
         "nvr",
         Command::new(tandem())
@@ -153,6 +157,48 @@ camera = "gate-cam"
     let other = "11".repeat(32);
     let (ok, out) = tandem_out(&["verify", zip.to_str().unwrap(), "--key", &other]);
     assert!(!ok && out.contains("not the key given with --key"), "{out}");
+
+    // Over HTTP, as the provisioned admin's token: the same checks hold, the
+    // manifest names the token's user and the audit entry the answer names.
+    let url = format!("{base}/api/v1/channels/1/evidence.zip?start={start}&end={end}");
+    let r = http_get(&url).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/zip"));
+    let web_zip = dir.path().join("web.zip");
+    std::fs::write(&web_zip, &r.body).unwrap();
+    let (ok, out) = tandem_out(&["verify", web_zip.to_str().unwrap(), "--key", &hex]);
+    assert!(ok && out.contains("frames)"), "{out}");
+    let mut a = zip::ZipArchive::new(std::fs::File::open(&web_zip).unwrap()).unwrap();
+    let mut wm = String::new();
+    a.by_name("manifest.json").unwrap().read_to_string(&mut wm).unwrap();
+    let wm: serde_json::Value = serde_json::from_str(&wm).unwrap();
+    assert!(wm["exported_by"].as_str().unwrap().contains("ci-admin"), "{wm}");
+    assert_eq!(
+        wm["audit_entry"].as_i64().map(|i| i.to_string()).as_deref(),
+        r.header("x-tandem-audit-entry"),
+        "{wm}"
+    );
+    assert_ne!(wm["audit_entry"], m["audit_entry"]);
+    let k = http_get(&format!("{base}/api/v1/key")).unwrap().json().unwrap();
+    assert_eq!(k["public_key_hex"], hex.as_str(), "{k}");
+    assert_eq!(http_anonymous("GET", &url, &[], b"").unwrap().status, 401);
+    let o = run_tandem(&[
+        "user",
+        "token",
+        "ci-admin",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--token-name",
+        "narrow",
+        "--role",
+        "viewer",
+        "--channels",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let narrow = format!("Bearer {}", String::from_utf8_lossy(&o.stdout).trim());
+    let r = http_request("GET", &url, &[("Authorization", &narrow)], b"").unwrap();
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
 
     // One byte flipped in each region: refused, and the reason names it.
     let (clip_at, clip_len) = entry_span(&zip, "clip.mp4");

@@ -32,8 +32,8 @@ pub struct Args {
     /// Fetch footage from a running Tandem, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     server: Option<String>,
-    /// API token for --server (sent as a bearer token).
-    #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true)]
+    /// An API token for `--server` (from `tandem user token` or `POST /api/v1/tokens`).
+    #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true, requires = "server")]
     token: Option<String>,
     /// Write an evidence archive (.zip: the clip, a manifest and its
     /// signature) that `tandem verify` checks.

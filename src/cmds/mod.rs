@@ -15,6 +15,7 @@ pub mod key;
 pub mod lab;
 pub mod serve;
 pub mod sim_camera;
+pub mod user;
 pub mod verify;
 
 use std::sync::Arc;

@@ -199,6 +199,16 @@ pub fn open_readonly(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Opens (creating if need be) the index of the store in `dir` at the current
+/// schema, for commands that work on a store without running the NVR.
+pub fn open_dir(dir: &Path) -> Result<Connection, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let p = dir.join("index.db");
+    let mut c = open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    migrate(&mut c).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(c)
+}
+
 /// Brings the schema to `SCHEMA_VERSION`. Refuses a newer database rather than
 /// guessing at it.
 pub fn migrate(conn: &mut Connection) -> Result<(), String> {

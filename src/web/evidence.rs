@@ -16,12 +16,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::{Extension, Json};
 
 use super::{channel_param, time_param, ApiError, ApiResult};
-use crate::auth::audit_log::{self, Action, Entry};
+use crate::auth::audit_log::{Action, Entry};
 use crate::auth::Principal;
 use crate::evidence::export::{self, Meta, PlanError};
 use crate::mp4::clip::ClipError;
@@ -40,10 +40,7 @@ pub async fn evidence(
 ) -> ApiResult<Response> {
     let ch = channel_param(&nvr, &n)?;
     if !p.can_see(ch) {
-        return Err(ApiError::status(
-            StatusCode::FORBIDDEN,
-            format!("you may not see channel {ch}"),
-        ));
+        return Err(ApiError::forbidden(format!("you may not see channel {ch}")));
     }
     let start = time_param("start", q.get("start"))?;
     let end = time_param("end", q.get("end"))?;
@@ -74,22 +71,16 @@ pub async fn evidence(
         ));
     }
     let target = format!("channel {ch} {}..{}", start.to_rfc3339(), end.to_rfc3339());
-    let entry = Entry::new(p.actor.clone(), Some(client.ip()), Action::EvidenceExport, target);
-    let db = dir.join("index.db");
     let now = nvr.clock.now();
-    let at_ms = now.0 / 90;
-    let audit_id = tokio::task::spawn_blocking(move || {
-        let conn = crate::store::db::open(&db)?;
-        audit_log::append(&conn, at_ms, &entry).map_err(|e| anyhow::anyhow!("{e}"))
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| {
-        ApiError::busy(
-            5,
-            format!("the audit log cannot be written ({e:#}); no export without it"),
-        )
-    })?;
+    let audit_id = nvr
+        .access
+        .record(Entry::new(
+            p.actor.clone(),
+            Some(client.ip()),
+            Action::EvidenceExport,
+            target,
+        ))
+        .await?;
     let view = nvr.channel_views().into_iter().find(|v| v.number == ch);
     let meta = Meta {
         nvr_id: nvr.nvr_id.clone(),
