@@ -256,4 +256,16 @@ camera = "gate-cam"
     // Scoped to another channel: nothing to find.
     let (ok, out) = tandem_out(&["verify", "--data", data.to_str().unwrap(), "--channel", "2"]);
     assert!(ok && out.contains("checked 0 segments"), "{out}");
+
+    // The exports' audit entries chain; editing the CLI export's entry breaks it there.
+    let (ok, out) = tandem_out(&["verify", "--audit", "--data", data.to_str().unwrap()]);
+    assert!(ok && out.contains("chain intact"), "{out}");
+    let id = m["audit_entry"].as_i64().unwrap();
+    let c = rusqlite::Connection::open(data.join("index.db")).unwrap();
+    c.execute_batch("DROP TRIGGER audit_append_only").unwrap();
+    c.execute("UPDATE audit SET actor = 'mallory' WHERE id = ?1", [id])
+        .unwrap();
+    drop(c);
+    let (ok, out) = tandem_out(&["verify", "--audit", "--data", data.to_str().unwrap()]);
+    assert!(!ok && out.contains("BROKEN") && out.contains(&id.to_string()), "{out}");
 }

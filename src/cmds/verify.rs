@@ -1,6 +1,7 @@
-//! `tandem verify`: checks an evidence archive (`FILE.zip [--key K]`) or a
-//! store's segment files against the hashes written with them (`--data`).
-//! Prints each check with its reason; exits 0 only if all hold.
+//! `tandem verify`: checks an evidence archive (`FILE.zip [--key K]`), a
+//! store's segment files against the hashes written with them (`--data`), or
+//! a store's audit log chain (`--audit --data`). Prints each check with its
+//! reason; exits 0 only if all hold.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,9 @@ pub struct Args {
     /// Like --data, the store of this configuration.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// With --data: check the audit log's hash chain instead of the segments.
+    #[arg(long, conflicts_with_all = ["file", "channel", "start", "end"])]
+    audit: bool,
     /// With --data: only this channel.
     #[arg(long)]
     channel: Option<u32>,
@@ -44,6 +48,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("give an evidence archive, or --data DIR (or --config FILE) to check stored segments");
     }
     let store = super::store_of(a.data.as_deref(), a.config.as_deref())?;
+    if a.audit {
+        return verify_audit(&store.dir);
+    }
     let t = |name: &str, v: &Option<String>, default: i64| match v {
         Some(s) => Time90k::parse_rfc3339(s).map_err(|e| anyhow::anyhow!("--{name}: {e}")),
         None => Ok(Time90k(default)),
@@ -87,6 +94,29 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         println!("verdict: FAILED: segment files differ from what was written");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn verify_audit(dir: &std::path::Path) -> Result<ExitCode> {
+    let index = dir.join("index.db");
+    if !index.is_file() {
+        bail!("{} is not a Tandem store (no index.db)", dir.display());
+    }
+    let conn = tandem::store::db::open_readonly(&index)?;
+    let v = tandem::auth::audit_log::verify(&conn)?;
+    for p in &v.problems {
+        println!("BROKEN  {p}");
+    }
+    if v.problems.is_empty() {
+        println!("verdict: the audit log's {} entries chain intact", v.entries);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "verdict: FAILED: the audit log ({} entries) was changed: {} breaks",
+            v.entries,
+            v.problems.len()
+        );
         Ok(ExitCode::FAILURE)
     }
 }
