@@ -401,8 +401,8 @@ mod tests {
             .unwrap()
             .id;
         // Paced (the pauses are only asked for, not slept): the first comes
-        // after the first file is read; retention
-        // deletes the last one then (row garbage first, then the file).
+        // after the first file is read, and retention deletes the last one
+        // then (row garbage first, then the file).
         let mut deleted = false;
         let mut wait = |_| {
             if !deleted {
