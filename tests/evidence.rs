@@ -179,9 +179,8 @@ camera = "gate-cam"
         "{wm}"
     );
     assert_ne!(wm["audit_entry"], m["audit_entry"]);
-    // The spool file was unlinked as soon as it was made: nothing is left.
-    let spool = std::fs::read_dir(data.join("evidence-spool")).unwrap().count();
-    assert_eq!(spool, 0);
+    // Streamed with its exact length promised up front.
+    assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
     let k = http_get(&format!("{base}/api/v1/key")).unwrap().json().unwrap();
     assert_eq!(k["public_key_hex"], hex.as_str(), "{k}");
     assert_eq!(http_anonymous("GET", &url, &[], b"").unwrap().status, 401);

@@ -9,9 +9,18 @@
 //! the data changes a hash or a CRC; one in any header, in the central
 //! directory or between entries makes the file differ from the rebuild.
 //!
+//! Streaming without a spool file: the zip writer goes back to patch each
+//! local header's CRC and sizes after the entry's data, which a stream has
+//! already sent. So an archive to be streamed is first written to a `DryRun`
+//! that discards the data but records every patch (and hashes the clip for
+//! the manifest), then written again to a `StreamSink` that puts the patched
+//! bytes in place as the headers pass and checks that the real patches
+//! agree. A source that changed between the passes fails the stream.
+//!
 //! Bounded memory: the clip streams through in 1-MiB pieces on both sides.
 //! Must never buffer a whole clip nor trust a size field of the file.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -47,32 +56,279 @@ pub fn write<W: Write + Seek>(
     clip: &Clip,
     sources: Sources,
     key: &SigningKey,
-    finish: impl FnOnce([u8; 32]) -> Manifest,
+    finish: impl FnOnce([u8; 32]) -> Result<Manifest, EvidenceError>,
 ) -> Result<(W, Manifest), EvidenceError> {
-    let mut zip = ZipWriter::new(out);
-    zip.start_file(CLIP_NAME, options(clip.len))?;
-    let mut hash = Sha256::new();
-    let mut err = None;
-    write_range(clip, sources, 0, clip.len, CHUNK, |b| {
-        hash.update(&b);
-        match zip.write_all(&b) {
-            Ok(()) => true,
-            Err(e) => {
-                err = Some(e);
-                false
+    let dead = Cell::new(false);
+    let mut zip = ZipWriter::new(Guarded {
+        inner: out,
+        dead: &dead,
+        pos: 0,
+        end: 0,
+    });
+    let r = (|| {
+        zip.start_file(CLIP_NAME, options(clip.len))?;
+        let mut hash = Sha256::new();
+        let mut err = None;
+        write_range(clip, sources, 0, clip.len, CHUNK, |b| {
+            hash.update(&b);
+            match zip.write_all(&b) {
+                Ok(()) => true,
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            }
+        })
+        .map_err(|e| EvidenceError::Clip(format!("{e:#}")))?;
+        if let Some(e) = err {
+            return Err(e.into());
+        }
+        let manifest = finish(hash.finalize().into())?;
+        let bytes = manifest.to_bytes();
+        let sig = super::sign(key, &bytes);
+        put(&mut zip, MANIFEST_NAME, &bytes)?;
+        put(&mut zip, SIGNATURE_NAME, &sig)?;
+        Ok(manifest)
+    })();
+    match r {
+        Ok(m) => Ok((zip.finish()?.inner, m)),
+        Err(e) => {
+            // The zip writer finishes itself when dropped: into the void.
+            dead.set(true);
+            Err(e)
+        }
+    }
+}
+
+/// Passes writes through until the archive is abandoned (`dead`), then
+/// swallows them: a dropped `ZipWriter` writes its central directory, which
+/// must not reach a half-written file or a client. It keeps its own account
+/// of position and length so the writer's arithmetic stays sound either way.
+struct Guarded<'a, W> {
+    inner: W,
+    dead: &'a Cell<bool>,
+    pos: u64,
+    end: u64,
+}
+
+impl<W: Write> Write for Guarded<'_, W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = if self.dead.get() {
+            data.len()
+        } else {
+            self.inner.write(data).inspect_err(|_| self.dead.set(true))?
+        };
+        self.pos += n as u64;
+        self.end = self.end.max(self.pos);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.dead.get() {
+            return Ok(());
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Seek> Seek for Guarded<'_, W> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let pos = seek_to(to, self.pos, self.end)?;
+        if !self.dead.get() {
+            self.inner
+                .seek(SeekFrom::Start(pos))
+                .inspect_err(|_| self.dead.set(true))?;
+        }
+        self.pos = pos;
+        Ok(pos)
+    }
+}
+
+/// An archive planned for streaming (`plan_stream`): its exact length, and
+/// what the second pass must reproduce.
+pub struct Planned {
+    pub len: u64,
+    pub manifest: Manifest,
+    sha256: [u8; 32],
+    patches: Vec<(u64, Vec<u8>)>,
+}
+
+/// The first pass: reads and hashes the clip, makes the manifest, and finds
+/// the archive's length and the bytes the zip writer patches.
+pub fn plan_stream(
+    clip: &Clip,
+    sources: Sources,
+    key: &SigningKey,
+    finish: impl FnOnce([u8; 32]) -> Manifest,
+) -> Result<Planned, EvidenceError> {
+    let mut sha = [0u8; 32];
+    let (dry, manifest) = write(DryRun::default(), clip, sources, key, |h| {
+        sha = h;
+        Ok(finish(h))
+    })?;
+    Ok(Planned {
+        len: dry.end,
+        manifest,
+        sha256: sha,
+        patches: dry.patches,
+    })
+}
+
+/// The second pass: sends the planned archive in pieces of at most `chunk`
+/// bytes (the first `planned.len` bytes exactly, or an error). Stops with an
+/// error when `send` returns false (the client left).
+pub fn stream(
+    planned: &Planned,
+    clip: &Clip,
+    sources: Sources,
+    key: &SigningKey,
+    chunk: usize,
+    send: impl FnMut(Vec<u8>) -> bool,
+) -> Result<(), EvidenceError> {
+    let sink = StreamSink {
+        patches: &planned.patches,
+        next_patch: 0,
+        sent: 0,
+        pos: 0,
+        buf: Vec::with_capacity(chunk),
+        chunk: chunk.max(1),
+        send,
+    };
+    let (mut sink, _) = write(sink, clip, sources, key, |h| {
+        if h == planned.sha256 {
+            Ok(planned.manifest.clone())
+        } else {
+            Err(EvidenceError::Clip(
+                "the footage changed while the export was sent".into(),
+            ))
+        }
+    })?;
+    sink.flush_all()?;
+    if sink.sent != planned.len || sink.next_patch != planned.patches.len() {
+        return Err(EvidenceError::Clip(format!(
+            "the archive came out {} bytes, not the {} planned",
+            sink.sent, planned.len
+        )));
+    }
+    Ok(())
+}
+
+/// Follows the zip writer without keeping the data: the archive's length and
+/// every write that went back over written bytes.
+#[derive(Default)]
+struct DryRun {
+    pos: u64,
+    end: u64,
+    patches: Vec<(u64, Vec<u8>)>,
+}
+
+impl Write for DryRun {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.pos < self.end {
+            if self.pos + data.len() as u64 > self.end {
+                return Err(std::io::Error::other("a patch runs past the end of the archive"));
+            }
+            self.patches.push((self.pos, data.to_vec()));
+        }
+        self.pos += data.len() as u64;
+        self.end = self.end.max(self.pos);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for DryRun {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.pos = seek_to(to, self.pos, self.end)?;
+        Ok(self.pos)
+    }
+}
+
+fn seek_to(to: SeekFrom, pos: u64, end: u64) -> std::io::Result<u64> {
+    let rel = |b: u64, d: i64| {
+        b.checked_add_signed(d)
+            .ok_or_else(|| std::io::Error::other("seek before the start"))
+    };
+    match to {
+        SeekFrom::Start(n) => Ok(n),
+        SeekFrom::Current(d) => rel(pos, d),
+        SeekFrom::End(d) => rel(end, d),
+    }
+}
+
+/// Sends what the zip writer writes, with the planned patches already in
+/// place; the writer's own patches, when they come, must equal the plan.
+struct StreamSink<'a, F: FnMut(Vec<u8>) -> bool> {
+    patches: &'a [(u64, Vec<u8>)],
+    next_patch: usize,
+    sent: u64,
+    pos: u64,
+    buf: Vec<u8>,
+    chunk: usize,
+    send: F,
+}
+
+impl<F: FnMut(Vec<u8>) -> bool> StreamSink<'_, F> {
+    fn flush_all(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() && !(self.send)(std::mem::take(&mut self.buf)) {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        Ok(())
+    }
+}
+
+impl<F: FnMut(Vec<u8>) -> bool> Write for StreamSink<'_, F> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let len = data.len() as u64;
+        if self.pos < self.sent {
+            // The writer patching what was sent: it must be what was planned.
+            match self.patches.get(self.next_patch) {
+                Some((at, bytes)) if *at == self.pos && bytes[..] == data[..] => self.next_patch += 1,
+                _ => {
+                    return Err(std::io::Error::other(
+                        "the archive differs from its plan: the footage changed while it was sent",
+                    ))
+                }
+            }
+            self.pos += len;
+            return Ok(data.len());
+        }
+        if self.pos != self.sent {
+            return Err(std::io::Error::other("the zip writer skipped ahead"));
+        }
+        let start = self.buf.len();
+        self.buf.extend_from_slice(data);
+        for (at, bytes) in self.patches {
+            let (a, b) = (*at, *at + bytes.len() as u64);
+            if b <= self.pos || a >= self.pos + len {
+                continue;
+            }
+            for p in a.max(self.pos)..b.min(self.pos + len) {
+                self.buf[start + (p - self.pos) as usize] = bytes[(p - a) as usize];
             }
         }
-    })
-    .map_err(|e| EvidenceError::Clip(format!("{e:#}")))?;
-    if let Some(e) = err {
-        return Err(e.into());
+        self.pos += len;
+        self.sent += len;
+        while self.buf.len() >= self.chunk {
+            let rest = self.buf.split_off(self.chunk);
+            let full = std::mem::replace(&mut self.buf, rest);
+            if !(self.send)(full) {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+        }
+        Ok(data.len())
     }
-    let manifest = finish(hash.finalize().into());
-    let bytes = manifest.to_bytes();
-    let sig = super::sign(key, &bytes);
-    put(&mut zip, MANIFEST_NAME, &bytes)?;
-    put(&mut zip, SIGNATURE_NAME, &sig)?;
-    Ok((zip.finish()?, manifest))
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: FnMut(Vec<u8>) -> bool> Seek for StreamSink<'_, F> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.pos = seek_to(to, self.pos, self.sent)?;
+        Ok(self.pos)
+    }
 }
 
 fn put<W: Write + Seek>(zip: &mut ZipWriter<W>, name: &str, data: &[u8]) -> Result<(), EvidenceError> {
@@ -316,15 +572,7 @@ impl Write for CompareSink {
 
 impl Seek for CompareSink {
     fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let base = |b: u64, d: i64| {
-            b.checked_add_signed(d)
-                .ok_or_else(|| std::io::Error::other("seek before the start"))
-        };
-        self.pos = match to {
-            SeekFrom::Start(n) => n,
-            SeekFrom::Current(d) => base(self.pos, d)?,
-            SeekFrom::End(d) => base(self.end, d)?,
-        };
+        self.pos = seek_to(to, self.pos, self.end)?;
         Ok(self.pos)
     }
 }

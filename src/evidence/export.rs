@@ -96,8 +96,24 @@ pub fn write<W: Write + Seek>(
     meta: &Meta,
     key: &SigningKey,
 ) -> Result<(W, Manifest), EvidenceError> {
-    let sources =
-        crate::export::open_sources(clip, 0, clip.len, KEEP_OPEN).map_err(|e| EvidenceError::Clip(format!("{e:#}")))?;
+    let sources = sources(clip)?;
     let public = key.verifying_key();
-    archive::write(out, clip, sources, key, |sha| manifest(clip, meta, &public, sha))
+    archive::write(out, clip, sources, key, |sha| Ok(manifest(clip, meta, &public, sha)))
+}
+
+fn sources(clip: &Clip) -> Result<crate::export::Sources, EvidenceError> {
+    crate::export::open_sources(clip, 0, clip.len, KEEP_OPEN).map_err(|e| EvidenceError::Clip(format!("{e:#}")))
+}
+
+/// For streaming (HTTP): the first pass, which reads and hashes the clip and
+/// fixes the archive's length, and the sources for the second pass, opened
+/// and measured now so that the answer's status and length can be promised.
+pub fn plan_stream(
+    clip: &Clip,
+    meta: &Meta,
+    key: &SigningKey,
+) -> Result<(archive::Planned, crate::export::Sources), EvidenceError> {
+    let public = key.verifying_key();
+    let planned = archive::plan_stream(clip, sources(clip)?, key, |sha| manifest(clip, meta, &public, sha))?;
+    Ok((planned, sources(clip)?))
 }

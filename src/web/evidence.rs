@@ -3,14 +3,12 @@
 //! public key that verifies it.
 //!
 //! The export is audited before it is written, so the audit entry's id is in
-//! the signed manifest. The archive is spooled to an unlinked file in the
-//! data directory (the zip writer patches headers after each entry) and only
-//! when free space stays above the store's `min_free`, so an export never
-//! takes recording's room; then it is streamed. Must never buffer a clip in
+//! the signed manifest. The archive is streamed, never spooled: a first pass
+//! reads and hashes the clip and fixes the archive's exact length (see
+//! `evidence::archive`), the second sends it. Must never buffer a clip in
 //! memory nor serve a channel the principal may not see.
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -28,8 +26,6 @@ use crate::mp4::clip::ClipError;
 use crate::nvr::Nvr;
 
 const CHUNK: usize = 256 * 1024;
-/// Room kept beyond the clip for the archive's headers and manifest.
-const SPOOL_MARGIN: u64 = 16 << 20;
 
 pub async fn evidence(
     State(nvr): State<Arc<Nvr>>,
@@ -55,21 +51,6 @@ pub async fn evidence(
             PlanError::Clip(e) => ApiError::bad_request(e.to_string()),
             PlanError::Store(e) => ApiError::internal(format!("{e:#}")),
         })?;
-    let dir = nvr.config.storage.dir.clone();
-    let free = crate::store::free_bytes(&dir).map_err(ApiError::internal)?;
-    let need = clip
-        .len
-        .saturating_add(SPOOL_MARGIN)
-        .saturating_add(nvr.config.storage.min_free_bytes);
-    if free < need {
-        return Err(ApiError::busy(
-            60,
-            format!(
-                "not enough free space to prepare a {} MiB export without taking recording's room; export a shorter range",
-                clip.len >> 20
-            ),
-        ));
-    }
     let target = format!("channel {ch} {}..{}", start.to_rfc3339(), end.to_rfc3339());
     let now = nvr.clock.now();
     let audit_id = nvr
@@ -93,51 +74,30 @@ pub async fn evidence(
         audit_entry: Some(audit_id),
     };
     let key = nvr.signing_key.clone();
-    let (file, len) = tokio::task::spawn_blocking(move || {
-        let spool = dir.join("evidence-spool");
-        std::fs::create_dir_all(&spool)?;
-        let path = spool.join(format!("{:016x}.zip", rand::random::<u64>()));
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        // Unlinked at once: a crash or a dropped connection leaves nothing behind.
-        std::fs::remove_file(&path)?;
-        let (w, _) = export::write(BufWriter::with_capacity(1 << 20, f), &clip, &meta, &key)?;
-        let mut f = w.into_inner().map_err(|e| e.into_error())?;
-        let len = f.seek(SeekFrom::End(0))?;
-        f.seek(SeekFrom::Start(0))?;
-        Ok::<_, anyhow::Error>((f, len))
+    let (clip, planned, sources, key) = tokio::task::spawn_blocking(move || {
+        let (planned, sources) = export::plan_stream(&clip, &meta, &key)?;
+        Ok::<_, crate::evidence::EvidenceError>((clip, planned, sources, key))
     })
     .await
     .map_err(ApiError::internal)?
     .map_err(|e| {
-        tracing::warn!(channel = ch, audit_entry = audit_id, "evidence export failed: {e:#}");
+        tracing::warn!(channel = ch, audit_entry = audit_id, "evidence export failed: {e}");
         ApiError::busy(
             1,
-            format!("footage changed while the export was prepared ({e:#}); try again"),
+            format!("footage changed while the export was prepared ({e}); try again"),
         )
     })?;
+    let len = planned.len;
     tracing::info!(channel = ch, actor = %p.actor, audit_entry = audit_id, bytes = len, "evidence export");
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut f = file;
-        loop {
-            let mut buf = vec![0u8; CHUNK];
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx.blocking_send(Ok(buf)).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    break;
-                }
-            }
+        let r = crate::evidence::archive::stream(&planned, &clip, sources, &key, CHUNK, |b| {
+            tx.blocking_send(Ok(b)).is_ok()
+        });
+        if let Err(e) = r {
+            // The length was promised: a short body must abort the connection.
+            tracing::warn!(channel = ch, audit_entry = audit_id, "evidence export ended early: {e}");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
