@@ -561,3 +561,20 @@ fn backup_is_self_covers_wildcard_and_interface_addresses() {
         "not listening on loopback"
     );
 }
+
+#[test]
+fn scrub_interval_is_off_by_default_and_checked() {
+    assert_eq!(p(GOOD).unwrap().storage.scrub_interval, None);
+    let c = p("[storage]\ndir = \"x\"\nscrub_interval = \"7d\"\n").unwrap();
+    assert_eq!(c.storage.scrub_interval, Some(Duration::from_secs(7 * 86400)));
+    for bad in ["\"0.5s\"", "\"soon\"", "-3"] {
+        let e = p(&format!("[storage]\ndir = \"x\"\nscrub_interval = {bad}\n"))
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            (e[0].line, e[0].field.as_str()),
+            (3, "storage.scrub_interval"),
+            "{bad}: {e:?}"
+        );
+    }
+}
