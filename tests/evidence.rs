@@ -81,7 +81,8 @@ camera = "gate-cam"
         ),
     )
     .unwrap();
-    remember_token(&base, &provision(&cfg));
+    let token = provision(&cfg);
+    remember_token(&base, &token);
     let mut nvr = spawn(
         "nvr",
         Command::new(tandem())
@@ -179,6 +180,27 @@ camera = "gate-cam"
         "{wm}"
     );
     assert_ne!(wm["audit_entry"], m["audit_entry"]);
+    // `export --evidence --server` fetches the same kind of archive.
+    let remote = dir.path().join("remote.zip");
+    let (ok, out) = tandem_out(&[
+        "export",
+        "--evidence",
+        "--server",
+        &base,
+        "--token",
+        &token,
+        "--channel",
+        "1",
+        "--start",
+        &start,
+        "--end",
+        &end,
+        "-o",
+        remote.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = tandem_out(&["verify", remote.to_str().unwrap(), "--key", &hex]);
+    assert!(ok, "{out}");
     // Streamed with its exact length promised up front.
     assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
     let k = http_get(&format!("{base}/api/v1/key")).unwrap().json().unwrap();
