@@ -5,20 +5,24 @@
 
 mod channels;
 mod clip;
+pub mod doc;
 mod events;
 mod import;
+pub mod params;
 pub mod server;
 pub mod throttle;
+
+pub use doc::{openapi, public_routes, routes};
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::nvr::Nvr;
-use crate::time::Time90k;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -120,22 +124,16 @@ async fn concurrency(
     resp
 }
 
-/// Parses a required RFC 3339 query parameter, naming it in the error.
-pub(crate) fn time_param(name: &str, v: Option<&String>) -> ApiResult<Time90k> {
-    let v = v.ok_or_else(|| ApiError::bad_request(format!("query parameter `{name}` is required (RFC 3339 time)")))?;
-    Time90k::parse_rfc3339(v).map_err(|e| ApiError::bad_request(format!("query parameter `{name}`: {e}")))
-}
-
-pub(crate) fn channel_param(nvr: &Nvr, n: &str) -> ApiResult<u32> {
-    let n: u32 = n
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("`{n}` is not a channel number")))?;
-    if !nvr.has_channel(n) {
-        return Err(ApiError::not_found(format!("no channel {n}")));
-    }
-    Ok(n)
-}
-
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "system",
+    summary = "The NVR at a glance",
+    description = "Version, NVR id, uptime, now, and per channel its binding, recording state \
+                   (`recording`, `catching_up`, …), mode and whether live footage arrives.",
+    responses((status = 200, description = "Status", body = Object)),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     let views = nvr.channel_views();
     let now = nvr.clock.now();
@@ -169,6 +167,15 @@ async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Js
 }
 
 /// Every failover rule: its state, counters, transition history and bindings.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rules",
+    tag = "failover",
+    summary = "Failover rules",
+    description = "Every failover rule: its state (`normal`/`failure`), probe counters, transitions and bindings.",
+    responses((status = 200, description = "`{\"rules\": [...]}`", body = Object)),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     let list: Vec<serde_json::Value> = nvr
         .rules
@@ -179,6 +186,18 @@ async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Jso
 }
 
 /// Failback transfers this NVR owes its peers, with progress.
+#[utoipa::path(
+    get,
+    path = "/api/v1/transfers",
+    tag = "failover",
+    summary = "Failback transfers",
+    description = "Footage this NVR owes its peers after a failover, with progress.",
+    responses(
+        (status = 200, description = "`{\"transfers\": [...]}`", body = Object),
+        (status = 500, description = "The transfer list could not be read", body = doc::ErrorBody)
+    ),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 async fn transfers(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> ApiResult<Json<serde_json::Value>> {
     let dir = nvr.config.storage.dir.clone();
     let list = tokio::task::spawn_blocking(move || crate::failover::transfer::list(&dir))
@@ -188,39 +207,61 @@ async fn transfers(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) ->
     Ok(Json(serde_json::json!({ "transfers": list })))
 }
 
+/// Every route of the API, each registered with its OpenAPI description
+/// (`#[utoipa::path]` on the handler, `routes!` here): the router and the
+/// document come from this one list. A new route is one more `.routes(...)`
+/// line; a route added any other way is refused by `doc::seal`.
+///
+/// `nvr` is `None` only when the document alone is wanted (`doc::openapi`):
+/// the import routes' peer-token gate needs the NVR and changes nothing in
+/// the document.
+fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
+    let mut import = OpenApiRouter::new()
+        .routes(routes!(import::status, import::put_piece, import::reset))
+        .routes(routes!(import::complete));
+    if let Some(nvr) = nvr {
+        import = import.route_layer(axum::middleware::from_fn_with_state(nvr.clone(), import::gate));
+    }
+    OpenApiRouter::with_openapi(doc::base())
+        .routes(routes!(channels::index_page))
+        .routes(routes!(doc::openapi_json))
+        .routes(routes!(status))
+        .routes(routes!(channels::list))
+        .routes(routes!(channels::recordings))
+        .routes(routes!(clip::clip))
+        .routes(routes!(events::trigger))
+        .routes(routes!(events::search))
+        .routes(routes!(events::actions))
+        .routes(routes!(rules))
+        .routes(routes!(transfers))
+        .routes(routes!(store_health))
+        .merge(import)
+}
+
 pub fn router(nvr: Arc<Nvr>) -> Router {
-    Router::new()
-        .route("/", get(channels::index_page))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/channels", get(channels::list))
-        .route("/api/v1/channels/{n}/recordings", get(channels::recordings))
-        .route("/api/v1/channels/{n}/clip.mp4", get(clip::clip))
-        .route("/api/v1/channels/{n}/events", axum::routing::post(events::trigger))
-        .route("/api/v1/events", get(events::search))
-        .route("/api/v1/actions", get(events::actions))
-        .route("/api/v1/rules", get(rules))
-        .route("/api/v1/transfers", get(transfers))
-        .route("/api/v1/store", get(store_health))
-        .merge(
-            Router::new()
-                .route(
-                    "/api/v1/import/{origin}/{segment}",
-                    get(import::status).put(import::put_piece).delete(import::reset),
-                )
-                .route(
-                    "/api/v1/import/{origin}/{segment}/complete",
-                    axum::routing::post(import::complete),
-                )
-                .route_layer(axum::middleware::from_fn_with_state(nvr.clone(), import::gate)),
-        )
+    let (routes, _) = doc::seal(api(Some(&nvr)));
+    routes
         // Small JSON bodies everywhere; import pieces are streamed and bounded by their handler.
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(nvr.clone(), concurrency))
         .with_state(nvr)
 }
 
+/// The largest request body a JSON route reads.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
 /// `GET /api/v1/store`: the writer's health (frame-to-durable latency,
 /// events stored and dropped, descriptor reserve) and the importer's counters.
+#[utoipa::path(
+    get,
+    path = "/api/v1/store",
+    tag = "system",
+    summary = "Store and HTTP health",
+    description = "The writer's frame-to-durable latency, events stored and dropped, descriptor reserve; \
+                   the importer's and the HTTP server's counters.",
+    responses((status = 200, description = "`{\"writer\", \"import\", \"http\"}`", body = Object)),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 async fn store_health(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "writer": nvr.writer_stats(),
