@@ -103,8 +103,8 @@ pub struct TriggerBody {
         (status = 400, description = "A bad field, named", body = ErrorBody),
         (status = 403, description = "The kind is raised by the NVR itself", body = ErrorBody),
         (status = 404, description = "No such channel", body = ErrorBody),
-        (status = 413, description = "The body is over 64 KiB"),
-        (status = 415, description = "The body is not `application/json`"),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 429, description = "Too many triggers; `Retry-After`", body = ErrorBody),
         (status = 503, description = "The recorder is shedding event work; `Retry-After`", body = ErrorBody),
     ),
@@ -123,8 +123,15 @@ pub async fn trigger(
             format!("too many event triggers for channel {ch}; slow down"),
         )
     })?;
-    let Json(b) =
-        body.map_err(|e| ApiError::bad_request(format!("body: {}", crate::excerpt::short(&e.body_text()))))?;
+    let Json(b) = body.map_err(|e| {
+        // Keep the rejection's own status where it says more (413 too
+        // large, 415 not JSON); a field of the wrong type is a bad request.
+        let status = match e.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        ApiError::status(status, format!("body: {}", crate::excerpt::short(&e.body_text())))
+    })?;
     let kind = b.kind.unwrap_or_else(|| "trigger".into());
     if !valid_kind(&kind) {
         return Err(ApiError::bad_request(

@@ -235,7 +235,27 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(rules))
         .routes(routes!(transfers))
         .routes(routes!(store_health))
+        .route_layer(axum::middleware::from_fn(refuse_large_bodies))
         .merge(import)
+}
+
+/// In front of the JSON routes: a body announced larger than they read is
+/// refused before a byte of it is received (the extractor's own limit only
+/// notices once it has read that much). Import pieces have their own bound.
+async fn refuse_large_bodies(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_JSON_BODY as u64) {
+        return ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies are limited to {} KiB", MAX_JSON_BODY / 1024),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 pub fn router(nvr: Arc<Nvr>) -> Router {
