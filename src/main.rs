@@ -39,6 +39,8 @@ enum Cmd {
     Bench(cmds::bench::Args),
     /// Load harness: flood a running NVR's triggers, hold slow connections, upload a large import.
     Attack(cmds::attack::Args),
+    /// Manage the users (and their API tokens) of a store.
+    User(cmds::user::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let r = match cli.cmd {
         Cmd::Demo(a) => cmds::demo::run(a),
+        Cmd::User(a) => cmds::user::run(a),
         Cmd::Serve(a) => cmds::serve::run(a),
         Cmd::SimCamera(a) => cmds::sim_camera::run(a),
         Cmd::HostileCamera(a) => cmds::hostile_camera::run(a),

@@ -13,6 +13,7 @@ pub mod hostile_camera;
 pub mod lab;
 pub mod serve;
 pub mod sim_camera;
+pub mod user;
 
 use std::sync::Arc;
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
-use axum::Json;
+use axum::{Extension, Json};
 
 use super::doc::ErrorBody;
 use super::{params, ApiError, ApiResult};
+use crate::auth::Principal;
 use crate::nvr::{ChannelView, Nvr};
 
 #[utoipa::path(
@@ -18,12 +19,15 @@ use crate::nvr::{ChannelView, Nvr};
     path = "/api/v1/channels",
     tag = "channels",
     summary = "Channels",
-    description = "Every channel: number, name, binding, ingest counters, recording state, policy and motion.",
+    description = "The channels the caller may see: number, name, binding, ingest counters, recording state, \
+                   policy and motion.",
     responses((status = 200, description = "A JSON array, one object per channel", body = Vec<Object>)),
     extensions(("x-tandem-role" = json!("viewer")))
 )]
-pub async fn list(State(nvr): State<Arc<Nvr>>) -> Json<Vec<ChannelView>> {
-    Json(nvr.channel_views())
+pub async fn list(State(nvr): State<Arc<Nvr>>, Extension(p): Extension<Principal>) -> Json<Vec<ChannelView>> {
+    let mut v = nvr.channel_views();
+    v.retain(|c| p.can_see(c.number));
+    Json(v)
 }
 
 #[utoipa::path(

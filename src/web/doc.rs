@@ -301,7 +301,7 @@ mod tests {
     fn every_operation_names_its_role_and_security() {
         let doc = openapi();
         let roles = ["public", "peer", "viewer", "operator", "admin"];
-        assert!(routes().len() >= 14, "{:?}", routes());
+        assert!(routes().len() >= 25, "{:?}", routes());
         for (path, item) in &doc.paths.paths {
             for (m, op) in operations(item) {
                 let role = role_of(op).unwrap_or_else(|| panic!("{m} {path} has no {ROLE_EXTENSION}"));
@@ -312,7 +312,12 @@ mod tests {
             }
         }
         let public = public_routes();
-        for want in [(Method::GET, "/"), (Method::GET, "/api/v1/openapi.json")] {
+        for want in [
+            (Method::GET, "/"),
+            (Method::GET, "/api/v1/openapi.json"),
+            (Method::GET, "/api/v1/health"),
+            (Method::POST, "/api/v1/login"),
+        ] {
             assert!(
                 public.iter().any(|(m, p)| *m == want.0 && p == want.1),
                 "{want:?} public"
@@ -333,5 +338,34 @@ mod tests {
             .filter_map(|p| p["name"].as_str())
             .collect();
         assert_eq!(names, ["n", "start", "end"]);
+    }
+
+    /// The role the document states is the one the access layer enforces.
+    #[test]
+    fn every_documented_role_is_the_access_layers() {
+        use crate::auth::policy::{need, Need};
+        for (path, item) in &openapi().paths.paths {
+            // A concrete request path: channel 1, any other parameter `x1`.
+            let concrete: String = path
+                .split('/')
+                .map(|seg| match seg {
+                    "{n}" => "1",
+                    s if s.starts_with('{') => "x1",
+                    s => s,
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            for (m, op) in operations(item) {
+                let enforced = match need(&m, &concrete) {
+                    Need::Public => "public",
+                    Need::Peer => "peer",
+                    // Peers read the status too; users need to be viewers.
+                    Need::PeerOrUser => "viewer",
+                    Need::User { role, .. } => role.as_str(),
+                    Need::BadChannel => panic!("{m} {concrete}: the access layer finds no channel"),
+                };
+                assert_eq!(role_of(op), Some(enforced), "{m} {path}");
+            }
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! Must never hold the NVR's locks across an await, and never let a client's
 //! bad input reach the recording path.
 
+pub mod access;
+mod accounts;
 mod channels;
 mod clip;
 pub mod doc;
@@ -70,6 +72,12 @@ impl ApiError {
             message: m.into(),
             retry_after: Some(retry_after),
         }
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        ApiError::status(StatusCode::FORBIDDEN, m)
+    }
+    pub fn message(&self) -> &str {
+        &self.message
     }
     pub fn internal(e: impl std::fmt::Display) -> Self {
         let m = crate::excerpt::short(&e.to_string());
@@ -174,7 +182,7 @@ async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Js
     summary = "Failover rules",
     description = "Every failover rule: its state (`normal`/`failure`), probe counters, transitions and bindings.",
     responses((status = 200, description = "`{\"rules\": [...]}`", body = Object)),
-    extensions(("x-tandem-role" = json!("viewer")))
+    extensions(("x-tandem-role" = json!("operator")))
 )]
 async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     let list: Vec<serde_json::Value> = nvr
@@ -196,7 +204,7 @@ async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Jso
         (status = 200, description = "`{\"transfers\": [...]}`", body = Object),
         (status = 500, description = "The transfer list could not be read", body = doc::ErrorBody)
     ),
-    extensions(("x-tandem-role" = json!("viewer")))
+    extensions(("x-tandem-role" = json!("operator")))
 )]
 async fn transfers(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> ApiResult<Json<serde_json::Value>> {
     let dir = nvr.config.storage.dir.clone();
@@ -235,6 +243,15 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(rules))
         .routes(routes!(transfers))
         .routes(routes!(store_health))
+        .routes(routes!(access::health))
+        .routes(routes!(access::login))
+        .routes(routes!(access::logout))
+        .routes(routes!(access::me))
+        .routes(routes!(accounts::list_users, accounts::add_user))
+        .routes(routes!(accounts::change_user, accounts::delete_user))
+        .routes(routes!(accounts::list_tokens, accounts::create_token))
+        .routes(routes!(accounts::revoke_token))
+        .routes(routes!(accounts::audit))
         .route_layer(axum::middleware::from_fn(refuse_large_bodies))
         .merge(import)
 }
@@ -263,6 +280,10 @@ pub fn router(nvr: Arc<Nvr>) -> Router {
     routes
         // Small JSON bodies everywhere; import pieces are streamed and bounded by their handler.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))
+        // Access control in front of every route, so a route added later is
+        // protected by default; after the concurrency limit, so a flood of
+        // bad credentials queues like any other request.
+        .layer(axum::middleware::from_fn_with_state(nvr.clone(), access::layer))
         .layer(axum::middleware::from_fn_with_state(nvr.clone(), concurrency))
         .with_state(nvr)
 }
@@ -280,7 +301,7 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
     description = "The writer's frame-to-durable latency, events stored and dropped, descriptor reserve; \
                    the importer's and the HTTP server's counters.",
     responses((status = 200, description = "`{\"writer\", \"import\", \"http\"}`", body = Object)),
-    extensions(("x-tandem-role" = json!("viewer")))
+    extensions(("x-tandem-role" = json!("operator")))
 )]
 async fn store_health(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
