@@ -6,6 +6,7 @@
 //! to the disk, and a store with no user at all still records.
 
 pub mod audit_log;
+pub mod client;
 pub mod credentials;
 pub mod password;
 pub mod policy;

@@ -167,9 +167,10 @@ pub async fn run(nvr: Arc<Nvr>, status: SharedRule) {
         tokio::select! {
             _ = ticker.tick() => {
                 let (tx, check, s) = (tx.clone(), check.clone(), seq);
+                let token = nvr.config.failover.peer_token.clone();
                 seq += 1;
                 tokio::spawn(async move {
-                    let r = probe::probe(&check, s).await;
+                    let r = probe::probe(&check, s, token).await;
                     let _ = tx.send((s, r)).await;
                 });
             }

@@ -24,7 +24,10 @@ pub enum ProbeResult {
     Missed(String),
 }
 
-pub async fn probe(check: &Check, seq: u64) -> ProbeResult {
+/// One probe. `peer_token` is sent to an `http` check's peer, whose status
+/// names the channels it records; without it (or when the peer refuses it)
+/// an answer still proves the peer alive, with its channels unknown.
+pub async fn probe(check: &Check, seq: u64, peer_token: Option<String>) -> ProbeResult {
     let timeout = check.timeout;
     let start = Instant::now();
     let r: Result<Option<Vec<u32>>, String> = match check.kind {
@@ -45,8 +48,8 @@ pub async fn probe(check: &Check, seq: u64) -> ProbeResult {
         }
         CheckKind::Http => {
             let url = format!("http://{}:{}/api/v1/status", check.address, check.port.unwrap_or(8080));
-            match tokio::task::spawn_blocking(move || http_status(&url, timeout)).await {
-                Ok(r) => r.map(Some),
+            match tokio::task::spawn_blocking(move || http_status(&url, peer_token.as_deref(), timeout)).await {
+                Ok(r) => r,
                 Err(e) => Err(e.to_string()),
             }
         }
@@ -60,22 +63,30 @@ pub async fn probe(check: &Check, seq: u64) -> ProbeResult {
     }
 }
 
-fn http_status(url: &str, timeout: Duration) -> Result<Vec<u32>, String> {
-    let r = crate::httpc::request_with_timeout("GET", url, &[], b"", timeout).map_err(|e| e.to_string())?;
+fn http_status(url: &str, peer_token: Option<&str>, timeout: Duration) -> Result<Option<Vec<u32>>, String> {
+    let auth = peer_token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let r = crate::httpc::request_with_timeout("GET", url, &headers, b"", timeout).map_err(|e| e.to_string())?;
+    // A peer that wants credentials we lack is still alive and answering.
+    if r.status == 401 || r.status == 403 {
+        return Ok(None);
+    }
     if r.status != 200 {
         return Err(format!("status endpoint answered {}", r.status));
     }
     let v = r.json().map_err(|e| format!("status endpoint sent bad JSON: {e}"))?;
-    Ok(v["channels"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                // `live` since event recording; `recording` from older peers.
-                .filter(|c| c["live"] == true || c["recording"] == "recording")
-                .filter_map(|c| c["number"].as_u64().map(|n| n as u32))
-                .collect()
-        })
-        .unwrap_or_default())
+    Ok(Some(
+        v["channels"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    // `live` since event recording; `recording` from older peers.
+                    .filter(|c| c["live"] == true || c["recording"] == "recording")
+                    .filter_map(|c| c["number"].as_u64().map(|n| n as u32))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    ))
 }
 
 fn resolve_v4(host: &str) -> Result<Ipv4Addr, String> {
@@ -265,20 +276,20 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let open = l.local_addr().unwrap().port();
         assert!(matches!(
-            probe(&check(CheckKind::Tcp, Some(open)), 0).await,
+            probe(&check(CheckKind::Tcp, Some(open)), 0, None).await,
             ProbeResult::Answered { .. }
         ));
         drop(l);
         assert!(matches!(
-            probe(&check(CheckKind::Tcp, Some(open)), 1).await,
+            probe(&check(CheckKind::Tcp, Some(open)), 1, None).await,
             ProbeResult::Missed(_)
         ));
         assert!(matches!(
-            probe(&check(CheckKind::Http, Some(open)), 2).await,
+            probe(&check(CheckKind::Http, Some(open)), 2, None).await,
             ProbeResult::Missed(_)
         ));
         // ICMP to loopback answers wherever an ICMP socket may be opened.
-        match probe(&check(CheckKind::Icmp, None), 3).await {
+        match probe(&check(CheckKind::Icmp, None), 3, None).await {
             ProbeResult::Answered { .. } => {}
             ProbeResult::Missed(e) => assert!(e.contains("ICMP socket"), "{e}"),
         }
