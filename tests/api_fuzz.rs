@@ -583,6 +583,53 @@ fn every_documented_route_is_routed_and_the_served_document_matches() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 
+/// Every route of the router but the public ones answers 401 without
+/// credentials and with garbage ones. The list is the router's own:
+/// `web::routes()` reads the document the router is built from, and the
+/// router serves no route the document lacks (`web::doc::seal`).
+#[test]
+fn every_route_but_the_public_ones_answers_401_without_credentials() {
+    let site = Site::start();
+    let public = tandem::web::public_routes();
+    let expected_public = [
+        (Method::GET, "/"),
+        (Method::GET, "/api/v1/openapi.json"),
+        (Method::GET, "/api/v1/health"),
+        (Method::POST, "/api/v1/login"),
+    ];
+    let mut listed: Vec<(Method, &str)> = public.iter().map(|(m, p)| (m.clone(), p.as_str())).collect();
+    listed.sort_by_key(|(m, p)| (p.to_string(), m.to_string()));
+    let mut want = expected_public.to_vec();
+    want.sort_by_key(|(m, p)| (p.to_string(), m.to_string()));
+    assert_eq!(listed, want, "the public routes are exactly these");
+    let mut checked = 0;
+    for (m, path) in tandem::web::routes() {
+        if public.contains(&(m.clone(), path.clone())) {
+            continue;
+        }
+        for auth in [Auth::None, Auth::Garbage] {
+            let r = Req {
+                method: m.to_string(),
+                path: fill(&path, &["1".into(), "1".into()]),
+                auth,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: b"{}".to_vec(),
+                ..Req::default()
+            };
+            let (status, body) = site.send(&r);
+            assert_eq!(
+                status,
+                401,
+                "{m} {} ({auth:?}): {}",
+                r.path,
+                String::from_utf8_lossy(&body)
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked} protected routes");
+}
+
 /// Writes `head` (and `body`) to the server and reads the status line.
 fn raw_status(port: u16, head: &str, body: &[u8]) -> u16 {
     use std::io::{Read, Write};
