@@ -138,7 +138,8 @@ async fn concurrency(
     tag = "system",
     summary = "The NVR at a glance",
     description = "Version, NVR id, uptime, now, and per channel its binding, recording state \
-                   (`recording`, `catching_up`, …), mode and whether live footage arrives.",
+                   (`recording`, `catching_up`, …), mode and whether live footage arrives. Also answered to \
+                   a peer NVR's token: the failover probe reads it.",
     responses((status = 200, description = "Status", body = Object)),
     extensions(("x-tandem-role" = json!("viewer")))
 )]
