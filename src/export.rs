@@ -190,7 +190,8 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
                 len
             } else {
                 match b.parse::<u64>() {
-                    Ok(e) if e >= s => (e + 1).min(len),
+                    // `bytes=0-18446744073709551615` must not overflow.
+                    Ok(e) if e >= s => e.saturating_add(1).min(len),
                     _ => return RangeRequest::Full,
                 }
             };
@@ -221,6 +222,24 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=5-2"), 100), RangeRequest::Full);
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
         assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Full);
+        // Client numbers at and past the edge of u64: no overflow, no panic.
+        let max = u64::MAX;
+        assert_eq!(
+            parse_range(Some(&format!("bytes=0-{max}")), 100),
+            RangeRequest::Partial(0, 100)
+        );
+        assert_eq!(
+            parse_range(Some(&format!("bytes={max}-{max}")), 100),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some(&format!("bytes=-{max}")), 100),
+            RangeRequest::Partial(0, 100)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=0-99999999999999999999999"), 100),
+            RangeRequest::Full
+        );
     }
 
     #[test]

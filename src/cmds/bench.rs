@@ -28,6 +28,10 @@ enum Which {
     /// Recording under attack (trigger flood, slow connections, a large
     /// import) against the same NVR undisturbed: frames lost, writer p99.
     Attack(super::bench_attack::AttackArgs),
+    /// What authentication costs: bearer-authenticated recordings vs the
+    /// public health check (requests/s, p99), clip download MiB/s, login and
+    /// Argon2id hash time.
+    Auth(super::bench_auth::AuthArgs),
 }
 
 #[derive(clap::Args)]
@@ -61,6 +65,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Which::Ingest(i) => ingest(i),
         Which::Motion(m) => super::bench_motion::run(m),
         Which::Attack(a) => super::bench_attack::run(a),
+        Which::Auth(a) => super::bench_auth::run(a),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod attack;
 pub mod audit;
 pub mod bench;
 pub mod bench_attack;
+pub mod bench_auth;
 pub mod bench_motion;
 pub mod check;
 pub mod demo;

@@ -413,13 +413,13 @@ pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec
             ),
         }
     }
+    let access = access::parse(&mut c, raw.access.as_ref());
     if !c.errors.is_empty() {
         c.errors.sort_by_key(|e| e.line);
         return Err(ConfigErrors(c.errors));
     }
     channels.sort_by_key(|c| c.number);
     c.warnings.sort_by_key(|e| e.line);
-    let access = access::parse(&mut c, raw.access.as_ref());
     let config = Config {
         access,
         storage,

@@ -563,6 +563,21 @@ fn backup_is_self_covers_wildcard_and_interface_addresses() {
 }
 
 #[test]
+fn access_settings_load_and_bad_ones_name_field_and_line() {
+    let c = p("[access]\nsession_idle = \"8h\"\naudit_retention = \"2y\"\n").unwrap();
+    assert_eq!(c.access.session_idle, Duration::from_secs(8 * 3600));
+    assert_eq!(c.access.audit_retention, Duration::from_secs(2 * 365 * 86400));
+    assert_eq!(p("").unwrap().access, crate::auth::Settings::default());
+    let e = p("[access]\nsession_idle = \"5s\"\naudit_retention = \"forever\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("site.toml:2") && e.contains("access.session_idle"), "{e}");
+    assert!(e.contains("site.toml:3") && e.contains("access.audit_retention"), "{e}");
+    let e = p("[access]\nsessions = 1\n").unwrap_err().to_string();
+    assert!(e.contains("site.toml:2") && e.contains("sessions"), "{e}");
+}
+
+#[test]
 fn scrub_interval_is_off_by_default_and_checked() {
     assert_eq!(p(GOOD).unwrap().storage.scrub_interval, None);
     let c = p("[storage]\ndir = \"x\"\nscrub_interval = \"7d\"\n").unwrap();

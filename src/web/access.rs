@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rusqlite::Connection;
 
+use super::doc::ErrorBody;
 use super::throttle::{retry_after_secs, Rate, Throttle};
 use super::{ApiError, ApiResult};
 use crate::auth::audit_log::{Action, Appender, Entry};
@@ -302,6 +303,25 @@ pub struct LoginBody {
 }
 
 /// `POST /api/v1/login`: checks the password and starts a session (cookie).
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    tag = "access",
+    summary = "Log in",
+    description = "Checks the password and starts a session: sets the `tandem_session` cookie (HttpOnly, \
+                   SameSite=Lax, Secure under TLS) and answers the user, role, channels and the session's CSRF \
+                   token (send it as `X-CSRF-Token` with state-changing requests). Failed logins are throttled \
+                   per user name and per client address.",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "`{\"user\", \"role\", \"channels\", \"csrf_token\"}` and the cookie", body = Object),
+        (status = 400, description = "A malformed body", body = ErrorBody),
+        (status = 401, description = "Wrong user name or password (the same answer for both)", body = ErrorBody),
+        (status = 403, description = "A cross-site login", body = ErrorBody),
+        (status = 429, description = "Too many failed logins; `Retry-After`", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("public")))
+)]
 pub async fn login(
     State(nvr): State<Arc<Nvr>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -402,6 +422,18 @@ pub async fn login(
 }
 
 /// `POST /api/v1/logout`: ends this session (a token is not a session: 400).
+#[utoipa::path(
+    post,
+    path = "/api/v1/logout",
+    tag = "access",
+    summary = "Log out",
+    description = "Ends this session and clears its cookie. API tokens are revoked, not logged out (400).",
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 400, description = "No session cookie", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn logout(
     State(nvr): State<Arc<Nvr>>,
     Extension(p): Extension<Principal>,
@@ -432,6 +464,15 @@ pub async fn logout(
 }
 
 /// `GET /api/v1/me`: who this credential is and what it may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "access",
+    summary = "Who am I",
+    description = "The user (and token) this credential is, its role and the channels it may see.",
+    responses((status = 200, description = "`{\"user\", \"actor\", \"role\", \"channels\"}`", body = Object)),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn me(Extension(p): Extension<Principal>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "user": p.user,
@@ -443,6 +484,15 @@ pub async fn me(Extension(p): Extension<Principal>) -> Json<serde_json::Value> {
 
 /// `GET /api/v1/health`: the bare liveness answer, for load balancers and
 /// monitors that hold no credential.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    tag = "system",
+    summary = "Liveness",
+    description = "The bare liveness answer for load balancers and monitors that hold no credential.",
+    responses((status = 200, description = "`{\"ok\": true}`", body = Object)),
+    extensions(("x-tandem-role" = json!("public")))
+)]
 pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "ok": true }))
 }

@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::access::now_ms;
-use super::{time_param, ApiError, ApiResult};
+use super::doc::ErrorBody;
+use super::{params, ApiError, ApiResult};
 use crate::auth::audit_log::{self, Action, Entry};
 use crate::auth::credentials;
 use crate::auth::users::{self, UserError};
@@ -40,6 +41,14 @@ fn channel_set(v: Option<Vec<u32>>) -> ApiResult<Option<BTreeSet<u32>>> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "access",
+    summary = "Users",
+    responses((status = 200, description = "`{\"users\": [...]}`: name, role, channels", body = Object)),
+    extensions(("x-tandem-role" = json!("admin")))
+)]
 pub async fn list_users(State(nvr): State<Arc<Nvr>>) -> ApiResult<Json<serde_json::Value>> {
     let list = nvr
         .access
@@ -58,6 +67,20 @@ pub struct NewUser {
     channels: Option<Vec<u32>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "access",
+    summary = "Add a user",
+    description = "Passwords have at least 12 characters and are stored as Argon2id hashes.",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "The user (without the password)", body = Object),
+        (status = 400, description = "A bad field, named", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("admin")))
+)]
 pub async fn add_user(
     State(nvr): State<Arc<Nvr>>,
     Extension(p): Extension<Principal>,
@@ -97,6 +120,21 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Vec<u
     serde::Deserialize::deserialize(d).map(Some)
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{name}",
+    tag = "access",
+    summary = "Change a user",
+    description = "Role, password or channels; fields left out stay as they are.",
+    params(("name" = String, Path, description = "The user name")),
+    request_body = UserChange,
+    responses(
+        (status = 200, description = "The user as changed", body = Object),
+        (status = 400, description = "A bad field, named", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("admin")))
+)]
 pub async fn change_user(
     State(nvr): State<Arc<Nvr>>,
     Extension(p): Extension<Principal>,
@@ -143,6 +181,19 @@ pub async fn change_user(
     Ok(Json(u))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{name}",
+    tag = "access",
+    summary = "Delete a user",
+    description = "Their sessions and tokens end with them.",
+    params(("name" = String, Path, description = "The user name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("admin")))
+)]
 pub async fn delete_user(
     State(nvr): State<Arc<Nvr>>,
     Extension(p): Extension<Principal>,
@@ -167,6 +218,15 @@ pub async fn delete_user(
 }
 
 /// Admins see every token; others their own.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "access",
+    summary = "API tokens",
+    description = "Admins see every token, others their own; never the secrets.",
+    responses((status = 200, description = "`{\"tokens\": [...]}`", body = Object)),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn list_tokens(
     State(nvr): State<Arc<Nvr>>,
     Extension(p): Extension<Principal>,
@@ -192,6 +252,21 @@ pub struct NewToken {
 }
 
 /// `POST /api/v1/tokens`: a token for the calling user, never wider than them.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "access",
+    summary = "Create an API token",
+    description = "A token for the calling user, never wider than them, shown once in the answer; send it as \
+                   `Authorization: Bearer …`.",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "The token's id, name, role, channels, expiry and `token` (the secret)", body = Object),
+        (status = 400, description = "A bad field, named", body = ErrorBody),
+        (status = 403, description = "Wider than the caller", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn create_token(
     State(nvr): State<Arc<Nvr>>,
     Extension(p): Extension<Principal>,
@@ -205,7 +280,7 @@ pub async fn create_token(
     let expires_ms = match &b.expires {
         None => None,
         Some(s) => {
-            let t = time_param("expires", Some(s))?;
+            let t = params::time("expires", Some(s))?;
             let ms = t.as_unix_micros().div_euclid(1000);
             if ms <= now_ms() {
                 return Err(ApiError::bad_request("`expires` must be in the future"));
@@ -261,15 +336,27 @@ pub async fn create_token(
 }
 
 /// `DELETE /api/v1/tokens/{id}`: admins revoke any token, others their own.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "access",
+    summary = "Revoke an API token",
+    description = "Admins revoke any token, others their own.",
+    params(("id" = i64, Path, description = "The token's id", minimum = 1)),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "Not a token id", body = ErrorBody),
+        (status = 404, description = "No such token (of the caller's)", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn revoke_token(
     State(nvr): State<Arc<Nvr>>,
     Extension(p): Extension<Principal>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("`{}` is not a token id", crate::excerpt::short(&id))))?;
+    let id = params::integer("id", &id, 1..=i64::MAX)?;
     let (admin, me) = (p.has(Role::Admin), p.user.clone());
     nvr.access
         .with_db(move |c| {
@@ -298,13 +385,32 @@ pub async fn revoke_token(
 }
 
 /// `GET /api/v1/audit?start&end&user&action&limit`: newest last.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "access",
+    summary = "The audit log",
+    description = "Who logged in, watched, exported, triggered or changed what; newest last.",
+    params(
+        ("start" = Option<String>, Query, description = "RFC 3339 time", format = DateTime),
+        ("end" = Option<String>, Query, description = "RFC 3339 time", format = DateTime),
+        ("user" = Option<String>, Query, description = "Only this actor"),
+        ("action" = Option<String>, Query, description = "Only this action (`login`, `clip_export`, …)"),
+        ("limit" = Option<u32>, Query, description = "At most this many entries (1–10000, default 1000)", minimum = 1, maximum = 10000),
+    ),
+    responses(
+        (status = 200, description = "`{\"entries\": [...]}` with each entry's hash chain", body = Object),
+        (status = 400, description = "A bad parameter, named", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("admin")))
+)]
 pub async fn audit(
     State(nvr): State<Arc<Nvr>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let ms = |name: &str| -> ApiResult<Option<i64>> {
         q.get(name)
-            .map(|v| time_param(name, Some(v)).map(|t| t.as_unix_micros().div_euclid(1000)))
+            .map(|v| params::time(name, Some(v)).map(|t| t.as_unix_micros().div_euclid(1000)))
             .transpose()
     };
     let action = match q.get("action") {
@@ -319,11 +425,7 @@ pub async fn audit(
     };
     let limit = match q.get("limit") {
         None => 1000,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|&l| (1..=10_000).contains(&l))
-            .ok_or_else(|| ApiError::bad_request("`limit`: a number from 1 to 10000"))?,
+        Some(l) => params::integer("limit", l, 1..=10_000usize)?,
     };
     let query = audit_log::Query {
         start_ms: ms("start")?,

@@ -9,28 +9,55 @@ use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use axum::{Extension, Json};
 
-use super::{channel_param, time_param, ApiError, ApiResult};
+use super::doc::ErrorBody;
+use super::{params, ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::nvr::{ChannelView, Nvr};
 
-/// The channels this principal may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/channels",
+    tag = "channels",
+    summary = "Channels",
+    description = "The channels the caller may see: number, name, binding, ingest counters, recording state, \
+                   policy and motion.",
+    responses((status = 200, description = "A JSON array, one object per channel", body = Vec<Object>)),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn list(State(nvr): State<Arc<Nvr>>, Extension(p): Extension<Principal>) -> Json<Vec<ChannelView>> {
     let mut v = nvr.channel_views();
     v.retain(|c| p.can_see(c.number));
     Json(v)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/channels/{n}/recordings",
+    tag = "channels",
+    summary = "Recorded stretches",
+    description = "The channel's stored footage overlapping `start`–`end`, as contiguous runs with frames, \
+                   bytes, codec, size and overlaps.",
+    params(
+        ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
+        ("start" = String, Query, description = "RFC 3339 time", format = DateTime),
+        ("end" = String, Query, description = "RFC 3339 time, after `start`", format = DateTime),
+    ),
+    responses(
+        (status = 200, description = "`{\"channel\", \"recordings\": [...]}`", body = Object),
+        (status = 400, description = "A bad channel number or time, named", body = ErrorBody),
+        (status = 404, description = "No such channel", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn recordings(
     State(nvr): State<Arc<Nvr>>,
     Path(n): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let ch = channel_param(&nvr, &n)?;
-    let start = time_param("start", q.get("start"))?;
-    let end = time_param("end", q.get("end"))?;
-    if end <= start {
-        return Err(ApiError::bad_request("`end` must be after `start`"));
-    }
+    let ch = params::channel(&nvr, &n)?;
+    let start = params::time("start", q.get("start"))?;
+    let end = params::time("end", q.get("end"))?;
+    params::span(start, end, i64::MAX)?;
     let reader = nvr.reader.clone();
     let runs = tokio::task::spawn_blocking(move || reader.recordings(ch, start, end))
         .await
@@ -39,6 +66,14 @@ pub async fn recordings(
     Ok(Json(serde_json::json!({ "channel": ch, "recordings": runs })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "system",
+    summary = "The built-in web page",
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String)),
+    extensions(("x-tandem-role" = json!("public")))
+)]
 pub async fn index_page() -> Html<&'static str> {
     Html(include_str!("index.html"))
 }

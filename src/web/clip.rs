@@ -19,7 +19,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
-use super::{channel_param, time_param, ApiError, ApiResult};
+use super::doc::{ErrorBody, Mp4};
+use super::{params, ApiError, ApiResult};
 use crate::auth::audit_log::{Action, Entry};
 use crate::auth::Principal;
 use crate::export::{open_sources, parse_range, write_range, RangeRequest};
@@ -39,6 +40,31 @@ fn list_header<T: serde::Serialize>(items: &[T]) -> Option<HeaderValue> {
     HeaderValue::from_str(&json).ok()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/channels/{n}/clip.mp4",
+    tag = "channels",
+    summary = "A clip as .mp4",
+    description = "An .mp4 of the channel's footage from `start` to `end` (at most 12 hours), built from the \
+                   index. Supports `Range`, `If-Range` and `If-None-Match`. Gaps, overlaps, omitted frames \
+                   and damaged footage are reported in `X-Tandem-Gaps`, `X-Tandem-Overlaps`, \
+                   `X-Tandem-Frames-Omitted` and `X-Tandem-Damaged`; the range sent in `X-Tandem-Range`.",
+    params(
+        ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
+        ("start" = String, Query, description = "RFC 3339 time", format = DateTime),
+        ("end" = String, Query, description = "RFC 3339 time, after `start`, at most 12 h later", format = DateTime),
+    ),
+    responses(
+        (status = 200, description = "The whole clip", content_type = "video/mp4", body = Mp4),
+        (status = 206, description = "The requested byte range", content_type = "video/mp4", body = Mp4),
+        (status = 304, description = "Unchanged (`If-None-Match`)"),
+        (status = 400, description = "A bad channel number, time or range, named", body = ErrorBody),
+        (status = 404, description = "No such channel, or no footage in the range", body = ErrorBody),
+        (status = 416, description = "The byte range lies past the clip's end"),
+        (status = 503, description = "Footage changed while the clip was prepared; `Retry-After`", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn clip(
     State(nvr): State<Arc<Nvr>>,
     Extension(p): Extension<Principal>,
@@ -47,9 +73,12 @@ pub async fn clip(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let ch = channel_param(&nvr, &n)?;
-    let start = time_param("start", q.get("start"))?;
-    let end = time_param("end", q.get("end"))?;
+    let ch = params::channel(&nvr, &n)?;
+    let start = params::time("start", q.get("start"))?;
+    let end = params::time("end", q.get("end"))?;
+    // Before the index is read: the footage loaded is bounded by the longest
+    // clip, not by the range a client asks for.
+    params::span(start, end, clip::MAX_CLIP)?;
     let reader = nvr.reader.clone();
     let built = tokio::task::spawn_blocking(move || {
         let footage = reader.footage(ch, start, end)?;

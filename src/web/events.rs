@@ -11,38 +11,51 @@ use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
 
+use super::doc::ErrorBody;
 use super::throttle::retry_after_secs;
-use super::{channel_param, time_param, ApiError, ApiResult};
+use super::{params, ApiError, ApiResult};
 use crate::auth::audit_log::{Action, Entry};
 use crate::auth::Principal;
 use crate::config::events::{is_reserved_kind, valid_kind};
-use crate::config::units::parse_duration;
 use crate::events::Edge;
 use crate::nvr::Nvr;
 use crate::time::Time90k;
 
 /// `GET /api/v1/events?channel=N&type=T&start=…&end=…`: stored events, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    summary = "Stored events",
+    description = "Events (motion, triggers, failover, …) overlapping `start`–`end`, oldest first, at most 10,000.",
+    params(
+        ("channel" = Option<u32>, Query, description = "Only this channel (1–4096)", minimum = 1, maximum = 4096),
+        ("type" = Option<String>, Query, description = "Only this kind (`motion`, `door`, …)"),
+        ("start" = Option<String>, Query, description = "RFC 3339 time; default: the beginning", format = DateTime),
+        ("end" = Option<String>, Query, description = "RFC 3339 time; default: no end", format = DateTime),
+    ),
+    responses(
+        (status = 200, description = "`{\"events\": [...]}`", body = Object),
+        (status = 400, description = "A bad channel number or time, named", body = ErrorBody),
+        (status = 404, description = "No such channel", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn search(
     State(nvr): State<Arc<Nvr>>,
     Extension(p): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let channel = match q.get("channel") {
-        Some(c) => Some(channel_param(&nvr, c)?),
+        Some(c) => Some(params::channel(&nvr, c)?),
         None => None,
     };
     if let Some(ch) = channel.filter(|&ch| !p.can_see(ch)) {
         return Err(ApiError::forbidden(format!("{} may not see channel {ch}", p.user)));
     }
     let kind = q.get("type").cloned();
-    let start = match q.get("start") {
-        Some(_) => time_param("start", q.get("start"))?,
-        None => Time90k(0),
-    };
-    let end = match q.get("end") {
-        Some(_) => time_param("end", q.get("end"))?,
-        None => Time90k(i64::MAX),
-    };
+    let start = params::time_or("start", q.get("start"), Time90k(0))?;
+    let end = params::time_or("end", q.get("end"), Time90k(i64::MAX))?;
     if end <= start {
         return Err(ApiError::bad_request("`end` must be after `start`"));
     }
@@ -56,17 +69,27 @@ pub async fn search(
     Ok(Json(serde_json::json!({ "events": events })))
 }
 
-#[derive(serde::Deserialize)]
+/// The shortest and longest pulse.
+pub const MIN_PULSE: Duration = Duration::from_millis(100);
+pub const MAX_PULSE: Duration = Duration::from_secs(3600);
+
+/// An event trigger from a sensor or another system.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
+    /// The event's kind: 1–32 characters of a-z, 0-9, _ and - (default `trigger`).
     #[serde(rename = "type")]
+    #[schema(example = "door")]
     kind: Option<String>,
-    /// "start", "stop" or "pulse".
+    /// `start`, `stop` or `pulse`.
+    #[schema(example = "pulse")]
     action: String,
-    /// Pulse length: seconds, or text like "10s".
+    /// For a pulse: its length, 0.1 s – 1 h, as seconds (a number) or text like "10s".
+    #[schema(value_type = Option<Object>, example = 10)]
     duration: Option<serde_json::Value>,
-    /// Tells several sensors of one type apart ("door-3").
+    /// Tells several sensors of one type apart ("door-3"), at most 64 characters.
     source: Option<String>,
+    /// Anything the sender wants stored with the event: a JSON object of at most 4 KiB.
     details: Option<serde_json::Value>,
 }
 
@@ -75,6 +98,27 @@ pub struct TriggerBody {
 ///
 /// Rate limited per client and channel, and per channel (429 with
 /// `Retry-After`): a flood costs the flooder, never a frame.
+#[utoipa::path(
+    post,
+    path = "/api/v1/channels/{n}/events",
+    tag = "events",
+    summary = "Trigger an event",
+    description = "Starts, stops or pulses an event on the channel; event-mode channels record around it. \
+                   Rate limited per client and channel and per channel (429 with `Retry-After`).",
+    params(("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096)),
+    request_body = TriggerBody,
+    responses(
+        (status = 202, description = "Accepted: `{\"channel\", \"type\", \"action\", \"time\"}`", body = Object),
+        (status = 400, description = "A bad field, named", body = ErrorBody),
+        (status = 403, description = "The kind is raised by the NVR itself", body = ErrorBody),
+        (status = 404, description = "No such channel", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "Too many triggers; `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The recorder is shedding event work; `Retry-After`", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("operator")))
+)]
 pub async fn trigger(
     State(nvr): State<Arc<Nvr>>,
     Path(n): Path<String>,
@@ -82,15 +126,22 @@ pub async fn trigger(
     Extension(p): Extension<Principal>,
     body: Result<Json<TriggerBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let ch = channel_param(&nvr, &n)?;
+    let ch = params::channel(&nvr, &n)?;
     nvr.admit_trigger(client.ip(), ch).map_err(|wait| {
         ApiError::too_many(
             retry_after_secs(wait),
             format!("too many event triggers for channel {ch}; slow down"),
         )
     })?;
-    let Json(b) =
-        body.map_err(|e| ApiError::bad_request(format!("body: {}", crate::excerpt::short(&e.body_text()))))?;
+    let Json(b) = body.map_err(|e| {
+        // Keep the rejection's own status where it says more (413 too
+        // large, 415 not JSON); a field of the wrong type is a bad request.
+        let status = match e.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        ApiError::status(status, format!("body: {}", crate::excerpt::short(&e.body_text())))
+    })?;
     let kind = b.kind.unwrap_or_else(|| "trigger".into());
     if !valid_kind(&kind) {
         return Err(ApiError::bad_request(
@@ -151,18 +202,7 @@ pub async fn trigger(
         "start" => send(edge(key.clone(), true, now))?,
         "stop" => send(edge(key.clone(), false, now))?,
         "pulse" => {
-            let d = match &b.duration {
-                // Range-checked before it becomes a Duration: `from_secs_f64`
-                // panics on negative or huge values.
-                Some(serde_json::Value::Number(n)) => n
-                    .as_f64()
-                    .filter(|x| (0.1..=3600.0).contains(x))
-                    .map(Duration::from_secs_f64),
-                Some(serde_json::Value::String(s)) => parse_duration(s).ok(),
-                _ => None,
-            }
-            .filter(|d| (0.1..=3600.0).contains(&d.as_secs_f64()))
-            .ok_or_else(|| ApiError::bad_request("`duration` (0.1 s – 1 h) is required for a pulse"))?;
+            let d = params::seconds("duration", b.duration.as_ref(), MIN_PULSE, MAX_PULSE)?;
             let nvr2 = nvr.clone();
             crate::events::pulse(edge(key.clone(), true, now), d, move |e| nvr2.event_edge(e))
                 .map_err(|m| ApiError::busy(1, m))?;
@@ -176,6 +216,15 @@ pub async fn trigger(
 }
 
 /// `GET /api/v1/actions`: per action, deliveries, retries, failures, rate limiting.
+#[utoipa::path(
+    get,
+    path = "/api/v1/actions",
+    tag = "events",
+    summary = "Alert deliveries",
+    description = "Per configured action (MQTT, webhook, e-mail, SMS): deliveries, retries, failures, rate limiting.",
+    responses((status = 200, description = "`{\"actions\": [...]}`", body = Object)),
+    extensions(("x-tandem-role" = json!("operator")))
+)]
 pub async fn actions(State(nvr): State<Arc<Nvr>>) -> Json<serde_json::Value> {
     let list = nvr.actions.lock().map(|v| v.clone()).unwrap_or_default();
     Json(serde_json::json!({ "actions": list }))

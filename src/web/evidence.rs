@@ -18,7 +18,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::{Extension, Json};
 
-use super::{channel_param, time_param, ApiError, ApiResult};
+use super::doc::ErrorBody;
+use super::{params, ApiError, ApiResult};
 use crate::auth::audit_log::{Action, Entry};
 use crate::auth::Principal;
 use crate::evidence::export::{self, Meta, PlanError};
@@ -27,6 +28,38 @@ use crate::nvr::Nvr;
 
 const CHUNK: usize = 256 * 1024;
 
+/// A zip archive's bytes (only its schema is used: the document's body type).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct Zip(Vec<u8>);
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/channels/{n}/evidence.zip",
+    tag = "channels",
+    summary = "An evidence export: the clip, a manifest and its signature",
+    description = "A zip of `clip.mp4` (as `clip.mp4` serves it), `manifest.json` (NVR id, channel and \
+                   camera, requested and actual range, frame count, gaps, codec, the clip's SHA-256, who \
+                   exported it and when, the audit entry id, the public key) and `manifest.sig` (Ed25519 \
+                   over the manifest's bytes, with the key `GET /api/v1/key` serves). Check it with \
+                   `tandem verify`. Audited (`evidence_export`) before it is written; the entry's id is \
+                   also in `X-Tandem-Audit-Entry`. Streamed with its exact length.",
+    params(
+        ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
+        ("start" = String, Query, description = "RFC 3339 time", format = DateTime),
+        ("end" = String, Query, description = "RFC 3339 time, after `start`, at most 12 h later", format = DateTime),
+    ),
+    responses(
+        (status = 200, description = "The evidence archive", content_type = "application/zip", body = Zip),
+        (status = 400, description = "A bad channel number, time or range, named", body = ErrorBody),
+        (status = 403, description = "The caller may not see this channel", body = ErrorBody),
+        (status = 404, description = "No such channel, or no footage in the range", body = ErrorBody),
+        (status = 503, description = "Footage changed while the export was prepared, or the audit log is \
+                                      backed up; `Retry-After`", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn evidence(
     State(nvr): State<Arc<Nvr>>,
     Extension(p): Extension<Principal>,
@@ -34,12 +67,12 @@ pub async fn evidence(
     Path(n): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let ch = channel_param(&nvr, &n)?;
+    let ch = params::channel(&nvr, &n)?;
     if !p.can_see(ch) {
         return Err(ApiError::forbidden(format!("you may not see channel {ch}")));
     }
-    let start = time_param("start", q.get("start"))?;
-    let end = time_param("end", q.get("end"))?;
+    let start = params::time("start", q.get("start"))?;
+    let end = params::time("end", q.get("end"))?;
     let reader = nvr.reader.clone();
     let clip = tokio::task::spawn_blocking(move || export::plan(&reader, ch, start, end))
         .await
@@ -117,6 +150,17 @@ pub async fn evidence(
 }
 
 /// `GET /api/v1/key`: the NVR's evidence signing key (public half).
+#[utoipa::path(
+    get,
+    path = "/api/v1/key",
+    tag = "system",
+    summary = "The evidence signing key",
+    description = "The public half of the Ed25519 key that signs evidence exports: `algorithm`, \
+                   `public_key_hex`, `public_key_base64` and `fingerprint` (the first 16 bytes of the \
+                   key's SHA-256, hex). Give it to `tandem verify --key`.",
+    responses((status = 200, description = "The public key", body = Object)),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 pub async fn key(State(nvr): State<Arc<Nvr>>) -> Json<serde_json::Value> {
     use base64::Engine;
     let k = nvr.signing_key.verifying_key();

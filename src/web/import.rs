@@ -27,7 +27,8 @@ use axum::Json;
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
-use super::{channel_param, ApiError, ApiResult};
+use super::doc::ErrorBody;
+use super::{params, ApiError, ApiResult};
 use crate::auth::audit_log::{Action, Entry};
 use crate::nvr::Nvr;
 use crate::store::import::{admit, ImportError, ImportRequest, Refusal, Staging};
@@ -52,13 +53,9 @@ pub async fn gate(State(nvr): State<Arc<Nvr>>, req: Request, next: Next) -> Resp
 
 fn staged_path(nvr: &Nvr, origin: &str, segment: &str) -> ApiResult<(std::path::PathBuf, i64)> {
     if origin.is_empty() || origin.len() > 64 || !origin.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::bad_request("origin must be 1 to 64 hex digits"));
+        return Err(ApiError::bad_request("`origin` must be 1 to 64 hex digits"));
     }
-    let seg: i64 = segment
-        .parse()
-        .ok()
-        .filter(|s| *s >= 0)
-        .ok_or_else(|| ApiError::bad_request("bad segment id"))?;
+    let seg = params::integer("segment", segment, 0..=i64::MAX)?;
     Ok((nvr.staging_dir().join(format!("{origin}-{seg}.part")), seg))
 }
 
@@ -66,6 +63,24 @@ fn imported(nvr: &Nvr, origin: &str, seg: i64) -> ApiResult<bool> {
     nvr.reader.imported(origin, seg).map_err(ApiError::internal)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/import/{origin}/{segment}",
+    tag = "import",
+    summary = "Where an upload stands",
+    description = "Failback: bytes of the segment received so far (where to resume) and whether it is imported.",
+    params(
+        ("origin" = String, Path, description = "The sending NVR's id: 1–64 hex digits"),
+        ("segment" = i64, Path, description = "The segment's id on the sending NVR", minimum = 0),
+    ),
+    responses(
+        (status = 200, description = "`{\"received\": bytes, \"imported\": bool}`", body = Object),
+        (status = 400, description = "A bad origin or segment, named", body = ErrorBody),
+        (status = 401, description = "No valid peer token", body = ErrorBody),
+        (status = 503, description = "Imports are busy; `Retry-After`", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("peer")))
+)]
 pub async fn status(
     State(nvr): State<Arc<Nvr>>,
     Path((origin, segment)): Path<(String, String)>,
@@ -78,6 +93,23 @@ pub async fn status(
     Ok(Json(serde_json::json!({ "received": received, "imported": imported })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/import/{origin}/{segment}",
+    tag = "import",
+    summary = "Drop a staged upload",
+    params(
+        ("origin" = String, Path, description = "The sending NVR's id: 1–64 hex digits"),
+        ("segment" = i64, Path, description = "The segment's id on the sending NVR", minimum = 0),
+    ),
+    responses(
+        (status = 204, description = "Dropped (or there was none)"),
+        (status = 400, description = "A bad origin or segment, named", body = ErrorBody),
+        (status = 401, description = "No valid peer token", body = ErrorBody),
+        (status = 409, description = "A piece of this upload is being written", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("peer")))
+)]
 pub async fn reset(
     State(nvr): State<Arc<Nvr>>,
     Path((origin, segment)): Path<(String, String)>,
@@ -96,6 +128,30 @@ pub async fn reset(
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/import/{origin}/{segment}",
+    tag = "import",
+    summary = "Upload a piece of a segment",
+    description = "Appends the body (at most 8 MiB, with `Content-Length`) if `offset` equals the bytes received; \
+                   the piece is appended whole or not at all.",
+    params(
+        ("origin" = String, Path, description = "The sending NVR's id: 1–64 hex digits"),
+        ("segment" = i64, Path, description = "The segment's id on the sending NVR", minimum = 0),
+        ("offset" = u64, Query, description = "Where this piece starts: the bytes received so far"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The piece's bytes"),
+    responses(
+        (status = 200, description = "`{\"received\": bytes}`", body = Object),
+        (status = 400, description = "A bad origin, segment or offset, named", body = ErrorBody),
+        (status = 401, description = "No valid peer token", body = ErrorBody),
+        (status = 409, description = "`offset` is not where the upload stands (`{\"received\"}`), or another piece is being written", body = Object),
+        (status = 411, description = "No `Content-Length`", body = ErrorBody),
+        (status = 413, description = "The piece or the upload is too large", body = ErrorBody),
+        (status = 507, description = "Staging is over its quota or the disk is low", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("peer")))
+)]
 pub async fn put_piece(
     State(nvr): State<Arc<Nvr>>,
     Path((origin, segment)): Path<(String, String)>,
@@ -104,15 +160,16 @@ pub async fn put_piece(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let (path, _) = staged_path(&nvr, &origin, &segment)?;
-    let offset: u64 = q
-        .get("offset")
-        .and_then(|o| o.parse().ok())
-        .ok_or_else(|| ApiError::bad_request("query parameter `offset` is required"))?;
-    let piece: u64 = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| ApiError::status(StatusCode::LENGTH_REQUIRED, "a piece needs a Content-Length"))?;
+    let offset = params::required_integer("offset", q.get("offset"), 0..=u64::MAX)?;
+    let piece: u64 = match headers.get("content-length").and_then(|v| v.to_str().ok()) {
+        Some(v) => params::integer("Content-Length", v, 0..=u64::MAX)?,
+        None => {
+            return Err(ApiError::status(
+                StatusCode::LENGTH_REQUIRED,
+                "a piece needs a Content-Length",
+            ))
+        }
+    };
     if piece > MAX_PIECE {
         return Err(ApiError::status(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -200,6 +257,29 @@ async fn copy_body(body: Body, f: &mut tokio::fs::File, limit: u64, rate: u64) -
     Ok(n)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/import/{origin}/{segment}/complete",
+    tag = "import",
+    summary = "Merge an uploaded segment",
+    description = "Merges the staged segment into `channel` once it holds `length` bytes.",
+    params(
+        ("origin" = String, Path, description = "The sending NVR's id: 1–64 hex digits"),
+        ("segment" = i64, Path, description = "The segment's id on the sending NVR", minimum = 0),
+        ("channel" = u32, Query, description = "The local channel (1–4096)", minimum = 1, maximum = 4096),
+        ("length" = u64, Query, description = "The segment file's length in bytes"),
+    ),
+    responses(
+        (status = 200, description = "What was merged (or `{\"already\": true}`)", body = Object),
+        (status = 400, description = "A bad origin, segment, channel or length, named", body = ErrorBody),
+        (status = 401, description = "No valid peer token", body = ErrorBody),
+        (status = 404, description = "No such channel", body = ErrorBody),
+        (status = 409, description = "Not all bytes received, or a piece is being written", body = ErrorBody),
+        (status = 422, description = "The segment was rejected", body = ErrorBody),
+        (status = 503, description = "The importer is busy; `Retry-After`", body = ErrorBody),
+    ),
+    extensions(("x-tandem-role" = json!("peer")))
+)]
 pub async fn complete(
     State(nvr): State<Arc<Nvr>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -207,11 +287,11 @@ pub async fn complete(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let (path, seg) = staged_path(&nvr, &origin, &segment)?;
-    let channel = channel_param(&nvr, q.get("channel").map(String::as_str).unwrap_or(""))?;
-    let length: u64 = q
-        .get("length")
-        .and_then(|l| l.parse().ok())
-        .ok_or_else(|| ApiError::bad_request("query parameter `length` is required"))?;
+    let channel = match q.get("channel") {
+        Some(c) => params::channel(&nvr, c)?,
+        None => return Err(ApiError::bad_request("query parameter `channel` is required")),
+    };
+    let length = params::required_integer("length", q.get("length"), 0..=u64::MAX)?;
     let Some(_guard) = nvr.uploads.try_lock(&path) else {
         return Err(ApiError::status(
             StatusCode::CONFLICT,

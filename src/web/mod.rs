@@ -7,21 +7,25 @@ pub mod access;
 mod accounts;
 mod channels;
 mod clip;
+pub mod doc;
 mod events;
 mod evidence;
 mod import;
+pub mod params;
 pub mod server;
 pub mod throttle;
+
+pub use doc::{openapi, public_routes, routes};
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::nvr::Nvr;
-use crate::time::Time90k;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -129,22 +133,17 @@ async fn concurrency(
     resp
 }
 
-/// Parses a required RFC 3339 query parameter, naming it in the error.
-pub(crate) fn time_param(name: &str, v: Option<&String>) -> ApiResult<Time90k> {
-    let v = v.ok_or_else(|| ApiError::bad_request(format!("query parameter `{name}` is required (RFC 3339 time)")))?;
-    Time90k::parse_rfc3339(v).map_err(|e| ApiError::bad_request(format!("query parameter `{name}`: {e}")))
-}
-
-pub(crate) fn channel_param(nvr: &Nvr, n: &str) -> ApiResult<u32> {
-    let n: u32 = n
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("`{n}` is not a channel number")))?;
-    if !nvr.has_channel(n) {
-        return Err(ApiError::not_found(format!("no channel {n}")));
-    }
-    Ok(n)
-}
-
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "system",
+    summary = "The NVR at a glance",
+    description = "Version, NVR id, uptime, now, and per channel its binding, recording state \
+                   (`recording`, `catching_up`, …), mode and whether live footage arrives. Also answered to \
+                   a peer NVR's token: the failover probe reads it.",
+    responses((status = 200, description = "Status", body = Object)),
+    extensions(("x-tandem-role" = json!("viewer")))
+)]
 async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     let views = nvr.channel_views();
     let now = nvr.clock.now();
@@ -178,6 +177,15 @@ async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Js
 }
 
 /// Every failover rule: its state, counters, transition history and bindings.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rules",
+    tag = "failover",
+    summary = "Failover rules",
+    description = "Every failover rule: its state (`normal`/`failure`), probe counters, transitions and bindings.",
+    responses((status = 200, description = "`{\"rules\": [...]}`", body = Object)),
+    extensions(("x-tandem-role" = json!("operator")))
+)]
 async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     let list: Vec<serde_json::Value> = nvr
         .rules
@@ -188,6 +196,18 @@ async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Jso
 }
 
 /// Failback transfers this NVR owes its peers, with progress.
+#[utoipa::path(
+    get,
+    path = "/api/v1/transfers",
+    tag = "failover",
+    summary = "Failback transfers",
+    description = "Footage this NVR owes its peers after a failover, with progress.",
+    responses(
+        (status = 200, description = "`{\"transfers\": [...]}`", body = Object),
+        (status = 500, description = "The transfer list could not be read", body = doc::ErrorBody)
+    ),
+    extensions(("x-tandem-role" = json!("operator")))
+)]
 async fn transfers(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> ApiResult<Json<serde_json::Value>> {
     let dir = nvr.config.storage.dir.clone();
     let list = tokio::task::spawn_blocking(move || crate::failover::transfer::list(&dir))
@@ -197,50 +217,73 @@ async fn transfers(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) ->
     Ok(Json(serde_json::json!({ "transfers": list })))
 }
 
+/// Every route of the API, each registered with its OpenAPI description
+/// (`#[utoipa::path]` on the handler, `routes!` here): the router and the
+/// document come from this one list. A new route is one more `.routes(...)`
+/// line; a route added any other way is refused by `doc::seal`.
+///
+/// `nvr` is `None` only when the document alone is wanted (`doc::openapi`):
+/// the import routes' peer-token gate needs the NVR and changes nothing in
+/// the document.
+fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
+    let mut import = OpenApiRouter::new()
+        .routes(routes!(import::status, import::put_piece, import::reset))
+        .routes(routes!(import::complete));
+    if let Some(nvr) = nvr {
+        import = import.route_layer(axum::middleware::from_fn_with_state(nvr.clone(), import::gate));
+    }
+    OpenApiRouter::with_openapi(doc::base())
+        .routes(routes!(channels::index_page))
+        .routes(routes!(doc::openapi_json))
+        .routes(routes!(status))
+        .routes(routes!(channels::list))
+        .routes(routes!(channels::recordings))
+        .routes(routes!(clip::clip))
+        .routes(routes!(evidence::evidence))
+        .routes(routes!(evidence::key))
+        .routes(routes!(events::trigger))
+        .routes(routes!(events::search))
+        .routes(routes!(events::actions))
+        .routes(routes!(rules))
+        .routes(routes!(transfers))
+        .routes(routes!(store_health))
+        .routes(routes!(access::health))
+        .routes(routes!(access::login))
+        .routes(routes!(access::logout))
+        .routes(routes!(access::me))
+        .routes(routes!(accounts::list_users, accounts::add_user))
+        .routes(routes!(accounts::change_user, accounts::delete_user))
+        .routes(routes!(accounts::list_tokens, accounts::create_token))
+        .routes(routes!(accounts::revoke_token))
+        .routes(routes!(accounts::audit))
+        .route_layer(axum::middleware::from_fn(refuse_large_bodies))
+        .merge(import)
+}
+
+/// In front of the JSON routes: a body announced larger than they read is
+/// refused before a byte of it is received (the extractor's own limit only
+/// notices once it has read that much). Import pieces have their own bound.
+async fn refuse_large_bodies(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_JSON_BODY as u64) {
+        return ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies are limited to {} KiB", MAX_JSON_BODY / 1024),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 pub fn router(nvr: Arc<Nvr>) -> Router {
-    Router::new()
-        .route("/", get(channels::index_page))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/channels", get(channels::list))
-        .route("/api/v1/channels/{n}/recordings", get(channels::recordings))
-        .route("/api/v1/channels/{n}/clip.mp4", get(clip::clip))
-        .route("/api/v1/channels/{n}/evidence.zip", get(evidence::evidence))
-        .route("/api/v1/key", get(evidence::key))
-        .route("/api/v1/channels/{n}/events", axum::routing::post(events::trigger))
-        .route("/api/v1/events", get(events::search))
-        .route("/api/v1/actions", get(events::actions))
-        .route("/api/v1/rules", get(rules))
-        .route("/api/v1/transfers", get(transfers))
-        .route("/api/v1/store", get(store_health))
-        .route("/api/v1/health", get(access::health))
-        .route("/api/v1/login", axum::routing::post(access::login))
-        .route("/api/v1/logout", axum::routing::post(access::logout))
-        .route("/api/v1/me", get(access::me))
-        .route("/api/v1/users", get(accounts::list_users).post(accounts::add_user))
-        .route(
-            "/api/v1/users/{name}",
-            axum::routing::put(accounts::change_user).delete(accounts::delete_user),
-        )
-        .route(
-            "/api/v1/tokens",
-            get(accounts::list_tokens).post(accounts::create_token),
-        )
-        .route("/api/v1/tokens/{id}", axum::routing::delete(accounts::revoke_token))
-        .route("/api/v1/audit", get(accounts::audit))
-        .merge(
-            Router::new()
-                .route(
-                    "/api/v1/import/{origin}/{segment}",
-                    get(import::status).put(import::put_piece).delete(import::reset),
-                )
-                .route(
-                    "/api/v1/import/{origin}/{segment}/complete",
-                    axum::routing::post(import::complete),
-                )
-                .route_layer(axum::middleware::from_fn_with_state(nvr.clone(), import::gate)),
-        )
+    let (routes, _) = doc::seal(api(Some(&nvr)));
+    routes
         // Small JSON bodies everywhere; import pieces are streamed and bounded by their handler.
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))
         // Access control in front of every route, so a route added later is
         // protected by default; after the concurrency limit, so a flood of
         // bad credentials queues like any other request.
@@ -249,8 +292,22 @@ pub fn router(nvr: Arc<Nvr>) -> Router {
         .with_state(nvr)
 }
 
+/// The largest request body a JSON route reads.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
 /// `GET /api/v1/store`: the writer's health (frame-to-durable latency,
 /// events stored and dropped, descriptor reserve) and the importer's counters.
+#[utoipa::path(
+    get,
+    path = "/api/v1/store",
+    tag = "system",
+    summary = "Store and HTTP health",
+    description = "The writer's frame-to-durable latency, events stored and dropped, descriptor reserve; \
+                   the importer's and the HTTP server's counters; the segment scrub's passes, segments \
+                   checked and `mismatches` (files changed since they were written).",
+    responses((status = 200, description = "`{\"writer\", \"import\", \"http\", \"scrub\"}`", body = Object)),
+    extensions(("x-tandem-role" = json!("operator")))
+)]
 async fn store_health(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "writer": nvr.writer_stats(),
