@@ -29,9 +29,13 @@ fn meta() -> Meta {
 
 /// A clip of `n` frames planned over a segment file of random bytes.
 fn planned(dir: &std::path::Path, n: usize) -> Clip {
-    let p = dir.join("seg");
     let content: Vec<u8> = (0..n * 100 + 100).map(|_| rand::random::<u8>()).collect();
-    std::fs::write(&p, &content).unwrap();
+    planned_over(dir, n, &content)
+}
+
+fn planned_over(dir: &std::path::Path, n: usize, content: &[u8]) -> Clip {
+    let p = dir.join("seg");
+    std::fs::write(&p, content).unwrap();
     let mut data = vec![0u8; 40];
     data[4..8].copy_from_slice(b"avc1");
     let entry = Arc::new(SampleEntryRow {
@@ -105,6 +109,23 @@ fn an_untouched_export_verifies_and_counts_its_frames() {
     // The same contents make the same archive: the layout is reproducible.
     assert_eq!(archive_bytes(d.path(), 10, &k).0.len(), z.len());
 }
+
+/// The archive's bytes for fixed contents, key and time. `verify` rebuilds
+/// archives with this crate's zip writer: if a dependency upgrade changed
+/// the layout, archives exported before it would stop verifying. This
+/// catches that before release.
+#[test]
+fn the_layout_of_an_archive_does_not_drift() {
+    use sha2::{Digest, Sha256};
+    let d = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..1100u32).map(|i| (i * 31 % 253) as u8).collect();
+    let clip = planned_over(d.path(), 10, &content);
+    let (out, _) = export::write(Cursor::new(Vec::new()), &clip, &meta(), &key(1)).unwrap();
+    let z = out.into_inner();
+    assert_eq!(hex(&Sha256::digest(&z)), GOLDEN, "{} bytes", z.len());
+}
+
+const GOLDEN: &str = "d78d367c9ac84872dc2c6988c15942af4ea66a0af573843b29ea87a680882064";
 
 #[test]
 fn every_single_byte_flip_is_refused_and_the_region_named() {
