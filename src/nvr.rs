@@ -123,6 +123,8 @@ impl Nvr {
                     origin: nvr_id.clone(),
                     token: token.clone(),
                     rate: config.failover.transfer_rate,
+                    tls: crate::failover::transfer::peer_tls(&config.failover),
+                    tls_targets: crate::failover::transfer::tls_targets(&config.rules),
                 };
                 std::thread::Builder::new()
                     .name("backup-transfer".into())

@@ -38,7 +38,10 @@ impl std::str::FromStr for Role {
             "viewer" => Ok(Role::Viewer),
             "operator" => Ok(Role::Operator),
             "admin" => Ok(Role::Admin),
-            _ => Err(format!("`{}` is not a role (admin, operator or viewer)", crate::excerpt::short(s))),
+            _ => Err(format!(
+                "`{}` is not a role (admin, operator or viewer)",
+                crate::excerpt::short(s)
+            )),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Probes for failover checks: ICMP echo, TCP connect, and the HTTP status of
-//! a peer Tandem. Each probe is one attempt with a timeout and reports whether
+//! Probes for failover checks: ICMP echo, TCP connect, and the HTTP(S) status
+//! of a peer Tandem (`tls = true`: its certificate checked against the
+//! configured CA or pinned fingerprint; a mismatch is a miss that says so). Each probe is one attempt with a timeout and reports whether
 //! it was answered; the state machine decides what that means.
 //!
 //! ICMP uses the unprivileged ICMP datagram socket where the system allows it
@@ -13,6 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::rule::{Check, CheckKind};
+use crate::httpc::PeerTls;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProbeResult {
@@ -24,7 +26,8 @@ pub enum ProbeResult {
     Missed(String),
 }
 
-pub async fn probe(check: &Check, seq: u64) -> ProbeResult {
+/// One probe; `tls` is the peer trust for `tls = true` http checks.
+pub async fn probe(check: &Check, seq: u64, tls: Option<&PeerTls>) -> ProbeResult {
     let timeout = check.timeout;
     let start = Instant::now();
     let r: Result<Option<Vec<u32>>, String> = match check.kind {
@@ -44,8 +47,9 @@ pub async fn probe(check: &Check, seq: u64) -> ProbeResult {
             }
         }
         CheckKind::Http => {
-            let url = format!("http://{}:{}/api/v1/status", check.address, check.port.unwrap_or(8080));
-            match tokio::task::spawn_blocking(move || http_status(&url, timeout)).await {
+            let url = status_url(check);
+            let tls = tls.cloned();
+            match tokio::task::spawn_blocking(move || http_status(&url, timeout, tls.as_ref())).await {
                 Ok(r) => r.map(Some),
                 Err(e) => Err(e.to_string()),
             }
@@ -60,8 +64,19 @@ pub async fn probe(check: &Check, seq: u64) -> ProbeResult {
     }
 }
 
-fn http_status(url: &str, timeout: Duration) -> Result<Vec<u32>, String> {
-    let r = crate::httpc::request_with_timeout("GET", url, &[], b"", timeout).map_err(|e| e.to_string())?;
+/// The peer's status endpoint; an IPv6 literal is bracketed.
+pub fn status_url(check: &Check) -> String {
+    let scheme = if check.tls { "https" } else { "http" };
+    let host = if check.address.contains(':') && !check.address.starts_with('[') {
+        format!("[{}]", check.address)
+    } else {
+        check.address.clone()
+    };
+    format!("{scheme}://{host}:{}/api/v1/status", check.port.unwrap_or(8080))
+}
+
+fn http_status(url: &str, timeout: Duration, tls: Option<&PeerTls>) -> Result<Vec<u32>, String> {
+    let r = crate::httpc::request_via("GET", url, &[], b"", timeout, tls).map_err(|e| e.to_string())?;
     if r.status != 200 {
         return Err(format!("status endpoint answered {}", r.status));
     }
@@ -261,24 +276,25 @@ mod tests {
             timeout: Duration::from_millis(500),
             failure_count: 1,
             normal_count: 1,
+            tls: false,
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let open = l.local_addr().unwrap().port();
         assert!(matches!(
-            probe(&check(CheckKind::Tcp, Some(open)), 0).await,
+            probe(&check(CheckKind::Tcp, Some(open)), 0, None).await,
             ProbeResult::Answered { .. }
         ));
         drop(l);
         assert!(matches!(
-            probe(&check(CheckKind::Tcp, Some(open)), 1).await,
+            probe(&check(CheckKind::Tcp, Some(open)), 1, None).await,
             ProbeResult::Missed(_)
         ));
         assert!(matches!(
-            probe(&check(CheckKind::Http, Some(open)), 2).await,
+            probe(&check(CheckKind::Http, Some(open)), 2, None).await,
             ProbeResult::Missed(_)
         ));
         // ICMP to loopback answers wherever an ICMP socket may be opened.
-        match probe(&check(CheckKind::Icmp, None), 3).await {
+        match probe(&check(CheckKind::Icmp, None), 3, None).await {
             ProbeResult::Answered { .. } => {}
             ProbeResult::Missed(e) => assert!(e.contains("ICMP socket"), "{e}"),
         }
