@@ -20,6 +20,7 @@ pub use tls::{PeerTls, PeerTrust};
 /// make the NVR buffer more).
 pub const MAX_RESPONSE: u64 = 256 << 20;
 
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,

@@ -139,3 +139,184 @@ fn tls(c: &mut Checker<'_>, t: &Spanned<toml::Value>, base: &Path) -> Option<Tls
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{parse, ConfigErrors};
+    use crate::web::tls::TlsSource;
+
+    fn p(text: &str, base: &Path) -> Result<crate::config::Config, ConfigErrors> {
+        parse(text, "site.toml", base)
+    }
+
+    fn errors(text: &str, base: &Path) -> String {
+        p(text, base).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_self_signed_on_request() {
+        let d = tempfile::tempdir().unwrap();
+        let c = p("[storage]\nmin_free = 0\n", d.path()).unwrap();
+        assert!(!c.is_tls());
+        assert_eq!(c.http.scheme(), "http");
+        let c = p(
+            "[storage]\nmin_free = 0\n[http]\nlisten = \"0.0.0.0:8443\"\ntls = \"self-signed\"\nredirect_listen = \"0.0.0.0:8080\"\n",
+            d.path(),
+        )
+        .unwrap();
+        assert!(c.is_tls());
+        assert_eq!(c.http.tls, Some(TlsSource::SelfSigned));
+        assert_eq!(c.http.redirect_listen, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(c.listen.port(), 8443);
+    }
+
+    #[test]
+    fn certificate_files_resolve_against_the_config_directory_and_must_match() {
+        let d = tempfile::tempdir().unwrap();
+        let (cert, key) = crate::web::tls::generate_self_signed(&["nvr".into()]).unwrap();
+        let (_, other_key) = crate::web::tls::generate_self_signed(&["nvr".into()]).unwrap();
+        std::fs::create_dir(d.path().join("pki")).unwrap();
+        std::fs::write(d.path().join("pki/cert.pem"), cert).unwrap();
+        std::fs::write(d.path().join("pki/key.pem"), key).unwrap();
+        std::fs::write(d.path().join("pki/other.pem"), other_key).unwrap();
+        let head = "[storage]\nmin_free = 0\n[http]\n";
+        let c = p(
+            &format!("{head}tls = {{ cert = \"pki/cert.pem\", key = \"pki/key.pem\" }}\n"),
+            d.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.http.tls,
+            Some(TlsSource::Files {
+                cert: d.path().join("pki/cert.pem"),
+                key: d.path().join("pki/key.pem"),
+            })
+        );
+        let e = errors(
+            &format!("{head}tls = {{ cert = \"pki/cert.pem\", key = \"pki/other.pem\" }}\n"),
+            d.path(),
+        );
+        assert!(
+            e.starts_with("site.toml:4: http.tls.key: ") && e.contains("other.pem") && e.contains("does not match"),
+            "{e}"
+        );
+        let e = errors(
+            &format!("{head}tls = {{ cert = \"pki/missing.pem\", key = \"pki/key.pem\" }}\n"),
+            d.path(),
+        );
+        assert!(
+            e.contains("site.toml:4: http.tls.cert: ") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let e = errors(&format!("{head}tls = {{ cert = \"pki/cert.pem\" }}\n"), d.path());
+        assert!(e.contains("http.tls.key: is required"), "{e}");
+        let e = errors(
+            &format!("{head}tls = {{ cert = \"pki/cert.pem\", key = \"pki/key.pem\", ca = \"x\" }}\n"),
+            d.path(),
+        );
+        assert!(e.contains("http.tls.ca: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn bad_tls_and_redirect_settings_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let head = "[storage]\nmin_free = 0\n[http]\nlisten = \"127.0.0.1:8443\"\n";
+        let e = errors(&format!("{head}tls = \"yes\"\n"), d.path());
+        assert!(e.starts_with("site.toml:5: http.tls: must be \"self-signed\""), "{e}");
+        let e = errors(&format!("{head}tls = true\n"), d.path());
+        assert!(e.contains("http.tls: must be"), "{e}");
+        let e = errors(&format!("{head}redirect_listen = \"127.0.0.1:8080\"\n"), d.path());
+        assert!(
+            e.contains("site.toml:5: http.redirect_listen: redirects to HTTPS, so it needs `tls`"),
+            "{e}"
+        );
+        let e = errors(
+            &format!("{head}tls = \"self-signed\"\nredirect_listen = \"127.0.0.1:8443\"\n"),
+            d.path(),
+        );
+        assert!(
+            e.contains("site.toml:6: http.redirect_listen: 127.0.0.1:8443 is `http.listen` itself"),
+            "{e}"
+        );
+        let e = errors(
+            &format!("{head}tls = \"self-signed\"\nredirect_listen = \"port 80\"\n"),
+            d.path(),
+        );
+        assert!(e.contains("http.redirect_listen: `port 80` is not an address"), "{e}");
+    }
+
+    #[test]
+    fn peer_trust_is_a_ca_or_a_fingerprint_and_tls_rules_need_one() {
+        use crate::httpc::PeerTrust;
+        let d = tempfile::tempdir().unwrap();
+        let (ca, _) = crate::web::tls::generate_self_signed(&["peer".into()]).unwrap();
+        std::fs::write(d.path().join("ca.pem"), ca).unwrap();
+        let rule = |check_tls: &str, backup_tls: &str| {
+            format!(
+                r#"
+[storage]
+min_free = 0
+[failover]
+peer_token = "0123456789abcdef"
+{{trust}}
+[[rule]]
+name = "peer"
+check = {{ type = "http", address = "192.0.2.9", port = 8443, interval = 1, failure_count = 2, normal_count = 2{check_tls} }}
+states = {{ normal = [], failure = [] }}
+backup = {{ address = "192.0.2.9", port = 8443, cameras = []{backup_tls} }}
+"#
+            )
+        };
+        let fp = format!("sha256:{}", "ab".repeat(32));
+        let c = p(
+            &rule(", tls = true", ", tls = true").replace("{trust}", &format!("peer_fingerprint = \"{fp}\"")),
+            d.path(),
+        )
+        .unwrap();
+        assert_eq!(c.failover.peer_trust, Some(PeerTrust::Fingerprint([0xab; 32])));
+        assert!(c.rules[0].rule.check.tls);
+        assert!(c.rules[0].rule.backup.as_ref().unwrap().tls);
+        let c = p(
+            &rule("", ", tls = true").replace("{trust}", "peer_ca = \"ca.pem\""),
+            d.path(),
+        )
+        .unwrap();
+        assert!(
+            matches!(&c.failover.peer_trust, Some(PeerTrust::Ca { path, roots }) if path.ends_with("ca.pem") && roots.len() == 1)
+        );
+        assert!(!c.rules[0].rule.check.tls);
+        // No trust for a TLS rule; a bad trust; both at once.
+        let e = errors(&rule(", tls = true", "").replace("{trust}", ""), d.path());
+        assert!(e.contains("failover.peer_ca: rules with `tls = true` need"), "{e}");
+        let e = errors(
+            &rule("", "").replace("{trust}", "peer_fingerprint = \"sha256:12\""),
+            d.path(),
+        );
+        assert!(e.contains("site.toml:6: failover.peer_fingerprint: must be"), "{e}");
+        let e = errors(&rule("", "").replace("{trust}", "peer_ca = \"nope.pem\""), d.path());
+        assert!(
+            e.contains("site.toml:6: failover.peer_ca: ") && e.contains("nope.pem"),
+            "{e}"
+        );
+        let e = errors(
+            &rule("", "").replace("{trust}", &format!("peer_ca = \"ca.pem\"\npeer_fingerprint = \"{fp}\"")),
+            d.path(),
+        );
+        assert!(e.contains("give peer_ca or peer_fingerprint, not both"), "{e}");
+        // TLS on a check that does not speak HTTP.
+        let e = errors(
+            &rule(", tls = true", "")
+                .replace("type = \"http\"", "type = \"tcp\"")
+                .replace("{trust}", &format!("peer_fingerprint = \"{fp}\"")),
+            d.path(),
+        );
+        assert!(e.contains("check.tls: only an `http` check speaks TLS"), "{e}");
+        let e = errors(
+            &rule(", tls = \"yes\"", "").replace("{trust}", &format!("peer_fingerprint = \"{fp}\"")),
+            d.path(),
+        );
+        assert!(e.contains("check.tls: must be true or false"), "{e}");
+    }
+}

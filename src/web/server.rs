@@ -655,6 +655,62 @@ mod tests {
         assert!(idle.is_finished());
     }
 
+    #[tokio::test]
+    async fn failed_and_silent_tls_handshakes_are_counted_and_closed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let d = tempfile::tempdir().unwrap();
+        let tls = crate::web::tls::server_tls(
+            &crate::web::tls::TlsSource::SelfSigned,
+            d.path(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            header_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let stats = Arc::new(HttpStats::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = Router::new().route("/", axum::routing::get(|| async { "hi" }));
+        let server = tokio::spawn(serve(
+            listener,
+            router,
+            limits,
+            stats.clone(),
+            Some(tls.config),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        // Plain HTTP to the TLS port: the handshake fails and the connection closes.
+        let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+        plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut sink = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut sink)).await;
+        assert!(r.is_ok(), "closed");
+        assert!(!String::from_utf8_lossy(&sink).contains("hi"));
+        // A client that connects and says nothing loses its slot at the header deadline.
+        let started = Instant::now();
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut [0u8; 16])).await;
+        assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "closed by the server: {r:?}");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        // The tasks count after closing; give them a moment.
+        for _ in 0..100 {
+            if stats.open.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(stats.tls_handshake_failures.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.timed_out.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.open.load(Ordering::Relaxed), 0, "both slots returned");
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+
     #[test]
     fn the_connection_cap_leaves_the_recording_its_descriptors() {
         // The review's 1,024-descriptor process with two channels.
