@@ -1,0 +1,352 @@
+//! HTTPS, end to end with real processes on loopback: a self-signed NVR
+//! answers `curl --cacert` over HTTP/2 and HTTP/1.1 with HSTS, its
+//! fingerprint is the same in the log, the CLI and `openssl s_client`, and
+//! survives a restart; an operator's own certificate is served; the plain
+//! listener only redirects; the peer client accepts the pinned certificate or
+//! the configured CA and refuses any other (and a failover probe says why).
+//! Needs `curl` and `openssl` (skipped outside CI without them).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use tandem::failover::probe::{probe, ProbeResult};
+use tandem::failover::rule::{Check, CheckKind};
+use tandem::httpc::{PeerTls, PeerTrust};
+
+fn tools() -> bool {
+    prerequisite(have_program("curl"), "curl") && prerequisite(have_program("openssl"), "openssl")
+}
+
+struct TlsNvr {
+    proc: Proc,
+    port: u16,
+    config: PathBuf,
+}
+
+/// Starts `tandem serve` with `[http]` extra lines and waits until it serves.
+fn start(dir: &Path, name: &str, http: &str) -> TlsNvr {
+    let port = free_port();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!("[storage]\ndir = \"{name}-data\"\nmin_free = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\n{http}\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(tandem());
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .env("TANDEM_LOG", "info")
+        .stdout(Stdio::null());
+    let proc = spawn(name, &mut cmd, dir);
+    wait_for(Duration::from_secs(30), "the HTTPS API", || {
+        proc.stderr().contains("serving the API at https://")
+    });
+    TlsNvr { proc, port, config }
+}
+
+/// `curl` with `args`; returns (stdout, stderr, success).
+fn curl(args: &[&str]) -> (String, String, bool) {
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.success(),
+    )
+}
+
+/// `sha256:` and lowercase hex, from any of the forms tools print.
+fn normal_fingerprint(s: &str) -> String {
+    let hex: String = s
+        .rsplit(['=', ' '])
+        .next()
+        .unwrap()
+        .trim()
+        .trim_start_matches("sha256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    format!("sha256:{}", hex.to_ascii_lowercase())
+}
+
+/// The fingerprint `openssl s_client` sees on `port`.
+fn openssl_fingerprint(port: u16) -> String {
+    let s = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let mut x = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    x.stdin.take().unwrap().write_all(&s.stdout).unwrap();
+    let out = x.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Fingerprint="), "openssl saw no certificate: {text}");
+    normal_fingerprint(text.trim())
+}
+
+fn cli_fingerprint(args: &[&str]) -> String {
+    let mut a = vec!["tls", "fingerprint"];
+    a.extend_from_slice(args);
+    let o = run_tandem(&a);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn self_signed_https_serves_http2_with_hsts_and_one_fingerprint_everywhere() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rport = free_port();
+    let http = format!("tls = \"self-signed\"\nredirect_listen = \"127.0.0.1:{rport}\"");
+    let mut nvr = start(dir.path(), "nvr", &http);
+    let data = dir.path().join("nvr-data");
+    let cert = data.join("tls/cert.pem");
+    let cacert = cert.to_str().unwrap();
+    let url = format!("https://localhost:{}/", nvr.port);
+
+    // HTTP/2 negotiated by ALPN, the public page, HSTS.
+    let (out, err, ok) = curl(&[
+        "--http2",
+        "--cacert",
+        cacert,
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{http_version}",
+        &url,
+    ]);
+    assert!(ok, "curl: {err}");
+    assert!(out.ends_with("200 2"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{out}"
+    );
+    // HTTP/1.1 too, with HSTS.
+    let (out, err, ok) = curl(&[
+        "--http1.1",
+        "--cacert",
+        cacert,
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{http_version}",
+        &url,
+    ]);
+    assert!(ok, "curl: {err}");
+    assert!(out.ends_with("200 1.1"), "{out}");
+    assert!(out.to_ascii_lowercase().contains("strict-transport-security"), "{out}");
+    // Without the certificate, curl refuses: nothing is trusted by accident.
+    let (_, _, ok) = curl(&["-o", "/dev/null", &url]);
+    assert!(!ok, "curl trusted a self-signed certificate it was not given");
+
+    // One fingerprint: the log, the CLI (both ways), and what openssl sees.
+    let log = nvr.proc.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("serving HTTPS"))
+        .expect("the fingerprint is logged at start");
+    let at = line.find("sha256:").expect("a sha256 fingerprint in the log line");
+    let logged = line[at..at + 7 + 64].to_string();
+    assert_eq!(cli_fingerprint(&["--data", data.to_str().unwrap()]), logged);
+    assert_eq!(cli_fingerprint(&["--config", nvr.config.to_str().unwrap()]), logged);
+    assert_eq!(openssl_fingerprint(nvr.port), logged);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join("tls/key.pem")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The plain listener only redirects, to the same path over HTTPS.
+    let (out, err, ok) = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("http://127.0.0.1:{rport}/api/v1/events?channel=1"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("HTTP/1.1 308"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains(&format!(
+            "location: https://127.0.0.1:{}/api/v1/events?channel=1",
+            nvr.port
+        )),
+        "{out}"
+    );
+
+    // The peer client: the pinned certificate is accepted, any other refused.
+    let fp = tandem::web::tls::parse_fingerprint(&logged).unwrap();
+    let page = format!("https://127.0.0.1:{}/", nvr.port);
+    let get = |trust: PeerTrust, url: &str| {
+        let tls = PeerTls::new(&trust).unwrap();
+        tandem::httpc::request_via("GET", url, &[], b"", Duration::from_secs(5), Some(&tls))
+    };
+    let r = get(PeerTrust::Fingerprint(fp), &page).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("strict-transport-security"), Some("max-age=31536000"));
+    let mut wrong = fp;
+    wrong[31] ^= 0xff;
+    let e = get(PeerTrust::Fingerprint(wrong), &page).unwrap_err().to_string();
+    assert!(e.contains("does not match failover.peer_fingerprint"), "{e}");
+    // Its certificate as the CA (name checked: it covers localhost and 127.0.0.1).
+    let roots = tandem::web::tls::load_certs(&cert).unwrap();
+    let ca = PeerTrust::Ca {
+        path: cert.clone(),
+        roots,
+    };
+    assert_eq!(
+        get(ca.clone(), &format!("https://localhost:{}/", nvr.port))
+            .unwrap()
+            .status,
+        200
+    );
+    // Another NVR's certificate as the CA: refused.
+    let (other, _) = tandem::web::tls::generate_self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.path().join("other.pem"), other).unwrap();
+    let other = PeerTrust::Ca {
+        path: dir.path().join("other.pem"),
+        roots: tandem::web::tls::load_certs(&dir.path().join("other.pem")).unwrap(),
+    };
+    let e = get(other, &page).unwrap_err().to_string();
+    assert!(e.contains("does not match failover.peer_ca"), "{e}");
+
+    // A failover probe over HTTPS: a wrong pin is a miss that says why; the
+    // right one is not refused.
+    let check = Check {
+        kind: CheckKind::Http,
+        address: "127.0.0.1".into(),
+        port: Some(nvr.port),
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(5),
+        failure_count: 1,
+        normal_count: 1,
+        tls: true,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bad = PeerTls::new(&PeerTrust::Fingerprint(wrong)).unwrap();
+    match rt.block_on(probe(&check, 0, Some(&bad))) {
+        ProbeResult::Missed(e) => assert!(e.contains("does not match"), "{e}"),
+        r => panic!("a wrong certificate answered: {r:?}"),
+    }
+    let good = PeerTls::new(&PeerTrust::Fingerprint(fp)).unwrap();
+    if let ProbeResult::Missed(e) = rt.block_on(probe(&check, 1, Some(&good))) {
+        assert!(!e.contains("certificate"), "the right certificate was refused: {e}");
+    }
+    // Never plain HTTP for a TLS check without a trust.
+    match rt.block_on(probe(&check, 2, None)) {
+        ProbeResult::Missed(e) => assert!(e.contains("https needs"), "{e}"),
+        r => panic!("{r:?}"),
+    }
+
+    // A restart keeps the certificate (peers pin it).
+    assert!(nvr.proc.terminate().success());
+    let nvr2 = start(dir.path(), "nvr", &http);
+    assert_eq!(openssl_fingerprint(nvr2.port), logged);
+    assert!(!nvr2.proc.stderr().contains("generated a self-signed"));
+}
+
+#[test]
+fn an_operators_certificate_is_served_and_a_wrong_key_is_refused() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gen = |name: &str| {
+        let o = Command::new("openssl")
+            .current_dir(d)
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args([
+                "-keyout",
+                &format!("{name}-key.pem"),
+                "-out",
+                &format!("{name}-cert.pem"),
+            ])
+            .args(["-days", "2", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    gen("site");
+    gen("other");
+    let nvr = start(d, "own", "tls = { cert = \"site-cert.pem\", key = \"site-key.pem\" }");
+    let (out, err, ok) = curl(&[
+        "--cacert",
+        d.join("site-cert.pem").to_str().unwrap(),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("https://localhost:{}/", nvr.port),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "200");
+    let fp = cli_fingerprint(&["--config", nvr.config.to_str().unwrap()]);
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(d.join("site-cert.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(normal_fingerprint(String::from_utf8_lossy(&o.stdout).trim()), fp);
+    assert_eq!(openssl_fingerprint(nvr.port), fp);
+    assert!(
+        !d.join("own-data/tls").exists(),
+        "no certificate generated beside the operator's"
+    );
+
+    // Another certificate's key: `check` and `serve` refuse, naming the file.
+    let bad = d.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[storage]\ndir = \"bad-data\"\nmin_free = 0\n[http]\ntls = { cert = \"site-cert.pem\", key = \"other-key.pem\" }\n",
+    )
+    .unwrap();
+    for cmd in ["check", "serve"] {
+        let o = run_tandem(&[cmd, "--config", bad.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("bad.toml:5: http.tls.key:")
+                && err.contains("other-key.pem")
+                && err.contains("does not match"),
+            "{cmd}: {err}"
+        );
+    }
+}
