@@ -41,6 +41,8 @@ enum Cmd {
     Attack(cmds::attack::Args),
     /// TLS: print the served certificate's SHA-256 fingerprint (for a peer's `peer_fingerprint`).
     Tls(cmds::tls::Args),
+    /// Manage the users (and their API tokens) of a store.
+    User(cmds::user::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +55,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let r = match cli.cmd {
         Cmd::Demo(a) => cmds::demo::run(a),
+        Cmd::User(a) => cmds::user::run(a),
         Cmd::Serve(a) => cmds::serve::run(a),
         Cmd::SimCamera(a) => cmds::sim_camera::run(a),
         Cmd::HostileCamera(a) => cmds::hostile_camera::run(a),

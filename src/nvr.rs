@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{ChannelConfig, Config};
 use crate::events::actions::{Dispatcher, SharedActionStats};
@@ -64,6 +64,8 @@ pub struct Nvr {
     /// Delivery counters of the configured actions.
     pub actions: SharedActionStats,
     gate_stats: crate::store::events::GateStatsMap,
+    /// Users, sessions, tokens and the audit log (`web::access`).
+    pub access: Arc<crate::web::access::Access>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -185,6 +187,19 @@ impl Nvr {
             tokio::spawn(d.run(rx));
         }
         let http_limits = crate::web::server::Limits::for_process(config.channels.len(), 1024);
+        let access = Arc::new(crate::web::access::Access::open(
+            &config.storage.dir,
+            config.access.clone(),
+        )?);
+        match crate::store::db::open(&config.storage.dir.join("index.db")).and_then(|c| crate::auth::users::count(&c)) {
+            Ok(0) => warn!(
+                "no user exists yet, so the API lets nobody in (recording goes on); create the first with: \
+                 tandem user add NAME --role admin --data {}",
+                config.storage.dir.display()
+            ),
+            Ok(n) => info!(users = n, "access control on"),
+            Err(e) => warn!("cannot count users: {e}"),
+        }
         let nvr = Arc::new(Nvr {
             reader: store.reader(),
             writer: store.sender(),
@@ -210,8 +225,10 @@ impl Nvr {
             transfer_wake: Mutex::new(transfer_wake),
             actions,
             gate_stats,
+            access,
             config,
         });
+        tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
         // Channels a rule governs take their binding from the rule's state.
         let ruled: std::collections::HashSet<u32> = nvr
             .config

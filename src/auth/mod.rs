@@ -5,12 +5,20 @@
 //! Must never make recording wait: nothing here is on the path from a camera
 //! to the disk, and a store with no user at all still records.
 
+pub mod audit_log;
+pub mod client;
+pub mod credentials;
+pub mod password;
+pub mod policy;
+pub mod users;
+
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 /// What a user may do. Ordered: each role may do everything the ones below it may.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Watch and export footage of their channels.
@@ -71,7 +79,29 @@ impl Principal {
         self.role == Role::Admin || self.channels.as_ref().is_none_or(|c| c.contains(&channel))
     }
 
+    pub fn sees_all(&self) -> bool {
+        self.role == Role::Admin || self.channels.is_none()
+    }
+
     pub fn has(&self, role: Role) -> bool {
         self.role >= role
+    }
+}
+
+/// Access settings (`[access]` in the configuration).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// A session unused this long ends.
+    pub session_idle: Duration,
+    /// Audit entries older than this are removed.
+    pub audit_retention: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            session_idle: Duration::from_secs(24 * 3600),
+            audit_retention: Duration::from_secs(366 * 24 * 3600),
+        }
     }
 }

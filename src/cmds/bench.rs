@@ -190,17 +190,23 @@ pub(super) fn channels_config(urls: &[String]) -> String {
 }
 
 /// Waits (up to a minute) until `n` channels of the NVR at `base` are connected.
-pub(super) fn wait_connected(base: &str, n: u32) -> Result<()> {
+pub(super) fn wait_connected(base: &str, token: &str, n: u32) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let connected = tandem::httpc::get(&format!("{base}/api/v1/channels"))
-            .ok()
-            .and_then(|r| r.json().ok())
-            .and_then(|v| {
-                v.as_array()
-                    .map(|a| a.iter().filter(|c| c["ingest"]["connected"] == true).count())
-            })
-            .unwrap_or(0);
+        let auth = format!("Bearer {token}");
+        let connected = tandem::httpc::request(
+            "GET",
+            &format!("{base}/api/v1/channels"),
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .ok()
+        .and_then(|r| r.json().ok())
+        .and_then(|v| {
+            v.as_array()
+                .map(|a| a.iter().filter(|c| c["ingest"]["connected"] == true).count())
+        })
+        .unwrap_or(0);
         if connected == n as usize {
             return Ok(());
         }
@@ -235,6 +241,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         a.seconds,
         warmup.as_secs()
     );
+    let token = tandem::auth::client::mint_admin_token(&data, "bench")?;
     let nvr = Command::new(exe)
         .args(["serve", "--config"])
         .arg(&cfg_path)
@@ -243,7 +250,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let nvr_pid = nvr.id();
     guard.0.push(nvr);
     let base = format!("http://127.0.0.1:{http_port}");
-    wait_connected(&base, a.streams)?;
+    wait_connected(&base, &token, a.streams)?;
     std::thread::sleep(warmup);
     let c0 = cpu_seconds(nvr_pid)?;
     let t0 = Time90k::from_system(std::time::SystemTime::now());

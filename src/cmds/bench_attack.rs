@@ -48,11 +48,11 @@ pub struct AttackArgs {
     json: PathBuf,
 }
 
-fn durable(base: &str) -> Result<Histogram> {
+fn durable(base: &str, token: &str) -> Result<Histogram> {
     let r = tandem::httpc::request_with_timeout(
         "GET",
         &format!("{base}/api/v1/store"),
-        &[],
+        &[("Authorization", &format!("Bearer {token}"))],
         b"",
         Duration::from_secs(10),
     )?;
@@ -102,6 +102,7 @@ fn run_in(a: &AttackArgs) -> Result<ExitCode> {
         eprintln!("prlimit not found: the NVR runs with this shell's descriptor limit");
         Command::new(&exe)
     };
+    let api_token = tandem::auth::client::mint_admin_token(&data, "bench")?;
     let nvr = cmd
         .args(["serve", "--config"])
         .arg(&cfg_path)
@@ -109,14 +110,14 @@ fn run_in(a: &AttackArgs) -> Result<ExitCode> {
         .spawn()?;
     guard.0.push(nvr);
     let base = format!("http://127.0.0.1:{port}");
-    wait_connected(&base, a.channels)?;
+    wait_connected(&base, &api_token, a.channels)?;
     std::thread::sleep(Duration::from_secs(5));
     let now = || Time90k::from_system(std::time::SystemTime::now());
 
     eprintln!("undisturbed for {} s…", a.seconds);
-    let (h0, t0) = (durable(&base)?, now());
+    let (h0, t0) = (durable(&base, &api_token)?, now());
     std::thread::sleep(Duration::from_secs(a.seconds));
-    let (h1, t1) = (durable(&base)?, now());
+    let (h1, t1) = (durable(&base, &api_token)?, now());
 
     eprintln!(
         "attacked for {} s: {} triggers/s, {} slow connections, {} MB import…",
@@ -132,11 +133,11 @@ fn run_in(a: &AttackArgs) -> Result<ExitCode> {
         import_bytes: a.import_mb << 20,
         import_channel: 1,
         peer_token: Some(token.into()),
-        bearer: None,
+        bearer: Some(api_token.clone()),
     };
-    let (h2, t2) = (durable(&base)?, now());
+    let (h2, t2) = (durable(&base, &api_token)?, now());
     let report = attack::run(&plan);
-    let (h3, t3) = (durable(&base)?, now());
+    let (h3, t3) = (durable(&base, &api_token)?, now());
     std::thread::sleep(Duration::from_secs(3));
 
     let reader = tandem::store::Reader::new(data.clone());

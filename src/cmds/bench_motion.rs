@@ -249,6 +249,7 @@ async fn latency(a: &MotionArgs) -> Result<Vec<f64>> {
         mqtt: None,
         triggers: Vec::new(),
         actions: Vec::new(),
+        access: Default::default(),
     };
     let nvr = Nvr::start(config, Arc::new(SystemClock))?;
     let clock = SystemClock;

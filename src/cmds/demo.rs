@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tandem::config::{ChannelConfig, Config, MotionConfig, NetworkCamera, StorageConfig, Transport};
 use tandem::recording::{EventPolicy, Mode, RecordingPolicy, Schedule};
 use tandem::sim::{self, MotionScript, SimOptions, VideoSpec};
@@ -123,7 +123,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             mqtt: None,
             triggers: Vec::new(),
             actions: Vec::new(),
+            access: Default::default(),
         };
+        let password = demo_admin(&a.data)?;
         super::run_nvr(config, |addr| {
             println!("Tandem demo");
             for i in 1..=a.cameras {
@@ -136,15 +138,64 @@ pub fn run(a: Args) -> Result<ExitCode> {
             println!("  an object crosses every scene 20 s after start, then every {} s", a.motion_every.max(10.0));
             println!("  channel 1: continuous+events, motion detection on; channel 2: events only (30 s before, 2 min after)");
             println!("  recording into:   {}", a.data.display());
+            match &password {
+                Some(pw) => println!("  login: admin  password: {pw}"),
+                None => println!(
+                    "  login: admin (its password was changed; reset it with `tandem user passwd admin --data {}`)",
+                    a.data.display()
+                ),
+            }
             println!("  web page:         http://{addr}/");
             println!("  channels (JSON):  http://{addr}/api/v1/channels");
             println!("  events:           http://{addr}/api/v1/events?channel=1");
             println!("  recordings:       http://{addr}/api/v1/channels/2/recordings?start=…&end=…");
             println!("  clip:             http://{addr}/api/v1/channels/1/clip.mp4?start=…&end=…");
-            println!("  trigger an event: curl -X POST http://{addr}/api/v1/channels/2/events -d '{{\"type\":\"door\",\"action\":\"pulse\",\"duration\":5}}' -H 'Content-Type: application/json'");
+            println!("  an API token:     TOKEN=$(tandem user token admin --data {})", a.data.display());
+            println!("  trigger an event: curl -X POST http://{addr}/api/v1/channels/2/events -H \"Authorization: Bearer $TOKEN\" -d '{{\"type\":\"door\",\"action\":\"pulse\",\"duration\":5}}' -H 'Content-Type: application/json'");
             println!("Press Ctrl-C to stop.");
         })
         .await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's way in: on the first start of a data directory, an `admin`
+/// user with a random password kept in `DATA/demo-admin-password` (mode 0600)
+/// so a later start can print it again. `None` when the admin's password no
+/// longer matches the file (someone changed it).
+fn demo_admin(data: &std::path::Path) -> Result<Option<String>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let conn = tandem::store::db::open_dir(data).map_err(anyhow::Error::msg)?;
+    let file = data.join("demo-admin-password");
+    if tandem::auth::users::count(&conn)? > 0 {
+        let kept = std::fs::read_to_string(&file).ok().map(|s| s.trim().to_string());
+        let still = match (&kept, tandem::auth::users::get(&conn, "admin")?) {
+            (Some(pw), Some((_, hash))) => tandem::auth::password::verify(pw, &hash),
+            _ => false,
+        };
+        return Ok(kept.filter(|_| still));
+    }
+    // 18 random bytes: 24 characters, well past the 12-character minimum.
+    let pw = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>())
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&file)
+        .with_context(|| format!("writing {}", file.display()))?;
+    std::io::Write::write_all(&mut f, format!("{pw}\n").as_bytes())?;
+    f.sync_all()?;
+    tandem::auth::users::add(
+        &conn,
+        "admin",
+        tandem::auth::Role::Admin,
+        None,
+        &pw,
+        tandem::web::access::now_ms(),
+    )?;
+    Ok(Some(pw))
 }

@@ -23,6 +23,9 @@ pub struct Args {
     /// Fetch footage from a running Tandem, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     server: Option<String>,
+    /// An API token for `--server` (from `tandem user token` or `POST /api/v1/tokens`).
+    #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true, requires = "server")]
+    token: Option<String>,
     #[arg(long)]
     channel: u32,
     /// Start of the clip, RFC 3339 (e.g. 2026-11-22T10:00:00Z).
@@ -133,9 +136,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut omissions = Omissions::default();
     let result = match (&a.data, &a.server) {
         (Some(dir), _) => export_local(dir, a.channel, start, end, &tmp, &mut omissions),
-        (None, Some(server)) => {
-            super::runtime()?.block_on(export_remote(server, a.channel, &a.start, &a.end, &tmp, &mut omissions))
-        }
+        (None, Some(server)) => super::runtime()?.block_on(export_remote(
+            server,
+            a.token.as_deref(),
+            a.channel,
+            &a.start,
+            &a.end,
+            &tmp,
+            &mut omissions,
+        )),
         (None, None) => bail!("give --data DIR or --server URL"),
     };
     match result {
@@ -193,6 +202,7 @@ fn export_local(
 
 async fn export_remote(
     server: &str,
+    token: Option<&str>,
     channel: u32,
     start: &str,
     end: &str,
@@ -216,9 +226,11 @@ async fn export_remote(
             .with_context(|| format!("connecting to {host}:{port}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        let req = hyper::Request::get(path.as_str())
-            .header("host", format!("{host}:{port}"))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let mut req = hyper::Request::get(path.as_str()).header("host", format!("{host}:{port}"));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(http_body_util::Empty::<bytes::Bytes>::new())?;
         let resp = sender.send_request(req).await?;
         attempt += 1;
         if resp.status() != hyper::StatusCode::SERVICE_UNAVAILABLE || attempt == 3 {

@@ -14,6 +14,7 @@ pub mod lab;
 pub mod serve;
 pub mod sim_camera;
 pub mod tls;
+pub mod user;
 
 use std::sync::Arc;
 

@@ -191,7 +191,13 @@ fn ticks(d: Duration) -> i64 {
 }
 
 /// Parses a duration field within [min, max] seconds, reporting errors.
-fn duration(c: &mut Checker, v: &Spanned<SizeOrNumber>, field: &str, min: f64, max: f64) -> Option<Duration> {
+pub(super) fn duration(
+    c: &mut Checker,
+    v: &Spanned<SizeOrNumber>,
+    field: &str,
+    min: f64,
+    max: f64,
+) -> Option<Duration> {
     match units::parse_duration(&v.get_ref().text()) {
         Ok(d) if (min..=max).contains(&d.as_secs_f64()) => Some(d),
         Ok(_) => {

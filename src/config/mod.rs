@@ -11,6 +11,7 @@
 //! code. Its only look at the host is the storage volume's size (statvfs)
 //! and this host's interface addresses.
 
+mod access;
 mod cameras;
 mod channels;
 pub mod events;
@@ -110,6 +111,8 @@ pub struct Config {
     pub mqtt: Option<MqttConfig>,
     pub triggers: Vec<TriggerConfig>,
     pub actions: Vec<ActionConfig>,
+    /// Sessions and the audit log (`[access]`).
+    pub access: crate::auth::Settings,
 }
 
 #[derive(Clone, PartialEq)]
@@ -229,6 +232,7 @@ struct RawConfig {
     trigger: Vec<Spanned<events::RawTrigger>>,
     #[serde(default)]
     action: Vec<Spanned<events::RawAction>>,
+    access: Option<Spanned<access::RawAccess>>,
 }
 
 #[derive(Deserialize)]
@@ -243,7 +247,7 @@ struct RawStorage {
 /// Sizes and durations may be written as strings with units or bare numbers.
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
-enum SizeOrNumber {
+pub(super) enum SizeOrNumber {
     Number(f64),
     Text(String),
 }
@@ -401,7 +405,9 @@ pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec
     }
     channels.sort_by_key(|c| c.number);
     c.warnings.sort_by_key(|e| e.line);
+    let access = access::parse(&mut c, raw.access.as_ref());
     let config = Config {
+        access,
         storage,
         listen,
         http,

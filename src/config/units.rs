@@ -64,7 +64,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         "d" => n * 86400.0,
         "w" => n * 7.0 * 86400.0,
-        _ => return Err(format!("`{unit}` is not a duration unit (use ms, s, m, h, d, w)")),
+        "y" => n * 365.0 * 86400.0,
+        _ => return Err(format!("`{unit}` is not a duration unit (use ms, s, m, h, d, w, y)")),
     };
     if !secs.is_finite() || !(0.0..=100.0 * 365.0 * 86400.0).contains(&secs) {
         return Err(format!("`{s}` is out of range"));

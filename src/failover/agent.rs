@@ -182,9 +182,10 @@ pub async fn run(nvr: Arc<Nvr>, status: SharedRule) {
         tokio::select! {
             _ = ticker.tick() => {
                 let (tx, check, s, tls) = (tx.clone(), check.clone(), seq, tls.clone());
+                let token = nvr.config.failover.peer_token.clone();
                 seq += 1;
                 tokio::spawn(async move {
-                    let r = probe::probe(&check, s, tls.as_ref()).await;
+                    let r = probe::probe(&check, s, token, tls.as_ref()).await;
                     let _ = tx.send((s, r)).await;
                 });
             }

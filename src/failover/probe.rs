@@ -26,8 +26,12 @@ pub enum ProbeResult {
     Missed(String),
 }
 
-/// One probe; `tls` is the peer trust for `tls = true` http checks.
-pub async fn probe(check: &Check, seq: u64, tls: Option<&PeerTls>) -> ProbeResult {
+/// One probe. `peer_token` is sent to an `http` check's peer, whose status
+/// names the channels it records; without it (or when the peer refuses it)
+/// an answer still proves the peer alive, with its channels unknown. `tls`
+/// is the peer trust for `tls = true` checks (without it they miss, saying
+/// so: never plain HTTP).
+pub async fn probe(check: &Check, seq: u64, peer_token: Option<String>, tls: Option<&PeerTls>) -> ProbeResult {
     let timeout = check.timeout;
     let start = Instant::now();
     let r: Result<Option<Vec<u32>>, String> = match check.kind {
@@ -49,8 +53,10 @@ pub async fn probe(check: &Check, seq: u64, tls: Option<&PeerTls>) -> ProbeResul
         CheckKind::Http => {
             let url = status_url(check);
             let tls = tls.cloned();
-            match tokio::task::spawn_blocking(move || http_status(&url, timeout, tls.as_ref())).await {
-                Ok(r) => r.map(Some),
+            match tokio::task::spawn_blocking(move || http_status(&url, peer_token.as_deref(), timeout, tls.as_ref()))
+                .await
+            {
+                Ok(r) => r,
                 Err(e) => Err(e.to_string()),
             }
         }
@@ -75,22 +81,35 @@ pub fn status_url(check: &Check) -> String {
     format!("{scheme}://{host}:{}/api/v1/status", check.port.unwrap_or(8080))
 }
 
-fn http_status(url: &str, timeout: Duration, tls: Option<&PeerTls>) -> Result<Vec<u32>, String> {
-    let r = crate::httpc::request_via("GET", url, &[], b"", timeout, tls).map_err(|e| e.to_string())?;
+fn http_status(
+    url: &str,
+    peer_token: Option<&str>,
+    timeout: Duration,
+    tls: Option<&PeerTls>,
+) -> Result<Option<Vec<u32>>, String> {
+    let auth = peer_token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let r = crate::httpc::request_via("GET", url, &headers, b"", timeout, tls).map_err(|e| e.to_string())?;
+    // A peer that wants credentials we lack is still alive and answering.
+    if r.status == 401 || r.status == 403 {
+        return Ok(None);
+    }
     if r.status != 200 {
         return Err(format!("status endpoint answered {}", r.status));
     }
     let v = r.json().map_err(|e| format!("status endpoint sent bad JSON: {e}"))?;
-    Ok(v["channels"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                // `live` since event recording; `recording` from older peers.
-                .filter(|c| c["live"] == true || c["recording"] == "recording")
-                .filter_map(|c| c["number"].as_u64().map(|n| n as u32))
-                .collect()
-        })
-        .unwrap_or_default())
+    Ok(Some(
+        v["channels"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    // `live` since event recording; `recording` from older peers.
+                    .filter(|c| c["live"] == true || c["recording"] == "recording")
+                    .filter_map(|c| c["number"].as_u64().map(|n| n as u32))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    ))
 }
 
 fn resolve_v4(host: &str) -> Result<Ipv4Addr, String> {
@@ -281,20 +300,20 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let open = l.local_addr().unwrap().port();
         assert!(matches!(
-            probe(&check(CheckKind::Tcp, Some(open)), 0, None).await,
+            probe(&check(CheckKind::Tcp, Some(open)), 0, None, None).await,
             ProbeResult::Answered { .. }
         ));
         drop(l);
         assert!(matches!(
-            probe(&check(CheckKind::Tcp, Some(open)), 1, None).await,
+            probe(&check(CheckKind::Tcp, Some(open)), 1, None, None).await,
             ProbeResult::Missed(_)
         ));
         assert!(matches!(
-            probe(&check(CheckKind::Http, Some(open)), 2, None).await,
+            probe(&check(CheckKind::Http, Some(open)), 2, None, None).await,
             ProbeResult::Missed(_)
         ));
         // ICMP to loopback answers wherever an ICMP socket may be opened.
-        match probe(&check(CheckKind::Icmp, None), 3, None).await {
+        match probe(&check(CheckKind::Icmp, None), 3, None, None).await {
             ProbeResult::Answered { .. } => {}
             ProbeResult::Missed(e) => assert!(e.contains("ICMP socket"), "{e}"),
         }

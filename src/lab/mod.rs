@@ -104,8 +104,12 @@ fn now_us() -> i64 {
     Time90k::from_system(std::time::SystemTime::now()).as_unix_micros()
 }
 
+/// The lab's tokens for its two NVRs, minted into their stores before they start.
+static TOKENS: crate::auth::client::Bearers = crate::auth::client::Bearers::new();
+
 fn get(url: &str) -> Result<Value> {
-    let r = crate::httpc::request_with_timeout("GET", url, &[], b"", Duration::from_secs(5))?;
+    let auth = TOKENS.header_for(url).unwrap_or_default();
+    let r = crate::httpc::request_with_timeout("GET", url, &[("Authorization", &auth)], b"", Duration::from_secs(5))?;
     Ok(r.json()?)
 }
 
@@ -220,6 +224,14 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
             .stderr(log)
             .spawn()?)
     };
+    TOKENS.remember(
+        &format!("http://{PRIMARY}:8080"),
+        &crate::auth::client::mint_admin_token(&pdata, "lab")?,
+    );
+    TOKENS.remember(
+        &format!("http://{STANDBY}:8080"),
+        &crate::auth::client::mint_admin_token(&sdata, "lab")?,
+    );
     procs.0.push(spawn_nvr("pri", "primary")?);
     procs.0.push(spawn_nvr("stb", "standby")?);
     let (pbase, sbase) = (format!("http://{PRIMARY}:8080"), format!("http://{STANDBY}:8080"));

@@ -21,7 +21,7 @@ use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::store::segment_file::Hole;
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -117,6 +117,55 @@ CREATE TRIGGER segment_span_update AFTER UPDATE OF start_90k, end_90k ON segment
 END;
 "#;
 
+/// Access control (`crate::auth`): users, browser sessions, API tokens and the
+/// audit log. Secrets are stored only as SHA-256 (sessions, tokens) or
+/// Argon2id (passwords). The audit log is append-only: an UPDATE is refused by
+/// a trigger, and each row carries the hash of the one before it.
+const MIGRATION_5: &str = r#"
+CREATE TABLE user (
+  name TEXT PRIMARY KEY,
+  role TEXT NOT NULL,            -- 'admin', 'operator' or 'viewer'
+  channels TEXT,                 -- JSON [n, ...]: the channels a non-admin may see; NULL: all
+  password_hash TEXT NOT NULL,   -- Argon2id PHC string
+  created_ms INTEGER NOT NULL,
+  changed_ms INTEGER NOT NULL
+);
+CREATE TABLE session (
+  secret_hash BLOB PRIMARY KEY,  -- SHA-256 of the cookie's secret
+  user TEXT NOT NULL REFERENCES user (name) ON DELETE CASCADE,
+  csrf TEXT NOT NULL,            -- sent back as X-CSRF-Token by clients that send no Origin
+  created_ms INTEGER NOT NULL,
+  last_seen_ms INTEGER NOT NULL,
+  addr TEXT
+);
+CREATE TABLE api_token (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  secret_hash BLOB NOT NULL UNIQUE,
+  user TEXT NOT NULL REFERENCES user (name) ON DELETE CASCADE,
+  role TEXT NOT NULL,            -- at most the user's role
+  channels TEXT,                 -- JSON; NULL: the user's channels
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER,
+  last_used_ms INTEGER
+);
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  addr TEXT,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  prev_hash BLOB NOT NULL,       -- `hash` of the entry before (32 zero bytes for the first ever)
+  hash BLOB NOT NULL             -- SHA-256 over prev_hash and this row's fields (auth::audit_log::entry_hash)
+);
+CREATE INDEX audit_at ON audit (at_ms);
+CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit BEGIN
+  SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
+"#;
+
 pub const WRITING: i64 = 0;
 pub const COMPLETE: i64 = 1;
 pub const GARBAGE: i64 = 2;
@@ -142,6 +191,16 @@ pub fn open_readonly(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Opens (creating if need be) the index of the store in `dir` at the current
+/// schema, for commands that work on a store without running the NVR.
+pub fn open_dir(dir: &Path) -> Result<Connection, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let p = dir.join("index.db");
+    let mut c = open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    migrate(&mut c).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(c)
+}
+
 /// Brings the schema to `SCHEMA_VERSION`. Refuses a newer database rather than
 /// guessing at it.
 pub fn migrate(conn: &mut Connection) -> Result<(), String> {
@@ -153,7 +212,13 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 4] = [(1, SCHEMA), (2, MIGRATION_2), (3, MIGRATION_3), (4, MIGRATION_4)];
+    let steps: [(i32, &str); 5] = [
+        (1, SCHEMA),
+        (2, MIGRATION_2),
+        (3, MIGRATION_3),
+        (4, MIGRATION_4),
+        (5, MIGRATION_5),
+    ];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {
         tx.execute_batch(sql)

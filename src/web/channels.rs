@@ -7,13 +7,17 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
-use axum::Json;
+use axum::{Extension, Json};
 
 use super::{channel_param, time_param, ApiError, ApiResult};
+use crate::auth::Principal;
 use crate::nvr::{ChannelView, Nvr};
 
-pub async fn list(State(nvr): State<Arc<Nvr>>) -> Json<Vec<ChannelView>> {
-    Json(nvr.channel_views())
+/// The channels this principal may see.
+pub async fn list(State(nvr): State<Arc<Nvr>>, Extension(p): Extension<Principal>) -> Json<Vec<ChannelView>> {
+    let mut v = nvr.channel_views();
+    v.retain(|c| p.can_see(c.number));
+    Json(v)
 }
 
 pub async fn recordings(

@@ -10,14 +10,18 @@
 //! connection rather than ending the body early.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use super::{channel_param, time_param, ApiError, ApiResult};
+use crate::auth::audit_log::{Action, Entry};
+use crate::auth::Principal;
 use crate::export::{open_sources, parse_range, write_range, RangeRequest};
 use crate::mp4::clip::{self, ClipError};
 use crate::nvr::Nvr;
@@ -37,6 +41,8 @@ fn list_header<T: serde::Serialize>(items: &[T]) -> Option<HeaderValue> {
 
 pub async fn clip(
     State(nvr): State<Arc<Nvr>>,
+    Extension(p): Extension<Principal>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(n): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -78,6 +84,18 @@ pub async fn clip(
                 .into_response())
         }
     };
+    // One entry per export, not per seek: a player's later range requests
+    // for the same clip are not new exports.
+    if from == 0 {
+        nvr.access
+            .record(Entry::new(
+                p.actor,
+                Some(client.ip()),
+                Action::ClipExport,
+                format!("channel {ch}: {} to {}", clip.start.to_rfc3339(), clip.end.to_rfc3339()),
+            ))
+            .await?;
+    }
     let c = clip.clone();
     let opened = tokio::task::spawn_blocking(move || open_sources(&c, from, to, KEEP_OPEN))
         .await

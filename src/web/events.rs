@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 
 use super::throttle::retry_after_secs;
 use super::{channel_param, time_param, ApiError, ApiResult};
+use crate::auth::audit_log::{Action, Entry};
+use crate::auth::Principal;
 use crate::config::events::{is_reserved_kind, valid_kind};
 use crate::config::units::parse_duration;
 use crate::events::Edge;
@@ -21,12 +24,16 @@ use crate::time::Time90k;
 /// `GET /api/v1/events?channel=N&type=T&start=…&end=…`: stored events, oldest first.
 pub async fn search(
     State(nvr): State<Arc<Nvr>>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let channel = match q.get("channel") {
         Some(c) => Some(channel_param(&nvr, c)?),
         None => None,
     };
+    if let Some(ch) = channel.filter(|&ch| !p.can_see(ch)) {
+        return Err(ApiError::forbidden(format!("{} may not see channel {ch}", p.user)));
+    }
     let kind = q.get("type").cloned();
     let start = match q.get("start") {
         Some(_) => time_param("start", q.get("start"))?,
@@ -40,10 +47,12 @@ pub async fn search(
         return Err(ApiError::bad_request("`end` must be after `start`"));
     }
     let reader = nvr.reader.clone();
-    let events = tokio::task::spawn_blocking(move || reader.events(channel, kind.as_deref(), start, end))
+    let mut events = tokio::task::spawn_blocking(move || reader.events(channel, kind.as_deref(), start, end))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    // Events of no channel (the NVR's own) are for those who see every channel.
+    events.retain(|e| e.channel.map_or(p.sees_all(), |c| p.can_see(c)));
     Ok(Json(serde_json::json!({ "events": events })))
 }
 
@@ -70,6 +79,7 @@ pub async fn trigger(
     State(nvr): State<Arc<Nvr>>,
     Path(n): Path<String>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Extension(p): Extension<Principal>,
     body: Result<Json<TriggerBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let ch = channel_param(&nvr, &n)?;
@@ -123,6 +133,20 @@ pub async fn trigger(
         trigger: true,
     };
     let send = |e: Edge| nvr.event_edge(e).map_err(|m| ApiError::busy(1, m));
+    if !matches!(b.action.as_str(), "start" | "stop" | "pulse") {
+        return Err(ApiError::bad_request(format!(
+            "`action` must be start, stop or pulse (got `{}`)",
+            crate::excerpt::short(&b.action)
+        )));
+    }
+    nvr.access
+        .record(Entry::new(
+            p.actor,
+            Some(client.ip()),
+            Action::EventTrigger,
+            format!("channel {ch}: {kind} {} {}", b.action, crate::excerpt::short(&source)),
+        ))
+        .await?;
     match b.action.as_str() {
         "start" => send(edge(key.clone(), true, now))?,
         "stop" => send(edge(key.clone(), false, now))?,
@@ -143,11 +167,7 @@ pub async fn trigger(
             crate::events::pulse(edge(key.clone(), true, now), d, move |e| nvr2.event_edge(e))
                 .map_err(|m| ApiError::busy(1, m))?;
         }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "`action` must be start, stop or pulse (got `{other}`)"
-            )))
-        }
+        _ => unreachable!("checked above"),
     }
     Ok((
         StatusCode::ACCEPTED,

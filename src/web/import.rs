@@ -15,10 +15,11 @@
 //! the free-space floor (507), uploads expire, rejected uploads are removed.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,7 @@ use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
 use super::{channel_param, ApiError, ApiResult};
+use crate::auth::audit_log::{Action, Entry};
 use crate::nvr::Nvr;
 use crate::store::import::{admit, ImportError, ImportRequest, Refusal, Staging};
 
@@ -37,37 +39,9 @@ const _: () = assert!(MAX_PIECE >= crate::failover::transfer::MAX_CHUNK as u64);
 /// Imports served at once (uploads and merges); more wait outside.
 pub const IMPORT_SLOTS: usize = 2;
 
-fn authorize(nvr: &Nvr, headers: &HeaderMap) -> ApiResult<()> {
-    let Some(token) = nvr.config.failover.peer_token.as_deref() else {
-        return Err(ApiError::status(
-            StatusCode::FORBIDDEN,
-            "importing is disabled: no failover.peer_token is configured",
-        ));
-    };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Compare without an early exit so timing does not reveal a prefix.
-    let ok = given.is_some_and(|g| {
-        g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::status(
-            StatusCode::UNAUTHORIZED,
-            "a valid peer token is required",
-        ))
-    }
-}
-
-/// In front of every import route: the token from the headers, then one of
-/// the import slots; only then is the body read.
+/// In front of every import route, after the access layer has checked the
+/// peer token: one of the import slots; only then is the body read.
 pub async fn gate(State(nvr): State<Arc<Nvr>>, req: Request, next: Next) -> Response {
-    if let Err(e) = authorize(&nvr, req.headers()) {
-        return e.into_response();
-    }
     let Ok(permit) = nvr.import_slots.clone().try_acquire_owned() else {
         return ApiError::busy(5, "imports are busy; try again shortly").into_response();
     };
@@ -228,6 +202,7 @@ async fn copy_body(body: Body, f: &mut tokio::fs::File, limit: u64, rate: u64) -
 
 pub async fn complete(
     State(nvr): State<Arc<Nvr>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path((origin, segment)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -244,6 +219,10 @@ pub async fn complete(
         ));
     };
     let nvr2 = nvr.clone();
+    let target = format!(
+        "channel {channel}: segment {seg} from {}",
+        crate::excerpt::short(&origin)
+    );
     let outcome = tokio::task::spawn_blocking(move || {
         let nvr = nvr2;
         if imported(&nvr, &origin, seg)? {
@@ -272,5 +251,12 @@ pub async fn complete(
     })
     .await
     .map_err(ApiError::internal)??;
+    if outcome.get("already").is_none() {
+        // Written after the merge: the footage is in, whatever the log says.
+        let e = Entry::new("peer", Some(addr.ip()), Action::PeerImport, target);
+        if !nvr.access.audit.append_later(super::access::now_ms(), e) {
+            tracing::warn!("audit log backed up: a peer import went unrecorded");
+        }
+    }
     Ok(Json(outcome))
 }

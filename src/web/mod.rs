@@ -3,6 +3,8 @@
 //! Must never hold the NVR's locks across an await, and never let a client's
 //! bad input reach the recording path.
 
+pub mod access;
+mod accounts;
 mod channels;
 mod clip;
 pub mod endpoint;
@@ -68,6 +70,12 @@ impl ApiError {
             message: m.into(),
             retry_after: Some(retry_after),
         }
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        ApiError::status(StatusCode::FORBIDDEN, m)
+    }
+    pub fn message(&self) -> &str {
+        &self.message
     }
     pub fn internal(e: impl std::fmt::Display) -> Self {
         let m = crate::excerpt::short(&e.to_string());
@@ -203,6 +211,21 @@ pub fn router(nvr: Arc<Nvr>) -> Router {
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/transfers", get(transfers))
         .route("/api/v1/store", get(store_health))
+        .route("/api/v1/health", get(access::health))
+        .route("/api/v1/login", axum::routing::post(access::login))
+        .route("/api/v1/logout", axum::routing::post(access::logout))
+        .route("/api/v1/me", get(access::me))
+        .route("/api/v1/users", get(accounts::list_users).post(accounts::add_user))
+        .route(
+            "/api/v1/users/{name}",
+            axum::routing::put(accounts::change_user).delete(accounts::delete_user),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(accounts::list_tokens).post(accounts::create_token),
+        )
+        .route("/api/v1/tokens/{id}", axum::routing::delete(accounts::revoke_token))
+        .route("/api/v1/audit", get(accounts::audit))
         .merge(
             Router::new()
                 .route(
@@ -217,6 +240,10 @@ pub fn router(nvr: Arc<Nvr>) -> Router {
         )
         // Small JSON bodies everywhere; import pieces are streamed and bounded by their handler.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        // Access control in front of every route, so a route added later is
+        // protected by default; after the concurrency limit, so a flood of
+        // bad credentials queues like any other request.
+        .layer(axum::middleware::from_fn_with_state(nvr.clone(), access::layer))
         .layer(axum::middleware::from_fn_with_state(nvr.clone(), concurrency))
         .with_state(nvr)
 }

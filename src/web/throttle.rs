@@ -68,6 +68,19 @@ impl Throttle {
         }
     }
 
+    /// Whether `key` has a token now, without taking it (or how long until it will).
+    pub fn peek(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let tokens = self
+            .buckets
+            .get(key)
+            .map_or(self.rate.burst, |&b| self.refilled(b, now));
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - tokens) / self.rate.per_second))
+        }
+    }
+
     fn make_room(&mut self, now: Instant) {
         if self.buckets.len() < self.max_keys {
             return;

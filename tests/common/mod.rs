@@ -139,14 +139,57 @@ pub fn nvr(logdir: &Path, name: &str, config: &str) -> Nvr {
     start_nvr(logdir, name, &path, port)
 }
 
+/// The password of the admin user `provision` creates in each test store.
+pub const ADMIN_PASSWORD: &str = "ci-admin-password-0123";
+
+static TOKENS: tandem::auth::client::Bearers = tandem::auth::client::Bearers::new();
+
+/// Creates the admin user `ci-admin` in the store `config` names (once) and
+/// an API token for it, the way an installer would; returns the token.
+pub fn provision(config: &Path) -> String {
+    let cfg = config.to_str().unwrap();
+    let o = Command::new(tandem())
+        .args([
+            "user",
+            "add",
+            "ci-admin",
+            "--role",
+            "admin",
+            "--config",
+            cfg,
+            "--password-env",
+            "CI_ADMIN_PW",
+        ])
+        .env("CI_ADMIN_PW", ADMIN_PASSWORD)
+        .env("TANDEM_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() || err.contains("already exists"), "user add: {err}");
+    let o = run_tandem(&["user", "token", "ci-admin", "--config", cfg, "--token-name", "tests"]);
+    assert!(o.status.success(), "user token: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// Remembers the token to send to the NVR at `base` (`http://host:port`).
+pub fn remember_token(base: &str, token: &str) {
+    TOKENS.remember(base, token)
+}
+
+/// The token remembered for the NVR that serves `url`, if any.
+pub fn token_for(url: &str) -> Option<String> {
+    TOKENS.for_url(url)
+}
+
 pub fn start_nvr(logdir: &Path, name: &str, config: &Path, port: u16) -> Nvr {
+    let base = format!("http://127.0.0.1:{port}");
+    remember_token(&base, &provision(config));
     let mut cmd = Command::new(tandem());
     cmd.args(["serve", "--config"])
         .arg(config)
         .env("TANDEM_LOG", "info")
         .stdout(Stdio::null());
     let proc = spawn(name, &mut cmd, logdir);
-    let base = format!("http://127.0.0.1:{port}");
     let n = Nvr {
         proc,
         base,
@@ -171,11 +214,26 @@ pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 pub use tandem::httpc::Response as HttpResponse;
 
+/// GET with the remembered token of the NVR, as a logged-in client.
 pub fn http_get(url: &str) -> std::io::Result<HttpResponse> {
-    tandem::httpc::get(url)
+    http_request("GET", url, &[], b"")
 }
 
+/// A request with the remembered token of the NVR unless `headers` carry an
+/// `Authorization` of their own.
 pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
+    let bearer = token_for(url).map(|t| format!("Bearer {t}"));
+    let mut h: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(b) = &bearer {
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+            h.push(("Authorization", b));
+        }
+    }
+    tandem::httpc::request(method, url, &h, body)
+}
+
+/// A request with exactly these headers: no remembered token.
+pub fn http_anonymous(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
     tandem::httpc::request(method, url, headers, body)
 }
 
@@ -271,19 +329,27 @@ pub fn assert_decodes_cleanly(path: &Path, what: &str) {
 
 /// `tandem export --{from} SOURCE --channel N --start S --end E -o OUT`, which must succeed.
 pub fn export(from: &str, source: &str, channel: u32, start: &str, end: &str, out: &Path) {
-    let o = run_tandem(&[
+    let token = if from == "server" { token_for(source) } else { None };
+    let mut extra = Vec::new();
+    if let Some(t) = &token {
+        extra = vec!["--token", t.as_str()];
+    }
+    let ch = channel.to_string();
+    let fromflag = format!("--{from}");
+    let base = [
         "export",
-        &format!("--{from}"),
+        &fromflag,
         source,
         "--channel",
-        &channel.to_string(),
+        &ch,
         "--start",
         start,
         "--end",
         end,
         "-o",
         out.to_str().unwrap(),
-    ]);
+    ];
+    let o = run_tandem(&[&base[..], &extra[..]].concat());
     assert!(
         o.status.success(),
         "export of channel {channel}: {}",
