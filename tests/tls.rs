@@ -198,6 +198,8 @@ fn self_signed_https_serves_http2_with_hsts_and_one_fingerprint_everywhere() {
         "{out}"
     );
 
+    login_over_http2_checks_the_origin(&data, cacert, nvr.port);
+
     // The peer client: the pinned certificate is accepted, any other refused.
     let fp = tandem::web::tls::parse_fingerprint(&logged).unwrap();
     let page = format!("https://127.0.0.1:{}/", nvr.port);
@@ -269,6 +271,81 @@ fn self_signed_https_serves_http2_with_hsts_and_one_fingerprint_everywhere() {
     let nvr2 = start(dir.path(), "nvr", &http);
     assert_eq!(openssl_fingerprint(nvr2.port), logged);
     assert!(!nvr2.proc.stderr().contains("generated a self-signed"));
+}
+
+/// Over HTTP/2 the host travels as `:authority`; the server gives it to the
+/// access layer as `Host`, so a browser login from a foreign page is refused
+/// and one from this origin works, and its cookie's state changes pass.
+fn login_over_http2_checks_the_origin(data: &Path, cacert: &str, port: u16) {
+    let o = Command::new(tandem())
+        .args([
+            "user",
+            "add",
+            "admin",
+            "--role",
+            "admin",
+            "--password-env",
+            "TLS_TEST_PW",
+            "--data",
+        ])
+        .arg(data)
+        .env("TLS_TEST_PW", "correct horse battery staple")
+        .env("TANDEM_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "user add: {}", String::from_utf8_lossy(&o.stderr));
+    let base = format!("https://localhost:{port}");
+    let jar = data.join("cookies.txt");
+    let jar = jar.to_str().unwrap();
+    let login = |origin: &str| {
+        let (out, err, ok) = curl(&[
+            "--http2",
+            "--cacert",
+            cacert,
+            "-c",
+            jar,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &format!("Origin: {origin}"),
+            "--data",
+            r#"{"username":"admin","password":"correct horse battery staple"}"#,
+            &format!("{base}/api/v1/login"),
+        ]);
+        assert!(ok, "{err}");
+        out
+    };
+    assert_eq!(
+        login("https://evil.example"),
+        "403 2",
+        "a foreign page's login over HTTP/2"
+    );
+    assert_eq!(login(&base), "200 2");
+    let (out, err, ok) = curl(&[
+        "--http2",
+        "--cacert",
+        cacert,
+        "-b",
+        jar,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        &format!("Origin: {base}"),
+        &format!("{base}/api/v1/logout"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with('2'),
+        "logout with this origin's cookie over HTTP/2: {out}"
+    );
 }
 
 #[test]

@@ -16,7 +16,8 @@
 //! streams, the header bound as its header-list bound, keep-alive pings, and
 //! the connection closed once it has had no request in flight for the header
 //! deadline (HTTP/2's equivalent of the idle keep-alive bound). Every answer
-//! over TLS carries `Strict-Transport-Security`.
+//! over TLS carries `Strict-Transport-Security`; an HTTP/2 request without a
+//! `Host` header gets one from its `:authority`, so Host checks work alike.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -328,6 +329,7 @@ impl TlsConn {
         let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let mut req = req.map(|b| Body::new(TimedBody::new(b, lim.body_idle_timeout, lim.body_total_timeout)));
             req.extensions_mut().insert(ConnectInfo(addr));
+            host_from_authority(&mut req);
             let guard = InFlight::new(active.clone());
             let answer = router.clone().oneshot(req);
             async move { Ok::<_, Infallible>(secure_response(answer.await?, guard)) }
@@ -358,6 +360,22 @@ impl TlsConn {
                 self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// HTTP/2 carries the host in `:authority`, not in a `Host` header; handlers
+/// and the access layer's Origin/Host check read `Host`, so it is filled in
+/// from the authority when absent (as HTTP/1.1 requires it to be sent).
+fn host_from_authority<B>(req: &mut hyper::Request<B>) {
+    if req.headers().contains_key(hyper::header::HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| hyper::header::HeaderValue::from_str(a.as_str()).ok());
+    if let Some(h) = host {
+        req.headers_mut().insert(hyper::header::HOST, h);
     }
 }
 
@@ -635,6 +653,28 @@ mod tests {
         assert_eq!(rx.borrow().in_flight, 1, "in flight while the body is unsent");
         drop(r);
         assert_eq!(rx.borrow().in_flight, 0);
+    }
+
+    #[test]
+    fn http2_requests_get_a_host_header_from_their_authority() {
+        let mut r = hyper::Request::builder()
+            .version(hyper::Version::HTTP_2)
+            .uri("https://nvr.local:8443/api/v1/login")
+            .body(())
+            .unwrap();
+        host_from_authority(&mut r);
+        assert_eq!(r.headers()[hyper::header::HOST], "nvr.local:8443");
+        // A Host that was sent is kept; a request without authority gets none.
+        let mut r = hyper::Request::builder()
+            .uri("https://a.example/")
+            .header(hyper::header::HOST, "b.example")
+            .body(())
+            .unwrap();
+        host_from_authority(&mut r);
+        assert_eq!(r.headers()[hyper::header::HOST], "b.example");
+        let mut r = hyper::Request::builder().uri("/x").body(()).unwrap();
+        host_from_authority(&mut r);
+        assert!(!r.headers().contains_key(hyper::header::HOST));
     }
 
     #[tokio::test]
