@@ -2,8 +2,10 @@
 //! answers `curl --cacert` over HTTP/2 and HTTP/1.1 with HSTS, its
 //! fingerprint is the same in the log, the CLI and `openssl s_client`, and
 //! survives a restart; an operator's own certificate is served; the plain
-//! listener only redirects; the peer client accepts the pinned certificate or
-//! the configured CA and refuses any other (and a failover probe says why).
+//! listener only redirects; a login over HTTP/2 gets the same Origin check as
+//! over HTTP/1.1; the peer client accepts the pinned certificate or the
+//! configured CA and refuses any other (and a failover probe says why); a
+//! failback transfer reaches only the pinned peer, over TLS.
 //! Needs `curl` and `openssl` (skipped outside CI without them).
 
 mod common;
@@ -428,4 +430,97 @@ fn an_operators_certificate_is_served_and_a_wrong_key_is_refused() {
             "{cmd}: {err}"
         );
     }
+}
+
+/// Failback over HTTPS: a transfer to a peer whose certificate is not the
+/// pinned one is refused (the job stays pending with the reason), and with
+/// the right pin every frame arrives — also for a job queued with a plain
+/// target that the configuration marks as TLS (never sent in plain text).
+#[test]
+fn failback_transfers_reach_only_the_pinned_peer_over_tls() {
+    use tandem::failover::transfer::{self, Job, Worker};
+    use tandem::time::Time90k;
+    const TOKEN: &str = "peer-token-for-tls-tests-01";
+    let dir = tempfile::tempdir().unwrap();
+    let (_cam, urls) = sim_camera(dir.path(), 1, &["--bitrate-kbps", "1000"]);
+    let a_dir = dir.path().join("a-data");
+    let mut a = nvr(
+        dir.path(),
+        "a",
+        &format!(
+            "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\nsegment_duration = \"2s\"\n[http]\nlisten = \"{{listen}}\"\n\
+             [[network_camera]]\nname = \"c\"\nurl = \"{}\"\n[[channel]]\nnumber = 1\ncamera = \"c\"\n",
+            a_dir.display(),
+            urls[0]
+        ),
+    );
+    wait_for(Duration::from_secs(20), "recording", || {
+        frames_written(&a.base, 1) > 100
+    });
+    assert!(a.proc.terminate().success());
+    let b = start(
+        dir.path(),
+        "b",
+        &format!("tls = \"self-signed\"\n[failover]\npeer_token = \"{TOKEN}\"\n[[channel]]\nnumber = 3"),
+    );
+    let fp = tandem::web::tls::parse_fingerprint(
+        &tandem::web::tls::file_fingerprint(&dir.path().join("b-data/tls/cert.pem")).unwrap(),
+    )
+    .unwrap();
+    let origin = tandem::store::db::nvr_id(&tandem::store::db::open(&a_dir.join("index.db")).unwrap()).unwrap();
+    let peer = format!("127.0.0.1:{}", b.port);
+    let job = |target: String| Job {
+        rule: "tls".into(),
+        local_channel: 1,
+        remote_channel: 3,
+        target,
+        start: Time90k(0),
+        end: Time90k(i64::MAX / 2),
+    };
+    let worker = |pin: [u8; 32]| Worker {
+        dir: a_dir.clone(),
+        origin: origin.clone(),
+        token: TOKEN.into(),
+        rate: 50_000_000,
+        tls: Some(PeerTls::new(&PeerTrust::Fingerprint(pin)).unwrap()),
+        tls_targets: vec![peer.clone()],
+    };
+    transfer::queue(&a_dir, &job(format!("https://{peer}"))).unwrap();
+
+    // The wrong pin: refused, nothing sent, the reason kept on the job.
+    let mut wrong = fp;
+    wrong[0] ^= 0x80;
+    let (wake, rx) = std::sync::mpsc::channel::<()>();
+    let w = worker(wrong);
+    let t = std::thread::spawn(move || w.run(rx));
+    wait_for(Duration::from_secs(20), "the refusal", || {
+        transfer::list(&a_dir).unwrap()[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("does not match failover.peer_fingerprint"))
+    });
+    drop(wake);
+    t.join().unwrap();
+    let jobs = transfer::list(&a_dir).unwrap();
+    assert_eq!((jobs[0].state, jobs[0].bytes_sent), ("pending", 0));
+
+    // The right pin: both jobs done (the plain-target one over TLS too), every frame there once.
+    transfer::queue(&a_dir, &job(peer.clone())).unwrap();
+    let (wake, rx) = std::sync::mpsc::channel::<()>();
+    let w = worker(fp);
+    let t = std::thread::spawn(move || w.run(rx));
+    wait_for(Duration::from_secs(60), "both transfers done", || {
+        transfer::list(&a_dir).unwrap().iter().all(|j| j.state == "done")
+    });
+    drop(wake);
+    t.join().unwrap();
+    let a_frames: u64 = tandem::store::Reader::new(a_dir.clone())
+        .segment_frames(1, Time90k(0), Time90k(i64::MAX / 2))
+        .unwrap()
+        .iter()
+        .map(|s| s.frames.len() as u64)
+        .sum();
+    let audit = audit_json(&["--data", dir.path().join("b-data").to_str().unwrap(), "--channel", "3"]);
+    assert_eq!(audit["frames_found"], a_frames, "{audit}");
+    assert_eq!(audit["duplicates"], 0, "{audit}");
 }
