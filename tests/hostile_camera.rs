@@ -45,21 +45,13 @@ fn limited_nvr(logdir: &Path, config: &str) -> Nvr {
     let port = free_port();
     let path = logdir.join("nvr.toml");
     std::fs::write(&path, config.replace("{listen}", &format!("127.0.0.1:{port}"))).unwrap();
-    let mut cmd = Command::new("prlimit");
-    cmd.args(["--as=536870912", "--nofile=1024", tandem(), "serve", "--config"])
-        .arg(&path)
-        .env("TANDEM_LOG", "info")
-        .stdout(Stdio::null());
-    let proc = spawn("nvr", &mut cmd, logdir);
-    let n = Nvr {
-        proc,
-        base: format!("http://127.0.0.1:{port}"),
-        config: path,
-    };
-    wait_for(Duration::from_secs(30), "NVR API", || {
-        http_get(&format!("{}/api/v1/status", n.base)).is_ok_and(|r| r.status == 200)
-    });
-    n
+    start_nvr_under(
+        logdir,
+        "nvr",
+        &path,
+        port,
+        &["prlimit", "--as=536870912", "--nofile=1024"],
+    )
 }
 
 fn url_of<'a>(urls: &'a [String], mode: &str) -> &'a str {

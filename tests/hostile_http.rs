@@ -51,21 +51,14 @@ camera = "c2"
     );
     let path = dir.join("nvr.toml");
     std::fs::write(&path, cfg).unwrap();
-    let mut cmd = std::process::Command::new("prlimit");
-    cmd.args(["--nofile=1024:1024", "--as=536870912", tandem(), "serve", "--config"])
-        .arg(&path)
-        .env("TANDEM_LOG", "info")
-        .stdout(std::process::Stdio::null());
-    let proc = spawn("nvr", &mut cmd, dir);
-    let base = format!("http://127.0.0.1:{port}");
-    let n = Nvr {
-        proc,
-        base: base.clone(),
-        config: path,
-    };
-    wait_for(Duration::from_secs(30), "NVR API", || {
-        http_get(&format!("{base}/api/v1/status")).is_ok_and(|r| r.status == 200)
-    });
+    let n = start_nvr_under(
+        dir,
+        "nvr",
+        &path,
+        port,
+        &["prlimit", "--nofile=1024:1024", "--as=536870912"],
+    );
+    let base = n.base.clone();
     wait_for(Duration::from_secs(30), "both channels recording", || {
         frames_written(&base, 1) > 25 && frames_written(&base, 2) > 25
     });
@@ -129,7 +122,7 @@ fn trigger_flood_and_idle_connections_lose_no_frame() {
         import_bytes: 0,
         import_channel: 1,
         peer_token: None,
-        bearer: None,
+        bearer: token_for(&nvr.base),
     });
     assert!(flood.triggers_sent() > 2000, "the flood ran: {flood:?}");
     let accepted = flood.triggers_accepted();
@@ -164,10 +157,11 @@ fn trigger_flood_and_idle_connections_lose_no_frame() {
         })
     });
     std::thread::sleep(Duration::from_secs(12));
+    let auth = format!("Bearer {}", token_for(&nvr.base).unwrap());
     let st = tandem::httpc::request_with_timeout(
         "GET",
         &format!("{}/api/v1/status", nvr.base),
-        &[],
+        &[("Authorization", &auth)],
         b"",
         Duration::from_secs(12),
     );
@@ -359,7 +353,7 @@ fn hostile_imports_cost_the_sender_not_the_recording() {
         import_bytes: 300 << 20,
         import_channel: 1,
         peer_token: Some(TOKEN.into()),
-        bearer: None,
+        bearer: token_for(&nvr.base),
     });
     assert_eq!(imp.import_status, Some(200), "{imp:?}");
     assert!(rss_mib(pid) < 300, "memory after a 300-MB import: {} MiB", rss_mib(pid));

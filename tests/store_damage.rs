@@ -414,6 +414,8 @@ fn overlapping_footage_is_listed_and_exports_say_what_they_omit() {
         &end.to_rfc3339(),
         "-o",
         out.to_str().unwrap(),
+        "--token",
+        &token_for(&n.base).unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
 }

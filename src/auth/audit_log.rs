@@ -362,11 +362,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
 /// never queues without bound.
 #[derive(Clone)]
 pub struct Appender {
-    tx: mpsc::SyncSender<(
-        i64,
-        Entry,
-        Option<tokio::sync::oneshot::Sender<Result<i64, AuditError>>>,
-    )>,
+    tx: mpsc::SyncSender<Pending>,
 }
 
 /// Entries waiting to be written; past this, audited requests get 503.

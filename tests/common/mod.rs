@@ -182,9 +182,22 @@ pub fn token_for(url: &str) -> Option<String> {
 }
 
 pub fn start_nvr(logdir: &Path, name: &str, config: &Path, port: u16) -> Nvr {
+    start_nvr_under(logdir, name, config, port, &[])
+}
+
+/// `tandem serve` run by `wrapper` (e.g. `["prlimit", "--nofile=1024"]`),
+/// with an admin token provisioned and remembered for its API.
+pub fn start_nvr_under(logdir: &Path, name: &str, config: &Path, port: u16, wrapper: &[&str]) -> Nvr {
     let base = format!("http://127.0.0.1:{port}");
     remember_token(&base, &provision(config));
-    let mut cmd = Command::new(tandem());
+    let mut cmd = match wrapper.split_first() {
+        Some((prog, args)) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg(tandem());
+            c
+        }
+        None => Command::new(tandem()),
+    };
     cmd.args(["serve", "--config"])
         .arg(config)
         .env("TANDEM_LOG", "info")
