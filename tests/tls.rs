@@ -327,6 +327,13 @@ fn login_over_http2_checks_the_origin(data: &Path, cacert: &str, port: u16) {
         "a foreign page's login over HTTP/2"
     );
     assert_eq!(login(&base), "200 2");
+    // The session cookie is marked Secure under TLS (curl's jar: "TRUE" in the secure column).
+    let cookie = std::fs::read_to_string(jar).unwrap();
+    let line = cookie
+        .lines()
+        .find(|l| l.contains("tandem_session"))
+        .unwrap_or_else(|| panic!("no session cookie: {cookie}"));
+    assert_eq!(line.split('\t').nth(3), Some("TRUE"), "not Secure: {line}");
     let (out, err, ok) = curl(&[
         "--http2",
         "--cacert",
