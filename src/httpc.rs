@@ -1,12 +1,26 @@
-//! A minimal blocking HTTP/1.1 client (one request per connection) for the
-//! command-line tools that poll a running Tandem — the benchmark and the
-//! integration tests — so they need no HTTP stack of their own. The NVR itself
-//! never uses it. Must never be used for large bodies: it buffers the response.
+//! A minimal blocking HTTP/1.1 client (one request per connection): the
+//! NVR's peer calls (failover `http` probes, failback transfers), webhook
+//! actions, and the command-line tools and tests that poll a running Tandem.
+//! `https://` URLs go over rustls with a `PeerTls` (a configured CA or a
+//! pinned fingerprint, see `tls`).
+//!
+//! Must never send a request for an `https://` URL in plain text or without
+//! checking the certificate, never buffer more than `MAX_RESPONSE` bytes of
+//! an answer, and never accept an answer cut short of its Content-Length.
+
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+pub use tls::{PeerTls, PeerTrust};
+
+/// The largest answer read (a clip a test downloads fits; a peer cannot
+/// make the NVR buffer more).
+pub const MAX_RESPONSE: u64 = 256 << 20;
+
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -34,6 +48,7 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
 }
 
 /// Like `request`, giving up on connecting or reading after `timeout`.
+/// Plain `http://` only: `https://` needs `request_via` with a trust.
 pub fn request_with_timeout(
     method: &str,
     url: &str,
@@ -41,11 +56,38 @@ pub fn request_with_timeout(
     body: &[u8],
     timeout: Duration,
 ) -> std::io::Result<Response> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
+    request_via(method, url, headers, body, timeout, None)
+}
+
+/// Like `request_with_timeout`, over TLS with `tls` for `https://` URLs.
+pub fn request_via(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+    tls: Option<&PeerTls>,
+) -> std::io::Result<Response> {
+    let (secure, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(std::io::Error::other(format!(
+            "`{url}` is not an http:// or https:// URL"
+        )));
+    };
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
+    let tls = match (secure, tls) {
+        (true, Some(t)) => Some((t, server_name(host)?)),
+        (true, None) => {
+            return Err(std::io::Error::other(format!(
+                "{url}: https needs failover.peer_ca or failover.peer_fingerprint to check the peer's certificate"
+            )))
+        }
+        (false, _) => None,
+    };
     let addr = std::net::ToSocketAddrs::to_socket_addrs(host)?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?;
@@ -60,10 +102,79 @@ pub fn request_with_timeout(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
+    let raw = match tls {
+        None => exchange(&mut s, req.as_bytes(), body)?,
+        Some((t, name)) => {
+            let conn = rustls::ClientConnection::new(t.config.clone(), name).map_err(std::io::Error::other)?;
+            let mut stream = rustls::StreamOwned::new(conn, s);
+            // The handshake first, so that a refused certificate is named as such.
+            while stream.conn.is_handshaking() {
+                stream
+                    .conn
+                    .complete_io(&mut stream.sock)
+                    .map_err(|e| refused(e, &t.what))?;
+            }
+            exchange(&mut stream, req.as_bytes(), body)?
+        }
+    };
+    parse_response(&raw)
+}
+
+/// The TLS name to check: a DNS name or an IP address (`[::1]:8443` → `::1`).
+fn server_name(host: &str) -> std::io::Result<rustls::pki_types::ServerName<'static>> {
+    let h = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    rustls::pki_types::ServerName::try_from(h.to_string())
+        .map_err(|e| std::io::Error::other(format!("`{h}` is not a name a certificate can carry: {e}")))
+}
+
+/// Names a handshake failure caused by the peer's certificate as a refusal.
+fn refused(e: std::io::Error, what: &str) -> std::io::Error {
+    let cert = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+        });
+    if cert {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("refused the peer's certificate: it does not match {what}: {e}"),
+        )
+    } else {
+        std::io::Error::new(e.kind(), format!("TLS handshake with the peer failed: {e}"))
+    }
+}
+
+/// Sends the request and reads the answer to its end, at most `MAX_RESPONSE` bytes.
+fn exchange(s: &mut (impl Read + Write), head: &[u8], body: &[u8]) -> std::io::Result<Vec<u8>> {
+    s.write_all(head)?;
     s.write_all(body)?;
+    s.flush()?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    match s.take(MAX_RESPONSE + 1).read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify: the Content-Length
+        // check in `parse_response` catches an answer cut short.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    if raw.len() as u64 > MAX_RESPONSE {
+        return Err(std::io::Error::other(format!(
+            "the answer is larger than {} MiB",
+            MAX_RESPONSE >> 20
+        )));
+    }
+    Ok(raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -82,13 +193,23 @@ pub fn request_with_timeout(
         })
         .collect();
     let mut body = raw[end + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
-    {
+    let r = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if r.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         body = dechunk(&body);
+    } else if let Some(n) = r.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if body.len() < n {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the answer was cut short: {} of {n} bytes", body.len()),
+            ));
+        }
+        body.truncate(n);
     }
-    Ok(Response { status, headers, body })
+    Ok(Response { body, ..r })
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

@@ -2,7 +2,8 @@
 //!
 //! The crate is laid out by what each module owns (see `docs/architecture.md`):
 //! `sim` (simulated cameras), `ingest` (RTSP clients), `store` (segments on disk
-//! and their SQLite index), `mp4` (clip muxing and reading), `web` (HTTP API),
+//! and their SQLite index), `mp4` (clip muxing and reading), `web` (HTTP API,
+//! plain or TLS), `httpc` (the small client for peers, with their TLS trust),
 //! `config` (the typed configuration and its validation), `audit` (counting
 //! loss from frame stamps), `failover` (rules, probes, arbitration,
 //! transfers), `events` and `motion` (event sources and actions), `recording`

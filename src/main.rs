@@ -44,6 +44,8 @@ enum Cmd {
     Bench(cmds::bench::Args),
     /// Load harness: flood a running NVR's triggers, hold slow connections, upload a large import.
     Attack(cmds::attack::Args),
+    /// TLS: print the served certificate's SHA-256 fingerprint (for a peer's `peer_fingerprint`).
+    Tls(cmds::tls::Args),
     /// Manage the users (and their API tokens) of a store.
     User(cmds::user::Args),
 }
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Bench(a) => cmds::bench::run(a),
         Cmd::FailoverLab(a) => cmds::lab::run(a),
         Cmd::Attack(a) => cmds::attack::run(a),
+        Cmd::Tls(a) => cmds::tls::run(a),
     };
     match r {
         Ok(code) => code,

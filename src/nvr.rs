@@ -130,6 +130,8 @@ impl Nvr {
                     origin: nvr_id.clone(),
                     token: token.clone(),
                     rate: config.failover.transfer_rate,
+                    tls: crate::failover::transfer::peer_tls(&config.failover),
+                    tls_targets: crate::failover::transfer::tls_targets(&config.rules),
                 };
                 std::thread::Builder::new()
                     .name("backup-transfer".into())
@@ -211,10 +213,9 @@ impl Nvr {
             tokio::spawn(d.run(rx));
         }
         let http_limits = crate::web::server::Limits::for_process(config.channels.len(), 1024);
-        let access = Arc::new(crate::web::access::Access::open(
-            &config.storage.dir,
-            config.access.clone(),
-        )?);
+        let mut access = crate::web::access::Access::open(&config.storage.dir, config.access.clone())?;
+        access.secure_cookies = config.is_tls();
+        let access = Arc::new(access);
         match crate::store::db::open(&config.storage.dir.join("index.db")).and_then(|c| crate::auth::users::count(&c)) {
             Ok(0) => warn!(
                 "no user exists yet, so the API lets nobody in (recording goes on); create the first with: \

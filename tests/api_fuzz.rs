@@ -657,7 +657,12 @@ fn hostile_requests_over_a_socket_get_their_4xx() {
     let listener = site.rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = site.rt.spawn(tandem::web::serve(listener, site.nvr.clone(), async {
+    let endpoint = tandem::web::endpoint::Endpoint {
+        listener,
+        tls: None,
+        redirect: None,
+    };
+    let server = site.rt.spawn(tandem::web::serve(endpoint, site.nvr.clone(), async {
         let _ = stopped.await;
     }));
     let auth = format!("Authorization: Bearer {}\r\n", site.token);

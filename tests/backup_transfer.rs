@@ -103,6 +103,8 @@ fn import_is_authenticated_resumable_idempotent_and_paced() {
         origin: origin.clone(),
         token: TOKEN.into(),
         rate,
+        tls: None,
+        tls_targets: Vec::new(),
     };
     let started = Instant::now();
     let t = std::thread::spawn(move || w.run(rx));

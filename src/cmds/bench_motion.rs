@@ -224,6 +224,7 @@ async fn latency(a: &MotionArgs) -> Result<Vec<f64>> {
             ..Default::default()
         },
         listen: "127.0.0.1:0".parse()?,
+        http: Default::default(),
         cameras: vec![NetworkCamera {
             name: "sim".into(),
             url: url::Url::parse(&server.url(1))?,

@@ -115,6 +115,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 ..Default::default()
             },
             listen: a.listen,
+            http: Default::default(),
             cameras,
             channels,
             rules: Vec::new(),

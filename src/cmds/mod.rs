@@ -16,6 +16,7 @@ pub mod key;
 pub mod lab;
 pub mod serve;
 pub mod sim_camera;
+pub mod tls;
 pub mod user;
 pub mod verify;
 
@@ -86,14 +87,12 @@ pub async fn shutdown_signal() {
 
 /// Runs an NVR with `config` until a signal, then shuts down in order.
 pub async fn run_nvr(config: Config, ready: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr()?;
+    let endpoint = tandem::web::endpoint::Endpoint::bind(&config).await?;
+    let addr = endpoint.local_addr()?;
     let nvr = Nvr::start(config, Arc::new(SystemClock))?;
     ready(addr);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tandem::web::serve(listener, nvr.clone(), async {
+    let server = tokio::spawn(tandem::web::serve(endpoint, nvr.clone(), async {
         let _ = stop_rx.await;
     }));
     shutdown_signal().await;

@@ -18,8 +18,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let scheme = config.http.scheme();
     super::runtime()?.block_on(super::run_nvr(config, |addr| {
-        tracing::info!("serving the API at http://{addr}/");
+        tracing::info!("serving the API at {scheme}://{addr}/");
     }))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -15,11 +15,14 @@ mod access;
 mod cameras;
 mod channels;
 pub mod events;
+mod http;
 mod rules;
 pub mod source;
 pub mod units;
 
 pub use source::Checker;
+
+pub use http::HttpSettings;
 
 pub use events::{ActionConfig, ActionTarget, MotionConfig, MqttConfig, TriggerConfig};
 
@@ -100,6 +103,8 @@ pub struct StorageConfig {
 pub struct Config {
     pub storage: StorageConfig,
     pub listen: SocketAddr,
+    /// TLS and the redirect listener (`[http]`).
+    pub http: HttpSettings,
     pub cameras: Vec<NetworkCamera>,
     pub channels: Vec<ChannelConfig>,
     /// Failover rules, from `[failover] rules = "FILE.json"` and `[[rule]]` tables.
@@ -120,6 +125,8 @@ pub struct FailoverSettings {
     /// Bytes per second a failback transfer may use, so it never crowds out
     /// live video on the network.
     pub transfer_rate: u64,
+    /// How `tls = true` checks and backups trust the peer's certificate.
+    pub peer_trust: Option<crate::httpc::PeerTrust>,
 }
 
 impl fmt::Debug for FailoverSettings {
@@ -127,6 +134,7 @@ impl fmt::Debug for FailoverSettings {
         f.debug_struct("FailoverSettings")
             .field("peer_token", &self.peer_token.as_ref().map(|_| "<redacted>"))
             .field("transfer_rate", &self.transfer_rate)
+            .field("peer_trust", &self.peer_trust.as_ref().map(|t| t.describe()))
             .finish()
     }
 }
@@ -139,6 +147,7 @@ impl Default for FailoverSettings {
         FailoverSettings {
             peer_token: None,
             transfer_rate: DEFAULT_TRANSFER_RATE,
+            peer_trust: None,
         }
     }
 }
@@ -146,6 +155,11 @@ impl Default for FailoverSettings {
 impl Config {
     pub fn camera(&self, name: &str) -> Option<&NetworkCamera> {
         self.cameras.iter().find(|c| c.name == name)
+    }
+
+    /// Whether the API is served over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.http.is_tls()
     }
 }
 
@@ -208,7 +222,7 @@ impl std::error::Error for ConfigErrors {}
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     storage: Option<Spanned<RawStorage>>,
-    http: Option<Spanned<RawHttp>>,
+    http: Option<Spanned<http::RawHttp>>,
     #[serde(default)]
     network_camera: Vec<Spanned<RawCamera>>,
     #[serde(default)]
@@ -232,12 +246,6 @@ struct RawStorage {
     flush_interval: Option<Spanned<SizeOrNumber>>,
     segment_duration: Option<Spanned<SizeOrNumber>>,
     scrub_interval: Option<Spanned<SizeOrNumber>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    listen: Option<Spanned<String>>,
 }
 
 /// Sizes and durations may be written as strings with units or bare numbers.
@@ -360,23 +368,12 @@ pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec
             }
         }
     }
-    let mut listen: SocketAddr = DEFAULT_LISTEN.parse().expect("default address parses");
-    if let Some(h) = &raw.http {
-        if let Some(l) = &h.get_ref().listen {
-            match l.get_ref().parse() {
-                Ok(a) => listen = a,
-                Err(_) => c.err(
-                    l.span().start,
-                    "http.listen",
-                    format!("`{}` is not an address like 127.0.0.1:8080", l.get_ref()),
-                ),
-            }
-        }
-    }
+    let default_listen = DEFAULT_LISTEN.parse().expect("default address parses");
+    let (listen, http) = http::http(&mut c, raw.http.as_ref(), base, default_listen);
     let (cameras, names) = cameras::network_cameras(&mut c, &raw.network_camera, base);
     let mut channels = channels::channels(&mut c, &raw.channel, &names);
     let rules = rules::load_rules(&mut c, &raw, base, &cameras, &channels);
-    let failover = rules::failover_settings(&mut c, raw.failover.as_ref(), &rules);
+    let failover = rules::failover_settings(&mut c, raw.failover.as_ref(), &rules, base);
     rules::check_shared_channels(&mut c, &rules);
     rules::check_backup_is_not_self(&mut c, &rules, listen);
     let mqtt = raw.mqtt.as_ref().and_then(|m| events::mqtt(&mut c, m));
@@ -424,6 +421,7 @@ pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec
         access,
         storage,
         listen,
+        http,
         cameras,
         channels,
         rules,

@@ -23,6 +23,10 @@ pub(super) struct RawFailover {
     pub(super) peer_token: Option<Spanned<String>>,
     pub(super) peer_token_env: Option<Spanned<String>>,
     pub(super) transfer_rate: Option<Spanned<SizeOrNumber>>,
+    /// PEM CA certificate(s) a peer's TLS certificate must chain to.
+    pub(super) peer_ca: Option<Spanned<String>>,
+    /// `sha256:HEX` of the one certificate a peer may present.
+    pub(super) peer_fingerprint: Option<Spanned<String>>,
 }
 
 /// Checks the `[failover]` table.
@@ -30,6 +34,7 @@ pub(super) fn failover_settings(
     c: &mut Checker<'_>,
     raw: Option<&Spanned<RawFailover>>,
     rules: &[crate::failover::rule::ConfiguredRule],
+    base: &Path,
 ) -> FailoverSettings {
     let mut failover = FailoverSettings::default();
     if let Some(f) = raw {
@@ -68,6 +73,17 @@ pub(super) fn failover_settings(
                 Err(e) => c.err(r.span().start, "failover.transfer_rate", e),
             }
         }
+        failover.peer_trust = peer_trust(c, f, base);
+    }
+    let uses_tls = rules
+        .iter()
+        .any(|r| r.rule.check.tls || r.rule.backup.as_ref().is_some_and(|b| b.tls));
+    if uses_tls && failover.peer_trust.is_none() && c.errors.is_empty() {
+        c.err(
+            raw.map(|f| f.span().start).unwrap_or(0),
+            "failover.peer_ca",
+            "rules with `tls = true` need failover.peer_ca or failover.peer_fingerprint to check the peer's certificate",
+        );
     }
     if rules.iter().any(|r| r.rule.backup.is_some()) && failover.peer_token.is_none() && c.errors.is_empty() {
         c.err(
@@ -77,6 +93,44 @@ pub(super) fn failover_settings(
         );
     }
     failover
+}
+
+/// `peer_ca` (read and parsed now, so `tandem check` finds a bad file) or
+/// `peer_fingerprint`; not both.
+fn peer_trust(c: &mut Checker<'_>, f: &RawFailover, base: &Path) -> Option<crate::httpc::PeerTrust> {
+    use crate::httpc::PeerTrust;
+    match (&f.peer_ca, &f.peer_fingerprint) {
+        (Some(ca), Some(_)) => {
+            c.err(
+                ca.span().start,
+                "failover.peer_ca",
+                "give peer_ca or peer_fingerprint, not both",
+            );
+            None
+        }
+        (Some(ca), None) => {
+            let path = base.join(ca.get_ref());
+            let trust = crate::web::tls::load_certs(&path)
+                .map_err(|e| e.to_string())
+                .map(|roots| PeerTrust::Ca { path, roots })
+                .and_then(|t| crate::httpc::PeerTls::new(&t).map(|_| t));
+            match trust {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    c.err(ca.span().start, "failover.peer_ca", e);
+                    None
+                }
+            }
+        }
+        (None, Some(fp)) => match crate::web::tls::parse_fingerprint(fp.get_ref()) {
+            Ok(fp) => Some(PeerTrust::Fingerprint(fp)),
+            Err(e) => {
+                c.err(fp.span().start, "failover.peer_fingerprint", e);
+                None
+            }
+        },
+        (None, None) => None,
+    }
 }
 
 /// Loads rules from the JSON file named in `[failover]` and from `[[rule]]`

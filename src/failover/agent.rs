@@ -151,11 +151,26 @@ fn log_decision(d: &Decision) {
     }
 }
 
+/// The client TLS for a rule whose check asks over HTTPS. The configuration
+/// check guarantees a trust when one is needed; a trust that cannot be
+/// built leaves `None`, so every probe misses saying why (never plain HTTP).
+fn peer_tls(nvr: &Nvr, rule: &str, wanted: bool) -> Option<crate::httpc::PeerTls> {
+    let trust = nvr.config.failover.peer_trust.as_ref().filter(|_| wanted)?;
+    match crate::httpc::PeerTls::new(trust) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!(rule = %rule, "cannot check the peer's TLS certificate: {e}");
+            None
+        }
+    }
+}
+
 /// Runs a rule until the task is aborted.
 pub async fn run(nvr: Arc<Nvr>, status: SharedRule) {
     let rule = status.lock().expect("rule lock").rule.clone();
     let name = rule.rule.name.clone();
     let check = rule.rule.check.clone();
+    let tls = peer_tls(&nvr, &name, check.tls);
     // Start in `normal`, with its bindings.
     apply(&nvr, &rule, State::Normal, &status, true).await;
     let (tx, mut rx) = mpsc::channel::<(u64, ProbeResult)>(64);
@@ -166,11 +181,11 @@ pub async fn run(nvr: Arc<Nvr>, status: SharedRule) {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let (tx, check, s) = (tx.clone(), check.clone(), seq);
+                let (tx, check, s, tls) = (tx.clone(), check.clone(), seq, tls.clone());
                 let token = nvr.config.failover.peer_token.clone();
                 seq += 1;
                 tokio::spawn(async move {
-                    let r = probe::probe(&check, s, token).await;
+                    let r = probe::probe(&check, s, token, tls.as_ref()).await;
                     let _ = tx.send((s, r)).await;
                 });
             }
@@ -288,7 +303,7 @@ async fn queue(nvr: &Nvr, rule: &ConfiguredRule, local: u32, remote: u32, since:
         rule: rule.rule.name.clone(),
         local_channel: local,
         remote_channel: remote,
-        target: format!("{}:{}", b.address, b.port.unwrap_or(8080)),
+        target: crate::failover::transfer::target(&b.address, b.port.unwrap_or(8080), b.tls),
         start: since,
         end: nvr.clock.now(),
     };

@@ -1,5 +1,6 @@
-//! Probes for failover checks: ICMP echo, TCP connect, and the HTTP status of
-//! a peer Tandem. Each probe is one attempt with a timeout and reports whether
+//! Probes for failover checks: ICMP echo, TCP connect, and the HTTP(S) status
+//! of a peer Tandem (`tls = true`: its certificate checked against the
+//! configured CA or pinned fingerprint; a mismatch is a miss that says so). Each probe is one attempt with a timeout and reports whether
 //! it was answered; the state machine decides what that means.
 //!
 //! ICMP uses the unprivileged ICMP datagram socket where the system allows it
@@ -13,6 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::rule::{Check, CheckKind};
+use crate::httpc::PeerTls;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProbeResult {
@@ -26,8 +28,10 @@ pub enum ProbeResult {
 
 /// One probe. `peer_token` is sent to an `http` check's peer, whose status
 /// names the channels it records; without it (or when the peer refuses it)
-/// an answer still proves the peer alive, with its channels unknown.
-pub async fn probe(check: &Check, seq: u64, peer_token: Option<String>) -> ProbeResult {
+/// an answer still proves the peer alive, with its channels unknown. `tls`
+/// is the peer trust for `tls = true` checks (without it they miss, saying
+/// so: never plain HTTP).
+pub async fn probe(check: &Check, seq: u64, peer_token: Option<String>, tls: Option<&PeerTls>) -> ProbeResult {
     let timeout = check.timeout;
     let start = Instant::now();
     let r: Result<Option<Vec<u32>>, String> = match check.kind {
@@ -47,8 +51,11 @@ pub async fn probe(check: &Check, seq: u64, peer_token: Option<String>) -> Probe
             }
         }
         CheckKind::Http => {
-            let url = format!("http://{}:{}/api/v1/status", check.address, check.port.unwrap_or(8080));
-            match tokio::task::spawn_blocking(move || http_status(&url, peer_token.as_deref(), timeout)).await {
+            let url = status_url(check);
+            let tls = tls.cloned();
+            match tokio::task::spawn_blocking(move || http_status(&url, peer_token.as_deref(), timeout, tls.as_ref()))
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => Err(e.to_string()),
             }
@@ -63,10 +70,26 @@ pub async fn probe(check: &Check, seq: u64, peer_token: Option<String>) -> Probe
     }
 }
 
-fn http_status(url: &str, peer_token: Option<&str>, timeout: Duration) -> Result<Option<Vec<u32>>, String> {
+/// The peer's status endpoint; an IPv6 literal is bracketed.
+pub fn status_url(check: &Check) -> String {
+    let scheme = if check.tls { "https" } else { "http" };
+    let host = if check.address.contains(':') && !check.address.starts_with('[') {
+        format!("[{}]", check.address)
+    } else {
+        check.address.clone()
+    };
+    format!("{scheme}://{host}:{}/api/v1/status", check.port.unwrap_or(8080))
+}
+
+fn http_status(
+    url: &str,
+    peer_token: Option<&str>,
+    timeout: Duration,
+    tls: Option<&PeerTls>,
+) -> Result<Option<Vec<u32>>, String> {
     let auth = peer_token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    let r = crate::httpc::request_with_timeout("GET", url, &headers, b"", timeout).map_err(|e| e.to_string())?;
+    let r = crate::httpc::request_via("GET", url, &headers, b"", timeout, tls).map_err(|e| e.to_string())?;
     // A peer that wants credentials we lack is still alive and answering.
     if r.status == 401 || r.status == 403 {
         return Ok(None);
@@ -272,24 +295,25 @@ mod tests {
             timeout: Duration::from_millis(500),
             failure_count: 1,
             normal_count: 1,
+            tls: false,
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let open = l.local_addr().unwrap().port();
         assert!(matches!(
-            probe(&check(CheckKind::Tcp, Some(open)), 0, None).await,
+            probe(&check(CheckKind::Tcp, Some(open)), 0, None, None).await,
             ProbeResult::Answered { .. }
         ));
         drop(l);
         assert!(matches!(
-            probe(&check(CheckKind::Tcp, Some(open)), 1, None).await,
+            probe(&check(CheckKind::Tcp, Some(open)), 1, None, None).await,
             ProbeResult::Missed(_)
         ));
         assert!(matches!(
-            probe(&check(CheckKind::Http, Some(open)), 2, None).await,
+            probe(&check(CheckKind::Http, Some(open)), 2, None, None).await,
             ProbeResult::Missed(_)
         ));
         // ICMP to loopback answers wherever an ICMP socket may be opened.
-        match probe(&check(CheckKind::Icmp, None), 3, None).await {
+        match probe(&check(CheckKind::Icmp, None), 3, None, None).await {
             ProbeResult::Answered { .. } => {}
             ProbeResult::Missed(e) => assert!(e.contains("ICMP socket"), "{e}"),
         }

@@ -4,7 +4,9 @@
 //! Tandem's status endpoint, with `port`); fractional `check.interval`;
 //! `check.timeout`; `channel` in state records (the network camera's channel);
 //! `release_delay` (seconds the standby keeps a camera after failback when the
-//! check cannot confirm the primary records it); `backup.port`.
+//! check cannot confirm the primary records it); `backup.port`; `tls = true`
+//! on an `http` check or a backup (HTTPS to the peer, its certificate checked
+//! against `[failover] peer_ca` or `peer_fingerprint`).
 //!
 //! Owns parsing and validation; errors name the rule and the field and are all
 //! reported at once. Must never resolve addresses on the network or open
@@ -34,6 +36,10 @@ pub struct Check {
     pub timeout: Duration,
     pub failure_count: u32,
     pub normal_count: u32,
+    /// `http` checks only: ask over HTTPS, trusting `failover.peer_ca` or
+    /// `failover.peer_fingerprint`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -60,6 +66,9 @@ pub struct Backup {
     pub address: String,
     pub port: Option<u16>,
     pub cameras: Vec<CameraMap>,
+    /// Send footage over HTTPS (the peer token goes with every piece).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -117,6 +126,17 @@ impl Ctx<'_> {
             None => {
                 self.err(field, "is required");
                 None
+            }
+        }
+    }
+    /// An optional boolean, false when absent.
+    fn flag(&mut self, v: &Value, field: &str) -> bool {
+        match v.get(field_leaf(field)) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.err(field, format!("must be true or false, not {other}"));
+                false
             }
         }
     }
@@ -298,6 +318,7 @@ fn parse_check(c: &mut Ctx<'_>, v: &Value) -> Option<Check> {
             "type",
             "port",
             "timeout",
+            "tls",
         ],
     );
     let address = c.string(v, "check.address");
@@ -314,6 +335,10 @@ fn parse_check(c: &mut Ctx<'_>, v: &Value) -> Option<Check> {
         }
     };
     let port = c.port(v, "check.port");
+    let tls = c.flag(v, "check.tls");
+    if tls && kind.is_some_and(|k| k != CheckKind::Http) {
+        c.err("check.tls", "only an `http` check speaks TLS");
+    }
     if kind == Some(CheckKind::Tcp) && port.is_none() && v.get("port").is_none() {
         c.err("check.port", "is required for a tcp check");
     }
@@ -339,6 +364,7 @@ fn parse_check(c: &mut Ctx<'_>, v: &Value) -> Option<Check> {
         timeout: timeout?,
         failure_count: failure_count?,
         normal_count: normal_count?,
+        tls,
     })
 }
 
@@ -392,9 +418,10 @@ fn parse_records(c: &mut Ctx<'_>, states: &Value, state: &str) -> Option<Vec<Sta
 }
 
 fn parse_backup(c: &mut Ctx<'_>, v: &Value) -> Option<Backup> {
-    c.unknown_keys(v, "backup.", &["address", "port", "cameras"]);
+    c.unknown_keys(v, "backup.", &["address", "port", "cameras", "tls"]);
     let address = c.string(v, "backup.address");
     let port = c.port(v, "backup.port");
+    let tls = c.flag(v, "backup.tls");
     let Some(list) = v.get("cameras").and_then(Value::as_array) else {
         c.err("backup.cameras", "is required and must be an array");
         return None;
@@ -411,6 +438,7 @@ fn parse_backup(c: &mut Ctx<'_>, v: &Value) -> Option<Backup> {
         address: address?,
         port,
         cameras,
+        tls,
     })
 }
 

@@ -7,7 +7,12 @@
 //! cut transfer resumes where it stopped and a repeated one stores nothing
 //! twice. Sending is paced to `failover.transfer_rate` so that it never crowds
 //! out live video — the paper's central concern. Unreachable peers are retried
-//! with capped backoff. Must never send a segment still being written.
+//! with capped backoff. Backups with `tls = true` are sent over HTTPS (the
+//! peer's certificate checked against the configured trust); a job's target
+//! keeps its `https://` across restarts, and a plain target that the current
+//! configuration marks as TLS is sent over HTTPS too. Must never send a
+//! segment still being written, nor the peer token in plain text to a backup
+//! configured for TLS.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -109,11 +114,58 @@ pub fn chunk_size(rate: u64) -> usize {
     ((rate / 10) as usize).clamp(16 * 1024, MAX_CHUNK)
 }
 
+/// A job's target as stored: `host:port`, or `https://host:port` for TLS.
+pub fn target(address: &str, port: u16, tls: bool) -> String {
+    let host = if address.contains(':') && !address.starts_with('[') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
+    };
+    if tls {
+        format!("https://{host}:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `host:port` of every backup the configuration sends over TLS.
+pub fn tls_targets(rules: &[crate::failover::rule::ConfiguredRule]) -> Vec<String> {
+    rules
+        .iter()
+        .filter_map(|r| r.rule.backup.as_ref().filter(|b| b.tls))
+        .map(|b| target(&b.address, b.port.unwrap_or(8080), false))
+        .collect()
+}
+
+/// The client TLS for backups, if the configuration has a peer trust.
+pub fn peer_tls(settings: &crate::config::FailoverSettings) -> Option<crate::httpc::PeerTls> {
+    let trust = settings.peer_trust.as_ref()?;
+    crate::httpc::PeerTls::new(trust)
+        .map_err(|e| tracing::error!("cannot check peers' TLS certificates: {e}"))
+        .ok()
+}
+
+/// The URL base (`scheme://host:port`) a job's target is sent to: HTTPS when
+/// the target says so or the configuration marks it as TLS, never downgraded.
+pub fn base_url(target: &str, tls_targets: &[String]) -> String {
+    if target.starts_with("https://") {
+        target.to_string()
+    } else if tls_targets.iter().any(|t| t == target) {
+        format!("https://{target}")
+    } else {
+        format!("http://{target}")
+    }
+}
+
 pub struct Worker {
     pub dir: PathBuf,
     pub origin: String,
     pub token: String,
     pub rate: u64,
+    /// For `https://` targets; without it they fail with an error that says so.
+    pub tls: Option<crate::httpc::PeerTls>,
+    /// See `tls_targets`.
+    pub tls_targets: Vec<String>,
 }
 
 impl Worker {
@@ -190,14 +242,26 @@ impl Worker {
     }
 
     fn url(&self, job: &TransferRow, seg: i64, rest: &str) -> String {
-        format!("http://{}/api/v1/import/{}/{}{}", job.target, self.origin, seg, rest)
+        format!(
+            "{}/api/v1/import/{}/{}{}",
+            base_url(&job.target, &self.tls_targets),
+            self.origin,
+            seg,
+            rest
+        )
     }
 
     fn call(&self, method: &str, url: &str, body: &[u8]) -> Result<(u16, serde_json::Value)> {
         let auth = format!("Bearer {}", self.token);
-        let r =
-            crate::httpc::request_with_timeout(method, url, &[("Authorization", &auth)], body, Duration::from_secs(30))
-                .with_context(|| format!("{method} {url}"))?;
+        let r = crate::httpc::request_via(
+            method,
+            url,
+            &[("Authorization", &auth)],
+            body,
+            Duration::from_secs(30),
+            self.tls.as_ref(),
+        )
+        .with_context(|| format!("{method} {url}"))?;
         let v = r.json().unwrap_or(serde_json::Value::Null);
         Ok((r.status, v))
     }
@@ -273,6 +337,18 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_targets_are_never_sent_in_plain_text() {
+        assert_eq!(target("10.0.0.2", 8443, true), "https://10.0.0.2:8443");
+        assert_eq!(target("10.0.0.2", 8080, false), "10.0.0.2:8080");
+        assert_eq!(target("fd00::2", 8443, true), "https://[fd00::2]:8443");
+        let tls = vec!["nvr-b:8443".to_string()];
+        assert_eq!(base_url("https://nvr-b:8443", &[]), "https://nvr-b:8443");
+        // A job queued before the backup was switched to TLS goes over TLS now.
+        assert_eq!(base_url("nvr-b:8443", &tls), "https://nvr-b:8443");
+        assert_eq!(base_url("nvr-c:8080", &tls), "http://nvr-c:8080");
+    }
 
     #[test]
     fn pacing_holds_the_rate() {

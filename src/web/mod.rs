@@ -8,12 +8,14 @@ mod accounts;
 mod channels;
 mod clip;
 pub mod doc;
+pub mod endpoint;
 mod events;
 mod evidence;
 mod import;
 pub mod params;
 pub mod server;
 pub mod throttle;
+pub mod tls;
 
 pub use doc::{openapi, public_routes, routes};
 
@@ -317,13 +319,14 @@ async fn store_health(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>)
     }))
 }
 
-/// Serves the API until `shutdown` resolves, within `server::Limits`.
+/// Serves the API on `endpoint` (HTTP or HTTPS, and its redirects) until
+/// `shutdown` resolves, within `server::Limits`.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    endpoint: endpoint::Endpoint,
     nvr: Arc<Nvr>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = nvr.http_limits.clone();
     let stats = nvr.http.clone();
-    server::serve(listener, router(nvr), limits, stats, shutdown).await
+    endpoint.serve(router(nvr), limits, stats, shutdown).await
 }
