@@ -16,21 +16,7 @@ fn import_is_authenticated_resumable_idempotent_and_paced() {
     let dir = tempfile::tempdir().unwrap();
     let (_cam, urls) = sim_camera(dir.path(), 1, &["--bitrate-kbps", "2000"]);
     // A: records ~6 s in 2 s segments, then stops cleanly.
-    let a_dir = dir.path().join("a-data");
-    let mut a = nvr(
-        dir.path(),
-        "a",
-        &format!(
-            "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\nsegment_duration = \"2s\"\n[http]\nlisten = \"{{listen}}\"\n\
-             [[network_camera]]\nname = \"c\"\nurl = \"{}\"\n[[channel]]\nnumber = 1\ncamera = \"c\"\n",
-            a_dir.display(),
-            urls[0]
-        ),
-    );
-    wait_for(Duration::from_secs(20), "recording", || {
-        frames_written(&a.base, 1) > 150
-    });
-    assert!(a.proc.terminate().success());
+    let a_dir = record_in_short_segments(dir.path(), "a", &urls[0], 150);
     // B: the receiver, with an idle channel 3 and the peer token.
     let b = nvr(
         dir.path(),

@@ -450,21 +450,7 @@ fn failback_transfers_reach_only_the_pinned_peer_over_tls() {
     const TOKEN: &str = "peer-token-for-tls-tests-01";
     let dir = tempfile::tempdir().unwrap();
     let (_cam, urls) = sim_camera(dir.path(), 1, &["--bitrate-kbps", "1000"]);
-    let a_dir = dir.path().join("a-data");
-    let mut a = nvr(
-        dir.path(),
-        "a",
-        &format!(
-            "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\nsegment_duration = \"2s\"\n[http]\nlisten = \"{{listen}}\"\n\
-             [[network_camera]]\nname = \"c\"\nurl = \"{}\"\n[[channel]]\nnumber = 1\ncamera = \"c\"\n",
-            a_dir.display(),
-            urls[0]
-        ),
-    );
-    wait_for(Duration::from_secs(20), "recording", || {
-        frames_written(&a.base, 1) > 100
-    });
-    assert!(a.proc.terminate().success());
+    let a_dir = record_in_short_segments(dir.path(), "a", &urls[0], 100);
     let b = start(
         dir.path(),
         "b",

@@ -448,8 +448,7 @@ mod tests {
 
     fn db() -> (tempfile::TempDir, Connection) {
         let d = tempfile::tempdir().unwrap();
-        let mut c = crate::store::db::open(&d.path().join("index.db")).unwrap();
-        crate::store::db::migrate(&mut c).unwrap();
+        let c = crate::store::db::open_dir(d.path()).unwrap();
         (d, c)
     }
 

@@ -224,8 +224,7 @@ mod tests {
 
     fn db() -> (tempfile::TempDir, Connection) {
         let d = tempfile::tempdir().unwrap();
-        let mut c = crate::store::db::open(&d.path().join("index.db")).unwrap();
-        crate::store::db::migrate(&mut c).unwrap();
+        let c = crate::store::db::open_dir(d.path()).unwrap();
         users::add(&c, "ann", Role::Admin, None, "ann-password-1", 0).unwrap();
         users::add(&c, "vic", Role::Viewer, Some([1, 2].into()), "vic-password-1", 0).unwrap();
         (d, c)

@@ -182,6 +182,31 @@ pub(super) fn start_cameras(
 }
 
 /// One network camera and one channel (numbered from 1) per URL, as TOML.
+/// Runs a benchmark in `dir`, which must not exist yet (a benchmark never
+/// mixes its store with older footage), and removes it afterwards.
+pub(super) fn in_fresh_dir(dir: &Path, f: impl FnOnce() -> Result<ExitCode>) -> Result<ExitCode> {
+    if dir.exists() {
+        bail!("{} exists; give an empty --dir", dir.display());
+    }
+    std::fs::create_dir_all(dir)?;
+    let r = f();
+    let _ = std::fs::remove_dir_all(dir);
+    r
+}
+
+/// Writes `DIR/bench.toml`: an NVR storing into `data`, serving on `port`,
+/// recording `urls` on channels 1…, with `extra` TOML sections; its path.
+pub(super) fn write_config(dir: &Path, data: &Path, port: u16, urls: &[String], extra: &str) -> Result<PathBuf> {
+    let mut cfg = format!(
+        "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}",
+        data.display()
+    );
+    cfg.push_str(&channels_config(urls));
+    let path = dir.join("bench.toml");
+    std::fs::write(&path, cfg)?;
+    Ok(path)
+}
+
 pub(super) fn channels_config(urls: &[String]) -> String {
     urls.iter()
         .enumerate()
@@ -234,13 +259,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     // Tandem.
     let data = std::path::absolute(a.dir.join("tandem"))?;
     let http_port = free_port()?;
-    let mut cfg = format!(
-        "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-        data.display()
-    );
-    cfg.push_str(&channels_config(&urls));
-    let cfg_path = a.dir.join("bench.toml");
-    std::fs::write(&cfg_path, cfg)?;
+    let cfg_path = write_config(&a.dir, &data, http_port, &urls, "")?;
     eprintln!(
         "recording with Tandem for {} s (+{} s warm-up)…",
         a.seconds,

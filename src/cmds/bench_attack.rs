@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use super::bench::{channels_config, free_port, start_cameras, wait_connected};
-use anyhow::{bail, Context, Result};
+use super::bench::{free_port, in_fresh_dir, start_cameras, wait_connected, write_config};
+use anyhow::{Context, Result};
 use tandem::lab::attack::{self, Plan};
 use tandem::lab::Procs;
 use tandem::store::health::Histogram;
@@ -70,13 +70,7 @@ struct Phase {
 }
 
 pub fn run(a: AttackArgs) -> Result<ExitCode> {
-    if a.dir.exists() {
-        bail!("{} exists; give an empty --dir", a.dir.display());
-    }
-    std::fs::create_dir_all(&a.dir)?;
-    let r = run_in(&a);
-    let _ = std::fs::remove_dir_all(&a.dir);
-    r
+    in_fresh_dir(&a.dir, || run_in(&a))
 }
 
 fn run_in(a: &AttackArgs) -> Result<ExitCode> {
@@ -87,13 +81,13 @@ fn run_in(a: &AttackArgs) -> Result<ExitCode> {
     let data = std::path::absolute(a.dir.join("store"))?;
     let port = free_port()?;
     let token = "bench-attack-peer-token";
-    let mut cfg = format!(
-        "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[failover]\npeer_token = \"{token}\"\n",
-        data.display()
-    );
-    cfg.push_str(&channels_config(&urls));
-    let cfg_path = a.dir.join("bench.toml");
-    std::fs::write(&cfg_path, cfg)?;
+    let cfg_path = write_config(
+        &a.dir,
+        &data,
+        port,
+        &urls,
+        &format!("[failover]\npeer_token = \"{token}\"\n"),
+    )?;
     let mut cmd = if tandem::lab::have("prlimit") {
         let mut c = Command::new("prlimit");
         c.arg(format!("--nofile={}:{}", a.nofile, a.nofile)).arg(&exe);

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use super::bench::{channels_config, free_port, start_cameras};
+use super::bench::{free_port, in_fresh_dir, start_cameras, write_config};
 use anyhow::{bail, Context, Result};
 use tandem::lab::Procs;
 use tandem::time::Time90k;
@@ -49,13 +49,7 @@ const USER: &str = "bench";
 const PASSWORD: &str = "bench-password-long-enough";
 
 pub fn run(a: AuthArgs) -> Result<ExitCode> {
-    if a.dir.exists() {
-        bail!("{} exists; give an empty --dir", a.dir.display());
-    }
-    std::fs::create_dir_all(&a.dir)?;
-    let r = run_in(&a);
-    let _ = std::fs::remove_dir_all(&a.dir);
-    r
+    in_fresh_dir(&a.dir, || run_in(&a))
 }
 
 /// A bearer token for `user`, obtained as a script would: log in (a session
@@ -248,13 +242,7 @@ fn run_in(a: &AuthArgs) -> Result<ExitCode> {
     let data = std::path::absolute(a.dir.join("store"))?;
     std::fs::create_dir_all(&data)?;
     let port = free_port()?;
-    let mut cfg = format!(
-        "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
-        data.display()
-    );
-    cfg.push_str(&channels_config(&urls));
-    let cfg_path = a.dir.join("bench.toml");
-    std::fs::write(&cfg_path, cfg)?;
+    let cfg_path = write_config(&a.dir, &data, port, &urls, "")?;
     let added = Command::new(&exe)
         .args([
             "user",

@@ -214,6 +214,26 @@ pub fn start_nvr_under(logdir: &Path, name: &str, config: &Path, port: u16, wrap
     n
 }
 
+/// Records `url` on channel 1 of an NVR named `name` in 2-s segments until
+/// more than `frames` frames are stored, then stops it cleanly; its store.
+pub fn record_in_short_segments(dir: &Path, name: &str, url: &str, frames: u64) -> PathBuf {
+    let data = dir.join(format!("{name}-data"));
+    let mut n = nvr(
+        dir,
+        name,
+        &format!(
+            "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\nsegment_duration = \"2s\"\n[http]\nlisten = \"{{listen}}\"\n\
+             [[network_camera]]\nname = \"c\"\nurl = \"{url}\"\n[[channel]]\nnumber = 1\ncamera = \"c\"\n",
+            data.display()
+        ),
+    );
+    wait_for(Duration::from_secs(20), "recording", || {
+        frames_written(&n.base, 1) > frames
+    });
+    assert!(n.proc.terminate().success());
+    data
+}
+
 pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < timeout {
