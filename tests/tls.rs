@@ -201,6 +201,7 @@ fn self_signed_https_serves_http2_with_hsts_and_one_fingerprint_everywhere() {
     );
 
     login_over_http2_checks_the_origin(&data, cacert, nvr.port);
+    export_checks_the_servers_certificate(nvr.port, cacert, &logged);
 
     // The peer client: the pinned certificate is accepted, any other refused.
     let fp = tandem::web::tls::parse_fingerprint(&logged).unwrap();
@@ -516,4 +517,41 @@ fn failback_transfers_reach_only_the_pinned_peer_over_tls() {
     let audit = audit_json(&["--data", dir.path().join("b-data").to_str().unwrap(), "--channel", "3"]);
     assert_eq!(audit["frames_found"], a_frames, "{audit}");
     assert_eq!(audit["duplicates"], 0, "{audit}");
+}
+
+/// `tandem export --server https://…` reaches the NVR only through a trust
+/// it was given: the NVR's answer (401: no token) proves the TLS connection,
+/// a wrong pin or no trust at all stops it before any request.
+fn export_checks_the_servers_certificate(port: u16, cacert: &str, fingerprint: &str) {
+    let export = |trust: &[&str]| {
+        let server = format!("https://localhost:{port}");
+        let mut args = vec!["export", "--server", &server, "--channel", "1"];
+        args.extend([
+            "--start",
+            "2026-01-01T00:00:00Z",
+            "--end",
+            "2026-01-01T00:00:10Z",
+            "-o",
+            "/dev/null",
+        ]);
+        args.extend_from_slice(trust);
+        let o = run_tandem(&args);
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    for trust in [["--cacert", cacert], ["--fingerprint", fingerprint]] {
+        let err = export(&trust);
+        assert!(
+            err.contains("answered 401"),
+            "the NVR answered over TLS with {trust:?}: {err}"
+        );
+    }
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let err = export(&["--fingerprint", &wrong]);
+    assert!(
+        err.contains("TLS with") && err.contains("NotPinned") && !err.contains("answered"),
+        "a wrong pin is refused: {err}"
+    );
+    let err = export(&[]);
+    assert!(err.contains("needs --cacert or --fingerprint"), "{err}");
 }

@@ -35,6 +35,14 @@ pub struct Args {
     /// An API token for `--server` (from `tandem user token` or `POST /api/v1/tokens`).
     #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true, requires = "server")]
     token: Option<String>,
+    /// For an `https://` server: trust the CA certificates in this PEM file
+    /// (a self-signed NVR's `DATA/tls/cert.pem` serves as its own CA).
+    #[arg(long, requires = "server", conflicts_with = "fingerprint")]
+    cacert: Option<PathBuf>,
+    /// For an `https://` server: accept exactly the certificate with this
+    /// SHA-256 (`tandem tls fingerprint` on the NVR prints it).
+    #[arg(long, requires = "server")]
+    fingerprint: Option<String>,
     /// Write an evidence archive (.zip: the clip, a manifest and its
     /// signature) that `tandem verify` checks.
     #[arg(long)]
@@ -163,6 +171,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 channel: a.channel,
                 start: &a.start,
                 end: &a.end,
+                tls: server_trust(&a)?,
             },
             &tmp,
             &mut omissions,
@@ -227,6 +236,47 @@ struct Remote<'a> {
     channel: u32,
     start: &'a str,
     end: &'a str,
+    /// How to check an `https://` server's certificate.
+    tls: Option<tandem::httpc::PeerTls>,
+}
+
+/// The trust `--cacert` or `--fingerprint` gives, checked the way the
+/// failover peer client checks a peer (there is no unchecked mode).
+fn server_trust(a: &Args) -> Result<Option<tandem::httpc::PeerTls>> {
+    use tandem::httpc::{PeerTls, PeerTrust};
+    let trust = match (&a.cacert, &a.fingerprint) {
+        (Some(p), _) => PeerTrust::Ca {
+            path: p.clone(),
+            roots: tandem::web::tls::load_certs(p).map_err(|e| anyhow::anyhow!("--cacert: {e}"))?,
+        },
+        (None, Some(f)) => PeerTrust::Fingerprint(
+            tandem::web::tls::parse_fingerprint(f).map_err(|e| anyhow::anyhow!("--fingerprint: {e}"))?,
+        ),
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(PeerTls::new(&trust).map_err(anyhow::Error::msg)?))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+/// One HTTP/1.1 connection to the server, over TLS when `tls` is given.
+async fn connect(host: &str, port: u16, tls: Option<&tandem::httpc::PeerTls>) -> Result<Sender> {
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .with_context(|| format!("connecting to {host}:{port}"))?;
+    let Some(tls) = tls else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        return Ok(sender);
+    };
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).context("--server host")?;
+    let stream = tokio_rustls::TlsConnector::from(tls.client_config())
+        .connect(name, stream)
+        .await
+        .with_context(|| format!("TLS with {host}:{port}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 async fn export_remote(
@@ -244,16 +294,18 @@ async fn export_remote(
         .append_pair("end", r.end);
     let host = url.host_str().context("--server has no host")?.to_string();
     let port = url.port_or_known_default().unwrap_or(80);
+    let tls = match (url.scheme(), &r.tls) {
+        ("https", None) => bail!("an https:// server needs --cacert or --fingerprint to check its certificate"),
+        ("https", Some(t)) => Some(t),
+        (_, Some(_)) => bail!("--cacert and --fingerprint are for https:// servers"),
+        _ => None,
+    };
     let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
     // A 503 means footage changed between the server's plan and its reply
     // (retention, damage): asking again gets a plan of what exists now.
     let mut attempt = 0;
     let resp = loop {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .with_context(|| format!("connecting to {host}:{port}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
+        let mut sender = connect(&host, port, tls).await?;
         let mut req = hyper::Request::get(path.as_str()).header("host", format!("{host}:{port}"));
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));

@@ -49,6 +49,11 @@ impl std::fmt::Debug for PeerTls {
 }
 
 impl PeerTls {
+    /// The rustls configuration, for clients other than `httpc` (the CLI's export).
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config.clone()
+    }
+
     pub fn new(trust: &PeerTrust) -> Result<PeerTls, String> {
         let provider = crate::web::tls::provider();
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
