@@ -34,12 +34,7 @@ pub(super) fn export_local(
     let nvr_id = tandem::store::db::nvr_id(&conn)?;
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     let actor = format!("cli:{user}");
-    let now = Time90k::from_unix_micros(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0),
-    );
+    let now = Time90k::from_system(std::time::SystemTime::now());
     let target = format!("channel {channel} {}..{}", start.to_rfc3339(), end.to_rfc3339());
     let audit_id = audit_log::append(
         &conn,

@@ -30,11 +30,7 @@ pub struct StoreArg {
 
 impl StoreArg {
     pub fn dir(&self) -> Result<PathBuf> {
-        match (&self.data, &self.config) {
-            (Some(d), _) => Ok(d.clone()),
-            (None, Some(c)) => Ok(tandem::config::load(c)?.storage.dir),
-            (None, None) => bail!("give the store with --data DIR or --config FILE"),
-        }
+        super::store_of(self.data.as_deref(), self.config.as_deref()).map(|s| s.dir)
     }
 }
 

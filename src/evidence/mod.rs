@@ -106,6 +106,8 @@ impl Manifest {
     }
 }
 
+/// Lowercase hex, as hashes and keys are written in manifests, the index and
+/// fingerprints.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -132,12 +132,7 @@ pub fn fingerprint(der: &[u8]) -> [u8; 32] {
 
 /// `sha256:` and lowercase hex: the form `failover.peer_fingerprint` takes.
 pub fn format_fingerprint(fp: &[u8; 32]) -> String {
-    let mut s = String::with_capacity(7 + 64);
-    s.push_str("sha256:");
-    for b in fp {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("sha256:{}", crate::evidence::hex(fp))
 }
 
 /// Parses `sha256:HEX`, also as OpenSSL prints it (`AB:CD:…`, any case,
