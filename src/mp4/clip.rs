@@ -26,13 +26,12 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::{write_box, write_full_box};
+use super::{moov, write_full_box};
 use crate::store::{db::SampleEntryRow, DamagedSpan, SegmentFrames};
 use crate::time::Time90k;
 
 /// Longest clip one file may hold: keeps every sample duration within 32 bits.
 pub const MAX_CLIP: i64 = 12 * 3600 * 90_000;
-const TIMESCALE: u32 = 90_000;
 /// Frames further apart than this (beyond their duration) mark a gap.
 const GAP_TOLERANCE: i64 = 9_000;
 
@@ -235,77 +234,19 @@ pub fn build(
     let use_co64 = media_len > u64::from(u32::MAX) / 2;
     let build_head = |mdat_offset: u64| -> Vec<u8> {
         let mut out = Vec::with_capacity(64 * 1024);
-        write_box(&mut out, b"ftyp", |o| {
-            o.extend_from_slice(b"isom");
-            o.extend_from_slice(&0x200u32.to_be_bytes());
-            for b in [b"isom", b"iso2", b"avc1", b"mp41"] {
-                o.extend_from_slice(b);
-            }
-        });
-        let media_duration = (media_end - media_start) as u64;
-        let pres_duration = (pres_end - pres_start) as u64;
+        moov::write_ftyp(&mut out, b"isom", &[b"isom", b"iso2", b"avc1", b"mp41"]);
         let first = &entries[samples[0].entry];
-        write_box(&mut out, b"moov", |o| {
-            write_full_box(o, b"mvhd", 1, 0, |o| {
-                o.extend_from_slice(&[0; 16]); // creation, modification times
-                o.extend_from_slice(&TIMESCALE.to_be_bytes());
-                o.extend_from_slice(&pres_duration.to_be_bytes());
-                o.extend_from_slice(&0x0001_0000u32.to_be_bytes()); // rate 1.0
-                o.extend_from_slice(&0x0100u16.to_be_bytes()); // volume 1.0
-                o.extend_from_slice(&[0; 10]);
-                unity_matrix(o);
-                o.extend_from_slice(&[0; 24]);
-                o.extend_from_slice(&2u32.to_be_bytes()); // next track id
-            });
-            write_box(o, b"trak", |o| {
-                write_full_box(o, b"tkhd", 1, 3, |o| {
-                    o.extend_from_slice(&[0; 16]);
-                    o.extend_from_slice(&1u32.to_be_bytes()); // track id
-                    o.extend_from_slice(&[0; 4]);
-                    o.extend_from_slice(&pres_duration.to_be_bytes());
-                    o.extend_from_slice(&[0; 8]);
-                    o.extend_from_slice(&[0; 4]); // layer, alternate group
-                    o.extend_from_slice(&[0; 4]); // volume, reserved
-                    unity_matrix(o);
-                    o.extend_from_slice(&(first.width << 16).to_be_bytes());
-                    o.extend_from_slice(&(first.height << 16).to_be_bytes());
-                });
-                write_box(o, b"edts", |o| {
-                    write_full_box(o, b"elst", 1, 0, |o| {
-                        o.extend_from_slice(&1u32.to_be_bytes());
-                        o.extend_from_slice(&pres_duration.to_be_bytes());
-                        o.extend_from_slice(&((pres_start - media_start) as u64).to_be_bytes());
-                        o.extend_from_slice(&0x0001_0000u32.to_be_bytes());
-                    });
-                });
-                write_box(o, b"mdia", |o| {
-                    write_full_box(o, b"mdhd", 1, 0, |o| {
-                        o.extend_from_slice(&[0; 16]);
-                        o.extend_from_slice(&TIMESCALE.to_be_bytes());
-                        o.extend_from_slice(&media_duration.to_be_bytes());
-                        o.extend_from_slice(&0x55c4u16.to_be_bytes()); // language "und"
-                        o.extend_from_slice(&[0; 2]);
-                    });
-                    write_full_box(o, b"hdlr", 0, 0, |o| {
-                        o.extend_from_slice(&[0; 4]);
-                        o.extend_from_slice(b"vide");
-                        o.extend_from_slice(&[0; 12]);
-                        o.extend_from_slice(b"Tandem video\0");
-                    });
-                    write_box(o, b"minf", |o| {
-                        write_full_box(o, b"vmhd", 0, 1, |o| o.extend_from_slice(&[0; 8]));
-                        write_box(o, b"dinf", |o| {
-                            write_full_box(o, b"dref", 0, 0, |o| {
-                                o.extend_from_slice(&1u32.to_be_bytes());
-                                write_full_box(o, b"url ", 0, 1, |_| {});
-                            });
-                        });
-                        write_box(o, b"stbl", |o| {
-                            write_stbl(o, &entries, &samples, &chunks, mdat_offset, use_co64);
-                        });
-                    });
-                });
-            });
+        let pres_duration = (pres_end - pres_start) as u64;
+        let header = moov::TrackHeader {
+            width: first.width,
+            height: first.height,
+            duration: pres_duration,
+            media_duration: (media_end - media_start) as u64,
+            edit: Some((pres_duration, (pres_start - media_start) as u64)),
+            fragmented: false,
+        };
+        moov::write_moov(&mut out, &header, |o| {
+            write_stbl(o, &entries, &samples, &chunks, mdat_offset, use_co64);
         });
         let mdat_size = media_len + 16;
         out.extend_from_slice(&1u32.to_be_bytes()); // 64-bit "largesize" form
@@ -384,12 +325,6 @@ fn name_damage<'a>(spans: impl Iterator<Item = &'a DamagedSpan>) -> Vec<String> 
     out
 }
 
-fn unity_matrix(o: &mut Vec<u8>) {
-    for v in [0x0001_0000u32, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000] {
-        o.extend_from_slice(&v.to_be_bytes());
-    }
-}
-
 fn write_stbl(
     o: &mut Vec<u8>,
     entries: &[Arc<SampleEntryRow>],
@@ -398,12 +333,7 @@ fn write_stbl(
     mdat_offset: u64,
     co64: bool,
 ) {
-    write_full_box(o, b"stsd", 0, 0, |o| {
-        o.extend_from_slice(&(entries.len() as u32).to_be_bytes());
-        for e in entries {
-            o.extend_from_slice(&e.data);
-        }
-    });
+    moov::write_stsd(o, entries.iter().map(|e| e.data.as_slice()));
     write_full_box(o, b"stts", 0, 0, |o| {
         let mut runs: Vec<(u32, u32)> = Vec::new();
         for s in samples {

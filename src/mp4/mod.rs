@@ -1,8 +1,11 @@
 //! ISO BMFF (.mp4): building clips from stored frames without re-encoding
-//! (`clip`), and reading the sample table of any .mp4 back (`reader`), which
-//! `audit` uses on files from Tandem or from other recorders.
+//! (`clip`), fragmented MP4 for live view (`fmp4`), the header boxes both
+//! share (`moov`), and reading the sample table of any .mp4 back (`reader`),
+//! which `audit` uses on files from Tandem or from other recorders.
 
 pub mod clip;
+pub mod fmp4;
+pub mod moov;
 pub mod reader;
 
 /// Appends a box: a zero 32-bit size, the type and the body, then writes the real size.
