@@ -1,7 +1,7 @@
 //! Live view over HTTP: the WebSocket that carries fMP4 fragments into a
 //! browser's Media Source Extensions (`/api/v1/channels/{n}/live`) and live
 //! HLS for players without them (`live.m3u8`, `live/init.mp4`,
-//! `live/{seq}.m4s`). The wire format is in `docs/web-client.md`.
+//! `live/{seq}.m4s`). The wire format is in `docs/live.md`.
 //!
 //! Owns one task per viewer that drains the viewer's queue in `live::Hub` onto
 //! its socket. Must never let a viewer delay ingest or another viewer (a slow
@@ -57,7 +57,7 @@ fn stream_param(q: &HashMap<String, String>) -> ApiResult<Stream> {
                    Extensions: a JSON `init` text message and the init segment, then one `prft`+`moof`+`mdat` \
                    binary message per frame from the most recent key frame on; `drop` when the viewer fell behind \
                    and was moved to a newer key frame; `state` when the camera goes offline or comes back. \
-                   See docs/web-client.md.",
+                   See docs/live.md.",
     params(
         ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
         ("stream" = Option<String>, Query, description = "`main` (default) or `sub` (the camera's substream \
