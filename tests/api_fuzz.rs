@@ -593,6 +593,7 @@ fn every_route_but_the_public_ones_answers_401_without_credentials() {
     let public = tandem::web::public_routes();
     let expected_public = [
         (Method::GET, "/"),
+        (Method::GET, "/ui/{file}"),
         (Method::GET, "/api/v1/openapi.json"),
         (Method::GET, "/api/v1/health"),
         (Method::POST, "/api/v1/login"),

@@ -14,7 +14,8 @@ use super::Role;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
-    /// Anyone: the login page and call, the health check, the API document.
+    /// Anyone: the web client's files and login call, the health check,
+    /// the API document.
     Public,
     /// Only a peer NVR's token (footage sent back by failback).
     Peer,
@@ -59,6 +60,8 @@ pub fn need(method: &Method, path: &str) -> Need {
     let user = |role| Need::User { role, channel: None };
     match segments(path).as_slice() {
         [""] | ["login"] if get => Need::Public,
+        // The web client's own files: code and styles, no data of the site.
+        ["ui", _] if get => Need::Public,
         ["api", "v1", "login"] if method == Method::POST => Need::Public,
         ["api", "v1", "health"] | ["api", "v1", "openapi.json"] if get => Need::Public,
         ["api", "v1", "import", ..] => Need::Peer,
@@ -176,6 +179,21 @@ mod tests {
             }
         );
         assert_eq!(need(&g, "/api/v1/health"), Need::Public);
+        assert_eq!(need(&g, "/ui/app.js"), Need::Public);
+        assert_eq!(
+            need(&p, "/ui/app.js"),
+            Need::User {
+                role: Role::Viewer,
+                channel: None
+            }
+        );
+        assert_eq!(
+            need(&g, "/ui/a/b"),
+            Need::User {
+                role: Role::Viewer,
+                channel: None
+            }
+        );
         assert_eq!(need(&g, "/api/v1/openapi.json"), Need::Public);
         assert_eq!(need(&Method::PUT, "/api/v1/import/a/b"), Need::Peer);
         assert_eq!(need(&g, "/api/v1/status"), Need::PeerOrUser);

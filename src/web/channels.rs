@@ -1,12 +1,10 @@
-//! `/api/v1/channels`, `/api/v1/channels/{n}/recordings`, `/api/v1/events`
-//! and the small built-in page at `/` that lists channels and plays their
-//! recent footage through the clip endpoint.
+//! `/api/v1/channels` and `/api/v1/channels/{n}/recordings`: the channels a
+//! caller may see and the runs of footage stored for one of them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::response::Html;
 use axum::{Extension, Json};
 
 use super::doc::ErrorBody;
@@ -64,16 +62,4 @@ pub async fn recordings(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "channel": ch, "recordings": runs })))
-}
-
-#[utoipa::path(
-    get,
-    path = "/",
-    tag = "system",
-    summary = "The built-in web page",
-    responses((status = 200, description = "HTML", content_type = "text/html", body = String)),
-    extensions(("x-tandem-role" = json!("public")))
-)]
-pub async fn index_page() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }

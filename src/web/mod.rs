@@ -17,6 +17,7 @@ pub mod params;
 pub mod server;
 pub mod throttle;
 pub mod tls;
+mod ui;
 
 pub use doc::{openapi, public_routes, routes};
 
@@ -236,7 +237,8 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         import = import.route_layer(axum::middleware::from_fn_with_state(nvr.clone(), import::gate));
     }
     OpenApiRouter::with_openapi(doc::base())
-        .routes(routes!(channels::index_page))
+        .routes(routes!(ui::index_page))
+        .routes(routes!(ui::asset))
         .routes(routes!(doc::openapi_json))
         .routes(routes!(status))
         .routes(routes!(channels::list))
