@@ -67,7 +67,7 @@ pub fn need(method: &Method, path: &str) -> Need {
         ["api", "v1", "import", ..] => Need::Peer,
         ["api", "v1", "status"] if get => Need::PeerOrUser,
         ["api", "v1", "users", ..] | ["api", "v1", "audit", ..] => user(Role::Admin),
-        ["api", "v1", "rules" | "transfers" | "store" | "actions", ..] => user(Role::Operator),
+        ["api", "v1", "rules" | "transfers" | "store" | "storage" | "actions", ..] => user(Role::Operator),
         ["api", "v1", "channels", n, rest @ ..] => match channel_number(n) {
             None => Need::BadChannel,
             Some(ch) => {
@@ -215,6 +215,13 @@ mod tests {
             need(&g, "/api/v1/audit"),
             Need::User {
                 role: Role::Admin,
+                channel: None
+            }
+        );
+        assert_eq!(
+            need(&g, "/api/v1/storage"),
+            Need::User {
+                role: Role::Operator,
                 channel: None
             }
         );

@@ -17,6 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::store::capacity::ChannelFootage;
 use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::store::segment_file::Hole;
 use crate::time::Time90k;
@@ -603,6 +604,30 @@ pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMa
     Ok(out)
 }
 
+/// Per channel: bytes stored, the oldest segment's start, and the bytes
+/// recorded in [since, now) with each segment prorated by its overlap (the
+/// storage report's rate, `store::capacity`).
+pub fn footage_figures(conn: &Connection, since: Time90k, now: Time90k) -> rusqlite::Result<Vec<ChannelFootage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel,
+                SUM(CASE WHEN damage IS NULL THEN bytes ELSE COALESCE(readable_bytes, 0) END),
+                MIN(start_90k),
+                SUM(CASE WHEN end_90k > ?1 AND start_90k < ?2
+                         THEN bytes * 1.0 * (MIN(end_90k, ?2) - MAX(start_90k, ?1)) / MAX(end_90k - start_90k, 1)
+                         ELSE 0 END)
+         FROM segment WHERE state < 2 GROUP BY channel ORDER BY channel",
+    )?;
+    let rows = stmt.query_map(params![since.0, now.0], |r| {
+        Ok(ChannelFootage {
+            channel: r.get(0)?,
+            bytes: r.get::<_, i64>(1)?.max(0) as u64,
+            oldest: r.get::<_, Option<i64>>(2)?.map(Time90k),
+            recent_bytes: r.get::<_, f64>(3)?.max(0.0) as u64,
+        })
+    })?;
+    rows.collect()
+}
+
 /// Marks the channel's segments overlapping [start, ∞) as event footage. The
 /// segment being written counts whatever its row says: its `end_90k` is
 /// only brought up to date once per flush.
@@ -842,6 +867,21 @@ mod tests {
     }
 
     const HOUR: i64 = 3600 * 90_000;
+
+    #[test]
+    fn footage_figures_prorate_segments_over_the_rate_window() {
+        let (_d, c, e) = fresh();
+        // Channel 1: one segment wholly before the window, one half inside it.
+        add(&c, e, 1, 0, HOUR);
+        add(&c, e, 1, 2 * HOUR, 4 * HOUR);
+        add(&c, e, 2, 3 * HOUR, 3 * HOUR + 90_000);
+        let f = footage_figures(&c, Time90k(3 * HOUR), Time90k(4 * HOUR)).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!((f[0].channel, f[0].bytes, f[0].oldest), (1, 20, Some(Time90k(0))));
+        assert_eq!(f[0].recent_bytes, 5, "half of a 10-byte segment lies in the window");
+        assert_eq!((f[1].channel, f[1].bytes, f[1].recent_bytes), (2, 10, 10));
+        assert_eq!(f[1].oldest, Some(Time90k(3 * HOUR)));
+    }
 
     #[test]
     fn long_segments_are_found_from_their_middle() {

@@ -7,6 +7,7 @@
 //! connections, so HTTP requests never wait on the recording path.
 //! See `docs/store.md` for the invariants.
 
+pub mod capacity;
 pub mod db;
 pub mod events;
 pub mod health;

@@ -235,6 +235,12 @@ impl Reader {
         Ok(runs)
     }
 
+    /// Each channel's stored bytes, oldest footage and bytes recorded in
+    /// [since, now): the inputs of `capacity::report`.
+    pub fn footage_figures(&self, since: Time90k, now: Time90k) -> Result<Vec<super::capacity::ChannelFootage>> {
+        Ok(db::footage_figures(&self.conn()?, since, now)?)
+    }
+
     /// The frames of every segment overlapping [start, end), for clip building.
     pub fn segment_frames(&self, channel: u32, start: Time90k, end: Time90k) -> Result<Vec<SegmentFrames>> {
         Ok(self.footage(channel, start, end)?.segments)

@@ -15,6 +15,7 @@ mod import;
 mod live;
 pub mod params;
 pub mod server;
+mod storage;
 pub mod throttle;
 pub mod tls;
 mod ui;
@@ -255,6 +256,7 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(rules))
         .routes(routes!(transfers))
         .routes(routes!(store_health))
+        .routes(routes!(storage::storage))
         .routes(routes!(access::health))
         .routes(routes!(access::login))
         .routes(routes!(access::logout))
