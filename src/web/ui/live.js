@@ -66,6 +66,12 @@ export class Player {
 
   setState(s, why) {
     this.tile.dataset.state = s;
+    if (s === 'playing') this.backoff = 1000;
+    if (s !== 'playing') {
+      delete this.tile.dataset.latencyMs;
+      const l = this.tile.querySelector('.tile-latency');
+      if (l) l.textContent = '';
+    }
     const badge = this.tile.querySelector('.tile-conn');
     if (badge) badge.textContent = s === 'playing' ? '' : why || s;
   }
@@ -78,6 +84,7 @@ export class Player {
 
   connect() {
     if (this.closed) return;
+    this.setState('connecting');
     this.queue = [];
     this.sb = null;
     this.mime = null;
@@ -196,7 +203,9 @@ export class Player {
     const end = v.buffered.end(v.buffered.length - 1);
     if (this.jump || end - v.currentTime > MAX_LAG_S || v.currentTime < v.buffered.start(v.buffered.length - 1)) {
       this.jump = false;
-      v.currentTime = Math.max(v.buffered.start(v.buffered.length - 1), end - 0.2);
+      // A tenth of a second of slack: with one fragment per frame the
+      // player rarely starves, and every tenth kept is latency shown.
+      v.currentTime = Math.max(v.buffered.start(v.buffered.length - 1), end - 0.1);
     }
     if (v.paused) v.play().catch(() => {});
     const t = v.currentTime;
@@ -204,7 +213,8 @@ export class Player {
     this.lastTime = t;
     let mark = null;
     for (const m of this.marks) if (m.mediaS <= t + 0.001 && (!mark || m.mediaS > mark.mediaS)) mark = m;
-    if (mark) {
+    // A frozen picture has no latency to show (the camera is away).
+    if (mark && this.tile.dataset.state === 'playing') {
       const latency = Math.max(0, Math.round(Date.now() - (mark.captureMs + (t - mark.mediaS) * 1000)));
       this.tile.dataset.latencyMs = latency;
       const l = this.tile.querySelector('.tile-latency');
