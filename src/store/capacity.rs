@@ -232,7 +232,10 @@ mod tests {
         let r = report(&volume(10 * GIB, GIB), &[young, idle], &HashMap::new(), now, HOUR);
         assert_eq!(r.channels[0].rate_bytes_per_s, 1_000_000.0);
         assert_eq!(r.channels[1].rate_bytes_per_s, 0.0);
-        assert_eq!(r.channels[1].retention_days, None, "nothing bounds an idle channel without policy");
+        assert_eq!(
+            r.channels[1].retention_days, None,
+            "nothing bounds an idle channel without policy"
+        );
         assert_eq!(r.channels[1].limited_by, None);
         assert_eq!(r.channels[0].limited_by, Some("disk"));
     }
@@ -249,6 +252,11 @@ mod tests {
         assert_eq!(r.volume.days_at_rate, Some(0.0));
         // Less than a second of footage has no measurable rate.
         let f = [ch(1, 10, 0, 10, now)];
-        assert_eq!(report(&volume(GIB, 0), &f, &HashMap::new(), now, HOUR).volume.rate_bytes_per_s, 0.0);
+        assert_eq!(
+            report(&volume(GIB, 0), &f, &HashMap::new(), now, HOUR)
+                .volume
+                .rate_bytes_per_s,
+            0.0
+        );
     }
 }

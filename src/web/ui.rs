@@ -105,7 +105,10 @@ fn serve(i: usize, headers: &HeaderMap) -> Response {
     let tag = &etags()[i];
     let cache = [
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        (header::ETAG, HeaderValue::from_str(tag).expect("hex ETag is a valid header")),
+        (
+            header::ETAG,
+            HeaderValue::from_str(tag).expect("hex ETag is a valid header"),
+        ),
     ];
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -161,11 +164,9 @@ pub async fn index_page(headers: HeaderMap) -> Response {
 pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     match find(&file) {
         Some(i) => serve(i, &headers),
-        None => ApiError::not_found(format!(
-            "no file `{}` in the web client",
-            crate::excerpt::short(&file)
-        ))
-        .into_response(),
+        None => {
+            ApiError::not_found(format!("no file `{}` in the web client", crate::excerpt::short(&file))).into_response()
+        }
     }
 }
 
@@ -188,7 +189,10 @@ mod tests {
         let mut refs = 0;
         for part in html.split("/ui/").skip(1) {
             let name: String = part.chars().take_while(|c| !matches!(c, '"' | '\'' | '?')).collect();
-            assert!(find(&name).is_some(), "index.html loads /ui/{name}, which is not served");
+            assert!(
+                find(&name).is_some(),
+                "index.html loads /ui/{name}, which is not served"
+            );
             refs += 1;
         }
         assert!(refs >= 2, "the shell loads its stylesheet and app module");
@@ -197,7 +201,11 @@ mod tests {
             let src = std::str::from_utf8(a.bytes).unwrap();
             for part in src.split("from './").skip(1) {
                 let name: String = part.chars().take_while(|c| *c != '\'').collect();
-                assert!(find(&name).is_some(), "{} imports ./{name}, which is not served", a.name);
+                assert!(
+                    find(&name).is_some(),
+                    "{} imports ./{name}, which is not served",
+                    a.name
+                );
             }
         }
     }
