@@ -1,5 +1,5 @@
 // The client's entry: asks who the user is (GET /api/v1/me), shows the login
-// form on 401, and routes the hash (#/live, #/playback, #/events, #/status,
+// form on 401 (or at once in a browser that holds no session), and routes the hash (#/live, #/playback, #/events, #/status,
 // #/admin) to one view at a time. A view is `mount(root, me) → unmount`; the
 // router always unmounts the old view first, so its sockets, timers and
 // players are gone before the next starts.
@@ -57,11 +57,20 @@ function route() {
   }
 }
 
+// Set while this browser holds a session, so a fresh browser shows the form
+// without first asking /me for a 401 (which Chromium logs as a failed load).
+const SESSION_FLAG = 'tandem-session';
+
 async function start() {
+  if (!localStorage.getItem(SESSION_FLAG)) {
+    showLogin();
+    return;
+  }
   try {
     me = await api('/api/v1/me');
   } catch (e) {
-    if (e.status !== 401) {
+    if (e.status === 401) localStorage.removeItem(SESSION_FLAG);
+    else {
       form.hidden = false;
       document.getElementById('login-error').textContent = errorText(e);
     }
@@ -87,8 +96,10 @@ form.addEventListener('submit', async (ev) => {
       body: { username: f.get('username'), password: f.get('password') },
     });
     setCsrf(r.csrf_token);
+    localStorage.setItem(SESSION_FLAG, '1');
     form.reset();
-    location.hash = '#/live';
+    // No hashchange: start() routes once it knows who logged in.
+    history.replaceState(null, '', '#/live');
     await start();
   } catch (e) {
     error.textContent = errorText(e);
@@ -102,10 +113,12 @@ document.getElementById('logout').addEventListener('click', async () => {
     console.warn('logout:', errorText(e));
   }
   setCsrf('');
+  localStorage.removeItem(SESSION_FLAG);
   showLogin();
 });
 
 whenUnauthorized(() => {
+  localStorage.removeItem(SESSION_FLAG);
   if (me) showLogin();
 });
 window.addEventListener('hashchange', route);
