@@ -14,6 +14,7 @@ import { api, el, errorText } from './api.js';
 const MSE = window.ManagedMediaSource || window.MediaSource;
 const TRIM_KEEP_S = 10;
 const MAX_LAG_S = 1.5;
+const CATCH_UP_S = 0.15;
 const MAX_QUEUE = 120;
 const NTP_UNIX_OFFSET_S = 2208988800;
 
@@ -207,6 +208,11 @@ export class Player {
       // player rarely starves, and every tenth kept is latency shown.
       v.currentTime = Math.max(v.buffered.start(v.buffered.length - 1), end - 0.1);
     }
+    // Between a small lag and a jump, play a little faster: the lag shrinks
+    // without the stutter a seek costs (decoding from the key frame).
+    const lag = end - v.currentTime;
+    const rate = lag > CATCH_UP_S ? 1.1 : 1;
+    if (v.playbackRate !== rate) v.playbackRate = rate;
     if (v.paused) v.play().catch(() => {});
     const t = v.currentTime;
     if (!v.paused && t !== this.lastTime && this.tile.dataset.state !== 'offline') this.setState('playing');
