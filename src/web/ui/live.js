@@ -160,8 +160,11 @@ export class Player {
           this.sb.changeType(mime);
         }
       } catch (e) {
-        this.setState('offline', `cannot play ${mime}`);
+        // This browser cannot decode the camera's codec (H.265 in most):
+        // say so and stop, rather than reconnect to the same answer.
         console.warn(`channel ${this.channel}: ${errorText(e)}`);
+        this.teardown();
+        this.setState('offline', `this browser cannot play ${mime.replace(/^.*codecs="?([^"]*)"?.*$/, '$1')}`);
         return;
       }
       this.mime = mime;

@@ -197,6 +197,12 @@ export function mount(root, _me) {
     for (const p of state.players) {
       const runs = state.data.get(p.channel)?.runs || [];
       const start = windowStart(runs, t);
+      if (start === t && p.win && t >= p.win.start && t < p.win.end - 1000) {
+        // Inside the loaded window: a Range request away, no new file.
+        p.video.currentTime = (t - p.win.start) / 1000;
+        if (play || wasPlaying) p.video.play().catch(() => {});
+        continue;
+      }
       if (start === null) {
         p.win = null;
         p.video.removeAttribute('src');
@@ -328,6 +334,21 @@ export function mount(root, _me) {
     timeline.setCursor(t);
   }
 
+  // Space plays or pauses; arrows step a frame (paused) or skip 10 s.
+  const onKey = (e) => {
+    if (e.target.closest('input, select, textarea')) return;
+    const m = master();
+    if (!m || !m.win) return;
+    if (e.key === ' ') toggle();
+    else if (e.key === 'ArrowLeft' || e.key === 'ArrowRight') {
+      const dir = e.key === 'ArrowLeft' ? -1 : 1;
+      if (m.video.paused) step(dir);
+      else seek(timeOf(m) + dir * 10000, true);
+    } else return;
+    e.preventDefault();
+  };
+  document.addEventListener('keydown', onKey);
+
   const timer = setInterval(() => {
     show();
     sync(false);
@@ -352,6 +373,7 @@ export function mount(root, _me) {
   })();
 
   return () => {
+    document.removeEventListener('keydown', onKey);
     clearInterval(timer);
     clearInterval(refresh);
     for (const p of state.players) {
