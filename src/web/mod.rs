@@ -14,6 +14,7 @@ mod evidence;
 mod import;
 pub mod params;
 pub mod server;
+pub mod snapshot;
 pub mod throttle;
 pub mod tls;
 
@@ -246,6 +247,8 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(events::trigger))
         .routes(routes!(events::search))
         .routes(routes!(events::actions))
+        .routes(routes!(snapshot::event_snapshot))
+        .routes(routes!(snapshot::channel_snapshot))
         .routes(routes!(rules))
         .routes(routes!(transfers))
         .routes(routes!(store_health))
