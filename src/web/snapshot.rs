@@ -29,7 +29,8 @@ use crate::snapshot::{self, Snapshot, SnapshotError, DEFAULT_WIDTH, MAX_WIDTH, M
 use crate::time::{Time90k, TICKS_PER_SEC};
 
 /// Decodes running at once: each takes a core for a few tens of
-/// milliseconds and holds a decoded picture (≤ 24 MB at 4K) in memory.
+/// milliseconds and holds a decoded picture (≈ 9 MB at 1080p, ≈ 37 MB at
+/// 4K) in memory.
 pub const DECODES: usize = 2;
 /// How long a request waits for a decode slot before 503: long enough for a
 /// browser's half-dozen parallel thumbnail requests to take turns.
