@@ -151,17 +151,20 @@ fn api_error(e: SnapshotError) -> ApiError {
     }
 }
 
+/// A decode slot, waiting up to `DECODE_WAIT` for one; 503 after that.
+async fn decode_slot() -> ApiResult<tokio::sync::SemaphorePermit<'static>> {
+    match tokio::time::timeout(DECODE_WAIT, DECODE_SLOTS.acquire()).await {
+        Ok(Ok(p)) => Ok(p),
+        _ => Err(ApiError::busy(
+            1,
+            format!("{DECODES} snapshots are being made; try again shortly"),
+        )),
+    }
+}
+
 /// Makes the picture on the blocking pool, once a decode slot is free.
 async fn render(nvr: &Nvr, channel: u32, time: Time90k, at_or_after: bool, width: u32) -> ApiResult<Snapshot> {
-    let permit = match tokio::time::timeout(DECODE_WAIT, DECODE_SLOTS.acquire()).await {
-        Ok(Ok(p)) => p,
-        _ => {
-            return Err(ApiError::busy(
-                1,
-                format!("{DECODES} snapshots are being made; try again shortly"),
-            ))
-        }
-    };
+    let permit = decode_slot().await?;
     let reader = nvr.reader.clone();
     tokio::task::spawn_blocking(move || {
         // Held until the decode ends, even if the client has gone.
@@ -349,6 +352,28 @@ mod tests {
             assert_eq!(e.status, StatusCode::BAD_REQUEST);
             assert!(e.message().contains("`width`"), "{}", e.message());
         }
+    }
+
+    #[test]
+    fn a_third_decode_waits_then_gets_503_and_a_freed_slot_is_taken() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let a = decode_slot().await.unwrap();
+            let b = decode_slot().await.unwrap();
+            let t = std::time::Instant::now();
+            let e = decode_slot().await.unwrap_err();
+            assert!(t.elapsed() >= DECODE_WAIT, "{:?}", t.elapsed());
+            assert_eq!((e.status, e.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
+            // A slot freed while a request waits goes to it.
+            let waiter = tokio::spawn(decode_slot());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(a);
+            assert!(waiter.await.unwrap().is_ok());
+            drop(b);
+        });
     }
 
     #[test]
