@@ -224,7 +224,10 @@ pub async fn event_snapshot(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     let (channel, start) = match place {
+        // The NVR's own events are listed only to those who see every
+        // channel; to others they do not exist.
         None => return Err(ApiError::not_found(format!("no event {id}"))),
+        Some((None, _)) if !p.sees_all() => return Err(ApiError::not_found(format!("no event {id}"))),
         Some((None, _)) => {
             return Err(ApiError::not_found(format!(
                 "event {id} belongs to no channel: no picture"
