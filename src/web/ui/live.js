@@ -148,51 +148,66 @@ export class Player {
     this.pump();
   }
 
+  // The init segment goes through the queue like media, so a codec change
+  // takes effect after the frames of the old codec are appended.
   init(mime, segment) {
-    const go = () => {
-      if (this.closed || this.ms.readyState !== 'open') return;
-      try {
-        if (!this.sb) {
-          this.sb = this.ms.addSourceBuffer(mime);
-          this.sb.addEventListener('updateend', () => this.pump());
-          this.sb.addEventListener('error', () => this.restart());
-        } else if (mime !== this.mime) {
-          this.sb.changeType(mime);
-        }
-      } catch (e) {
-        // This browser cannot decode the camera's codec (H.265 in most):
-        // say so and stop, rather than reconnect to the same answer.
-        console.warn(`channel ${this.channel}: ${errorText(e)}`);
-        this.teardown();
-        this.setState('offline', `this browser cannot play ${mime.replace(/^.*codecs="?([^"]*)"?.*$/, '$1')}`);
-        return;
+    this.queue.push({ mime, segment });
+    if (this.ms.readyState === 'open') this.pump();
+    else this.ms.addEventListener('sourceopen', () => this.pump(), { once: true });
+  }
+
+  // Creates the SourceBuffer or changes its type; false when this browser
+  // cannot play `mime`.
+  prepare(mime) {
+    try {
+      if (!this.sb) {
+        this.sb = this.ms.addSourceBuffer(mime);
+        this.sb.addEventListener('updateend', () => this.pump());
+        this.sb.addEventListener('error', () => this.restart());
+      } else if (mime !== this.mime) {
+        this.sb.changeType(mime);
       }
       this.mime = mime;
-      this.queue.unshift(segment);
-      this.pump();
-    };
-    if (this.ms.readyState === 'open') go();
-    else this.ms.addEventListener('sourceopen', go, { once: true });
+      return true;
+    } catch (e) {
+      // The camera's codec (H.265 in most browsers): say so and stop,
+      // rather than reconnect to the same answer.
+      console.warn(`channel ${this.channel}: ${errorText(e)}`);
+      this.teardown();
+      this.setState('offline', `this browser cannot play ${mime.replace(/^.*codecs="?([^"]*)"?.*$/, '$1')}`);
+      return false;
+    }
   }
 
   pump() {
+    if (this.closed || !this.ms || this.ms.readyState !== 'open') return;
+    if (!this.sb) {
+      // Nothing plays before the first init segment.
+      const first = this.queue.findIndex((x) => x.mime);
+      if (first < 0) return;
+      this.queue.splice(0, first);
+    }
     const sb = this.sb;
-    if (!sb || sb.updating || this.closed || this.ms.readyState !== 'open') return;
+    if (sb && sb.updating) return;
     const v = this.video;
     const now = performance.now();
-    if (v.buffered.length && v.currentTime - v.buffered.start(0) > TRIM_KEEP_S + 2 && now - this.lastTrim > 2000) {
+    if (sb && v.buffered.length && v.currentTime - v.buffered.start(0) > TRIM_KEEP_S + 2 && now - this.lastTrim > 2000) {
       this.lastTrim = now;
       sb.remove(0, v.currentTime - TRIM_KEEP_S);
       return;
     }
-    const next = this.queue.shift();
+    let next = this.queue.shift();
     if (!next) return;
+    if (next.mime) {
+      if (!this.prepare(next.mime)) return;
+      next = next.segment;
+    }
     try {
-      sb.appendBuffer(next);
+      this.sb.appendBuffer(next);
     } catch (e) {
       if (e.name === 'QuotaExceededError') {
         this.queue.unshift(next);
-        if (v.buffered.length) sb.remove(0, Math.max(v.buffered.start(0) + 1, v.currentTime - 2));
+        if (v.buffered.length) this.sb.remove(0, Math.max(v.buffered.start(0) + 1, v.currentTime - 2));
       } else {
         console.warn(`channel ${this.channel}: append failed: ${errorText(e)}`);
         this.restart();
