@@ -189,8 +189,14 @@ mod tests {
         let top = boxes(&init);
         assert_eq!(top.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(), ["ftyp", "moov"]);
         let moov = boxes(&top[1].1);
-        assert_eq!(moov.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(), ["mvhd", "trak", "mvex"]);
-        assert!(init.windows(e.len()).any(|w| w == e.as_slice()), "sample entry carried as is");
+        assert_eq!(
+            moov.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(),
+            ["mvhd", "trak", "mvex"]
+        );
+        assert!(
+            init.windows(e.len()).any(|w| w == e.as_slice()),
+            "sample entry carried as is"
+        );
         // The reader used for clips takes it too: one track, no samples.
         let t = crate::mp4::reader::read_track(&init).unwrap();
         assert_eq!((t.width, t.samples.len()), (1920, 0));
@@ -214,7 +220,10 @@ mod tests {
         ];
         let f = fragment(7, 90_000 * 5, &samples, Some(1_700_000_000_250_000));
         let top = boxes(&f);
-        assert_eq!(top.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(), ["prft", "moof", "mdat"]);
+        assert_eq!(
+            top.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(),
+            ["prft", "moof", "mdat"]
+        );
         let prft = &top[0].1;
         let ntp = u64::from_be_bytes(prft[8..16].try_into().unwrap());
         assert_eq!(ntp >> 32, 1_700_000_000 + NTP_UNIX_OFFSET);
@@ -231,7 +240,10 @@ mod tests {
         assert_eq!(&f[moof_at + off + 100..], b.as_slice());
         let flags = |i: usize| u32::from_be_bytes(trun[12 + i * 12 + 8..12 + i * 12 + 12].try_into().unwrap());
         assert_eq!((flags(0), flags(1)), (KEY_FLAGS, NON_KEY_FLAGS));
-        assert!(!fragment(1, 0, &samples, None).starts_with(&f[..8]), "no prft without a capture time");
+        assert!(
+            !fragment(1, 0, &samples, None).starts_with(&f[..8]),
+            "no prft without a capture time"
+        );
     }
 
     #[test]
