@@ -23,6 +23,7 @@ pub mod failover;
 pub mod httpc;
 pub mod ingest;
 pub mod lab;
+pub mod live;
 pub mod log_limiter;
 pub mod motion;
 pub mod mp4;

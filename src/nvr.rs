@@ -16,6 +16,11 @@ use tracing::{info, warn};
 use crate::config::{ChannelConfig, Config};
 use crate::events::actions::{Dispatcher, SharedActionStats};
 use crate::ingest::{self, Feeds, IngestHandle, SharedStats, StreamStats};
+use crate::live::Stream;
+
+/// A substream opened only for live viewers closes this long after the last
+/// viewer leaves (a viewer flipping between grid pages keeps it).
+const LIVE_SUB_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 use crate::motion::{MotionFrame, MotionStats, SharedMotionStats};
 use crate::recording::GateStats;
 use crate::store::{Reader, RecordingStatus, Store, StoreConfig};
@@ -28,6 +33,9 @@ struct ChannelRuntime {
     ingest: Option<IngestHandle>,
     /// The substream session feeding motion detection, when the camera has one.
     sub_ingest: Option<IngestHandle>,
+    /// A substream session opened for live viewers only (no motion on the
+    /// channel), closed a while after the last viewer leaves.
+    live_sub: Option<IngestHandle>,
     motion: Option<(std::sync::mpsc::SyncSender<MotionFrame>, SharedMotionStats)>,
 }
 
@@ -71,6 +79,8 @@ pub struct Nvr {
     scrub_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// Users, sessions, tokens and the audit log (`web::access`).
     pub access: Arc<crate::web::access::Access>,
+    /// Live view: one hub per (channel, stream) that ingest feeds.
+    pub live: crate::live::Registry,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -179,6 +189,7 @@ impl Nvr {
                     stats: Arc::new(Mutex::new(StreamStats::default())),
                     ingest: None,
                     sub_ingest: None,
+                    live_sub: None,
                     motion,
                 },
             );
@@ -254,6 +265,7 @@ impl Nvr {
             scrub,
             scrub_stop: Mutex::new(scrub_stop),
             access,
+            live: Default::default(),
             config,
         });
         tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
@@ -307,6 +319,9 @@ impl Nvr {
             return Ok((None, None));
         }
         let old = (rt.ingest.take(), rt.sub_ingest.take());
+        if let Some(h) = rt.live_sub.take() {
+            tokio::spawn(h.stop());
+        }
         info!(channel, from = ?rt.binding, to = ?camera, "binding changed");
         rt.binding = camera.map(str::to_string);
         if let Some(cam) = cam {
@@ -315,12 +330,14 @@ impl Nvr {
             let main_feeds = Feeds {
                 record: true,
                 motion: rt.motion.clone().filter(|_| sub.is_none()),
+                live: Some(self.live.hub(channel, Stream::Main)),
             };
             if let Some(url) = sub {
                 let sub_cam = crate::config::NetworkCamera { url, ..cam.clone() };
                 let feeds = Feeds {
                     record: false,
                     motion: rt.motion.clone(),
+                    live: Some(self.live.hub(channel, Stream::Sub)),
                 };
                 let stats = SharedStats::default();
                 rt.sub_ingest = Some(ingest::spawn(
@@ -344,6 +361,66 @@ impl Nvr {
             *s = StreamStats::default();
         }
         Ok(old)
+    }
+
+    /// The hub a live viewer of `channel` reads and the stream it really
+    /// carries: the substream when one is asked for and the bound camera has
+    /// one — from the motion session when it runs, else from a session opened
+    /// now for viewers and closed `LIVE_SUB_IDLE` after the last leaves —
+    /// and the main stream otherwise.
+    pub fn live_source(self: &Arc<Self>, channel: u32, want: Stream) -> Arc<crate::live::Hub> {
+        let mut chans = self.channels.lock().expect("channels lock");
+        let Some(rt) = chans.get_mut(&channel) else {
+            return self.live.hub(channel, Stream::Main);
+        };
+        let cam = rt.binding.as_deref().and_then(|b| self.config.camera(b));
+        let sub_url = cam.and_then(|c| c.substream_url.clone());
+        let (Stream::Sub, Some(url), Some(cam)) = (want, sub_url, cam) else {
+            return self.live.hub(channel, Stream::Main);
+        };
+        let hub = self.live.hub(channel, Stream::Sub);
+        if rt.sub_ingest.is_some() || rt.live_sub.is_some() {
+            return hub;
+        }
+        info!(channel, camera = %cam.name, "opening the substream for live viewers");
+        let sub_cam = crate::config::NetworkCamera { url, ..cam.clone() };
+        let feeds = Feeds {
+            record: false,
+            motion: None,
+            live: Some(hub.clone()),
+        };
+        rt.live_sub = Some(ingest::spawn(
+            channel,
+            sub_cam,
+            self.writer.clone(),
+            SharedStats::default(),
+            self.clock.clone(),
+            feeds,
+        ));
+        let (nvr, watched) = (Arc::downgrade(self), hub.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LIVE_SUB_IDLE / 3).await;
+                let Some(nvr) = nvr.upgrade() else { return };
+                if watched.in_use(LIVE_SUB_IDLE, std::time::Instant::now()) {
+                    continue;
+                }
+                let h = {
+                    let mut chans = nvr.channels.lock().expect("channels lock");
+                    chans.get_mut(&channel).and_then(|rt| rt.live_sub.take())
+                };
+                if let Some(h) = h {
+                    info!(
+                        channel,
+                        "closing the substream: no live viewer for {} s",
+                        LIVE_SUB_IDLE.as_secs()
+                    );
+                    h.stop().await;
+                }
+                return;
+            }
+        });
+        hub
     }
 
     /// Binds `channel` to a network camera (or to nothing). Recording follows.
@@ -473,6 +550,7 @@ impl Nvr {
         }
         self.transfer_wake.lock().expect("wake lock").take();
         self.scrub_stop.lock().expect("scrub lock").take();
+        self.live.close();
         info!("shutdown: stopping ingest");
         let handles: Vec<IngestHandle> = {
             let mut chans = self.channels.lock().expect("channels lock");
@@ -480,6 +558,7 @@ impl Nvr {
             for rt in chans.values_mut() {
                 v.extend(rt.ingest.take());
                 v.extend(rt.sub_ingest.take());
+                v.extend(rt.live_sub.take());
                 // The last sender gone ends the channel's motion thread.
                 rt.motion = None;
             }

@@ -101,6 +101,16 @@ fn authority(url: &str) -> Option<&str> {
     Some(&rest[..end]).filter(|a| !a.is_empty())
 }
 
+/// A WebSocket handshake carries the cookie whichever page opens it, and is
+/// not covered by the CORS rules: one from a browser (it sends `Origin`) must
+/// come from a page of this host. Clients that are not browsers send none.
+pub fn websocket_origin_ok(origin: Option<&str>, host: Option<&str>) -> bool {
+    match origin {
+        None => true,
+        Some(o) => host.is_some_and(|h| authority(o).is_some_and(|a| a.eq_ignore_ascii_case(h))),
+    }
+}
+
 /// The request's own headers a CSRF decision looks at.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CsrfInput<'a> {
@@ -132,6 +142,18 @@ pub fn csrf_ok(i: &CsrfInput<'_>, session_csrf: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn websocket_origin() {
+        let host = Some("nvr:8080");
+        assert!(websocket_origin_ok(None, host), "not a browser");
+        assert!(websocket_origin_ok(Some("https://nvr:8080"), host));
+        assert!(websocket_origin_ok(Some("http://NVR:8080"), host));
+        assert!(!websocket_origin_ok(Some("https://evil.example"), host));
+        assert!(!websocket_origin_ok(Some("https://nvr:8081"), host));
+        assert!(!websocket_origin_ok(Some("null"), host));
+        assert!(!websocket_origin_ok(Some("https://nvr:8080"), None));
+    }
 
     #[test]
     fn the_table() {

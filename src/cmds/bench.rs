@@ -32,6 +32,9 @@ enum Which {
     /// public health check (requests/s, p99), clip download MiB/s, login and
     /// Argon2id hash time.
     Auth(super::bench_auth::AuthArgs),
+    /// Live view: CPU, memory and skipped frames per WebSocket viewer, time to
+    /// the first picture and added latency, vs one ffmpeg -c copy per viewer.
+    Live(super::bench_live::LiveArgs),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +69,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Which::Motion(m) => super::bench_motion::run(m),
         Which::Attack(a) => super::bench_attack::run(a),
         Which::Auth(a) => super::bench_auth::run(a),
+        Which::Live(a) => super::bench_live::run(a),
     }
 }
 
@@ -75,7 +79,7 @@ fn ticks_per_sec() -> f64 {
 }
 
 /// User + system CPU seconds of a process so far.
-fn cpu_seconds(pid: u32) -> Result<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
     let rest = &stat[stat.rfind(')').context("bad /proc stat")? + 2..];

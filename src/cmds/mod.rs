@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bench;
 pub mod bench_attack;
 pub mod bench_auth;
+pub mod bench_live;
 pub mod bench_motion;
 pub mod check;
 pub mod demo;

@@ -121,6 +121,8 @@ pub struct Feeds {
     /// for motion detection).
     pub record: bool,
     pub motion: Option<(SyncSender<MotionFrame>, SharedMotionStats)>,
+    /// Live viewers of this stream (`live::Hub`), fed before the store.
+    pub live: Option<Arc<crate::live::Hub>>,
 }
 
 pub fn spawn(
@@ -178,9 +180,17 @@ async fn run(
             let _ = writer.try_send(Command::EndRun { channel });
         }
         let err = match result {
-            Ok(()) => return, // stopped
+            Ok(()) => {
+                if let Some(h) = &feeds.live {
+                    h.set_state(false, Some("the camera is not bound to this channel now".into()));
+                }
+                return; // stopped
+            }
             Err(e) => describe_error(&e),
         };
+        if let Some(h) = &feeds.live {
+            h.set_state(false, Some(err.clone()));
+        }
         if let Ok(mut s) = stats.lock() {
             s.connected = false;
             s.last_error = Some(err.clone());
@@ -303,6 +313,8 @@ async fn session(
     let mut sets: Vec<Vec<u8>> = Vec::new();
     let mut watch = params::ParamWatch::default();
     let mut stall_deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
+    // Viewers are told the camera is online at the session's first frame.
+    let mut live_online = false;
     loop {
         let item = tokio::select! {
             r = tokio::time::timeout_at(stall_deadline, demuxed.next()) => r.map_err(|_| anyhow!("no video for {} s", STALL_TIMEOUT.as_secs()))?,
@@ -389,8 +401,9 @@ async fn session(
             }
         }
         let size = frame.data().len();
+        let received = Instant::now();
         if let Ok(mut s) = stats.lock() {
-            s.on_frame(Instant::now(), time, size);
+            s.on_frame(received, time, size);
         }
         let sample_entry = entry.clone().expect("entry set above");
         let data = if watch.inband() && (key || new_parameters) {
@@ -398,6 +411,21 @@ async fn session(
         } else {
             frame.into_data()
         };
+        if let Some(h) = &feeds.live {
+            if !live_online {
+                live_online = true;
+                h.set_state(true, None);
+            }
+            // A copy: the store takes the frame itself, and viewers must not
+            // hold it back. Cheap beside the network copy it came from.
+            h.publish(crate::live::LiveFrame {
+                time,
+                key,
+                entry: sample_entry.clone(),
+                data: bytes::Bytes::copy_from_slice(&data),
+                received,
+            });
+        }
         let detect = |data: Vec<u8>| {
             if let Some((tx, mstats)) = &feeds.motion {
                 let f = MotionFrame {

@@ -53,6 +53,7 @@ async fn stop_returns_promptly_whatever_the_camera_does() {
             let feeds = Feeds {
                 record: true,
                 motion: None,
+                live: None,
             };
             let h = spawn(1, camera(&server, mode), tx, stats, Arc::new(SystemClock), feeds);
             tokio::time::sleep(delay).await;
@@ -87,6 +88,7 @@ async fn each_misbehaviour_ends_the_session_with_a_short_error() {
         let feeds = Feeds {
             record: true,
             motion: None,
+            live: None,
         };
         let h = spawn(
             1,

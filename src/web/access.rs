@@ -205,6 +205,39 @@ pub fn session_cookie(h: &HeaderMap) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
+/// The credential a request was let in with (its hash, and whether it was
+/// the session cookie), so a connection that outlives the request — a live
+/// view WebSocket — can check later that it was not revoked.
+#[derive(Clone, Copy, Debug)]
+pub struct Credential {
+    hash: [u8; 32],
+    cookie: bool,
+}
+
+impl Credential {
+    pub fn of(h: &HeaderMap) -> Option<Credential> {
+        match (bearer(h), session_cookie(h)) {
+            (Some(Ok(t)), _) => Some(Credential {
+                hash: credentials::secret_hash(t),
+                cookie: false,
+            }),
+            (None, Some(c)) if c.len() <= MAX_SECRET_LEN => Some(Credential {
+                hash: credentials::secret_hash(c),
+                cookie: true,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Access {
+    /// Whether the session or token is still valid (not revoked, expired or
+    /// deleted with its user); a session in use is kept alive by this.
+    pub async fn still_valid(self: &Arc<Self>, c: Credential) -> bool {
+        matches!(self.lookup(c.hash, c.cookie).await, Ok(Some(_)))
+    }
+}
+
 fn is_peer(nvr: &Nvr, given: &str) -> bool {
     nvr.config
         .failover

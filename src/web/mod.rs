@@ -12,6 +12,7 @@ pub mod endpoint;
 mod events;
 mod evidence;
 mod import;
+mod live;
 pub mod params;
 pub mod server;
 pub mod throttle;
@@ -241,6 +242,9 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(channels::list))
         .routes(routes!(channels::recordings))
         .routes(routes!(clip::clip))
+        .routes(routes!(live::websocket))
+        .routes(routes!(live::playlist))
+        .routes(routes!(live::segment))
         .routes(routes!(evidence::evidence))
         .routes(routes!(evidence::key))
         .routes(routes!(events::trigger))
@@ -316,6 +320,7 @@ async fn store_health(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>)
         "import": nvr.importer.stats.lock().map(|s| s.clone()).unwrap_or_default(),
         "http": nvr.http_stats(),
         "scrub": nvr.scrub.lock().map(|s| s.clone()).unwrap_or_default(),
+        "live": { "totals": nvr.live.stats.snapshot(), "streams": nvr.live.overview() },
     }))
 }
 
