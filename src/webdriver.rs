@@ -8,7 +8,7 @@
 //! profile directory, and removes all three when dropped. Must never talk to
 //! anything but 127.0.0.1, never leave a chromedriver or Chromium running
 //! after the `Browser` is gone, and never buffer more than
-//! `httpc::MAX_RESPONSE` of an answer (it speaks through `httpc`).
+//! `MAX_ANSWER` of an answer.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +19,9 @@ use serde_json::{json, Value};
 
 /// The key W3C WebDriver uses to name an element in JSON.
 const ELEMENT_KEY: &str = "element-6066-11e4-a07c-4f1c5ae38fd5";
+
+/// The largest answer read (a full-page screenshot of a big window fits).
+const MAX_ANSWER: u64 = 64 << 20;
 
 /// Long enough for a slow session start or an async script the caller allowed
 /// (`set_script_timeout`) plus slack; chromedriver answers every command.
@@ -115,6 +118,8 @@ pub struct Browser {
     driver: Child,
     base: String,
     session: String,
+    /// Chromium's own process, to wait for before its profile is removed.
+    chromium_pid: Option<u32>,
     profile: PathBuf,
 }
 
@@ -150,6 +155,7 @@ impl Browser {
             driver,
             base: format!("http://127.0.0.1:{port}"),
             session: String::new(),
+            chromium_pid: None,
             profile,
         };
         b.wait_ready(Duration::from_secs(20))?;
@@ -175,6 +181,7 @@ impl Browser {
                 answer: v.to_string(),
             })?
             .to_string();
+        b.chromium_pid = v["capabilities"]["goog:processID"].as_u64().map(|p| p as u32);
         // The viewport, not only the window, must match what a phone shows.
         b.set_viewport(opts.width, opts.height)?;
         Ok(b)
@@ -197,28 +204,17 @@ impl Browser {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
         let command = format!("{method} {path}");
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let headers: &[(&str, &str)] = if method == "POST" {
-            &[("Content-Type", "application/json; charset=utf-8")]
-        } else {
-            &[]
-        };
-        let r = crate::httpc::request_with_timeout(
-            method,
-            &format!("{}{path}", self.base),
-            headers,
-            body.as_bytes(),
-            HTTP_TIMEOUT,
-        )
-        .map_err(|source| WebDriverError::Http {
+        let (status, body) =
+            exchange(&self.base, method, path, body.as_bytes()).map_err(|source| WebDriverError::Http {
+                command: command.clone(),
+                source,
+            })?;
+        let v: Value = serde_json::from_slice(&body).map_err(|_| WebDriverError::Answer {
             command: command.clone(),
-            source,
-        })?;
-        let v: Value = serde_json::from_slice(&r.body).map_err(|_| WebDriverError::Answer {
-            command: command.clone(),
-            answer: crate::excerpt::excerpt(&String::from_utf8_lossy(&r.body), 200),
+            answer: crate::excerpt::excerpt(&String::from_utf8_lossy(&body), 200),
         })?;
         let value = v.get("value").cloned().unwrap_or(Value::Null);
-        if r.status != 200 {
+        if status != 200 {
             return Err(WebDriverError::Command {
                 command,
                 error: value["error"].as_str().unwrap_or("error").to_string(),
@@ -278,6 +274,15 @@ impl Browser {
         })
     }
 
+    /// The first element an XPath expression names (e.g. a button by its text).
+    pub fn find_xpath(&self, xpath: &str) -> Result<Element> {
+        let v = self.session_call("POST", "/element", Some(json!({"using": "xpath", "value": xpath})))?;
+        element_of(&v).ok_or_else(|| WebDriverError::Answer {
+            command: format!("find {xpath}"),
+            answer: v.to_string(),
+        })
+    }
+
     pub fn find_all(&self, css: &str) -> Result<Vec<Element>> {
         let v = self.session_call(
             "POST",
@@ -311,6 +316,21 @@ impl Browser {
     pub fn click(&self, e: &Element) -> Result<()> {
         self.session_call("POST", &format!("/element/{}/click", e.0), Some(json!({})))
             .map(drop)
+    }
+
+    /// A real mouse click at viewport coordinates (CSS pixels), through
+    /// WebDriver actions, so the page gets pointerdown/pointerup there.
+    pub fn click_at(&self, x: f64, y: f64) -> Result<()> {
+        let actions = json!({"actions": [{
+            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [
+                {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x.round() as i64, "y": y.round() as i64},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerUp", "button": 0},
+            ],
+        }]});
+        self.session_call("POST", "/actions", Some(actions))?;
+        self.session_call("DELETE", "/actions", None).map(drop)
     }
 
     pub fn clear(&self, e: &Element) -> Result<()> {
@@ -432,8 +452,70 @@ impl Drop for Browser {
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
+        // Chromium writes its profile until it has exited.
+        let start = Instant::now();
+        while let Some(pid) = self.chromium_pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() || start.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
+}
+
+/// One HTTP/1.1 exchange with chromedriver: its status and body. Its own
+/// client because chromedriver answers `Connection: close` yet keeps the
+/// socket open, so the body is read by its Content-Length, not to the end.
+fn exchange(base: &str, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    s.set_write_timeout(Some(HTTP_TIMEOUT))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut r = BufReader::new(s.take(MAX_ANSWER + 64 * 1024));
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {}", line.trim_end())))?;
+    let mut length = None;
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::other("the answer ended in its headers"));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse::<u64>().ok();
+            }
+        }
+    }
+    let length = length.ok_or_else(|| std::io::Error::other("an answer without Content-Length"))?;
+    if length > MAX_ANSWER {
+        return Err(std::io::Error::other(format!("an answer of {length} bytes")));
+    }
+    let mut out = vec![0; length as usize];
+    r.read_exact(&mut out)?;
+    Ok((status, out))
 }
 
 fn element_of(v: &Value) -> Option<Element> {
