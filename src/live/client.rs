@@ -31,7 +31,8 @@ pub struct Watched {
     pub stream: Option<String>,
     /// From the handshake's start to the first fragment.
     pub first_fragment_ms: Option<f64>,
-    /// Capture time → arrival, per fragment, milliseconds.
+    /// Capture time → arrival, per fragment from the second key frame on
+    /// (the cached GOP a viewer starts with is old on purpose), milliseconds.
     #[serde(skip)]
     pub latencies_ms: Vec<f64>,
 }
@@ -113,6 +114,9 @@ pub async fn watch(url: &str, token: &str, for_how_long: Duration) -> Result<Wat
                 }
                 if w.first_fragment_ms.is_none() {
                     w.first_fragment_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+                }
+                if w.key_fragments < 2 {
+                    continue;
                 }
                 if let Some(c) = prft_capture_micros(&b) {
                     let now = crate::time::Time90k::from_system(SystemTime::now()).as_unix_micros();

@@ -303,13 +303,18 @@ impl Hub {
         g.hls_viewers.insert(actor.to_string(), now).is_none()
     }
 
-    pub fn record_sent(&self, f: &LiveFrame, bytes: usize) {
+    /// Counts a fragment written to a viewer's socket; `live` is its frame
+    /// when it was sent as it arrived (not from the cached GOP), whose age is
+    /// the server-added latency.
+    pub fn record_sent(&self, live: Option<&LiveFrame>, bytes: usize) {
         let s = &self.stats;
         s.fragments_sent.fetch_add(1, Ordering::Relaxed);
         s.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
-        let ms = f.received.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
-        if let Ok(mut h) = s.added_latency.lock() {
-            h.record_ms(ms);
+        if let Some(f) = live {
+            let ms = f.received.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+            if let Ok(mut h) = s.added_latency.lock() {
+                h.record_ms(ms);
+            }
         }
     }
 }

@@ -182,7 +182,8 @@ impl Viewer {
         }
         for f in std::mem::take(&mut sub.backlog) {
             packager.frame(&f, &mut out);
-            if self.send_all(sink, &mut out, &f).await.is_err() {
+            // The cached GOP is old on purpose: not counted as added latency.
+            if self.send_all(sink, &mut out, None).await.is_err() {
                 return End::SocketError;
             }
         }
@@ -191,7 +192,7 @@ impl Viewer {
                 m = sub.rx.recv() => match m {
                     Some(Msg::Frame(f)) => {
                         packager.frame(&f, &mut out);
-                        if self.send_all(sink, &mut out, &f).await.is_err() {
+                        if self.send_all(sink, &mut out, Some(&f)).await.is_err() {
                             return End::SocketError;
                         }
                     }
@@ -239,7 +240,7 @@ impl Viewer {
         &self,
         sink: &mut futures::stream::SplitSink<WebSocket, Message>,
         out: &mut Vec<Out>,
-        f: &crate::live::LiveFrame,
+        live: Option<&crate::live::LiveFrame>,
     ) -> Result<(), axum::Error> {
         for o in out.drain(..) {
             match o {
@@ -250,7 +251,7 @@ impl Viewer {
                 Out::Media(m) => {
                     let len = m.len();
                     sink.send(Message::Binary(m.into())).await?;
-                    self.hub.record_sent(f, len);
+                    self.hub.record_sent(live, len);
                 }
             }
         }
