@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 /// The key W3C WebDriver uses to name an element in JSON.
-const ELEMENT_KEY: &str = "element-6066-11e4-a07c-4f1c5ae38fd5";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// The largest answer read (a full-page screenshot of a big window fits).
 const MAX_ANSWER: u64 = 64 << 20;

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-pub use tandem::webdriver::{Browser, LogEntry, Options};
+pub use tandem::webdriver::{Browser, Options};
 
 use super::{prerequisite, Proc};
 
@@ -38,13 +38,15 @@ pub fn browser(dir: &Path, width: u32, height: u32) -> Option<Browser> {
 /// containing one of `expected` (e.g. the 401 a wrong password answers).
 pub fn assert_clean_console(b: &Browser, what: &str, expected: &[&str]) {
     let entries = b.console().expect("reading the browser console");
-    let problems: Vec<&LogEntry> = entries
+    let problems: Vec<String> = entries
         .iter()
         .filter(|e| e.is_problem() && !expected.iter().any(|x| e.message.contains(x)))
+        .map(|e| format!("{} {}: {}", e.level, e.source, e.message))
         .collect();
     assert!(
         problems.is_empty(),
-        "{what}: the browser console has problems: {problems:#?}"
+        "{what}: the browser console has problems:\n{}",
+        problems.join("\n")
     );
 }
 
