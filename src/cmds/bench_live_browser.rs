@@ -30,7 +30,7 @@ pub struct GlassToGlass {
     pub p99_ms: f64,
     /// Frames Chromium dropped (`getVideoPlaybackQuality`).
     pub dropped_frames: u64,
-    /// Times the player jumped to the live edge (lag over 0.5 s or a `drop`).
+    /// Times the player jumped to the live edge (lag over 1 s or a `drop`).
     pub live_edge_jumps: u64,
 }
 
@@ -94,7 +94,10 @@ ms.addEventListener('sourceopen', () => {
           sb = ms.addSourceBuffer(m.mime);
           sb.mode = 'segments';
           sb.addEventListener('updateend', () => {
-            if (edge() - video.currentTime > 0.5) toEdge();
+            // Far behind: jump; a little behind: play slightly faster until caught up.
+            const lag = edge() - video.currentTime;
+            if (lag > 1.0) toEdge();
+            video.playbackRate = lag > 0.12 ? 1.1 : 1.0;
             if (video.buffered.length && video.currentTime - video.buffered.start(0) > 20 && !sb.updating) {
               sb.remove(0, video.currentTime - 10);
               return;
