@@ -31,6 +31,7 @@ pub mod nal;
 pub mod nvr;
 pub mod recording;
 pub mod sim;
+pub mod snapshot;
 pub mod store;
 pub mod time;
 pub mod web;

@@ -719,6 +719,14 @@ pub fn end_event(
     Ok(())
 }
 
+/// An event's channel (none for the NVR's own) and start, by id.
+pub fn event_place(conn: &Connection, id: i64) -> rusqlite::Result<Option<(Option<u32>, Time90k)>> {
+    conn.query_row("SELECT channel, start_90k FROM event WHERE id = ?1", params![id], |r| {
+        Ok((r.get(0)?, Time90k(r.get(1)?)))
+    })
+    .optional()
+}
+
 pub fn events(
     conn: &Connection,
     channel: Option<u32>,
@@ -802,6 +810,8 @@ mod tests {
         let a = insert_event(&c, Some(1), "motion", Time90k(100), None, &d).unwrap();
         end_event(&c, a, Time90k(200), Some(&serde_json::json!({ "region": "r" }))).unwrap();
         let b = insert_event(&c, Some(2), "door", Time90k(150), None, &d).unwrap();
+        assert_eq!(event_place(&c, b).unwrap(), Some((Some(2), Time90k(150))));
+        assert_eq!(event_place(&c, b + 100).unwrap(), None);
         // Overlap search: motion [100, 200] is found from 180 on; by type; by channel.
         assert_eq!(events(&c, None, None, Time90k(180), Time90k(300)).unwrap().len(), 2);
         assert_eq!(

@@ -344,6 +344,11 @@ impl Reader {
         Ok(db::imported(&self.conn()?, origin, origin_segment)?)
     }
 
+    /// An event's channel and start, by id (`None`: no such event).
+    pub fn event_place(&self, id: i64) -> Result<Option<(Option<u32>, Time90k)>> {
+        Ok(db::event_place(&self.conn()?, id)?)
+    }
+
     pub fn events(
         &self,
         channel: Option<u32>,

@@ -15,6 +15,7 @@ mod import;
 mod live;
 pub mod params;
 pub mod server;
+pub mod snapshot;
 pub mod throttle;
 pub mod tls;
 
@@ -250,6 +251,8 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(events::trigger))
         .routes(routes!(events::search))
         .routes(routes!(events::actions))
+        .routes(routes!(snapshot::event_snapshot))
+        .routes(routes!(snapshot::channel_snapshot))
         .routes(routes!(rules))
         .routes(routes!(transfers))
         .routes(routes!(store_health))
