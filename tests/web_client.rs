@@ -178,11 +178,14 @@ fn assert_no_sideways_scroll(b: &Browser, what: &str) {
     assert!(scroll <= inner, "{what}: scrollWidth {scroll} > innerWidth {inner}");
 }
 
+/// Saves a screenshot in the test's directory; the two the docs show also in
+/// `docs/` when `TANDEM_SCREENSHOTS=1`.
 fn screenshot(b: &Browser, dir: &Path, name: &str) {
     let png = b.screenshot().unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
     std::fs::write(dir.join(name), &png).unwrap();
-    if std::env::var("TANDEM_SCREENSHOTS").is_ok_and(|v| v == "1") {
+    let for_docs = ["screenshot-desktop.png", "screenshot-phone.png"].contains(&name);
+    if for_docs && std::env::var("TANDEM_SCREENSHOTS").is_ok_and(|v| v == "1") {
         let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs").join(name);
         std::fs::write(&docs, &png).unwrap();
         println!("wrote {}", docs.display());
