@@ -53,7 +53,12 @@ pub fn assert_clean_console(b: &Browser, what: &str, expected: &[&str]) {
 /// Sessions PLAY-ing `camera` of a `tandem sim-camera` process, from the
 /// last "simulated camera session" line it logged for that camera (0 when none).
 pub fn sim_sessions(sim: &Proc, camera: u32) -> usize {
-    sessions_in_log(&sim.stderr(), camera)
+    let log = sim.stderr();
+    assert!(
+        log.contains("simulated video encoded"),
+        "the simulated camera logs no info lines, so its sessions cannot be counted (TANDEM_LOG must allow info)"
+    );
+    sessions_in_log(&log, camera)
 }
 
 /// `sim_sessions` on log text (ANSI colours, if any, removed first).
