@@ -622,3 +622,71 @@ fn sim_session_lines_are_read_per_camera() {
         "through ANSI colours"
     );
 }
+
+/// The WebDriver client itself, on a page of its own: what the scenarios
+/// above rely on works, and nothing is left behind.
+#[test]
+fn the_webdriver_client_drives_chromium_and_cleans_up() {
+    if !chromium_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let b = browser(dir.path(), 390, 844).unwrap();
+    let page = "<!doctype html><meta name=viewport content='width=device-width'><body style=margin:0>\
+        <input id=name><button id=go style='position:absolute;left:100px;top:200px;width:80px;height:40px' \
+        onclick=\"document.body.dataset.clicked=document.getElementById('name').value\">Go</button>\
+        <div id=spot style='position:absolute;left:0;top:300px;width:390px;height:50px' \
+        onpointerup=\"this.dataset.x=event.clientX\"></div></body>";
+    b.goto(&format!("data:text/html,{}", page.replace('#', "%23"))).unwrap();
+    assert_eq!(b.execute("return innerWidth;", vec![]).unwrap(), json!(390));
+    let name = b.find("#name").unwrap();
+    b.send_keys(&name, "gate").unwrap();
+    b.click(&b.find_xpath("//button[text()='Go']").unwrap()).unwrap();
+    assert_eq!(
+        b.execute("return document.body.dataset.clicked;", vec![]).unwrap(),
+        json!("gate")
+    );
+    assert_eq!(b.attr(&name, "id").unwrap().as_deref(), Some("name"));
+    assert_eq!(b.attr(&name, "data-missing").unwrap(), None);
+    b.click_at(123.0, 320.0).unwrap();
+    assert_eq!(
+        b.attr(&b.find("#spot").unwrap(), "data-x").unwrap().as_deref(),
+        Some("123")
+    );
+    assert!(b.find("#absent").is_err());
+    assert!(b.wait_for("#absent", Duration::from_millis(300)).is_err());
+    let v = b
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; setTimeout(() => done(arguments[0] * 2), 50);",
+            vec![json!(21)],
+        )
+        .unwrap();
+    assert_eq!(v, json!(42));
+    b.execute("console.error('deliberate'); return null;", vec![]).unwrap();
+    let log = b.console().unwrap();
+    assert!(
+        log.iter().any(|e| e.is_problem() && e.message.contains("deliberate")),
+        "{log:?}"
+    );
+    let png = b.screenshot().unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let pids = |what: &str| {
+        let o = std::process::Command::new("pgrep").args(["-f", what]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    let driver_log = std::fs::read_to_string(dir.path().join("chromedriver.log")).unwrap();
+    let profile_dir = driver_log
+        .split("--user-data-dir=")
+        .nth(1)
+        .and_then(|s| s.split(['"', ' ', ',']).next())
+        .expect("chromedriver logs the profile directory")
+        .to_string();
+    assert!(Path::new(&profile_dir).exists());
+    assert!(pids(&profile_dir) > 0, "Chromium runs with its profile");
+    drop(b);
+    assert!(
+        !Path::new(&profile_dir).exists(),
+        "the profile {profile_dir} is removed"
+    );
+    assert_eq!(pids(&profile_dir), 0, "no Chromium is left running");
+}
