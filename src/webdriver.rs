@@ -23,8 +23,8 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// The largest answer read (a full-page screenshot of a big window fits).
 const MAX_ANSWER: u64 = 64 << 20;
 
-/// Long enough for a slow session start or an async script the caller allowed
-/// (`set_script_timeout`) plus slack; chromedriver answers every command.
+/// Long enough for a slow session start or page load; an async script gets
+/// the time the caller allowed it (`set_script_timeout`) on top.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(150);
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +121,8 @@ pub struct Browser {
     /// Chromium's own process, to wait for before its profile is removed.
     chromium_pid: Option<u32>,
     profile: PathBuf,
+    /// What `set_script_timeout` allowed, so a long script's answer is awaited.
+    script_timeout: std::cell::Cell<Duration>,
 }
 
 impl Browser {
@@ -157,6 +159,7 @@ impl Browser {
             session: String::new(),
             chromium_pid: None,
             profile,
+            script_timeout: std::cell::Cell::new(Duration::from_secs(30)),
         };
         b.wait_ready(Duration::from_secs(20))?;
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -204,11 +207,17 @@ impl Browser {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
         let command = format!("{method} {path}");
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let (status, body) =
-            exchange(&self.base, method, path, body.as_bytes()).map_err(|source| WebDriverError::Http {
-                command: command.clone(),
-                source,
-            })?;
+        let (status, body) = exchange(
+            &self.base,
+            method,
+            path,
+            body.as_bytes(),
+            HTTP_TIMEOUT + self.script_timeout.get(),
+        )
+        .map_err(|source| WebDriverError::Http {
+            command: command.clone(),
+            source,
+        })?;
         let v: Value = serde_json::from_slice(&body).map_err(|_| WebDriverError::Answer {
             command: command.clone(),
             answer: crate::excerpt::excerpt(&String::from_utf8_lossy(&body), 200),
@@ -372,6 +381,7 @@ impl Browser {
 
     /// How long `execute_async` scripts may run (WebDriver's default is 30 s).
     pub fn set_script_timeout(&self, d: Duration) -> Result<()> {
+        self.script_timeout.set(d);
         self.session_call("POST", "/timeouts", Some(json!({"script": d.as_millis() as u64})))
             .map(drop)
     }
@@ -472,12 +482,12 @@ impl Drop for Browser {
 /// One HTTP/1.1 exchange with chromedriver: its status and body. Its own
 /// client because chromedriver answers `Connection: close` yet keeps the
 /// socket open, so the body is read by its Content-Length, not to the end.
-fn exchange(base: &str, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+fn exchange(base: &str, method: &str, path: &str, body: &[u8], timeout: Duration) -> std::io::Result<(u16, Vec<u8>)> {
     use std::io::{BufRead, BufReader, Read, Write};
     let host = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(host)?;
-    s.set_read_timeout(Some(HTTP_TIMEOUT))?;
-    s.set_write_timeout(Some(HTTP_TIMEOUT))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
          Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
