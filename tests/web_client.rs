@@ -213,13 +213,15 @@ fn stamp_at(base: &str, dir: &Path, channel: u32, start: &str) -> i64 {
 
 /// The playback view's shown time once its master video has a picture.
 fn shown_time(b: &Browser, what: &str) -> i64 {
+    // The page refreshes `#pb-time` every 100 ms: let a seek just made show.
+    std::thread::sleep(Duration::from_millis(300));
     let v = b
         .poll(
             what,
             Duration::from_secs(15),
             "const v = document.querySelector('.pb-video video');
              const t = document.getElementById('pb-time');
-             return v && v.readyState >= 2 && t && t.dataset.time ? t.dataset.time : null;",
+             return v && v.readyState >= 2 && !v.seeking && t && t.dataset.time ? t.dataset.time : null;",
             vec![],
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -486,14 +488,13 @@ fn the_web_client_in_chromium() {
     // Zoom in until the gap is wide enough to click beside with precision.
     let zoom_in = desktop.find(".tl-tools button[title=\"zoom in\"]").unwrap();
     let rect_script = "const g = [...document.querySelectorAll('.tl-gap[data-channel=\"1\"]')]
-          .find(e => e.dataset.start === arguments[0]);
+          .find(e => Date.parse(e.dataset.start) === arguments[0]);
         if (!g) return null;
         const r = g.getBoundingClientRect();
         return [r.left, r.width, r.top + r.height / 2];";
-    let gap_start = iso(gap.0);
     let mut rect = Value::Null;
     for _ in 0..14 {
-        rect = desktop.execute(rect_script, vec![json!(gap_start)]).unwrap();
+        rect = desktop.execute(rect_script, vec![json!(gap.0)]).unwrap();
         if rect[1].as_f64().unwrap_or(0.0) > 100.0 {
             break;
         }
