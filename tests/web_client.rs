@@ -214,7 +214,7 @@ fn stamp_at(base: &str, dir: &Path, channel: u32, start: &str) -> i64 {
 /// The playback view's shown time once its master video has a picture.
 fn shown_time(b: &Browser, what: &str) -> i64 {
     // The page refreshes `#pb-time` every 100 ms: let a seek just made show.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(150));
     let v = b
         .poll(
             what,
