@@ -9,7 +9,8 @@
 //! transfers), `events` and `motion` (event sources and actions), `recording`
 //! (schedules and the event gate), `lab` (the failover lab and the load
 //! harness), `excerpt` and `log_limiter` (bounded quoting and logging of what
-//! comes from outside).
+//! comes from outside), `webdriver` (headless Chromium for the web client's
+//! tests and the glass-to-glass benchmark).
 
 pub mod audit;
 pub mod auth;
@@ -34,3 +35,4 @@ pub mod snapshot;
 pub mod store;
 pub mod time;
 pub mod web;
+pub mod webdriver;

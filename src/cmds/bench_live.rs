@@ -39,6 +39,9 @@ pub struct LiveArgs {
     fps: u32,
     #[arg(long, default_value_t = 4000)]
     bitrate_kbps: u32,
+    /// Seconds of glass-to-glass measurement in headless Chromium; 0 skips it.
+    #[arg(long, default_value_t = 20)]
+    browser_seconds: u64,
     #[arg(long, default_value = "bench-data")]
     dir: PathBuf,
     #[arg(long, default_value = "bench-live.json")]
@@ -156,6 +159,12 @@ fn run_in(a: &LiveArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    let glass = (a.browser_seconds > 0).then(|| {
+        eprintln!("glass to glass in headless Chromium for {} s…", a.browser_seconds);
+        super::bench_live_browser::glass_to_glass(&base, &token, 1, a.browser_seconds)
+            .inspect_err(|e| eprintln!("glass to glass not measured: {e:#}"))
+            .ok()
+    });
     drop(guard);
 
     println!();
@@ -219,6 +228,16 @@ fn run_in(a: &LiveArgs) -> Result<ExitCode> {
             format!("{:.3}", cpu_per_viewer / p.max(f64::MIN_POSITIVE)),
         );
     }
+    if let Some(Some(g)) = &glass {
+        row(
+            "glass to glass in Chromium p50 / p99 (ms)",
+            format!("{:.0} / {:.0}", g.p50_ms, g.p99_ms),
+        );
+        row(
+            "Chromium: frames measured / dropped",
+            format!("{} / {}", g.frames, g.dropped_frames),
+        );
+    }
     let json = serde_json::json!({
         "benchmark": "live",
         "viewers": a.viewers, "seconds": secs,
@@ -233,6 +252,7 @@ fn run_in(a: &LiveArgs) -> Result<ExitCode> {
         "capture_to_arrival_ms_p50": pct(&mut lat, 0.5),
         "capture_to_arrival_ms_p99": pct(&mut lat, 0.99),
         "ffmpeg_cpu_per_viewer": peer,
+        "glass_to_glass": glass.flatten(),
     });
     std::fs::write(&a.json, serde_json::to_string_pretty(&json)?)?;
     println!("\nwrote {}", a.json.display());

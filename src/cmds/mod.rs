@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_attack;
 pub mod bench_auth;
 pub mod bench_live;
+pub mod bench_live_browser;
 pub mod bench_motion;
 pub mod check;
 pub mod demo;

@@ -12,6 +12,7 @@ use super::video::EncodedLoop;
 use crate::nal::FrameStamp;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,16 +47,83 @@ struct Camera {
     tx: broadcast::Sender<Arc<SentFrame>>,
 }
 
+/// How many RTSP sessions are PLAY-ing each camera, so a test can prove that
+/// many viewers share one camera session. Logged on every change (`tandem
+/// sim-camera` runs as a separate process in tests).
+#[derive(Debug, Default)]
+pub struct SessionCount {
+    playing: Vec<AtomicUsize>,
+}
+
+impl SessionCount {
+    fn new(cameras: u32) -> SessionCount {
+        SessionCount {
+            playing: (0..cameras).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+    /// Sessions PLAY-ing camera `camera` (1-based); 0 for an unknown camera.
+    pub fn of(&self, camera: u32) -> usize {
+        (camera as usize)
+            .checked_sub(1)
+            .and_then(|i| self.playing.get(i))
+            .map_or(0, |n| n.load(Ordering::SeqCst))
+    }
+    pub fn total(&self) -> usize {
+        self.playing.iter().map(|n| n.load(Ordering::SeqCst)).sum()
+    }
+}
+
+/// One client's PLAY-ing session; counts itself out when the client goes.
+struct Playing {
+    counts: Arc<SessionCount>,
+    index: usize,
+    peer: SocketAddr,
+}
+
+impl Playing {
+    fn begin(counts: Arc<SessionCount>, index: usize, peer: SocketAddr) -> Playing {
+        counts.playing[index].fetch_add(1, Ordering::SeqCst);
+        let p = Playing { counts, index, peer };
+        p.log("started");
+        p
+    }
+    fn log(&self, what: &str) {
+        info!(
+            peer = %self.peer,
+            camera = self.index + 1,
+            sessions = self.counts.of(self.index as u32 + 1),
+            total = self.counts.total(),
+            "simulated camera session {what}"
+        );
+    }
+}
+
+impl Drop for Playing {
+    fn drop(&mut self) {
+        self.counts.playing[self.index].fetch_sub(1, Ordering::SeqCst);
+        self.log("ended");
+    }
+}
+
 pub struct SimServer {
     pub addr: SocketAddr,
     pub count: u32,
     /// Ground truth of scripted motion: every crossing each camera played.
     pub motion_log: super::script::MotionLog,
+    sessions: Arc<SessionCount>,
 }
 
 impl SimServer {
     pub fn url(&self, camera: u32) -> String {
         format!("rtsp://{}/cam{camera}", self.addr)
+    }
+    /// Sessions PLAY-ing camera `camera` (1-based) right now.
+    pub fn sessions(&self, camera: u32) -> usize {
+        self.sessions.of(camera)
+    }
+    /// Sessions PLAY-ing any of this server's cameras.
+    pub fn total_sessions(&self) -> usize {
+        self.sessions.total()
     }
 }
 
@@ -81,6 +149,8 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
         cameras.push(Camera { tx });
     }
     let count = opts.count;
+    let sessions = Arc::new(SessionCount::new(count));
+    let sessions2 = sessions.clone();
     let cameras = Arc::new(cameras);
     let video2 = video.clone();
     tokio::spawn(async move {
@@ -91,8 +161,9 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
                     let cameras = cameras.clone();
                     let opts = opts.clone();
                     let video = video2.clone();
+                    let sessions = sessions2.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = serve_client(sock, peer, cameras, video, opts).await {
+                        if let Err(e) = serve_client(sock, peer, cameras, video, opts, sessions).await {
                             debug!(%peer, "simulated camera client ended: {e:#}");
                         }
                     });
@@ -108,6 +179,7 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
         addr,
         count,
         motion_log,
+        sessions,
     })
 }
 
@@ -206,6 +278,7 @@ async fn serve_client(
     cameras: Arc<Vec<Camera>>,
     video: Arc<EncodedLoop>,
     opts: SimOptions,
+    sessions: Arc<SessionCount>,
 ) -> Result<()> {
     let local = sock.local_addr()?;
     let session_id = format!("{:016x}", rand::random::<u64>());
@@ -216,6 +289,8 @@ async fn serve_client(
     let mut delivery: Option<Delivery> = None;
     let mut rx: Option<broadcast::Receiver<Arc<SentFrame>>> = None;
     let mut waiting_key = true;
+    // Dropped (counted out) on TEARDOWN, disconnect or error: every return below.
+    let mut playing: Option<Playing> = None;
     let mut out = Vec::with_capacity(64 * 1024);
     let step_delay = opts.setup_delay / 3;
     loop {
@@ -295,6 +370,10 @@ async fn serve_client(
                                 tokio::time::sleep(step_delay).await;
                                 rx = Some(cameras[i].tx.subscribe());
                                 waiting_key = true;
+                                if playing.as_ref().map(|p| p.index) != Some(i) {
+                                    drop(playing.take());
+                                    playing = Some(Playing::begin(sessions.clone(), i, peer));
+                                }
                                 rtsp::response(
                                     "200 OK",
                                     &cseq,
@@ -410,6 +489,87 @@ async fn setup_transport(t: &str, peer: SocketAddr, local: SocketAddr) -> Result
 #[cfg(test)]
 mod tests {
     use super::camera_index;
+    use super::*;
+
+    /// A bare RTSP client: DESCRIBE, SETUP (TCP interleaved) and PLAY of `cam`.
+    async fn play(addr: SocketAddr, cam: u32) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let url = format!("rtsp://{addr}/cam{cam}");
+        for (cseq, req) in [
+            format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+            format!(
+                "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+            ),
+            format!("PLAY {url} RTSP/1.0\r\nCSeq: 3\r\n\r\n"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut got = Vec::new();
+            let mut b = [0u8; 4096];
+            // Each answer ends its head with a blank line (DESCRIBE adds an SDP body, read with it or ignored).
+            while !String::from_utf8_lossy(&got).contains(&format!("CSeq: {}", cseq + 1)) {
+                let n = s.read(&mut b).await.unwrap();
+                assert!(n > 0, "camera closed during {req}");
+                got.extend_from_slice(&b[..n]);
+            }
+            assert!(got.starts_with(b"RTSP/1.0 200"), "{}", String::from_utf8_lossy(&got));
+        }
+        s
+    }
+
+    async fn wait_count(server: &SimServer, camera: u32, want: usize) {
+        for _ in 0..200 {
+            if server.sessions(camera) == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("camera {camera}: {} sessions, want {want}", server.sessions(camera));
+    }
+
+    #[tokio::test]
+    async fn sessions_are_counted_per_camera_while_playing() {
+        let spec = super::super::VideoSpec {
+            width: 64,
+            height: 64,
+            fps: 25,
+            gop: 5,
+            bitrate_kbps: 100,
+        };
+        let video = Arc::new(super::super::encode_loop(&spec).unwrap());
+        let opts = SimOptions {
+            count: 2,
+            first_id: 1,
+            setup_delay: Duration::ZERO,
+            auth: None,
+            switch: None,
+            motion: None,
+        };
+        let server = start("127.0.0.1:0".parse().unwrap(), video, opts).await.unwrap();
+        assert_eq!((server.sessions(1), server.total_sessions()), (0, 0));
+        let a = play(server.addr, 1).await;
+        let b = play(server.addr, 1).await;
+        let c = play(server.addr, 2).await;
+        assert_eq!((server.sessions(1), server.sessions(2)), (2, 1));
+        assert_eq!(server.total_sessions(), 3);
+        assert_eq!(server.sessions(3), 0);
+        assert_eq!(server.sessions(0), 0);
+        drop(a);
+        wait_count(&server, 1, 1).await;
+        drop((b, c));
+        wait_count(&server, 1, 0).await;
+        wait_count(&server, 2, 0).await;
+        // A connection that only asks DESCRIBE holds no session.
+        let mut d = TcpStream::connect(server.addr).await.unwrap();
+        d.write_all(format!("DESCRIBE rtsp://{}/cam1 RTSP/1.0\r\nCSeq: 1\r\n\r\n", server.addr).as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        assert!(d.read(&mut buf).await.unwrap() > 0);
+        assert_eq!(server.total_sessions(), 0);
+    }
 
     #[test]
     fn camera_paths() {

@@ -3,6 +3,8 @@
 //! that skip with a printed reason outside CI and fail inside it (CI=true).
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
