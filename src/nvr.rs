@@ -453,6 +453,15 @@ impl Nvr {
             .collect()
     }
 
+    /// Whether channel `n` pulls from a network camera now.
+    pub fn is_bound(&self, n: u32) -> bool {
+        self.channels
+            .lock()
+            .expect("channels lock")
+            .get(&n)
+            .is_some_and(|rt| rt.binding.is_some())
+    }
+
     pub fn has_channel(&self, n: u32) -> bool {
         self.channels.lock().map(|c| c.contains_key(&n)).unwrap_or(false)
     }

@@ -38,6 +38,8 @@ pub const MAX_VIEWERS: usize = 512;
 const RECHECK: Duration = Duration::from_secs(30);
 /// How long the live playlist waits for the stream's first complete segment.
 const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(15);
+/// How long the live playlist waits for an offline camera's session.
+const OFFLINE_WAIT: Duration = Duration::from_secs(5);
 /// Text a client may send (it needs to send nothing).
 const MAX_CLIENT_MESSAGE: usize = 4096;
 
@@ -275,6 +277,11 @@ async fn send_state(
 fn hls_hub(nvr: &Arc<Nvr>, n: &str, q: &HashMap<String, String>) -> ApiResult<(Arc<Hub>, Stream)> {
     let ch = params::channel(nvr, n)?;
     let want = stream_param(q)?;
+    // A WebSocket viewer of an unbound channel waits for a binding (a
+    // failover may bring one); an HLS player is told at once.
+    if !nvr.is_bound(ch) {
+        return Err(ApiError::not_found(format!("channel {ch} has no camera bound now")));
+    }
     Ok((nvr.live_source(ch, want), want))
 }
 
@@ -297,7 +304,7 @@ fn hls_response(content_type: &'static str, body: bytes::Bytes) -> Response {
     summary = "Live HLS playlist",
     description = "The channel's live video as HLS with fMP4 segments (one per GOP, the last six), for players \
                    without Media Source Extensions. The first request of a stream waits for its first complete \
-                   GOP (at most 15 s).",
+                   GOP (at most 15 s; 5 s for a camera that is offline).",
     params(
         ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
         ("stream" = Option<String>, Query, description = "`main` (default) or `sub`"),
@@ -305,8 +312,8 @@ fn hls_response(content_type: &'static str, body: bytes::Bytes) -> Response {
     responses(
         (status = 200, description = "The playlist", content_type = "application/vnd.apple.mpegurl", body = String),
         (status = 400, description = "A bad channel number or stream, named", body = ErrorBody),
-        (status = 404, description = "No such channel", body = ErrorBody),
-        (status = 503, description = "No live video from the camera yet; `Retry-After`", body = ErrorBody),
+        (status = 404, description = "No such channel, no camera bound, or no live video from the camera \
+                                      (offline for 5 s, or no complete GOP within 15 s)", body = ErrorBody),
     ),
     extensions(("x-tandem-role" = json!("viewer")))
 )]
@@ -326,14 +333,18 @@ pub async fn playlist(
             .record(Entry::new(p.actor, Some(client.ip()), Action::LiveView, target))
             .await?;
     }
-    let deadline = Instant::now() + FIRST_SEGMENT_WAIT;
+    let started = Instant::now();
     loop {
         if let Some(text) = hub.with_hls(|r| r.playlist(&query)) {
             return Ok(hls_response("application/vnd.apple.mpegurl", text.into()));
         }
-        if Instant::now() >= deadline {
-            let why = hub.state().error.unwrap_or_else(|| "no complete GOP yet".into());
-            return Err(ApiError::busy(2, format!("no live video from the camera yet: {why}")));
+        let waited = started.elapsed();
+        let state = hub.state();
+        // An offline camera is given the time a session takes to start (an
+        // on-demand substream), a connected one the time of a GOP.
+        if waited >= FIRST_SEGMENT_WAIT || (!state.online && waited >= OFFLINE_WAIT) {
+            let why = state.error.unwrap_or_else(|| "no complete GOP yet".into());
+            return Err(ApiError::not_found(format!("no live video from the camera: {why}")));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
