@@ -102,7 +102,10 @@ fn etags() -> &'static [String] {
 
 fn serve(i: usize, headers: &HeaderMap) -> Response {
     let a = &ASSETS[i];
-    let tag = &etags()[i];
+    serve_bytes(a.bytes, a.content_type, &etags()[i], headers)
+}
+
+fn serve_bytes(bytes: &'static [u8], content_type: &'static str, tag: &str, headers: &HeaderMap) -> Response {
     let cache = [
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (
@@ -119,8 +122,8 @@ fn serve(i: usize, headers: &HeaderMap) -> Response {
     }
     (
         cache,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type))],
-        a.bytes,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        bytes,
     )
         .into_response()
 }
@@ -143,7 +146,27 @@ fn find(name: &str) -> Option<usize> {
     extensions(("x-tandem-role" = json!("public")))
 )]
 pub async fn index_page(headers: HeaderMap) -> Response {
-    serve(find(INDEX.name).expect("the shell is an asset"), &headers)
+    let i = find(INDEX.name).expect("the shell is an asset");
+    let mut r = match super::access::session_cookie(&headers) {
+        None => serve(i, &headers),
+        Some(_) => marked_shell(&headers),
+    };
+    r.headers_mut().insert(header::VARY, HeaderValue::from_static("Cookie"));
+    r
+}
+
+fn marked_shell(headers: &HeaderMap) -> Response {
+    // A browser holding a session cookie (from a login here, or one a
+    // harness set) gets the shell marked so, and asks `/api/v1/me` at once;
+    // one without shows the form without a 401 on its console. Only the
+    // cookie's presence is looked at: its validity is /me's to say.
+    static MARKED: OnceLock<(Vec<u8>, String)> = OnceLock::new();
+    let (bytes, tag) = MARKED.get_or_init(|| {
+        let text = String::from_utf8_lossy(INDEX.bytes).replacen("<html", "<html data-session=\"1\"", 1);
+        let tag = format!("\"{}\"", crate::evidence::hex(&Sha256::digest(text.as_bytes())[..16]));
+        (text.into_bytes(), tag)
+    });
+    serve_bytes(bytes, INDEX.content_type, tag, headers)
 }
 
 #[utoipa::path(
@@ -225,5 +248,26 @@ mod tests {
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         let r = index_page(HeaderMap::new()).await;
         assert_eq!(r.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    }
+
+    async fn body(r: Response) -> String {
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_shell_is_marked_when_a_session_cookie_comes_with_it() {
+        let plain = index_page(HeaderMap::new()).await;
+        let plain_tag = plain.headers()[header::ETAG].clone();
+        assert!(!body(plain).await.contains("data-session"));
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("tandem_session=abc; other=1"));
+        let marked = index_page(h.clone()).await;
+        let tag = marked.headers()[header::ETAG].clone();
+        assert_ne!(tag, plain_tag, "the two shells are cached apart");
+        assert_eq!(marked.headers()[header::VARY], "Cookie");
+        assert!(body(marked).await.contains("<html data-session=\"1\""));
+        h.insert(header::IF_NONE_MATCH, tag);
+        assert_eq!(index_page(h).await.status(), StatusCode::NOT_MODIFIED);
     }
 }

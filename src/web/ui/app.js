@@ -59,10 +59,12 @@ function route() {
 
 // Set while this browser holds a session, so a fresh browser shows the form
 // without first asking /me for a 401 (which Chromium logs as a failed load).
+// The server also marks the shell when the request carried a session cookie
+// (one set by a login elsewhere, or by a test harness).
 const SESSION_FLAG = 'tandem-session';
 
 async function start() {
-  if (!localStorage.getItem(SESSION_FLAG)) {
+  if (!localStorage.getItem(SESSION_FLAG) && !document.documentElement.dataset.session) {
     showLogin();
     return;
   }
