@@ -37,6 +37,19 @@ enum Which {
     Live(super::bench_live::LiveArgs),
 }
 
+/// The simulated cameras' picture: 1080p25 at 4 Mbit/s unless told otherwise.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub(super) struct CameraArgs {
+    #[arg(long, default_value_t = 1920)]
+    pub width: u32,
+    #[arg(long, default_value_t = 1080)]
+    pub height: u32,
+    #[arg(long, default_value_t = 25)]
+    pub fps: u32,
+    #[arg(long, default_value_t = 4000)]
+    pub bitrate_kbps: u32,
+}
+
 #[derive(clap::Args)]
 struct IngestArgs {
     #[arg(long, default_value_t = 16)]
@@ -44,14 +57,8 @@ struct IngestArgs {
     /// Measured seconds per recorder (after a warm-up).
     #[arg(long, default_value_t = 60)]
     seconds: u64,
-    #[arg(long, default_value_t = 1920)]
-    width: u32,
-    #[arg(long, default_value_t = 1080)]
-    height: u32,
-    #[arg(long, default_value_t = 25)]
-    fps: u32,
-    #[arg(long, default_value_t = 4000)]
-    bitrate_kbps: u32,
+    #[command(flatten)]
+    camera: CameraArgs,
     /// Where recordings go during the run (removed afterwards).
     #[arg(long, default_value = "bench-data")]
     dir: PathBuf,
@@ -124,7 +131,7 @@ struct Measured {
 fn finish_side(m: Measured, a: &IngestArgs) -> Side {
     let (streams, secs) = (a.streams, a.seconds as f64);
     // Frames the cameras sent in the window, less the half second trimmed at each edge.
-    let expected = ((m.window.1 - m.window.0 - 90_000) as f64 / 90_000.0 * a.fps as f64) as u64 * streams as u64;
+    let expected = ((m.window.1 - m.window.0 - 90_000) as f64 / 90_000.0 * a.camera.fps as f64) as u64 * streams as u64;
     let Measured {
         cpu, rss, found, lost, ..
     } = m;
@@ -183,6 +190,36 @@ pub(super) fn start_cameras(
         bail!("sim-camera did not start");
     }
     Ok((sim, urls))
+}
+
+/// One simulated camera and the configuration of an NVR recording it.
+pub(super) struct OneCamera {
+    /// The camera's process (the NVR's is pushed after it).
+    pub procs: Procs,
+    pub url: String,
+    /// The NVR's store, `DIR/store`.
+    pub data: PathBuf,
+    pub port: u16,
+    pub config: PathBuf,
+}
+
+/// Starts one simulated camera and writes the configuration of an NVR that
+/// records it into `DIR/store` and serves on a free port.
+pub(super) fn one_camera_nvr(exe: &Path, dir: &Path, c: CameraArgs) -> Result<OneCamera> {
+    eprintln!("starting a simulated {}x{} camera…", c.width, c.height);
+    let (sim, urls) = start_cameras(exe, 1, c.width, c.height, c.fps, c.bitrate_kbps)?;
+    let procs = Procs(vec![sim]);
+    let data = std::path::absolute(dir.join("store"))?;
+    std::fs::create_dir_all(&data)?;
+    let port = free_port()?;
+    let config = write_config(dir, &data, port, &urls, "")?;
+    Ok(OneCamera {
+        procs,
+        url: urls[0].clone(),
+        data,
+        port,
+        config,
+    })
 }
 
 /// One network camera and one channel (numbered from 1) per URL, as TOML.
@@ -255,9 +292,16 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let warmup = Duration::from_secs(5);
     eprintln!(
         "starting {} simulated {}x{} {} fps {} kbit/s cameras…",
-        a.streams, a.width, a.height, a.fps, a.bitrate_kbps
+        a.streams, a.camera.width, a.camera.height, a.camera.fps, a.camera.bitrate_kbps
     );
-    let (sim, urls) = start_cameras(exe, a.streams, a.width, a.height, a.fps, a.bitrate_kbps)?;
+    let (sim, urls) = start_cameras(
+        exe,
+        a.streams,
+        a.camera.width,
+        a.camera.height,
+        a.camera.fps,
+        a.camera.bitrate_kbps,
+    )?;
     let mut guard = Procs(vec![sim]);
 
     // Tandem.
@@ -399,7 +443,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     println!();
     println!(
         "ingest benchmark: {} streams of {}x{} @ {} fps, {} kbit/s, {} s measured",
-        a.streams, a.width, a.height, a.fps, a.bitrate_kbps, a.seconds
+        a.streams, a.camera.width, a.camera.height, a.camera.fps, a.camera.bitrate_kbps, a.seconds
     );
     println!(
         "{:<36} {:>14} {:>14} {:>10}",
@@ -447,8 +491,8 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     row("frames lost", t.frames_lost as f64, f.map(|s| s.frames_lost as f64), 0);
     let json = serde_json::json!({
         "benchmark": "ingest",
-        "streams": a.streams, "width": a.width, "height": a.height, "fps": a.fps,
-        "bitrate_kbps": a.bitrate_kbps, "seconds": a.seconds,
+        "streams": a.streams, "width": a.camera.width, "height": a.camera.height, "fps": a.camera.fps,
+        "bitrate_kbps": a.camera.bitrate_kbps, "seconds": a.seconds,
         "tandem": tandem_side,
         "ffmpeg": ffmpeg_side,
         "cpu_ratio_tandem_over_ffmpeg": ffmpeg_side.as_ref().map(|f| t.cpu_s_per_stream_minute / f.cpu_s_per_stream_minute),

@@ -15,9 +15,8 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use super::bench::{free_port, in_fresh_dir, start_cameras, write_config};
+use super::bench::{in_fresh_dir, one_camera_nvr, CameraArgs};
 use anyhow::{bail, Context, Result};
-use tandem::lab::Procs;
 use tandem::time::Time90k;
 
 #[derive(clap::Args)]
@@ -236,13 +235,14 @@ fn run_in(a: &AuthArgs) -> Result<ExitCode> {
         tandem::auth::password::hash(PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     })?;
-    eprintln!("starting a simulated {}x{} camera…", a.width, a.height);
-    let (sim, urls) = start_cameras(&exe, 1, a.width, a.height, a.fps, a.bitrate_kbps)?;
-    let mut guard = Procs(vec![sim]);
-    let data = std::path::absolute(a.dir.join("store"))?;
-    std::fs::create_dir_all(&data)?;
-    let port = free_port()?;
-    let cfg_path = write_config(&a.dir, &data, port, &urls, "")?;
+    let camera = CameraArgs {
+        width: a.width,
+        height: a.height,
+        fps: a.fps,
+        bitrate_kbps: a.bitrate_kbps,
+    };
+    let one = one_camera_nvr(&exe, &a.dir, camera)?;
+    let (mut guard, port, cfg_path) = (one.procs, one.port, one.config);
     let added = Command::new(&exe)
         .args([
             "user",

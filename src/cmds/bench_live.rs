@@ -18,7 +18,7 @@ use tandem::lab::Procs;
 use tandem::live::client::watch;
 use tandem::store::health::Histogram;
 
-use super::bench::{cpu_seconds, free_port, in_fresh_dir, start_cameras, wait_connected, write_config};
+use super::bench::{cpu_seconds, in_fresh_dir, one_camera_nvr, wait_connected, CameraArgs};
 
 #[derive(clap::Args)]
 pub struct LiveArgs {
@@ -31,14 +31,8 @@ pub struct LiveArgs {
     /// ffmpeg processes for the peer (one per viewer); 0 skips the peer.
     #[arg(long, default_value_t = 4)]
     ffmpeg_viewers: u32,
-    #[arg(long, default_value_t = 1920)]
-    width: u32,
-    #[arg(long, default_value_t = 1080)]
-    height: u32,
-    #[arg(long, default_value_t = 25)]
-    fps: u32,
-    #[arg(long, default_value_t = 4000)]
-    bitrate_kbps: u32,
+    #[command(flatten)]
+    camera: CameraArgs,
     /// Seconds of glass-to-glass measurement in headless Chromium; 0 skips it.
     #[arg(long, default_value_t = 20)]
     browser_seconds: u64,
@@ -76,13 +70,8 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 fn run_in(a: &LiveArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe()?;
-    eprintln!("starting a simulated {}x{} camera…", a.width, a.height);
-    let (sim, urls) = start_cameras(&exe, 1, a.width, a.height, a.fps, a.bitrate_kbps)?;
-    let mut guard = Procs(vec![sim]);
-    let data = std::path::absolute(a.dir.join("store"))?;
-    std::fs::create_dir_all(&data)?;
-    let port = free_port()?;
-    let cfg_path = write_config(&a.dir, &data, port, &urls, "")?;
+    let one = one_camera_nvr(&exe, &a.dir, a.camera)?;
+    let (mut guard, data, port, cfg_path) = (one.procs, one.data, one.port, one.config);
     let token = tandem::auth::client::mint_admin_token(&data, "bench")?;
     let nvr = Command::new(&exe)
         .args(["serve", "--config"])
@@ -148,14 +137,14 @@ fn run_in(a: &LiveArgs) -> Result<ExitCode> {
     }
     let cpu_per_viewer = (busy_cpu - idle_cpu).max(0.0) / secs as f64 / n;
     let rss_per_viewer = peak_rss.saturating_sub(rss0) as f64 / n;
-    let expected = (a.fps as u64 * secs) as f64;
+    let expected = (a.camera.fps as u64 * secs) as f64;
 
     let peer = if a.ffmpeg_viewers > 0 {
         eprintln!(
             "the peer: {} × ffmpeg -c copy to fragmented MP4 for {secs} s…",
             a.ffmpeg_viewers
         );
-        Some(ffmpeg_viewers(&urls[0], a.ffmpeg_viewers, secs, &a.dir)?)
+        Some(ffmpeg_viewers(&one.url, a.ffmpeg_viewers, secs, &a.dir)?)
     } else {
         None
     };
@@ -170,7 +159,7 @@ fn run_in(a: &LiveArgs) -> Result<ExitCode> {
     println!();
     println!(
         "live benchmark: one {}x{} {} fps {} kbit/s stream, {} WebSocket viewers, {secs} s",
-        a.width, a.height, a.fps, a.bitrate_kbps, a.viewers
+        a.camera.width, a.camera.height, a.camera.fps, a.camera.bitrate_kbps, a.viewers
     );
     println!("{:<52} {:>14}", "figure", "value");
     let row = |k: &str, v: String| println!("{k:<52} {v:>14}");
@@ -241,7 +230,7 @@ fn run_in(a: &LiveArgs) -> Result<ExitCode> {
     let json = serde_json::json!({
         "benchmark": "live",
         "viewers": a.viewers, "seconds": secs,
-        "stream": { "width": a.width, "height": a.height, "fps": a.fps, "bitrate_kbps": a.bitrate_kbps },
+        "stream": { "width": a.camera.width, "height": a.camera.height, "fps": a.camera.fps, "bitrate_kbps": a.camera.bitrate_kbps },
         "nvr_cpu_recording_only": idle_cpu / secs as f64,
         "nvr_cpu_with_viewers": busy_cpu / secs as f64,
         "cpu_per_viewer": cpu_per_viewer,
