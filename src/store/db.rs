@@ -568,16 +568,24 @@ pub fn delete_segment_row(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A segment's bytes as stored now: a damaged segment occupies only what is
+/// left of its file (counting the bytes its row once promised would make
+/// retention delete good footage and the storage report overstate use).
+macro_rules! stored_bytes {
+    () => {
+        "CASE WHEN damage IS NULL THEN bytes ELSE COALESCE(readable_bytes, 0) END"
+    };
+}
+
 /// Per channel: total bytes of all segments and the `limit` oldest complete
 /// ones of each kind (continuous footage, event footage).
 pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMap<u32, ChannelUsage>> {
     let mut out: HashMap<u32, ChannelUsage> = HashMap::new();
-    // A damaged segment occupies only what is left of its file: counting the
-    // bytes its row once promised would make retention delete good footage.
-    let mut stmt = conn.prepare_cached(
-        "SELECT channel, SUM(CASE WHEN damage IS NULL THEN bytes ELSE COALESCE(readable_bytes, 0) END)
-         FROM segment WHERE state < 2 GROUP BY channel",
-    )?;
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT channel, SUM(",
+        stored_bytes!(),
+        ") FROM segment WHERE state < 2 GROUP BY channel"
+    ))?;
     for r in stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))? {
         let (ch, total) = r?;
         out.entry(ch).or_default().total_bytes = total as u64;
@@ -608,15 +616,16 @@ pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMa
 /// recorded in [since, now) with each segment prorated by its overlap (the
 /// storage report's rate, `store::capacity`).
 pub fn footage_figures(conn: &Connection, since: Time90k, now: Time90k) -> rusqlite::Result<Vec<ChannelFootage>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT channel,
-                SUM(CASE WHEN damage IS NULL THEN bytes ELSE COALESCE(readable_bytes, 0) END),
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT channel, SUM(",
+        stored_bytes!(),
+        "),
                 MIN(start_90k),
                 SUM(CASE WHEN end_90k > ?1 AND start_90k < ?2
                          THEN bytes * 1.0 * (MIN(end_90k, ?2) - MAX(start_90k, ?1)) / MAX(end_90k - start_90k, 1)
                          ELSE 0 END)
-         FROM segment WHERE state < 2 GROUP BY channel ORDER BY channel",
-    )?;
+         FROM segment WHERE state < 2 GROUP BY channel ORDER BY channel"
+    ))?;
     let rows = stmt.query_map(params![since.0, now.0], |r| {
         Ok(ChannelFootage {
             channel: r.get(0)?,
