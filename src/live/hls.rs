@@ -58,7 +58,7 @@ pub struct Ring {
 impl Ring {
     /// Takes the next frame of the stream.
     pub fn push(&mut self, f: &Arc<LiveFrame>) {
-        let changed = self.entry.as_ref().is_none_or(|e| e.data != f.entry.data);
+        let changed = self.entry.as_ref().is_none_or(|e| !f.uses(e));
         if changed && !f.key {
             // New parameters begin at a key frame; until one comes the frames
             // cannot be decoded with either init segment.

@@ -76,6 +76,14 @@ pub struct LiveFrame {
     pub received: Instant,
 }
 
+impl LiveFrame {
+    /// Whether the frame decodes with `entry`'s parameters (usually the very
+    /// same allocation; equal bytes from a new session count too).
+    pub fn uses(&self, entry: &Arc<SampleEntry>) -> bool {
+        Arc::ptr_eq(&self.entry, entry) || self.entry.data == entry.data
+    }
+}
+
 /// What a viewer's queue carries.
 #[derive(Debug)]
 pub enum Msg {

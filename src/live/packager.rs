@@ -76,10 +76,7 @@ impl Packager {
         if self.need_key && !f.key {
             return;
         }
-        let changed = self
-            .entry
-            .as_ref()
-            .is_none_or(|e| !Arc::ptr_eq(e, &f.entry) && e.data != f.entry.data);
+        let changed = self.entry.as_ref().is_none_or(|e| !f.uses(e));
         if changed {
             if !f.key {
                 // New parameters take effect at a key frame.
