@@ -114,14 +114,14 @@ pub fn snapshot_at(
         )));
     };
     let seg = &footage.segments[s];
-    let codec = codec_of(&seg.entry.codec)?;
+    decodable(&seg.entry.codec)?;
     let data = read_frame(&seg.path, &f)?;
     let entry = SampleEntry::parse(seg.entry.data.clone())
         .ok_or_else(|| SnapshotError::Decode("the stored sample entry is not avc1/avc3".into()))?;
-    if entry.codec != codec {
+    if entry.codec != seg.entry.codec {
         return Err(SnapshotError::Decode(format!(
-            "the sample entry says {} but the index says {codec}",
-            entry.codec
+            "the sample entry says {} but the index says {}",
+            entry.codec, seg.entry.codec
         )));
     }
     let picture = decode_key_frame(Arc::new(entry), f.time, data)?;
@@ -169,10 +169,10 @@ pub fn choose_key_frame(segments: &[SegmentFrames], time: Time90k, at_or_after: 
     }
 }
 
-/// The codec names the index stores, mapped to what this module decodes.
-fn codec_of(codec: &str) -> Result<&'static str, SnapshotError> {
+/// Whether this module decodes the codec the index names (openh264: H.264 only).
+fn decodable(codec: &str) -> Result<(), SnapshotError> {
     match codec {
-        "h264" => Ok("h264"),
+        "h264" => Ok(()),
         "h265" => Err(SnapshotError::Unsupported("h265")),
         _ => Err(SnapshotError::Unsupported("an unknown codec")),
     }
@@ -196,11 +196,7 @@ fn read_frame(path: &std::path::Path, f: &FrameRef) -> Result<Vec<u8>, SnapshotE
 /// Decodes one key frame (length-prefixed NAL units, as stored) to RGB. The
 /// sample entry's parameter sets go in front of it, as motion does.
 pub fn decode_key_frame(entry: Arc<SampleEntry>, time: Time90k, data: Vec<u8>) -> Result<Rgb, SnapshotError> {
-    if entry.codec != "h264" {
-        return Err(codec_of(entry.codec)
-            .err()
-            .unwrap_or(SnapshotError::Unsupported("an unknown codec")));
-    }
+    decodable(entry.codec)?;
     let frame = MotionFrame {
         time,
         key: true,

@@ -253,7 +253,7 @@ fn h265_and_garbage_are_typed_errors_not_panics() {
         decode_key_frame(Arc::new(hevc), Time90k(0), data.clone()),
         Err(SnapshotError::Unsupported("h265"))
     ));
-    assert!(codec_of("h265").is_err_and(|e| e.to_string().contains("h265")));
+    assert!(decodable("h265").is_err_and(|e| e.to_string().contains("h265")));
     // A frame cut in half, then pure noise: errors (or no picture), never a panic.
     let half = data[..data.len() / 2].to_vec();
     let noise: Vec<u8> = (0..2000u32)
