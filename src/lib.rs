@@ -29,6 +29,8 @@ pub mod motion;
 pub mod mp4;
 pub mod nal;
 pub mod nvr;
+pub mod parfile;
+pub mod reconcile;
 pub mod recording;
 pub mod sim;
 pub mod snapshot;

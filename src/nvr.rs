@@ -40,7 +40,10 @@ struct ChannelRuntime {
 }
 
 pub struct Nvr {
-    pub config: Config,
+    /// The configuration running now: replaced whole by `apply`, read with
+    /// `config()`; `subscribe_config()` tells listeners (the HTTP endpoint)
+    /// that it changed.
+    config: tokio::sync::watch::Sender<Arc<Config>>,
     pub reader: Reader,
     pub clock: Arc<dyn Clock>,
     pub started: std::time::Instant,
@@ -97,6 +100,17 @@ pub struct ChannelView {
 }
 
 impl Nvr {
+    /// The configuration running now (a snapshot: a later apply replaces it
+    /// without changing this value).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// Tells of every configuration applied from now on.
+    pub fn subscribe_config(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
+        self.config.subscribe()
+    }
+
     /// Opens (and repairs) the store, then starts ingest for every bound channel.
     pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Nvr>> {
         let policies = config.channels.iter().map(|c| (c.number, c.retention)).collect();
@@ -266,17 +280,17 @@ impl Nvr {
             scrub_stop: Mutex::new(scrub_stop),
             access,
             live: Default::default(),
-            config,
+            config: tokio::sync::watch::Sender::new(Arc::new(config)),
         });
         tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
         // Channels a rule governs take their binding from the rule's state.
-        let ruled: std::collections::HashSet<u32> = nvr
-            .config
+        let config = nvr.config();
+        let ruled: std::collections::HashSet<u32> = config
             .rules
             .iter()
             .flat_map(|r| r.normal.iter().chain(&r.failure).map(|(ch, _)| *ch))
             .collect();
-        for c in &nvr.config.channels {
+        for c in &config.channels {
             if let Some(cam) = c.camera.as_ref().filter(|_| !ruled.contains(&c.number)) {
                 nvr.bind_now(c.number, Some(cam))?;
             }
@@ -305,7 +319,7 @@ impl Nvr {
         camera: Option<&str>,
     ) -> Result<(Option<IngestHandle>, Option<IngestHandle>)> {
         let cam = match camera {
-            Some(name) => match self.config.camera(name) {
+            Some(name) => match self.config().camera(name) {
                 Some(c) => Some(c.clone()),
                 None => bail!("no network camera named `{name}`"),
             },
@@ -373,7 +387,8 @@ impl Nvr {
         let Some(rt) = chans.get_mut(&channel) else {
             return self.live.hub(channel, Stream::Main);
         };
-        let cam = rt.binding.as_deref().and_then(|b| self.config.camera(b));
+        let config = self.config();
+        let cam = rt.binding.as_deref().and_then(|b| config.camera(b));
         let sub_url = cam.and_then(|c| c.substream_url.clone());
         let (Stream::Sub, Some(url), Some(cam)) = (want, sub_url, cam) else {
             return self.live.hub(channel, Stream::Main);
@@ -421,6 +436,16 @@ impl Nvr {
             }
         });
         hub
+    }
+
+    /// Reconciles the running NVR with `desired` (accounts aside): refused
+    /// whole, changing nothing, when something cannot change while running.
+    pub async fn apply(
+        self: &Arc<Self>,
+        desired: Config,
+    ) -> Result<crate::reconcile::ApplyReport, crate::reconcile::ApplyError> {
+        let _ = desired;
+        todo!()
     }
 
     /// Binds `channel` to a network camera (or to nothing). Recording follows.
@@ -513,7 +538,7 @@ impl Nvr {
 
     /// Records a failback transfer owed to a peer and wakes the sender.
     pub async fn queue_transfer(&self, job: crate::failover::transfer::Job) {
-        let dir = self.config.storage.dir.clone();
+        let dir = self.config().storage.dir.clone();
         let local = job.local_channel;
         let r = tokio::task::spawn_blocking(move || crate::failover::transfer::queue(&dir, &job)).await;
         match r {
@@ -530,7 +555,7 @@ impl Nvr {
 
     /// Where uploads from peers are staged until complete.
     pub fn staging_dir(&self) -> std::path::PathBuf {
-        self.config.storage.dir.join("import")
+        self.config().storage.dir.join("import")
     }
 
     /// Records an event (through the writer; never blocks).

@@ -5,6 +5,7 @@
 //! Must never make recording wait: nothing here is on the path from a camera
 //! to the disk, and a store with no user at all still records.
 
+pub mod accounts;
 pub mod audit_log;
 pub mod client;
 pub mod credentials;

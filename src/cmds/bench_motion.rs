@@ -250,6 +250,7 @@ async fn latency(a: &MotionArgs) -> Result<Vec<f64>> {
         triggers: Vec::new(),
         actions: Vec::new(),
         access: Default::default(),
+        ..Default::default()
     };
     let nvr = Nvr::start(config, Arc::new(SystemClock))?;
     let clock = SystemClock;

@@ -124,6 +124,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             triggers: Vec::new(),
             actions: Vec::new(),
             access: Default::default(),
+            ..Default::default()
         };
         let password = demo_admin(&a.data)?;
         super::run_nvr(config, |addr| {

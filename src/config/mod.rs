@@ -12,6 +12,7 @@
 //! and this host's interface addresses.
 
 mod access;
+pub mod accounts;
 mod cameras;
 mod channels;
 pub mod events;
@@ -101,6 +102,9 @@ pub struct StorageConfig {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// This NVR's name among its peers (`[nvr] name`), which `config push`
+    /// matches `[[override]]` tables against; `None` when not set.
+    pub name: Option<String>,
     pub storage: StorageConfig,
     pub listen: SocketAddr,
     /// TLS and the redirect listener (`[http]`).
@@ -115,6 +119,30 @@ pub struct Config {
     pub actions: Vec<ActionConfig>,
     /// Sessions and the audit log (`[access]`).
     pub access: crate::auth::Settings,
+    /// Users and tokens (`[[user]]`, `[[token]]`); `None`: the file does not
+    /// manage them and the stored ones stay.
+    pub accounts: Option<accounts::Accounts>,
+}
+
+impl Default for Config {
+    /// Nothing configured: the defaults of every table, no camera, no channel.
+    fn default() -> Self {
+        Config {
+            name: None,
+            storage: StorageConfig::default(),
+            listen: DEFAULT_LISTEN.parse().expect("default address parses"),
+            http: Default::default(),
+            cameras: Vec::new(),
+            channels: Vec::new(),
+            rules: Vec::new(),
+            failover: Default::default(),
+            mqtt: None,
+            triggers: Vec::new(),
+            actions: Vec::new(),
+            access: Default::default(),
+            accounts: None,
+        }
+    }
 }
 
 #[derive(Clone, PartialEq)]
@@ -418,6 +446,8 @@ pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec
     channels.sort_by_key(|c| c.number);
     c.warnings.sort_by_key(|e| e.line);
     let config = Config {
+        name: None,
+        accounts: None,
         access,
         storage,
         listen,

@@ -155,7 +155,8 @@ fn log_decision(d: &Decision) {
 /// check guarantees a trust when one is needed; a trust that cannot be
 /// built leaves `None`, so every probe misses saying why (never plain HTTP).
 fn peer_tls(nvr: &Nvr, rule: &str, wanted: bool) -> Option<crate::httpc::PeerTls> {
-    let trust = nvr.config.failover.peer_trust.as_ref().filter(|_| wanted)?;
+    let config = nvr.config();
+    let trust = config.failover.peer_trust.as_ref().filter(|_| wanted)?;
     match crate::httpc::PeerTls::new(trust) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -182,7 +183,7 @@ pub async fn run(nvr: Arc<Nvr>, status: SharedRule) {
         tokio::select! {
             _ = ticker.tick() => {
                 let (tx, check, s, tls) = (tx.clone(), check.clone(), seq, tls.clone());
-                let token = nvr.config.failover.peer_token.clone();
+                let token = nvr.config().failover.peer_token.clone();
                 seq += 1;
                 tokio::spawn(async move {
                     let r = probe::probe(&check, s, token, tls.as_ref()).await;

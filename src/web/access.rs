@@ -239,7 +239,7 @@ impl Access {
 }
 
 fn is_peer(nvr: &Nvr, given: &str) -> bool {
-    nvr.config
+    nvr.config()
         .failover
         .peer_token
         .as_deref()
@@ -257,7 +257,7 @@ pub async fn layer(State(nvr): State<Arc<Nvr>>, mut req: Request, next: Next) ->
         Need::Public => return next.run(req).await,
         Need::BadChannel => return ApiError::bad_request("the channel in the path is not a number").into_response(),
         Need::Peer => {
-            if nvr.config.failover.peer_token.is_none() {
+            if nvr.config().failover.peer_token.is_none() {
                 return forbidden("importing is disabled: no failover.peer_token is configured");
             }
             return match bearer(req.headers()) {

@@ -188,7 +188,7 @@ pub async fn put_piece(
     }
     let dir = nvr.staging_dir();
     let limits = nvr.importer.limits.clone();
-    let store_dir = nvr.config.storage.dir.clone();
+    let store_dir = nvr.config().storage.dir.clone();
     let (staged, free) = tokio::task::spawn_blocking(move || {
         (
             Staging { dir }.staged_bytes(),

@@ -215,7 +215,7 @@ async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Jso
     extensions(("x-tandem-role" = json!("operator")))
 )]
 async fn transfers(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> ApiResult<Json<serde_json::Value>> {
-    let dir = nvr.config.storage.dir.clone();
+    let dir = nvr.config().storage.dir.clone();
     let list = tokio::task::spawn_blocking(move || crate::failover::transfer::list(&dir))
         .await
         .map_err(ApiError::internal)?

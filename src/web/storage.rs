@@ -37,8 +37,8 @@ const RATE_WINDOW: i64 = 3600 * TICKS_PER_SEC;
 pub async fn storage(State(nvr): State<Arc<Nvr>>) -> ApiResult<Json<StorageReport>> {
     let now = nvr.clock.now();
     let reader = nvr.reader.clone();
-    let storage = nvr.config.storage.clone();
-    let policies: HashMap<u32, _> = nvr.config.channels.iter().map(|c| (c.number, c.retention)).collect();
+    let storage = nvr.config().storage.clone();
+    let policies: HashMap<u32, _> = nvr.config().channels.iter().map(|c| (c.number, c.retention)).collect();
     let report = tokio::task::spawn_blocking(move || {
         let footage = reader.footage_figures(crate::time::Time90k(now.0 - RATE_WINDOW), now)?;
         let volume = Volume {
