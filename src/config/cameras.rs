@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Checker, Credentials, NetworkCamera, Transport};
+use super::{Checker, Credentials, NetworkCamera, SecretSource, Transport};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +71,7 @@ pub(super) fn network_cameras(
                         url_creds.get_or_insert(Credentials {
                             username: user,
                             password: pass,
+                            source: SecretSource::Inline,
                         });
                         let _ = u.set_username("");
                         let _ = u.set_password(None);
@@ -129,11 +130,12 @@ pub(super) fn network_cameras(
                 "give only one of password, password_env, password_file",
             );
         }
+        let sealed = c.secret(&format!("network_camera.{name}.password"));
         let password = if let Some(p) = &cam.password {
-            Some(p.get_ref().clone())
+            Some((p.get_ref().clone(), SecretSource::Inline))
         } else if let Some(v) = &cam.password_env {
             match std::env::var(v.get_ref()) {
-                Ok(p) => Some(p),
+                Ok(p) => Some((p, SecretSource::Env(v.get_ref().clone()))),
                 Err(_) => {
                     c.err(
                         v.span().start,
@@ -144,8 +146,9 @@ pub(super) fn network_cameras(
                 }
             }
         } else if let Some(f) = &cam.password_file {
-            match super::source::read_bounded(&base.join(f.get_ref())) {
-                Ok(p) => Some(p.trim_end_matches(['\n', '\r']).to_string()),
+            let path = base.join(f.get_ref());
+            match super::source::read_bounded(&path) {
+                Ok(p) => Some((p.trim_end_matches(['\n', '\r']).to_string(), SecretSource::File(path))),
                 Err(e) => {
                     c.err(
                         f.span().start,
@@ -156,13 +159,19 @@ pub(super) fn network_cameras(
                 }
             }
         } else {
-            None
+            sealed
+                .filter(|_| cam.username.is_some())
+                .map(|p| (p, SecretSource::Inline))
         };
         let credentials = match (&cam.username, password) {
-            (Some(u), p) => Some(Credentials {
-                username: u.get_ref().clone(),
-                password: p.unwrap_or_default(),
-            }),
+            (Some(u), p) => {
+                let (password, source) = p.unwrap_or((String::new(), SecretSource::Inline));
+                Some(Credentials {
+                    username: u.get_ref().clone(),
+                    password,
+                    source,
+                })
+            }
             (None, _) if password_sources > 0 => {
                 c.err(at, format!("{prefix}.username"), "is required when a password is given");
                 None

@@ -82,8 +82,12 @@ pub(super) fn channels(
                 ("event_max_age", &r.event_max_age, &mut retention.event_max_age),
             ] {
                 let Some(a) = val else { continue };
+                if a.get_ref().text() == "forever" {
+                    *target = None;
+                    continue;
+                }
                 match units::parse_duration(&a.get_ref().text()) {
-                    Ok(d) if d.as_secs() >= 60 => *target = Some((d.as_secs_f64() * 90_000.0) as i64),
+                    Ok(d) if d.as_secs() >= 60 => *target = Some((d.as_secs_f64() * 90_000.0).round() as i64),
                     Ok(_) => c.err(
                         a.span().start,
                         format!("{prefix}.retention.{name}"),

@@ -65,6 +65,8 @@ pub struct MqttConfig {
     pub client_id: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The environment variable `password` was read from, if it was.
+    pub password_env: Option<String>,
     /// Topics are `{prefix}/{nvr}/…`; default "tandem".
     pub topic_prefix: String,
     /// Home Assistant discovery prefix; `None` turns discovery off.
@@ -462,7 +464,7 @@ pub(super) fn mqtt(c: &mut Checker, m: &Spanned<RawMqtt>) -> Option<MqttConfig> 
                 None
             }
         },
-        None => m.password.clone(),
+        None => m.password.clone().or_else(|| c.secret("mqtt.password")),
     };
     Some(MqttConfig {
         host,
@@ -470,6 +472,7 @@ pub(super) fn mqtt(c: &mut Checker, m: &Spanned<RawMqtt>) -> Option<MqttConfig> 
         client_id: m.client_id.clone(),
         username: m.username.clone(),
         password,
+        password_env: m.password_env.as_ref().map(|v| v.get_ref().clone()),
         topic_prefix: m.topic_prefix.clone().unwrap_or_else(|| "tandem".into()),
         discovery_prefix: m
             .discovery

@@ -17,6 +17,7 @@ mod cameras;
 mod channels;
 pub mod events;
 mod http;
+pub mod render;
 mod rules;
 pub mod source;
 pub mod units;
@@ -24,6 +25,7 @@ pub mod units;
 pub use source::Checker;
 
 pub use http::HttpSettings;
+pub use render::document;
 
 pub use events::{ActionConfig, ActionTarget, MotionConfig, MqttConfig, TriggerConfig};
 
@@ -51,14 +53,29 @@ pub enum Transport {
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// Where the password came from: an export writes a reference back as
+    /// the reference, never as the value it resolved to.
+    pub source: SecretSource,
+}
+
+/// Where a secret in the configuration came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Written in the file (or in the camera's URL), or opened from a
+    /// parameter file's sealed `[secrets]`.
+    Inline,
+    /// `password_env = "VAR"`.
+    Env(String),
+    /// `password_file = "path"` (resolved against the configuration's directory).
+    File(PathBuf),
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Credentials {{ username: {:?}, password: <redacted> }}",
-            self.username
+            "Credentials {{ username: {:?}, password: <redacted>, source: {:?} }}",
+            self.username, self.source
         )
     }
 }
@@ -150,6 +167,8 @@ pub struct FailoverSettings {
     /// Shared secret between the site's NVRs: required to import footage and
     /// sent when transferring it. `None` disables the import endpoint.
     pub peer_token: Option<String>,
+    /// The environment variable `peer_token` was read from, if it was.
+    pub peer_token_env: Option<String>,
     /// Bytes per second a failback transfer may use, so it never crowds out
     /// live video on the network.
     pub transfer_rate: u64,
@@ -174,6 +193,7 @@ impl Default for FailoverSettings {
     fn default() -> Self {
         FailoverSettings {
             peer_token: None,
+            peer_token_env: None,
             transfer_rate: DEFAULT_TRANSFER_RATE,
             peer_trust: None,
         }
@@ -264,6 +284,25 @@ struct RawConfig {
     #[serde(default)]
     action: Vec<Spanned<events::RawAction>>,
     access: Option<Spanned<access::RawAccess>>,
+    nvr: Option<Spanned<RawNvr>>,
+    #[serde(default)]
+    user: Vec<Spanned<accounts::RawUser>>,
+    #[serde(default)]
+    token: Vec<Spanned<accounts::RawToken>>,
+    // The parameter file's own tables, read by `parfile` (header, sealed
+    // secrets, per-NVR overrides); a configuration carrying them is valid.
+    #[allow(dead_code)]
+    parameter_file: Option<toml::Value>,
+    secrets: Option<toml::Value>,
+    #[allow(dead_code)]
+    #[serde(default, rename = "override")]
+    overrides: Vec<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNvr {
+    name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -327,6 +366,12 @@ pub fn load_checked(path: &Path) -> Result<(Config, Vec<ConfigError>), ConfigErr
     Ok((config, warnings))
 }
 
+/// Secret values by where they go (`network_camera.NAME.password`,
+/// `mqtt.password`, `failover.peer_token`, `token.USER.NAME.secret_hash`):
+/// a parameter file's sealed `[secrets]`, opened. A field written in the
+/// text wins over the same secret given here.
+pub type SecretValues = std::collections::BTreeMap<String, String>;
+
 /// Parses and validates configuration text; `base` resolves relative paths.
 pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
     parse_checked(text, file, base).map(|(c, _)| c)
@@ -334,7 +379,18 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors
 
 /// `parse`, returning the warnings too.
 pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
+    parse_with_secrets(text, file, base, SecretValues::new())
+}
+
+/// `parse_checked` with secrets that are not in the text.
+pub fn parse_with_secrets(
+    text: &str,
+    file: &str,
+    base: &Path,
+    secrets: SecretValues,
+) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
     let mut c = Checker::new(file, text);
+    c.secrets = secrets;
     let raw: RawConfig = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
@@ -439,6 +495,21 @@ pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec
         }
     }
     let access = access::parse(&mut c, raw.access.as_ref());
+    let accounts = accounts::parse(&mut c, &raw.user, &raw.token, raw.secrets.is_some());
+    let name = raw.nvr.as_ref().and_then(|n| n.get_ref().name.as_ref()).and_then(|n| {
+        let v = n.get_ref();
+        let ok = (1..=64).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            c.err(
+                n.span().start,
+                "nvr.name",
+                "use 1 to 64 letters, digits, `-`, `_` or `.`",
+            );
+        }
+        ok.then(|| v.clone())
+    });
     if !c.errors.is_empty() {
         c.errors.sort_by_key(|e| e.line);
         return Err(ConfigErrors(c.errors));
@@ -446,8 +517,8 @@ pub fn parse_checked(text: &str, file: &str, base: &Path) -> Result<(Config, Vec
     channels.sort_by_key(|c| c.number);
     c.warnings.sort_by_key(|e| e.line);
     let config = Config {
-        name: None,
-        accounts: None,
+        name,
+        accounts,
         access,
         storage,
         listen,

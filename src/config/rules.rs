@@ -43,7 +43,10 @@ pub(super) fn failover_settings(
             (Some(t), None) if t.get_ref().len() >= 16 => failover.peer_token = Some(t.get_ref().clone()),
             (Some(t), None) => c.err(t.span().start, "failover.peer_token", "must be at least 16 characters"),
             (None, Some(v)) => match std::env::var(v.get_ref()) {
-                Ok(t) if t.len() >= 16 => failover.peer_token = Some(t),
+                Ok(t) if t.len() >= 16 => {
+                    failover.peer_token = Some(t);
+                    failover.peer_token_env = Some(v.get_ref().clone());
+                }
                 Ok(_) => c.err(
                     v.span().start,
                     "failover.peer_token_env",
@@ -60,7 +63,7 @@ pub(super) fn failover_settings(
                 "failover.peer_token",
                 "give peer_token or peer_token_env, not both",
             ),
-            (None, None) => {}
+            (None, None) => failover.peer_token = c.secret("failover.peer_token"),
         }
         if let Some(r) = &f.transfer_rate {
             match units::parse_bytes(&r.get_ref().text()) {

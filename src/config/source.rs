@@ -116,6 +116,8 @@ pub struct Checker<'a> {
     pub errors: Vec<ConfigError>,
     /// Problems that do not stop the NVR but that an operator must see.
     pub warnings: Vec<ConfigError>,
+    /// Secrets given beside the text (see `config::SecretValues`).
+    pub secrets: super::SecretValues,
 }
 
 impl<'a> Checker<'a> {
@@ -126,10 +128,15 @@ impl<'a> Checker<'a> {
             lines: LineIndex::new(text),
             errors: Vec::new(),
             warnings: Vec::new(),
+            secrets: Default::default(),
         }
     }
     pub fn line_of(&self, offset: usize) -> usize {
         self.lines.line_of(offset)
+    }
+    /// A secret given beside the text, by its key.
+    pub fn secret(&self, key: &str) -> Option<String> {
+        self.secrets.get(key).cloned()
     }
     fn problem(&self, offset: usize, field: String, message: String) -> ConfigError {
         ConfigError {

@@ -49,7 +49,8 @@ fn good_config_loads() {
         lobby.credentials,
         Some(Credentials {
             username: "admin".into(),
-            password: "p@ss".into()
+            password: "p@ss".into(),
+            source: crate::config::SecretSource::Inline,
         })
     );
     assert_eq!(c.camera("dock").unwrap().transport, Transport::Udp);

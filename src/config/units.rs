@@ -50,27 +50,66 @@ pub fn format_bytes(b: u64) -> String {
     }
 }
 
+/// Parses a duration exactly: the decimal is read digit by digit into
+/// nanoseconds (not through a float), so what `format_duration` writes
+/// reads back as the same value.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = (t[..split].trim(), t[split..].trim());
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like \"30s\" or \"7d\""))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        "w" => n * 7.0 * 86400.0,
-        "y" => n * 365.0 * 86400.0,
+    let bad = || format!("`{s}` is not a duration like \"30s\" or \"7d\"");
+    let unit_ns: u128 = match unit {
+        "ms" => 1_000_000,
+        "" | "s" => 1_000_000_000,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        "w" => 7 * 86_400_000_000_000,
+        "y" => 365 * 86_400_000_000_000,
         _ => return Err(format!("`{unit}` is not a duration unit (use ms, s, m, h, d, w, y)")),
     };
-    if !secs.is_finite() || !(0.0..=100.0 * 365.0 * 86400.0).contains(&secs) {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if (int.is_empty() && frac.is_empty()) || frac.contains('.') || int.len() > 12 {
+        return Err(bad());
+    }
+    let int: u128 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| bad())?
+    };
+    // Digits past the nanosecond of the largest unit change nothing.
+    let frac = &frac[..frac.len().min(20)];
+    let frac_ns = if frac.is_empty() {
+        0
+    } else {
+        let digits: u128 = frac.parse().map_err(|_| bad())?;
+        digits * unit_ns / 10u128.pow(frac.len() as u32)
+    };
+    let ns = int * unit_ns + frac_ns;
+    if ns > 100 * 365 * 86_400_000_000_000 {
         return Err(format!("`{s}` is out of range"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(Duration::new((ns / 1_000_000_000) as u64, (ns % 1_000_000_000) as u32))
+}
+
+/// A duration as the configuration writes it, in the largest unit that
+/// keeps it whole ("7d", "90s", "250ms", "0.000001s"); `parse_duration`
+/// reads it back exactly.
+pub fn format_duration(d: Duration) -> String {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    if nanos == 0 {
+        for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+            if secs > 0 && secs % n == 0 {
+                return format!("{}{unit}", secs / n);
+            }
+        }
+        return format!("{secs}s");
+    }
+    if nanos % 1_000_000 == 0 {
+        return format!("{}ms", secs * 1000 + u64::from(nanos / 1_000_000));
+    }
+    let frac = format!("{nanos:09}");
+    format!("{secs}.{}s", frac.trim_end_matches('0'))
 }
 
 #[cfg(test)]
@@ -95,5 +134,30 @@ mod tests {
         assert_eq!(parse_duration("1.5 h").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3 fortnights").is_err());
+        assert!(parse_duration(".").is_err());
+        assert!(parse_duration("1.2.3s").is_err());
+        assert_eq!(parse_duration("0.3s").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration(".5m").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("101y").unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn durations_written_read_back_exactly() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_millis(300),
+            Duration::from_nanos(1),
+            Duration::from_secs(59),
+            Duration::from_secs(7 * 86400),
+            Duration::from_secs(5400),
+            Duration::new(2, 500),
+            Duration::from_secs_f64(0.3),
+        ] {
+            let s = format_duration(d);
+            assert_eq!(parse_duration(&s).unwrap(), d, "{s}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(7 * 86400)), "7d");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
     }
 }

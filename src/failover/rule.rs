@@ -159,7 +159,8 @@ impl Ctx<'_> {
     fn seconds(&mut self, v: &Value, field: &str, min: f64, max: f64) -> Option<Duration> {
         let n = v.get(field_leaf(field))?;
         match n.as_f64() {
-            Some(x) if (min..=max).contains(&x) => Some(Duration::from_secs_f64(x)),
+            // Whole microseconds: what a rule written back (`to_value`) reads as the same.
+            Some(x) if (min..=max).contains(&x) => Some(Duration::from_micros((x * 1e6).round() as u64)),
             _ => {
                 self.err(
                     field,
@@ -442,6 +443,62 @@ fn parse_backup(c: &mut Ctx<'_>, v: &Value) -> Option<Backup> {
     })
 }
 
+impl Rule {
+    /// The rule in the form `rules_from_values` reads (the paper's JSON,
+    /// with `name`): what a parameter file writes as a `[[rule]]` table.
+    pub fn to_value(&self) -> Value {
+        use serde_json::{json, Map};
+        let records = |list: &[StateRecord]| -> Value {
+            list.iter()
+                .map(|r| {
+                    let mut m = Map::new();
+                    m.insert("camera".into(), json!(r.camera));
+                    m.insert("address".into(), json!(r.address.as_deref().unwrap_or("n/a")));
+                    if let Some(ch) = r.channel {
+                        m.insert("channel".into(), json!(ch));
+                    }
+                    Value::Object(m)
+                })
+                .collect()
+        };
+        let c = &self.check;
+        let mut check = Map::new();
+        check.insert("type".into(), json!(c.kind));
+        check.insert("address".into(), json!(c.address));
+        if let Some(p) = c.port {
+            check.insert("port".into(), json!(p));
+        }
+        check.insert("interval".into(), json!(c.interval.as_secs_f64()));
+        check.insert("timeout".into(), json!(c.timeout.as_secs_f64()));
+        check.insert("failure_count".into(), json!(c.failure_count));
+        check.insert("normal_count".into(), json!(c.normal_count));
+        if c.tls {
+            check.insert("tls".into(), json!(true));
+        }
+        let mut rule = Map::new();
+        rule.insert("name".into(), json!(self.name));
+        rule.insert("check".into(), Value::Object(check));
+        rule.insert(
+            "states".into(),
+            json!({ "normal": records(&self.normal), "failure": records(&self.failure) }),
+        );
+        if let Some(b) = &self.backup {
+            let mut m = Map::new();
+            m.insert("address".into(), json!(b.address));
+            if let Some(p) = b.port {
+                m.insert("port".into(), json!(p));
+            }
+            m.insert("cameras".into(), json!(b.cameras));
+            if b.tls {
+                m.insert("tls".into(), json!(true));
+            }
+            rule.insert("backup".into(), Value::Object(m));
+        }
+        rule.insert("release_delay".into(), json!(self.release_delay.as_secs_f64()));
+        Value::Object(rule)
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -452,7 +509,7 @@ pub mod tests_fixture {
 }
 
 /// A rule with its state records resolved to network camera names.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct ConfiguredRule {
     pub rule: Rule,
     /// (local channel, network camera name or None for idle) per state.
@@ -531,5 +588,13 @@ pub fn resolve(rule: &Rule, cameras: &[CameraRef<'_>], channels: &[u32]) -> Resu
         })
     } else {
         Err(errors)
+    }
+}
+
+/// Two configured rules are the same rule whatever file and line they were
+/// read from (a rules file inlined by an export is not a change).
+impl PartialEq for ConfiguredRule {
+    fn eq(&self, o: &Self) -> bool {
+        self.rule == o.rule && self.normal == o.normal && self.failure == o.failure
     }
 }

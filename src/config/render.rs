@@ -1,0 +1,539 @@
+//! The other direction of parsing: a resolved `Config` written back as a
+//! TOML document in the configuration file's own vocabulary, one function per
+//! table, so that `parse(render(c)) == c` for every valid configuration (the
+//! round trip the parameter file relies on; tested in `config::tests`).
+//!
+//! Secrets are written in clear here (`password`, `peer_token`, token
+//! hashes) and secrets given by reference stay references (`password_env`,
+//! `password_file`); sealing or omitting them is `parfile`'s job. Must never
+//! read a file or the environment: it writes what the configuration holds.
+
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+use super::events::{ActionConfig, ActionTarget, MotionConfig, MqttConfig, TriggerConfig};
+use super::units::format_duration;
+use super::{ChannelConfig, Config, NetworkCamera, SecretSource, Transport};
+use crate::recording::RecordingPolicy;
+
+/// `config` as a TOML document (tables in the order a person writes them).
+pub fn document(config: &Config) -> Table {
+    let mut doc = Table::new();
+    if let Some(name) = &config.name {
+        doc.insert("nvr".into(), table([("name", name.as_str().into())]));
+    }
+    doc.insert("storage".into(), Value::Table(storage(config)));
+    doc.insert("http".into(), Value::Table(http(config)));
+    doc.insert("access".into(), Value::Table(access(&config.access)));
+    array(&mut doc, "network_camera", config.cameras.iter().map(camera));
+    array(&mut doc, "channel", config.channels.iter().map(channel));
+    let failover = failover(&config.failover);
+    if !failover.is_empty() {
+        doc.insert("failover".into(), Value::Table(failover));
+    }
+    array(&mut doc, "rule", config.rules.iter().filter_map(|r| rule(&r.rule)));
+    if let Some(m) = &config.mqtt {
+        doc.insert("mqtt".into(), Value::Table(mqtt(m)));
+    }
+    array(&mut doc, "trigger", config.triggers.iter().map(trigger));
+    array(&mut doc, "action", config.actions.iter().map(action));
+    if let Some(a) = &config.accounts {
+        super::accounts::render(a, &mut doc);
+    }
+    doc
+}
+
+fn table<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Table(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+fn array(doc: &mut Table, key: &str, items: impl Iterator<Item = Table>) {
+    let items: Vec<Value> = items.map(Value::Table).collect();
+    if !items.is_empty() {
+        doc.insert(key.into(), Value::Array(items));
+    }
+}
+
+fn dur(d: Duration) -> Value {
+    Value::String(format_duration(d))
+}
+
+/// 90 kHz ticks as a duration, to the nanosecond (parsing rounds back to the tick).
+fn ticks(t: i64) -> Value {
+    dur(Duration::from_nanos((t.max(0) as u64 * 100_000 + 4) / 9))
+}
+
+fn int(n: u64) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// An `f32` by its shortest decimal form, so `0.01` is written `0.01` and
+/// reads back as the same `f32`.
+fn float(v: f32) -> Value {
+    Value::Float(v.to_string().parse().unwrap_or(f64::from(v)))
+}
+
+fn path(p: &std::path::Path) -> Value {
+    // Absolute: the file is read on another machine or from another directory.
+    let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    Value::String(p.display().to_string())
+}
+
+fn storage(c: &Config) -> Table {
+    let s = &c.storage;
+    let mut t = Table::new();
+    t.insert("dir".into(), path(&s.dir));
+    t.insert("min_free".into(), int(s.min_free_bytes));
+    t.insert("flush_interval".into(), dur(s.flush_interval));
+    t.insert("segment_duration".into(), dur(s.segment_duration));
+    if let Some(i) = s.scrub_interval {
+        t.insert("scrub_interval".into(), dur(i));
+    }
+    t
+}
+
+fn http(c: &Config) -> Table {
+    use crate::web::tls::TlsSource;
+    let mut t = Table::new();
+    t.insert("listen".into(), c.listen.to_string().into());
+    match &c.http.tls {
+        Some(TlsSource::SelfSigned) => {
+            t.insert("tls".into(), "self-signed".into());
+        }
+        Some(TlsSource::Files { cert, key }) => {
+            t.insert("tls".into(), table([("cert", path(cert)), ("key", path(key))]));
+        }
+        None => {}
+    }
+    if let Some(r) = c.http.redirect_listen {
+        t.insert("redirect_listen".into(), r.to_string().into());
+    }
+    t
+}
+
+fn access(a: &crate::auth::Settings) -> Table {
+    let mut t = Table::new();
+    t.insert("session_idle".into(), dur(a.session_idle));
+    t.insert("audit_retention".into(), dur(a.audit_retention));
+    t
+}
+
+fn camera(cam: &NetworkCamera) -> Table {
+    let mut t = Table::new();
+    t.insert("name".into(), cam.name.clone().into());
+    t.insert("url".into(), cam.url.as_str().into());
+    if let Some(u) = &cam.substream_url {
+        t.insert("substream_url".into(), u.as_str().into());
+    }
+    if let Some(ch) = cam.channel {
+        t.insert("channel".into(), int(ch.into()));
+    }
+    let transport = match cam.transport {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+    };
+    t.insert("transport".into(), transport.into());
+    if let Some(cr) = &cam.credentials {
+        t.insert("username".into(), cr.username.clone().into());
+        match &cr.source {
+            SecretSource::Inline if cr.password.is_empty() => {}
+            SecretSource::Inline => {
+                t.insert("password".into(), cr.password.clone().into());
+            }
+            SecretSource::Env(v) => {
+                t.insert("password_env".into(), v.clone().into());
+            }
+            SecretSource::File(p) => {
+                t.insert("password_file".into(), path(p));
+            }
+        }
+    }
+    t
+}
+
+fn channel(ch: &ChannelConfig) -> Table {
+    let mut t = Table::new();
+    t.insert("number".into(), int(ch.number.into()));
+    t.insert("name".into(), ch.name.clone().into());
+    if let Some(cam) = &ch.camera {
+        t.insert("camera".into(), cam.clone().into());
+    }
+    let r = &ch.retention;
+    let mut ret = Table::new();
+    let age = |a: Option<i64>| a.map(ticks).unwrap_or_else(|| "forever".into());
+    ret.insert("max_age".into(), age(r.max_age));
+    ret.insert("event_max_age".into(), age(r.event_max_age));
+    if let Some(b) = r.max_bytes {
+        ret.insert("max_bytes".into(), int(b));
+    }
+    t.insert("retention".into(), Value::Table(ret));
+    t.insert("recording".into(), Value::Table(recording(&ch.recording)));
+    if let Some(m) = &ch.motion {
+        t.insert("motion".into(), Value::Table(motion(m)));
+    }
+    t
+}
+
+fn recording(p: &RecordingPolicy) -> Table {
+    let mut t = Table::new();
+    t.insert("mode".into(), p.schedule.default.as_str().into());
+    if let Some(tz) = p.schedule.tz.iana_name() {
+        t.insert("time_zone".into(), tz.into());
+    }
+    let e = &p.events;
+    t.insert("pre".into(), ticks(e.pre));
+    t.insert("post".into(), ticks(e.post));
+    t.insert("max_event".into(), ticks(e.max_len));
+    t.insert("buffer_limit".into(), int(e.buffer_limit as u64));
+    let windows = p.schedule.windows.iter().map(|w| {
+        let hhmm = |t: jiff::civil::Time, end: bool| match (t.hour(), t.minute()) {
+            (0, 0) if end => "24:00".to_string(),
+            (h, m) => format!("{h:02}:{m:02}"),
+        };
+        let mut s = Table::new();
+        s.insert("days".into(), days(w.days).into());
+        s.insert("from".into(), hhmm(w.from, false).into());
+        s.insert("to".into(), hhmm(w.to, true).into());
+        s.insert("mode".into(), w.mode.as_str().into());
+        s
+    });
+    array(&mut t, "schedule", windows);
+    t
+}
+
+/// Weekday bits (0 = Monday) as `schedule::parse_days` reads them.
+fn days(bits: u8) -> String {
+    const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    if bits & 0x7f == 0x7f {
+        return "daily".into();
+    }
+    (0..7)
+        .filter(|i| bits & (1 << i) != 0)
+        .map(|i| NAMES[i])
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn motion(m: &MotionConfig) -> Table {
+    let polygons = |list: &[super::events::Polygon]| -> Value {
+        list.iter()
+            .map(|p| {
+                p.iter()
+                    .map(|(x, y)| Value::Array(vec![float(*x), float(*y)]))
+                    .collect()
+            })
+            .map(Value::Array)
+            .collect::<Vec<_>>()
+            .into()
+    };
+    let mut t = Table::new();
+    t.insert("sensitivity".into(), int(m.sensitivity.into()));
+    t.insert("min_area".into(), float(m.min_area));
+    if !m.zones.is_empty() {
+        t.insert("zones".into(), polygons(&m.zones));
+    }
+    if !m.masks.is_empty() {
+        t.insert("masks".into(), polygons(&m.masks));
+    }
+    t.insert("hold".into(), dur(m.hold));
+    t.insert("record".into(), m.record.into());
+    t
+}
+
+fn failover(f: &super::FailoverSettings) -> Table {
+    use crate::httpc::PeerTrust;
+    let mut t = Table::new();
+    match (&f.peer_token_env, &f.peer_token) {
+        (Some(var), _) => {
+            t.insert("peer_token_env".into(), var.clone().into());
+        }
+        (None, Some(token)) => {
+            t.insert("peer_token".into(), token.clone().into());
+        }
+        (None, None) => {}
+    }
+    if f.transfer_rate != super::DEFAULT_TRANSFER_RATE {
+        t.insert("transfer_rate".into(), int(f.transfer_rate));
+    }
+    match &f.peer_trust {
+        Some(PeerTrust::Ca { path: p, .. }) => {
+            t.insert("peer_ca".into(), path(p));
+        }
+        Some(PeerTrust::Fingerprint(fp)) => {
+            t.insert(
+                "peer_fingerprint".into(),
+                crate::web::tls::format_fingerprint(fp).into(),
+            );
+        }
+        None => {}
+    }
+    t
+}
+
+fn rule(r: &crate::failover::rule::Rule) -> Option<Table> {
+    match Value::try_from(r.to_value()) {
+        Ok(Value::Table(t)) => Some(t),
+        _ => None,
+    }
+}
+
+fn mqtt(m: &MqttConfig) -> Table {
+    let mut t = Table::new();
+    t.insert("broker".into(), format!("mqtt://{}:{}", m.host, m.port).into());
+    if let Some(id) = &m.client_id {
+        t.insert("client_id".into(), id.clone().into());
+    }
+    if let Some(u) = &m.username {
+        t.insert("username".into(), u.clone().into());
+    }
+    match (&m.password_env, &m.password) {
+        (Some(var), _) => {
+            t.insert("password_env".into(), var.clone().into());
+        }
+        (None, Some(p)) => {
+            t.insert("password".into(), p.clone().into());
+        }
+        (None, None) => {}
+    }
+    t.insert("topic_prefix".into(), m.topic_prefix.clone().into());
+    t.insert("discovery".into(), m.discovery_prefix.is_some().into());
+    if let Some(p) = &m.discovery_prefix {
+        t.insert("discovery_prefix".into(), p.clone().into());
+    }
+    t
+}
+
+fn trigger(tr: &TriggerConfig) -> Table {
+    let mut t = Table::new();
+    t.insert("channel".into(), int(tr.channel.into()));
+    t.insert("type".into(), tr.kind.clone().into());
+    t.insert("mqtt_topic".into(), tr.mqtt_topic.clone().into());
+    t.insert("payload_start".into(), tr.payload_start.clone().into());
+    t.insert("payload_stop".into(), tr.payload_stop.clone().into());
+    if let Some(p) = tr.pulse {
+        t.insert("pulse".into(), dur(p));
+    }
+    t
+}
+
+fn action(a: &ActionConfig) -> Table {
+    let mut t = Table::new();
+    t.insert("name".into(), a.name.clone().into());
+    match &a.target {
+        ActionTarget::Mqtt => {
+            t.insert("type".into(), "mqtt".into());
+        }
+        ActionTarget::Webhook { url } => {
+            t.insert("type".into(), "webhook".into());
+            t.insert("url".into(), url.as_str().into());
+        }
+        ActionTarget::Email {
+            smtp_host,
+            smtp_port,
+            from,
+            to,
+        } => {
+            t.insert("type".into(), "email".into());
+            t.insert("smtp".into(), format!("smtp://{smtp_host}:{smtp_port}").into());
+            t.insert("from".into(), from.clone().into());
+            t.insert(
+                "to".into(),
+                to.iter().map(|s| Value::from(s.as_str())).collect::<Vec<_>>().into(),
+            );
+        }
+    }
+    if let Some(ch) = &a.channels {
+        t.insert(
+            "channels".into(),
+            ch.iter().map(|n| int((*n).into())).collect::<Vec<_>>().into(),
+        );
+    }
+    if let Some(k) = &a.kinds {
+        t.insert(
+            "events".into(),
+            k.iter().map(|s| Value::from(s.as_str())).collect::<Vec<_>>().into(),
+        );
+    }
+    t.insert("min_interval".into(), dur(a.min_interval));
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A configuration using every table and every kind of secret.
+    pub(crate) const EVERY_TABLE: &str = r#"
+[nvr]
+name = "nvr-a"
+
+[storage]
+dir = "/var/lib/tandem"
+min_free = "2 GiB"
+flush_interval = "300ms"
+segment_duration = "2m"
+scrub_interval = "1d"
+
+[http]
+listen = "0.0.0.0:9443"
+tls = "self-signed"
+redirect_listen = "0.0.0.0:9080"
+
+[access]
+session_idle = "2h"
+audit_retention = "90d"
+
+[[network_camera]]
+name = "lobby"
+url = "rtsp://admin:p%40ss@192.0.2.10/stream1"
+substream_url = "rtsp://192.0.2.10/stream2"
+channel = 1
+
+[[network_camera]]
+name = "dock"
+url = "rtsp://192.0.2.11/h264"
+transport = "udp"
+username = "viewer"
+password_env = "TANDEM_RENDER_TEST_PW"
+
+[[network_camera]]
+name = "gate"
+url = "rtsp://192.0.2.12/live"
+username = "ops"
+password_file = "gate.pw"
+
+[[channel]]
+number = 1
+name = "Lobby"
+camera = "lobby"
+retention = { max_age = "7d", event_max_age = "forever", max_bytes = "100 GiB" }
+recording = { mode = "continuous+events", time_zone = "Europe/Paris", pre = "2.5s", post = "1m", max_event = "10m", buffer_limit = "64 MiB", schedule = [ { days = "mon-fri", from = "08:00", to = "18:30", mode = "events" }, { days = "sat", from = "22:00", to = "24:00", mode = "off" } ] }
+motion = { sensitivity = 70, min_area = 0.013, zones = [ [[0.1, 0.1], [0.9, 0.1], [0.5, 0.95]] ], masks = [ [[0, 0], [0.2, 0], [0.2, 0.3]] ], hold = "1500ms", record = false }
+
+[[channel]]
+number = 2
+camera = "dock"
+
+[[channel]]
+number = 3
+
+[failover]
+peer_token = "0123456789abcdef0123"
+transfer_rate = "1 MB"
+peer_fingerprint = "sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+[[rule]]
+name = "for-a"
+release_delay = 2.5
+check = { address = "192.0.2.10", type = "http", port = 9443, tls = true, interval = 0.3, timeout = 0.25, failure_count = 3, normal_count = 1 }
+states.normal = [ { camera = 1, address = "n/a" } ]
+states.failure = [ { camera = 1, address = "192.0.2.10", channel = 1 } ]
+backup = { address = "192.0.2.99", port = 9000, tls = true, cameras = [ { local = 1, remote = 4 } ] }
+
+[mqtt]
+broker = "mqtt://192.0.2.50:1884"
+client_id = "nvr-a"
+username = "tandem"
+password = "mqtt-secret"
+topic_prefix = "site"
+discovery = false
+
+[[trigger]]
+channel = 2
+type = "door"
+mqtt_topic = "zigbee/door"
+payload_start = "open"
+payload_stop = "closed"
+pulse = "5s"
+
+[[action]]
+name = "ops-mail"
+type = "email"
+smtp = "smtp://192.0.2.60:2525"
+from = "nvr@example.org"
+to = ["ops@example.org", "chief@example.org"]
+channels = [1, 2]
+events = ["door", "motion"]
+min_interval = "30s"
+
+[[action]]
+type = "webhook"
+url = "http://192.0.2.70/hook"
+
+[[action]]
+name = "announce"
+type = "mqtt"
+
+[[user]]
+name = "admin"
+role = "admin"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+
+[[user]]
+name = "guard"
+role = "viewer"
+channels = [1, 3]
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$b3RoZXJvdGhlcm90aGVy"
+
+[[token]]
+name = "vms"
+user = "admin"
+role = "operator"
+created_ms = 1700000000000
+expires_ms = 1800000000000
+secret_hash = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+"#;
+
+    pub(crate) fn every_table(dir: &Path) -> Config {
+        std::fs::write(dir.join("gate.pw"), "gate-secret\n").unwrap();
+        // SAFETY: set once, to the same value, by every test that reads it.
+        unsafe { std::env::set_var("TANDEM_RENDER_TEST_PW", "dock-secret") };
+        super::super::parse(EVERY_TABLE, "every.toml", dir).unwrap()
+    }
+
+    #[test]
+    fn every_table_reads_back_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = every_table(dir.path());
+        // The sample really uses what it claims to.
+        assert_eq!(c.name.as_deref(), Some("nvr-a"));
+        assert_eq!(c.rules.len(), 1);
+        assert_eq!(c.actions.len(), 3);
+        assert_eq!(c.accounts.as_ref().unwrap().tokens.as_ref().unwrap().len(), 1);
+        assert_eq!(c.channels[0].retention.event_max_age, None);
+        let text = toml::to_string(&document(&c)).unwrap();
+        let again = super::super::parse(&text, "rendered.toml", Path::new("/nowhere")).unwrap();
+        assert_eq!(again, c, "{text}");
+        // References stay references; nothing resolved from them is written.
+        assert!(text.contains("password_env = \"TANDEM_RENDER_TEST_PW\""), "{text}");
+        assert!(!text.contains("dock-secret") && !text.contains("gate-secret"), "{text}");
+        assert!(text.contains("gate.pw"), "{text}");
+        // Rendering is stable: a second pass writes the same text.
+        assert_eq!(toml::to_string(&document(&again)).unwrap(), text);
+    }
+
+    #[test]
+    fn defaults_read_back_equal() {
+        let c = Config::default();
+        let text = toml::to_string(&document(&c)).unwrap();
+        let mut again = super::super::parse(&text, "rendered.toml", Path::new("")).unwrap();
+        // The default directory is written absolute.
+        assert_eq!(again.storage.dir, std::path::absolute(&c.storage.dir).unwrap());
+        again.storage.dir = c.storage.dir.clone();
+        assert_eq!(again, c, "{text}");
+    }
+
+    #[test]
+    fn days_and_ticks_are_written_as_parsed() {
+        for bits in 1..=0x7fu8 {
+            assert_eq!(crate::recording::schedule::parse_days(&days(bits)).unwrap(), bits);
+        }
+        for t in [0i64, 1, 7, 90_000, 225_000, 2_700_000, 7 * 86_400 * 90_000] {
+            let Value::String(s) = ticks(t) else { panic!() };
+            let d = super::super::units::parse_duration(&s).unwrap();
+            assert_eq!((d.as_secs_f64() * 90_000.0).round() as i64, t, "{s}");
+        }
+    }
+}
