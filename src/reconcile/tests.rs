@@ -146,7 +146,8 @@ fn a_new_camera_restarts_the_channel_and_wins_over_a_policy_change() {
 
 #[test]
 fn every_camera_field_that_ingest_uses_restarts_its_channels() {
-    let edits: Vec<Box<dyn Fn(&mut crate::config::NetworkCamera)>> = vec![
+    type Edit = Box<dyn Fn(&mut crate::config::NetworkCamera)>;
+    let edits: Vec<Edit> = vec![
         Box::new(|c| c.url = url::Url::parse("rtsp://192.0.2.9/h264").unwrap()),
         Box::new(|c| c.substream_url = Some(url::Url::parse("rtsp://192.0.2.1/sub").unwrap())),
         Box::new(|c| c.transport = crate::config::Transport::Udp),

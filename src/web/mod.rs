@@ -194,7 +194,7 @@ async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Js
 )]
 async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     let list: Vec<serde_json::Value> = nvr
-        .rules
+        .rules()
         .iter()
         .filter_map(|r| r.lock().ok().and_then(|s| serde_json::to_value(&*s).ok()))
         .collect();
