@@ -284,3 +284,75 @@ async fn a_rule_changed_with_the_same_check_keeps_its_state_and_binding() {
     .await;
     nvr.shutdown().await;
 }
+
+/// The status line of `GET /` at `addr`, or the connection error.
+async fn status_line(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"GET /api/v1/channels HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut buf = vec![0; 64];
+    let n = s.read(&mut buf).await?;
+    Ok(String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_moves_and_recording_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cameras(1).await;
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (a, b) = (free(), free());
+    let one =
+        |addr: std::net::SocketAddr| format!("[http]\nlisten = \"{addr}\"\n[[channel]]\nnumber = 1\ncamera = \"s1\"\n");
+    let running = config(dir.path(), &server, &one(a));
+    let endpoint = tandem::web::endpoint::Endpoint::bind(&running).await.unwrap();
+    let nvr = Nvr::start(running, Arc::new(SystemClock)).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let web = tokio::spawn(tandem::web::serve(endpoint, nvr.clone(), async {
+        let _ = stopped.await;
+    }));
+    wait_until("channel 1 recording", Duration::from_secs(20), || {
+        frames_written(&nvr, 1) > 5
+    })
+    .await;
+    assert!(status_line(a).await.unwrap().starts_with("HTTP/1.1"));
+    let reconnects = view(&nvr, 1).ingest.reconnects;
+    let report = nvr.apply(config(dir.path(), &server, &one(b))).await.unwrap();
+    assert!(report.restarted.is_empty(), "{report:?}");
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s.contains(&format!("HTTP listener moves to {b}"))),
+        "{report:?}"
+    );
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Ok(line) = status_line(b).await {
+            answered = Some(line);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line = answered.expect("the new address answers");
+    assert!(line.starts_with("HTTP/1.1 "), "{line}");
+    wait_until("the old address closed", Duration::from_secs(5), || {
+        std::net::TcpStream::connect(a).is_err()
+    })
+    .await;
+    let frames = view(&nvr, 1).ingest.frames;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = view(&nvr, 1);
+    assert!(v.ingest.frames > frames, "recording goes on");
+    assert_eq!(v.ingest.reconnects, reconnects);
+    let _ = stop.send(());
+    web.await.unwrap().unwrap();
+    nvr.shutdown().await;
+}

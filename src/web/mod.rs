@@ -340,5 +340,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = nvr.http_limits.clone();
     let stats = nvr.http.clone();
-    endpoint.serve(router(nvr), limits, stats, shutdown).await
+    let configs = nvr.subscribe_config();
+    endpoint::serve_following(endpoint, router(nvr), limits, stats, configs, shutdown).await
 }
