@@ -238,8 +238,8 @@ fn mqtt_table(m: Mqtt, warnings: &mut Vec<String>) -> Option<String> {
         }
         None => {}
     }
-    match m.password.map(|p| p.0) {
-        Some(p) => match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+    if let Some(p) = m.password.map(|p| p.0) {
+        match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
             Some(var) if !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
                 let _ = writeln!(t, "password_env = {}", toml_str(var));
             }
@@ -250,8 +250,7 @@ fn mqtt_table(m: Mqtt, warnings: &mut Vec<String>) -> Option<String> {
             _ => {
                 let _ = writeln!(t, "password = {}", toml_str(&p));
             }
-        },
-        None => {}
+        }
     }
     Some(t)
 }
