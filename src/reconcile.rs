@@ -116,7 +116,8 @@ pub fn problems(running: &Config, desired: &Config) -> Vec<ConfigError> {
     };
     refuse(
         "storage.dir",
-        r.dir != d.dir,
+        // Compared absolute: an export writes `tandem-data` as /srv/…/tandem-data.
+        std::path::absolute(&r.dir).ok() != std::path::absolute(&d.dir).ok(),
         "the running store (index, footage, signing key, users) lives there",
     );
     refuse(

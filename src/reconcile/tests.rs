@@ -300,6 +300,9 @@ fn storage_changes_are_refused_naming_each_field() {
     let r = base();
     let mut d = r.clone();
     assert!(problems(&r, &d).is_empty());
+    // The same directory written absolute (as an export writes it) is no change.
+    d.storage.dir = std::path::absolute(&r.storage.dir).unwrap();
+    assert!(problems(&r, &d).is_empty());
     d.storage.dir = "/elsewhere".into();
     d.storage.segment_duration = Duration::from_secs(7);
     d.storage.flush_interval = Duration::from_millis(7);
