@@ -116,7 +116,7 @@ pub fn is_frigate(file: &str, text: &str) -> bool {
         .map(str::trim_end)
         .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
     match first {
-        Some(l) if l == "---" => true,
+        Some("---") => true,
         Some(l) => {
             // `key:` or `key: value` at the start of a line; TOML has `key =`.
             let key_end = l.find(':').unwrap_or(0);
@@ -439,7 +439,10 @@ mod tests {
             },
         ]));
         assert_eq!(f.errors().len(), 2);
-        let s = Failure::Stale { expected: 3, current: 4 };
+        let s = Failure::Stale {
+            expected: 3,
+            current: 4,
+        };
         assert_eq!(s.errors().len(), 1);
         assert!(s.errors()[0].contains("version 3"), "{:?}", s.errors());
     }

@@ -217,6 +217,9 @@ mod tests {
         let mut v = new("x", 1);
         v.diff = "not json";
         let id = insert(&c, &v).unwrap();
-        assert_eq!(get(&c, id).unwrap().unwrap().summary.diff, serde_json::json!("not json"));
+        assert_eq!(
+            get(&c, id).unwrap().unwrap().summary.diff,
+            serde_json::json!("not json")
+        );
     }
 }

@@ -53,9 +53,7 @@ fn flag(q: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
         None => Ok(false),
         Some("1" | "true" | "") => Ok(true),
         Some("0" | "false") => Ok(false),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "`{name}` is `{other}`; give 1 or 0"
-        ))),
+        Some(other) => Err(ApiError::bad_request(format!("`{name}` is `{other}`; give 1 or 0"))),
     }
 }
 
@@ -136,8 +134,10 @@ pub async fn get_config(State(nvr): State<Arc<Nvr>>, headers: HeaderMap) -> ApiR
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     let mut r = text.into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/toml; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/toml; charset=utf-8"),
+    );
     if let Ok(h) = HeaderValue::from_str(&etag(version)) {
         r.headers_mut().insert(header::ETAG, h);
     }
@@ -192,7 +192,7 @@ pub async fn put_config(
     };
     let text = String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
     let file = header_str(&headers, FILE_NAME_HEADER)?
-        .map(|f| crate::excerpt::short(f))
+        .map(crate::excerpt::short)
         .unwrap_or_else(|| "upload".into());
     let req = Request {
         source: Source::Text { text, file },
@@ -317,7 +317,13 @@ mod tests {
     #[test]
     fn failures_map_to_their_status() {
         let s = |f| failure(f).status();
-        assert_eq!(s(Failure::Stale { expected: 1, current: 2 }), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(
+            s(Failure::Stale {
+                expected: 1,
+                current: 2
+            }),
+            StatusCode::PRECONDITION_FAILED
+        );
         assert_eq!(s(Failure::NoVersion("x".into())), StatusCode::NOT_FOUND);
         assert_eq!(
             s(Failure::Config(crate::config::ConfigErrors(vec![]))),
