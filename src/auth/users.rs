@@ -33,6 +33,8 @@ pub enum UserError {
     NoSuchUser(String),
     #[error("`{0}` is the last admin; make another user admin first")]
     LastAdmin(String),
+    #[error("no user would be an admin: nobody could manage the NVR any more")]
+    NoAdmin,
     #[error("password: {0}")]
     Password(#[from] PasswordError),
     #[error("the user database: {0}")]

@@ -10,13 +10,38 @@ use anyhow::Result;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The TOML configuration file.
+    /// The TOML configuration file (or a parameter file).
     #[arg(long)]
     config: PathBuf,
+    /// For a parameter file with sealed secrets: the environment variable
+    /// holding its passphrase (its header and checksum are checked too).
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    match tandem::config::load_checked(&a.config) {
+    let passphrase = match &a.passphrase_env {
+        Some(var) => match std::env::var(var) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                eprintln!("--passphrase-env: the environment variable `{var}` is not set");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => None,
+    };
+    let file = a.config.display().to_string();
+    let loaded = tandem::config::load_checked_with(&a.config, |text| match passphrase {
+        None => Ok(Default::default()),
+        Some(passphrase) => {
+            let opts = tandem::parfile::ReadOptions {
+                passphrase: Some(passphrase),
+                accept_edited: false,
+            };
+            tandem::parfile::read(text, &file, &opts).map(|i| i.secrets)
+        }
+    });
+    match loaded {
         Ok((c, warnings)) => {
             for w in &warnings {
                 eprintln!("warning: {w}");

@@ -344,6 +344,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Reads and validates a configuration file, returning the configuration and
 /// the warnings (accepted settings an operator must know about) apart.
 pub fn load_checked(path: &Path) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
+    load_checked_with(path, |_| Ok(SecretValues::new()))
+}
+
+/// `load_checked` for a file whose secrets `open` finds (a parameter file's
+/// sealed `[secrets]`, given the text).
+pub fn load_checked_with(
+    path: &Path,
+    open: impl FnOnce(&str) -> Result<SecretValues, ConfigErrors>,
+) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
     let file = path.display().to_string();
     let text = source::read_bounded_at_most(path, source::MAX_CONFIG_FILE).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -354,7 +363,8 @@ pub fn load_checked(path: &Path) -> Result<(Config, Vec<ConfigError>), ConfigErr
         }])
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let (config, mut warnings) = parse_checked(&text, &file, base)?;
+    let secrets = open(&text)?;
+    let (config, mut warnings) = parse_with_secrets(&text, &file, base, secrets)?;
     if let Some(w) = storage_volume_warning(&config.storage) {
         warnings.push(ConfigError {
             file: file.clone(),

@@ -360,7 +360,7 @@ fn action(a: &ActionConfig) -> Table {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::Path;
 

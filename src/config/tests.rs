@@ -82,7 +82,7 @@ camera = "nope"
 
 [[channel]]
 number = 1
-retention = { max_age = "forever" }
+retention = { max_age = "someday" }
 "#;
     let errs = p(text).unwrap_err().0;
     let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.field.as_str())).collect();

@@ -10,12 +10,15 @@
 //! `apply`'s, reconciling the running NVR is `Nvr::apply`'s.
 
 pub mod apply;
+mod diff;
 pub mod frigate;
+mod overrides;
+mod secrets;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::config::{Config, ConfigErrors};
+pub use crate::config::{document, SecretValues};
+use crate::config::{Config, ConfigError, ConfigErrors};
 
 /// The format this Tandem writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -58,16 +61,92 @@ pub enum ParError {
 }
 
 /// Renders `config` (with its `accounts`, read from the store by the caller)
-/// as a parameter file.
+/// as a parameter file: header, body in the configuration's vocabulary,
+/// secrets sealed or left out.
 pub fn export(config: &Config, opts: &ExportOptions) -> Result<String, ParError> {
-    let _ = (config, opts);
-    todo!()
+    let mut doc = document(config);
+    let secrets = secrets::extract(&mut doc);
+    match &opts.secrets {
+        Secrets::Seal(pass) => {
+            let sealed = secrets::seal(&secrets, pass).map_err(ParError::Seal)?;
+            let mut t = toml::Table::new();
+            t.insert("sealed".into(), sealed.into());
+            doc.insert("secrets".into(), toml::Value::Table(t));
+        }
+        Secrets::Omit => {
+            // A token is its hash: without secrets there is no token to write.
+            doc.remove("token");
+        }
+    }
+    let exported = jiff::Timestamp::from_millisecond(opts.now_ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let mut header = Header {
+        format: FORMAT_VERSION,
+        tandem: env!("CARGO_PKG_VERSION").to_string(),
+        nvr: opts.nvr_id.clone(),
+        exported,
+        sha256: String::new(),
+    };
+    let header_value = toml::Value::try_from(&header).map_err(|e| ParError::Render(e.to_string()))?;
+    doc.insert(HEADER.into(), header_value);
+    header.sha256 = checksum(&doc).map_err(ParError::Render)?;
+    let header_value = toml::Value::try_from(&header).map_err(|e| ParError::Render(e.to_string()))?;
+    doc.insert(HEADER.into(), header_value);
+    layout(&doc).map_err(ParError::Render)
 }
 
-/// The configuration as a TOML document: secrets in clear, no header.
-pub fn document(config: &Config) -> toml::Table {
-    let _ = config;
-    todo!()
+/// The header's table name.
+const HEADER: &str = "parameter_file";
+
+/// The order a person reads a configuration in; anything else follows.
+const ORDER: &[&str] = &[
+    HEADER,
+    "nvr",
+    "storage",
+    "http",
+    "access",
+    "network_camera",
+    "channel",
+    "failover",
+    "rule",
+    "mqtt",
+    "trigger",
+    "action",
+    "user",
+    "token",
+    "override",
+    "secrets",
+];
+
+/// The document as text, tables in `ORDER` (toml's own writer sorts keys).
+fn layout(doc: &toml::Table) -> Result<String, String> {
+    let mut out = String::from(
+        "# Tandem parameter file: the whole configuration of an NVR.\n\
+         # Import with `tandem config import FILE`; an edit by hand needs --accept-edited.\n\n",
+    );
+    let rest = doc.keys().filter(|k| !ORDER.contains(&k.as_str()));
+    for key in ORDER.iter().copied().chain(rest.map(String::as_str)) {
+        let Some(v) = doc.get(key) else { continue };
+        let mut one = toml::Table::new();
+        one.insert(key.to_string(), v.clone());
+        out.push_str(&toml::to_string(&one).map_err(|e| e.to_string())?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Hex SHA-256 of the canonical content: the document as toml writes it
+/// (keys sorted, comments and layout gone) without the checksum itself, so
+/// that re-indenting a file does not count as an edit and changing a value does.
+fn checksum(doc: &toml::Table) -> Result<String, String> {
+    use sha2::Digest;
+    let mut doc = doc.clone();
+    if let Some(toml::Value::Table(h)) = doc.get_mut(HEADER) {
+        h.remove("sha256");
+    }
+    let canonical = toml::to_string(&doc).map_err(|e| e.to_string())?;
+    Ok(crate::evidence::hex(&sha2::Sha256::digest(canonical.as_bytes())))
 }
 
 pub struct ReadOptions {
@@ -75,9 +154,6 @@ pub struct ReadOptions {
     /// Take a file whose checksum does not match (edited by hand on purpose).
     pub accept_edited: bool,
 }
-
-/// Secret values by where they go ("network_camera.cam1.password").
-pub type SecretValues = BTreeMap<String, String>;
 
 /// A parameter file read and checked, ready to parse.
 pub struct Incoming {
@@ -92,69 +168,137 @@ pub struct Incoming {
 /// Checks the header and checksum and opens the secrets; a plain
 /// configuration file (no header) is read as it is.
 pub fn read(text: &str, file: &str, opts: &ReadOptions) -> Result<Incoming, ConfigErrors> {
-    let _ = (text, file, opts);
-    todo!()
+    let doc: toml::Table = match toml::from_str(text) {
+        Ok(d) => d,
+        // The configuration parser reports syntax errors with their field.
+        Err(_) => return Err(parse_errors(text, file)),
+    };
+    let err = |field: &str, message: String| {
+        ConfigErrors(vec![ConfigError {
+            file: file.to_string(),
+            line: line_of(text, field),
+            field: field.to_string(),
+            message,
+        }])
+    };
+    let mut notes = Vec::new();
+    let header = match doc.get(HEADER) {
+        None => {
+            notes.push("a configuration file without a parameter-file header: read as it is".to_string());
+            None
+        }
+        Some(v) => {
+            let h: Header = v
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| err(HEADER, e.message().to_string()))?;
+            if h.format > FORMAT_VERSION {
+                return Err(err(
+                    "parameter_file.format",
+                    format!(
+                        "format {} was written by a newer Tandem ({}); this one reads up to format {FORMAT_VERSION}",
+                        h.format, h.tandem
+                    ),
+                ));
+            }
+            if h.format < 1 {
+                return Err(err("parameter_file.format", "must be 1 or more".into()));
+            }
+            let sum = checksum(&doc).map_err(|e| err(HEADER, e))?;
+            if sum != h.sha256 {
+                if !opts.accept_edited {
+                    return Err(err(
+                        "parameter_file.sha256",
+                        "the content does not match the checksum written at export: the file was damaged or \
+                         edited since; check the diff (--dry-run) and import with --accept-edited if the edit is wanted"
+                            .into(),
+                    ));
+                }
+                notes.push("the file was edited since its export (checksum differs): accepted as asked".into());
+            }
+            Some(h)
+        }
+    };
+    let secrets = match doc.get("secrets") {
+        None => SecretValues::new(),
+        Some(t) => {
+            let sealed = t.get("sealed").and_then(toml::Value::as_str).ok_or_else(|| {
+                err(
+                    "secrets.sealed",
+                    "must be the sealed secrets written by an export".into(),
+                )
+            })?;
+            let Some(pass) = &opts.passphrase else {
+                return Err(err(
+                    "secrets",
+                    "the file holds sealed secrets: give the passphrase it was exported with (--passphrase-env VAR)"
+                        .into(),
+                ));
+            };
+            secrets::open(sealed, pass).map_err(|e| err("secrets.sealed", e))?
+        }
+    };
+    Ok(Incoming {
+        text: text.to_string(),
+        header,
+        secrets,
+        notes,
+    })
+}
+
+/// The configuration parser's own report of a syntax error.
+fn parse_errors(text: &str, file: &str) -> ConfigErrors {
+    match crate::config::parse(text, file, Path::new("")) {
+        Err(e) => e,
+        Ok(_) => ConfigErrors(vec![ConfigError {
+            file: file.into(),
+            line: 0,
+            field: String::new(),
+            message: "is not TOML".into(),
+        }]),
+    }
+}
+
+/// The line a top-level table starts on, for errors about it (0: unknown).
+fn line_of(text: &str, field: &str) -> usize {
+    let table = field.split('.').next().unwrap_or(field);
+    text.lines()
+        .position(|l| l.trim() == format!("[{table}]"))
+        .map(|i| i + 1)
+        .unwrap_or(0)
 }
 
 /// Parses and validates what `read` returned, secrets in place.
 pub fn parse(incoming: &Incoming, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
-    let _ = (incoming, file, base);
-    todo!()
-}
-
-/// Secrets the desired configuration lacks (exported without them) taken
-/// from the running one where the same camera, broker or peer is meant;
-/// returns a line per secret kept.
-pub fn inherit_secrets(desired: &mut Config, running: &Config) -> Vec<String> {
-    let _ = (desired, running);
-    todo!()
-}
-
-/// One field that differs.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Change {
-    /// "network_camera `cam1`", "channel 2", "rule `r1`", "user `ann`", "storage".
-    pub item: String,
-    pub kind: ChangeKind,
-    /// Field by field for a changed item: (field, before, after), secrets shown as "(secret)".
-    pub fields: Vec<(String, String, String)>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    Added,
-    Removed,
-    Changed,
-}
-
-/// What applying `desired` over `running` changes.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct Diff {
-    pub changes: Vec<Change>,
-}
-
-impl Diff {
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+    let (config, warnings) = crate::config::parse_with_secrets(&incoming.text, file, base, incoming.secrets.clone())?;
+    for w in warnings {
+        tracing::warn!("configuration: {w}");
     }
+    Ok(config)
 }
 
-/// `running` → `desired`, item by item.
-pub fn diff(running: &Config, desired: &Config) -> Diff {
-    let _ = (running, desired);
-    todo!()
+/// Secrets the incoming file does not give (it was exported without them)
+/// taken from the running configuration where the same camera, broker, peer
+/// or token is meant: call before `parse`. A secret written in the file
+/// always wins. Returns a line per secret that may be kept.
+pub fn inherit_secrets(incoming: &mut Incoming, running: &Config) -> Vec<String> {
+    let mut doc = document(running);
+    let mut lines = Vec::new();
+    for (key, value) in secrets::extract(&mut doc) {
+        if let std::collections::btree_map::Entry::Vacant(e) = incoming.secrets.entry(key) {
+            lines.push(format!(
+                "{}: kept from the running configuration unless the file gives it",
+                e.key()
+            ));
+            e.insert(value);
+        }
+    }
+    lines
 }
 
-/// The file for NVR `nvr`: its `[[override]]` tables merged in, all
-/// `[[override]]` tables removed.
-pub fn for_nvr(text: &str, file: &str, nvr: &str) -> Result<String, ConfigErrors> {
-    let _ = (text, file, nvr);
-    todo!()
-}
+pub use diff::{diff, Change, ChangeKind, Diff};
 
-/// The names of the NVRs the file's `[[override]]` tables are for.
-pub fn override_names(text: &str) -> Vec<String> {
-    let _ = text;
-    todo!()
-}
+pub use overrides::{for_nvr, override_names};
+
+#[cfg(test)]
+mod tests;

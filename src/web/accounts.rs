@@ -26,7 +26,9 @@ use crate::nvr::Nvr;
 fn user_error(e: UserError) -> ApiError {
     match e {
         UserError::BadName(_) | UserError::Password(_) => ApiError::bad_request(e.to_string()),
-        UserError::Exists(_) | UserError::LastAdmin(_) => ApiError::status(StatusCode::CONFLICT, e.to_string()),
+        UserError::Exists(_) | UserError::LastAdmin(_) | UserError::NoAdmin => {
+            ApiError::status(StatusCode::CONFLICT, e.to_string())
+        }
         UserError::NoSuchUser(_) => ApiError::not_found(e.to_string()),
         UserError::Db(e) => ApiError::internal(e),
     }
