@@ -293,7 +293,7 @@ fn a_bad_file_changes_nothing_and_an_edited_one_is_refused() {
 
     // Two bad fields deep inside: both listed, exit 2, nothing applied.
     let bad = good
-        .replace("pre = \"2.5s\"", "pre = \"banana\"")
+        .replace("pre = \"2500ms\"", "pre = \"banana\"")
         .replace("sensitivity = 70", "sensitivity = 700");
     assert_ne!(bad, good, "the fields to break are in the export:\n{good}");
     let f = d.join("bad.tpar");
