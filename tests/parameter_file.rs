@@ -103,10 +103,11 @@ url = "http://127.0.0.1:1/hook"
     )
 }
 
-/// A small configuration: channel 1 records `cam`.
+/// A small configuration: channel 1 records `cam`. Its storage settings
+/// are `every_table`'s (they cannot change while an NVR runs).
 fn small(dir: &Path, name: &str, cam: &str) -> String {
     format!(
-        "[nvr]\nname = \"{name}\"\n[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\n[http]\nlisten = \"{{listen}}\"\n\
+        "[nvr]\nname = \"{name}\"\n[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\nsegment_duration = \"2m\"\n[http]\nlisten = \"{{listen}}\"\n\
          [[network_camera]]\nname = \"c\"\nurl = \"{cam}\"\n[[channel]]\nnumber = 1\nname = \"Front\"\ncamera = \"c\"\n",
         dir.join(format!("{name}-data")).display()
     )
@@ -387,10 +388,10 @@ fn push_applies_each_nvr_its_overrides_and_reports_the_unreachable() {
     let b_cfg = std::fs::read_to_string(&b.config).unwrap();
     let b_listen = b_cfg.lines().find(|l| l.starts_with("listen")).unwrap();
     // The fleet file: A's configuration with a new channel name, and B's
-    // store, address and name as B's override.
+    // store and address as B's override (which names it, too).
     let mut fleet = base.replace("Front", "Fleet");
     fleet += &format!(
-        "\n[[override]]\nnvr = \"nvr-b\"\n[override.nvr]\nname = \"nvr-b\"\n[override.storage]\ndir = \"{}\"\n\
+        "\n[[override]]\nnvr = \"nvr-b\"\n[override.storage]\ndir = \"{}\"\n\
          [override.http]\n{b_listen}\n[[override.channel]]\nnumber = 1\nname = \"Fleet B\"\n",
         d.join("nvr-b-data").display()
     );
