@@ -26,6 +26,8 @@ use crate::recording::GateStats;
 use crate::store::{Reader, RecordingStatus, Store, StoreConfig};
 use crate::time::Clock;
 
+mod apply;
+
 struct ChannelRuntime {
     config: ChannelConfig,
     binding: Option<String>,
@@ -65,9 +67,15 @@ pub struct Nvr {
     pub requests: Arc<tokio::sync::Semaphore>,
     status: crate::store::StatusMap,
     channels: Mutex<BTreeMap<u32, ChannelRuntime>>,
-    /// Failover rules and their agent tasks.
-    pub rules: Vec<crate::failover::agent::SharedRule>,
+    /// Failover rules (`rules()`), replaced whole by an apply that changes
+    /// any; their agent tasks, in the same order.
+    rules: std::sync::RwLock<Vec<crate::failover::agent::SharedRule>>,
     agents: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The action dispatcher (and its MQTT client) taking the store's
+    /// notices; an apply that changes triggers, actions or MQTT replaces it.
+    dispatcher: tokio::sync::watch::Sender<Arc<Dispatcher>>,
+    /// One apply at a time.
+    applying: tokio::sync::Mutex<()>,
     /// This NVR's identity among its peers (the origin of footage it sends).
     pub nvr_id: String,
     /// Wakes the failback transfer worker; dropped at shutdown to stop it.
@@ -84,6 +92,86 @@ pub struct Nvr {
     pub access: Arc<crate::web::access::Access>,
     /// Live view: one hub per (channel, stream) that ingest feeds.
     pub live: crate::live::Registry,
+}
+
+/// A channel's runtime before it is bound: its motion thread, when the
+/// channel has motion detection. Used by `start` and by an apply that adds a
+/// channel or changes its motion settings.
+fn new_channel(c: &ChannelConfig, writer: &crate::store::WriterTx) -> Result<ChannelRuntime> {
+    let motion = match &c.motion {
+        Some(m) => {
+            let stats = SharedMotionStats::default();
+            let tx = crate::motion::spawn(c.number, m.clone(), writer.clone(), stats.clone())?;
+            Some((tx, stats))
+        }
+        None => None,
+    };
+    Ok(ChannelRuntime {
+        config: c.clone(),
+        binding: None,
+        stats: Arc::new(Mutex::new(StreamStats::default())),
+        ingest: None,
+        sub_ingest: None,
+        live_sub: None,
+        motion,
+    })
+}
+
+/// The action dispatcher for `config`, connecting to its MQTT broker if it has one.
+fn new_dispatcher(
+    config: &Config,
+    nvr_id: &str,
+    writer: &crate::store::WriterTx,
+    clock: &Arc<dyn Clock>,
+    stats: &SharedActionStats,
+) -> Dispatcher {
+    let mut sensors: crate::events::mqtt::Sensors = config
+        .channels
+        .iter()
+        .filter(|c| c.motion.is_some())
+        .map(|c| (c.number, "motion".to_string()))
+        .collect();
+    sensors.extend(config.triggers.iter().map(|t| (t.channel, t.kind.clone())));
+    let mqtt = config.mqtt.as_ref().map(|m| {
+        crate::events::mqtt::Mqtt::start(
+            m,
+            nvr_id,
+            config.triggers.clone(),
+            sensors,
+            writer.clone(),
+            clock.clone(),
+        )
+    });
+    Dispatcher {
+        actions: config.actions.clone(),
+        mqtt,
+        nvr_id: nvr_id.to_string(),
+        clock: clock.clone(),
+        stats: stats.clone(),
+    }
+}
+
+/// The failback transfer worker for `config`, when a rule has a backup; its
+/// thread ends when the returned sender is dropped.
+fn start_transfer(config: &Config, nvr_id: &str) -> Result<Option<std::sync::mpsc::Sender<()>>> {
+    match &config.failover.peer_token {
+        Some(token) if config.rules.iter().any(|r| r.rule.backup.is_some()) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let w = crate::failover::transfer::Worker {
+                dir: config.storage.dir.clone(),
+                origin: nvr_id.to_string(),
+                token: token.clone(),
+                rate: config.failover.transfer_rate,
+                tls: crate::failover::transfer::peer_tls(&config.failover),
+                tls_targets: crate::failover::transfer::tls_targets(&config.rules),
+            };
+            std::thread::Builder::new()
+                .name("backup-transfer".into())
+                .spawn(move || w.run(rx))?;
+            Ok(Some(tx))
+        }
+        _ => Ok(None),
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -114,14 +202,9 @@ impl Nvr {
     /// Opens (and repairs) the store, then starts ingest for every bound channel.
     pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Nvr>> {
         let policies = config.channels.iter().map(|c| (c.number, c.retention)).collect();
-        let announce = !config.actions.is_empty() || config.mqtt.is_some();
-        let (notifier, notices) = match announce {
-            true => {
-                let (tx, rx) = tokio::sync::mpsc::channel(1024);
-                (Some(tx), Some(rx))
-            }
-            false => (None, None),
-        };
+        // Always a dispatcher, even with nothing to announce: an apply may add
+        // actions or MQTT later, and the writer's notifier is set at start.
+        let (notifier, notices) = tokio::sync::mpsc::channel(1024);
         let (store, report) = Store::open(
             StoreConfig {
                 dir: config.storage.dir.clone(),
@@ -134,7 +217,7 @@ impl Nvr {
                     .iter()
                     .map(|c| (c.number, c.recording.clone()))
                     .collect(),
-                notifier,
+                notifier: Some(notifier),
                 import: crate::store::import::ImportLimits {
                     min_free_bytes: config.storage.min_free_bytes,
                     ..Default::default()
@@ -146,24 +229,7 @@ impl Nvr {
         let nvr_id = crate::store::db::open(&config.storage.dir.join("index.db"))
             .and_then(|c| crate::store::db::nvr_id(&c))
             .map_err(|e| anyhow::anyhow!("reading the NVR id: {e}"))?;
-        let transfer_wake = match &config.failover.peer_token {
-            Some(token) if config.rules.iter().any(|r| r.rule.backup.is_some()) => {
-                let (tx, rx) = std::sync::mpsc::channel();
-                let w = crate::failover::transfer::Worker {
-                    dir: config.storage.dir.clone(),
-                    origin: nvr_id.clone(),
-                    token: token.clone(),
-                    rate: config.failover.transfer_rate,
-                    tls: crate::failover::transfer::peer_tls(&config.failover),
-                    tls_targets: crate::failover::transfer::tls_targets(&config.rules),
-                };
-                std::thread::Builder::new()
-                    .name("backup-transfer".into())
-                    .spawn(move || w.run(rx))?;
-                Some(tx)
-            }
-            _ => None,
-        };
+        let transfer_wake = start_transfer(&config, &nvr_id)?;
         let (signing_key, created) = crate::evidence::key::load_or_create(&config.storage.dir)?;
         info!(
             fingerprint = %crate::evidence::fingerprint(&signing_key.verifying_key()),
@@ -187,59 +253,23 @@ impl Nvr {
         };
         let mut channels = BTreeMap::new();
         for c in &config.channels {
-            let motion = match &c.motion {
-                Some(m) => {
-                    let stats = SharedMotionStats::default();
-                    let tx = crate::motion::spawn(c.number, m.clone(), store.sender(), stats.clone())?;
-                    Some((tx, stats))
-                }
-                None => None,
-            };
-            channels.insert(
-                c.number,
-                ChannelRuntime {
-                    config: c.clone(),
-                    binding: None,
-                    stats: Arc::new(Mutex::new(StreamStats::default())),
-                    ingest: None,
-                    sub_ingest: None,
-                    live_sub: None,
-                    motion,
-                },
-            );
+            channels.insert(c.number, new_channel(c, &store.sender())?);
         }
         let actions = SharedActionStats::default();
         let gate_stats = store.gate_stats.clone();
-        if let Some(rx) = notices {
-            let mut sensors: crate::events::mqtt::Sensors = config
-                .channels
-                .iter()
-                .filter(|c| c.motion.is_some())
-                .map(|c| (c.number, "motion".to_string()))
-                .collect();
-            sensors.extend(config.triggers.iter().map(|t| (t.channel, t.kind.clone())));
-            let mqtt = config.mqtt.as_ref().map(|m| {
-                crate::events::mqtt::Mqtt::start(
-                    m,
-                    &nvr_id,
-                    config.triggers.clone(),
-                    sensors,
-                    store.sender(),
-                    clock.clone(),
-                )
-            });
-            let d = Dispatcher {
-                actions: config.actions.clone(),
-                mqtt,
-                nvr_id: nvr_id.clone(),
-                clock: clock.clone(),
-                stats: actions.clone(),
-            };
-            tokio::spawn(d.run(rx));
-        }
+        let dispatcher = tokio::sync::watch::Sender::new(Arc::new(new_dispatcher(
+            &config,
+            &nvr_id,
+            &store.sender(),
+            &clock,
+            &actions,
+        )));
+        tokio::spawn(Dispatcher::serve(notices, dispatcher.subscribe()));
         let http_limits = crate::web::server::Limits::for_process(config.channels.len(), 1024);
-        let mut access = crate::web::access::Access::open(&config.storage.dir, config.access.clone())?;
-        access.secure_cookies = config.is_tls();
+        let access = crate::web::access::Access::open(&config.storage.dir, config.access.clone())?;
+        access
+            .secure_cookies
+            .store(config.is_tls(), std::sync::atomic::Ordering::Relaxed);
         let access = Arc::new(access);
         match crate::store::db::open(&config.storage.dir.join("index.db")).and_then(|c| crate::auth::users::count(&c)) {
             Ok(0) => warn!(
@@ -269,8 +299,10 @@ impl Nvr {
             channels: Mutex::new(channels),
             clock,
             started: std::time::Instant::now(),
-            rules: crate::failover::agent::new_statuses(&config.rules),
+            rules: std::sync::RwLock::new(crate::failover::agent::new_statuses(&config.rules)),
             agents: Mutex::new(Vec::new()),
+            dispatcher,
+            applying: Default::default(),
             nvr_id,
             transfer_wake: Mutex::new(transfer_wake),
             actions,
@@ -295,21 +327,31 @@ impl Nvr {
                 nvr.bind_now(c.number, Some(cam))?;
             }
         }
-        let agents = nvr
-            .rules
-            .iter()
+        nvr.start_agents();
+        nvr.start_staging_janitor();
+        Ok(nvr)
+    }
+
+    /// The failover rules now (an apply may replace them).
+    pub fn rules(&self) -> Vec<crate::failover::agent::SharedRule> {
+        self.rules.read().expect("rules lock").clone()
+    }
+
+    /// Starts one agent task per rule (at start, and after an apply replaced them).
+    fn start_agents(self: &Arc<Self>) {
+        let agents = self
+            .rules()
+            .into_iter()
             .map(|r| {
                 let name = r.lock().map(|s| s.name.clone()).unwrap_or_default();
                 let span = tracing::info_span!("rule", rule = %name);
                 tokio::spawn(tracing::Instrument::instrument(
-                    crate::failover::agent::run(nvr.clone(), r.clone()),
+                    crate::failover::agent::run(self.clone(), r),
                     span,
                 ))
             })
             .collect();
-        *nvr.agents.lock().expect("agents lock") = agents;
-        nvr.start_staging_janitor();
-        Ok(nvr)
+        *self.agents.lock().expect("agents lock") = agents;
     }
 
     /// Swaps the binding and returns the task to stop (outside the lock).
@@ -317,6 +359,17 @@ impl Nvr {
         &self,
         channel: u32,
         camera: Option<&str>,
+    ) -> Result<(Option<IngestHandle>, Option<IngestHandle>)> {
+        self.bind_inner(channel, camera, false)
+    }
+
+    /// `bind_now`; with `restart`, a new session even when the binding is the
+    /// same (its camera's settings or the channel's motion changed).
+    fn bind_inner(
+        &self,
+        channel: u32,
+        camera: Option<&str>,
+        restart: bool,
     ) -> Result<(Option<IngestHandle>, Option<IngestHandle>)> {
         let cam = match camera {
             Some(name) => match self.config().camera(name) {
@@ -329,7 +382,7 @@ impl Nvr {
         let Some(rt) = chans.get_mut(&channel) else {
             bail!("no channel {channel}")
         };
-        if rt.binding.as_deref() == camera {
+        if rt.binding.as_deref() == camera && !restart {
             return Ok((None, None));
         }
         let old = (rt.ingest.take(), rt.sub_ingest.take());
@@ -444,8 +497,7 @@ impl Nvr {
         self: &Arc<Self>,
         desired: Config,
     ) -> Result<crate::reconcile::ApplyReport, crate::reconcile::ApplyError> {
-        let _ = desired;
-        todo!()
+        apply::apply(self, desired).await
     }
 
     /// Binds `channel` to a network camera (or to nothing). Recording follows.

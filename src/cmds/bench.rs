@@ -35,6 +35,10 @@ enum Which {
     /// Live view: CPU, memory and skipped frames per WebSocket viewer, time to
     /// the first picture and added latency, vs one ffmpeg -c copy per viewer.
     Live(super::bench_live::LiveArgs),
+    /// Live apply on N recording channels where one changes camera: time to
+    /// apply, frames lost on the others (must be 0), time until the changed
+    /// channel records, vs a full stop/start of the NVR.
+    Apply(super::bench_apply::ApplyArgs),
 }
 
 /// The simulated cameras' picture: 1080p25 at 4 Mbit/s unless told otherwise.
@@ -77,6 +81,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Which::Attack(a) => super::bench_attack::run(a),
         Which::Auth(a) => super::bench_auth::run(a),
         Which::Live(a) => super::bench_live::run(a),
+        Which::Apply(a) => super::bench_apply::run(a),
     }
 }
 

@@ -50,20 +50,37 @@ fn matches(a: &ActionConfig, n: &Notice) -> bool {
 }
 
 impl Dispatcher {
-    pub async fn run(self, mut rx: Receiver<Notice>) {
-        let me = Arc::new(self);
-        if let Ok(mut s) = me.stats.lock() {
-            *s = me
-                .actions
-                .iter()
-                .map(|a| ActionStats {
-                    name: a.name.clone(),
-                    ..Default::default()
-                })
-                .collect();
-        }
+    pub async fn run(self, rx: Receiver<Notice>) {
+        let (_keep, current) = tokio::sync::watch::channel(Arc::new(self));
+        Self::serve(rx, current).await
+    }
+
+    /// Hands every notice to the dispatcher `current` holds now: a live
+    /// apply replaces it (new actions, triggers or MQTT) without losing the
+    /// store's notice queue. The rate limits start afresh with the new one.
+    pub async fn serve(mut rx: Receiver<Notice>, mut current: tokio::sync::watch::Receiver<Arc<Dispatcher>>) {
+        let mut me = current.borrow_and_update().clone();
+        me.reset_stats();
         let mut limiter = RateLimiter::default();
-        while let Some(n) = rx.recv().await {
+        let mut watching = true;
+        loop {
+            let n = tokio::select! {
+                n = rx.recv() => match n {
+                    Some(n) => n,
+                    None => return,
+                },
+                changed = current.changed(), if watching => {
+                    match changed {
+                        Ok(()) => {
+                            me = current.borrow_and_update().clone();
+                            me.reset_stats();
+                            limiter = RateLimiter::default();
+                        }
+                        Err(_) => watching = false,
+                    }
+                    continue;
+                }
+            };
             // Home Assistant state topics follow every event, unthrottled:
             // they are state, not alerts.
             if let Some(m) = &me.mqtt {
@@ -85,6 +102,19 @@ impl Dispatcher {
                 let n2 = n.clone();
                 tokio::spawn(async move { me2.deliver(i, n2).await });
             }
+        }
+    }
+
+    fn reset_stats(&self) {
+        if let Ok(mut s) = self.stats.lock() {
+            *s = self
+                .actions
+                .iter()
+                .map(|a| ActionStats {
+                    name: a.name.clone(),
+                    ..Default::default()
+                })
+                .collect();
         }
     }
 

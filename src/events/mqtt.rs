@@ -27,6 +27,8 @@ pub struct Mqtt {
     nvr_id: String,
     /// `{prefix}/{nvr}`.
     base: String,
+    /// Ends the connection task (`stop`), when a live apply replaces this client.
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// What the NVR announces sensors for in Home Assistant: (channel, type).
@@ -57,10 +59,12 @@ impl Mqtt {
             opts.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let me = Mqtt {
             client,
             nvr_id: nvr_id.to_string(),
             base,
+            stop: Arc::new(stop),
         };
         let me2 = me.clone();
         let discovery = cfg.discovery_prefix.clone();
@@ -70,7 +74,14 @@ impl Mqtt {
             // flapping or hostile publisher costs itself, not the recording.
             let mut throttle = crate::web::throttle::Throttle::new(crate::web::TRIGGER_RATE, 1024);
             loop {
-                match eventloop.poll().await {
+                let polled = tokio::select! {
+                    p = eventloop.poll() => p,
+                    _ = stopped.wait_for(|s| *s) => {
+                        info!(broker = %me2.base, "MQTT client stopped: the configuration changed");
+                        return;
+                    }
+                };
+                match polled {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         info!(broker = %me2.base, "MQTT connected");
                         connected = true;
@@ -103,6 +114,13 @@ impl Mqtt {
             }
         });
         me
+    }
+
+    /// Says `offline` and ends the connection (a live apply replaced it).
+    pub fn stop(&self) {
+        self.offer(format!("{}/status", self.base), true, "offline");
+        let _ = self.client.try_disconnect();
+        self.stop.send_replace(true);
     }
 
     fn offer(&self, topic: String, retain: bool, payload: impl Into<Vec<u8>>) {

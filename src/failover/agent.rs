@@ -67,6 +67,23 @@ impl serde::Serialize for ArbiterHandle {
     }
 }
 
+/// The status of every rule, sharing one arbiter for their channels; a
+/// rule given a machine in `kept` (by name: a live apply kept its state)
+/// starts from it instead of `normal`.
+pub fn kept_statuses(
+    rules: &[ConfiguredRule],
+    mut kept: std::collections::HashMap<String, Machine>,
+) -> Vec<SharedRule> {
+    let statuses = new_statuses(rules);
+    for s in &statuses {
+        let mut st = s.lock().expect("rule lock");
+        if let Some(m) = kept.remove(&st.name) {
+            st.machine = m;
+        }
+    }
+    statuses
+}
+
 /// The status of every rule, sharing one arbiter for their channels.
 pub fn new_statuses(rules: &[ConfiguredRule]) -> Vec<SharedRule> {
     let arbiter = Arc::new(Mutex::new(Arbiter::new(rules)));
@@ -104,8 +121,16 @@ async fn arbitrate(
     let decisions = {
         let mut a = handle.arbiter.lock().expect("arbiter lock");
         let ds = decide(&mut a);
-        for d in &ds {
-            if let Effect::Bind(cam) = &d.effect {
+        // Only a channel's last binding in one batch (a rule resumed in
+        // `failure` binds `normal` then `failure`): the session is not
+        // restarted for a binding that lasts no time.
+        let last_bind = |i: usize, ch: u32| {
+            !ds[i + 1..]
+                .iter()
+                .any(|l| l.channel == ch && matches!(l.effect, Effect::Bind(_)))
+        };
+        for (i, d) in ds.iter().enumerate() {
+            if let (Effect::Bind(cam), true) = (&d.effect, last_bind(i, d.channel)) {
                 match nvr.bind_now(d.channel, cam.as_deref()) {
                     Ok((main, sub)) => stopping.extend([main, sub].into_iter().flatten()),
                     Err(e) => warn!(rule = %d.rule, channel = d.channel, "cannot bind: {e:#}"),
@@ -172,8 +197,10 @@ pub async fn run(nvr: Arc<Nvr>, status: SharedRule) {
     let name = rule.rule.name.clone();
     let check = rule.rule.check.clone();
     let tls = peer_tls(&nvr, &name, check.tls);
-    // Start in `normal`, with its bindings.
-    apply(&nvr, &rule, State::Normal, &status, true).await;
+    // Start in `normal`, with its bindings; a rule an apply kept resumes in
+    // the state it had, keeping the channels it held.
+    let resumed = status.lock().expect("rule lock").machine.state;
+    apply(&nvr, &rule, resumed, &status, true).await;
     let (tx, mut rx) = mpsc::channel::<(u64, ProbeResult)>(64);
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -240,7 +267,11 @@ async fn apply(
     let now = nvr.clock.now();
     let decisions = arbitrate(nvr, &handle, |a| {
         if initial {
-            a.start(handle.id, now)
+            let mut ds = a.start(handle.id, now);
+            if state == State::Failure {
+                ds.extend(a.transition(handle.id, State::Failure, now));
+            }
+            ds
         } else {
             a.transition(handle.id, state, now)
         }

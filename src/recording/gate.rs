@@ -110,6 +110,13 @@ impl Gate {
         }
     }
 
+    /// Takes a new policy (live apply); the buffer and open window stay, and
+    /// a smaller `buffer_limit` trims the buffer at the next frame.
+    pub fn set_policy(&mut self, policy: EventPolicy) {
+        self.policy = policy;
+        self.stats.buffer_limit_bytes = policy.buffer_limit;
+    }
+
     /// Where the open window's footage begins (for `continuous+events`, the
     /// already-written footage from `event − pre` on).
     pub fn window_start(&self) -> Option<Time90k> {

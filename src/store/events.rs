@@ -144,6 +144,24 @@ impl Writer {
         })
     }
 
+    /// Takes a channel's new recording policy and retention (live apply):
+    /// the gate keeps its buffer and open triggers, the schedule is read
+    /// afresh at the next frame.
+    pub(super) fn set_policy(
+        &mut self,
+        ch: u32,
+        recording: crate::recording::RecordingPolicy,
+        retention: crate::store::retention::RetentionPolicy,
+    ) {
+        info!(channel = ch, "recording policy and retention updated");
+        if let Some(st) = self.policy.get_mut(&ch) {
+            st.gate.set_policy(recording.events);
+            st.mode_cache = None;
+        }
+        self.cfg.recording.insert(ch, recording);
+        self.cfg.policies.insert(ch, retention);
+    }
+
     fn mode_at(&mut self, ch: u32, t: Time90k) -> Mode {
         let minute = t.0.div_euclid(MINUTE);
         if let Some((m, mode)) = self.policy_state(ch).mode_cache {

@@ -82,7 +82,18 @@ pub enum Command {
     Sync(std::sync::mpsc::Sender<()>),
     /// Events are waiting on the event queue (see `queue`).
     Wake,
+    /// A live apply changed the channel's recording policy or retention:
+    /// taken between two frames, so ingest goes on (`Nvr::apply`).
+    Policy(Box<PolicyUpdate>),
     Shutdown,
+}
+
+/// A channel's new recording policy and retention (`Command::Policy`).
+#[derive(Clone, Debug)]
+pub struct PolicyUpdate {
+    pub channel: u32,
+    pub recording: crate::recording::RecordingPolicy,
+    pub retention: RetentionPolicy,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -437,6 +448,7 @@ impl Writer {
                         let _ = done.send(());
                     }
                     Command::Wake => rx.wake.store(false, std::sync::atomic::Ordering::Release),
+                    Command::Policy(p) => self.set_policy(p.channel, p.recording, p.retention),
                     Command::Shutdown => break 'outer,
                 }
                 // Events interleave with frames a few at a time, so neither

@@ -57,9 +57,10 @@ enum Cached {
 /// The access layer's state, one per server.
 pub struct Access {
     db: std::path::PathBuf,
-    pub settings: crate::auth::Settings,
+    /// A live apply changes them in place (`set_settings`).
+    settings: Mutex<crate::auth::Settings>,
     /// Set `Secure` on the session cookie (the server speaks TLS).
-    pub secure_cookies: bool,
+    pub secure_cookies: std::sync::atomic::AtomicBool,
     pub audit: Appender,
     conns: Mutex<Vec<Connection>>,
     cache: Mutex<HashMap<[u8; 32], (Cached, Instant)>>,
@@ -68,13 +69,25 @@ pub struct Access {
 }
 
 impl Access {
+    /// Session and audit settings now.
+    pub fn settings(&self) -> crate::auth::Settings {
+        self.settings.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Takes new settings (live apply); sessions are judged by them from now on.
+    pub fn set_settings(&self, settings: crate::auth::Settings) {
+        if let Ok(mut s) = self.settings.lock() {
+            *s = settings;
+        }
+    }
+
     pub fn open(dir: &std::path::Path, settings: crate::auth::Settings) -> anyhow::Result<Access> {
         let db = dir.join("index.db");
         Ok(Access {
             audit: Appender::start(&db)?,
             db,
-            settings,
-            secure_cookies: false,
+            settings: Mutex::new(settings),
+            secure_cookies: Default::default(),
             conns: Mutex::new(Vec::new()),
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(Throttle::new(LOGIN_FAILURES, 10_000)),
@@ -125,7 +138,7 @@ impl Access {
                 return Ok(Some(c.clone()));
             }
         }
-        let idle = self.settings.session_idle.as_millis() as i64;
+        let idle = self.settings().session_idle.as_millis() as i64;
         let found = self
             .with_db(move |c| {
                 let now = now_ms();
@@ -435,10 +448,14 @@ pub async fn login(
         .record(Entry::new(user.name.clone(), Some(addr.ip()), Action::Login, ""))
         .await?;
     tracing::info!(user = %user.name, addr = %addr.ip(), "user logged in");
-    let idle = access.settings.session_idle.as_secs();
+    let idle = access.settings().session_idle.as_secs();
     let cookie = format!(
         "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={idle}{}",
-        if access.secure_cookies { "; Secure" } else { "" }
+        if access.secure_cookies.load(std::sync::atomic::Ordering::Relaxed) {
+            "; Secure"
+        } else {
+            ""
+        }
     );
     let mut r = Json(serde_json::json!({
         "user": user.name,
@@ -535,8 +552,9 @@ pub async fn housekeeping(nvr: Arc<Nvr>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let idle = nvr.access.settings.session_idle.as_millis() as i64;
-        let keep = nvr.access.settings.audit_retention.as_millis() as i64;
+        let settings = nvr.access.settings();
+        let idle = settings.session_idle.as_millis() as i64;
+        let keep = settings.audit_retention.as_millis() as i64;
         let r = nvr
             .access
             .with_db(move |c| {

@@ -118,6 +118,111 @@ impl Endpoint {
     }
 }
 
+/// Serves `router` on `endpoint` until `shutdown`, following the running
+/// configuration: when an apply changes `listen` or `[http]`, the new
+/// address is bound (and its certificate loaded) first, then the old
+/// listener stops accepting and finishes the requests under way. Only when
+/// the address stays the same (new TLS settings) is the old socket closed
+/// before the new one is bound. A new endpoint that cannot be set up is
+/// logged and the old one goes on serving. Recording is never touched.
+pub async fn serve_following(
+    endpoint: Endpoint,
+    router: Router,
+    limits: Limits,
+    stats: Arc<HttpStats>,
+    mut configs: tokio::sync::watch::Receiver<Arc<Config>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use futures::FutureExt;
+    let shutdown = shutdown.boxed().shared();
+    let start = |e: Endpoint| -> std::io::Result<Serving> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = shutdown.clone();
+        let until = async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stopped => {}
+            }
+        };
+        Ok(Serving {
+            addr: e.local_addr()?,
+            stop,
+            task: tokio::spawn(e.serve(router.clone(), limits.clone(), stats.clone(), until)),
+        })
+    };
+    let mut current = configs.borrow_and_update().clone();
+    let mut serving = start(endpoint)?;
+    loop {
+        let next = tokio::select! {
+            r = &mut serving.task => return r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            changed = configs.changed() => match changed {
+                Ok(()) => configs.borrow_and_update().clone(),
+                // The NVR is gone: serve until shutdown.
+                Err(_) => return serving.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            },
+        };
+        if (next.listen, &next.http) == (current.listen, &current.http) {
+            continue;
+        }
+        let from = serving.addr;
+        let kept_redirect =
+            next.http.redirect_listen.is_some() && next.http.redirect_listen == current.http.redirect_listen;
+        if next.listen == from || kept_redirect {
+            // The same socket address cannot be bound twice: close, then bind.
+            let _ = serving.stop.send(());
+            let old = std::mem::replace(&mut serving.task, tokio::spawn(async { Ok(()) }));
+            tokio::spawn(old);
+            let e = match bind_retrying(&next).await {
+                Ok(e) => e,
+                Err(err) => {
+                    tracing::error!("cannot serve the new HTTP settings at {from}: {err}; back to the previous ones");
+                    bind_retrying(&current).await.map_err(std::io::Error::other)?
+                }
+            };
+            serving = start(e)?;
+        } else {
+            match Endpoint::bind(&next).await {
+                Ok(e) => {
+                    let old = std::mem::replace(&mut serving, start(e)?);
+                    let _ = old.stop.send(());
+                    // The old listener finishes the requests under way on its own.
+                    tokio::spawn(old.task);
+                }
+                Err(err) => {
+                    tracing::error!(
+                        "cannot move the HTTP listener to {}: {err}; still serving at {from}",
+                        next.listen
+                    );
+                    current = next;
+                    continue;
+                }
+            }
+        }
+        tracing::info!(from = %from, to = %serving.addr, tls = next.http.is_tls(), "HTTP listener moved");
+        current = next;
+    }
+}
+
+/// One listener serving, and how to stop it.
+struct Serving {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds `config`'s endpoint, trying for 2 s while the old socket closes.
+async fn bind_retrying(config: &Config) -> Result<Endpoint, EndpointError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match Endpoint::bind(config).await {
+            Err(EndpointError::Bind { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// A router that answers everything with 308 to HTTPS on `https_port`.
 pub fn redirect_router(https_port: u16) -> Router {
     Router::new().fallback(move |headers: HeaderMap, uri: Uri| async move {

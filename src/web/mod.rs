@@ -195,7 +195,7 @@ async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Js
 )]
 async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     let list: Vec<serde_json::Value> = nvr
-        .rules
+        .rules()
         .iter()
         .filter_map(|r| r.lock().ok().and_then(|s| serde_json::to_value(&*s).ok()))
         .collect();
@@ -349,5 +349,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = nvr.http_limits.clone();
     let stats = nvr.http.clone();
-    endpoint.serve(router(nvr), limits, stats, shutdown).await
+    let configs = nvr.subscribe_config();
+    endpoint::serve_following(endpoint, router(nvr), limits, stats, configs, shutdown).await
 }
