@@ -48,6 +48,9 @@ enum Cmd {
     Tls(cmds::tls::Args),
     /// Manage the users (and their API tokens) of a store.
     User(cmds::user::Args),
+    /// The whole configuration as a parameter file: export, import (live),
+    /// versions, rollback, push to several NVRs.
+    Config(cmds::config::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Cmd::FailoverLab(a) => cmds::lab::run(a),
         Cmd::Attack(a) => cmds::attack::run(a),
         Cmd::Tls(a) => cmds::tls::run(a),
+        Cmd::Config(a) => cmds::config::run(a),
     };
     match r {
         Ok(code) => code,

@@ -66,7 +66,7 @@ pub fn need(method: &Method, path: &str) -> Need {
         ["api", "v1", "health"] | ["api", "v1", "openapi.json"] if get => Need::Public,
         ["api", "v1", "import", ..] => Need::Peer,
         ["api", "v1", "status"] if get => Need::PeerOrUser,
-        ["api", "v1", "users", ..] | ["api", "v1", "audit", ..] => user(Role::Admin),
+        ["api", "v1", "users" | "audit" | "config", ..] => user(Role::Admin),
         ["api", "v1", "rules" | "transfers" | "store" | "storage" | "actions", ..] => user(Role::Operator),
         ["api", "v1", "channels", n, rest @ ..] => match channel_number(n) {
             None => Need::BadChannel,

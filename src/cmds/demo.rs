@@ -127,7 +127,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ..Default::default()
         };
         let password = demo_admin(&a.data)?;
-        super::run_nvr(config, |addr| {
+        super::run_nvr(config, None, |addr| {
             println!("Tandem demo");
             for i in 1..=a.cameras {
                 println!(

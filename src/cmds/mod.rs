@@ -11,6 +11,7 @@ pub mod bench_live;
 pub mod bench_live_browser;
 pub mod bench_motion;
 pub mod check;
+pub mod config;
 pub mod demo;
 pub mod evidence;
 pub mod export;
@@ -88,19 +89,99 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// Runs an NVR with `config` until a signal, then shuts down in order.
-pub async fn run_nvr(config: Config, ready: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
+/// Runs an NVR with `config` until a signal, then shuts down in order. With
+/// `reload`, SIGHUP re-reads that file and applies it live
+/// (`parfile::apply`, origin "sighup").
+pub async fn run_nvr(
+    config: Config,
+    reload: Option<std::path::PathBuf>,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<()> {
     let endpoint = tandem::web::endpoint::Endpoint::bind(&config).await?;
     let addr = endpoint.local_addr()?;
     let nvr = Nvr::start(config, Arc::new(SystemClock))?;
+    let source = reload
+        .as_ref()
+        .map_or("built in".to_string(), |p| p.display().to_string());
+    match tandem::parfile::apply::record_start(&nvr, &source).await {
+        Ok(Some(v)) => tracing::info!(version = v, "the configuration started with is stored as version {v}"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("the configuration started with could not be stored as a version: {e}"),
+    }
     ready(addr);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(tandem::web::serve(endpoint, nvr.clone(), async {
         let _ = stop_rx.await;
     }));
+    let hup = reload.map(|path| tokio::spawn(reload_on_sighup(nvr.clone(), path)));
     shutdown_signal().await;
+    if let Some(h) = hup {
+        h.abort();
+    }
     let _ = stop_tx.send(());
     nvr.shutdown().await;
     let _ = server.await;
     Ok(())
+}
+
+/// Applies `path` each time SIGHUP arrives; a bad file is logged, error by
+/// error, and changes nothing.
+async fn reload_on_sighup(nvr: Arc<Nvr>, path: std::path::PathBuf) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the configuration will not be re-read");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let file = path.display().to_string();
+        tracing::info!(file = %file, "SIGHUP: re-reading the configuration");
+        let read = path.clone();
+        let text = tokio::task::spawn_blocking(move || {
+            tandem::config::source::read_bounded_at_most(&read, tandem::config::source::MAX_CONFIG_FILE)
+        })
+        .await;
+        let text = match text {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                tracing::warn!(file = %file, "SIGHUP: cannot read the configuration, nothing changed: {e}");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("SIGHUP: {e}");
+                continue;
+            }
+        };
+        let req = tandem::parfile::apply::Request {
+            source: tandem::parfile::apply::Source::Text {
+                text,
+                file: file.clone(),
+            },
+            passphrase: std::env::var("TANDEM_PASSPHRASE").ok(),
+            // The file is the operator's own: edited by hand on purpose.
+            accept_edited: true,
+            dry_run: false,
+            actor: "sighup".into(),
+            origin: "sighup".into(),
+            base: path.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+            expect_version: None,
+        };
+        match tandem::parfile::apply::apply(&nvr, req).await {
+            Ok(o) if o.unchanged => tracing::info!(file = %file, "SIGHUP: the configuration is unchanged"),
+            Ok(o) => {
+                for n in &o.notes {
+                    tracing::info!("SIGHUP: {n}");
+                }
+                tracing::info!(
+                    version = o.version.unwrap_or(0),
+                    "SIGHUP: configuration applied:\n{}",
+                    o.diff_text.trim_end()
+                );
+            }
+            Err(f) => {
+                for e in f.errors() {
+                    tracing::warn!("SIGHUP: {e}");
+                }
+                tracing::warn!(file = %file, "SIGHUP: configuration not applied; nothing changed");
+            }
+        }
+    }
 }

@@ -19,7 +19,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     };
     let scheme = config.http.scheme();
-    super::runtime()?.block_on(super::run_nvr(config, |addr| {
+    super::runtime()?.block_on(super::run_nvr(config, Some(a.config.clone()), |addr| {
         tracing::info!("serving the API at {scheme}://{addr}/");
     }))?;
     Ok(ExitCode::SUCCESS)

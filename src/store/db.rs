@@ -22,7 +22,7 @@ use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::store::segment_file::Hole;
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -175,6 +175,21 @@ const MIGRATION_6: &str = r#"
 ALTER TABLE segment ADD COLUMN sha256 BLOB;             -- 32 bytes; NULL: not hashed
 "#;
 
+/// Version 7: the configurations applied (`store::config_versions`), the
+/// last 50 kept, so any can be looked at again and re-applied.
+const MIGRATION_7: &str = r#"
+CREATE TABLE config_version (
+  id INTEGER PRIMARY KEY,
+  applied_ms INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  origin TEXT NOT NULL,          -- client address, 'sighup', 'start' or 'cli'
+  source TEXT NOT NULL,          -- the file or upload it came from
+  sha256 TEXT NOT NULL,          -- hex SHA-256 of `document`
+  document TEXT NOT NULL,        -- parfile::document as TOML, secrets in clear (the index is the NVR's own)
+  diff TEXT NOT NULL             -- JSON parfile::Diff against the version before
+);
+"#;
+
 pub const WRITING: i64 = 0;
 pub const COMPLETE: i64 = 1;
 pub const GARBAGE: i64 = 2;
@@ -221,13 +236,14 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 6] = [
+    let steps: [(i32, &str); 7] = [
         (1, SCHEMA),
         (2, MIGRATION_2),
         (3, MIGRATION_3),
         (4, MIGRATION_4),
         (5, MIGRATION_5),
         (6, MIGRATION_6),
+        (7, MIGRATION_7),
     ];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {

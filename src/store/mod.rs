@@ -8,6 +8,7 @@
 //! See `docs/store.md` for the invariants.
 
 pub mod capacity;
+pub mod config_versions;
 pub mod db;
 pub mod events;
 pub mod health;

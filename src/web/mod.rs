@@ -7,6 +7,7 @@ pub mod access;
 mod accounts;
 mod channels;
 mod clip;
+mod config;
 pub mod doc;
 pub mod endpoint;
 mod events;
@@ -271,6 +272,14 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(accounts::audit))
         .route_layer(axum::middleware::from_fn(refuse_large_bodies))
         .merge(import)
+        .merge(
+            // A parameter file is larger than a JSON body; bounded by its own limit.
+            OpenApiRouter::new()
+                .routes(routes!(config::get_config, config::put_config))
+                .routes(routes!(config::versions))
+                .routes(routes!(config::rollback))
+                .route_layer(axum::extract::DefaultBodyLimit::max(config::MAX_CONFIG_BODY)),
+        )
 }
 
 /// In front of the JSON routes: a body announced larger than they read is
