@@ -295,19 +295,17 @@ fn alias_bombs_are_refused_quickly() {
     wide.push_str("]\nmany: [");
     wide.push_str(&vec!["*big"; 2000].join(", "));
     wide.push_str("]\ncameras:\n  front: {}\n");
-    for bomb in [nested, wide] {
+    // The nested one trips serde_yaml_ng's jump limit, the wide one ours.
+    for (bomb, why) in [
+        (nested, "aliases repeat too often"),
+        (wide, "more than 200000 values once aliases are expanded"),
+    ] {
         let started = Instant::now();
         let e = convert(&bomb, "config.yml").unwrap_err();
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "took {:?}",
-            started.elapsed()
-        );
-        let text = e.to_string();
-        assert!(
-            text.contains("aliases are expanded") || text.contains("repetition limit"),
-            "{text}"
-        );
+        let took = started.elapsed();
+        println!("refused in {took:?}: {e}");
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        assert!(e.to_string().contains(why), "{e}");
     }
 }
 
