@@ -113,7 +113,8 @@ pub fn convert(yaml: &str, file: &str) -> Result<Converted, ConfigErrors> {
         errors: &mut errors,
     };
     for (i, (name, cam)) in cameras.iter().enumerate() {
-        let name = name.as_str().unwrap_or_default().to_string();
+        // A key that is no name fails the typed pass above; kept for safety.
+        let Some(name) = schema::key_text(name) else { continue };
         let mut cam = cam.clone();
         for key in ["record", "motion", "detect"] {
             if let Some(global) = section(&doc, key) {

@@ -455,3 +455,20 @@ fn mqtt_literal_password_disabled_and_substituted_user() {
         .iter()
         .any(|w| w.starts_with("mqtt.user: `{FRIGATE_MQTT_USER}`")));
 }
+
+#[test]
+fn a_camera_named_by_a_number_keeps_its_name() {
+    let c = convert(
+        "cameras:\n  1:\n    ffmpeg:\n      inputs:\n        - path: rtsp://10.0.0.1/s\n          roles: [record]\n",
+        "config.yml",
+    )
+    .unwrap();
+    assert!(c.toml.contains("[[network_camera]]\nname = \"1\"\n"), "{}", c.toml);
+    assert!(
+        c.toml.contains("number = 1\nname = \"1\"\ncamera = \"1\"\n"),
+        "{}",
+        c.toml
+    );
+    let dir = tempfile::tempdir().unwrap();
+    crate::config::parse(&c.toml, "frigate.toml", dir.path()).unwrap();
+}
