@@ -92,10 +92,8 @@ pub fn convert(yaml: &str, file: &str) -> Result<Converted, ConfigErrors> {
 
     let mut warnings = schema::unread(&doc);
     let mut errors = Vec::new();
-    let section = |v: &Value, key: &str| -> Result<Option<Value>, ConfigErrors> {
-        Ok(v.get(key).cloned().filter(|v| !v.is_null()))
-    };
-    let go2rtc: Option<Go2rtc> = typed(file, "go2rtc", section(&doc, "go2rtc")?)?;
+    let section = |v: &Value, key: &str| v.get(key).cloned().filter(|v| !v.is_null());
+    let go2rtc: Option<Go2rtc> = typed(file, "go2rtc", section(&doc, "go2rtc"))?;
     let streams = go2rtc.as_ref().and_then(|g| g.streams.as_ref());
     let cameras = match doc.get("cameras") {
         Some(Value::Mapping(m)) if !m.is_empty() => m.clone(),
@@ -115,10 +113,11 @@ pub fn convert(yaml: &str, file: &str) -> Result<Converted, ConfigErrors> {
         errors: &mut errors,
     };
     for (i, (name, cam)) in cameras.iter().enumerate() {
-        let name = name.as_str().unwrap_or_default().to_string();
+        // A key that is no name fails the typed pass above; kept for safety.
+        let Some(name) = schema::key_text(name) else { continue };
         let mut cam = cam.clone();
         for key in ["record", "motion", "detect"] {
-            if let Some(global) = section(&doc, key)? {
+            if let Some(global) = section(&doc, key) {
                 let own = cam.get(key).cloned().unwrap_or(Value::Null);
                 if let Value::Mapping(m) = &mut cam {
                     m.insert(Value::String(key.into()), deep_merge(global, own));
@@ -133,7 +132,7 @@ pub fn convert(yaml: &str, file: &str) -> Result<Converted, ConfigErrors> {
         }
         let _ = writeln!(channels, "{}", imported.channel);
     }
-    let mqtt: Option<Mqtt> = typed(file, "mqtt", section(&doc, "mqtt")?)?;
+    let mqtt: Option<Mqtt> = typed(file, "mqtt", section(&doc, "mqtt"))?;
     let mqtt = mqtt.and_then(|m| mqtt_table(m, &mut warnings));
     if !errors.is_empty() {
         return Err(ConfigErrors(
@@ -270,7 +269,10 @@ fn split_path(text: &str) -> (Option<String>, String) {
 }
 
 fn yaml_error(file: &str, e: &serde_yaml_ng::Error) -> ConfigErrors {
-    let (field, message) = split_path(&e.to_string());
+    let (field, mut message) = split_path(&e.to_string());
+    if message == "repetition limit exceeded" {
+        message = "aliases repeat too often (serde_yaml_ng's limit of 100 jumps per event); refused".into();
+    }
     ConfigErrors(vec![ConfigError {
         file: file.to_string(),
         line: e.location().map(|l| l.line()).unwrap_or(0),

@@ -137,26 +137,38 @@ pub(super) fn unread(doc: &Value) -> Vec<String> {
     out
 }
 
-fn walk<'a>(v: &'a Value, path: &mut Vec<&'a str>, out: &mut Vec<String>) {
+/// A mapping key as Frigate (Python) would name it: YAML reads a camera
+/// called `1` or `yes` as a number or a boolean.
+pub(super) fn key_text(k: &Value) -> Option<String> {
+    match k {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn walk(v: &Value, path: &mut Vec<String>, out: &mut Vec<String>) {
     let Value::Mapping(m) = v else { return };
     for (k, child) in m {
-        let Some(key) = k.as_str() else {
+        let Some(key) = key_text(k) else {
             let at = if path.is_empty() {
                 "the top level".to_string()
             } else {
                 path.join(".")
             };
-            out.push(format!("{at}: a key that is not a string ({k:?}); not imported"));
+            out.push(format!("{at}: a key that is not a name ({k:?}); not imported"));
             continue;
         };
         path.push(key);
-        let pat = pattern(path);
+        let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+        let pat = pattern(&parts);
         if pat == "cameras.*.ffmpeg.inputs" {
             inputs(child, &path.join("."), out);
         } else if is_read(&pat) {
             walk(child, path, out);
         } else {
-            out.push(format!("{}: {}; not imported", path.join("."), reason(path)));
+            out.push(format!("{}: {}; not imported", path.join("."), reason(&parts)));
         }
         path.pop();
     }

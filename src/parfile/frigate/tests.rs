@@ -295,19 +295,17 @@ fn alias_bombs_are_refused_quickly() {
     wide.push_str("]\nmany: [");
     wide.push_str(&vec!["*big"; 2000].join(", "));
     wide.push_str("]\ncameras:\n  front: {}\n");
-    for bomb in [nested, wide] {
+    // The nested one trips serde_yaml_ng's jump limit, the wide one ours.
+    for (bomb, why) in [
+        (nested, "aliases repeat too often"),
+        (wide, "more than 200000 values once aliases are expanded"),
+    ] {
         let started = Instant::now();
         let e = convert(&bomb, "config.yml").unwrap_err();
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "took {:?}",
-            started.elapsed()
-        );
-        let text = e.to_string();
-        assert!(
-            text.contains("aliases are expanded") || text.contains("repetition limit"),
-            "{text}"
-        );
+        let took = started.elapsed();
+        println!("refused in {took:?}: {e}");
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        assert!(e.to_string().contains(why), "{e}");
     }
 }
 
@@ -456,4 +454,21 @@ fn mqtt_literal_password_disabled_and_substituted_user() {
         .warnings
         .iter()
         .any(|w| w.starts_with("mqtt.user: `{FRIGATE_MQTT_USER}`")));
+}
+
+#[test]
+fn a_camera_named_by_a_number_keeps_its_name() {
+    let c = convert(
+        "cameras:\n  1:\n    ffmpeg:\n      inputs:\n        - path: rtsp://10.0.0.1/s\n          roles: [record]\n",
+        "config.yml",
+    )
+    .unwrap();
+    assert!(c.toml.contains("[[network_camera]]\nname = \"1\"\n"), "{}", c.toml);
+    assert!(
+        c.toml.contains("number = 1\nname = \"1\"\ncamera = \"1\"\n"),
+        "{}",
+        c.toml
+    );
+    let dir = tempfile::tempdir().unwrap();
+    crate::config::parse(&c.toml, "frigate.toml", dir.path()).unwrap();
 }
