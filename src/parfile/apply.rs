@@ -252,6 +252,12 @@ pub async fn apply(nvr: &Arc<Nvr>, req: Request) -> Result<Outcome, Failure> {
         false => None,
     };
     let diff = super::diff(&before, &desired);
+    // What cannot change while running is found before anything changes,
+    // and a dry run reports it too.
+    let refused = crate::reconcile::problems(&running, &desired);
+    if !refused.is_empty() {
+        return Err(Failure::Config(ConfigErrors(refused)));
+    }
     let mut out = Outcome {
         dry_run: req.dry_run,
         unchanged: diff.is_empty(),
