@@ -4,8 +4,7 @@
 //! `sim` (simulated cameras), `ingest` (RTSP clients), `store` (segments on disk
 //! and their SQLite index), `mp4` (clip muxing and reading), `web` (HTTP API,
 //! plain or TLS), `httpc` (the small client for peers, with their TLS trust),
-//! `config` (the typed configuration and its validation), `nvr` (the running
-//! NVR) and `reconcile` (live apply's plan), `audit` (counting
+//! `config` (the typed configuration and its validation), `audit` (counting
 //! loss from frame stamps), `failover` (rules, probes, arbitration,
 //! transfers), `events` and `motion` (event sources and actions), `recording`
 //! (schedules and the event gate), `lab` (the failover lab and the load
