@@ -245,3 +245,76 @@ async fn email(host: &str, port: u16, from: &str, to: &[String], nvr_id: &str, n
     .await
     .map_err(|e| e.to_string())?
 }
+
+#[cfg(test)]
+mod serve_tests {
+    use super::*;
+    use crate::config::ActionTarget;
+    use crate::time::{SystemClock, Time90k};
+
+    fn dispatcher(actions: Vec<ActionConfig>, stats: &SharedActionStats) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            actions,
+            mqtt: None,
+            nvr_id: "nvr".into(),
+            clock: Arc::new(SystemClock),
+            stats: stats.clone(),
+        })
+    }
+
+    fn start(kind: &str) -> Notice {
+        Notice {
+            id: 1,
+            channel: Some(1),
+            kind: kind.into(),
+            phase: Phase::Start,
+            start: Time90k(0),
+            end: None,
+            details: serde_json::json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replaced_dispatcher_takes_the_next_notices_with_fresh_counters() {
+        let stats = SharedActionStats::default();
+        let hook = |name: &str| ActionConfig {
+            name: name.into(),
+            // Nothing listens on port 1: delivery fails, which is not the point.
+            target: ActionTarget::Webhook {
+                url: url::Url::parse("http://127.0.0.1:1/").unwrap(),
+            },
+            channels: None,
+            kinds: Some(vec!["door".into()]),
+            min_interval: std::time::Duration::from_secs(3600),
+        };
+        let limited = |name: &'static str, n: u64| {
+            let stats = stats.clone();
+            async move {
+                let t0 = std::time::Instant::now();
+                loop {
+                    let s = stats.lock().unwrap().clone();
+                    if s.len() == 1 && s[0].name == name && s[0].rate_limited == n {
+                        return;
+                    }
+                    assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{s:?}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (current, watched) = tokio::sync::watch::channel(dispatcher(vec![hook("old")], &stats));
+        let task = tokio::spawn(Dispatcher::serve(rx, watched));
+        // Two starts within min_interval: the second is rate limited.
+        tx.send(start("door")).await.unwrap();
+        tx.send(start("door")).await.unwrap();
+        limited("old", 1).await;
+        // The new dispatcher has its own counters and limiter: again one of two.
+        current.send_replace(dispatcher(vec![hook("new")], &stats));
+        limited("new", 0).await;
+        tx.send(start("door")).await.unwrap();
+        tx.send(start("door")).await.unwrap();
+        limited("new", 1).await;
+        drop(tx);
+        task.await.unwrap();
+    }
+}

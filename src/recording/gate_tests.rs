@@ -227,3 +227,31 @@ fn unknown_stop_is_ignored_and_output_always_starts_at_a_key_frame() {
         }
     }
 }
+
+#[test]
+fn a_new_policy_takes_effect_at_the_next_event_and_keeps_the_buffer() {
+    let mut g = Gate::new(policy(1, 1));
+    let mut out = Vec::new();
+    let mut all = frames(20);
+    for f in all.by_ref().take(100) {
+        g.frame(f, Mode::Events, &mut out);
+    }
+    assert!(out.is_empty());
+    // Live apply: 5 s before each event instead of 1. The buffer then grows
+    // to hold 5 s, so an event 6 s later reaches 5 s back (to the key frame
+    // at 10.0 s), where the old policy would have reached to 14.0 s.
+    g.set_policy(policy(5, 1));
+    for f in all.by_ref().take(60) {
+        g.frame(f, Mode::Events, &mut out);
+    }
+    assert!(out.is_empty());
+    g.start("m", Time90k(159 * SEC / 10), Mode::Events, &mut out);
+    let first = out.first().map(|(f, _)| f.time.0 * 10 / SEC);
+    assert_eq!(first, Some(100));
+    // A smaller buffer limit shows at once in the statistics.
+    g.set_policy(EventPolicy {
+        buffer_limit: 1 << 20,
+        ..policy(5, 1)
+    });
+    assert_eq!(g.stats.buffer_limit_bytes, 1 << 20);
+}
