@@ -12,6 +12,31 @@ use std::time::Duration;
 
 const PASSPHRASE: &str = "correct horse battery";
 
+/// Two Frigate cameras (record and detect roles, retention) and a detector
+/// Tandem has no equivalent for.
+const FRIGATE: &str = r#"
+detectors:
+  cpu1:
+    type: cpu
+cameras:
+  porch:
+    ffmpeg:
+      inputs:
+        - path: rtsp://127.0.0.1:1/main
+          roles: [record]
+        - path: rtsp://127.0.0.1:1/sub
+          roles: [detect]
+    record:
+      enabled: true
+      retain:
+        days: 3
+  yard:
+    ffmpeg:
+      inputs:
+        - path: rtsp://127.0.0.2:1/main
+          roles: [record, detect]
+"#;
+
 /// A configuration using every table; channel 1 records `cam` (a simulated
 /// camera). Every address is on loopback.
 fn every_table(dir: &Path, name: &str, cam: &str) -> String {
@@ -446,6 +471,22 @@ fn http_api_checks_if_match_and_admin_rights() {
     assert_eq!(bad.status, 422, "{}", String::from_utf8_lossy(&bad.body));
     assert!(!bad.json().unwrap()["errors"].as_array().unwrap().is_empty());
 
+    // A Frigate config.yml is converted and laid over what runs; what
+    // Tandem has no use for is named.
+    let yml = FRIGATE.as_bytes();
+    let r = http_request(
+        "PUT",
+        &format!("{url}?dry_run=1"),
+        &[("Tandem-File-Name", "config.yml")],
+        yml,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let o = r.json().unwrap();
+    let notes = o["notes"].to_string();
+    assert!(notes.contains("frigate:") && notes.contains("detectors"), "{o}");
+    assert!(o["diff_text"].as_str().unwrap().contains("network_camera"), "{o}");
+
     // A viewer may not read or change the configuration.
     let cfg = n.config.to_str().unwrap();
     let o = std::process::Command::new(tandem())
@@ -501,4 +542,59 @@ fn sighup_applies_the_edited_configuration_file() {
     unsafe { libc::kill(n.proc.child.id() as i32, libc::SIGHUP) };
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(channel_name(&n, 1), "After SIGHUP");
+}
+
+#[test]
+fn config_file_import_rewrites_the_file_and_stores_a_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let conf = d.join("nvr.toml");
+    std::fs::write(
+        &conf,
+        small(d, "nvr", "rtsp://127.0.0.1:1/c").replace("{listen}", "127.0.0.1:1"),
+    )
+    .unwrap();
+    let c = conf.to_str().unwrap();
+    let out = d.join("x.tpar");
+    let o = run_tandem(&[
+        "config",
+        "export",
+        "-o",
+        out.to_str().unwrap(),
+        "--no-secrets",
+        "--config",
+        c,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    std::fs::write(&out, text.replace("Front", "Back")).unwrap();
+    let f = out.to_str().unwrap();
+
+    let o = run_tandem(&["config", "import", f, "--accept-edited", "--dry-run", "--config", c]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Back"));
+    assert!(
+        std::fs::read_to_string(&conf).unwrap().contains("Front"),
+        "a dry run writes nothing"
+    );
+
+    let o = run_tandem(&["config", "import", f, "--accept-edited", "--config", c]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let now = std::fs::read_to_string(&conf).unwrap();
+    assert!(now.contains("Back") && !now.contains("Front"), "{now}");
+    assert_eq!(
+        run_tandem(&["check", "--config", c]).status.code(),
+        Some(0),
+        "the file written is valid"
+    );
+    let o = run_tandem(&["config", "versions", "--config", c]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("cli"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    let o = run_tandem(&["config", "export", "-o", f, "--config", c]);
+    assert!(!o.status.success(), "an export must say what to do with secrets");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-secrets"));
 }

@@ -224,7 +224,7 @@ pub async fn apply(nvr: &Arc<Nvr>, req: Request) -> Result<Outcome, Failure> {
             (document, format!("version {id}"))
         }
     };
-    let incoming = super::read(
+    let mut incoming = super::read(
         &text,
         &file,
         &ReadOptions {
@@ -234,7 +234,6 @@ pub async fn apply(nvr: &Arc<Nvr>, req: Request) -> Result<Outcome, Failure> {
     )
     .map_err(Failure::Config)?;
     notes.extend(incoming.notes.iter().cloned());
-    let mut incoming = incoming;
     notes.extend(super::inherit_secrets(&mut incoming, &running));
     let desired = super::parse(&incoming, &file, &req.base).map_err(Failure::Config)?;
 
