@@ -204,12 +204,8 @@ fn channel_name(n: &Nvr, ch: u32) -> String {
         .unwrap()
         .json()
         .unwrap();
-    let list = v
-        .as_array()
-        .cloned()
-        .or_else(|| v["channels"].as_array().cloned())
-        .unwrap();
-    list.iter()
+    list_of(&v, "channels")
+        .iter()
         .find(|c| c["number"] == ch)
         .and_then(|c| c["name"].as_str())
         .unwrap_or_default()
@@ -221,12 +217,15 @@ fn config_changes(n: &Nvr) -> usize {
         .unwrap()
         .json()
         .unwrap();
-    let list = v
-        .as_array()
-        .cloned()
-        .or_else(|| v["entries"].as_array().cloned())
-        .unwrap_or_default();
-    list.iter().filter(|e| e["action"] == "config_change").count()
+    list_of(&v, "entries")
+        .iter()
+        .filter(|e| e["action"] == "config_change")
+        .count()
+}
+
+/// A JSON answer's list: the answer itself, or its field `key`.
+fn list_of(v: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
+    v.as_array().or_else(|| v[key].as_array()).cloned().unwrap_or_default()
 }
 
 #[test]

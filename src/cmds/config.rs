@@ -203,6 +203,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let passphrase = passphrase_env.as_deref().map(passphrase).transpose()?;
             let targets = push_targets(&to, &token)?;
             let name = file_name(&file);
+            // The whole file's header, checksum and secrets are checked once
+            // here: what each NVR receives is the file with its overrides
+            // merged, which no longer carries the checksum.
+            let whole = parfile::ReadOptions {
+                passphrase: passphrase.clone(),
+                accept_edited,
+            };
+            if let Err(e) = parfile::read(&text, &name, &whole) {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(2));
+            }
             let mut rows = Vec::new();
             for t in &targets {
                 let (nvr, result) = push_one(t, &text, &name, passphrase.as_deref(), accept_edited, dry_run);
