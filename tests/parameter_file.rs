@@ -342,9 +342,12 @@ fn a_bad_file_changes_nothing_and_an_edited_one_is_refused() {
     let (code, out) = config_cmd(&n, &["import", f.to_str().unwrap()], &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.to_lowercase().contains("checksum"), "{out}");
+    // Refused, but what the edit changes is shown either way.
+    assert!(out.contains("~ channel 1") && out.contains("\"Hall\""), "{out}");
     assert_eq!(channel_name(&n, 1), "Lobby");
     let (code, out) = config_cmd(&n, &["import", f.to_str().unwrap(), "--dry-run"], &[]);
     assert_eq!(code, 2, "a dry run checks the checksum too: {out}");
+    assert!(out.contains("\"Hall\""), "{out}");
 }
 
 #[test]

@@ -401,7 +401,8 @@ fn versions_table(list: &serde_json::Value) -> String {
         let changes = v["diff"]["changes"].as_array().map_or(0, Vec::len);
         s += &format!(
             "{:>7}  {:<30}  {:<16}  {:<16}  {:<24}  {}\n",
-            v["id"],
+            // A JSON value ignores widths: its text does not.
+            v["id"].to_string(),
             at,
             v["actor"].as_str().unwrap_or_default(),
             v["origin"].as_str().unwrap_or_default(),
@@ -568,36 +569,20 @@ fn import_local(
     dry_run: bool,
 ) -> Result<ExitCode> {
     let (running, conn) = local_store(path)?;
-    let text = if parfile::apply::is_frigate(name, text) {
-        let converted = match parfile::frigate::convert(text, name) {
-            Ok(c) => c,
-            Err(e) => return Ok(config_errors(&e)),
-        };
-        for w in &converted.warnings {
-            println!("note: frigate: {w}");
-        }
-        let over: toml::Table = converted.toml.parse().context("the converted Frigate configuration")?;
-        toml::to_string(&parfile::apply::overlay(parfile::document(&running), over))?
-    } else {
-        text.to_string()
+    let opts = parfile::ReadOptions {
+        passphrase,
+        accept_edited,
     };
-    let mut incoming = match parfile::read(
-        &text,
-        name,
-        &parfile::ReadOptions {
-            passphrase,
-            accept_edited,
-        },
-    ) {
-        Ok(i) => i,
-        Err(e) => return Ok(config_errors(&e)),
-    };
-    let mut notes = incoming.notes.clone();
-    notes.extend(parfile::inherit_secrets(&mut incoming, &running));
     let base = std::env::current_dir().unwrap_or_default();
-    let desired = match parfile::parse(&incoming, name, &base) {
+    let (desired, notes) = match parfile::apply::prepare(text, name, &opts, &running, &base) {
         Ok(d) => d,
-        Err(e) => return Ok(config_errors(&e)),
+        Err(e) => {
+            println!("the configuration has errors; nothing was applied:");
+            for line in e.errors() {
+                println!("  {line}");
+            }
+            return Ok(ExitCode::from(CONFIG_ERRORS));
+        }
     };
     for n in &notes {
         println!("note: {n}");

@@ -80,6 +80,10 @@ pub enum Failure {
     /// The store or the audit log could not be used.
     #[error("{0}")]
     Store(String),
+    /// The file was edited after its export and that was not accepted; what
+    /// the edit changes is shown all the same.
+    #[error("{errors}")]
+    Edited { errors: ConfigErrors, diff: Diff },
 }
 
 impl Failure {
@@ -87,6 +91,12 @@ impl Failure {
     pub fn errors(&self) -> Vec<String> {
         match self {
             Failure::Config(e) => e.0.iter().map(|e| e.to_string()).collect(),
+            Failure::Edited { errors, diff } => {
+                let mut lines: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+                lines.push("what the file would change:".into());
+                lines.extend(diff.to_string().lines().map(str::to_string));
+                lines
+            }
             other => vec![other.to_string()],
         }
     }
@@ -139,6 +149,63 @@ pub fn overlay(mut base: toml::Table, over: toml::Table) -> toml::Table {
     base
 }
 
+/// The configuration a text asks for, and what reading it noticed: a
+/// Frigate file converted and laid over the running document, the header,
+/// checksum and secrets checked (`read`), the running secrets inherited,
+/// everything validated. Pure: the CLI's `--config` path runs it too.
+pub fn prepare(
+    text: &str,
+    file: &str,
+    opts: &ReadOptions,
+    running: &Config,
+    base: &std::path::Path,
+) -> Result<(Config, Vec<String>), Failure> {
+    let mut notes = Vec::new();
+    let converted;
+    let text = if is_frigate(file, text) {
+        let c = super::frigate::convert(text, file).map_err(Failure::Config)?;
+        notes.extend(c.warnings.iter().map(|w| format!("frigate: {w}")));
+        let over: toml::Table = c
+            .toml
+            .parse()
+            .map_err(|e| Failure::Config(one_error(file, "", format!("the converted configuration: {e}"))))?;
+        converted = toml::to_string(&overlay(super::document(running), over))
+            .map_err(|e| Failure::Config(one_error(file, "", format!("cannot render: {e}"))))?;
+        converted.as_str()
+    } else {
+        text
+    };
+    let mut incoming = match super::read(text, file, opts) {
+        Ok(i) => i,
+        Err(errors) if !opts.accept_edited && errors.0.iter().any(|e| e.field == "parameter_file.sha256") => {
+            // Refused, but the diff is shown either way: the operator decides
+            // on what the edit does, not on a checksum.
+            let accepted = ReadOptions {
+                passphrase: opts.passphrase.clone(),
+                accept_edited: true,
+            };
+            let diff = prepare(text, file, &accepted, running, base)
+                // Accounts left out: the stored ones are not at hand here.
+                .map(|(desired, _)| {
+                    super::diff(
+                        running,
+                        &Config {
+                            accounts: None,
+                            ..desired
+                        },
+                    )
+                })
+                .unwrap_or_default();
+            return Err(Failure::Edited { errors, diff });
+        }
+        Err(e) => return Err(Failure::Config(e)),
+    };
+    notes.extend(incoming.notes.iter().cloned());
+    notes.extend(super::inherit_secrets(&mut incoming, running));
+    let desired = super::parse(&incoming, file, base).map_err(Failure::Config)?;
+    Ok((desired, notes))
+}
+
 /// The document of `config` as TOML text (what a version stores).
 pub fn document_text(config: &Config) -> Result<String, String> {
     toml::to_string(&super::document(config)).map_err(|e| format!("cannot render the configuration: {e}"))
@@ -186,18 +253,6 @@ pub async fn apply(nvr: &Arc<Nvr>, req: Request) -> Result<Outcome, Failure> {
     let running = nvr.config();
     let mut notes = Vec::new();
     let (text, file) = match req.source {
-        Source::Text { text, file } if is_frigate(&file, &text) => {
-            let converted = super::frigate::convert(&text, &file).map_err(Failure::Config)?;
-            notes.extend(converted.warnings.iter().map(|w| format!("frigate: {w}")));
-            let over: toml::Table = converted
-                .toml
-                .parse()
-                .map_err(|e| Failure::Config(one_error(&file, "", format!("the converted configuration: {e}"))))?;
-            let doc = overlay(super::document(&running), over);
-            let text = toml::to_string(&doc)
-                .map_err(|e| Failure::Config(one_error(&file, "", format!("cannot render: {e}"))))?;
-            (text, file)
-        }
         Source::Text { text, file } => (text, file),
         Source::Version(id) => {
             let found = access
@@ -224,18 +279,12 @@ pub async fn apply(nvr: &Arc<Nvr>, req: Request) -> Result<Outcome, Failure> {
             (document, format!("version {id}"))
         }
     };
-    let mut incoming = super::read(
-        &text,
-        &file,
-        &ReadOptions {
-            passphrase: req.passphrase.clone(),
-            accept_edited: req.accept_edited,
-        },
-    )
-    .map_err(Failure::Config)?;
-    notes.extend(incoming.notes.iter().cloned());
-    notes.extend(super::inherit_secrets(&mut incoming, &running));
-    let desired = super::parse(&incoming, &file, &req.base).map_err(Failure::Config)?;
+    let opts = ReadOptions {
+        passphrase: req.passphrase.clone(),
+        accept_edited: req.accept_edited,
+    };
+    let (desired, read_notes) = prepare(&text, &file, &opts, &running, &req.base)?;
+    notes.extend(read_notes);
 
     // Accounts are compared (and replaced) only when the file manages them.
     let mut before = (*running).clone();

@@ -210,7 +210,7 @@ pub fn read(text: &str, file: &str, opts: &ReadOptions) -> Result<Incoming, Conf
                     return Err(err(
                         "parameter_file.sha256",
                         "the content does not match the checksum written at export: the file was damaged or \
-                         edited since; check the diff (--dry-run) and import with --accept-edited if the edit is wanted"
+                         edited since; import with --accept-edited if the edit is wanted"
                             .into(),
                     ));
                 }

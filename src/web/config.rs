@@ -69,7 +69,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
 
 fn failure(f: Failure) -> Response {
     let status = match &f {
-        Failure::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Failure::Config(_) | Failure::Edited { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Failure::Stale { .. } => StatusCode::PRECONDITION_FAILED,
         Failure::NoVersion(_) => StatusCode::NOT_FOUND,
         Failure::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
