@@ -309,18 +309,33 @@ impl Reader {
                 match File::open(&path) {
                     Ok(mut f) => {
                         let len = f.metadata()?.len();
-                        let scan = segment_file::scan(&mut f, len, false)?;
-                        scan.frames
-                            .iter()
-                            .zip(scan.entries(3000))
-                            .map(|(sf, e)| FrameRef {
-                                time: scan.header.start + i64::from(sf.pts),
-                                duration: e.duration,
-                                offset: sf.offset,
-                                size: sf.size,
-                                key: sf.key,
-                            })
-                            .collect()
+                        match segment_file::scan(&mut f, len, false) {
+                            Ok(scan) => scan
+                                .frames
+                                .iter()
+                                .zip(scan.entries(3000))
+                                .map(|(sf, e)| FrameRef {
+                                    time: scan.header.start + i64::from(sf.pts),
+                                    duration: e.duration,
+                                    offset: sf.offset,
+                                    size: sf.size,
+                                    key: sf.key,
+                                })
+                                .collect(),
+                            // Just created, its header not on disk yet: the
+                            // writer owns it and nothing in it is readable so
+                            // far (a real fault is repair's at the next start).
+                            Err(segment_file::FormatError::BadMagic | segment_file::FormatError::BadHeader(_)) => {
+                                tracing::debug!(
+                                    channel,
+                                    segment = s.id,
+                                    len,
+                                    "segment being written has no header yet"
+                                );
+                                Vec::new()
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
                     }
                     Err(e) => {
                         damage(
