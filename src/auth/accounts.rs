@@ -63,10 +63,7 @@ pub fn replace(conn: &Connection, accounts: &Accounts, now_ms: i64) -> Result<Ve
     let before: BTreeMap<&str, &UserEntry> = stored.users.iter().map(|u| (u.name.as_str(), u)).collect();
     let wanted: BTreeSet<&str> = accounts.users.iter().map(|u| u.name.as_str()).collect();
     for name in before.keys().filter(|n| !wanted.contains(*n)) {
-        // Sessions and tokens go with the user (ON DELETE CASCADE).
-        tx.execute("DELETE FROM session WHERE user = ?1", [name])?;
-        tx.execute("DELETE FROM api_token WHERE user = ?1", [name])?;
-        tx.execute("DELETE FROM user WHERE name = ?1", [name])?;
+        super::users::remove(&tx, name)?;
         lines.push(format!("user `{name}` removed"));
     }
     for u in &accounts.users {
@@ -74,11 +71,7 @@ pub fn replace(conn: &Connection, accounts: &Accounts, now_ms: i64) -> Result<Ve
         let channels = channels_to_sql(&u.channels);
         match before.get(u.name.as_str()) {
             None => {
-                tx.execute(
-                    "INSERT INTO user (name, role, channels, password_hash, created_ms, changed_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    params![u.name, u.role.as_str(), channels, u.password_hash, now_ms],
-                )?;
+                super::users::insert_hashed(&tx, &u.name, u.role, &u.channels, &u.password_hash, now_ms)?;
                 lines.push(format!("user `{}` added ({})", u.name, u.role));
             }
             Some(old) if *old == u => {}

@@ -115,12 +115,7 @@ pub fn add(
     check_name(name)?;
     let h = password::hash(pw)?;
     let channels = if role == Role::Admin { None } else { channels };
-    let n = conn.execute(
-        "INSERT OR IGNORE INTO user (name, role, channels, password_hash, created_ms, changed_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![name, role.as_str(), channels_to_sql(&channels), h, now_ms],
-    )?;
-    if n == 0 {
+    if insert_hashed(conn, name, role, &channels, &h, now_ms)? == 0 {
         return Err(UserError::Exists(name.into()));
     }
     Ok(User {
@@ -193,12 +188,36 @@ pub fn delete(conn: &Connection, name: &str) -> Result<(), UserError> {
     if u.role == Role::Admin && other_admins(&tx, name)? == 0 {
         return Err(UserError::LastAdmin(name.into()));
     }
+    remove(&tx, name)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Stores a user whose password is already hashed (an Argon2id PHC string);
+/// 0 when the name is taken. The parameter file's accounts come this way.
+pub(crate) fn insert_hashed(
+    conn: &Connection,
+    name: &str,
+    role: Role,
+    channels: &Option<BTreeSet<u32>>,
+    hash: &str,
+    now_ms: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT OR IGNORE INTO user (name, role, channels, password_hash, created_ms, changed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![name, role.as_str(), channels_to_sql(channels), hash, now_ms],
+    )
+}
+
+/// Removes a user with their sessions and tokens, inside the caller's
+/// transaction and without the last-admin check (the caller's).
+pub(crate) fn remove(conn: &Connection, name: &str) -> rusqlite::Result<()> {
     // Explicit, not only ON DELETE CASCADE: connections opened without
     // `foreign_keys = ON` must not leave a deleted user's tokens working.
-    tx.execute("DELETE FROM session WHERE user = ?1", [name])?;
-    tx.execute("DELETE FROM api_token WHERE user = ?1", [name])?;
-    tx.execute("DELETE FROM user WHERE name = ?1", [name])?;
-    tx.commit()?;
+    conn.execute("DELETE FROM session WHERE user = ?1", [name])?;
+    conn.execute("DELETE FROM api_token WHERE user = ?1", [name])?;
+    conn.execute("DELETE FROM user WHERE name = ?1", [name])?;
     Ok(())
 }
 
