@@ -534,11 +534,18 @@ fn sighup_applies_the_edited_configuration_file() {
     wait_for(Duration::from_secs(10), "the SIGHUP apply", || {
         channel_name(&n, 1) == "After SIGHUP"
     });
-    let versions = http_get(&format!("{}/api/v1/config/versions", n.base))
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(versions["versions"][0]["origin"], "sighup", "{versions}");
+    // The version is stored just after the configuration is published, so
+    // the two are seen a few milliseconds apart: wait for it, not race it.
+    let versions_url = format!("{}/api/v1/config/versions", n.base);
+    let newest_origin = || {
+        let v = http_get(&versions_url).unwrap().json().unwrap();
+        v["versions"][0]["origin"].as_str().unwrap_or_default().to_string()
+    };
+    wait_for(Duration::from_secs(5), "the SIGHUP version", || {
+        newest_origin() == "sighup"
+    });
+    let versions = http_get(&versions_url).unwrap().json().unwrap();
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2, "{versions}");
     // A broken file on SIGHUP changes nothing and the NVR keeps running.
     std::fs::write(&n.config, "[storage\n").unwrap();
     unsafe { libc::kill(n.proc.child.id() as i32, libc::SIGHUP) };
