@@ -14,6 +14,7 @@
 //! comes from outside), `webdriver` (headless Chromium for the web client's
 //! tests and the glass-to-glass benchmark).
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod config;

@@ -1,6 +1,6 @@
-//! Configuration of recording policy, motion detection, event triggers and
-//! actions: the `[channel.recording]`, `[channel.motion]`, `[mqtt]`,
-//! `[[trigger]]` and `[[action]]` tables, checked with errors that name the
+//! Configuration of recording policy, motion detection and event triggers:
+//! the `[channel.recording]`, `[channel.motion]`, `[mqtt]` and `[[trigger]]`
+//! tables (`[[action]]` is in `actions`), checked with errors that name the
 //! file, line and field.
 
 use std::time::Duration;
@@ -84,33 +84,6 @@ impl std::fmt::Debug for MqttConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum ActionTarget {
-    /// Publish to the `[mqtt]` broker.
-    Mqtt,
-    Webhook {
-        url: url::Url,
-    },
-    Email {
-        smtp_host: String,
-        smtp_port: u16,
-        from: String,
-        to: Vec<String>,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ActionConfig {
-    pub name: String,
-    pub target: ActionTarget,
-    /// Only these channels; `None` = all (and NVR-wide events).
-    pub channels: Option<Vec<u32>>,
-    /// Only these event types; `None` = all.
-    pub kinds: Option<Vec<String>>,
-    /// At most one start per channel and event type per this interval.
-    pub min_interval: Duration,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRecording {
@@ -170,22 +143,6 @@ pub(super) struct RawMqtt {
     topic_prefix: Option<String>,
     discovery: Option<bool>,
     discovery_prefix: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAction {
-    name: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<Spanned<String>>,
-    url: Option<Spanned<String>>,
-    smtp: Option<Spanned<String>>,
-    from: Option<Spanned<String>>,
-    #[serde(default)]
-    to: Vec<Spanned<String>>,
-    channels: Option<Vec<u32>>,
-    events: Option<Vec<String>>,
-    min_interval: Option<Spanned<SizeOrNumber>>,
 }
 
 fn ticks(d: Duration) -> i64 {
@@ -478,113 +435,5 @@ pub(super) fn mqtt(c: &mut Checker, m: &Spanned<RawMqtt>) -> Option<MqttConfig> 
             .discovery
             .unwrap_or(true)
             .then(|| m.discovery_prefix.clone().unwrap_or_else(|| "homeassistant".into())),
-    })
-}
-
-pub(super) fn action(c: &mut Checker, a: &Spanned<RawAction>, i: usize, have_mqtt: bool) -> Option<ActionConfig> {
-    let at = a.span().start;
-    let a = a.get_ref();
-    let f = |name: &str| format!("action[{i}].{name}");
-    let kind = match &a.kind {
-        Some(k) => k,
-        None => {
-            c.err(at, f("type"), "is required (mqtt, webhook or email)");
-            return None;
-        }
-    };
-    let target = match kind.get_ref().as_str() {
-        "mqtt" if have_mqtt => ActionTarget::Mqtt,
-        "mqtt" => {
-            c.err(kind.span().start, f("type"), "needs an [mqtt] broker");
-            return None;
-        }
-        "webhook" => match &a.url {
-            Some(u) => match url::Url::parse(u.get_ref()) {
-                Ok(url) if matches!(url.scheme(), "http") => ActionTarget::Webhook { url },
-                Ok(_) => {
-                    c.err(u.span().start, f("url"), "must be an http:// URL");
-                    return None;
-                }
-                Err(e) => {
-                    c.err(u.span().start, f("url"), e.to_string());
-                    return None;
-                }
-            },
-            None => {
-                c.err(at, f("url"), "is required for a webhook");
-                return None;
-            }
-        },
-        "email" => {
-            let smtp = match &a.smtp {
-                Some(s) => match url::Url::parse(s.get_ref()) {
-                    Ok(u) if u.scheme() == "smtp" && u.host_str().is_some() => {
-                        (u.host_str().unwrap_or_default().to_string(), u.port().unwrap_or(25))
-                    }
-                    _ => {
-                        c.err(s.span().start, f("smtp"), "must be a URL like smtp://host:25");
-                        return None;
-                    }
-                },
-                None => {
-                    c.err(at, f("smtp"), "is required for e-mail");
-                    return None;
-                }
-            };
-            let mut ok = true;
-            let mut addr = |s: &Spanned<String>, name: &str| {
-                if s.get_ref().parse::<lettre::Address>().is_err() {
-                    c.err(
-                        s.span().start,
-                        f(name),
-                        format!("`{}` is not an e-mail address", s.get_ref()),
-                    );
-                    ok = false;
-                }
-            };
-            match &a.from {
-                Some(fr) => addr(fr, "from"),
-                None => {
-                    c.err(at, f("from"), "is required for e-mail");
-                    return None;
-                }
-            }
-            for t in &a.to {
-                addr(t, "to");
-            }
-            if a.to.is_empty() {
-                c.err(at, f("to"), "needs at least one address");
-                return None;
-            }
-            if !ok {
-                return None;
-            }
-            ActionTarget::Email {
-                smtp_host: smtp.0,
-                smtp_port: smtp.1,
-                from: a.from.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default(),
-                to: a.to.iter().map(|t| t.get_ref().clone()).collect(),
-            }
-        }
-        other => {
-            c.err(
-                kind.span().start,
-                f("type"),
-                format!("`{other}` is not an action (mqtt, webhook, email)"),
-            );
-            return None;
-        }
-    };
-    let min_interval = a
-        .min_interval
-        .as_ref()
-        .and_then(|m| duration(c, m, &f("min_interval"), 0.0, 86400.0))
-        .unwrap_or(Duration::from_secs(60));
-    Some(ActionConfig {
-        name: a.name.clone().unwrap_or_else(|| format!("{}-{i}", kind.get_ref())),
-        target,
-        channels: a.channels.clone(),
-        kinds: a.events.clone(),
-        min_interval,
     })
 }

@@ -22,6 +22,7 @@ pub(super) struct RawHttp {
     listen: Option<Spanned<String>>,
     tls: Option<Spanned<toml::Value>>,
     redirect_listen: Option<Spanned<String>>,
+    public_url: Option<Spanned<String>>,
 }
 
 /// How the API is served, beyond its address.
@@ -32,6 +33,9 @@ pub struct HttpSettings {
     /// A plain-HTTP listener answering every request with 308 to the same
     /// path over HTTPS (only with `tls`).
     pub redirect_listen: Option<SocketAddr>,
+    /// How people reach the web client from outside (links in alerts);
+    /// `None`: derived from the listen address and this host's name.
+    pub public_url: Option<url::Url>,
 }
 
 impl HttpSettings {
@@ -94,6 +98,18 @@ pub(super) fn http(
             ),
             Some(a) => settings.redirect_listen = Some(a),
             None => {}
+        }
+    }
+    if let Some(u) = &h.public_url {
+        match url::Url::parse(u.get_ref()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+                settings.public_url = Some(url)
+            }
+            _ => c.err(
+                u.span().start,
+                "http.public_url",
+                "must be an http:// or https:// URL people can open (https://nvr.example.com)",
+            ),
         }
     }
     (listen, settings)

@@ -13,6 +13,7 @@
 
 mod access;
 pub mod accounts;
+pub mod actions;
 mod cameras;
 mod channels;
 pub mod events;
@@ -27,7 +28,8 @@ pub use source::Checker;
 pub use http::HttpSettings;
 pub use render::document;
 
-pub use events::{ActionConfig, ActionTarget, MotionConfig, MqttConfig, TriggerConfig};
+pub use actions::{ActionConfig, ActionTarget, EmailTarget, MailTls, Secret, SmsOverflow, SmsProvider, SmsTarget};
+pub use events::{MotionConfig, MqttConfig, TriggerConfig};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -282,7 +284,7 @@ struct RawConfig {
     #[serde(default)]
     trigger: Vec<Spanned<events::RawTrigger>>,
     #[serde(default)]
-    action: Vec<Spanned<events::RawAction>>,
+    action: Vec<Spanned<actions::RawAction>>,
     access: Option<Spanned<access::RawAccess>>,
     nvr: Option<Spanned<RawNvr>>,
     #[serde(default)]
@@ -485,7 +487,7 @@ pub fn parse_with_secrets(
         .action
         .iter()
         .enumerate()
-        .filter_map(|(i, a)| events::action(&mut c, a, i, mqtt.is_some()))
+        .filter_map(|(i, a)| actions::action(&mut c, a, i, mqtt.is_some(), base))
         .collect();
     // The floor checked against the volume whether written or the default
     // (1 GiB is more than a small appliance's card).

@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
-use super::events::{ActionConfig, ActionTarget, MotionConfig, MqttConfig, TriggerConfig};
+use super::actions::{ActionConfig, ActionTarget, Secret, SmsOverflow, SmsProvider};
+use super::events::{MotionConfig, MqttConfig, TriggerConfig};
 use super::units::format_duration;
 use super::{ChannelConfig, Config, NetworkCamera, SecretSource, Transport};
+use crate::recording::schedule::Window;
 use crate::recording::RecordingPolicy;
 
 /// `config` as a TOML document (tables in the order a person writes them).
@@ -109,6 +111,9 @@ fn http(c: &Config) -> Table {
     if let Some(r) = c.http.redirect_listen {
         t.insert("redirect_listen".into(), r.to_string().into());
     }
+    if let Some(u) = &c.http.public_url {
+        t.insert("public_url".into(), u.as_str().into());
+    }
     t
 }
 
@@ -186,20 +191,25 @@ fn recording(p: &RecordingPolicy) -> Table {
     t.insert("post".into(), ticks(e.post));
     t.insert("max_event".into(), ticks(e.max_len));
     t.insert("buffer_limit".into(), int(e.buffer_limit as u64));
-    let windows = p.schedule.windows.iter().map(|w| {
-        let hhmm = |t: jiff::civil::Time, end: bool| match (t.hour(), t.minute()) {
-            (0, 0) if end => "24:00".to_string(),
-            (h, m) => format!("{h:02}:{m:02}"),
-        };
-        let mut s = Table::new();
-        s.insert("days".into(), days(w.days).into());
-        s.insert("from".into(), hhmm(w.from, false).into());
-        s.insert("to".into(), hhmm(w.to, true).into());
-        s.insert("mode".into(), w.mode.as_str().into());
-        s
-    });
+    let windows = p.schedule.windows.iter().map(|w| window(w, true));
     array(&mut t, "schedule", windows);
     t
+}
+
+/// One weekly window; an action's windows have no mode (they mean "on").
+fn window(w: &Window, with_mode: bool) -> Table {
+    let hhmm = |t: jiff::civil::Time, end: bool| match (t.hour(), t.minute()) {
+        (0, 0) if end => "24:00".to_string(),
+        (h, m) => format!("{h:02}:{m:02}"),
+    };
+    let mut s = Table::new();
+    s.insert("days".into(), days(w.days).into());
+    s.insert("from".into(), hhmm(w.from, false).into());
+    s.insert("to".into(), hhmm(w.to, true).into());
+    if with_mode {
+        s.insert("mode".into(), w.mode.as_str().into());
+    }
+    s
 }
 
 /// Weekday bits (0 = Monday) as `schedule::parse_days` reads them.
@@ -317,30 +327,84 @@ fn trigger(tr: &TriggerConfig) -> Table {
     t
 }
 
+fn strings(v: &[String]) -> Value {
+    v.iter().map(|s| Value::from(s.as_str())).collect::<Vec<_>>().into()
+}
+
+/// Writes `field` (inline), `field_env` or `field_file` as the secret came.
+fn secret(t: &mut Table, field: &str, s: &Secret) {
+    match &s.source {
+        SecretSource::Inline => t.insert(field.into(), s.value.clone().into()),
+        SecretSource::Env(v) => t.insert(format!("{field}_env"), v.clone().into()),
+        SecretSource::File(p) => t.insert(format!("{field}_file"), path(p)),
+    };
+}
+
 fn action(a: &ActionConfig) -> Table {
     let mut t = Table::new();
     t.insert("name".into(), a.name.clone().into());
+    t.insert("type".into(), a.target.kind().into());
     match &a.target {
-        ActionTarget::Mqtt => {
-            t.insert("type".into(), "mqtt".into());
-        }
-        ActionTarget::Webhook { url } => {
-            t.insert("type".into(), "webhook".into());
+        ActionTarget::Mqtt => {}
+        ActionTarget::Webhook { url, ca_file } => {
             t.insert("url".into(), url.as_str().into());
+            if let Some(p) = ca_file {
+                t.insert("ca_file".into(), path(p));
+            }
         }
-        ActionTarget::Email {
-            smtp_host,
-            smtp_port,
-            from,
-            to,
-        } => {
-            t.insert("type".into(), "email".into());
-            t.insert("smtp".into(), format!("smtp://{smtp_host}:{smtp_port}").into());
-            t.insert("from".into(), from.clone().into());
-            t.insert(
-                "to".into(),
-                to.iter().map(|s| Value::from(s.as_str())).collect::<Vec<_>>().into(),
-            );
+        ActionTarget::Email(e) => {
+            t.insert("smtp".into(), format!("smtp://{}:{}", e.smtp_host, e.smtp_port).into());
+            t.insert("tls".into(), e.tls.as_str().into());
+            if let Some(u) = &e.username {
+                t.insert("username".into(), u.clone().into());
+            }
+            if let Some(p) = &e.password {
+                secret(&mut t, "password", p);
+            }
+            if let Some(p) = &e.ca_file {
+                t.insert("ca_file".into(), path(p));
+            }
+            t.insert("from".into(), e.from.clone().into());
+            t.insert("to".into(), strings(&e.to));
+        }
+        ActionTarget::Sms(s) => {
+            t.insert("provider".into(), s.provider.name().into());
+            match &s.provider {
+                SmsProvider::Kannel {
+                    url,
+                    username,
+                    password,
+                } => {
+                    t.insert("url".into(), url.as_str().into());
+                    t.insert("username".into(), username.clone().into());
+                    secret(&mut t, "password", password);
+                }
+                SmsProvider::Twilio {
+                    url,
+                    account,
+                    token,
+                    from,
+                } => {
+                    t.insert("url".into(), url.as_str().into());
+                    t.insert("account".into(), account.clone().into());
+                    secret(&mut t, "token", token);
+                    t.insert("from".into(), from.clone().into());
+                }
+                SmsProvider::Modem { device, baud, pin } => {
+                    t.insert("device".into(), path(device));
+                    t.insert("baud".into(), int((*baud).into()));
+                    if let Some(p) = pin {
+                        secret(&mut t, "pin", p);
+                    }
+                }
+            }
+            t.insert("to".into(), strings(&s.to));
+            t.insert("max_segments".into(), int(s.max_segments.into()));
+            let overflow = match s.overflow {
+                SmsOverflow::Truncate => "truncate",
+                SmsOverflow::Split => "split",
+            };
+            t.insert("overflow".into(), overflow.into());
         }
     }
     if let Some(ch) = &a.channels {
@@ -350,12 +414,25 @@ fn action(a: &ActionConfig) -> Table {
         );
     }
     if let Some(k) = &a.kinds {
-        t.insert(
-            "events".into(),
-            k.iter().map(|s| Value::from(s.as_str())).collect::<Vec<_>>().into(),
-        );
+        t.insert("events".into(), strings(k));
     }
     t.insert("min_interval".into(), dur(a.min_interval));
+    if let Some(s) = &a.subject {
+        t.insert("subject".into(), s.source().into());
+    }
+    if let Some(b) = &a.body {
+        t.insert("body".into(), b.source().into());
+    }
+    if let Some(z) = &a.time_zone_name {
+        t.insert("time_zone".into(), z.clone().into());
+    }
+    if let Some(s) = &a.schedule {
+        array(&mut t, "schedule", s.windows.iter().map(|w| window(w, false)));
+    }
+    t.insert("retry_for".into(), dur(a.retry_for));
+    t.insert("offline_grace".into(), dur(a.offline_grace));
+    t.insert("snapshot".into(), a.snapshot.into());
+    t.insert("snapshot_width".into(), int(a.snapshot_width.into()));
     t
 }
 
@@ -380,6 +457,7 @@ scrub_interval = "1d"
 listen = "0.0.0.0:9443"
 tls = "self-signed"
 redirect_listen = "0.0.0.0:9080"
+public_url = "https://nvr.example.com/"
 
 [access]
 session_idle = "2h"
@@ -466,6 +544,54 @@ url = "http://192.0.2.70/hook"
 name = "announce"
 type = "mqtt"
 
+[[action]]
+name = "provider-mail"
+type = "email"
+smtp = "smtp://mail.example.org:587"
+username = "nvr@example.org"
+password = "smtp-secret"
+ca_file = "ca.pem"
+from = "nvr@example.org"
+to = ["guard@example.org"]
+subject = "{nvr}: {type} on {channel_name}"
+body = "Seen at {start}: {snapshot_link}"
+time_zone = "Europe/Berlin"
+schedule = [ { days = "mon-fri", from = "18:00", to = "08:00" }, { days = "sat,sun", from = "00:00", to = "24:00" } ]
+retry_for = "2h"
+snapshot_width = 320
+
+[[action]]
+name = "sms-kannel"
+type = "sms"
+provider = "kannel"
+url = "http://192.0.2.80:13013/cgi-bin/sendsms"
+username = "tandem"
+password = "kannel-secret"
+to = ["+4915112345678", "+4915187654321"]
+template = "{type} on {channel_name}"
+max_segments = 2
+overflow = "split"
+offline_grace = "2m"
+
+[[action]]
+name = "sms-twilio"
+type = "sms"
+provider = "twilio"
+account = "AC0123456789"
+token_env = "TANDEM_RENDER_TEST_PW"
+from = "+15550001111"
+to = ["+15552223333"]
+snapshot = false
+
+[[action]]
+name = "sms-modem"
+type = "sms"
+provider = "modem"
+device = "/dev/ttyUSB0"
+baud = 9600
+pin = "1234"
+to = ["+4915112345678"]
+
 [[user]]
 name = "admin"
 role = "admin"
@@ -488,6 +614,7 @@ secret_hash = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
 
     pub(crate) fn every_table(dir: &Path) -> Config {
         std::fs::write(dir.join("gate.pw"), "gate-secret\n").unwrap();
+        std::fs::write(dir.join("ca.pem"), "").unwrap();
         // SAFETY: set once, to the same value, by every test that reads it.
         unsafe { std::env::set_var("TANDEM_RENDER_TEST_PW", "dock-secret") };
         super::super::parse(EVERY_TABLE, "every.toml", dir).unwrap()
@@ -500,7 +627,7 @@ secret_hash = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
         // The sample really uses what it claims to.
         assert_eq!(c.name.as_deref(), Some("nvr-a"));
         assert_eq!(c.rules.len(), 1);
-        assert_eq!(c.actions.len(), 3);
+        assert_eq!(c.actions.len(), 7);
         assert_eq!(c.accounts.as_ref().unwrap().tokens.as_ref().unwrap().len(), 1);
         assert_eq!(c.channels[0].retention.event_max_age, None);
         let text = toml::to_string(&document(&c)).unwrap();

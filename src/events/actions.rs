@@ -128,18 +128,24 @@ impl Dispatcher {
         let a = &self.actions[i];
         let mut delay = Duration::from_secs(1);
         for attempt in 1..=ATTEMPTS {
+            let msg = crate::alerts::compose::compose(
+                a,
+                &n,
+                &crate::alerts::compose::Context {
+                    nvr: &self.nvr_id,
+                    ..Default::default()
+                },
+                format!("tandem-{}-{}", self.nvr_id, n.id),
+            );
             let r = match &a.target {
                 ActionTarget::Mqtt => match &self.mqtt {
-                    Some(m) => m.publish_event(&n).await,
+                    Some(m) => m.publish_event(&msg.json).await,
                     None => Err("no MQTT broker".into()),
                 },
-                ActionTarget::Webhook { url } => webhook(url.as_str(), &self.nvr_id, &n).await,
-                ActionTarget::Email {
-                    smtp_host,
-                    smtp_port,
-                    from,
-                    to,
-                } => email(smtp_host, *smtp_port, from, to, &self.nvr_id, &n).await,
+                t => match crate::alerts::send(t, &msg, None).await {
+                    crate::alerts::Delivery::Delivered => Ok(()),
+                    crate::alerts::Delivery::Retry(e) | crate::alerts::Delivery::Fail(e) => Err(e),
+                },
             };
             match r {
                 Ok(()) => {
@@ -171,79 +177,6 @@ impl Dispatcher {
             }
         }
     }
-}
-
-/// The JSON body a webhook receives: the notice plus the NVR's id.
-pub fn payload(nvr_id: &str, n: &Notice) -> serde_json::Value {
-    let mut v = serde_json::to_value(n).unwrap_or_default();
-    v["nvr"] = serde_json::json!(nvr_id);
-    v
-}
-
-async fn webhook(url: &str, nvr_id: &str, n: &Notice) -> Result<(), String> {
-    let body = payload(nvr_id, n).to_string();
-    let url = url.to_string();
-    let r = tokio::task::spawn_blocking(move || {
-        crate::httpc::request_with_timeout(
-            "POST",
-            &url,
-            &[("Content-Type", "application/json"), ("User-Agent", "Tandem NVR")],
-            body.as_bytes(),
-            Duration::from_secs(10),
-        )
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
-    if (200..300).contains(&r.status) {
-        Ok(())
-    } else {
-        Err(format!("webhook answered HTTP {}", r.status))
-    }
-}
-
-/// A short human subject: "Tandem: motion started on channel 1".
-pub fn subject(n: &Notice) -> String {
-    let what = match n.phase {
-        Phase::Start => "started",
-        Phase::End => "ended",
-        Phase::Instant => "",
-    };
-    let on = n.channel.map(|c| format!(" on channel {c}")).unwrap_or_default();
-    format!("Tandem: {} {what}{on}", n.kind.replace('_', " ")).replace("  ", " ")
-}
-
-async fn email(host: &str, port: u16, from: &str, to: &[String], nvr_id: &str, n: &Notice) -> Result<(), String> {
-    use lettre::message::header::ContentType;
-    use lettre::{Message, SmtpTransport, Transport};
-    let mut b = Message::builder()
-        .from(from.parse().map_err(|e| format!("from: {e}"))?)
-        .subject(subject(n))
-        .header(ContentType::TEXT_PLAIN);
-    for t in to {
-        b = b.to(t.parse().map_err(|e| format!("to: {e}"))?);
-    }
-    let text = format!(
-        "{}\n\nNVR: {nvr_id}\nEvent id: {}\nStart: {}\nEnd: {}\n\nDetails:\n{}\n",
-        subject(n),
-        n.id,
-        n.start,
-        n.end.map(|e| e.to_rfc3339()).unwrap_or_else(|| "(still going)".into()),
-        serde_json::to_string_pretty(&n.details).unwrap_or_default()
-    );
-    let msg = b.body(text).map_err(|e| e.to_string())?;
-    let host = host.to_string();
-    tokio::task::spawn_blocking(move || {
-        // Plain SMTP (a site relay); STARTTLS needs a TLS backend, which this
-        // build leaves out to keep the dependency tree small.
-        let t = SmtpTransport::builder_dangerous(host)
-            .port(port)
-            .timeout(Some(Duration::from_secs(10)))
-            .build();
-        t.send(&msg).map(|_| ()).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
 }
 
 #[cfg(test)]
@@ -278,14 +211,16 @@ mod serve_tests {
     async fn a_replaced_dispatcher_takes_the_next_notices_with_fresh_counters() {
         let stats = SharedActionStats::default();
         let hook = |name: &str| ActionConfig {
-            name: name.into(),
-            // Nothing listens on port 1: delivery fails, which is not the point.
-            target: ActionTarget::Webhook {
-                url: url::Url::parse("http://127.0.0.1:1/").unwrap(),
-            },
-            channels: None,
             kinds: Some(vec!["door".into()]),
             min_interval: std::time::Duration::from_secs(3600),
+            // Nothing listens on port 1: delivery fails, which is not the point.
+            ..ActionConfig::new(
+                name,
+                ActionTarget::Webhook {
+                    url: url::Url::parse("http://127.0.0.1:1/").unwrap(),
+                    ca_file: None,
+                },
+            )
         };
         let limited = |name: &'static str, n: u64| {
             let stats = stats.clone();

@@ -174,9 +174,9 @@ impl Mqtt {
         self.offer(format!("{}/channel/{ch}/{}", self.base, n.kind), true, state);
     }
 
-    /// The event as JSON on `{base}/events` (the `mqtt` action).
-    pub async fn publish_event(&self, n: &Notice) -> Result<(), String> {
-        let body = super::actions::payload(&self.nvr_id, n).to_string();
+    /// The message's JSON on `{base}/events` (the `mqtt` action).
+    pub async fn publish_event(&self, json: &serde_json::Value) -> Result<(), String> {
+        let body = json.to_string();
         let topic = format!("{}/events", self.base);
         tokio::time::timeout(
             Duration::from_secs(5),

@@ -27,6 +27,12 @@ pub fn extract(doc: &mut Table) -> SecretValues {
         let name = str_of(cam, "name");
         take(cam, "password", format!("network_camera.{name}.password"));
     }
+    for action in tables(doc, "action") {
+        let name = str_of(action, "name");
+        for field in ["password", "token", "pin"] {
+            take(action, field, crate::config::actions::secret_key(&name, field));
+        }
+    }
     if let Some(Value::Table(m)) = doc.get_mut("mqtt") {
         take(m, "password", "mqtt.password".into());
     }

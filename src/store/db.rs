@@ -268,6 +268,21 @@ pub fn nvr_id(conn: &Connection) -> rusqlite::Result<String> {
     Ok(id)
 }
 
+/// The key that signs the alerts' expiring snapshot links
+/// (`alerts::link`): 32 random bytes, hex, created on first use and kept with
+/// the index so that links stay valid across restarts.
+pub fn link_key(conn: &Connection) -> rusqlite::Result<String> {
+    if let Some(k) = conn
+        .query_row("SELECT value FROM meta WHERE key = 'link_key'", [], |r| r.get(0))
+        .optional()?
+    {
+        return Ok(k);
+    }
+    let k: String = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
+    conn.execute("INSERT INTO meta (key, value) VALUES ('link_key', ?1)", params![k])?;
+    Ok(k)
+}
+
 #[derive(Clone, Debug)]
 pub struct SegmentRow {
     pub id: i64,

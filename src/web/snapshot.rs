@@ -207,16 +207,31 @@ pub async fn event_snapshot(
 ) -> ApiResult<Response> {
     let id = params::integer("id", &id, 1..=i64::MAX)?;
     let width = width_param(&q)?;
+    let (_, snap) = event_picture(&nvr, id, width, Some(&p)).await?;
+    Ok(jpeg_response(&snap, CACHE_FOREVER))
+}
+
+/// Event `id`'s picture (its channel's first key frame at or after its
+/// start) and its channel, `width` wide, from the cache or decoded once and
+/// cached: the web client's thumbnails and the alerts' attachments share it.
+/// `viewer` is checked before anything is decoded; `None` (the alerts, a
+/// signed link) sees every channel.
+pub async fn event_picture(
+    nvr: &Nvr,
+    id: i64,
+    width: u32,
+    viewer: Option<&Principal>,
+) -> ApiResult<(u32, Arc<Snapshot>)> {
+    let may_see = |ch: u32| match viewer {
+        Some(p) if !p.can_see(ch) => Err(ApiError::forbidden(format!("{} may not see channel {ch}", p.user))),
+        _ => Ok(()),
+    };
+    let sees_all = viewer.is_none_or(|p| p.sees_all());
     let key = (nvr.reader.dir.clone(), id, width);
     let hit = CACHE.lock().ok().and_then(|mut c| c.get(&key));
     if let Some(c) = hit {
-        if !p.can_see(c.channel) {
-            return Err(ApiError::forbidden(format!(
-                "{} may not see channel {}",
-                p.user, c.channel
-            )));
-        }
-        return Ok(jpeg_response(&c.snap, CACHE_FOREVER));
+        may_see(c.channel)?;
+        return Ok((c.channel, c.snap));
     }
     let reader = nvr.reader.clone();
     let place = tokio::task::spawn_blocking(move || reader.event_place(id))
@@ -227,7 +242,7 @@ pub async fn event_snapshot(
         // The NVR's own events are listed only to those who see every
         // channel; to others they do not exist.
         None => return Err(ApiError::not_found(format!("no event {id}"))),
-        Some((None, _)) if !p.sees_all() => return Err(ApiError::not_found(format!("no event {id}"))),
+        Some((None, _)) if !sees_all => return Err(ApiError::not_found(format!("no event {id}"))),
         Some((None, _)) => {
             return Err(ApiError::not_found(format!(
                 "event {id} belongs to no channel: no picture"
@@ -235,10 +250,8 @@ pub async fn event_snapshot(
         }
         Some((Some(ch), start)) => (ch, start),
     };
-    if !p.can_see(channel) {
-        return Err(ApiError::forbidden(format!("{} may not see channel {channel}", p.user)));
-    }
-    let snap = Arc::new(render(&nvr, channel, start, true, width).await?);
+    may_see(channel)?;
+    let snap = Arc::new(render(nvr, channel, start, true, width).await?);
     // The first key frame after the start stays the first: footage is
     // stored in time order, so the picture is the event's for good.
     if let Ok(mut c) = CACHE.lock() {
@@ -250,7 +263,7 @@ pub async fn event_snapshot(
             },
         );
     }
-    Ok(jpeg_response(&snap, CACHE_FOREVER))
+    Ok((channel, snap))
 }
 
 #[utoipa::path(
