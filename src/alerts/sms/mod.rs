@@ -1,16 +1,175 @@
 //! SMS: text segmentation (GSM 03.38 / UCS-2) and the three routes a site
 //! may have — Kannel's `sendsms` HTTP interface, a Twilio-compatible REST
 //! API and a GSM modem on a serial port.
+//!
+//! Must never block the runtime (HTTP on the blocking pool, the modem on the
+//! reactor, everything under a timeout) nor report `Delivered` unless every
+//! recipient got every part. None of the routes can de-duplicate, so a
+//! retried alert is sent whole again (at least once, not exactly once).
+
+pub mod kannel;
+pub mod modem;
+pub mod segments;
+pub mod twilio;
+
+use std::time::Duration;
+
+use super::{Delivery, Message};
+use crate::config::{SmsProvider, SmsTarget};
 
 /// The serial speeds a modem may be configured with.
 pub fn valid_baud(b: u32) -> bool {
     matches!(b, 9600 | 19200 | 38400 | 57600 | 115_200 | 230_400 | 460_800)
 }
 
-use super::{Delivery, Message};
-use crate::config::SmsTarget;
+/// How long one gateway request may take (connect, send, answer).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a gateway's answer quoted in an error.
+const QUOTE: usize = 200;
 
 /// Sends `msg.body` to every number of `t`, segmented as configured.
-pub async fn send(t: &SmsTarget, _msg: &Message) -> Delivery {
-    Delivery::Fail(format!("the {} SMS route is being built", t.provider.name()))
+pub async fn send(t: &SmsTarget, msg: &Message) -> Delivery {
+    let gsm7 = match t.provider {
+        SmsProvider::Modem { .. } => segments::Gsm7::BasicOnly,
+        _ => segments::Gsm7::Full,
+    };
+    let parts = segments::fit(&msg.body, t.max_segments, t.overflow, gsm7);
+    match &t.provider {
+        SmsProvider::Kannel {
+            url,
+            username,
+            password,
+        } => kannel::send(url, username, &password.value, &t.to, &parts).await,
+        SmsProvider::Twilio {
+            url,
+            account,
+            token,
+            from,
+        } => twilio::send(url, account, &token.value, from, &t.to, &parts).await,
+        SmsProvider::Modem { device, baud, pin } => {
+            modem::send(device, *baud, pin.as_ref().map(|p| p.value.as_str()), &t.to, &parts).await
+        }
+    }
+}
+
+/// The outcomes of one alert's requests (a recipient and a part each),
+/// summed up: delivered only if all were; else retried if any is worth
+/// retrying (the whole alert goes again), else failed.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    retry: Vec<String>,
+    fail: Vec<String>,
+}
+
+impl Tally {
+    /// Adds one outcome for `to`; false if it was not delivered (the
+    /// recipient's further parts are not sent: they would read out of order).
+    pub(crate) fn add(&mut self, to: &str, d: Delivery) -> bool {
+        match d {
+            Delivery::Delivered => return true,
+            Delivery::Retry(e) => self.retry.push(format!("to {to}: {e}")),
+            Delivery::Fail(e) => self.fail.push(format!("to {to}: {e}")),
+        }
+        false
+    }
+
+    pub(crate) fn outcome(self) -> Delivery {
+        let all = || [&self.retry[..], &self.fail[..]].concat().join("; ");
+        if !self.retry.is_empty() {
+            Delivery::Retry(all())
+        } else if !self.fail.is_empty() {
+            Delivery::Fail(all())
+        } else {
+            Delivery::Delivered
+        }
+    }
+}
+
+/// One request to an SMS gateway on the blocking pool. `Err` is the
+/// attempt's outcome (unreachable: retried; an `https://` URL: failed).
+async fn request(
+    what: &str,
+    method: &'static str,
+    url: String,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+) -> Result<crate::httpc::Response, Delivery> {
+    if url.starts_with("https://") {
+        // The alerts' TLS trust (system roots or a ca_file) is not in this
+        // build yet; never send a token in plain text instead.
+        return Err(Delivery::Fail(format!(
+            "{what}: https:// gateways are not supported by this build; use an http:// URL on a trusted network"
+        )));
+    }
+    let r = tokio::task::spawn_blocking(move || {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        crate::httpc::request_with_timeout(method, &url, &h, &body, HTTP_TIMEOUT)
+    })
+    .await;
+    match r {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(Delivery::Retry(format!("{what} unreachable: {e}"))),
+        Err(e) => Err(Delivery::Retry(format!("{what}: {e}"))),
+    }
+}
+
+/// At most `QUOTE` characters of a gateway's answer, on one line.
+fn quote(s: &str) -> String {
+    let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(QUOTE) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_is_delivered_only_when_everything_was() {
+        let mut t = Tally::default();
+        assert!(t.add("+1", Delivery::Delivered));
+        assert_eq!(t.outcome(), Delivery::Delivered);
+        let mut t = Tally::default();
+        assert!(!t.add("+1", Delivery::Fail("bad number".into())));
+        assert!(t.add("+2", Delivery::Delivered));
+        assert_eq!(t.outcome(), Delivery::Fail("to +1: bad number".into()));
+        let mut t = Tally::default();
+        t.add("+1", Delivery::Fail("bad number".into()));
+        t.add("+2", Delivery::Retry("HTTP 503".into()));
+        assert_eq!(
+            t.outcome(),
+            Delivery::Retry("to +2: HTTP 503; to +1: bad number".into()),
+            "a transient failure keeps the alert alive"
+        );
+    }
+
+    #[test]
+    fn quotes_are_bounded_and_on_one_line() {
+        assert_eq!(quote("  Sent.\r\n"), "Sent.");
+        let q = quote(&"é".repeat(1000));
+        assert_eq!(q.chars().count(), QUOTE + 1);
+        assert!(q.ends_with('…'));
+    }
+
+    #[tokio::test]
+    async fn an_https_gateway_is_refused_without_sending() {
+        let r = request("gateway", "GET", "https://127.0.0.1:1/x".into(), vec![], vec![]).await;
+        assert!(matches!(r, Err(Delivery::Fail(e)) if e.contains("https://")));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_gateway_is_retried() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let r = request("gateway", "GET", format!("http://127.0.0.1:{port}/"), vec![], vec![]).await;
+        assert!(
+            matches!(&r, Err(Delivery::Retry(e)) if e.starts_with("gateway unreachable")),
+            "{r:?}"
+        );
+    }
 }
