@@ -1,0 +1,610 @@
+//! SMS alerts through every route a site may have: a real Kannel
+//! (bearerbox + smsbox + its fake SMSC) behind a running NVR, a
+//! Twilio-style API on a local listener (form, Basic auth, a 500 retried,
+//! a gateway that never recovers, over-long texts split or truncated) and a
+//! GSM modem simulated on a pseudo-terminal pair (PIN prompt, an ERROR that
+//! must be retried, GSM and UCS-2 text).
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tandem::alerts::{Delivery, Message};
+use tandem::config::{Secret, SecretSource, SmsOverflow, SmsProvider, SmsTarget};
+
+fn message(body: &str) -> Message {
+    Message {
+        id: "tandem-test-1".into(),
+        subject: "test".into(),
+        body: body.into(),
+        json: serde_json::json!({}),
+        event_id: None,
+    }
+}
+
+fn secret(v: &str) -> Secret {
+    Secret {
+        value: v.into(),
+        source: SecretSource::Inline,
+    }
+}
+
+fn target(provider: SmsProvider, max_segments: u32, overflow: SmsOverflow) -> SmsTarget {
+    SmsTarget {
+        provider,
+        to: vec!["+4915112345678".into()],
+        max_segments,
+        overflow,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One request a gateway listener received.
+#[derive(Clone, Debug)]
+struct Heard {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Heard {
+    fn header(&self, k: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    }
+    fn form(&self, k: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.body.as_bytes())
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// A Twilio-style API on loopback: answers the n-th request (from 0) with
+/// `status(n)` and records every request.
+fn listener(status: impl Fn(usize) -> u16 + Send + 'static) -> (u16, Arc<Mutex<Vec<Heard>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let h = heard.clone();
+    std::thread::spawn(move || {
+        for (n, s) in l.incoming().enumerate() {
+            let Ok(mut s) = s else { continue };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            let (head_end, len) = loop {
+                let Ok(k) = s.read(&mut buf) else { break (0, 0) };
+                if k == 0 {
+                    break (0, 0);
+                }
+                raw.extend_from_slice(&buf[..k]);
+                if let Some(e) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&raw[..e]).to_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break (e + 4, len);
+                }
+            };
+            if head_end == 0 {
+                continue;
+            }
+            while raw.len() < head_end + len {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => raw.extend_from_slice(&buf[..k]),
+                }
+            }
+            let head = String::from_utf8_lossy(&raw[..head_end - 4]).to_string();
+            let mut lines = head.split("\r\n");
+            let first: Vec<String> = lines.next().unwrap_or("").split(' ').map(String::from).collect();
+            h.lock().unwrap().push(Heard {
+                method: first.first().cloned().unwrap_or_default(),
+                path: first.get(1).cloned().unwrap_or_default(),
+                headers: lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .collect(),
+                body: String::from_utf8_lossy(&raw[head_end..]).to_string(),
+            });
+            let code = status(n);
+            let body = match code {
+                201 => r#"{"sid":"SM1","status":"queued"}"#,
+                _ => r#"{"code":20500,"message":"Internal Server Error","status":500}"#,
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, heard)
+}
+
+fn twilio(port: u16) -> SmsProvider {
+    SmsProvider::Twilio {
+        url: url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+        account: "AC0123456789".into(),
+        token: secret("tok-0123456789"),
+        from: "+15550001111".into(),
+    }
+}
+
+fn api_actions(base: &str) -> serde_json::Value {
+    http_get(&format!("{base}/api/v1/actions")).unwrap().json().unwrap()
+}
+
+fn door_pulse(base: &str, seconds: u32) {
+    let body = format!(r#"{{"type":"door","action":"pulse","duration":{seconds}}}"#);
+    let r = http_request(
+        "POST",
+        &format!("{base}/api/v1/channels/1/events"),
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// An NVR with one camera on channel 1 "Lobby" and `action` as its only
+/// `[[action]]` table.
+fn nvr_with_action(dir: &Path, action: &str) -> (Proc, Nvr) {
+    let (cam, urls) = sim_camera(dir, 1, &["--fps", "10", "--gop", "10"]);
+    let cfg = format!(
+        "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\n[http]\nlisten = \"{{listen}}\"\n\
+         [[network_camera]]\nname = \"cam1\"\nurl = \"{}\"\n[[channel]]\nnumber = 1\nname = \"Lobby\"\ncamera = \"cam1\"\n\
+         [[action]]\n{action}\n",
+        dir.join("data").display(),
+        urls[0]
+    );
+    let n = nvr(dir, "nvr", &cfg);
+    (cam, n)
+}
+
+#[test]
+fn twilio_gets_the_form_with_basic_auth_and_a_500_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, heard) = listener(|n| if n == 0 { 500 } else { 201 });
+    let (_cam, nvr) = nvr_with_action(
+        dir.path(),
+        &format!(
+            "name = \"sms\"\ntype = \"sms\"\nprovider = \"twilio\"\nurl = \"http://127.0.0.1:{port}\"\n\
+             account = \"AC0123456789\"\ntoken = \"tok-0123456789\"\nfrom = \"+15550001111\"\n\
+             to = [\"+15552223333\"]\nevents = [\"door\"]\ntemplate = \"{{type}} at channel {{channel}}\""
+        ),
+    );
+    let t0 = Instant::now();
+    door_pulse(&nvr.base, 30);
+    wait_for(Duration::from_secs(15), "the retried SMS request", || {
+        heard.lock().unwrap().len() >= 2
+    });
+    let latency = t0.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), 2, "one 500, one retry, nothing more: {heard:?}");
+    for h in &heard {
+        assert_eq!(h.method, "POST");
+        assert_eq!(h.path, "/2010-04-01/Accounts/AC0123456789/Messages.json");
+        // base64("AC0123456789:tok-0123456789")
+        assert_eq!(
+            h.header("authorization"),
+            Some("Basic QUMwMTIzNDU2Nzg5OnRvay0wMTIzNDU2Nzg5")
+        );
+        assert_eq!(h.header("content-type"), Some("application/x-www-form-urlencoded"));
+        assert_eq!(h.form("To").as_deref(), Some("+15552223333"));
+        assert_eq!(h.form("From").as_deref(), Some("+15550001111"));
+        assert_eq!(h.form("Body").as_deref(), Some("door at channel 1"));
+    }
+    let a = api_actions(&nvr.base);
+    assert_eq!(a["actions"][0]["delivered"], 1, "{a}");
+    assert_eq!(a["actions"][0]["retries"], 1, "{a}");
+    assert!(
+        a["actions"][0]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("HTTP 500"),
+        "{a}"
+    );
+    println!("twilio: event → second (retried) request in {latency:?}");
+}
+
+#[test]
+fn a_gateway_that_keeps_failing_is_retried_then_an_unknown_account_fails() {
+    // The outbox gives up after `retry_for`; each attempt's verdict is the
+    // transport's: a 500 is always worth another try.
+    let (port, heard) = listener(|_| 500);
+    let rt = runtime();
+    let t = target(twilio(port), 1, SmsOverflow::Truncate);
+    let d = rt.block_on(tandem::alerts::sms::send(&t, &message("door at Lobby")));
+    assert_eq!(
+        d,
+        Delivery::Retry("to +4915112345678: the SMS API answered HTTP 500: \"Internal Server Error\"".into())
+    );
+    assert_eq!(heard.lock().unwrap().len(), 1);
+    // A gateway that is not there: retried, naming it.
+    let gone = free_port();
+    let d = rt.block_on(tandem::alerts::sms::send(
+        &target(twilio(gone), 1, SmsOverflow::Truncate),
+        &message("x"),
+    ));
+    assert!(
+        matches!(&d, Delivery::Retry(e) if e.contains("the SMS API at 127.0.0.1 unreachable")),
+        "{d:?}"
+    );
+    // A 401 (wrong token) is permanent.
+    let (port, _) = listener(|_| 401);
+    let d = rt.block_on(tandem::alerts::sms::send(
+        &target(twilio(port), 1, SmsOverflow::Truncate),
+        &message("x"),
+    ));
+    assert!(matches!(&d, Delivery::Fail(e) if e.contains("HTTP 401")), "{d:?}");
+}
+
+#[test]
+fn an_over_long_sms_is_split_or_truncated_as_configured() {
+    let rt = runtime();
+    let text = "Motion on Lobby ".repeat(25); // 400 characters, GSM-7
+    let (port, heard) = listener(|_| 201);
+    let d = rt.block_on(tandem::alerts::sms::send(
+        &target(twilio(port), 1, SmsOverflow::Split),
+        &message(&text),
+    ));
+    assert_eq!(d, Delivery::Delivered);
+    let bodies: Vec<String> = heard.lock().unwrap().iter().map(|h| h.form("Body").unwrap()).collect();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    assert!(bodies
+        .iter()
+        .all(|b| b.chars().count() <= 160 && b.starts_with("Motion")));
+    assert_eq!(bodies.join(" "), text.trim_end(), "cut at spaces, nothing lost");
+
+    let (port, heard) = listener(|_| 201);
+    let t = target(twilio(port), 2, SmsOverflow::Truncate);
+    let d = rt.block_on(tandem::alerts::sms::send(&t, &message(&text)));
+    assert_eq!(d, Delivery::Delivered);
+    let bodies: Vec<String> = heard.lock().unwrap().iter().map(|h| h.form("Body").unwrap()).collect();
+    assert_eq!(bodies.len(), 1);
+    assert!(
+        bodies[0].ends_with("...") && bodies[0].chars().count() <= 306,
+        "{bodies:?}"
+    );
+    assert!(bodies[0].chars().count() > 280, "cut near the limit: {bodies:?}");
+}
+
+// ---- Kannel -------------------------------------------------------------
+
+const FAKESMSC: &str = "/usr/lib/kannel/test/fakesmsc";
+
+/// bearerbox + smsbox + fakesmsc on free loopback ports; the sendsms URL.
+fn kannel(dir: &Path) -> (Vec<Proc>, String, PathBuf) {
+    let (admin, boxp, smsc, sendsms) = (free_port(), free_port(), free_port(), free_port());
+    let conf = dir.join("kannel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "group = core\nadmin-port = {admin}\nadmin-password = adm\nsmsbox-port = {boxp}\n\
+             box-allow-ip = 127.0.0.1\nlog-file = \"{d}/bearerbox.log\"\nlog-level = 1\n\n\
+             group = smsc\nsmsc = fake\nsmsc-id = fake\nport = {smsc}\nconnect-allow-ip = 127.0.0.1\n\n\
+             group = smsbox\nbearerbox-host = 127.0.0.1\nbearerbox-port = {boxp}\nsendsms-port = {sendsms}\n\
+             log-file = \"{d}/smsbox.log\"\nlog-level = 1\n\n\
+             group = sendsms-user\nusername = tandem\npassword = kannel-secret\ndefault-sender = 4930123\n\
+             max-messages = 10\nconcatenation = true\n\n\
+             group = sms-service\nkeyword = default\ntext = \"unused\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let bearer = spawn("bearerbox", Command::new("bearerbox").arg(&conf), dir);
+    wait_for(Duration::from_secs(10), "bearerbox", || {
+        std::net::TcpStream::connect(("127.0.0.1", boxp)).is_ok()
+    });
+    let smsbox = spawn("smsbox", Command::new("smsbox").arg(&conf), dir);
+    // `-m 0`: send nothing, print every message the bearerbox delivers.
+    let fake = spawn(
+        "fakesmsc",
+        Command::new(FAKESMSC).args(["-H", "127.0.0.1", "-r", &smsc.to_string(), "-m", "0", "1 2 text unused"]),
+        dir,
+    );
+    wait_for(Duration::from_secs(10), "smsbox's sendsms port", || {
+        std::net::TcpStream::connect(("127.0.0.1", sendsms)).is_ok()
+    });
+    let received = fake.stderr_path.clone();
+    (
+        vec![fake, smsbox, bearer],
+        format!("http://127.0.0.1:{sendsms}/cgi-bin/sendsms"),
+        received,
+    )
+}
+
+/// The messages fakesmsc printed: "from to text|ucs-2 TEXT".
+fn delivered(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once("Got message ").map(|(_, r)| r.to_string()))
+        .filter_map(|r| r.split_once(": <").map(|(_, m)| m.trim_end_matches('>').to_string()))
+        .collect()
+}
+
+#[test]
+fn a_door_event_sends_one_sms_through_a_real_kannel() {
+    let have = have_program("bearerbox") && have_program("smsbox") && Path::new(FAKESMSC).exists();
+    if !prerequisite(have, "kannel and kannel-extras (bearerbox, smsbox, fakesmsc)") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_kannel, url, log) = kannel(dir.path());
+    let (_cam, nvr) = nvr_with_action(
+        dir.path(),
+        &format!(
+            "name = \"sms\"\ntype = \"sms\"\nprovider = \"kannel\"\nurl = \"{url}\"\nusername = \"tandem\"\n\
+             password = \"kannel-secret\"\nto = [\"+4915112345678\"]\nevents = [\"door\"]\n\
+             template = \"Tandem: {{type}} {{phase}} on channel {{channel}}\""
+        ),
+    );
+    let t0 = Instant::now();
+    // A long pulse: only its start is announced while the test watches.
+    door_pulse(&nvr.base, 60);
+    wait_for(Duration::from_secs(15), "the SMS at the fake SMSC", || {
+        !delivered(&log).is_empty()
+    });
+    let latency = t0.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    let got = delivered(&log);
+    assert_eq!(
+        got,
+        vec!["4930123 +4915112345678 text Tandem: door started on channel 1".to_string()],
+        "exactly one SMS with the templated text"
+    );
+    let a = api_actions(&nvr.base);
+    assert_eq!(a["actions"][0]["delivered"], 1, "{a}");
+    println!("kannel: event → SMS at the fake SMSC in {latency:?}");
+}
+
+#[test]
+fn kannel_with_wrong_credentials_fails_and_a_stopped_kannel_is_retried() {
+    let have = have_program("bearerbox") && have_program("smsbox") && Path::new(FAKESMSC).exists();
+    if !prerequisite(have, "kannel and kannel-extras (bearerbox, smsbox, fakesmsc)") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut procs, url, log) = kannel(dir.path());
+    let rt = runtime();
+    let route = |password: &str| {
+        target(
+            SmsProvider::Kannel {
+                url: url::Url::parse(&url).unwrap(),
+                username: "tandem".into(),
+                password: secret(password),
+            },
+            1,
+            SmsOverflow::Truncate,
+        )
+    };
+    let d = rt.block_on(tandem::alerts::sms::send(&route("wrong"), &message("x")));
+    assert!(matches!(&d, Delivery::Fail(e) if e.contains("HTTP 403")), "{d:?}");
+    // UCS-2 text goes as coding 2 and arrives intact.
+    let d = rt.block_on(tandem::alerts::sms::send(&route("kannel-secret"), &message("Tür 😀")));
+    assert_eq!(d, Delivery::Delivered);
+    wait_for(Duration::from_secs(10), "the UCS-2 SMS", || !delivered(&log).is_empty());
+    assert_eq!(
+        delivered(&log),
+        vec!["4930123 +4915112345678 ucs-2 %00T%00%FC%00r%00+%D8%3D%DE%00".to_string()]
+    );
+    for p in &mut procs {
+        p.kill();
+    }
+    let d = rt.block_on(tandem::alerts::sms::send(&route("kannel-secret"), &message("x")));
+    assert!(matches!(&d, Delivery::Retry(e) if e.contains("unreachable")), "{d:?}");
+}
+
+// ---- GSM modem on a pseudo-terminal ---------------------------------------
+
+/// What the simulated modem was told.
+#[derive(Debug, Default)]
+struct ModemLog {
+    commands: Vec<String>,
+    pin: Option<String>,
+    /// (number, text) as written after AT+CMGS, in the modem's charset.
+    sms: Vec<(String, Vec<u8>)>,
+}
+
+/// A pty pair: the master (the modem's side) and the slave's path, with
+/// the slave kept open so the master never sees a hang-up between dialogues.
+fn pty() -> (OwnedFd, OwnedFd, PathBuf) {
+    let (mut m, mut s) = (0, 0);
+    // SAFETY: openpty writes two descriptors we then own; a zeroed termios
+    // made raw is a valid argument; ttyname_r writes into our buffer.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        libc::cfmakeraw(&mut t);
+        assert_eq!(
+            libc::openpty(&mut m, &mut s, std::ptr::null_mut(), &t, std::ptr::null()),
+            0
+        );
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ttyname_r(s, name.as_mut_ptr(), name.len()), 0);
+        let path = std::ffi::CStr::from_ptr(name.as_ptr()).to_string_lossy().to_string();
+        (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s), PathBuf::from(path))
+    }
+}
+
+/// Plays a GSM modem on `master` until `sms` messages were sent: the SIM
+/// wants PIN 1234, the first `AT+CMGF=1` is answered `ERROR`, every SMS gets
+/// `+CMGS: n`.
+fn modem(master: OwnedFd, sms: usize) -> std::thread::JoinHandle<ModemLog> {
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut log = ModemLog::default();
+        let (mut locked, mut cmgf_errors) = (true, 1);
+        let mut buf = Vec::new();
+        let mut text_for: Option<String> = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // After the last SMS, stay a moment so that its final OK is read
+        // before the master closes (which hangs up the slave).
+        let mut linger: Option<Instant> = None;
+        while Instant::now() < deadline && linger.is_none_or(|t| t.elapsed() < Duration::from_millis(500)) {
+            if linger.is_none() && log.sms.len() >= sms {
+                linger = Some(Instant::now());
+            }
+            let mut p = libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut p, 1, 200) } <= 0 {
+                continue;
+            }
+            let mut chunk = [0u8; 512];
+            let n = match f.read(&mut chunk) {
+                Ok(n) if n > 0 => n,
+                _ => continue,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            loop {
+                if let Some(number) = &text_for {
+                    let Some(end) = buf.iter().position(|b| *b == 0x1A) else {
+                        break;
+                    };
+                    log.sms.push((number.clone(), buf[..end].to_vec()));
+                    buf.drain(..=end);
+                    text_for = None;
+                    write!(f, "\r\n+CMGS: {}\r\n\r\nOK\r\n", log.sms.len()).unwrap();
+                    continue;
+                }
+                let Some(end) = buf.iter().position(|b| *b == b'\r') else {
+                    break;
+                };
+                let cmd = String::from_utf8_lossy(&buf[..end]).to_string();
+                buf.drain(..=end);
+                log.commands.push(cmd.clone());
+                let answer = if let Some(pin) = cmd.strip_prefix("AT+CPIN=\"") {
+                    log.pin = Some(pin.trim_end_matches('"').to_string());
+                    locked = pin != "1234\"";
+                    if locked {
+                        "\r\n+CME ERROR: 16\r\n".to_string()
+                    } else {
+                        "\r\nOK\r\n".to_string()
+                    }
+                } else if cmd == "AT+CPIN?" {
+                    let state = if locked { "SIM PIN" } else { "READY" };
+                    format!("\r\n+CPIN: {state}\r\n\r\nOK\r\n")
+                } else if cmd == "AT+CMGF=1" && cmgf_errors > 0 {
+                    cmgf_errors -= 1;
+                    "\r\nERROR\r\n".to_string()
+                } else if let Some(n) = cmd.strip_prefix("AT+CMGS=\"") {
+                    text_for = Some(n.trim_end_matches('"').to_string());
+                    "\r\n> ".to_string()
+                } else if cmd.starts_with("AT") {
+                    "\r\nOK\r\n".to_string()
+                } else {
+                    "\r\nERROR\r\n".to_string()
+                };
+                f.write_all(answer.as_bytes()).unwrap();
+            }
+        }
+        log
+    })
+}
+
+fn modem_target(device: &Path, pin: Option<&str>) -> SmsTarget {
+    target(
+        SmsProvider::Modem {
+            device: device.to_path_buf(),
+            baud: 115_200,
+            pin: pin.map(secret),
+        },
+        1,
+        SmsOverflow::Split,
+    )
+}
+
+#[test]
+fn a_modem_on_a_pty_gets_the_pin_retries_an_error_and_sends_gsm_and_ucs2() {
+    let (master, _slave, path) = pty();
+    let sim = modem(master, 2);
+    let rt = runtime();
+    let t = modem_target(&path, Some("1234"));
+    let d = rt.block_on(tandem::alerts::sms::send(&t, &message("Door @ Lobby (channel 1)")));
+    assert_eq!(d, Delivery::Delivered);
+    let d = rt.block_on(tandem::alerts::sms::send(&t, &message("Tür €5 😀")));
+    assert_eq!(d, Delivery::Delivered);
+    let log = sim.join().unwrap();
+    assert_eq!(log.pin.as_deref(), Some("1234"));
+    assert_eq!(
+        log.commands.iter().filter(|c| *c == "AT+CMGF=1").count(),
+        3,
+        "the ERROR was retried, then the second dialogue set text mode again: {:?}",
+        log.commands
+    );
+    assert_eq!(
+        log.commands.iter().filter(|c| c.starts_with("AT+CPIN=")).count(),
+        1,
+        "the PIN is given once, while the SIM asks for it"
+    );
+    assert!(
+        log.commands.iter().any(|c| c == "AT+CSCS=\"GSM\""),
+        "{:?}",
+        log.commands
+    );
+    assert!(
+        log.commands.iter().any(|c| c == "AT+CSCS=\"UCS2\""),
+        "{:?}",
+        log.commands
+    );
+    // GSM 03.38: '@' is code 0.
+    assert_eq!(log.sms[0].0, "+4915112345678");
+    assert_eq!(log.sms[0].1, b"Door \x00 Lobby (channel 1)");
+    // UCS-2: number and text in hex; € and the emoji force it on a modem.
+    assert_eq!(log.sms[1].0, "002B0034003900310035003100310032003300340035003600370038");
+    assert_eq!(
+        String::from_utf8_lossy(&log.sms[1].1),
+        "005400FC0072002020AC00350020D83DDE00"
+    );
+}
+
+#[test]
+fn a_modem_without_a_configured_pin_fails_and_a_missing_one_is_retried() {
+    let (master, _slave, path) = pty();
+    let sim = modem(master, 1);
+    let rt = runtime();
+    let d = rt.block_on(tandem::alerts::sms::send(&modem_target(&path, None), &message("x")));
+    assert!(
+        matches!(&d, Delivery::Fail(e) if e.contains("SIM wants a PIN")),
+        "{d:?}"
+    );
+    let d = rt.block_on(tandem::alerts::sms::send(
+        &modem_target(&path, Some("9999")),
+        &message("x"),
+    ));
+    assert!(
+        matches!(&d, Delivery::Fail(e) if e.contains("refused the PIN") && !e.contains("9999")),
+        "{d:?}"
+    );
+    drop(sim);
+    let gone = Path::new("/dev/ttyUSB-tandem-test-absent");
+    let d = rt.block_on(tandem::alerts::sms::send(&modem_target(gone, None), &message("x")));
+    assert_eq!(
+        d,
+        Delivery::Retry("modem /dev/ttyUSB-tandem-test-absent not present".into())
+    );
+}
