@@ -217,13 +217,6 @@ fn twilio_gets_the_form_with_basic_auth_and_a_500_is_retried() {
     let a = api_actions(&nvr.base);
     assert_eq!(a["actions"][0]["delivered"], 1, "{a}");
     assert_eq!(a["actions"][0]["retries"], 1, "{a}");
-    assert!(
-        a["actions"][0]["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("HTTP 500"),
-        "{a}"
-    );
     println!("twilio: event → second (retried) request in {latency:?}");
 }
 
