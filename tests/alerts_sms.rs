@@ -441,13 +441,13 @@ fn pty() -> (OwnedFd, OwnedFd, PathBuf) {
 }
 
 /// Plays a GSM modem on `master` until `sms` messages were sent: the SIM
-/// wants PIN 1234, the first `AT+CMGF=1` is answered `ERROR`, every SMS gets
-/// `+CMGS: n`.
-fn modem(master: OwnedFd, sms: usize) -> std::thread::JoinHandle<ModemLog> {
+/// wants PIN 1234, the first `AT+CMGF=1` is answered `ERROR`, the first
+/// `refuse` texts get `+CMS ERROR: 500`, every other SMS `+CMGS: n`.
+fn modem(master: OwnedFd, sms: usize, refuse: usize) -> std::thread::JoinHandle<ModemLog> {
     std::thread::spawn(move || {
         let mut f = std::fs::File::from(master);
         let mut log = ModemLog::default();
-        let (mut locked, mut cmgf_errors) = (true, 1);
+        let (mut locked, mut cmgf_errors, mut refuse) = (true, 1, refuse);
         let mut buf = Vec::new();
         let mut text_for: Option<String> = None;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -478,10 +478,16 @@ fn modem(master: OwnedFd, sms: usize) -> std::thread::JoinHandle<ModemLog> {
                     let Some(end) = buf.iter().position(|b| *b == 0x1A) else {
                         break;
                     };
-                    log.sms.push((number.clone(), buf[..end].to_vec()));
+                    if refuse > 0 {
+                        refuse -= 1;
+                        log.commands.push("(refused text)".into());
+                        f.write_all(b"\r\n+CMS ERROR: 500\r\n").unwrap();
+                    } else {
+                        log.sms.push((number.clone(), buf[..end].to_vec()));
+                        write!(f, "\r\n+CMGS: {}\r\n\r\nOK\r\n", log.sms.len()).unwrap();
+                    }
                     buf.drain(..=end);
                     text_for = None;
-                    write!(f, "\r\n+CMGS: {}\r\n\r\nOK\r\n", log.sms.len()).unwrap();
                     continue;
                 }
                 let Some(end) = buf.iter().position(|b| *b == b'\r') else {
@@ -534,7 +540,7 @@ fn modem_target(device: &Path, pin: Option<&str>) -> SmsTarget {
 #[test]
 fn a_modem_on_a_pty_gets_the_pin_retries_an_error_and_sends_gsm_and_ucs2() {
     let (master, _slave, path) = pty();
-    let sim = modem(master, 2);
+    let sim = modem(master, 2, 0);
     let rt = runtime();
     let t = modem_target(&path, Some("1234"));
     let d = rt.block_on(tandem::alerts::sms::send(&t, &message("Door @ Lobby (channel 1)")));
@@ -578,7 +584,7 @@ fn a_modem_on_a_pty_gets_the_pin_retries_an_error_and_sends_gsm_and_ucs2() {
 #[test]
 fn a_modem_without_a_configured_pin_fails_and_a_missing_one_is_retried() {
     let (master, _slave, path) = pty();
-    let sim = modem(master, 1);
+    let sim = modem(master, 1, 0);
     let rt = runtime();
     let d = rt.block_on(tandem::alerts::sms::send(&modem_target(&path, None), &message("x")));
     assert!(
@@ -599,5 +605,73 @@ fn a_modem_without_a_configured_pin_fails_and_a_missing_one_is_retried() {
     assert_eq!(
         d,
         Delivery::Retry("modem /dev/ttyUSB-tandem-test-absent not present".into())
+    );
+}
+
+#[test]
+fn a_refused_sms_is_sent_again_and_two_senders_take_turns_on_one_modem() {
+    let (master, _slave, path) = pty();
+    // The first text refused once (sent again), then two alerts at once.
+    let sim = modem(master, 3, 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = modem_target(&path, Some("1234"));
+    let d = rt.block_on(tandem::alerts::sms::send(&t, &message("first")));
+    assert_eq!(d, Delivery::Delivered);
+    let (a, b) = rt.block_on(async {
+        let (t1, t2) = (t.clone(), t.clone());
+        let a = tokio::spawn(async move { tandem::alerts::sms::send(&t1, &message("second")).await });
+        let b = tokio::spawn(async move { tandem::alerts::sms::send(&t2, &message("third")).await });
+        (a.await.unwrap(), b.await.unwrap())
+    });
+    assert_eq!((a, b), (Delivery::Delivered, Delivery::Delivered));
+    let log = sim.join().unwrap();
+    let texts: Vec<&[u8]> = log.sms.iter().map(|(_, t)| &t[..]).collect();
+    assert_eq!(texts[0], b"first");
+    let rest = (texts[1], texts[2]);
+    assert!(
+        rest == (&b"second"[..], &b"third"[..]) || rest == (&b"third"[..], &b"second"[..]),
+        "{texts:?}"
+    );
+    // One dialogue after another: each starts with AT and ends with its SMS
+    // before the next AT.
+    let c = &log.commands;
+    let refused = c.iter().position(|x| x == "(refused text)").unwrap();
+    assert!(
+        c[refused + 1].starts_with("AT+CMGS="),
+        "the refused text sent again: {c:?}"
+    );
+    let mut starts: Vec<usize> = c
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| *x == "AT")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(starts.len(), 3, "{c:?}");
+    starts.push(c.len());
+    for w in starts.windows(2) {
+        let one = &c[w[0]..w[1]];
+        assert!(
+            one.last().is_some_and(|x| x.starts_with("AT+CMGS=")),
+            "interleaved: {c:?}"
+        );
+        let cmgf = if w[0] == 0 { 2 } else { 1 };
+        assert_eq!(one.iter().filter(|x| *x == "AT+CMGF=1").count(), cmgf, "{c:?}");
+    }
+}
+
+#[test]
+fn a_modem_that_keeps_refusing_is_retried_later() {
+    let (master, _slave, path) = pty();
+    let _sim = modem(master, 1, usize::MAX);
+    let t = modem_target(&path, Some("1234"));
+    let d = runtime().block_on(tandem::alerts::sms::send(&t, &message("x")));
+    let device = path.display().to_string();
+    assert!(
+        matches!(&d, Delivery::Retry(e) if e.contains("answered +CMS ERROR: 500 3 times") && e.contains(&device)),
+        "{d:?}"
     );
 }

@@ -32,6 +32,9 @@ const COMMAND: Duration = Duration::from_secs(10);
 /// Tries of a command the modem answers with `ERROR` before the attempt is
 /// given back as `Retry`.
 const TRIES: u32 = 3;
+/// The pause before repeating a refused command: a SIM just unlocked or a
+/// network just registering answers ERROR ("SIM busy") for a moment.
+const PAUSE: Duration = Duration::from_millis(500);
 
 const CTRL_Z: u8 = 0x1A;
 const ESC: u8 = 0x1B;
@@ -226,7 +229,10 @@ impl Port {
         for _ in 0..TRIES {
             match self.command(cmd, deadline).await {
                 Ok(info) => return Ok(info),
-                Err(Step::Refused(e)) => last = e,
+                Err(Step::Refused(e)) => {
+                    last = e;
+                    tokio::time::sleep(PAUSE).await;
+                }
                 Err(Step::Broken(e)) => return Err(format!("{cmd}: {e}")),
             }
         }
@@ -239,13 +245,13 @@ impl Port {
         cmd.extend_from_slice(number);
         cmd.extend_from_slice(b"\"\r");
         self.write(&cmd).await?;
-        let echo = String::from_utf8_lossy(&cmd[..cmd.len() - 1]).to_string();
         loop {
             match self.next(deadline.min(Instant::now() + COMMAND)).await {
                 Ok(Reply::Prompt) => break,
                 Ok(Reply::Error(e)) => return Err(Step::Refused(e)),
-                Ok(Reply::Info(l)) if l == echo => {}
-                Ok(other) => return Err(Step::Broken(format!("answered {other:?} instead of the text prompt"))),
+                // The echo, or an unsolicited line (RING, +CMTI: …).
+                Ok(Reply::Info(_)) => {}
+                Ok(Reply::Ok) => return Err(Step::Broken("answered OK instead of the text prompt".into())),
                 Err(e) => {
                     // Leave no half-open message behind for the next dialogue.
                     let _ = self.write(&[ESC]).await;
@@ -396,7 +402,10 @@ async fn one(
                 info!(device = d, to = number, reference, "SMS sent by modem");
                 return Delivery::Delivered;
             }
-            Err(Step::Refused(e)) => last = e,
+            Err(Step::Refused(e)) => {
+                last = e;
+                tokio::time::sleep(PAUSE).await;
+            }
             Err(Step::Broken(e)) => return retry(format!("AT+CMGS to {number}: {e}")),
         }
     }
