@@ -468,12 +468,13 @@ fn pty() -> (OwnedFd, OwnedFd, PathBuf) {
 
 /// Plays a GSM modem on `master` until `sms` messages were sent: the SIM
 /// wants PIN 1234, the first `AT+CMGF=1` is answered `ERROR`, the first
-/// `refuse` texts get `+CMS ERROR: 500`, every other SMS `+CMGS: n`.
-fn modem(master: OwnedFd, sms: usize, refuse: usize) -> std::thread::JoinHandle<ModemLog> {
+/// `refuse` texts get `+CMS ERROR: 500`, every other SMS `+CMGS: n`; the
+/// first `mute` `AT+CMGS` get no prompt (ESC cancels the text entry).
+fn modem(master: OwnedFd, sms: usize, refuse: usize, mute: usize) -> std::thread::JoinHandle<ModemLog> {
     std::thread::spawn(move || {
         let mut f = std::fs::File::from(master);
         let mut log = ModemLog::default();
-        let (mut locked, mut cmgf_errors, mut refuse) = (true, 1, refuse);
+        let (mut locked, mut cmgf_errors, mut refuse, mut mute) = (true, 1, refuse, mute);
         let mut buf = Vec::new();
         let mut text_for: Option<String> = None;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -501,6 +502,13 @@ fn modem(master: OwnedFd, sms: usize, refuse: usize) -> std::thread::JoinHandle<
             buf.extend_from_slice(&chunk[..n]);
             loop {
                 if let Some(number) = &text_for {
+                    if let Some(esc) = buf.iter().position(|b| *b == 0x1B) {
+                        log.commands.push("(text cancelled)".into());
+                        buf.drain(..=esc);
+                        text_for = None;
+                        f.write_all(b"\r\nOK\r\n").unwrap();
+                        continue;
+                    }
                     let Some(end) = buf.iter().position(|b| *b == 0x1A) else {
                         break;
                     };
@@ -515,6 +523,11 @@ fn modem(master: OwnedFd, sms: usize, refuse: usize) -> std::thread::JoinHandle<
                     buf.drain(..=end);
                     text_for = None;
                     continue;
+                }
+                // ESC outside text entry (a dialogue's first byte) is ignored.
+                while buf.first() == Some(&0x1B) {
+                    log.commands.push("(escape)".into());
+                    buf.remove(0);
                 }
                 let Some(end) = buf.iter().position(|b| *b == b'\r') else {
                     break;
@@ -538,7 +551,12 @@ fn modem(master: OwnedFd, sms: usize, refuse: usize) -> std::thread::JoinHandle<
                     "\r\nERROR\r\n".to_string()
                 } else if let Some(n) = cmd.strip_prefix("AT+CMGS=\"") {
                     text_for = Some(n.trim_end_matches('"').to_string());
-                    "\r\n> ".to_string()
+                    if mute > 0 {
+                        mute -= 1;
+                        String::new()
+                    } else {
+                        "\r\n> ".to_string()
+                    }
                 } else if cmd.starts_with("AT") {
                     "\r\nOK\r\n".to_string()
                 } else {
@@ -566,7 +584,7 @@ fn modem_target(device: &Path, pin: Option<&str>) -> SmsTarget {
 #[test]
 fn a_modem_on_a_pty_gets_the_pin_retries_an_error_and_sends_gsm_and_ucs2() {
     let (master, _slave, path) = pty();
-    let sim = modem(master, 2, 0);
+    let sim = modem(master, 2, 0, 0);
     let rt = runtime();
     let t = modem_target(&path, Some("1234"));
     let d = rt.block_on(tandem::alerts::sms::send(&t, &message("Door @ Lobby (channel 1)")));
@@ -610,7 +628,7 @@ fn a_modem_on_a_pty_gets_the_pin_retries_an_error_and_sends_gsm_and_ucs2() {
 #[test]
 fn a_modem_without_a_configured_pin_fails_and_a_missing_one_is_retried() {
     let (master, _slave, path) = pty();
-    let sim = modem(master, 1, 0);
+    let sim = modem(master, 1, 0, 0);
     let rt = runtime();
     let d = rt.block_on(tandem::alerts::sms::send(&modem_target(&path, None), &message("x")));
     assert!(
@@ -638,7 +656,7 @@ fn a_modem_without_a_configured_pin_fails_and_a_missing_one_is_retried() {
 fn a_refused_sms_is_sent_again_and_two_senders_take_turns_on_one_modem() {
     let (master, _slave, path) = pty();
     // The first text refused once (sent again), then two alerts at once.
-    let sim = modem(master, 3, 1);
+    let sim = modem(master, 3, 1, 0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -664,7 +682,10 @@ fn a_refused_sms_is_sent_again_and_two_senders_take_turns_on_one_modem() {
     );
     // One dialogue after another: each starts with AT and ends with its SMS
     // before the next AT.
-    let c = &log.commands;
+    // Each dialogue first cancels a text entry a cancelled attempt may have
+    // left open.
+    assert_eq!(log.commands.iter().filter(|x| *x == "(escape)").count(), 3);
+    let c: Vec<String> = log.commands.iter().filter(|x| *x != "(escape)").cloned().collect();
     let refused = c.iter().position(|x| x == "(refused text)").unwrap();
     assert!(
         c[refused + 1].starts_with("AT+CMGS="),
@@ -692,7 +713,7 @@ fn a_refused_sms_is_sent_again_and_two_senders_take_turns_on_one_modem() {
 #[test]
 fn a_modem_that_keeps_refusing_is_retried_later() {
     let (master, _slave, path) = pty();
-    let _sim = modem(master, 1, usize::MAX);
+    let _sim = modem(master, 1, usize::MAX, 0);
     let t = modem_target(&path, Some("1234"));
     let d = runtime().block_on(tandem::alerts::sms::send(&t, &message("x")));
     let device = path.display().to_string();
@@ -700,4 +721,23 @@ fn a_modem_that_keeps_refusing_is_retried_later() {
         matches!(&d, Delivery::Retry(e) if e.contains("answered +CMS ERROR: 500 3 times") && e.contains(&device)),
         "{d:?}"
     );
+}
+
+#[test]
+fn an_attempt_cancelled_at_the_text_prompt_leaves_the_modem_usable() {
+    let (master, _slave, path) = pty();
+    let sim = modem(master, 1, 0, 1);
+    let rt = runtime();
+    let t = modem_target(&path, Some("1234"));
+    // The outbox gives an attempt 30 s; here 3 s run out at the prompt.
+    let cut = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(3), tandem::alerts::sms::send(&t, &message("lost"))).await
+    });
+    assert!(cut.is_err(), "the first attempt waits for a prompt that never comes");
+    let d = rt.block_on(tandem::alerts::sms::send(&t, &message("again")));
+    assert_eq!(d, Delivery::Delivered);
+    let log = sim.join().unwrap();
+    assert_eq!(log.sms, vec![("+4915112345678".to_string(), b"again".to_vec())]);
+    let cancelled = log.commands.iter().position(|c| c == "(text cancelled)").unwrap();
+    assert_eq!(log.commands[cancelled + 1], "AT", "{:?}", log.commands);
 }

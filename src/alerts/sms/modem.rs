@@ -4,8 +4,10 @@
 //! Must never hold the runtime (the port is non-blocking and driven by
 //! tokio's reactor), never let two senders talk to one modem at once (one
 //! async lock per device path), never buffer more than `MAX_LINE` bytes of a
-//! line, never spend more than `BUDGET` on one step, and never send a wrong
-//! PIN twice: three wrong PINs lock the SIM.
+//! line, never spend more than `BUDGET` on one attempt, and never send a
+//! wrong PIN twice: three wrong PINs lock the SIM. An attempt may be
+//! cancelled at any point (the outbox's own timeout): the next one starts by
+//! cancelling whatever text entry the last one left open.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,8 +27,10 @@ use crate::alerts::Delivery;
 
 /// The longest line a modem may send before it is taken as garbage.
 pub const MAX_LINE: usize = 1024;
-/// The longest the set-up, or the sending of one SMS, may take.
-pub const BUDGET: Duration = Duration::from_secs(30);
+/// The longest one attempt (set-up and every SMS of the alert) may take:
+/// under the outbox's 30 s per attempt, so that the error says which step
+/// was slow.
+pub const BUDGET: Duration = Duration::from_secs(25);
 /// The longest one command may wait for its final answer.
 const COMMAND: Duration = Duration::from_secs(10);
 /// Tries of a command the modem answers with `ERROR` before the attempt is
@@ -302,9 +306,18 @@ fn open(device: &Path, baud: u32) -> Result<Port, Delivery> {
 }
 
 /// Checks the modem and the SIM and sets text mode: `Err` is the outcome.
-async fn set_up(p: &mut Port, pin: Option<&str>, d: &str) -> Result<(), Delivery> {
-    let deadline = Instant::now() + BUDGET;
+async fn set_up(p: &mut Port, pin: Option<&str>, d: &str, deadline: Instant) -> Result<(), Delivery> {
     let retry = |e: String| Delivery::Retry(format!("modem {d}: {e}"));
+    // An attempt cancelled while the modem waited for a text left it in
+    // text entry: ESC leaves that without sending; what the modem says to
+    // it is discarded.
+    if let Err(Step::Refused(e) | Step::Broken(e)) = p.write(&[ESC]).await {
+        return Err(retry(e));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SAFETY: the descriptor is open, owned by the AsyncFd.
+    unsafe { libc::tcflush(p.fd.as_raw_fd(), libc::TCIFLUSH) };
+    p.buf.clear();
     p.retried("AT", deadline).await.map_err(retry)?;
     // Echo off: an echoed text line reading "OK" or "ERROR" would pass for
     // the modem's answer.
@@ -348,7 +361,8 @@ pub async fn send(device: &Path, baud: u32, pin: Option<&str>, to: &[String], pa
         Ok(p) => p,
         Err(d) => return d,
     };
-    if let Err(d) = set_up(&mut p, pin, &d).await {
+    let deadline = Instant::now() + BUDGET;
+    if let Err(d) = set_up(&mut p, pin, &d, deadline).await {
         return d;
     }
     let sms: Vec<String> = parts
@@ -360,7 +374,7 @@ pub async fn send(device: &Path, baud: u32, pin: Option<&str>, to: &[String], pa
     for number in to {
         for text in &sms {
             let coding = segments::coding(text, Gsm7::BasicOnly);
-            let outcome = one(&mut p, &mut charset, coding, number, text, &d).await;
+            let outcome = one(&mut p, &mut charset, coding, number, text, &d, deadline).await;
             if !tally.add(number, outcome) {
                 break;
             }
@@ -369,7 +383,7 @@ pub async fn send(device: &Path, baud: u32, pin: Option<&str>, to: &[String], pa
     tally.outcome()
 }
 
-/// One SMS within its own budget, switching the character set if needed.
+/// One SMS by `deadline`, switching the character set if needed.
 async fn one(
     p: &mut Port,
     charset: &mut Option<Coding>,
@@ -377,8 +391,8 @@ async fn one(
     number: &str,
     text: &str,
     d: &str,
+    deadline: Instant,
 ) -> Delivery {
-    let deadline = Instant::now() + BUDGET;
     let retry = |e: String| Delivery::Retry(format!("modem {d}: {e}"));
     if *charset != Some(coding) {
         let cmds: &[&str] = match coding {
