@@ -222,7 +222,7 @@ fn twilio_gets_the_form_with_basic_auth_and_a_500_is_retried() {
 }
 
 #[test]
-fn a_gateway_that_keeps_failing_is_retried_then_an_unknown_account_fails() {
+fn a_failing_or_absent_gateway_is_retried_and_a_refused_token_fails() {
     // The outbox gives up after `retry_for`; each attempt's verdict is the
     // transport's: a 500 is always worth another try.
     let (port, heard) = listener(|_| 500);
@@ -235,15 +235,26 @@ fn a_gateway_that_keeps_failing_is_retried_then_an_unknown_account_fails() {
     );
     assert_eq!(heard.lock().unwrap().len(), 1);
     // A gateway that is not there: retried, naming it.
-    let gone = free_port();
-    let d = rt.block_on(tandem::alerts::sms::send(
-        &target(twilio(gone), 1, SmsOverflow::Truncate),
-        &message("x"),
-    ));
+    // A gateway that is not there: retried, naming it, and the second
+    // recipient is not tried against it.
+    let mut t = target(twilio(free_port()), 1, SmsOverflow::Truncate);
+    t.to.push("+4915200000000".into());
+    let d = rt.block_on(tandem::alerts::sms::send(&t, &message("x")));
     assert!(
-        matches!(&d, Delivery::Retry(e) if e.contains("the SMS API at 127.0.0.1 unreachable")),
+        matches!(&d, Delivery::Retry(e) if e.starts_with("to +4915112345678: the SMS API at 127.0.0.1 unreachable")
+            && !e.contains("+4915200000000")),
         "{d:?}"
     );
+    // Two recipients, both answered 500: both tried, both named.
+    let (port, heard) = listener(|_| 500);
+    let mut t = target(twilio(port), 1, SmsOverflow::Truncate);
+    t.to.push("+4915200000000".into());
+    let d = rt.block_on(tandem::alerts::sms::send(&t, &message("x")));
+    assert!(
+        matches!(&d, Delivery::Retry(e) if e.contains("to +4915200000000: ")),
+        "{d:?}"
+    );
+    assert_eq!(heard.lock().unwrap().len(), 2);
     // A 401 (wrong token) is permanent.
     let (port, _) = listener(|_| 401);
     let d = rt.block_on(tandem::alerts::sms::send(

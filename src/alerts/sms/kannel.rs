@@ -41,7 +41,7 @@ pub fn classify(status: u16, body: &str) -> Delivery {
 pub async fn send(base: &url::Url, username: &str, password: &str, to: &[String], parts: &[String]) -> Delivery {
     let mut tally = Tally::default();
     let what = format!("Kannel at {}", base.host_str().unwrap_or("?"));
-    for number in to {
+    'all: for number in to {
         for text in parts {
             let u = url_for(base, username, password, number, text);
             let outcome = match request(
@@ -54,7 +54,12 @@ pub async fn send(base: &url::Url, username: &str, password: &str, to: &[String]
             .await
             {
                 Ok(r) => classify(r.status, &String::from_utf8_lossy(&r.body)),
-                Err(d) => d,
+                Err(d) => {
+                    // The gateway itself is unreachable: the others would
+                    // wait their timeouts too, and the alert goes again.
+                    tally.add(number, d);
+                    break 'all;
+                }
             };
             if !tally.add(number, outcome) {
                 break;

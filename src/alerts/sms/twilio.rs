@@ -65,7 +65,7 @@ pub async fn send(
     );
     let what = format!("the SMS API at {}", base.host_str().unwrap_or("?"));
     let mut tally = Tally::default();
-    for number in to {
+    'all: for number in to {
         for text in parts {
             let headers = vec![
                 ("Authorization", auth.clone()),
@@ -75,7 +75,12 @@ pub async fn send(
             let body = form(number, from, text).into_bytes();
             let outcome = match request(&what, "POST", url.to_string(), headers, body).await {
                 Ok(r) => classify(r.status, &r.body),
-                Err(d) => d,
+                Err(d) => {
+                    // The gateway itself is unreachable: the others would
+                    // wait their timeouts too, and the alert goes again.
+                    tally.add(number, d);
+                    break 'all;
+                }
             };
             if !tally.add(number, outcome) {
                 break;
