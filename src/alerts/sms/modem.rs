@@ -334,6 +334,10 @@ async fn set_up(p: &mut Port, pin: Option<&str>, d: &str, deadline: Instant) -> 
             // Sent once: a wrong PIN repeated locks the SIM after three.
             match p.command(&format!("AT+CPIN=\"{pin}\""), deadline).await {
                 Ok(_) => info!(device = d, "SIM unlocked with the configured PIN"),
+                // "SIM busy": the PIN was not judged, ask again later.
+                Err(Step::Refused(e)) if e == "+CME ERROR: 14" => {
+                    return Err(retry(format!("AT+CPIN=\"****\" answered {e} (SIM busy)")))
+                }
                 Err(Step::Refused(e)) => {
                     return Err(Delivery::Fail(format!(
                         "modem {d}: the SIM refused the PIN ({e}); not tried again, three wrong PINs lock it"
