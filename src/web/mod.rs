@@ -87,6 +87,9 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+    pub fn status_code(&self) -> StatusCode {
+        self.status
+    }
     pub fn internal(e: impl std::fmt::Display) -> Self {
         let m = crate::excerpt::short(&e.to_string());
         tracing::error!("internal error serving a request: {m}");
