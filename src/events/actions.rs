@@ -374,28 +374,26 @@ impl Dispatcher {
     /// schedule and rate limit; `None` when there is no such action.
     pub async fn test(&self, name: &str) -> Option<Delivery> {
         let a = self.actions.iter().find(|a| a.name == name)?;
-        let now = self.clock.now();
-        let msg = self.site.message(
-            a,
-            &test_notice(now),
-            None,
-            format!("tandem-{}-test-{}", self.nvr_id, now.as_unix_micros()),
-            now.as_unix_micros() / 1_000_000,
-        );
-        let outcome = tokio::time::timeout(
-            super::delivery::ATTEMPT_TIMEOUT,
-            send(a, self.mqtt.as_ref(), &msg, None),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Delivery::Retry(format!(
-                "no answer within {} s",
-                super::delivery::ATTEMPT_TIMEOUT.as_secs()
-            ))
-        });
+        let outcome = send_test(a, &self.site, &self.nvr_id, self.mqtt.as_ref(), self.clock.now()).await;
         info!(action = name, ?outcome, "test message sent");
         Some(outcome)
     }
+}
+
+/// Sends a test message (an instant `test` event, no picture) through `a`
+/// at `now`, within the attempt timeout (`tandem alert test`, the API).
+pub async fn send_test(a: &ActionConfig, site: &Site, nvr_id: &str, mqtt: Option<&Mqtt>, now: Time90k) -> Delivery {
+    let msg = site.message(
+        a,
+        &test_notice(now),
+        None,
+        format!("tandem-{nvr_id}-test-{}", now.as_unix_micros()),
+        now.as_unix_micros() / 1_000_000,
+    );
+    let timeout = super::delivery::ATTEMPT_TIMEOUT;
+    tokio::time::timeout(timeout, send(a, mqtt, &msg, None))
+        .await
+        .unwrap_or_else(|_| Delivery::Retry(format!("no answer within {} s", timeout.as_secs())))
 }
 
 #[cfg(test)]

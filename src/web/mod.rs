@@ -5,6 +5,7 @@
 
 pub mod access;
 mod accounts;
+mod actions;
 mod channels;
 mod clip;
 mod config;
@@ -257,7 +258,9 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(evidence::key))
         .routes(routes!(events::trigger))
         .routes(routes!(events::search))
-        .routes(routes!(events::actions))
+        .routes(routes!(actions::list))
+        .routes(routes!(actions::rows))
+        .routes(routes!(actions::test))
         .routes(routes!(snapshot::event_snapshot))
         .routes(routes!(snapshot::channel_snapshot))
         .routes(routes!(rules))
