@@ -103,9 +103,12 @@ impl Site {
     ) -> Message {
         let ch = n.channel.and_then(|c| self.channels.get(&c));
         let snapshot_link = match (a.snapshot, n.channel, link_key, &self.base_url) {
-            (true, Some(_), Some(key), Some(base)) if n.id > 0 => {
-                Some(crate::alerts::link::snapshot_link(base, key, n.id, now_unix_s))
-            }
+            // The width is not signed: any width of the one picture is fine.
+            (true, Some(_), Some(key), Some(base)) if n.id > 0 => Some(format!(
+                "{}&width={}",
+                crate::alerts::link::snapshot_link(base, key, n.id, now_unix_s),
+                a.snapshot_width
+            )),
             _ => None,
         };
         let cx = Context {
@@ -259,7 +262,10 @@ impl Dispatcher {
                 if super::outbox::wants_picture(&n) {
                     let (m, outbox, id, ch) = (m.clone(), me.outbox.clone(), n.id, n.channel.unwrap_or(0));
                     tokio::spawn(async move {
-                        if let Some(jpeg) = outbox.picture(id, crate::snapshot::DEFAULT_WIDTH).await {
+                        if let Some(jpeg) = outbox
+                            .picture(id, crate::snapshot::DEFAULT_WIDTH, super::delivery::PICTURE_WAIT)
+                            .await
+                        {
                             m.publish_snapshot(ch, jpeg);
                         }
                     });

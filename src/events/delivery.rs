@@ -172,11 +172,11 @@ impl Outbox {
         }
     }
 
-    /// Event `event`'s picture, `width` wide, waiting up to `PICTURE_WAIT`
-    /// for its key frame to be stored; `None` if there is none by then.
-    pub async fn picture(&self, event: i64, width: u32) -> Option<Vec<u8>> {
+    /// Event `event`'s picture, `width` wide, waiting up to `wait` for its
+    /// key frame to be stored; `None` if there is none by then.
+    pub async fn picture(&self, event: i64, width: u32, wait: Duration) -> Option<Vec<u8>> {
         let p = self.pictures.get()?.clone();
-        let until = tokio::time::Instant::now() + PICTURE_WAIT;
+        let until = tokio::time::Instant::now() + wait;
         loop {
             match p.picture(event, width).await {
                 Ok(jpeg) => return Some(jpeg),
@@ -276,8 +276,15 @@ async fn attempt(d: Arc<Dispatcher>, i: usize, id: i64) -> i64 {
     };
     // Only e-mail carries the picture itself; the others link it.
     let wants_picture = a.snapshot && matches!(a.target, ActionTarget::Email(_)) && row.channel.is_some();
+    // The first attempt waits for a key frame not stored yet; a retry does
+    // not wait again (by then it is stored, or there will be none).
+    let wait = if row.attempts == 0 {
+        PICTURE_WAIT
+    } else {
+        Duration::ZERO
+    };
     let picture = match (wants_picture, row.message.event_id) {
-        (true, Some(event)) => d.outbox.picture(event, a.snapshot_width).await,
+        (true, Some(event)) => d.outbox.picture(event, a.snapshot_width, wait).await,
         _ => None,
     };
     let outcome = tokio::time::timeout(
