@@ -333,6 +333,11 @@ min_interval = "0s"
 
 /// The RGB pixels ffmpeg decodes from `input` (its first frame), scaled to `w`×`h`.
 fn rgb(input: &Path, w: u32, h: u32) -> Vec<u8> {
+    rgb_nth(input, w, h, 0)
+}
+
+/// The RGB pixels of frame `n` of `input`, scaled to `w`×`h`.
+fn rgb_nth(input: &Path, w: u32, h: u32, n: u32) -> Vec<u8> {
     let o = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(input)
@@ -340,7 +345,7 @@ fn rgb(input: &Path, w: u32, h: u32) -> Vec<u8> {
             "-frames:v",
             "1",
             "-vf",
-            &format!("scale={w}:{h}"),
+            &format!("select=eq(n\\,{n}),scale={w}:{h}"),
             "-f",
             "rawvideo",
             "-pix_fmt",
@@ -460,14 +465,26 @@ snapshot_width = 320
     export("server", &n.base, 1, &start.to_rfc3339(), &end.to_rfc3339(), &mp4);
     let want = rgb(&mp4, w, h);
     let got = rgb(&jpg, w, h);
-    let mad = want
-        .iter()
-        .zip(&got)
-        .map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as u64)
-        .sum::<u64>() as f64
-        / want.len() as f64;
-    println!("snapshot vs ffmpeg-decoded frame at {frame_time}: mean absolute difference {mad:.2} of 255 ({w}x{h})");
-    assert!(mad < 8.0, "mean absolute difference {mad:.2}");
+    let mad = |x: &[u8], y: &[u8]| {
+        x.iter()
+            .zip(y)
+            .map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as u64)
+            .sum::<u64>() as f64
+            / x.len() as f64
+    };
+    let same = mad(&want, &got);
+    // The scene moves: half a second later the frame differs more, so the
+    // bound tells the right frame from a wrong one.
+    let later = mad(&rgb_nth(&mp4, w, h, 5), &got);
+    println!(
+        "snapshot vs ffmpeg-decoded frame at {frame_time}: mean absolute difference {same:.2} of 255 \
+         ({w}x{h}); vs the frame 0.5 s later {later:.2}"
+    );
+    assert!(same < 8.0, "mean absolute difference {same:.2}");
+    assert!(
+        same < later,
+        "the picture matches its frame ({same:.2}) better than a later one ({later:.2})"
+    );
     // The same picture is the API's, for a logged-in viewer.
     let r = http_get(&format!("{path}?width=320")).unwrap();
     assert_eq!(r.status, 200);

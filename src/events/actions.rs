@@ -238,6 +238,8 @@ impl Dispatcher {
                             me.begin();
                             limiter = RateLimiter::default();
                             grace = Grace::default();
+                            // Rows of actions the new configuration lacks fail now.
+                            me.outbox.housekeeping(me.actions.iter().map(|a| a.name.clone()).collect()).await;
                         }
                         Err(_) => watching = false,
                     }
