@@ -645,3 +645,45 @@ pub async fn housekeeping(nvr: Arc<Nvr>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, uri: &str) -> Request {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn only_a_get_of_an_event_picture_with_a_signature_is_a_signed_link() {
+        let sig = "ab".repeat(32);
+        assert_eq!(
+            signed_link(&req(
+                "GET",
+                &format!("/api/v1/events/42/snapshot.jpg?expires=9&sig={sig}&width=320")
+            )),
+            Some((42, "9".into(), sig.clone()))
+        );
+        // No expiry: still a link (refused by `verify` as malformed).
+        assert_eq!(
+            signed_link(&req("HEAD", &format!("/api/v1/events/42/snapshot.jpg?sig={sig}"))),
+            Some((42, String::new(), sig.clone()))
+        );
+        // Anything else goes through the ordinary checks.
+        for (m, uri) in [
+            ("GET", "/api/v1/events/42/snapshot.jpg"),
+            ("GET", "/api/v1/events/42/snapshot.jpg?expires=9"),
+            ("POST", "/api/v1/events/42/snapshot.jpg?expires=9&sig=ab"),
+            ("GET", "/api/v1/events/x/snapshot.jpg?expires=9&sig=ab"),
+            ("GET", "/api/v1/channels/1/snapshot.jpg?expires=9&sig=ab"),
+            ("GET", "/api/v1/events/42/clip.mp4?expires=9&sig=ab"),
+            ("GET", "/api/v1/events/42/snapshot.jpg/x?expires=9&sig=ab"),
+        ] {
+            assert_eq!(signed_link(&req(m, uri)), None, "{m} {uri}");
+        }
+    }
+}
