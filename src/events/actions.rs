@@ -489,6 +489,75 @@ mod serve_tests {
         task.await.unwrap();
     }
 
+    fn instant(id: i64, kind: &str) -> Notice {
+        Notice {
+            id,
+            phase: Phase::Instant,
+            ..start(kind)
+        }
+    }
+
+    /// The serve loop applies the schedule and the offline grace before
+    /// anything is queued: an action whose schedule is off queues nothing, a
+    /// camera back within the grace queues nothing, one still offline after
+    /// it queues its offline alert once.
+    #[tokio::test]
+    async fn schedule_and_offline_grace_decide_what_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("index.db"), None, Arc::new(SystemClock)).unwrap();
+        let stats = SharedActionStats::default();
+        let hook = |name: &str| ActionConfig {
+            min_interval: Duration::ZERO,
+            offline_grace: Duration::from_millis(300),
+            ..ActionConfig::new(
+                name,
+                ActionTarget::Webhook {
+                    url: url::Url::parse("http://127.0.0.1:1/").unwrap(),
+                    ca_file: None,
+                },
+            )
+        };
+        let off = ActionConfig {
+            schedule: Some(crate::recording::schedule::Schedule::always(
+                crate::recording::schedule::Mode::Off,
+            )),
+            ..hook("off")
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (_current, watched) = tokio::sync::watch::channel(dispatcher(vec![hook("on"), off], &stats, &outbox));
+        let task = tokio::spawn(Dispatcher::serve(rx, watched));
+        let rows = |name: &'static str| {
+            let outbox = outbox.clone();
+            async move {
+                outbox
+                    .read(move |c| crate::store::outbox::recent(c, name, 10))
+                    .await
+                    .unwrap()
+            }
+        };
+        // Offline, back 100 ms later: nothing, for either action.
+        tx.send(instant(1, "camera_offline")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.send(instant(2, "camera_online")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(rows("on").await.is_empty());
+        let s = stats.lock().unwrap().clone();
+        assert_eq!((s[0].within_grace, s[1].unscheduled), (1, 2), "{s:?}");
+        // Offline for good: queued once the grace has passed, not before.
+        tx.send(instant(3, "camera_offline")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(rows("on").await.is_empty());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let queued = rows("on").await;
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].message.event_id, Some(3));
+        // The action whose schedule is off queued nothing at all.
+        assert!(rows("off").await.is_empty());
+        assert_eq!(stats.lock().unwrap()[1].unscheduled, 3);
+        drop(tx);
+        task.await.unwrap();
+    }
+
     fn action_for(kinds: &[&str], channels: Option<Vec<u32>>) -> ActionConfig {
         ActionConfig {
             kinds: Some(kinds.iter().map(|k| k.to_string()).collect()),
