@@ -550,3 +550,89 @@ url = "http://127.0.0.1:{dead}/hook"
     assert_eq!(r.status, 404);
     assert!(outbox(&n.base, "hook").is_empty());
 }
+
+/// p50 and max of `d`, as printed by the latency benchmarks.
+fn p50_max(mut d: Vec<Duration>) -> (f64, f64) {
+    d.sort();
+    let ms = |x: Duration| x.as_secs_f64() * 1000.0;
+    (ms(d[d.len() / 2]), ms(*d.last().unwrap()))
+}
+
+/// Benchmark case: event (trigger answered) → message received, through
+/// the outbox, for e-mail (aiosmtpd) and a webhook on loopback; ≤ 1 s each.
+#[test]
+fn alert_latency_by_mail_and_webhook() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (wport, hooks) = webhook();
+    let sport = free_port();
+    let mail = dir.path().join("mail.txt");
+    let _smtp = smtp_sink(dir.path(), sport, &mail);
+    let cfg = store_config(
+        &dir.path().join("data"),
+        &format!(
+            r#"
+[[channel]]
+number = 1
+[[action]]
+name = "mail"
+type = "email"
+smtp = "smtp://127.0.0.1:{sport}"
+tls = "none"
+from = "nvr@example.com"
+to = ["guard@example.com"]
+events = ["door"]
+min_interval = "0s"
+snapshot = false
+[[action]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:{wport}/hook"
+events = ["door"]
+min_interval = "0s"
+"#
+        ),
+    );
+    let n = nvr(dir.path(), "nvr", &cfg);
+    let (mut by_mail, mut by_hook) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let sent = Instant::now();
+        trigger(
+            &n.base,
+            &format!(r#"{{"type": "door", "action": "pulse", "duration": 0.1, "source": "m{i}"}}"#),
+        );
+        let source = format!("http:m{i}");
+        let (mut mail_at, mut hook_at) = (None, None);
+        wait_for(Duration::from_secs(5), "the mail and the webhook", || {
+            if hook_at.is_none() {
+                hook_at = hooks
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(_, j)| j["phase"] == "start" && j["details"]["source"] == source)
+                    .map(|(t, _)| t.duration_since(sent));
+            }
+            // A mail counts when the sink has written it (start and end:
+            // 2 per pulse); polled, so its latency is an upper bound.
+            if mail_at.is_none() && std::fs::read_to_string(&mail).is_ok_and(|t| t.matches("MAIL FROM").count() > 2 * i)
+            {
+                mail_at = Some(sent.elapsed());
+            }
+            mail_at.is_some() && hook_at.is_some()
+        });
+        by_mail.push(mail_at.unwrap());
+        by_hook.push(hook_at.unwrap());
+        // Let the pulse's end go out too before the next.
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let (mp50, mmax) = p50_max(by_mail.clone());
+    let (hp50, hmax) = p50_max(by_hook.clone());
+    println!(
+        "BENCH alert latency, e-mail (aiosmtpd, loopback): p50 {mp50:.1} ms, max {mmax:.1} ms (polled every 100 ms)"
+    );
+    println!("BENCH alert latency, webhook (loopback): p50 {hp50:.1} ms, max {hmax:.1} ms");
+    assert!(mmax <= 1000.0, "{by_mail:?}");
+    assert!(hmax <= 1000.0, "{by_hook:?}");
+}
