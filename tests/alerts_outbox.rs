@@ -489,6 +489,38 @@ snapshot_width = 320
     let r = http_get(&format!("{path}?width=320")).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, pic.body, "one cached picture for links and the web client");
+    // The picture's cost: CPU of the NVR process per decoded picture (each
+    // width is decoded once), less what recording alone takes meanwhile.
+    let pid = n.proc.child.id();
+    let t0 = (Instant::now(), cpu_ms(pid));
+    let widths: Vec<u32> = (0..10).map(|i| 330 + 10 * i).collect();
+    for w in &widths {
+        let r = http_get(&format!("{path}?width={w}")).unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let (busy, used) = (t0.0.elapsed(), cpu_ms(pid) - t0.1);
+    let idle0 = cpu_ms(pid);
+    std::thread::sleep(busy);
+    let idle = cpu_ms(pid) - idle0;
+    let per = (used - idle).max(0.0) / widths.len() as f64;
+    println!(
+        "BENCH snapshot cost: {per:.1} CPU ms per event picture ({} decodes in {:.0} ms wall, {used:.0} CPU ms, {idle:.0} CPU ms of recording alone)",
+        widths.len(),
+        busy.as_secs_f64() * 1000.0
+    );
+    assert!(per < 500.0, "{per:.1} CPU ms per picture");
+}
+
+/// CPU time (user + system) the process `pid` has used, in ms.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks * 1000.0 / hz
 }
 
 #[test]
