@@ -298,7 +298,9 @@ async fn attempt(d: Arc<Dispatcher>, i: usize, id: i64) -> i64 {
     let step = policy::after_attempt(outcome, tries, row.give_up_ms, now);
     let s2 = step.clone();
     if let Err(e) = d.outbox.read(move |c| rows::record(c, id, &s2, now)).await {
+        // The row is still due: without a pause it would be sent again at once.
         warn!(outbox = id, "cannot record the alert's attempt: {e}");
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
     match &step {
         Step::Delivered => {
