@@ -1,7 +1,8 @@
 //! SMS alerts through every route a site may have: a real Kannel
 //! (bearerbox + smsbox + its fake SMSC) behind a running NVR, a
 //! Twilio-style API on a local listener (form, Basic auth, a 500 retried,
-//! a gateway that never recovers, over-long texts split or truncated) and a
+//! a gateway that never recovers given up after `retry_for`, over-long
+//! texts split or truncated) and a
 //! GSM modem simulated on a pseudo-terminal pair (PIN prompt, an ERROR that
 //! must be retried, GSM and UCS-2 text).
 
@@ -222,9 +223,45 @@ fn twilio_gets_the_form_with_basic_auth_and_a_500_is_retried() {
 }
 
 #[test]
+fn a_gateway_that_always_answers_500_is_given_up_after_retry_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, heard) = listener(|_| 500);
+    let (_cam, nvr) = nvr_with_action(
+        dir.path(),
+        &format!(
+            "name = \"sms\"\ntype = \"sms\"\nprovider = \"twilio\"\nurl = \"http://127.0.0.1:{port}\"\n\
+             account = \"AC0123456789\"\ntoken = \"tok-0123456789\"\nfrom = \"+15550001111\"\n\
+             to = [\"+15552223333\"]\nevents = [\"door\"]\nretry_for = \"3s\""
+        ),
+    );
+    door_pulse(&nvr.base, 60, "front");
+    let mut a = serde_json::Value::Null;
+    wait_for(Duration::from_secs(20), "the SMS given up", || {
+        a = api_actions(&nvr.base)["actions"][0].clone();
+        a["failed"] == 1
+    });
+    assert_eq!(a["delivered"], 0, "{a}");
+    assert_eq!(a["outbox"]["failed"], 1, "{a}");
+    assert!(a["retries"].as_u64() >= Some(1), "{a}");
+    let err = a["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("HTTP 500"), "the gateway's answer is named: {a}");
+    assert!(!err.contains("tok-0123456789"), "never the token: {a}");
+    let tries = heard.lock().unwrap().len();
+    assert!((2..=5).contains(&tries), "retried with backoff within 3 s: {tries}");
+    // Given up means no more requests.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(heard.lock().unwrap().len(), tries);
+    let ev = http_get(&format!("{}/api/v1/events?type=delivery_failed", nvr.base))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ev["events"].as_array().map(Vec::len), Some(1), "{ev}");
+}
+
+#[test]
 fn a_failing_or_absent_gateway_is_retried_and_a_refused_token_fails() {
-    // The outbox gives up after `retry_for`; each attempt's verdict is the
-    // transport's: a 500 is always worth another try.
+    // Each attempt's verdict is the transport's: a 500 is always worth
+    // another try (the outbox gives up after `retry_for`, above).
     let (port, heard) = listener(|_| 500);
     let rt = runtime();
     let t = target(twilio(port), 1, SmsOverflow::Truncate);
