@@ -789,3 +789,36 @@ fn an_attempt_cancelled_at_the_text_prompt_leaves_the_modem_usable() {
     let cancelled = log.commands.iter().position(|c| c == "(text cancelled)").unwrap();
     assert_eq!(log.commands[cancelled + 1], "AT", "{:?}", log.commands);
 }
+
+#[test]
+fn alert_test_from_the_command_line_names_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tandem.toml");
+    let (port, heard) = listener(|_| 201);
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+             [[action]]\nname = \"pager\"\ntype = \"sms\"\nprovider = \"modem\"\ndevice = \"/dev/ttyUSB-tandem-test-absent\"\n\
+             to = [\"+4915112345678\"]\n\
+             [[action]]\nname = \"gateway\"\ntype = \"sms\"\nprovider = \"twilio\"\nurl = \"http://127.0.0.1:{port}\"\n\
+             account = \"AC1\"\ntoken = \"t\"\nfrom = \"+1555\"\nto = [\"+4915112345678\"]\n",
+            dir.path().join("data").display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let o = run_tandem(&["alert", "test", "pager", "--config", cfg]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("modem /dev/ttyUSB-tandem-test-absent not present"),
+        "{err}"
+    );
+    let o = run_tandem(&["alert", "test", "gateway", "--config", cfg]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let heard = heard.lock().unwrap();
+    assert_eq!(heard.len(), 1);
+    assert!(!heard[0].form("Body").unwrap_or_default().is_empty());
+}
