@@ -14,6 +14,7 @@ pub mod link;
 pub mod mail;
 pub mod sms;
 pub mod template;
+pub mod testpeers;
 pub mod trust;
 pub mod webhook;
 
