@@ -4,6 +4,7 @@
 pub mod attack;
 pub mod audit;
 pub mod bench;
+pub mod bench_alerts;
 pub mod bench_apply;
 pub mod bench_attack;
 pub mod bench_auth;
