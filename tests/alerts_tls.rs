@@ -464,3 +464,39 @@ events = ["doorbell"]
     );
     assert!(decodes(dir.path(), &jpeg.2), "the attached JPEG decodes");
 }
+
+/// A broker whose certificate the NVR's `ca_file` does not vouch for: no
+/// connection, said once in the log in an operator's words.
+#[test]
+fn an_nvr_refuses_an_mqtt_broker_it_does_not_trust() {
+    if !prerequisite(
+        MosquittoPeer::available(),
+        "the mosquitto MQTT broker (Debian package mosquitto)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, site) = ca_files(dir.path(), "site");
+    let (_other, other) = ca_files(dir.path(), "other");
+    let broker = MosquittoPeer::start(dir.path(), &other, false).unwrap();
+    let cfg = format!(
+        "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\n[http]\nlisten = \"{{listen}}\"\n\
+         [mqtt]\nbroker = \"mqtts://127.0.0.1:{}\"\nca_file = \"{}\"\n",
+        dir.path().join("data").display(),
+        broker.port,
+        site.ca.display()
+    );
+    let nvr = nvr(dir.path(), "nvr", &cfg);
+    let want = format!(
+        "MQTT broker refused: certificate not trusted (ca_file {})",
+        site.ca.display()
+    );
+    wait_for(Duration::from_secs(15), "the refusal in the log", || {
+        nvr.proc.stderr().contains(&want)
+    });
+    // Reconnecting every 2 s does not repeat it.
+    std::thread::sleep(Duration::from_secs(5));
+    let log = nvr.proc.stderr();
+    assert_eq!(log.matches(&want).count(), 1, "{log}");
+    assert!(!log.contains("MQTT connected"), "{log}");
+}
