@@ -500,3 +500,27 @@ fn an_nvr_refuses_an_mqtt_broker_it_does_not_trust() {
     assert_eq!(log.matches(&want).count(), 1, "{log}");
     assert!(!log.contains("MQTT connected"), "{log}");
 }
+
+/// A `ca_file` that is a file but not a certificate: the MQTT client is not
+/// started at all (never plain TCP instead), and the log names the file.
+#[test]
+fn an_unusable_mqtt_ca_file_starts_no_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("not-a-ca.pem");
+    std::fs::write(&ca, "hello\n").unwrap();
+    // A plain TCP listener where the broker would be: it must see no client.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let cfg = format!(
+        "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\n[http]\nlisten = \"{{listen}}\"\n\
+         [mqtt]\nbroker = \"mqtts://127.0.0.1:{}\"\nca_file = \"{}\"\n",
+        dir.path().join("data").display(),
+        l.local_addr().unwrap().port(),
+        ca.display()
+    );
+    let nvr = nvr(dir.path(), "nvr", &cfg);
+    let want = format!("MQTT over TLS not started: ca_file {}", ca.display());
+    wait_for(Duration::from_secs(10), "the reason in the log", || nvr.proc.stderr().contains(&want));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(l.accept().is_err(), "the NVR connected to the broker without TLS");
+}

@@ -161,6 +161,10 @@ impl Mqtt {
     }
 
     fn offer(&self, topic: String, retain: bool, payload: impl Into<Vec<u8>>) {
+        // Said once when the client was not started; not once per event.
+        if self.broken.is_some() {
+            return;
+        }
         if let Err(e) = self.client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
             warn!("MQTT publish dropped: {e}");
         }
