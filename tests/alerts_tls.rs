@@ -520,7 +520,9 @@ fn an_unusable_mqtt_ca_file_starts_no_connection() {
     );
     let nvr = nvr(dir.path(), "nvr", &cfg);
     let want = format!("MQTT over TLS not started: ca_file {}", ca.display());
-    wait_for(Duration::from_secs(10), "the reason in the log", || nvr.proc.stderr().contains(&want));
+    wait_for(Duration::from_secs(10), "the reason in the log", || {
+        nvr.proc.stderr().contains(&want)
+    });
     std::thread::sleep(Duration::from_secs(2));
     assert!(l.accept().is_err(), "the NVR connected to the broker without TLS");
 }
