@@ -8,7 +8,9 @@
 //! `parfile` (the parameter file: export, import, diff, overrides, apply),
 //! `reconcile` (what a live apply restarts), `audit` (counting
 //! loss from frame stamps), `failover` (rules, probes, arbitration,
-//! transfers), `events` and `motion` (event sources and actions), `recording`
+//! transfers), `events` and `motion` (event sources, actions and their durable
+//! outbox), `alerts` (message templates and the SMS, mail and webhook
+//! transports), `recording`
 //! (schedules and the event gate), `lab` (the failover lab and the load
 //! harness), `excerpt` and `log_limiter` (bounded quoting and logging of what
 //! comes from outside), `webdriver` (headless Chromium for the web client's

@@ -48,6 +48,8 @@ enum Cmd {
     Tls(cmds::tls::Args),
     /// Manage the users (and their API tokens) of a store.
     User(cmds::user::Args),
+    /// Alert actions: send a test message through one (`tandem alert test ACTION`).
+    Alert(cmds::alert::Args),
     /// The whole configuration as a parameter file: export, import (live),
     /// versions, rollback, push to several NVRs.
     Config(cmds::config::Args),
@@ -77,6 +79,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Attack(a) => cmds::attack::run(a),
         Cmd::Tls(a) => cmds::tls::run(a),
         Cmd::Config(a) => cmds::config::run(a),
+        Cmd::Alert(a) => cmds::alert::run(a),
     };
     match r {
         Ok(code) => code,

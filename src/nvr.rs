@@ -14,7 +14,8 @@ use anyhow::{bail, Result};
 use tracing::{info, warn};
 
 use crate::config::{ChannelConfig, Config};
-use crate::events::actions::{Dispatcher, SharedActionStats};
+use crate::events::actions::{Dispatcher, SharedActionStats, Site};
+use crate::events::delivery::{Outbox, PictureError, PictureFuture, Pictures};
 use crate::ingest::{self, Feeds, IngestHandle, SharedStats, StreamStats};
 use crate::live::Stream;
 
@@ -82,6 +83,8 @@ pub struct Nvr {
     transfer_wake: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// Delivery counters of the configured actions.
     pub actions: SharedActionStats,
+    /// The durable alert outbox the dispatchers queue in.
+    pub outbox: Arc<Outbox>,
     gate_stats: crate::store::events::GateStatsMap,
     /// Signs evidence exports (`DATA/signing-key`, created on first start).
     pub signing_key: ed25519_dalek::SigningKey,
@@ -124,6 +127,7 @@ fn new_dispatcher(
     writer: &crate::store::WriterTx,
     clock: &Arc<dyn Clock>,
     stats: &SharedActionStats,
+    outbox: &Arc<Outbox>,
 ) -> Dispatcher {
     let mut sensors: crate::events::mqtt::Sensors = config
         .channels
@@ -142,12 +146,37 @@ fn new_dispatcher(
             clock.clone(),
         )
     });
-    Dispatcher {
-        actions: config.actions.clone(),
+    Dispatcher::new(
+        config.actions.clone(),
         mqtt,
-        nvr_id: nvr_id.to_string(),
-        clock: clock.clone(),
-        stats: stats.clone(),
+        nvr_id,
+        Site::of(config, nvr_id),
+        clock.clone(),
+        stats.clone(),
+        outbox.clone(),
+    )
+}
+
+/// Event pictures for the alerts, from the running NVR's snapshot cache.
+struct NvrPictures(std::sync::Weak<Nvr>);
+
+impl Pictures for NvrPictures {
+    fn picture(&self, event: i64, width: u32) -> PictureFuture {
+        let nvr = self.0.clone();
+        Box::pin(async move {
+            let Some(nvr) = nvr.upgrade() else {
+                return Err(PictureError::Never("the NVR is shutting down".into()));
+            };
+            match crate::web::snapshot::event_picture(&nvr, event, width, None).await {
+                Ok((_, snap)) => Ok(snap.jpeg.clone()),
+                // Right after the start the key frame may not be stored yet;
+                // 503: the decoders are busy.
+                Err(e) if matches!(e.status_code().as_u16(), 404 | 503) => {
+                    Err(PictureError::NotYet(e.message().to_string()))
+                }
+                Err(e) => Err(PictureError::Never(e.message().to_string())),
+            }
+        })
     }
 }
 
@@ -192,6 +221,11 @@ impl Nvr {
     /// without changing this value).
     pub fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
+    }
+
+    /// The action dispatcher running now (`POST /api/v1/actions/{name}/test`).
+    pub fn dispatcher(&self) -> Arc<Dispatcher> {
+        self.dispatcher.borrow().clone()
     }
 
     /// Tells of every configuration applied from now on.
@@ -257,14 +291,20 @@ impl Nvr {
         }
         let actions = SharedActionStats::default();
         let gate_stats = store.gate_stats.clone();
+        let outbox = Outbox::open(
+            &config.storage.dir.join("index.db"),
+            Some(store.sender()),
+            clock.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("opening the alert outbox: {e}"))?;
         let dispatcher = tokio::sync::watch::Sender::new(Arc::new(new_dispatcher(
             &config,
             &nvr_id,
             &store.sender(),
             &clock,
             &actions,
+            &outbox,
         )));
-        tokio::spawn(Dispatcher::serve(notices, dispatcher.subscribe()));
         let http_limits = crate::web::server::Limits::for_process(config.channels.len(), 1024);
         let access = crate::web::access::Access::open(&config.storage.dir, config.access.clone())?;
         access
@@ -306,6 +346,7 @@ impl Nvr {
             nvr_id,
             transfer_wake: Mutex::new(transfer_wake),
             actions,
+            outbox,
             gate_stats,
             signing_key,
             scrub,
@@ -315,6 +356,9 @@ impl Nvr {
             config: tokio::sync::watch::Sender::new(Arc::new(config)),
         });
         tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
+        // The outbox's workers start with the dispatcher, once pictures can be had.
+        nvr.outbox.set_pictures(Arc::new(NvrPictures(Arc::downgrade(&nvr))));
+        tokio::spawn(Dispatcher::serve(notices, nvr.dispatcher.subscribe()));
         // Channels a rule governs take their binding from the rule's state.
         let config = nvr.config();
         let ruled: std::collections::HashSet<u32> = config

@@ -83,6 +83,8 @@ type Heard = Arc<Mutex<Vec<(String, String)>>>;
 fn mqtt_listener(port: u16) -> (Client, Heard) {
     let mut o = MqttOptions::new("test-listener", "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(5));
+    // The channels' snapshot topics carry JPEGs.
+    o.set_max_packet_size(2 << 20, 10 * 1024);
     let (client, mut conn) = Client::new(o, 64);
     client.subscribe("#", QoS::AtLeastOnce).unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -327,7 +329,11 @@ min_interval = "10m"
     // E-mail: exactly one message, for the first door opening.
     let text = std::fs::read_to_string(&mail).unwrap();
     assert_eq!(text.matches("----").count(), 2, "one start and its end: {text}");
-    assert!(text.contains("Subject: Tandem: door started on channel 2"), "{text}");
+    // Named by the NVR (no `[nvr] name`: its id) and the channel's name.
+    assert!(
+        text.contains(&format!("Subject: {nvr_id}: door started on Channel 2")),
+        "{text}"
+    );
     assert!(text.contains("RCPT TO guard@example.com"));
     let actions = http_get(&format!("{}/api/v1/actions", nvr.base))
         .unwrap()

@@ -39,10 +39,12 @@ pub enum Action {
     TokenChange,
     ConfigChange,
     PeerImport,
+    /// An event picture opened through a signed alert link (no login).
+    SnapshotLink,
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Login,
         Action::LoginFailed,
         Action::Logout,
@@ -54,6 +56,7 @@ impl Action {
         Action::TokenChange,
         Action::ConfigChange,
         Action::PeerImport,
+        Action::SnapshotLink,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Action {
             Action::TokenChange => "token_change",
             Action::ConfigChange => "config_change",
             Action::PeerImport => "peer_import",
+            Action::SnapshotLink => "snapshot_link",
         }
     }
 

@@ -67,6 +67,8 @@ pub fn need(method: &Method, path: &str) -> Need {
         ["api", "v1", "import", ..] => Need::Peer,
         ["api", "v1", "status"] if get => Need::PeerOrUser,
         ["api", "v1", "users" | "audit" | "config", ..] => user(Role::Admin),
+        // Sending a test alert reaches people outside: admins only.
+        ["api", "v1", "actions", _, "test"] => user(Role::Admin),
         ["api", "v1", "rules" | "transfers" | "store" | "storage" | "actions", ..] => user(Role::Operator),
         ["api", "v1", "channels", n, rest @ ..] => match channel_number(n) {
             None => Need::BadChannel,
@@ -195,6 +197,17 @@ mod tests {
             }
         );
         assert_eq!(need(&g, "/api/v1/openapi.json"), Need::Public);
+        let admin = Need::User {
+            role: Role::Admin,
+            channel: None,
+        };
+        let operator = Need::User {
+            role: Role::Operator,
+            channel: None,
+        };
+        assert_eq!(need(&p, "/api/v1/actions/mail/test"), admin);
+        assert_eq!(need(&g, "/api/v1/actions/mail/outbox"), operator);
+        assert_eq!(need(&g, "/api/v1/actions"), operator);
         assert_eq!(need(&Method::PUT, "/api/v1/import/a/b"), Need::Peer);
         assert_eq!(need(&g, "/api/v1/status"), Need::PeerOrUser);
         assert_eq!(

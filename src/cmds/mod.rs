@@ -1,6 +1,7 @@
 //! One file per subcommand. Each parses its arguments, builds a runtime if it
 //! needs one, and returns an exit code; library code does the work.
 
+pub mod alert;
 pub mod attack;
 pub mod audit;
 pub mod bench;

@@ -763,7 +763,7 @@ pub(super) fn action(
         c,
         &x,
         &a.schedule,
-        time_zone.clone().unwrap_or_else(|| jiff::tz::TimeZone::system()),
+        time_zone.clone().unwrap_or_else(jiff::tz::TimeZone::system),
     );
     Some(ActionConfig {
         subject: template(c, &x, &a.subject, "subject"),

@@ -394,6 +394,7 @@ pub const RESERVED_KINDS: &[&str] = &[
     "recording_resumed",
     "rule_state_changed",
     "segment_damaged",
+    "delivery_failed",
 ];
 
 pub fn is_reserved_kind(k: &str) -> bool {

@@ -14,6 +14,8 @@
 mod access;
 pub mod accounts;
 pub mod actions;
+#[cfg(test)]
+mod actions_tests;
 mod cameras;
 mod channels;
 pub mod events;

@@ -604,7 +604,7 @@ type = "sms"
 provider = "modem"
 device = "/dev/ttyUSB0"
 baud = 9600
-pin = "1234"
+pin = "9081"
 to = ["+4915112345678"]
 
 [[user]]

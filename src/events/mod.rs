@@ -5,11 +5,14 @@
 //! details), feeds recording triggers to the channel's event gate and then
 //! hands a `Notice` to the action dispatcher. Sources live in `motion`,
 //! `web` (HTTP trigger), `mqtt` (subscription trigger), `ingest` and
-//! `failover`; actions (MQTT publish, webhook, e-mail) in `actions`.
+//! `failover`; actions (MQTT publish, webhook, e-mail, SMS) in `actions`,
+//! their durable outbox's policy in `outbox` and its workers in `delivery`.
 //! Nothing here may block recording: notices are offered with `try_send`.
 
 pub mod actions;
+pub mod delivery;
 pub mod mqtt;
+pub mod outbox;
 pub mod rate;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -34,6 +34,9 @@ pub struct Mqtt {
     broken: Option<Arc<str>>,
 }
 
+/// The largest snapshot published on a channel's `snapshot` topic.
+pub const MAX_SNAPSHOT_BYTES: usize = 1024 * 1024;
+
 /// What the NVR announces sensors for in Home Assistant: (channel, type).
 pub type Sensors = Vec<(u32, String)>;
 
@@ -52,6 +55,8 @@ impl Mqtt {
         let id = cfg.client_id.clone().unwrap_or_else(|| format!("tandem-{nvr_id}"));
         let mut opts = MqttOptions::new(id, cfg.host.clone(), cfg.port);
         opts.set_keep_alive(Duration::from_secs(10));
+        // Triggers in stay small; snapshots out are JPEGs (tens to hundreds of KB).
+        opts.set_max_packet_size(10 * 1024, MAX_SNAPSHOT_BYTES + 1024);
         opts.set_last_will(LastWill::new(
             format!("{base}/status"),
             "offline",
@@ -198,6 +203,36 @@ impl Mqtt {
             });
             self.offer(format!("{prefix}/binary_sensor/{uid}/config"), true, config.to_string());
         }
+        // A camera entity per channel with sensors, showing the retained
+        // picture of its latest event (`publish_snapshot`).
+        let mut channels: Vec<u32> = sensors.iter().map(|(ch, _)| *ch).collect();
+        channels.sort_unstable();
+        channels.dedup();
+        for ch in channels {
+            let uid = format!("tandem_{nvr}_ch{ch}_snapshot").replace('-', "_");
+            let config = serde_json::json!({
+                "name": format!("Channel {ch} last event"),
+                "unique_id": uid,
+                "topic": format!("{}/channel/{ch}/snapshot", self.base),
+                "availability_topic": format!("{}/status", self.base),
+                "device": { "identifiers": [format!("tandem_{nvr}")], "name": format!("Tandem NVR {nvr}"), "manufacturer": "Tandem" },
+            });
+            self.offer(format!("{prefix}/camera/{uid}/config"), true, config.to_string());
+        }
+    }
+
+    /// The picture of a channel's latest event, retained on
+    /// `{prefix}/{nvr}/channel/{n}/snapshot` (Home Assistant's MQTT camera).
+    pub fn publish_snapshot(&self, channel: u32, jpeg: Vec<u8>) {
+        if jpeg.len() > MAX_SNAPSHOT_BYTES {
+            warn!(
+                channel,
+                bytes = jpeg.len(),
+                "snapshot too large for MQTT; not published"
+            );
+            return;
+        }
+        self.offer(format!("{}/channel/{channel}/snapshot", self.base), true, jpeg);
     }
 
     /// Retained ON/OFF state of a channel's event type.

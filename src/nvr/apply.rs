@@ -54,7 +54,14 @@ pub(super) async fn apply(nvr: &Arc<Nvr>, desired: Config) -> Result<ApplyReport
         h.stop().await;
     }
     if plan.events {
-        let next = new_dispatcher(&desired, &nvr.nvr_id, &nvr.writer, &nvr.clock, &nvr.actions);
+        let next = new_dispatcher(
+            &desired,
+            &nvr.nvr_id,
+            &nvr.writer,
+            &nvr.clock,
+            &nvr.actions,
+            &nvr.outbox,
+        );
         let old = nvr.dispatcher.send_replace(Arc::new(next));
         if let Some(m) = &old.mqtt {
             m.stop();

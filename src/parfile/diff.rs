@@ -95,7 +95,7 @@ const LISTS: &[(&str, &[&str])] = &[
     ("token", &["user", "name", "created_ms"]),
 ];
 /// Fields never shown.
-const SECRET: &[&str] = &["password", "peer_token", "secret_hash", "password_hash"];
+const SECRET: &[&str] = &["password", "peer_token", "secret_hash", "password_hash", "token", "pin"];
 
 /// `running` → `desired`, item by item. Accounts are compared only when both
 /// sides state them (a configuration without accounts leaves them alone).
@@ -258,6 +258,35 @@ mod tests {
         assert!(text.contains("~ network_camera `dock`"), "{text}");
         assert!(!text.contains("\"new\"") && !text.contains("dock-secret"), "{text}");
         assert_eq!(d.summary(), "3 changed, 1 added, 1 removed");
+    }
+
+    #[test]
+    fn an_action_secret_that_changed_shows_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = every_table(dir.path());
+        let mut desired = running.clone();
+        for a in &mut desired.actions {
+            match &mut a.target {
+                crate::config::ActionTarget::Sms(s) => match &mut s.provider {
+                    crate::config::SmsProvider::Kannel { password, .. } => password.value = "kannel-new".into(),
+                    crate::config::SmsProvider::Modem { pin: Some(p), .. } => p.value = "5555".into(),
+                    _ => {}
+                },
+                crate::config::ActionTarget::Email(e) => {
+                    if let Some(p) = &mut e.password {
+                        p.value = "smtp-new".into();
+                    }
+                }
+                _ => {}
+            }
+        }
+        let text = diff(&running, &desired).to_string();
+        assert!(text.contains("~ action `sms-kannel`"), "{text}");
+        assert!(text.contains("~ action `sms-modem`"), "{text}");
+        assert!(text.contains("~ action `provider-mail`"), "{text}");
+        for secret in ["kannel-new", "kannel-secret", "5555", "9081", "smtp-new", "smtp-secret"] {
+            assert!(!text.contains(secret), "{secret} shown:\n{text}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::store::segment_file::Hole;
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -190,6 +190,27 @@ CREATE TABLE config_version (
 );
 "#;
 
+/// Version 8: the alert outbox (`store::outbox`): each message an action
+/// owes, stored before its first attempt so that a crash or restart resumes
+/// it, with its attempts, next attempt, give-up time and outcome.
+const MIGRATION_8: &str = r#"
+CREATE TABLE outbox (
+  id INTEGER PRIMARY KEY,
+  action TEXT NOT NULL,          -- the [[action]]'s name
+  channel INTEGER,               -- the event's channel; NULL: NVR-wide or a test
+  created_ms INTEGER NOT NULL,
+  message TEXT NOT NULL,         -- alerts::Message as JSON
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL,
+  give_up_ms INTEGER NOT NULL,   -- created_ms + the action's retry_for
+  state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+  last_error TEXT,
+  delivered_ms INTEGER
+);
+CREATE INDEX outbox_due ON outbox (action, state, next_attempt_ms);
+CREATE INDEX outbox_state ON outbox (state, created_ms);
+"#;
+
 pub const WRITING: i64 = 0;
 pub const COMPLETE: i64 = 1;
 pub const GARBAGE: i64 = 2;
@@ -236,7 +257,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 7] = [
+    let steps: [(i32, &str); 8] = [
         (1, SCHEMA),
         (2, MIGRATION_2),
         (3, MIGRATION_3),
@@ -244,6 +265,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         (5, MIGRATION_5),
         (6, MIGRATION_6),
         (7, MIGRATION_7),
+        (8, MIGRATION_8),
     ];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {

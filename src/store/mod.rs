@@ -15,6 +15,7 @@ pub mod health;
 pub mod import;
 pub mod index;
 pub mod integrity;
+pub mod outbox;
 pub mod queue;
 pub mod reader;
 pub mod repair;

@@ -6,7 +6,9 @@
 //! Invariants: a route nobody listed needs a logged-in user; a cookie alone
 //! never changes state without the CSRF check; the peer token opens only the
 //! NVR-to-NVR routes; a failed login costs an Argon2 check whether or not the
-//! user exists and is throttled per user name and per client address.
+//! user exists and is throttled per user name and per client address; a
+//! signed alert link (`alerts::link`) opens exactly its event's picture,
+//! as an anonymous viewer of that event's channel, and is audited.
 //! Must never touch the recording path: credential lookups and password
 //! checks run on the blocking pool with their own connections.
 
@@ -263,8 +265,76 @@ pub fn client_ip(req: &Request) -> Option<IpAddr> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
+/// The event of a signed snapshot link (`GET /api/v1/events/{id}/snapshot.jpg?expires=…&sig=…`)
+/// and its `expires` and `sig`, if the request is one.
+pub fn signed_link(req: &Request) -> Option<(i64, String, String)> {
+    if !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD) {
+        return None;
+    }
+    let id = req
+        .uri()
+        .path()
+        .strip_prefix("/api/v1/events/")?
+        .strip_suffix("/snapshot.jpg")?
+        .parse::<i64>()
+        .ok()?;
+    let (mut expires, mut sig) = (None, None);
+    for (k, v) in req.uri().query()?.split('&').filter_map(|kv| kv.split_once('=')) {
+        match k {
+            "expires" => expires = Some(v.to_string()),
+            "sig" => sig = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    Some((id, expires.unwrap_or_default(), sig?))
+}
+
+/// Lets a signed snapshot link in as an anonymous viewer of that one
+/// event's channel, or refuses it with 403 and the reason; both audited.
+async fn admit_link(
+    nvr: &Arc<Nvr>,
+    mut req: Request,
+    next: Next,
+    (id, expires, sig): (i64, String, String),
+) -> Response {
+    let addr = client_ip(&req);
+    let now_s = now_ms() / 1000;
+    let checked = match nvr.outbox.link_key() {
+        Some(key) => crate::alerts::link::verify(key, id, &expires, &sig, now_s).map_err(|e| e.to_string()),
+        None => Err("this NVR has no link key".to_string()),
+    };
+    let audit =
+        |outcome: &str| Entry::new("signed link", addr, Action::SnapshotLink, format!("event {id}")).outcome(outcome);
+    if let Err(why) = checked {
+        let _ = nvr.access.record(audit(&why)).await;
+        return forbidden(format!("snapshot link refused: {why}"));
+    }
+    let reader = nvr.reader.clone();
+    let place = tokio::task::spawn_blocking(move || reader.event_place(id)).await;
+    let channels = match place {
+        Ok(Ok(Some((Some(ch), _)))) => [ch].into(),
+        // No such event, or one of no channel: the handler says so (404).
+        Ok(Ok(_)) => Default::default(),
+        Ok(Err(e)) => return ApiError::internal(e).into_response(),
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    if let Err(e) = nvr.access.record(audit("ok")).await {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(Principal {
+        actor: format!("signed link (event {id})"),
+        user: "signed link".into(),
+        role: Role::Viewer,
+        channels: Some(channels),
+    });
+    next.run(req).await
+}
+
 /// The access layer itself (see the module doc).
 pub async fn layer(State(nvr): State<Arc<Nvr>>, mut req: Request, next: Next) -> Response {
+    if let Some(link) = signed_link(&req) {
+        return admit_link(&nvr, req, next, link).await;
+    }
     let need = policy::need(req.method(), req.uri().path());
     let (role, channel) = match need {
         Need::Public => return next.run(req).await,
@@ -572,6 +642,48 @@ pub async fn housekeeping(nvr: Arc<Nvr>) {
                 "expired idle sessions and old audit entries"
             ),
             Err(e) => tracing::warn!("access housekeeping failed: {}", e.message()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, uri: &str) -> Request {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn only_a_get_of_an_event_picture_with_a_signature_is_a_signed_link() {
+        let sig = "ab".repeat(32);
+        assert_eq!(
+            signed_link(&req(
+                "GET",
+                &format!("/api/v1/events/42/snapshot.jpg?expires=9&sig={sig}&width=320")
+            )),
+            Some((42, "9".into(), sig.clone()))
+        );
+        // No expiry: still a link (refused by `verify` as malformed).
+        assert_eq!(
+            signed_link(&req("HEAD", &format!("/api/v1/events/42/snapshot.jpg?sig={sig}"))),
+            Some((42, String::new(), sig.clone()))
+        );
+        // Anything else goes through the ordinary checks.
+        for (m, uri) in [
+            ("GET", "/api/v1/events/42/snapshot.jpg"),
+            ("GET", "/api/v1/events/42/snapshot.jpg?expires=9"),
+            ("POST", "/api/v1/events/42/snapshot.jpg?expires=9&sig=ab"),
+            ("GET", "/api/v1/events/x/snapshot.jpg?expires=9&sig=ab"),
+            ("GET", "/api/v1/channels/1/snapshot.jpg?expires=9&sig=ab"),
+            ("GET", "/api/v1/events/42/clip.mp4?expires=9&sig=ab"),
+            ("GET", "/api/v1/events/42/snapshot.jpg/x?expires=9&sig=ab"),
+        ] {
+            assert_eq!(signed_link(&req(m, uri)), None, "{m} {uri}");
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `/api/v1/events` (search), `POST /api/v1/channels/{n}/events` (the HTTP
-//! trigger for external sensors) and `/api/v1/actions` (delivery counters).
+//! trigger for external sensors). The alert actions are `web::actions`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -213,19 +213,4 @@ pub async fn trigger(
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "channel": ch, "type": kind, "action": b.action, "time": now.to_rfc3339() })),
     ))
-}
-
-/// `GET /api/v1/actions`: per action, deliveries, retries, failures, rate limiting.
-#[utoipa::path(
-    get,
-    path = "/api/v1/actions",
-    tag = "events",
-    summary = "Alert deliveries",
-    description = "Per configured action (MQTT, webhook, e-mail, SMS): deliveries, retries, failures, rate limiting.",
-    responses((status = 200, description = "`{\"actions\": [...]}`", body = Object)),
-    extensions(("x-tandem-role" = json!("operator")))
-)]
-pub async fn actions(State(nvr): State<Arc<Nvr>>) -> Json<serde_json::Value> {
-    let list = nvr.actions.lock().map(|v| v.clone()).unwrap_or_default();
-    Json(serde_json::json!({ "actions": list }))
 }

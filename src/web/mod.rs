@@ -5,6 +5,7 @@
 
 pub mod access;
 mod accounts;
+mod actions;
 mod channels;
 mod clip;
 mod config;
@@ -86,6 +87,9 @@ impl ApiError {
     }
     pub fn message(&self) -> &str {
         &self.message
+    }
+    pub fn status_code(&self) -> StatusCode {
+        self.status
     }
     pub fn internal(e: impl std::fmt::Display) -> Self {
         let m = crate::excerpt::short(&e.to_string());
@@ -254,7 +258,9 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(evidence::key))
         .routes(routes!(events::trigger))
         .routes(routes!(events::search))
-        .routes(routes!(events::actions))
+        .routes(routes!(actions::list))
+        .routes(routes!(actions::rows))
+        .routes(routes!(actions::test))
         .routes(routes!(snapshot::event_snapshot))
         .routes(routes!(snapshot::channel_snapshot))
         .routes(routes!(rules))
