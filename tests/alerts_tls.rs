@@ -387,10 +387,9 @@ events = ["doorbell"]
     assert!(m.data.contains("@tandem>"), "{}", m.data);
 }
 
-/// Once the dispatcher passes the event's picture to the transports (the
-/// outbox branch), the NVR's mail carries it as a decodable `image/jpeg`.
+/// The outbox hands the event's picture to the mail transport: the NVR's
+/// mail carries it as a decodable `image/jpeg`.
 #[test]
-#[ignore = "needs the outbox dispatcher, which passes the snapshot to mail::send; run with --ignored after it is merged"]
 fn an_nvr_mail_carries_the_event_snapshot() {
     if !have_smtp() {
         return;
