@@ -31,9 +31,13 @@ pub async fn send(t: &EmailTarget, msg: &Message, snapshot: Option<&[u8]>) -> De
         Ok(m) => m,
         Err(e) => return Delivery::Fail(e),
     };
-    let transport = match transport(t) {
-        Ok(tr) => tr,
-        Err(e) => return Delivery::Fail(e),
+    // Reading the CA file (or, the first time, the system store) is file
+    // I/O: off the runtime.
+    let settings = t.clone();
+    let transport = match tokio::task::spawn_blocking(move || transport(&settings)).await {
+        Ok(Ok(tr)) => tr,
+        Ok(Err(e)) => return Delivery::Fail(e),
+        Err(e) => return Delivery::Retry(format!("preparing the SMTP connection: {e}")),
     };
     let server = format!("SMTP server {}:{}", t.smtp_host, t.smtp_port);
     match tokio::time::timeout(ATTEMPT, transport.send(mail)).await {

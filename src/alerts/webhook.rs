@@ -18,18 +18,19 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_ANSWER: u64 = 64 << 10;
 
 pub async fn send(url: &url::Url, ca_file: Option<&Path>, msg: &Message) -> Delivery {
-    let tls = if url.scheme() == "https" {
-        match trust::client_config(ca_file, None) {
-            Ok(c) => Some(crate::httpc::PeerTls::from_config(&c, trust::describe(ca_file))),
-            Err(e) => return Delivery::Fail(format!("webhook {}: {e}", redacted(url))),
-        }
-    } else {
-        None
-    };
+    let secure = url.scheme() == "https";
+    let ca = ca_file.map(Path::to_path_buf);
     let body = msg.json.to_string();
     let target = url.to_string();
     let id = msg.id.clone();
+    // The trust is read (files) and the request made on the blocking pool.
     let r = tokio::task::spawn_blocking(move || {
+        let tls = if secure {
+            let c = trust::client_config(ca.as_deref(), None).map_err(Failed::Trust)?;
+            Some(crate::httpc::PeerTls::from_config(&c, trust::describe(ca.as_deref())))
+        } else {
+            None
+        };
         crate::httpc::request_bounded(
             "POST",
             &target,
@@ -43,14 +44,22 @@ pub async fn send(url: &url::Url, ca_file: Option<&Path>, msg: &Message) -> Deli
             tls.as_ref(),
             MAX_ANSWER,
         )
+        .map_err(Failed::Io)
     })
     .await;
     let what = format!("webhook {}", redacted(url));
     match r {
         Ok(Ok(r)) => classify_http(r.status, &what),
-        Ok(Err(e)) => classify_io(&e, &what, ca_file),
+        Ok(Err(Failed::Trust(e))) => Delivery::Fail(format!("{what}: {e}")),
+        Ok(Err(Failed::Io(e))) => classify_io(&e, &what, ca_file),
         Err(e) => Delivery::Retry(format!("{what}: {e}")),
     }
+}
+
+/// Why no answer came: the trust could not be built (final), or the request failed.
+enum Failed {
+    Trust(String),
+    Io(std::io::Error),
 }
 
 /// A failed request: a refused certificate is final, anything on the way
@@ -122,5 +131,11 @@ mod tests {
         };
         let u = url::Url::parse("http://127.0.0.1:1/hook").unwrap();
         assert!(matches!(send(&u, None, &msg).await, Delivery::Retry(_)));
+        // A trust that cannot be read is final, and named.
+        let u = url::Url::parse("https://127.0.0.1:1/hook").unwrap();
+        match send(&u, Some(Path::new("/nonexistent/hook-ca.pem")), &msg).await {
+            Delivery::Fail(e) => assert!(e.contains("/nonexistent/hook-ca.pem"), "{e}"),
+            d => panic!("{d:?}"),
+        }
     }
 }
