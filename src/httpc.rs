@@ -68,6 +68,20 @@ pub fn request_via(
     timeout: Duration,
     tls: Option<&PeerTls>,
 ) -> std::io::Result<Response> {
+    request_bounded(method, url, headers, body, timeout, tls, MAX_RESPONSE)
+}
+
+/// Like `request_via`, reading at most `max` bytes of the answer (a webhook
+/// receiver has nothing large to say).
+pub fn request_bounded(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+    tls: Option<&PeerTls>,
+    max: u64,
+) -> std::io::Result<Response> {
     let (secure, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
@@ -103,7 +117,7 @@ pub fn request_via(
     }
     req.push_str("\r\n");
     let raw = match tls {
-        None => exchange(&mut s, req.as_bytes(), body)?,
+        None => exchange(&mut s, req.as_bytes(), body, max)?,
         Some((t, name)) => {
             let conn = rustls::ClientConnection::new(t.config.clone(), name).map_err(std::io::Error::other)?;
             let mut stream = rustls::StreamOwned::new(conn, s);
@@ -114,7 +128,7 @@ pub fn request_via(
                     .complete_io(&mut stream.sock)
                     .map_err(|e| refused(e, &t.what))?;
             }
-            exchange(&mut stream, req.as_bytes(), body)?
+            exchange(&mut stream, req.as_bytes(), body, max)?
         }
     };
     parse_response(&raw)
@@ -152,24 +166,21 @@ fn refused(e: std::io::Error, what: &str) -> std::io::Error {
     }
 }
 
-/// Sends the request and reads the answer to its end, at most `MAX_RESPONSE` bytes.
-fn exchange(s: &mut (impl Read + Write), head: &[u8], body: &[u8]) -> std::io::Result<Vec<u8>> {
+/// Sends the request and reads the answer to its end, at most `max` bytes.
+fn exchange(s: &mut (impl Read + Write), head: &[u8], body: &[u8], max: u64) -> std::io::Result<Vec<u8>> {
     s.write_all(head)?;
     s.write_all(body)?;
     s.flush()?;
     let mut raw = Vec::new();
-    match s.take(MAX_RESPONSE + 1).read_to_end(&mut raw) {
+    match s.take(max + 1).read_to_end(&mut raw) {
         Ok(_) => {}
         // A TLS peer that closes without close_notify: the Content-Length
         // check in `parse_response` catches an answer cut short.
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
         Err(e) => return Err(e),
     }
-    if raw.len() as u64 > MAX_RESPONSE {
-        return Err(std::io::Error::other(format!(
-            "the answer is larger than {} MiB",
-            MAX_RESPONSE >> 20
-        )));
+    if raw.len() as u64 > max {
+        return Err(std::io::Error::other(format!("the answer is larger than {max} bytes")));
     }
     Ok(raw)
 }

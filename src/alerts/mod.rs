@@ -14,6 +14,8 @@ pub mod link;
 pub mod mail;
 pub mod sms;
 pub mod template;
+pub mod testpeers;
+pub mod trust;
 pub mod webhook;
 
 /// One message as the outbox stores it and a transport sends it.

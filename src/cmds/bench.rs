@@ -39,6 +39,10 @@ enum Which {
     /// apply, frames lost on the others (must be 0), time until the changed
     /// channel records, vs a full stop/start of the NVR.
     Apply(super::bench_apply::ApplyArgs),
+    /// Alert latency per transport (mail STARTTLS, MQTT TLS, HTTPS webhook,
+    /// Twilio-style SMS), event stored → message received, p50 and max, and
+    /// the snapshot's CPU per event.
+    Alerts(super::bench_alerts::AlertsArgs),
 }
 
 /// The simulated cameras' picture: 1080p25 at 4 Mbit/s unless told otherwise.
@@ -82,6 +86,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Which::Auth(a) => super::bench_auth::run(a),
         Which::Live(a) => super::bench_live::run(a),
         Which::Apply(a) => super::bench_apply::run(a),
+        Which::Alerts(a) => super::bench_alerts::run(a),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod alert;
 pub mod attack;
 pub mod audit;
 pub mod bench;
+pub mod bench_alerts;
 pub mod bench_apply;
 pub mod bench_attack;
 pub mod bench_auth;

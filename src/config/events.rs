@@ -71,6 +71,17 @@ pub struct MqttConfig {
     pub topic_prefix: String,
     /// Home Assistant discovery prefix; `None` turns discovery off.
     pub discovery_prefix: Option<String>,
+    /// `mqtts://`: TLS to the broker (default port 8883).
+    pub tls: Option<MqttTls>,
+}
+
+/// How the `mqtts://` connection is trusted and who the NVR is to the broker.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MqttTls {
+    /// Trust this CA (PEM) instead of the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate chain and key (PEM) for a broker that asks for one.
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl std::fmt::Debug for MqttConfig {
@@ -80,6 +91,7 @@ impl std::fmt::Debug for MqttConfig {
             .field("port", &self.port)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -143,6 +155,9 @@ pub(super) struct RawMqtt {
     topic_prefix: Option<String>,
     discovery: Option<bool>,
     discovery_prefix: Option<String>,
+    ca_file: Option<Spanned<String>>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
 }
 
 fn ticks(d: Duration) -> i64 {
@@ -392,16 +407,24 @@ pub fn valid_kind(k: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-pub(super) fn mqtt(c: &mut Checker, m: &Spanned<RawMqtt>) -> Option<MqttConfig> {
+pub(super) fn mqtt(c: &mut Checker, m: &Spanned<RawMqtt>, base: &std::path::Path) -> Option<MqttConfig> {
     let at = m.span().start;
     let m = m.get_ref();
-    let (host, port) = match &m.broker {
+    let (host, port, secure) = match &m.broker {
         Some(b) => match url::Url::parse(b.get_ref()) {
-            Ok(u) if u.scheme() == "mqtt" && u.host_str().is_some() => {
-                (u.host_str().unwrap_or_default().to_string(), u.port().unwrap_or(1883))
+            Ok(u) if matches!(u.scheme(), "mqtt" | "mqtts") && u.host_str().is_some() => {
+                let secure = u.scheme() == "mqtts";
+                let host = u.host_str().unwrap_or_default();
+                // `mqtts://[::1]` names the host `[::1]`; the socket wants `::1`.
+                let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+                (host, u.port().unwrap_or(if secure { 8883 } else { 1883 }), secure)
             }
             _ => {
-                c.err(b.span().start, "mqtt.broker", "must be a URL like mqtt://host:1883");
+                c.err(
+                    b.span().start,
+                    "mqtt.broker",
+                    "must be a URL like mqtt://host:1883 or mqtts://host:8883",
+                );
                 return None;
             }
         },
@@ -424,6 +447,42 @@ pub(super) fn mqtt(c: &mut Checker, m: &Spanned<RawMqtt>) -> Option<MqttConfig> 
         },
         None => m.password.clone().or_else(|| c.secret("mqtt.password")),
     };
+    let file = |c: &mut Checker, v: &Option<Spanned<String>>, field: &str| {
+        let v = v.as_ref()?;
+        let path = base.join(v.get_ref());
+        if !path.is_file() {
+            c.err(
+                v.span().start,
+                field,
+                format!("`{}` is not a readable file", path.display()),
+            );
+        }
+        Some(path)
+    };
+    let ca_file = file(c, &m.ca_file, "mqtt.ca_file");
+    let client_cert = match (
+        file(c, &m.client_cert, "mqtt.client_cert"),
+        file(c, &m.client_key, "mqtt.client_key"),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            c.err(at, "mqtt.client_cert", "client_cert and client_key go together");
+            None
+        }
+    };
+    let tls = if secure {
+        Some(MqttTls { ca_file, client_cert })
+    } else {
+        if ca_file.is_some() || client_cert.is_some() {
+            c.err(
+                at,
+                "mqtt.broker",
+                "ca_file, client_cert and client_key need an mqtts:// broker",
+            );
+        }
+        None
+    };
     Some(MqttConfig {
         host,
         port,
@@ -436,5 +495,6 @@ pub(super) fn mqtt(c: &mut Checker, m: &Spanned<RawMqtt>) -> Option<MqttConfig> 
             .discovery
             .unwrap_or(true)
             .then(|| m.discovery_prefix.clone().unwrap_or_else(|| "homeassistant".into())),
+        tls,
     })
 }

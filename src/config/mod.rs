@@ -31,7 +31,7 @@ pub use http::HttpSettings;
 pub use render::document;
 
 pub use actions::{ActionConfig, ActionTarget, EmailTarget, MailTls, Secret, SmsOverflow, SmsProvider, SmsTarget};
-pub use events::{MotionConfig, MqttConfig, TriggerConfig};
+pub use events::{MotionConfig, MqttConfig, MqttTls, TriggerConfig};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -474,7 +474,7 @@ pub fn parse_with_secrets(
     let failover = rules::failover_settings(&mut c, raw.failover.as_ref(), &rules, base);
     rules::check_shared_channels(&mut c, &rules);
     rules::check_backup_is_not_self(&mut c, &rules, listen);
-    let mqtt = raw.mqtt.as_ref().and_then(|m| events::mqtt(&mut c, m));
+    let mqtt = raw.mqtt.as_ref().and_then(|m| events::mqtt(&mut c, m, base));
     let numbers: Vec<u32> = channels.iter().map(|ch| ch.number).collect();
     let triggers: Vec<TriggerConfig> = raw
         .trigger

@@ -290,7 +290,22 @@ fn rule(r: &crate::failover::rule::Rule) -> Option<Table> {
 
 fn mqtt(m: &MqttConfig) -> Table {
     let mut t = Table::new();
-    t.insert("broker".into(), format!("mqtt://{}:{}", m.host, m.port).into());
+    let host = if m.host.contains(':') {
+        format!("[{}]", m.host)
+    } else {
+        m.host.clone()
+    };
+    let scheme = if m.tls.is_some() { "mqtts" } else { "mqtt" };
+    t.insert("broker".into(), format!("{scheme}://{host}:{}", m.port).into());
+    if let Some(tls) = &m.tls {
+        if let Some(ca) = &tls.ca_file {
+            t.insert("ca_file".into(), path(ca));
+        }
+        if let Some((cert, key)) = &tls.client_cert {
+            t.insert("client_cert".into(), path(cert));
+            t.insert("client_key".into(), path(key));
+        }
+    }
     if let Some(id) = &m.client_id {
         t.insert("client_id".into(), id.clone().into());
     }
@@ -639,6 +654,37 @@ secret_hash = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
         assert!(text.contains("gate.pw"), "{text}");
         // Rendering is stable: a second pass writes the same text.
         assert_eq!(toml::to_string(&document(&again)).unwrap(), text);
+    }
+
+    #[test]
+    fn an_mqtts_broker_reads_back_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "nvr.pem", "nvr.key"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let text = "[mqtt]\nbroker = \"mqtts://[::1]\"\nca_file = \"ca.pem\"\nclient_cert = \"nvr.pem\"\nclient_key = \"nvr.key\"\n";
+        let c = super::super::parse(text, "m.toml", dir.path()).unwrap();
+        let m = c.mqtt.as_ref().unwrap();
+        assert_eq!((m.host.as_str(), m.port), ("::1", 8883));
+        let tls = m.tls.as_ref().unwrap();
+        assert_eq!(tls.ca_file.as_deref(), Some(dir.path().join("ca.pem").as_path()));
+        let rendered = toml::to_string(&document(&c)).unwrap();
+        assert!(rendered.contains("broker = \"mqtts://[::1]:8883\""), "{rendered}");
+        assert_eq!(
+            super::super::parse(&rendered, "r.toml", Path::new("/nowhere"))
+                .unwrap()
+                .mqtt,
+            c.mqtt
+        );
+        // Half a client pair, and TLS files on a plain broker, are errors naming the field.
+        let e = super::super::parse(&text.replace("client_key = \"nvr.key\"\n", ""), "m.toml", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mqtt.client_cert") && e.contains("go together"), "{e}");
+        let e = super::super::parse(&text.replace("mqtts://", "mqtt://"), "m.toml", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("need an mqtts:// broker"), "{e}");
     }
 
     #[test]

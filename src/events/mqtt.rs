@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tracing::{info, warn};
 
 use super::{Edge, Notice, Phase};
@@ -29,6 +29,9 @@ pub struct Mqtt {
     base: String,
     /// Ends the connection task (`stop`), when a live apply replaces this client.
     stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Why there is no connection at all (the TLS files could not be
+    /// used): what a publish reports instead of a queue error.
+    broken: Option<Arc<str>>,
 }
 
 /// The largest snapshot published on a channel's `snapshot` topic.
@@ -63,6 +66,20 @@ impl Mqtt {
         if let Some(u) = &cfg.username {
             opts.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
         }
+        let mut broken = None;
+        if let Some(tls) = &cfg.tls {
+            let pair = tls.client_cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+            match crate::alerts::trust::client_config(tls.ca_file.as_deref(), pair) {
+                Ok(c) => {
+                    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(c)));
+                }
+                Err(e) => {
+                    // Never fall back to plain TCP: no connection at all.
+                    tracing::error!(broker = %cfg.host, "MQTT over TLS not started: {e}");
+                    broken = Some(Arc::from(format!("MQTT over TLS not started: {e}")));
+                }
+            }
+        }
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let me = Mqtt {
@@ -70,11 +87,21 @@ impl Mqtt {
             nvr_id: nvr_id.to_string(),
             base,
             stop: Arc::new(stop),
+            broken: broken.clone(),
         };
+        if broken.is_some() {
+            return me;
+        }
+        let trust = cfg
+            .tls
+            .as_ref()
+            .map(|t| crate::alerts::trust::describe(t.ca_file.as_deref()));
         let me2 = me.clone();
         let discovery = cfg.discovery_prefix.clone();
         tokio::spawn(async move {
             let mut connected = false;
+            // A refused certificate is said once, not every 2 s of retrying.
+            let mut told_refusal = false;
             // Each trigger topic is rate limited like the HTTP trigger: a
             // flapping or hostile publisher costs itself, not the recording.
             let mut throttle = crate::web::throttle::Throttle::new(crate::web::TRIGGER_RATE, 1024);
@@ -88,8 +115,9 @@ impl Mqtt {
                 };
                 match polled {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        info!(broker = %me2.base, "MQTT connected");
+                        info!(broker = %me2.base, tls = trust.is_some(), "MQTT connected");
                         connected = true;
+                        told_refusal = false;
                         me2.on_connect(&triggers, &sensors, discovery.as_deref());
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -107,7 +135,16 @@ impl Mqtt {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        if connected {
+                        let text = e.to_string();
+                        if let Some(t) = trust
+                            .as_deref()
+                            .filter(|_| crate::alerts::trust::is_certificate_error(&text))
+                        {
+                            if !told_refusal {
+                                warn!("MQTT broker refused: certificate not trusted ({t}): {text}");
+                                told_refusal = true;
+                            }
+                        } else if connected {
                             warn!("MQTT connection lost: {e}");
                         } else {
                             tracing::debug!("MQTT connect failed: {e}");
@@ -129,6 +166,10 @@ impl Mqtt {
     }
 
     fn offer(&self, topic: String, retain: bool, payload: impl Into<Vec<u8>>) {
+        // Said once when the client was not started; not once per event.
+        if self.broken.is_some() {
+            return;
+        }
         if let Err(e) = self.client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
             warn!("MQTT publish dropped: {e}");
         }
@@ -211,6 +252,9 @@ impl Mqtt {
 
     /// The message's JSON on `{base}/events` (the `mqtt` action).
     pub async fn publish_event(&self, json: &serde_json::Value) -> Result<(), String> {
+        if let Some(why) = &self.broken {
+            return Err(why.to_string());
+        }
         let body = json.to_string();
         let topic = format!("{}/events", self.base);
         tokio::time::timeout(

@@ -54,6 +54,17 @@ impl PeerTls {
         self.config.clone()
     }
 
+    /// Any client configuration (an alert's `ca_file` or the system roots,
+    /// see `alerts::trust`); `what` names that trust in a refusal.
+    pub fn from_config(config: &rustls::ClientConfig, what: String) -> PeerTls {
+        let mut config = config.clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        PeerTls {
+            config: Arc::new(config),
+            what,
+        }
+    }
+
     pub fn new(trust: &PeerTrust) -> Result<PeerTls, String> {
         let provider = crate::web::tls::provider();
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())

@@ -275,6 +275,7 @@ fn triggers_actions_and_mqtt_restart_the_dispatcher() {
             password_env: None,
             topic_prefix: "tandem".into(),
             discovery_prefix: None,
+            tls: None,
         }))
         .events
     );
