@@ -414,36 +414,39 @@ fn a_door_event_sends_one_sms_through_a_real_kannel() {
     let a = api_actions(&nvr.base);
     assert_eq!(a["actions"][0]["delivered"], 1, "{a}");
     // Alert latency: more doors (each its own event), one SMS each.
-    let mut took: Vec<Duration> = std::iter::once(first)
+    let runs: Vec<(Duration, Duration)> = std::iter::once(first)
         .chain((2..=8).map(|n| sms_latency(&nvr.base, &log, &format!("door-{n}"), n)))
         .collect();
-    took.sort();
+    let p50_max = |mut v: Vec<Duration>| {
+        v.sort();
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let (p50, max) = p50_max(runs.iter().map(|r| r.0).collect());
+    let (api50, api_max) = p50_max(runs.iter().map(|r| r.1).collect());
     println!(
-        "kannel: API event → SMS at the fake SMSC over {} events: p50 {:?}, max {:?}",
-        took.len(),
-        took[took.len() / 2],
-        took[took.len() - 1]
+        "kannel: event stored → SMS at the fake SMSC over {} events: p50 {p50:?}, max {max:?} \
+         (the trigger call itself: p50 {api50:?}, max {api_max:?})",
+        runs.len()
     );
-    assert!(
-        took[took.len() / 2] < Duration::from_secs(1),
-        "the target is ≤ 1 s: {took:?}"
-    );
+    assert!(p50 < Duration::from_secs(1), "the target is ≤ 1 s: {runs:?}");
 }
 
 /// Pulses door `source` and waits until the fake SMSC has `count` SMS: how
-/// long that took.
-fn sms_latency(base: &str, log: &Path, source: &str, count: usize) -> Duration {
+/// long that took from the trigger call's return (the event is stored, as
+/// `tandem bench alerts` measures) and the call's own duration.
+fn sms_latency(base: &str, log: &Path, source: &str, count: usize) -> (Duration, Duration) {
     let t0 = Instant::now();
     door_pulse(base, 60, source);
+    let stored = Instant::now();
     while delivered(log).len() < count {
         assert!(
             t0.elapsed() < Duration::from_secs(15),
             "SMS {count} did not arrive: {:?}",
             delivered(log)
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
-    t0.elapsed()
+    (stored.elapsed(), stored - t0)
 }
 
 #[test]
@@ -821,4 +824,34 @@ fn alert_test_from_the_command_line_names_what_failed() {
     let heard = heard.lock().unwrap();
     assert_eq!(heard.len(), 1);
     assert!(!heard[0].form("Body").unwrap_or_default().is_empty());
+}
+
+#[test]
+fn an_https_gateway_whose_certificate_the_system_roots_refuse_is_failed_unsent() {
+    use tandem::alerts::testpeers::{server_config, HttpPeer, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let files = TestCa::new("untrusted test CA")
+        .unwrap()
+        .write(dir.path(), "gw")
+        .unwrap();
+    let peer = HttpPeer::start(Some(server_config(&files).unwrap())).unwrap();
+    let t = target(
+        SmsProvider::Twilio {
+            url: url::Url::parse(&format!("https://127.0.0.1:{}", peer.port)).unwrap(),
+            account: "AC1".into(),
+            token: secret("tok-secret"),
+            from: "+1555".into(),
+        },
+        1,
+        SmsOverflow::Truncate,
+    );
+    let d = runtime().block_on(tandem::alerts::sms::send(&t, &message("x")));
+    assert!(
+        matches!(&d, Delivery::Fail(e) if e.contains("certificate not trusted (the system roots)") && !e.contains("tok-secret")),
+        "{d:?}"
+    );
+    assert!(
+        peer.requests().is_empty(),
+        "nothing sent before the certificate was checked"
+    );
 }
