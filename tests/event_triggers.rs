@@ -329,9 +329,10 @@ min_interval = "10m"
     // E-mail: exactly one message, for the first door opening.
     let text = std::fs::read_to_string(&mail).unwrap();
     assert_eq!(text.matches("----").count(), 2, "one start and its end: {text}");
-    // Named by the NVR (no `[nvr] name`: its id) and the channel's name.
+    // Named by the NVR (no `[nvr] name`: this host's name) and the channel's name.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert!(
-        text.contains(&format!("Subject: {nvr_id}: door started on Channel 2")),
+        text.contains(&format!("Subject: {}: door started on Channel 2", host.trim())),
         "{text}"
     );
     assert!(text.contains("RCPT TO guard@example.com"));

@@ -16,8 +16,11 @@ use crate::time::Time90k;
 /// What a message needs beyond the notice and the action.
 #[derive(Clone, Debug, Default)]
 pub struct Context<'a> {
-    /// The NVR's name (`[nvr] name`, else its id).
+    /// The NVR's name as people read it (`[nvr] name`, else the host's name).
     pub nvr: &'a str,
+    /// The NVR's stable id (as in its MQTT topics); the JSON's `nvr`. Empty:
+    /// the name is used.
+    pub nvr_id: &'a str,
     /// The channel's name, if the event has a channel.
     pub channel_name: Option<&'a str>,
     /// The channel's recording time zone; the action's `time_zone` wins.
@@ -113,7 +116,8 @@ pub fn compose(a: &ActionConfig, n: &Notice, cx: &Context, id: String) -> Messag
     let body = a.body.clone().unwrap_or_else(|| default_body(&a.target)).render(&f);
     let body = if a.body.is_some() { body } else { tidy(&body) };
     let mut json = serde_json::to_value(n).unwrap_or_default();
-    json["nvr"] = serde_json::json!(cx.nvr);
+    json["nvr"] = serde_json::json!(if cx.nvr_id.is_empty() { cx.nvr } else { cx.nvr_id });
+    json["nvr_name"] = serde_json::json!(cx.nvr);
     json["message_id"] = serde_json::json!(id);
     json["channel_name"] = serde_json::json!(f.channel_name);
     json["subject"] = serde_json::json!(subject);
@@ -162,6 +166,7 @@ mod tests {
     fn cx() -> Context<'static> {
         Context {
             nvr: "nvr-a",
+            nvr_id: "0f1e2d",
             channel_name: Some("Lobby"),
             channel_tz: None,
             base_url: Some("https://nvr.example.com/"),
@@ -181,6 +186,10 @@ mod tests {
             m.body
         );
         assert_eq!(m.json["message_id"], "tandem-x-1");
+        assert_eq!(
+            (m.json["nvr"].as_str(), m.json["nvr_name"].as_str()),
+            (Some("0f1e2d"), Some("nvr-a"))
+        );
         assert_eq!(m.json["snapshot_link"], "https://nvr.example.com/s.jpg");
         assert_eq!(m.json["type"], "motion");
         assert_eq!(m.event_id, Some(7));

@@ -52,26 +52,30 @@ pub type SharedActionStats = Arc<Mutex<Vec<ActionStats>>>;
 /// web client, and each channel's name and time zone.
 #[derive(Clone, Debug, Default)]
 pub struct Site {
+    /// The name people read (`{nvr}`).
     pub nvr: String,
+    /// The stable id, as in the MQTT topics (the JSON's `nvr`).
+    pub nvr_id: String,
     pub base_url: Option<String>,
     pub channels: HashMap<u32, (String, TimeZone)>,
 }
 
 impl Site {
-    /// The site as `config` describes it: `[nvr] name` (else the NVR id),
-    /// `http.public_url` (else the listen address, or this host's name when
-    /// it listens on every address).
+    /// The site as `config` describes it: `[nvr] name` (else this host's
+    /// name, else the NVR id — a person reads it in an SMS), `http.public_url`
+    /// (else the listen address, or this host's name when it listens on every
+    /// address).
     pub fn of(config: &Config, nvr_id: &str) -> Site {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty());
         let base_url = match &config.http.public_url {
             Some(u) => u.as_str().trim_end_matches('/').to_string(),
             None => {
                 let ip = config.listen.ip();
                 let host = if ip.is_unspecified() {
-                    std::fs::read_to_string("/proc/sys/kernel/hostname")
-                        .map(|h| h.trim().to_string())
-                        .ok()
-                        .filter(|h| !h.is_empty())
-                        .unwrap_or_else(|| "localhost".into())
+                    hostname.clone().unwrap_or_else(|| "localhost".into())
                 } else if ip.is_ipv6() {
                     format!("[{ip}]")
                 } else {
@@ -81,7 +85,8 @@ impl Site {
             }
         };
         Site {
-            nvr: config.name.clone().unwrap_or_else(|| nvr_id.to_string()),
+            nvr: config.name.clone().or(hostname).unwrap_or_else(|| nvr_id.to_string()),
+            nvr_id: nvr_id.to_string(),
             base_url: Some(base_url),
             channels: config
                 .channels
@@ -113,6 +118,7 @@ impl Site {
         };
         let cx = Context {
             nvr: &self.nvr,
+            nvr_id: &self.nvr_id,
             channel_name: ch.map(|(name, _)| name.as_str()),
             channel_tz: ch.map(|(_, tz)| tz),
             base_url: self.base_url.as_deref(),
@@ -626,7 +632,10 @@ mod serve_tests {
             ..Default::default()
         };
         assert_eq!(Site::of(&c, "id").base_url.as_deref(), Some("http://127.0.0.1:8080"));
-        assert_eq!(Site::of(&c, "id").nvr, "id");
+        // No `[nvr] name`: the host's name, as a person would call the box.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(Site::of(&c, "id").nvr, host.trim());
+        assert_eq!(Site::of(&c, "id").nvr_id, "id");
         c.name = Some("gate".into());
         c.http.public_url = Some(url::Url::parse("https://nvr.example.com/").unwrap());
         let s = Site::of(&c, "id");
