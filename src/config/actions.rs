@@ -640,23 +640,8 @@ fn windows(c: &mut Checker, x: &Ctx, raw: &[Spanned<RawWindow>], tz: jiff::tz::T
         let at = w.span().start;
         let w = w.get_ref();
         let wf = |name: &str| x.f(&format!("schedule[{i}].{name}"));
-        let days = match &w.days {
-            Some(d) => schedule::parse_days(d.get_ref())
-                .map_err(|e| c.err(d.span().start, wf("days"), e))
-                .ok(),
-            None => Some(0x7f),
-        };
-        let mut time = |v: &Option<Spanned<String>>, name: &str| match v {
-            Some(t) => schedule::parse_hhmm(t.get_ref())
-                .map_err(|e| c.err(t.span().start, wf(name), e))
-                .ok(),
-            None => {
-                c.err(at, wf(name), "is required");
-                None
-            }
-        };
-        let (from, to) = (time(&w.from, "from"), time(&w.to, "to"));
-        if let (Some(days), Some(from), Some(to)) = (days, from, to) {
+        let times = super::events::window_times(c, at, [&w.days, &w.from, &w.to], &wf);
+        if let Some((days, from, to)) = times {
             s.windows.push(Window {
                 days,
                 from,

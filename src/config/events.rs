@@ -236,22 +236,7 @@ pub(super) fn recording(c: &mut Checker, r: Option<&Spanned<RawRecording>>, pref
         let at = w.span().start;
         let w = w.get_ref();
         let wf = |name: &str| format!("{prefix}.recording.schedule[{i}].{name}");
-        let days = match &w.days {
-            Some(d) => schedule::parse_days(d.get_ref())
-                .map_err(|e| c.err(d.span().start, wf("days"), e))
-                .ok(),
-            None => Some(0x7f),
-        };
-        let mut time = |v: &Option<Spanned<String>>, name: &str| match v {
-            Some(t) => schedule::parse_hhmm(t.get_ref())
-                .map_err(|e| c.err(t.span().start, wf(name), e))
-                .ok(),
-            None => {
-                c.err(at, wf(name), "is required");
-                None
-            }
-        };
-        let (from, to) = (time(&w.from, "from"), time(&w.to, "to"));
+        let times = window_times(c, at, [&w.days, &w.from, &w.to], &wf);
         let m = match &w.mode {
             Some(m) => mode(c, m, &wf("mode")),
             None => {
@@ -259,11 +244,39 @@ pub(super) fn recording(c: &mut Checker, r: Option<&Spanned<RawRecording>>, pref
                 None
             }
         };
-        if let (Some(days), Some(from), Some(to), Some(mode)) = (days, from, to, m) {
+        if let (Some((days, from, to)), Some(mode)) = (times, m) {
             p.schedule.windows.push(Window { days, from, to, mode });
         }
     }
     p
+}
+
+/// A weekly window's `days` (default every day), `from` and `to` (both
+/// required), each error reported under `wf(field)`: shared by recording
+/// schedules and alert schedules.
+pub(super) fn window_times(
+    c: &mut Checker,
+    at: usize,
+    [days, from, to]: [&Option<Spanned<String>>; 3],
+    wf: &dyn Fn(&str) -> String,
+) -> Option<(u8, jiff::civil::Time, jiff::civil::Time)> {
+    let days = match days {
+        Some(d) => schedule::parse_days(d.get_ref())
+            .map_err(|e| c.err(d.span().start, wf("days"), e))
+            .ok(),
+        None => Some(0x7f),
+    };
+    let mut time = |v: &Option<Spanned<String>>, name: &str| match v {
+        Some(t) => schedule::parse_hhmm(t.get_ref())
+            .map_err(|e| c.err(t.span().start, wf(name), e))
+            .ok(),
+        None => {
+            c.err(at, wf(name), "is required");
+            None
+        }
+    };
+    let (from, to) = (time(from, "from"), time(to, "to"));
+    Some((days?, from?, to?))
 }
 
 fn polygons(c: &mut Checker, raw: &[Spanned<Vec<[f64; 2]>>], field: &str) -> Vec<Polygon> {
