@@ -39,7 +39,7 @@ pub fn local_time(t: Time90k, tz: &TimeZone) -> String {
     }
 }
 
-/// The placeholders' values for notice `n`.
+/// The template fields' values for notice `n`.
 pub fn fields(a: &ActionConfig, n: &Notice, cx: &Context) -> Fields {
     let tz = a
         .time_zone
@@ -98,7 +98,7 @@ fn default_body(target: &ActionTarget) -> Template {
     Template::parse(text).expect("the built-in body parses")
 }
 
-/// Collapses the runs of spaces an empty placeholder leaves ("motion  on")
+/// Collapses the runs of spaces an empty template field leaves ("motion  on")
 /// and trims the ends, line by line.
 fn tidy(s: &str) -> String {
     s.lines()

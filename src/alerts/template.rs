@@ -1,15 +1,15 @@
 //! Message templates: `"{nvr}: {type} on {channel_name} at {start}"`.
 //!
 //! A template is parsed once, when the configuration is read, so that an
-//! unknown placeholder is a configuration error naming the field instead of a
+//! unknown template field is a configuration error naming the field instead of a
 //! surprise in a message at three in the morning. Rendering is a pure
 //! function of the template and the values; it never fails and never reads
 //! the clock. `{{` and `}}` write literal braces.
 
 use std::fmt;
 
-/// The placeholders a template may use.
-pub const PLACEHOLDERS: [&str; 9] = [
+/// The fields (`{name}`) a template may use.
+pub const TEMPLATE_FIELDS: [&str; 9] = [
     "nvr",
     "channel",
     "channel_name",
@@ -40,7 +40,7 @@ impl fmt::Debug for Template {
     }
 }
 
-/// The values of one message's placeholders.
+/// The values of one message's template fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fields {
     pub nvr: String,
@@ -79,7 +79,7 @@ impl Fields {
 
 impl Template {
     /// Parses `text`; the error names the first unknown or unclosed
-    /// placeholder and lists the known ones.
+    /// template field and lists the known ones.
     pub fn parse(text: &str) -> Result<Template, String> {
         let mut pieces = Vec::new();
         let mut lit = String::new();
@@ -100,10 +100,10 @@ impl Template {
                 return Err("a `{` that is not closed (write `{{` for a brace)".into());
             };
             let name = &after[..end];
-            let Some(known) = PLACEHOLDERS.iter().find(|p| **p == name) else {
+            let Some(known) = TEMPLATE_FIELDS.iter().find(|p| **p == name) else {
                 return Err(format!(
-                    "`{{{name}}}` is not a placeholder (use {})",
-                    PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                    "`{{{name}}}` is not a template field (use {})",
+                    TEMPLATE_FIELDS.map(|p| format!("{{{p}}}")).join(", ")
                 ));
             };
             if !lit.is_empty() {
@@ -157,8 +157,8 @@ mod tests {
     }
 
     #[test]
-    fn every_placeholder_renders_its_value() {
-        let all = PLACEHOLDERS.map(|p| format!("<{{{p}}}>")).join("");
+    fn every_template_field_renders_its_value() {
+        let all = TEMPLATE_FIELDS.map(|p| format!("<{{{p}}}>")).join("");
         let t = Template::parse(&all).unwrap();
         assert_eq!(
             t.render(&fields()),
@@ -174,10 +174,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_unclosed_placeholders_are_errors() {
+    fn unknown_and_unclosed_template_fields_are_errors() {
         let e = Template::parse("{camera} moved").unwrap_err();
         assert!(
-            e.contains("`{camera}` is not a placeholder") && e.contains("{channel_name}"),
+            e.contains("`{camera}` is not a template field") && e.contains("{channel_name}"),
             "{e}"
         );
         assert!(Template::parse("{type").unwrap_err().contains("not closed"));
@@ -186,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn text_without_placeholders_is_kept_whole_including_unicode() {
+    fn text_without_template_fields_is_kept_whole_including_unicode() {
         let t = Template::parse("Bewegung erkannt — 動き").unwrap();
         assert_eq!(t.render(&Fields::default()), "Bewegung erkannt — 動き");
         assert_eq!(Template::parse("").unwrap().render(&fields()), "");

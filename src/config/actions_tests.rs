@@ -27,11 +27,11 @@ fn ok(actions: &str) -> Vec<ActionConfig> {
 }
 
 #[test]
-fn an_unknown_placeholder_names_the_field_and_line() {
+fn an_unknown_template_field_names_the_field_and_line() {
     let (line, field, msg) =
         one_error("[[action]]\ntype = \"webhook\"\nurl = \"http://h/\"\nsubject = \"{nvr} {camera}\"\n");
     assert_eq!((line, field.as_str()), (6, "action[0].subject"));
-    assert!(msg.contains("`{camera}` is not a placeholder"), "{msg}");
+    assert!(msg.contains("`{camera}` is not a template field"), "{msg}");
     let (line, field, _) = one_error(
         "[[action]]\ntype = \"sms\"\nprovider = \"modem\"\ndevice = \"/dev/ttyUSB0\"\nto = [\"+4915112345678\"]\ntemplate = \"{type\"\n",
     );
