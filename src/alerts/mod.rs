@@ -10,6 +10,7 @@
 //! (`Delivery`), never a panic.
 
 pub mod compose;
+pub mod http;
 pub mod link;
 pub mod mail;
 pub mod sms;

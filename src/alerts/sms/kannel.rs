@@ -6,7 +6,8 @@
 //! is permanent, a 503 (bearerbox down) or no answer is retried.
 
 use super::segments::{self, Coding, Gsm7};
-use super::{quote, request, Tally};
+use super::{each_part, quote};
+use crate::alerts::http::request;
 use crate::alerts::Delivery;
 
 /// The sendsms URL for one SMS. Kannel takes the sender from the
@@ -31,7 +32,7 @@ pub fn url_for(base: &url::Url, username: &str, password: &str, to: &str, text: 
 /// "Queued for later delivery") delivered; 5xx (503: no bearerbox or SMSC)
 /// and 429/408 retried; another 4xx failed, with Kannel's words.
 pub fn classify(status: u16, body: &str) -> Delivery {
-    match crate::alerts::webhook::classify_http(status, "Kannel") {
+    match crate::alerts::http::classify_http(status, "Kannel") {
         Delivery::Delivered => Delivery::Delivered,
         Delivery::Retry(e) => Delivery::Retry(format!("{e}: {}", quote(body))),
         Delivery::Fail(e) => Delivery::Fail(format!("{e}: {}", quote(body))),
@@ -39,34 +40,17 @@ pub fn classify(status: u16, body: &str) -> Delivery {
 }
 
 pub async fn send(base: &url::Url, username: &str, password: &str, to: &[String], parts: &[String]) -> Delivery {
-    let mut tally = Tally::default();
     let what = format!("Kannel at {}", base.host_str().unwrap_or("?"));
-    'all: for number in to {
-        for text in parts {
-            let u = url_for(base, username, password, number, text);
-            let outcome = match request(
-                &what,
-                "GET",
-                u.to_string(),
-                vec![("User-Agent", "Tandem NVR".into())],
-                vec![],
-            )
-            .await
-            {
-                Ok(r) => classify(r.status, &String::from_utf8_lossy(&r.body)),
-                Err(d) => {
-                    // The gateway itself is unreachable: the others would
-                    // wait their timeouts too, and the alert goes again.
-                    tally.add(number, d);
-                    break 'all;
-                }
-            };
-            if !tally.add(number, outcome) {
-                break;
-            }
+    each_part(to, parts, |number, text| {
+        let u = url_for(base, username, password, number, text).to_string();
+        let what = &what;
+        async move {
+            let headers = vec![("User-Agent", "Tandem NVR".to_string())];
+            let r = request(what, "GET", u, headers, vec![], None).await?;
+            Ok(classify(r.status, &String::from_utf8_lossy(&r.body)))
         }
-    }
-    tally.outcome()
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Must never block the runtime (HTTP on the blocking pool, the modem on the
 //! reactor, everything under a timeout), send a token to an `https://`
 //! gateway whose certificate the system roots do not vouch for, read more
-//! than `MAX_ANSWER` bytes of a gateway's answer, nor report `Delivered` unless every
+//! than `alerts::http::MAX_ANSWER` bytes of a gateway's answer, nor report `Delivered` unless every
 //! recipient got every part. None of the routes can de-duplicate, so a
 //! retried alert is sent whole again (at least once, not exactly once).
 
@@ -14,9 +14,9 @@ pub mod modem;
 pub mod segments;
 pub mod twilio;
 
-use std::time::Duration;
+use std::future::Future;
 
-use super::{trust, Delivery, Message};
+use super::{Delivery, Message};
 use crate::config::{SmsProvider, SmsTarget};
 
 /// The serial speeds a modem may be configured with.
@@ -24,12 +24,8 @@ pub fn valid_baud(b: u32) -> bool {
     matches!(b, 9600 | 19200 | 38400 | 57600 | 115_200 | 230_400 | 460_800)
 }
 
-/// How long one gateway request may take (connect, send, answer).
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of a gateway's answer quoted in an error.
 const QUOTE: usize = 200;
-/// The most of a gateway's answer read: "Sent." or a small JSON.
-const MAX_ANSWER: u64 = 64 << 10;
 
 /// Sends `msg.body` to every number of `t`, segmented as configured.
 pub async fn send(t: &SmsTarget, msg: &Message) -> Delivery {
@@ -59,6 +55,34 @@ pub async fn send(t: &SmsTarget, msg: &Message) -> Delivery {
 /// The outcomes of one alert's requests (a recipient and a part each),
 /// summed up: delivered only if all were; else retried if any is worth
 /// retrying (the whole alert goes again), else failed.
+/// Sends every part to every number with `one`, whose `Err` means the
+/// gateway itself could not be reached: then the other numbers are not tried
+/// (each would wait out its own timeout, and the alert goes again whole).
+/// A number whose part failed gets none of its later parts.
+async fn each_part<F, Fut>(to: &[String], parts: &[String], mut one: F) -> Delivery
+where
+    F: FnMut(&str, &str) -> Fut,
+    Fut: Future<Output = Result<Delivery, Delivery>>,
+{
+    let mut tally = Tally::default();
+    'all: for number in to {
+        for text in parts {
+            match one(number, text).await {
+                Ok(outcome) => {
+                    if !tally.add(number, outcome) {
+                        break;
+                    }
+                }
+                Err(unreachable) => {
+                    tally.add(number, unreachable);
+                    break 'all;
+                }
+            }
+        }
+    }
+    tally.outcome()
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
     retry: Vec<String>,
@@ -87,54 +111,6 @@ impl Tally {
             Delivery::Delivered
         }
     }
-}
-
-/// One request to an SMS gateway on the blocking pool, over TLS checked
-/// against the system roots for an `https://` URL. `Err` is the attempt's
-/// outcome: unreachable is retried, a refused certificate failed.
-async fn request(
-    what: &str,
-    method: &'static str,
-    url: String,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-) -> Result<crate::httpc::Response, Delivery> {
-    let secure = url.starts_with("https://");
-    // The trust is read (the system's CA bundle) and the request made on
-    // the blocking pool.
-    let r = tokio::task::spawn_blocking(move || {
-        let tls = if secure {
-            let c = trust::client_config(None, None).map_err(Failed::Trust)?;
-            Some(crate::httpc::PeerTls::from_config(&c, trust::describe(None)))
-        } else {
-            None
-        };
-        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        crate::httpc::request_bounded(method, &url, &h, &body, HTTP_TIMEOUT, tls.as_ref(), MAX_ANSWER)
-            .map_err(Failed::Io)
-    })
-    .await;
-    match r {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(Failed::Trust(e))) => Err(Delivery::Fail(format!("{what}: {e}"))),
-        // `httpc` marks a refused certificate as PermissionDenied.
-        Ok(Err(Failed::Io(e)))
-            if e.kind() == std::io::ErrorKind::PermissionDenied || trust::is_certificate_error(&e.to_string()) =>
-        {
-            Err(Delivery::Fail(format!(
-                "{what}: {}",
-                trust::not_trusted(None, &e.to_string())
-            )))
-        }
-        Ok(Err(Failed::Io(e))) => Err(Delivery::Retry(format!("{what} unreachable: {e}"))),
-        Err(e) => Err(Delivery::Retry(format!("{what}: {e}"))),
-    }
-}
-
-/// Why a gateway gave no answer: no trust (final), or the request failed.
-enum Failed {
-    Trust(String),
-    Io(std::io::Error),
 }
 
 /// At most `QUOTE` characters of a gateway's answer, on one line.
@@ -175,19 +151,5 @@ mod tests {
         let q = quote(&"é".repeat(1000));
         assert_eq!(q.chars().count(), QUOTE + 1);
         assert!(q.ends_with('…'));
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_gateway_is_retried() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let r = request("gateway", "GET", format!("http://127.0.0.1:{port}/"), vec![], vec![]).await;
-        assert!(
-            matches!(&r, Err(Delivery::Retry(e)) if e.starts_with("gateway unreachable")),
-            "{r:?}"
-        );
     }
 }

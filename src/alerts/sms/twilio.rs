@@ -8,7 +8,8 @@
 
 use base64::Engine;
 
-use super::{quote, request, Tally};
+use super::{each_part, quote};
+use crate::alerts::http::request;
 use crate::alerts::Delivery;
 
 /// The Messages resource of `account` under `base`.
@@ -64,30 +65,20 @@ pub async fn send(
         base64::engine::general_purpose::STANDARD.encode(format!("{account}:{token}"))
     );
     let what = format!("the SMS API at {}", base.host_str().unwrap_or("?"));
-    let mut tally = Tally::default();
-    'all: for number in to {
-        for text in parts {
-            let headers = vec![
-                ("Authorization", auth.clone()),
-                ("Content-Type", "application/x-www-form-urlencoded".to_string()),
-                ("User-Agent", "Tandem NVR".to_string()),
-            ];
-            let body = form(number, from, text).into_bytes();
-            let outcome = match request(&what, "POST", url.to_string(), headers, body).await {
-                Ok(r) => classify(r.status, &r.body),
-                Err(d) => {
-                    // The gateway itself is unreachable: the others would
-                    // wait their timeouts too, and the alert goes again.
-                    tally.add(number, d);
-                    break 'all;
-                }
-            };
-            if !tally.add(number, outcome) {
-                break;
-            }
+    each_part(to, parts, |number, text| {
+        let headers = vec![
+            ("Authorization", auth.clone()),
+            ("Content-Type", "application/x-www-form-urlencoded".to_string()),
+            ("User-Agent", "Tandem NVR".to_string()),
+        ];
+        let body = form(number, from, text).into_bytes();
+        let (what, url) = (&what, url.to_string());
+        async move {
+            let r = request(what, "POST", url, headers, body, None).await?;
+            Ok(classify(r.status, &r.body))
         }
-    }
-    tally.outcome()
+    })
+    .await
 }
 
 #[cfg(test)]
