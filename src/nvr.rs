@@ -149,7 +149,6 @@ fn new_dispatcher(
     Dispatcher::new(
         config.actions.clone(),
         mqtt,
-        nvr_id,
         Site::of(config, nvr_id),
         clock.clone(),
         stats.clone(),

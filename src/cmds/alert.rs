@@ -144,5 +144,5 @@ fn from_config(path: &std::path::Path, action: &str) -> Result<Delivery> {
     let site = tandem::events::actions::Site::of(&config, &nvr_id);
     let now = tandem::time::SystemClock.now();
     let rt = super::runtime()?;
-    Ok(rt.block_on(tandem::events::actions::send_test(a, &site, &nvr_id, None, now)))
+    Ok(rt.block_on(tandem::events::actions::send_test(a, &site, None, now)))
 }

@@ -159,7 +159,6 @@ pub async fn send(a: &ActionConfig, mqtt: Option<&Mqtt>, msg: &Message, picture:
 pub struct Dispatcher {
     pub actions: Vec<ActionConfig>,
     pub mqtt: Option<Mqtt>,
-    pub nvr_id: String,
     pub site: Site,
     pub clock: Arc<dyn Clock>,
     pub stats: SharedActionStats,
@@ -192,7 +191,6 @@ impl Dispatcher {
     pub fn new(
         actions: Vec<ActionConfig>,
         mqtt: Option<Mqtt>,
-        nvr_id: &str,
         site: Site,
         clock: Arc<dyn Clock>,
         stats: SharedActionStats,
@@ -202,7 +200,6 @@ impl Dispatcher {
             wakes: actions.iter().map(|_| Arc::new(Notify::new())).collect(),
             actions,
             mqtt,
-            nvr_id: nvr_id.to_string(),
             site,
             clock,
             stats,
@@ -345,7 +342,7 @@ impl Dispatcher {
                     &me.actions[i],
                     &n2,
                     me.outbox.link_key(),
-                    format!("tandem-{}-{id}", me.nvr_id),
+                    format!("tandem-{}-{id}", me.site.nvr_id),
                     now_ms / 1000,
                 )
             })
@@ -388,7 +385,7 @@ impl Dispatcher {
     /// schedule and rate limit; `None` when there is no such action.
     pub async fn test(&self, name: &str) -> Option<Delivery> {
         let a = self.actions.iter().find(|a| a.name == name)?;
-        let outcome = send_test(a, &self.site, &self.nvr_id, self.mqtt.as_ref(), self.clock.now()).await;
+        let outcome = send_test(a, &self.site, self.mqtt.as_ref(), self.clock.now()).await;
         info!(action = name, ?outcome, "test message sent");
         Some(outcome)
     }
@@ -396,12 +393,12 @@ impl Dispatcher {
 
 /// Sends a test message (an instant `test` event, no picture) through `a`
 /// at `now`, within the attempt timeout (`tandem alert test`, the API).
-pub async fn send_test(a: &ActionConfig, site: &Site, nvr_id: &str, mqtt: Option<&Mqtt>, now: Time90k) -> Delivery {
+pub async fn send_test(a: &ActionConfig, site: &Site, mqtt: Option<&Mqtt>, now: Time90k) -> Delivery {
     let msg = site.message(
         a,
         &test_notice(now),
         None,
-        format!("tandem-{nvr_id}-test-{}", now.as_unix_micros()),
+        format!("tandem-{}-test-{}", site.nvr_id, now.as_unix_micros()),
         now.as_unix_micros() / 1_000_000,
     );
     let timeout = super::delivery::ATTEMPT_TIMEOUT;
@@ -420,8 +417,10 @@ mod serve_tests {
         Arc::new(Dispatcher::new(
             actions,
             None,
-            "nvr",
-            Site::default(),
+            Site {
+                nvr_id: "nvr".into(),
+                ..Default::default()
+            },
             Arc::new(SystemClock),
             stats.clone(),
             outbox.clone(),
