@@ -479,7 +479,7 @@ mod serve_tests {
         limited("old", 1).await;
         // The first was queued in the outbox before any attempt.
         let rows = outbox
-            .read(|c| crate::store::outbox::recent(c, "old", 10))
+            .with_conn(|c| crate::store::outbox::recent(c, "old", 10))
             .await
             .unwrap();
         assert_eq!(rows.len(), 1);
@@ -535,7 +535,7 @@ mod serve_tests {
             let outbox = outbox.clone();
             async move {
                 outbox
-                    .read(move |c| crate::store::outbox::recent(c, name, 10))
+                    .with_conn(move |c| crate::store::outbox::recent(c, name, 10))
                     .await
                     .unwrap()
             }

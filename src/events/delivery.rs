@@ -70,7 +70,7 @@ impl Outbox {
         let mut conn = crate::store::db::open(db)?;
         crate::store::db::migrate(&mut conn).map_err(OutboxError::Schema)?;
         let link_key = Some(crate::store::db::link_key(&conn)?);
-        let pending: i64 = conn.query_row("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", [], |r| r.get(0))?;
+        let (pending, _) = rows::pending_counts(&conn, "")?;
         if pending > 0 {
             info!(pending, "alert outbox: resuming the alerts queued before the restart");
         }
@@ -98,8 +98,8 @@ impl Outbox {
         self.clock.now().as_unix_micros() / 1000
     }
 
-    /// Runs `f` on the outbox's connection on the blocking pool.
-    pub async fn read<T: Send + 'static>(
+    /// Runs `f` (reads and writes) on the outbox's connection on the blocking pool.
+    pub async fn with_conn<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> rows::Result<T> + Send + 'static,
     ) -> Result<T, String> {
@@ -133,7 +133,7 @@ impl Outbox {
     ) -> Result<i64, String> {
         let action = row.action.clone();
         let (id, dropped) = self
-            .read(move |c| {
+            .with_conn(move |c| {
                 let r = rows::insert(c, &row, make)?;
                 let (total, mine) = rows::pending_counts(c, &action)?;
                 let dropped = match policy::overflow(total, mine) {
@@ -153,7 +153,7 @@ impl Outbox {
     pub async fn housekeeping(self: &Arc<Self>, actions: Vec<String>) {
         let before = policy::prune_before(self.now_ms());
         let r = self
-            .read(move |c| {
+            .with_conn(move |c| {
                 let orphans = rows::fail_orphans(c, &actions)?;
                 let pruned = rows::prune(c, before, policy::KEEP_ROWS)?;
                 Ok((orphans, pruned))
@@ -230,7 +230,7 @@ pub(super) async fn work(d: Arc<Dispatcher>, i: usize, mut stop: tokio::sync::wa
         let now = d.outbox.now_ms();
         let limit = flying.len() + policy::IN_FLIGHT;
         let n2 = name.clone();
-        let wait = match d.outbox.read(move |c| rows::pending(c, &n2, limit)).await {
+        let wait = match d.outbox.with_conn(move |c| rows::pending(c, &n2, limit)).await {
             Ok(due) => {
                 let (start, wake_at) = policy::plan(&due, &flying, now);
                 for id in start {
@@ -265,7 +265,7 @@ pub(super) async fn work(d: Arc<Dispatcher>, i: usize, mut stop: tokio::sync::wa
 /// One attempt at row `id` through action `i`; returns the row's id.
 async fn attempt(d: Arc<Dispatcher>, i: usize, id: i64) -> i64 {
     let a = &d.actions[i];
-    let row = match d.outbox.read(move |c| rows::get(c, id)).await {
+    let row = match d.outbox.with_conn(move |c| rows::get(c, id)).await {
         Ok(Some(r)) if r.state == policy::State::Pending => r,
         Ok(_) => return id,
         Err(e) => {
@@ -297,7 +297,7 @@ async fn attempt(d: Arc<Dispatcher>, i: usize, id: i64) -> i64 {
     let tries = row.attempts + 1;
     let step = policy::after_attempt(outcome, tries, row.give_up_ms, now);
     let s2 = step.clone();
-    if let Err(e) = d.outbox.read(move |c| rows::record(c, id, &s2, now)).await {
+    if let Err(e) = d.outbox.with_conn(move |c| rows::record(c, id, &s2, now)).await {
         // The row is still due: without a pause it would be sent again at once.
         warn!(outbox = id, "cannot record the alert's attempt: {e}");
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -48,7 +48,7 @@ pub async fn list(State(nvr): State<Arc<Nvr>>) -> ApiResult<Json<serde_json::Val
     let names: Vec<String> = d.actions.iter().map(|a| a.name.clone()).collect();
     let summaries = nvr
         .outbox
-        .read(move |c| {
+        .with_conn(move |c| {
             names
                 .iter()
                 .map(|n| outbox::summary(c, n))
@@ -113,7 +113,7 @@ pub async fn rows(State(nvr): State<Arc<Nvr>>, Path(name): Path<String>) -> ApiR
     let n2 = name.clone();
     let rows = nvr
         .outbox
-        .read(move |c| outbox::recent(c, &n2, RECENT_ROWS))
+        .with_conn(move |c| outbox::recent(c, &n2, RECENT_ROWS))
         .await
         .map_err(ApiError::internal)?;
     let rows: Vec<serde_json::Value> = rows
