@@ -290,58 +290,18 @@ fn secret(
     env: &Option<Spanned<String>>,
     file: &Option<Spanned<String>>,
 ) -> Option<Secret> {
-    let given = [inline.is_some(), env.is_some(), file.is_some()];
-    if given.iter().filter(|g| **g).count() > 1 {
-        c.err(
+    let given = if inline.is_none() && env.is_none() && file.is_none() {
+        c.secret(&secret_key(&x.name, field)).map(|v| (v, SecretSource::Inline))
+    } else {
+        c.given_secret(
+            x.base,
             x.at,
-            x.f(field),
-            format!("give only one of {field}, {field}_env, {field}_file"),
-        );
-        return None;
-    }
-    if let Some(v) = inline {
-        return Some(Secret {
-            value: v.get_ref().clone(),
-            source: SecretSource::Inline,
-        });
-    }
-    if let Some(v) = env {
-        return match std::env::var(v.get_ref()) {
-            Ok(value) => Some(Secret {
-                value,
-                source: SecretSource::Env(v.get_ref().clone()),
-            }),
-            Err(_) => {
-                c.err(
-                    v.span().start,
-                    x.f(&format!("{field}_env")),
-                    format!("environment variable `{}` is not set", v.get_ref()),
-                );
-                None
-            }
-        };
-    }
-    if let Some(p) = file {
-        let path = x.base.join(p.get_ref());
-        return match super::source::read_bounded(&path) {
-            Ok(v) => Some(Secret {
-                value: v.trim_end_matches(['\n', '\r']).to_string(),
-                source: SecretSource::File(path),
-            }),
-            Err(e) => {
-                c.err(
-                    p.span().start,
-                    x.f(&format!("{field}_file")),
-                    format!("cannot read `{}`: {e}", p.get_ref()),
-                );
-                None
-            }
-        };
-    }
-    c.secret(&secret_key(&x.name, field)).map(|value| Secret {
-        value,
-        source: SecretSource::Inline,
-    })
+            &format!("action[{}]", x.index),
+            field,
+            [inline, env, file],
+        )
+    };
+    given.map(|(value, source)| Secret { value, source })
 }
 
 fn required<'a>(c: &mut Checker, x: &Ctx, v: &'a Option<Spanned<String>>, field: &str, why: &str) -> Option<&'a str> {

@@ -123,43 +123,16 @@ pub(super) fn network_cameras(
             .iter()
             .filter(|p| p.is_some())
             .count();
-        if password_sources > 1 {
-            c.err(
+        let password = if password_sources > 0 {
+            c.given_secret(
+                base,
                 at,
-                format!("{prefix}.password"),
-                "give only one of password, password_env, password_file",
-            );
-        }
-        let sealed = c.secret(&format!("network_camera.{name}.password"));
-        let password = if let Some(p) = &cam.password {
-            Some((p.get_ref().clone(), SecretSource::Inline))
-        } else if let Some(v) = &cam.password_env {
-            match std::env::var(v.get_ref()) {
-                Ok(p) => Some((p, SecretSource::Env(v.get_ref().clone()))),
-                Err(_) => {
-                    c.err(
-                        v.span().start,
-                        format!("{prefix}.password_env"),
-                        format!("environment variable `{}` is not set", v.get_ref()),
-                    );
-                    None
-                }
-            }
-        } else if let Some(f) = &cam.password_file {
-            let path = base.join(f.get_ref());
-            match super::source::read_bounded(&path) {
-                Ok(p) => Some((p.trim_end_matches(['\n', '\r']).to_string(), SecretSource::File(path))),
-                Err(e) => {
-                    c.err(
-                        f.span().start,
-                        format!("{prefix}.password_file"),
-                        format!("cannot read `{}`: {e}", f.get_ref()),
-                    );
-                    None
-                }
-            }
+                &prefix,
+                "password",
+                [&cam.password, &cam.password_env, &cam.password_file],
+            )
         } else {
-            sealed
+            c.secret(&format!("network_camera.{name}.password"))
                 .filter(|_| cam.username.is_some())
                 .map(|p| (p, SecretSource::Inline))
         };

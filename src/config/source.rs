@@ -155,6 +155,58 @@ impl<'a> Checker<'a> {
         self.warnings.push(e);
     }
 
+    /// A secret the file gives as `{field}` (in clear), `{field}_env` (an
+    /// environment variable) or `{field}_file` (resolved against `base`),
+    /// at most one of them; errors go under `{prefix}.{field}…`. `None`
+    /// when none is given or the one given cannot be read (reported).
+    pub fn given_secret(
+        &mut self,
+        base: &Path,
+        at: usize,
+        prefix: &str,
+        field: &str,
+        [inline, env, file]: [&Option<toml::Spanned<String>>; 3],
+    ) -> Option<(String, super::SecretSource)> {
+        use super::SecretSource;
+        if [inline, env, file].iter().filter(|g| g.is_some()).count() > 1 {
+            self.err(
+                at,
+                format!("{prefix}.{field}"),
+                format!("give only one of {field}, {field}_env, {field}_file"),
+            );
+            return None;
+        }
+        if let Some(v) = inline {
+            return Some((v.get_ref().clone(), SecretSource::Inline));
+        }
+        if let Some(v) = env {
+            return match std::env::var(v.get_ref()) {
+                Ok(value) => Some((value, SecretSource::Env(v.get_ref().clone()))),
+                Err(_) => {
+                    self.err(
+                        v.span().start,
+                        format!("{prefix}.{field}_env"),
+                        format!("environment variable `{}` is not set", v.get_ref()),
+                    );
+                    None
+                }
+            };
+        }
+        let p = file.as_ref()?;
+        let path = base.join(p.get_ref());
+        match read_bounded(&path) {
+            Ok(v) => Some((v.trim_end_matches(['\n', '\r']).to_string(), SecretSource::File(path))),
+            Err(e) => {
+                self.err(
+                    p.span().start,
+                    format!("{prefix}.{field}_file"),
+                    format!("cannot read `{}`: {e}", p.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
     /// The field a TOML error points at, read from the text: the key written
     /// before `offset` on its line (the last one, for inline tables), under
     /// the table header above it. toml's own messages (an integer out of
