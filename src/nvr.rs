@@ -213,6 +213,9 @@ pub struct ChannelView {
     /// Mode now, pre-event buffer use, event windows.
     pub policy: Option<GateStats>,
     pub motion: Option<MotionStats>,
+    /// The store's write buffer, shared by every channel: its bound and fill
+    /// (this channel's frames dropped for a full buffer: `ingest.dropped_frames`).
+    pub write_buffer: crate::store::queue::BufferFigures,
 }
 
 impl Nvr {
@@ -255,6 +258,7 @@ impl Nvr {
                     min_free_bytes: config.storage.min_free_bytes,
                     ..Default::default()
                 },
+                write_buffer: config.storage.write_buffer_bytes,
             },
             clock.clone(),
         )?;
@@ -555,6 +559,7 @@ impl Nvr {
     pub fn channel_views(&self) -> Vec<ChannelView> {
         let status = self.status.lock().map(|m| m.clone()).unwrap_or_default();
         let gates = self.gate_stats.lock().map(|m| m.clone()).unwrap_or_default();
+        let buffer = self.writer.buffer();
         let chans = self.channels.lock().expect("channels lock");
         chans
             .values()
@@ -569,6 +574,7 @@ impl Nvr {
                 }),
                 policy: gates.get(&rt.config.number).cloned(),
                 motion: rt.motion.as_ref().and_then(|(_, s)| s.lock().ok().map(|s| s.clone())),
+                write_buffer: buffer.clone(),
             })
             .collect()
     }
@@ -623,6 +629,11 @@ impl Nvr {
     }
 
     /// The writer thread's health.
+    /// The store's write buffer: bound, fill, frames refused, slow episodes.
+    pub fn write_buffer(&self) -> crate::store::queue::BufferFigures {
+        self.writer.buffer()
+    }
+
     pub fn writer_stats(&self) -> crate::store::health::WriterStats {
         self.writer_stats.lock().map(|s| s.clone()).unwrap_or_default()
     }

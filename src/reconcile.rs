@@ -136,6 +136,11 @@ pub fn problems(running: &Config, desired: &Config) -> Vec<ConfigError> {
         "the store writer and the importer reserve it at start",
     );
     refuse(
+        "storage.write_buffer",
+        r.write_buffer_bytes != d.write_buffer_bytes,
+        "the store writer's queue is sized at start",
+    );
+    refuse(
         "storage.scrub_interval",
         r.scrub_interval != d.scrub_interval,
         "the integrity scrub thread is started with it",

@@ -67,6 +67,7 @@ fn run(mode: Mode, event: (i64, i64), secs: i64) -> (tempfile::TempDir, Store) {
             )]),
             notifier: None,
             import: Default::default(),
+            write_buffer: tandem::store::queue::DEFAULT_WRITE_BUFFER,
         },
         Arc::new(SystemClock),
     )

@@ -2,7 +2,10 @@
 //! streams recorded by one `ffmpeg -c copy -f segment` per camera, in the same
 //! run on the same machine. Prints a table and writes JSON. Measures whole
 //! processes from /proc (CPU ticks, peak resident memory) so neither side is
-//! helped by in-process accounting.
+//! helped by in-process accounting. Tandem's side also reports the cost of
+//! durability from its own counters (`GET /api/v1/store` before and after the
+//! measured window): fdatasyncs per second, bytes per fdatasync, and the p99
+//! time from a frame's arrival to its being durable.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -334,11 +337,14 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let base = format!("http://127.0.0.1:{http_port}");
     wait_connected(&base, &token, a.streams)?;
     std::thread::sleep(warmup);
+    let w0 = writer_figures(&base, &token)?;
     let c0 = cpu_seconds(nvr_pid)?;
     let t0 = Time90k::from_system(std::time::SystemTime::now());
     std::thread::sleep(Duration::from_secs(a.seconds));
     let c1 = cpu_seconds(nvr_pid)?;
     let t1 = Time90k::from_system(std::time::SystemTime::now());
+    let w1 = writer_figures(&base, &token)?;
+    let durability = Durability::between(&w0, &w1, (t1 - t0) as f64 / 90_000.0);
     let rss = peak_rss(nvr_pid)?;
     let nvr = guard.0.pop().context("nvr child")?;
     signal(&nvr, libc::SIGTERM);
@@ -499,15 +505,83 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         0,
     );
     row("frames lost", t.frames_lost as f64, f.map(|s| s.frames_lost as f64), 0);
+    let d = &durability;
+    row("fsyncs per second", d.fsyncs_per_second, None, 1);
+    row("KiB per fsync", d.bytes_per_fsync / 1024.0, None, 1);
+    row(
+        "arrival-to-durable p99 ms",
+        d.arrival_to_durable_p99_ms.map_or(f64::NAN, f64::from),
+        None,
+        0,
+    );
+    row(
+        "capture-to-durable p99 ms",
+        d.capture_to_durable_p99_ms.map_or(f64::NAN, f64::from),
+        None,
+        0,
+    );
     let json = serde_json::json!({
         "benchmark": "ingest",
         "streams": a.streams, "width": a.camera.width, "height": a.camera.height, "fps": a.camera.fps,
         "bitrate_kbps": a.camera.bitrate_kbps, "seconds": a.seconds,
         "tandem": tandem_side,
+        "durability": durability,
         "ffmpeg": ffmpeg_side,
         "cpu_ratio_tandem_over_ffmpeg": ffmpeg_side.as_ref().map(|f| t.cpu_s_per_stream_minute / f.cpu_s_per_stream_minute),
     });
     std::fs::write(&a.json, serde_json::to_string_pretty(&json)?)?;
     println!("\nwrote {}", a.json.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The writer's counters read from `GET /api/v1/store`.
+struct WriterFigures {
+    fsyncs: u64,
+    fsync_bytes: u64,
+    arrival: tandem::store::health::Histogram,
+    capture: tandem::store::health::Histogram,
+}
+
+fn writer_figures(base: &str, token: &str) -> Result<WriterFigures> {
+    use tandem::store::health::Histogram;
+    let r = tandem::httpc::request_with_timeout(
+        "GET",
+        &format!("{base}/api/v1/store"),
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+        Duration::from_secs(10),
+    )?;
+    let v = r.json()?;
+    let w = &v["writer"];
+    Ok(WriterFigures {
+        fsyncs: w["fsyncs"].as_u64().context("no writer.fsyncs in /api/v1/store")?,
+        fsync_bytes: w["fsync_bytes"]
+            .as_u64()
+            .context("no writer.fsync_bytes in /api/v1/store")?,
+        arrival: Histogram::from_json(&w["arrival_durable"]).context("no writer.arrival_durable in /api/v1/store")?,
+        capture: Histogram::from_json(&w["durable"]).context("no writer.durable in /api/v1/store")?,
+    })
+}
+
+/// The cost of durability over the measured window.
+#[derive(serde::Serialize)]
+struct Durability {
+    fsyncs_per_second: f64,
+    bytes_per_fsync: f64,
+    /// Upper bound of the p99's histogram bucket (50-ms steps near a second).
+    arrival_to_durable_p99_ms: Option<u32>,
+    capture_to_durable_p99_ms: Option<u32>,
+}
+
+impl Durability {
+    fn between(before: &WriterFigures, after: &WriterFigures, seconds: f64) -> Durability {
+        let fsyncs = after.fsyncs.saturating_sub(before.fsyncs);
+        let bytes = after.fsync_bytes.saturating_sub(before.fsync_bytes);
+        Durability {
+            fsyncs_per_second: fsyncs as f64 / seconds.max(1e-3),
+            bytes_per_fsync: if fsyncs == 0 { 0.0 } else { bytes as f64 / fsyncs as f64 },
+            arrival_to_durable_p99_ms: after.arrival.since(&before.arrival).quantile_ms(0.99),
+            capture_to_durable_p99_ms: after.capture.since(&before.capture).quantile_ms(0.99),
+        }
+    }
 }

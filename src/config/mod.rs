@@ -119,6 +119,9 @@ pub struct StorageConfig {
     pub segment_duration: Duration,
     /// How often the scrub rereads every segment against its hash; None: off.
     pub scrub_interval: Option<Duration>,
+    /// Bytes of video queued for the store writer at most (`write_buffer`):
+    /// beyond it, whole GOPs are dropped and counted.
+    pub write_buffer_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -216,6 +219,10 @@ impl Config {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// `[storage] write_buffer` at least: a few key frames of a 4K camera.
+pub const WRITE_BUFFER_MIN: u64 = 256 << 10;
+/// `[storage] write_buffer` at most: the NVR is meant to run in 512 MiB.
+pub const WRITE_BUFFER_MAX: u64 = 256 << 20;
 
 impl Default for StorageConfig {
     fn default() -> Self {
@@ -225,6 +232,7 @@ impl Default for StorageConfig {
             flush_interval: Duration::from_secs(1),
             segment_duration: Duration::from_secs(60),
             scrub_interval: None,
+            write_buffer_bytes: crate::store::queue::DEFAULT_WRITE_BUFFER,
         }
     }
 }
@@ -317,6 +325,7 @@ struct RawStorage {
     flush_interval: Option<Spanned<SizeOrNumber>>,
     segment_duration: Option<Spanned<SizeOrNumber>>,
     scrub_interval: Option<Spanned<SizeOrNumber>>,
+    write_buffer: Option<Spanned<SizeOrNumber>>,
 }
 
 /// Sizes and durations may be written as strings with units or bare numbers.
@@ -456,6 +465,21 @@ pub fn parse_with_secrets(
                     Ok(_) => c.err(v.span().start, field, format!("must be between {min} s and {max} s")),
                     Err(e) => c.err(v.span().start, field, e),
                 }
+            }
+        }
+        if let Some(v) = &s.write_buffer {
+            match units::parse_bytes(&v.get_ref().text()) {
+                Ok(b) if (WRITE_BUFFER_MIN..=WRITE_BUFFER_MAX).contains(&b) => storage.write_buffer_bytes = b,
+                Ok(_) => c.err(
+                    v.span().start,
+                    "storage.write_buffer",
+                    format!(
+                        "must be between {} and {}",
+                        units::format_bytes(WRITE_BUFFER_MIN),
+                        units::format_bytes(WRITE_BUFFER_MAX)
+                    ),
+                ),
+                Err(e) => c.err(v.span().start, "storage.write_buffer", e),
             }
         }
         if let Some(v) = &s.scrub_interval {

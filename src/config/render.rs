@@ -89,6 +89,7 @@ fn storage(c: &Config) -> Table {
     t.insert("min_free".into(), int(s.min_free_bytes));
     t.insert("flush_interval".into(), dur(s.flush_interval));
     t.insert("segment_duration".into(), dur(s.segment_duration));
+    t.insert("write_buffer".into(), int(s.write_buffer_bytes));
     if let Some(i) = s.scrub_interval {
         t.insert("scrub_interval".into(), dur(i));
     }
@@ -466,6 +467,7 @@ dir = "/var/lib/tandem"
 min_free = "2 GiB"
 flush_interval = "300ms"
 segment_duration = "2m"
+write_buffer = "32 MiB"
 scrub_interval = "1d"
 
 [http]

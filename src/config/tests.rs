@@ -61,6 +61,24 @@ fn good_config_loads() {
 }
 
 #[test]
+fn the_write_buffer_is_a_bounded_size() {
+    let with = |v: &str| p(&format!("[storage]\nmin_free = \"1 MiB\"\nwrite_buffer = {v}\n"));
+    assert_eq!(p("").unwrap().storage.write_buffer_bytes, 64 << 20, "the default");
+    assert_eq!(with("\"8 MB\"").unwrap().storage.write_buffer_bytes, 8_000_000);
+    assert_eq!(with("1048576").unwrap().storage.write_buffer_bytes, 1 << 20);
+    for (bad, says) in [
+        ("\"100 KiB\"", "must be between 256.0 KiB and 256.0 MiB"),
+        ("\"1 GiB\"", "must be between"),
+        ("\"lots\"", ""),
+    ] {
+        let errs = with(bad).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+        assert_eq!((errs[0].line, errs[0].field.as_str()), (3, "storage.write_buffer"));
+        assert!(errs[0].message.contains(says), "{bad}: {}", errs[0].message);
+    }
+}
+
+#[test]
 fn every_problem_is_reported_with_line_and_field() {
     let text = r#"
 [storage]

@@ -70,8 +70,11 @@ pub struct StreamStats {
     pub frames: u64,
     pub bytes: u64,
     pub reconnects: u64,
-    /// Frames dropped because the writer queue was full.
+    /// Frames dropped because the write buffer was full: the refused frame
+    /// and the rest of its GOP.
     pub dropped_frames: u64,
+    /// GOPs cut short by a full write buffer (each one gap in the footage).
+    pub dropped_gops: u64,
     pub last_error: Option<String>,
     #[serde(skip)]
     window: Option<(Instant, u64, u64)>,
@@ -305,6 +308,9 @@ async fn session(
     };
     let mut run = new_run();
     let mut need_key = true;
+    // The rest of a GOP whose frame the full write buffer refused: dropped
+    // too (it cannot be decoded without it), and counted.
+    let mut dropping_gop = false;
     // What the store gets: the camera's sample entry, or its in-band
     // variant while parameter sets flap.
     let mut entry: Option<Arc<SampleEntry>> = None;
@@ -368,9 +374,15 @@ async fn session(
             run = new_run();
         }
         if need_key && !frame.is_random_access_point() {
+            if dropping_gop {
+                if let Ok(mut s) = stats.lock() {
+                    s.dropped_frames += 1;
+                }
+            }
             continue;
         }
         need_key = false;
+        dropping_gop = false;
         let now = clock.now();
         let key = frame.is_random_access_point();
         if key && watch.leave_inband(now) {
@@ -456,9 +468,11 @@ async fn session(
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 need_key = true;
+                dropping_gop = true;
                 run = new_run();
                 if let Ok(mut s) = stats.lock() {
                     s.dropped_frames += 1;
+                    s.dropped_gops += 1;
                 }
             }
             Err(TrySendError::Disconnected(_)) => bail!("store writer stopped"),

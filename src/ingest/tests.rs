@@ -48,7 +48,7 @@ async fn stop_returns_promptly_whatever_the_camera_does() {
     ];
     for mode in modes {
         for delay in [Duration::from_millis(100), Duration::from_millis(600)] {
-            let (tx, _rx) = crate::store::queue::channel();
+            let (tx, _rx) = crate::store::queue::channel(crate::store::queue::DEFAULT_WRITE_BUFFER);
             let stats = SharedStats::default();
             let feeds = Feeds {
                 record: true,
@@ -83,7 +83,7 @@ async fn each_misbehaviour_ends_the_session_with_a_short_error() {
     ];
     let mut handles = Vec::new();
     for (mode, _) in cases {
-        let (tx, rx) = crate::store::queue::channel();
+        let (tx, rx) = crate::store::queue::channel(crate::store::queue::DEFAULT_WRITE_BUFFER);
         let stats = SharedStats::default();
         let feeds = Feeds {
             record: true,

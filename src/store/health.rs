@@ -1,6 +1,6 @@
 //! What the writer reports about its own health, and what it holds back so
-//! that nothing outside can starve it: the frame-to-durable latency histogram
-//! (`GET /api/v1/store`, `bench attack`), a small reserve of file descriptors
+//! that nothing outside can starve it: the frame-to-durable latency histograms
+//! (`GET /api/v1/store`, `bench attack`, `bench ingest`), fsync counters, a small reserve of file descriptors
 //! for opening segments when the process runs out, and the classification of
 //! I/O errors into what an operator should be told (a full disk is not the
 //! same as running out of descriptors).
@@ -133,6 +133,17 @@ impl serde::Serialize for Histogram {
 pub struct WriterStats {
     /// From a frame's capture (its wall-clock time) to the fdatasync that made it durable.
     pub durable: Histogram,
+    /// From a frame's arrival (ingest handed it to the write buffer) to the
+    /// fdatasync that made it durable: what the flush schedule bounds.
+    pub arrival_durable: Histogram,
+    /// fdatasyncs of segment files that succeeded (flushes and closes).
+    pub fsyncs: u64,
+    /// Bytes those fdatasyncs made durable (`fsync_bytes / fsyncs` per fsync).
+    pub fsync_bytes: u64,
+    /// fdatasyncs that failed (each closed its segment at its durable point).
+    pub fsync_errors: u64,
+    /// Frames written and then lost to a failed fdatasync.
+    pub frames_lost: u64,
     pub events_stored: u64,
     /// Events lost because the index could not be written for too long.
     pub events_dropped: u64,
@@ -167,6 +178,15 @@ impl Cause {
             Cause::DiskFull => "disk_full",
             Cause::NoDescriptors => "fd_exhausted",
             Cause::Io => "storage_error",
+        }
+    }
+
+    /// What the resume's log line says is working again.
+    pub fn resumed(self) -> &'static str {
+        match self {
+            Cause::DiskFull => "the disk has space again",
+            Cause::NoDescriptors => "a file descriptor was free again",
+            Cause::Io => "the disk accepts writes and fsyncs again",
         }
     }
 

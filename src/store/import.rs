@@ -380,14 +380,21 @@ impl Worker {
                 if since_sync >= STEP_BYTES {
                     // A bounded step: make it durable, then yield so the
                     // writer's own fsyncs never queue behind a large import.
-                    seg.sync().map_err(|e| failed(&e))?;
+                    // A failed fsync is never retried: the segment is closed
+                    // at what the last good one covered (see `open_segment`).
+                    if let Err(e) = seg.sync() {
+                        seg.close_durable(conn, &self.dir, req.channel, &e);
+                        return Err(failed(&e));
+                    }
                     pacer.step(since_sync);
                     since_sync = 0;
                 }
             }
             let end = spans[run.end - 1].0 + i64::from(spans[run.end - 1].1);
             let (_, bytes) = seg.written();
-            seg.finish(conn, &self.dir, req.channel, Some(end));
+            if seg.finish(conn, &self.dir, req.channel, Some(end)).lost.is_some() {
+                return Err(failed(&std::io::Error::other("fsync failed while closing the segment")));
+            }
             pacer.step(since_sync);
             if let Ok(mut s) = self.stats.lock() {
                 s.bytes_merged += bytes;

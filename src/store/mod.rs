@@ -11,10 +11,12 @@ pub mod capacity;
 pub mod config_versions;
 pub mod db;
 pub mod events;
+pub mod flush;
 pub mod health;
 pub mod import;
 pub mod index;
 pub mod integrity;
+pub mod open_segment;
 pub mod outbox;
 pub mod queue;
 pub mod reader;
@@ -136,6 +138,8 @@ pub struct StoreConfig {
     pub notifier: Option<crate::events::Notifier>,
     /// Limits of footage imported from peers.
     pub import: import::ImportLimits,
+    /// Bytes of video the write buffer holds at most (`[storage] write_buffer`).
+    pub write_buffer: u64,
 }
 
 pub struct Store {
@@ -178,7 +182,7 @@ impl Store {
             recording: cfg.recording,
             retention_interval: Duration::from_secs(5),
         };
-        let (tx, rx) = queue::channel();
+        let (tx, rx) = queue::channel(cfg.write_buffer);
         let gate_stats = events::GateStatsMap::default();
         let writer_stats = health::SharedWriterStats::default();
         let importer = import::Importer::start(cfg.dir.clone(), cfg.import.clone(), clock.clone())?;

@@ -1,33 +1,34 @@
 //! The writer thread: the only code that appends to segment files, commits
 //! index rows or deletes footage.
 //!
-//! Frames from every channel arrive on one bounded queue. The thread appends
-//! each frame as one record (so a SIGKILL loses nothing already handed to the
-//! kernel), and every flush interval it fdatasyncs all files written since the
-//! last flush and commits their progress in one transaction — fsyncs batched
-//! across channels, so a power cut loses at most one interval. It also runs
-//! retention and handles a full disk by closing the segment at its last
-//! complete frame and pausing that channel until space returns.
+//! Frames from every channel arrive on one bounded queue (the write buffer,
+//! `queue`). The thread appends each frame as one record (so a SIGKILL loses
+//! nothing already handed to the kernel), and before any frame has waited a
+//! flush interval it fdatasyncs all files written since the last flush, side
+//! by side, and commits their progress in one transaction — fsyncs batched
+//! across channels, so a power cut loses at most one interval (`flush`). It
+//! also runs retention, closes a segment whose fsync failed at its last
+//! durable frame (`open_segment`), and handles a full disk or a failing one
+//! by closing the segment at its last complete frame and pausing that channel
+//! until writes work again.
 //!
 //! Must never run on the async runtime, never hold a segment open across a
-//! change of codec parameters, and never delete a segment being written.
+//! change of codec parameters, never delete a segment being written, and
+//! never retry an fsync that failed.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use super::db::{self, Progress};
-use super::index::{FrameEntry, IndexEncoder};
+pub(super) use super::open_segment::OpenSegment;
+use super::open_segment::{Closed, Lost, Unflushed};
 use super::retention::{self, RetentionPolicy};
-use super::segment_file::{record_header, SegmentHeader, RECORD_HEADER_LEN};
 use super::{segment_path, SampleEntry};
 use crate::time::{Clock, Time90k};
 
@@ -48,7 +49,7 @@ const EVENT_BUDGET: usize = 256;
 /// Queued events are committed at most this often between flushes: a lone
 /// event is stored (and announced) at once, a flood costs ten commits a second.
 const EVENT_COMMIT: Duration = Duration::from_millis(100);
-/// A channel paused by a full disk tries again this often.
+/// A channel paused by a full or failing disk tries again this often.
 const DISK_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
@@ -106,6 +107,8 @@ pub struct RecordingStatus {
     pub bytes_written: u64,
     pub segments_written: u64,
     pub last_error: Option<String>,
+    /// Frames written and then lost because an fsync failed (see `open_segment`).
+    pub frames_lost: u64,
 }
 
 pub type StatusMap = Arc<Mutex<HashMap<u32, RecordingStatus>>>;
@@ -154,187 +157,13 @@ pub fn decide(
     Decision::Append
 }
 
-pub(super) struct OpenSegment {
-    id: i64,
-    file: File,
-    run: u64,
-    start: Time90k,
-    entry: Arc<SampleEntry>,
-    index: IndexEncoder,
-    /// The last frame written; its duration is known only when the next arrives.
-    pending: Option<(Time90k, u32, bool)>,
-    last_duration: u32,
-    frames: u32,
-    key_frames: u32,
-    len: u64,
-    media_bytes: u64,
-    dirty: bool,
-    /// SHA-256 of the file's first `len` bytes, fed as they are written
-    /// (never by reading back), stored with the finished row.
-    hash: Sha256,
-    /// Times of the frames written since the last fdatasync, for the
-    /// frame-to-durable latency (live segments only; empty for imports).
-    unflushed: Vec<Time90k>,
-}
-
-impl OpenSegment {
-    /// Creates a segment: row first (`writing`), then the file with its header,
-    /// fsynced with its directory. Undoes both on failure. Used by the writer
-    /// for live footage and by the importer for a peer's.
-    pub(super) fn create(
-        conn: &Connection,
-        dir: &std::path::Path,
-        channel: u32,
-        start: Time90k,
-        entry: &Arc<SampleEntry>,
-        entry_id: i64,
-        run: u64,
-    ) -> std::io::Result<OpenSegment> {
-        let id = db::insert_writing_segment(conn, channel, start, entry_id)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let path = segment_path(dir, channel, id);
-        let result = (|| {
-            let dir = path.parent().expect("segment path has a parent");
-            std::fs::create_dir_all(dir)?;
-            let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
-            let header = SegmentHeader {
-                channel,
-                segment_id: id,
-                start,
-                sample_entry: entry.data.clone(),
-            }
-            .encode();
-            file.write_all(&header)?;
-            file.sync_data()?;
-            File::open(dir)?.sync_all()?;
-            Ok::<_, std::io::Error>((file, header))
-        })();
-        let (file, header) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                let _ = db::delete_segment_row(conn, id);
-                return Err(e);
-            }
-        };
-        Ok(OpenSegment {
-            id,
-            file,
-            run,
-            start,
-            entry: entry.clone(),
-            index: IndexEncoder::default(),
-            pending: None,
-            last_duration: 0,
-            frames: 0,
-            key_frames: 0,
-            len: header.len() as u64,
-            media_bytes: 0,
-            dirty: true,
-            hash: Sha256::new_with_prefix(&header),
-            unflushed: Vec::new(),
-        })
-    }
-
-    /// fsyncs the segment and marks it complete with its frame index (or
-    /// removes it if it holds no frame). Returns the times of the frames this
-    /// fsync made durable.
-    pub(super) fn finish(
-        mut self,
-        conn: &Connection,
-        dir: &std::path::Path,
-        channel: u32,
-        end: Option<Time90k>,
-    ) -> Vec<Time90k> {
-        if let Some((t, size, key)) = self.pending.take() {
-            let duration = match end {
-                Some(e) if e > t => (e - t) as u32,
-                _ => self.last_duration.max(1),
-            };
-            self.index.push(FrameEntry { duration, size, key });
-            self.last_duration = duration;
-        }
-        let end_time = self.last_time_after_close();
-        let durable = match self.file.sync_data() {
-            Ok(()) => std::mem::take(&mut self.unflushed),
-            Err(e) => {
-                error!(channel, segment = self.id, "fsync failed while closing segment: {e}");
-                Vec::new()
-            }
-        };
-        let progress = self.progress(end_time);
-        if self.frames == 0 {
-            let _ = std::fs::remove_file(segment_path(dir, channel, self.id));
-            let _ = db::delete_segment_row(conn, self.id);
-        } else if let Err(e) = db::complete_segment(
-            conn,
-            self.id,
-            &progress,
-            self.index.blob(),
-            Some(&self.hash.finalize().into()),
-        ) {
-            // The row stays `writing`; startup repair will rebuild it from the file.
-            error!(channel, segment = self.id, "could not commit finished segment: {e}");
-        }
-        durable
-    }
-
-    /// Frames written so far and the file's length.
-    pub(super) fn written(&self) -> (u32, u64) {
-        (self.frames, self.len)
-    }
-
-    /// fdatasyncs what was written so far (imports, in steps).
-    pub(super) fn sync(&mut self) -> std::io::Result<()> {
-        self.file.sync_data()
-    }
-
-    /// Appends one frame record. On error the file is cut back to its last
-    /// complete record so it stays valid.
-    pub(super) fn write_frame(&mut self, time: Time90k, key: bool, data: &[u8]) -> std::io::Result<()> {
-        let pts = u32::try_from(time - self.start).map_err(|_| std::io::Error::other("segment too long"))?;
-        let header = record_header(pts, key, data);
-        // One vectored write, no user-space buffer: once it returns, a SIGKILL
-        // cannot lose the frame. A torn record is cut off by startup repair.
-        if let Err(e) = write_all_vectored(&mut self.file, &header, data) {
-            let _ = self.file.set_len(self.len);
-            return Err(e);
-        }
-        if let Some((t, size, k)) = self.pending.take() {
-            let duration = (time - t) as u32;
-            self.index.push(FrameEntry { duration, size, key: k });
-            self.last_duration = duration;
-        }
-        self.hash.update(header);
-        self.hash.update(data);
-        self.pending = Some((time, data.len() as u32, key));
-        self.frames += 1;
-        self.key_frames += u32::from(key);
-        self.len += RECORD_HEADER_LEN + data.len() as u64;
-        self.media_bytes += data.len() as u64;
-        self.dirty = true;
-        Ok(())
-    }
-
-    fn progress(&self, end: Time90k) -> Progress {
-        Progress {
-            end,
-            frames: self.frames,
-            key_frames: self.key_frames,
-            bytes: self.len,
-            media_bytes: self.media_bytes,
-        }
-    }
-    fn last_time(&self) -> Time90k {
-        self.pending.map(|p| p.0).unwrap_or(self.start)
-    }
-}
-
 #[derive(Default)]
 struct ChannelState {
     open: Option<OpenSegment>,
-    /// Set while a full disk keeps this channel from writing.
+    /// Set while a full or failing disk keeps this channel from writing.
     paused_until: Option<Instant>,
+    /// The cause of the pause, for the resume's log line.
+    paused_for: Option<super::health::Cause>,
 }
 
 pub struct WriterConfig {
@@ -366,6 +195,13 @@ pub struct Writer {
     fd_reserve: super::health::FdReserve,
     /// Keeps a flood's repeated warnings (events evicted) to a line a minute.
     pub(super) repeated: crate::log_limiter::LogLimiter,
+    /// When the next flush is due (`flush::FlushSchedule`).
+    schedule: super::flush::FlushSchedule,
+    /// Arrival of the oldest frame written since the last flush.
+    oldest_unflushed: Option<Instant>,
+    /// Arrival of the frame being handled (what the frames it releases are
+    /// counted from: a pre-event buffer's frames count from their trigger).
+    arrival: Instant,
 }
 
 impl Writer {
@@ -379,6 +215,7 @@ impl Writer {
         stats: super::health::SharedWriterStats,
     ) -> rusqlite::Result<Self> {
         let event_log = super::events::EventLog::new(&conn)?;
+        let cfg_interval = cfg.flush_interval;
         Ok(Writer {
             cfg,
             conn,
@@ -394,11 +231,14 @@ impl Writer {
             stats,
             fd_reserve: super::health::FdReserve::new(),
             repeated: Default::default(),
+            schedule: super::flush::FlushSchedule::new(cfg_interval),
+            oldest_unflushed: None,
+            arrival: Instant::now(),
         })
     }
 
     pub fn run(mut self, rx: super::queue::WriterRx) {
-        let mut next_flush = Instant::now() + self.cfg.flush_interval;
+        let mut last_flush = Instant::now();
         let mut next_retention = Instant::now();
         let mut next_event_commit = Instant::now();
         'outer: loop {
@@ -407,23 +247,25 @@ impl Writer {
                 self.commit(Vec::new());
                 next_event_commit = now + EVENT_COMMIT;
             }
-            if now >= next_flush {
+            if now >= self.schedule.due(self.oldest_unflushed, last_flush) {
                 let clock_now = self.clock.now();
                 self.apply_stale_triggers(clock_now, 2 * 90_000);
                 self.flush();
-                next_flush = now + self.cfg.flush_interval;
+                last_flush = Instant::now();
+                self.schedule.record(last_flush - now);
             }
             if now >= next_retention {
                 self.run_retention();
                 next_retention = now + self.cfg.retention_interval;
             }
+            let next_flush = self.schedule.due(self.oldest_unflushed, last_flush);
             let mut due = next_flush.min(next_retention);
             if !self.event_log.is_empty() {
                 due = due.min(next_event_commit);
             }
             let wait = due.saturating_duration_since(Instant::now());
-            let mut next = match rx.frames.recv_timeout(wait) {
-                Ok(c) => Some(c),
+            let mut next = match rx.recv_timeout(wait) {
+                Ok(q) => Some(q),
                 Err(RecvTimeoutError::Timeout) => {
                     self.take_events(&rx, EVENT_BUDGET);
                     continue;
@@ -433,8 +275,10 @@ impl Writer {
             // Handle everything queued, then pause briefly so that frames from
             // all channels accumulate: the thread wakes at most ~200 times a
             // second however many streams there are, instead of once per frame.
-            while let Some(cmd) = next.take() {
-                match cmd {
+            let mut behind = false;
+            while let Some(q) = next.take() {
+                self.arrival = q.at;
+                match q.cmd {
                     Command::Frame(f) => self.on_frame(f),
                     Command::EndRun { channel } => self.end_run(channel),
                     c @ (Command::Event { .. } | Command::EventEdge(_)) => self.on_event(c),
@@ -455,10 +299,21 @@ impl Writer {
                 // queue starves the other; their effect on recording is
                 // ordered by time anyway (`apply_triggers`).
                 self.take_events(&rx, 4);
-                next = rx.frames.try_recv().ok();
+                // A flush falling due ends the batch: under a heavy load the
+                // queue may never empty, and no frame may wait past its deadline.
+                if Instant::now() >= self.schedule.due(self.oldest_unflushed, last_flush) {
+                    behind = true;
+                    break;
+                }
+                next = rx.try_recv();
+            }
+            if !behind {
+                rx.drained();
             }
             self.take_events(&rx, EVENT_BUDGET);
-            std::thread::sleep(BATCH_PAUSE);
+            if !behind {
+                std::thread::sleep(BATCH_PAUSE);
+            }
         }
         self.take_events(&rx, usize::MAX);
         let chans: Vec<u32> = self.channels.keys().copied().collect();
@@ -546,9 +401,20 @@ impl Writer {
         let id = seg.id;
         let st = self.channels.entry(f.channel).or_default();
         if st.paused_until.take().is_some() {
+            let cause = st.paused_for.take().unwrap_or(super::health::Cause::Io);
             super::ensure_reserve(&self.cfg.dir);
-            info!(channel = f.channel, "recording resumed: disk has space again");
-            self.event(Some(f.channel), "recording_resumed", f.time, serde_json::json!({}));
+            info!(
+                channel = f.channel,
+                after = cause.event_kind(),
+                "recording resumed: {}",
+                cause.resumed()
+            );
+            self.event(
+                Some(f.channel),
+                "recording_resumed",
+                f.time,
+                serde_json::json!({ "after": cause.event_kind() }),
+            );
         }
         self.channels.entry(f.channel).or_default().open = Some(seg);
         self.set_status(f.channel, |s| {
@@ -602,7 +468,8 @@ impl Writer {
         let st = self.channels.get_mut(&f.channel).expect("channel state exists");
         let o = st.open.as_mut().expect("a segment is open");
         o.write_frame(f.time, f.key, &f.data)?;
-        o.unflushed.push(f.time);
+        o.unflushed.push((f.time, self.arrival));
+        self.oldest_unflushed = Some(self.oldest_unflushed.map_or(self.arrival, |a| a.min(self.arrival)));
         let n = f.data.len() as u64;
         self.set_status(f.channel, |s| {
             s.frames_written += 1;
@@ -628,17 +495,68 @@ impl Writer {
         });
     }
 
-    /// Finishes a live segment and counts its last frames as durable.
+    /// Finishes a live segment and counts its last frames as durable (or
+    /// lost, if its closing fsync failed).
     pub(super) fn finish_segment(&mut self, channel: u32, o: OpenSegment, end: Option<Time90k>) {
-        let durable = o.finish(&self.conn, &self.cfg.dir, channel, end);
-        if !durable.is_empty() {
-            let now = self.clock.now();
-            if let Ok(mut s) = self.stats.lock() {
-                for t in durable {
-                    s.durable.record_90k(now - t);
-                }
+        let id = o.id;
+        let Closed {
+            durable,
+            synced_bytes,
+            lost,
+        } = o.finish(&self.conn, &self.cfg.dir, channel, end);
+        match lost {
+            Some(lost) => self.fsync_failed(channel, id, lost, "fsync failed while closing the segment"),
+            None => self.count_durable(1, synced_bytes, durable),
+        }
+    }
+
+    /// Counts fsyncs that succeeded and the frames they made durable.
+    fn count_durable(&mut self, fsyncs: u64, bytes: u64, durable: Vec<Unflushed>) {
+        let now = self.clock.now();
+        let at = Instant::now();
+        if let Ok(mut s) = self.stats.lock() {
+            s.fsyncs += fsyncs;
+            s.fsync_bytes += bytes;
+            for (t, arrived) in durable {
+                s.durable.record_90k(now - t);
+                s.arrival_durable.record_ms(
+                    at.saturating_duration_since(arrived)
+                        .as_millis()
+                        .min(u128::from(u32::MAX)) as u32,
+                );
             }
         }
+    }
+
+    /// A segment's fsync failed and it was closed at its durable point
+    /// (`OpenSegment::close_durable`): say so (event, status, counters).
+    /// The next key frame opens a new segment; if that fails too, the
+    /// channel pauses (`pause`).
+    fn fsync_failed(&mut self, channel: u32, segment: i64, lost: Lost, what: &str) {
+        if let Ok(mut s) = self.stats.lock() {
+            s.fsync_errors += 1;
+            s.frames_lost += u64::from(lost.frames);
+        }
+        let file = segment_path(&self.cfg.dir, channel, segment);
+        let why = format!("{what}: segment {segment} closed at its last durable frame");
+        self.set_status(channel, |s| {
+            s.frames_lost += u64::from(lost.frames);
+            s.last_error = Some(why.clone());
+        });
+        let now = self.clock.now();
+        self.event(
+            Some(channel),
+            super::health::Cause::Io.event_kind(),
+            now,
+            serde_json::json!({
+                "error": why,
+                "segment": segment,
+                "file": file.display().to_string(),
+                "frames_kept": lost.kept,
+                "frames_lost": lost.frames,
+                "bytes_lost": lost.bytes,
+            }),
+        );
     }
 
     pub(super) fn end_run(&mut self, channel: u32) {
@@ -664,6 +582,7 @@ impl Writer {
         let st = self.channels.entry(channel).or_default();
         let first = st.paused_until.is_none();
         st.paused_until = Some(Instant::now() + DISK_RETRY);
+        st.paused_for = Some(cause);
         if first {
             error!(channel, cause = cause.event_kind(), "recording paused: {why}");
             let now = self.clock.now();
@@ -683,36 +602,58 @@ impl Writer {
         }
     }
 
-    /// fdatasyncs every file written since the last flush, then records their
-    /// progress in one transaction.
+    /// fdatasyncs every file written since the last flush (side by side),
+    /// then records their progress in one transaction. A segment whose
+    /// fsync failed is closed at its last durable frame, never synced again.
     fn flush(&mut self) {
         if !self.fd_reserve.is_full() {
             self.fd_reserve.refill();
         }
+        self.oldest_unflushed = None;
+        let results: Vec<(u32, std::io::Result<()>)> = {
+            let dirty: Vec<(u32, &std::fs::File)> = self
+                .channels
+                .iter()
+                .filter_map(|(&ch, st)| st.open.as_ref().filter(|o| o.dirty).map(|o| (ch, o.file())))
+                .collect();
+            let files: Vec<&std::fs::File> = dirty.iter().map(|d| d.1).collect();
+            let r = super::flush::sync_files(&files);
+            dirty.iter().map(|d| d.0).zip(r).collect()
+        };
         let mut updates = Vec::new();
         let mut written = Vec::new();
-        for (&ch, st) in self.channels.iter_mut() {
-            if let Some(o) = st.open.as_mut().filter(|o| o.dirty) {
-                if let Err(e) = o.file.sync_data() {
-                    error!(channel = ch, segment = o.id, "fsync failed: {e}");
-                    continue;
+        let (mut fsyncs, mut bytes) = (0, 0);
+        let mut failed = Vec::new();
+        for (ch, r) in results {
+            let Some(st) = self.channels.get_mut(&ch) else { continue };
+            match r {
+                Ok(()) => {
+                    let Some(o) = st.open.as_mut() else { continue };
+                    bytes += o.synced();
+                    fsyncs += 1;
+                    written.append(&mut o.unflushed);
+                    updates.push((o.id, o.progress()));
                 }
-                o.dirty = false;
-                written.append(&mut o.unflushed);
-                let end = o
-                    .pending
-                    .map(|(t, _, _)| t + i64::from(o.last_duration))
-                    .unwrap_or(o.start);
-                updates.push((o.id, o.progress(end)));
+                Err(e) => {
+                    if let Some(o) = st.open.take() {
+                        failed.push((ch, o, e));
+                    }
+                }
             }
         }
-        if !written.is_empty() {
-            let now = self.clock.now();
-            if let Ok(mut s) = self.stats.lock() {
-                for t in written {
-                    s.durable.record_90k(now - t);
+        for (ch, o, e) in failed {
+            let id = o.id;
+            let lost = o.close_durable(&self.conn, &self.cfg.dir, ch, &e);
+            self.fsync_failed(ch, id, lost, &format!("fsync failed: {e}"));
+            self.set_status(ch, |s| {
+                if s.state == "recording" {
+                    s.state = "idle";
                 }
-            }
+                s.segment_id = None;
+            });
+        }
+        if fsyncs > 0 {
+            self.count_durable(fsyncs, bytes, written);
         }
         self.commit(updates);
     }
@@ -804,36 +745,6 @@ impl Writer {
             warn!("cannot delete rows of deleted segments (startup will finish): {e}");
         }
         info!(segments = plan.len(), freed_bytes = freed, free_bytes = free, reason = ?plan[0].reason, "retention deleted footage");
-    }
-}
-
-/// Writes `a` then `b` with as few `writev` calls as the kernel allows.
-fn write_all_vectored(file: &mut File, a: &[u8], b: &[u8]) -> std::io::Result<()> {
-    use std::io::IoSlice;
-    let total = a.len() + b.len();
-    let mut done = 0;
-    while done < total {
-        let n = if done < a.len() {
-            file.write_vectored(&[IoSlice::new(&a[done..]), IoSlice::new(b)])?
-        } else {
-            file.write(&b[done - a.len()..])?
-        };
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        done += n;
-    }
-    Ok(())
-}
-
-impl OpenSegment {
-    fn last_time_after_close(&self) -> Time90k {
-        // After close, every frame's duration is in the index; the end is the
-        // start plus their sum, which equals last frame time + its duration.
-        let total: i64 = super::index::decode(self.index.blob())
-            .map(|v| v.iter().map(|e| i64::from(e.duration)).sum())
-            .unwrap_or(0);
-        self.start + total
     }
 }
 

@@ -330,15 +330,18 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
     path = "/api/v1/store",
     tag = "system",
     summary = "Store and HTTP health",
-    description = "The writer's frame-to-durable latency, events stored and dropped, descriptor reserve; \
+    description = "The writer's frame-to-durable latencies (from capture and from arrival), fsyncs, bytes \
+                   made durable, failed fsyncs and frames lost to them, events stored and dropped, descriptor \
+                   reserve; the write buffer's bound and fill; \
                    the importer's and the HTTP server's counters; the segment scrub's passes, segments \
                    checked and `mismatches` (files changed since they were written).",
-    responses((status = 200, description = "`{\"writer\", \"import\", \"http\", \"scrub\"}`", body = Object)),
+    responses((status = 200, description = "`{\"writer\", \"write_buffer\", \"import\", \"http\", \"scrub\"}`", body = Object)),
     extensions(("x-tandem-role" = json!("operator")))
 )]
 async fn store_health(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "writer": nvr.writer_stats(),
+        "write_buffer": nvr.write_buffer(),
         "import": nvr.importer.stats.lock().map(|s| s.clone()).unwrap_or_default(),
         "http": nvr.http_stats(),
         "scrub": nvr.scrub.lock().map(|s| s.clone()).unwrap_or_default(),

@@ -1,0 +1,531 @@
+//! A segment being written: its file, its row, the frames appended to it, and
+//! what the last *successful* fsync made durable.
+//!
+//! The durable point is the whole answer to "fsyncgate": after a failed
+//! fsync Linux forgets the dirty pages it could not write, so a retried fsync
+//! that succeeds proves nothing about them. A segment whose fsync fails is
+//! therefore closed at its durable point — the row completed with exactly the
+//! frames, bytes and hash the last good fsync covered, the file cut back to
+//! that length — and never synced again.
+//!
+//! Must never complete a row with a frame written after its last successful
+//! fsync, and never read the file back (the hash is fed as bytes are written).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+use tracing::error;
+
+use super::db::{self, Progress};
+use super::index::{self, FrameEntry, IndexEncoder, IndexError};
+use super::segment_file::{record_header, SegmentHeader, RECORD_HEADER_LEN};
+use super::{segment_path, SampleEntry};
+use crate::time::Time90k;
+
+/// A frame written and not yet durable: its capture time and when the
+/// writer was handed it (for the two latencies `GET /api/v1/store` shows).
+pub(super) type Unflushed = (Time90k, Instant);
+
+/// What a successful fsync covered; a failed one leaves it as it was.
+#[derive(Clone)]
+struct DurablePoint {
+    frames: u32,
+    key_frames: u32,
+    len: u64,
+    media_bytes: u64,
+    end: Time90k,
+    /// SHA-256 of the first `len` bytes (a clone of the running state: ~100 bytes).
+    hash: Sha256,
+}
+
+/// How a segment ended.
+#[derive(Debug, Default)]
+pub(super) struct Closed {
+    /// Frames the closing fsync made durable.
+    pub durable: Vec<Unflushed>,
+    /// Bytes the closing fsync made durable (0 if it failed).
+    pub synced_bytes: u64,
+    /// The closing fsync failed: the segment was cut back to its durable point.
+    pub lost: Option<Lost>,
+}
+
+/// Frames a failed fsync took with it.
+#[derive(Debug)]
+pub(super) struct Lost {
+    pub frames: u32,
+    pub bytes: u64,
+    /// Frames the row keeps.
+    pub kept: u32,
+}
+
+pub(super) struct OpenSegment {
+    pub(super) id: i64,
+    file: File,
+    pub(super) run: u64,
+    pub(super) start: Time90k,
+    pub(super) entry: Arc<SampleEntry>,
+    index: IndexEncoder,
+    /// The last frame written; its duration is known only when the next arrives.
+    pending: Option<(Time90k, u32, bool)>,
+    pub(super) last_duration: u32,
+    /// Sum of the durations in `index`.
+    indexed_ticks: i64,
+    frames: u32,
+    key_frames: u32,
+    len: u64,
+    media_bytes: u64,
+    pub(super) dirty: bool,
+    /// SHA-256 of the file's first `len` bytes, fed as they are written
+    /// (never by reading back), stored with the finished row.
+    hash: Sha256,
+    durable: DurablePoint,
+    /// Frames written since the last fdatasync (live segments only; empty for imports).
+    pub(super) unflushed: Vec<Unflushed>,
+}
+
+impl OpenSegment {
+    /// Creates a segment: row first (`writing`), then the file with its header,
+    /// fsynced with its directory. Undoes both on failure. Used by the writer
+    /// for live footage and by the importer for a peer's.
+    pub(super) fn create(
+        conn: &Connection,
+        dir: &Path,
+        channel: u32,
+        start: Time90k,
+        entry: &Arc<SampleEntry>,
+        entry_id: i64,
+        run: u64,
+    ) -> std::io::Result<OpenSegment> {
+        let id = db::insert_writing_segment(conn, channel, start, entry_id)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let path = segment_path(dir, channel, id);
+        let result = (|| {
+            let dir = path.parent().expect("segment path has a parent");
+            std::fs::create_dir_all(dir)?;
+            let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
+            let header = SegmentHeader {
+                channel,
+                segment_id: id,
+                start,
+                sample_entry: entry.data.clone(),
+            }
+            .encode();
+            file.write_all(&header)?;
+            // A failed fsync here leaves nothing to keep: the file is removed
+            // and the row deleted, whatever the page cache still holds.
+            file.sync_data()?;
+            File::open(dir)?.sync_all()?;
+            Ok::<_, std::io::Error>((file, header))
+        })();
+        let (file, header) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                let _ = db::delete_segment_row(conn, id);
+                return Err(e);
+            }
+        };
+        let hash = Sha256::new_with_prefix(&header);
+        let len = header.len() as u64;
+        Ok(OpenSegment {
+            id,
+            file,
+            run,
+            start,
+            entry: entry.clone(),
+            index: IndexEncoder::default(),
+            pending: None,
+            last_duration: 0,
+            indexed_ticks: 0,
+            frames: 0,
+            key_frames: 0,
+            len,
+            media_bytes: 0,
+            dirty: false,
+            durable: DurablePoint {
+                frames: 0,
+                key_frames: 0,
+                len,
+                media_bytes: 0,
+                end: start,
+                hash: hash.clone(),
+            },
+            hash,
+            unflushed: Vec::new(),
+        })
+    }
+
+    /// Frames written so far and the file's length.
+    pub(super) fn written(&self) -> (u32, u64) {
+        (self.frames, self.len)
+    }
+
+    /// fdatasyncs what was written so far and moves the durable point there;
+    /// returns the bytes it made durable. After an error the segment must be
+    /// closed with `close_durable` (a retried fsync would prove nothing).
+    pub(super) fn sync(&mut self) -> std::io::Result<u64> {
+        self.file.sync_data()?;
+        Ok(self.synced())
+    }
+
+    /// The file, for an fdatasync run beside others (`Writer::flush`); call
+    /// `synced` after it succeeded.
+    pub(super) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Moves the durable point to what is written now, after an fdatasync
+    /// of `file()` succeeded; returns the bytes it made durable.
+    pub(super) fn synced(&mut self) -> u64 {
+        let bytes = self.len - self.durable.len;
+        self.durable = DurablePoint {
+            frames: self.frames,
+            key_frames: self.key_frames,
+            len: self.len,
+            media_bytes: self.media_bytes,
+            end: self.end(),
+            hash: self.hash.clone(),
+        };
+        self.dirty = false;
+        bytes
+    }
+
+    /// The last frame's time (the start while there is none).
+    pub(super) fn last_time(&self) -> Time90k {
+        self.pending.map(|p| p.0).unwrap_or(self.start)
+    }
+
+    /// The segment's end as the index would have it now: the last frame
+    /// lasts as long as the one before it until the next arrives.
+    pub(super) fn end(&self) -> Time90k {
+        match self.pending {
+            Some((t, _, _)) => t + i64::from(self.last_duration),
+            None => self.start + self.indexed_ticks,
+        }
+    }
+
+    /// Appends one frame record. On error the file is cut back to its last
+    /// complete record so it stays valid.
+    pub(super) fn write_frame(&mut self, time: Time90k, key: bool, data: &[u8]) -> std::io::Result<()> {
+        let pts = u32::try_from(time - self.start).map_err(|_| std::io::Error::other("segment too long"))?;
+        let header = record_header(pts, key, data);
+        // One vectored write, no user-space buffer: once it returns, a SIGKILL
+        // cannot lose the frame. A torn record is cut off by startup repair.
+        if let Err(e) = write_all_vectored(&mut self.file, &header, data) {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        if let Some((t, size, k)) = self.pending.take() {
+            self.push_index((time - t) as u32, size, k);
+        }
+        self.hash.update(header);
+        self.hash.update(data);
+        self.pending = Some((time, data.len() as u32, key));
+        self.frames += 1;
+        self.key_frames += u32::from(key);
+        self.len += RECORD_HEADER_LEN + data.len() as u64;
+        self.media_bytes += data.len() as u64;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn push_index(&mut self, duration: u32, size: u32, key: bool) {
+        self.index.push(FrameEntry { duration, size, key });
+        self.last_duration = duration;
+        self.indexed_ticks += i64::from(duration);
+    }
+
+    /// Gives the last frame its duration: up to `end` when the timeline
+    /// continues there, else the previous frame's.
+    fn seal(&mut self, end: Option<Time90k>) {
+        if let Some((t, size, key)) = self.pending.take() {
+            let duration = match end {
+                Some(e) if e > t => (e - t) as u32,
+                _ => self.last_duration.max(1),
+            };
+            self.push_index(duration, size, key);
+        }
+    }
+
+    pub(super) fn progress(&self) -> Progress {
+        Progress {
+            end: self.end(),
+            frames: self.frames,
+            key_frames: self.key_frames,
+            bytes: self.len,
+            media_bytes: self.media_bytes,
+        }
+    }
+
+    /// Progress as of the last successful fsync (what a `writing` row may claim).
+    pub(super) fn durable_progress(&self) -> Progress {
+        let d = &self.durable;
+        Progress {
+            end: d.end,
+            frames: d.frames,
+            key_frames: d.key_frames,
+            bytes: d.len,
+            media_bytes: d.media_bytes,
+        }
+    }
+
+    /// fsyncs the segment and marks it complete with its frame index (or
+    /// removes it if it holds no frame). If the fsync fails, the segment is
+    /// closed at its durable point instead (`close_durable`).
+    pub(super) fn finish(mut self, conn: &Connection, dir: &Path, channel: u32, end: Option<Time90k>) -> Closed {
+        self.seal(end);
+        let synced_bytes = match self.sync() {
+            Ok(b) => b,
+            Err(e) => {
+                let lost = self.close_durable(conn, dir, channel, &e);
+                return Closed {
+                    lost: Some(lost),
+                    ..Default::default()
+                };
+            }
+        };
+        let durable = std::mem::take(&mut self.unflushed);
+        if self.frames == 0 {
+            let _ = std::fs::remove_file(segment_path(dir, channel, self.id));
+            let _ = db::delete_segment_row(conn, self.id);
+        } else if let Err(e) = db::complete_segment(
+            conn,
+            self.id,
+            &self.progress(),
+            self.index.blob(),
+            Some(&self.hash.clone().finalize().into()),
+        ) {
+            // The row stays `writing`; startup repair will rebuild it from the file.
+            error!(channel, segment = self.id, "could not commit finished segment: {e}");
+        }
+        Closed {
+            durable,
+            synced_bytes,
+            lost: None,
+        }
+    }
+
+    /// Closes the segment at its last durable point after an fsync failed:
+    /// the row is completed with exactly the frames that fsync covered (its
+    /// index and hash re-made for that prefix), the file is cut back to that
+    /// length (best effort: its durable state is that length already), and
+    /// the frames after it are reported lost.
+    pub(super) fn close_durable(mut self, conn: &Connection, dir: &Path, channel: u32, e: &std::io::Error) -> Lost {
+        self.seal(None);
+        let path = segment_path(dir, channel, self.id);
+        let d = self.durable.clone();
+        let lost = Lost {
+            frames: self.frames - d.frames,
+            bytes: self.len - d.len,
+            kept: d.frames,
+        };
+        error!(
+            channel,
+            segment = self.id,
+            file = %path.display(),
+            frames_kept = lost.kept,
+            frames_lost = lost.frames,
+            "fsync failed: {e}; closing the segment at its last durable frame (a retried fsync would not bring the rest back)"
+        );
+        let _ = self.file.set_len(d.len);
+        if d.frames == 0 {
+            let _ = std::fs::remove_file(&path);
+            let _ = db::delete_segment_row(conn, self.id);
+            return lost;
+        }
+        let blob = match durable_prefix(self.index.blob(), d.frames, d.end - self.start) {
+            Ok(b) => b,
+            Err(err) => {
+                // Cannot happen for an index this writer built; the row then
+                // stays `writing` at its durable progress and startup repair
+                // rebuilds it from the file.
+                error!(channel, segment = self.id, "cannot cut the frame index back: {err}");
+                let _ = db::update_writing(conn, self.id, &self.durable_progress());
+                return lost;
+            }
+        };
+        let p = self.durable_progress();
+        if let Err(err) = db::complete_segment(conn, self.id, &p, &blob, Some(&d.hash.finalize().into())) {
+            error!(
+                channel,
+                segment = self.id,
+                "could not commit the segment's durable prefix: {err}"
+            );
+        }
+        lost
+    }
+}
+
+/// The frame index of the first `frames` frames of `blob`, re-encoded, the
+/// last of them lasting up to `ticks` after the segment's start (the end
+/// the durable point recorded) when that is later than its own start.
+pub fn durable_prefix(blob: &[u8], frames: u32, ticks: i64) -> Result<Vec<u8>, IndexError> {
+    let entries = index::decode(blob)?;
+    let n = frames as usize;
+    if n > entries.len() {
+        return Err(IndexError::Truncated(blob.len()));
+    }
+    let mut enc = IndexEncoder::default();
+    let before: i64 = entries[..n.saturating_sub(1)]
+        .iter()
+        .map(|e| i64::from(e.duration))
+        .sum();
+    for (i, e) in entries[..n].iter().enumerate() {
+        let mut e = *e;
+        if i + 1 == n {
+            if let Ok(d) = u32::try_from(ticks - before) {
+                if d > 0 {
+                    e.duration = d;
+                }
+            }
+        }
+        enc.push(e);
+    }
+    Ok(enc.blob().to_vec())
+}
+
+/// Writes `a` then `b` with as few `writev` calls as the kernel allows.
+fn write_all_vectored(file: &mut File, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+    use std::io::IoSlice;
+    let total = a.len() + b.len();
+    let mut done = 0;
+    while done < total {
+        let n = if done < a.len() {
+            file.write_vectored(&[IoSlice::new(&a[done..]), IoSlice::new(b)])?
+        } else {
+            file.write(&b[done - a.len()..])?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(n: u32) -> Vec<FrameEntry> {
+        (0..n)
+            .map(|i| FrameEntry {
+                duration: 3000 + i,
+                size: 1000 + 7 * i,
+                key: i % 10 == 0,
+            })
+            .collect()
+    }
+
+    fn encode(e: &[FrameEntry]) -> Vec<u8> {
+        let mut enc = IndexEncoder::default();
+        for &f in e {
+            enc.push(f);
+        }
+        enc.blob().to_vec()
+    }
+
+    #[test]
+    fn a_durable_prefix_keeps_exactly_its_frames() {
+        let all = entries(25);
+        let blob = encode(&all);
+        for n in 0..=25u32 {
+            let before: i64 = all[..(n as usize).saturating_sub(1)]
+                .iter()
+                .map(|e| i64::from(e.duration))
+                .sum();
+            // The durable point's end: the last durable frame lasted as long as the one before it.
+            let last = if n >= 2 { all[n as usize - 2].duration } else { 1 };
+            let p = index::decode(&durable_prefix(&blob, n, before + i64::from(last)).unwrap()).unwrap();
+            assert_eq!(p.len(), n as usize);
+            for (i, e) in p.iter().enumerate() {
+                assert_eq!((e.size, e.key), (all[i].size, all[i].key), "frame {i} of {n}");
+                if i + 1 < n as usize {
+                    assert_eq!(e.duration, all[i].duration);
+                } else {
+                    assert_eq!(e.duration, last, "the last frame ends at the durable end");
+                }
+            }
+        }
+        // The whole index with its own end is the index itself.
+        let total: i64 = all.iter().map(|e| i64::from(e.duration)).sum();
+        assert_eq!(durable_prefix(&blob, 25, total).unwrap(), blob);
+    }
+
+    #[test]
+    fn a_prefix_longer_than_the_index_or_of_a_corrupt_blob_is_an_error() {
+        let blob = encode(&entries(3));
+        assert!(durable_prefix(&blob, 4, 0).is_err());
+        assert!(durable_prefix(&blob[..blob.len() - 1], 2, 0).is_err());
+        // An end before the last frame's start keeps its own duration.
+        let p = index::decode(&durable_prefix(&blob, 2, 10).unwrap()).unwrap();
+        assert_eq!(p[1].duration, 3001);
+    }
+
+    fn entry() -> Arc<SampleEntry> {
+        Arc::new(SampleEntry {
+            data: vec![9; 40],
+            codec: "h264",
+            width: 1,
+            height: 1,
+        })
+    }
+
+    #[test]
+    fn a_closed_durable_prefix_describes_the_synced_bytes_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db::open(&dir.path().join("index.db")).unwrap();
+        db::migrate(&mut conn).unwrap();
+        let e = entry();
+        let eid = db::upsert_sample_entry(&conn, &e.data, e.codec, e.width, e.height).unwrap();
+        let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), &e, eid, 1).unwrap();
+        for i in 0..5 {
+            seg.write_frame(Time90k(i * 3000), i == 0, &[i as u8; 100]).unwrap();
+        }
+        seg.sync().unwrap();
+        let synced = std::fs::read(segment_path(dir.path(), 1, seg.id)).unwrap();
+        for i in 5..9 {
+            seg.write_frame(Time90k(i * 3000), false, &[i as u8; 100]).unwrap();
+        }
+        let id = seg.id;
+        let lost = seg.close_durable(&conn, dir.path(), 1, &std::io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!((lost.kept, lost.frames), (5, 4));
+        // The file was cut back to the synced bytes, and the row says exactly that.
+        let path = segment_path(dir.path(), 1, id);
+        assert_eq!(std::fs::read(&path).unwrap(), synced);
+        let (frames, bytes, end, blob, sha): (u32, i64, i64, Vec<u8>, Vec<u8>) = conn
+            .query_row(
+                "SELECT frames, bytes, end_90k, frame_index, sha256 FROM segment WHERE id = ?1 AND state = 1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!((frames, bytes as usize, end), (5, synced.len(), 5 * 3000));
+        assert_eq!(index::decode(&blob).unwrap().len(), 5);
+        assert_eq!(sha, Sha256::digest(&synced).to_vec());
+    }
+
+    #[test]
+    fn a_segment_with_nothing_durable_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db::open(&dir.path().join("index.db")).unwrap();
+        db::migrate(&mut conn).unwrap();
+        let e = entry();
+        let eid = db::upsert_sample_entry(&conn, &e.data, e.codec, e.width, e.height).unwrap();
+        let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), &e, eid, 1).unwrap();
+        seg.write_frame(Time90k(0), true, &[1; 10]).unwrap();
+        let id = seg.id;
+        let lost = seg.close_durable(&conn, dir.path(), 1, &std::io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!((lost.kept, lost.frames), (0, 1));
+        assert!(!segment_path(dir.path(), 1, id).exists());
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM segment WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}
