@@ -17,8 +17,9 @@ use crate::nvr::{ChannelView, Nvr};
     path = "/api/v1/channels",
     tag = "channels",
     summary = "Channels",
-    description = "The channels the caller may see: number, name, binding, ingest counters, recording state, \
-                   policy and motion.",
+    description = "The channels the caller may see: number, name, binding, ingest counters (with the frames and \
+                   GOPs dropped for a full write buffer), recording state (with frames lost to failed fsyncs), \
+                   policy, motion, and the store's shared write buffer (bound, fill, slow-disk episodes).",
     responses((status = 200, description = "A JSON array, one object per channel", body = Vec<Object>)),
     extensions(("x-tandem-role" = json!("viewer")))
 )]
