@@ -148,7 +148,7 @@ impl Access {
                     let s = credentials::session(c, &hash, now, idle).map_err(ApiError::internal)?;
                     if let Some(s) = &s {
                         if now - s.last_seen_ms > TOUCH_EVERY_MS {
-                            credentials::touch_session(c, &hash, now).map_err(ApiError::internal)?;
+                            touch_without_waiting(c, |c| credentials::touch_session(c, &hash, now));
                         }
                     }
                     Ok(s.map(|s| Cached::Session {
@@ -158,7 +158,7 @@ impl Access {
                 } else {
                     let t = credentials::token(c, &hash, now).map_err(ApiError::internal)?;
                     if let Some((_, id)) = &t {
-                        credentials::touch_token(c, *id, now).map_err(ApiError::internal)?;
+                        touch_without_waiting(c, |c| credentials::touch_token(c, *id, now));
                     }
                     Ok(t.map(|(principal, _)| Cached::Token { principal }))
                 }
@@ -176,6 +176,18 @@ impl Access {
         }
         Ok(found)
     }
+}
+
+/// Records a credential's use without waiting for the index: while another
+/// connection holds the write lock (the store writer's commit on a slow
+/// disk waits on its fsync for seconds), the touch is skipped and a later
+/// lookup records it — a request never waits on the disk for bookkeeping.
+fn touch_without_waiting(c: &rusqlite::Connection, touch: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>) {
+    let _ = c.busy_timeout(Duration::ZERO);
+    if let Err(e) = touch(c) {
+        tracing::debug!("credential use not recorded this time: {e}");
+    }
+    let _ = c.busy_timeout(crate::store::db::BUSY_TIMEOUT);
 }
 
 pub fn now_ms() -> i64 {
