@@ -65,11 +65,16 @@ impl FlushSchedule {
 
     /// When the next flush is due: when the oldest unflushed frame (arrived
     /// at `oldest`) has waited the interval less the lead, and in any case
-    /// one interval after the last flush (events, stale triggers).
+    /// one interval after the last flush (events, stale triggers) — but never
+    /// sooner than a quarter interval after the last one: a writer behind
+    /// (a backlog queued during a slow fsync, whose frames are all overdue)
+    /// catches up in batches instead of one fsync per frame.
     pub fn due(&self, oldest: Option<Instant>, last_flush: Instant) -> Instant {
         let tick = last_flush + self.interval;
         match oldest {
-            Some(a) => tick.min(a + self.interval.saturating_sub(self.lead())),
+            Some(a) => tick
+                .min(a + self.interval.saturating_sub(self.lead()))
+                .max(last_flush + self.interval / 4),
             None => tick,
         }
     }
@@ -156,6 +161,17 @@ mod tests {
         s.record(Duration::from_secs(10));
         assert_eq!(s.lead(), S / 2);
         assert_eq!(s.due(Some(t0), t0), t0 + S / 2);
+    }
+
+    #[test]
+    fn a_backlog_is_flushed_in_batches_not_frame_by_frame() {
+        // Frames queued for 10 s behind a slow fsync are all overdue: the
+        // next flush still waits a quarter interval after the last one.
+        let t0 = Instant::now();
+        let s = FlushSchedule::new(S);
+        let overdue = t0 - Duration::from_secs(10);
+        assert_eq!(s.due(Some(overdue), t0), t0 + S / 4);
+        assert_eq!(s.due(None, t0), t0 + S);
     }
 
     #[test]

@@ -267,6 +267,7 @@ impl Writer {
             let mut next = match rx.recv_timeout(wait) {
                 Ok(q) => Some(q),
                 Err(RecvTimeoutError::Timeout) => {
+                    rx.drained();
                     self.take_events(&rx, EVENT_BUDGET);
                     continue;
                 }
