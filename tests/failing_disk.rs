@@ -72,6 +72,8 @@ fn config(data: &Path, urls: &[String], extra: &str) -> String {
 fn recording(dir: &Path, disk: &Disk, extra: &str) -> (Proc, Nvr) {
     let (cam, urls) = sim_camera(dir, 2, &["--fps", "25", "--gop", "12"]);
     std::fs::create_dir_all(disk.data()).unwrap();
+    // Made durable as an installer would (the NVR makes what it creates durable).
+    std::fs::File::open(&disk.at).unwrap().sync_all().unwrap();
     let n = nvr(dir, "nvr", &config(&disk.data(), &urls, extra));
     wait_for(Duration::from_secs(30), "both channels recording", || {
         frames_written(&n.base, 1) > 25 && frames_written(&n.base, 2) > 25

@@ -94,6 +94,25 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(s.f_bavail as u64 * s.f_frsize as u64)
 }
 
+/// Creates `dir` and its missing parents, each made durable: a new
+/// directory's name survives a power cut only once its parent is fsynced
+/// (without it a cut can take the whole store, index and all, with it).
+pub(crate) fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(p) = parent {
+        create_dir_durable(p)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    File::open(parent.unwrap_or(Path::new(".")))?.sync_all()
+}
+
 /// fsyncs every channel directory so that deletions and creations are durable.
 pub(crate) fn sync_video_dirs(dir: &Path) {
     if let Ok(rd) = std::fs::read_dir(dir.join("video")) {
@@ -158,7 +177,7 @@ pub struct Store {
 
 impl Store {
     pub fn open(cfg: StoreConfig, clock: Arc<dyn Clock>) -> Result<(Store, RepairReport)> {
-        std::fs::create_dir_all(cfg.dir.join("video"))
+        create_dir_durable(&cfg.dir.join("video"))
             .with_context(|| format!("creating storage directory {}", cfg.dir.display()))?;
         let lock = lock_dir(&cfg.dir)?;
         let db_path = cfg.dir.join("index.db");
@@ -269,4 +288,21 @@ fn lock_dir(dir: &Path) -> Result<File> {
         );
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_directories_are_created_with_their_parents() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("a").join("b").join("video");
+        create_dir_durable(&d).unwrap();
+        assert!(d.is_dir());
+        create_dir_durable(&d).unwrap();
+        // A file where a directory should be is an error, not a panic.
+        std::fs::write(t.path().join("f"), b"x").unwrap();
+        assert!(create_dir_durable(&t.path().join("f").join("g")).is_err());
+    }
 }

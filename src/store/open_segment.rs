@@ -106,7 +106,7 @@ impl OpenSegment {
         let path = segment_path(dir, channel, id);
         let result = (|| {
             let dir = path.parent().expect("segment path has a parent");
-            std::fs::create_dir_all(dir)?;
+            super::create_dir_durable(dir)?;
             let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
             let header = SegmentHeader {
                 channel,
