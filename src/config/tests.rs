@@ -63,7 +63,7 @@ fn good_config_loads() {
 #[test]
 fn the_write_buffer_is_a_bounded_size() {
     let with = |v: &str| p(&format!("[storage]\nmin_free = \"1 MiB\"\nwrite_buffer = {v}\n"));
-    assert_eq!(p("").unwrap().storage.write_buffer_bytes, 64 << 20, "the default");
+    assert_eq!(p("").unwrap().storage.write_buffer_bytes, 128 << 20, "the default");
     assert_eq!(with("\"8 MB\"").unwrap().storage.write_buffer_bytes, 8_000_000);
     assert_eq!(with("1048576").unwrap().storage.write_buffer_bytes, 1 << 20);
     for (bad, says) in [

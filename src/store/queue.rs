@@ -32,11 +32,14 @@ use super::writer::Command;
 pub const FRAME_QUEUE_DEPTH: usize = 16_384;
 /// Events queued for the writer before sources are refused (an HTTP trigger answers 503).
 pub const EVENT_QUEUE_DEPTH: usize = 1024;
-/// The default `[storage] write_buffer`: 64 MiB holds 16 s of 64 streams at
-/// 500 kbit/s, or 2 s of 64 streams at 4 Mbit/s — a disk stalling for a few
-/// seconds (a slow fsync, a busy journal) loses nothing — and stays well
-/// inside the 512 MiB the NVR is meant to run in.
-pub const DEFAULT_WRITE_BUFFER: u64 = 64 << 20;
+/// The default `[storage] write_buffer`: 128 MiB holds 4 s of 64 streams at
+/// 4 Mbit/s (`bench ingest`'s load), 30 s of 16 streams at 2 Mbit/s — a disk
+/// stalling for a few seconds (a slow fsync, a busy journal, 64 segments
+/// rolling over at once) loses nothing. 64 MiB (2 s of that load) dropped
+/// frames at start-up in `bench ingest --streams 64`. It is memory only
+/// while the disk is behind, and stays well inside the 512 MiB the NVR is
+/// meant to run in.
+pub const DEFAULT_WRITE_BUFFER: u64 = 128 << 20;
 
 /// A command as queued: when it was handed over (arrival, for the
 /// arrival-to-durable latency and the flush deadline) and the bytes of video
