@@ -360,8 +360,17 @@ impl Worker {
         let mut pacer = Pacer::new(self.limits.merge_rate);
         for run in &runs {
             let conn = self.conn.as_ref().expect("opened above");
-            let mut seg = OpenSegment::create(conn, &self.dir, req.channel, spans[run.start].0, &entry, entry_id, 0)
-                .map_err(|e| failed(&e))?;
+            let mut seg = OpenSegment::create(
+                conn,
+                &self.dir,
+                req.channel,
+                spans[run.start].0,
+                &entry,
+                entry_id,
+                0,
+                true,
+            )
+            .map_err(|e| failed(&e))?;
             let mut since_sync = 0u64;
             for i in run.clone() {
                 let f = scan.frames[i];

@@ -13,7 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -86,12 +86,18 @@ pub(super) struct OpenSegment {
     durable: DurablePoint,
     /// Frames written since the last fdatasync (live segments only; empty for imports).
     pub(super) unflushed: Vec<Unflushed>,
+    /// The directory, while the file's name is not yet durable (created
+    /// without waiting: its first fsync makes header and name durable).
+    dir_unsynced: Option<PathBuf>,
 }
 
 impl OpenSegment {
-    /// Creates a segment: row first (`writing`), then the file with its header,
-    /// fsynced with its directory. Undoes both on failure. Used by the writer
-    /// for live footage and by the importer for a peer's.
+    /// Creates a segment: row first (`writing`), then the file with its
+    /// header — fsynced with its directory at once if `sync_now` (the
+    /// importer; a channel probing a disk that failed), else by the next
+    /// flush, side by side with the other channels' (a rollover of many
+    /// channels at once must not stall the writer on three serial fsyncs
+    /// each). Undoes both on failure.
     pub(super) fn create(
         conn: &Connection,
         dir: &Path,
@@ -100,6 +106,7 @@ impl OpenSegment {
         entry: &Arc<SampleEntry>,
         entry_id: i64,
         run: u64,
+        sync_now: bool,
     ) -> std::io::Result<OpenSegment> {
         let id = db::insert_writing_segment(conn, channel, start, entry_id)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -116,10 +123,12 @@ impl OpenSegment {
             }
             .encode();
             file.write_all(&header)?;
-            // A failed fsync here leaves nothing to keep: the file is removed
-            // and the row deleted, whatever the page cache still holds.
-            file.sync_data()?;
-            File::open(dir)?.sync_all()?;
+            if sync_now {
+                // A failed fsync here leaves nothing to keep: the file is removed
+                // and the row deleted, whatever the page cache still holds.
+                file.sync_data()?;
+                File::open(dir)?.sync_all()?;
+            }
             Ok::<_, std::io::Error>((file, header))
         })();
         let (file, header) = match result {
@@ -132,6 +141,10 @@ impl OpenSegment {
         };
         let hash = Sha256::new_with_prefix(&header);
         let len = header.len() as u64;
+        // Until the header is durable, nothing is: a failure closes the
+        // segment with no frame, which removes it.
+        let durable_len = if sync_now { len } else { 0 };
+        let dir_unsynced = (!sync_now).then(|| path.parent().expect("segment path has a parent").to_path_buf());
         Ok(OpenSegment {
             id,
             file,
@@ -150,13 +163,14 @@ impl OpenSegment {
             durable: DurablePoint {
                 frames: 0,
                 key_frames: 0,
-                len,
+                len: durable_len,
                 media_bytes: 0,
                 end: start,
                 hash: hash.clone(),
             },
             hash,
             unflushed: Vec::new(),
+            dir_unsynced,
         })
     }
 
@@ -170,7 +184,16 @@ impl OpenSegment {
     /// closed with `close_durable` (a retried fsync would prove nothing).
     pub(super) fn sync(&mut self) -> std::io::Result<u64> {
         self.file.sync_data()?;
+        if let Some(d) = &self.dir_unsynced {
+            File::open(d)?.sync_all()?;
+        }
         Ok(self.synced())
+    }
+
+    /// The directory to fsync (after the file) before `synced`, while the
+    /// file's name is not yet durable.
+    pub(super) fn dir_unsynced(&self) -> Option<&Path> {
+        self.dir_unsynced.as_deref()
     }
 
     /// The file, for an fdatasync run beside others (`Writer::flush`); call
@@ -182,6 +205,7 @@ impl OpenSegment {
     /// Moves the durable point to what is written now, after an fdatasync
     /// of `file()` succeeded; returns the bytes it made durable.
     pub(super) fn synced(&mut self) -> u64 {
+        self.dir_unsynced = None;
         let bytes = self.len - self.durable.len;
         self.durable = DurablePoint {
             frames: self.frames,
@@ -483,7 +507,7 @@ mod tests {
         db::migrate(&mut conn).unwrap();
         let e = entry();
         let eid = db::upsert_sample_entry(&conn, &e.data, e.codec, e.width, e.height).unwrap();
-        let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), &e, eid, 1).unwrap();
+        let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), &e, eid, 1, false).unwrap();
         for i in 0..5 {
             seg.write_frame(Time90k(i * 3000), i == 0, &[i as u8; 100]).unwrap();
         }
@@ -517,7 +541,7 @@ mod tests {
         db::migrate(&mut conn).unwrap();
         let e = entry();
         let eid = db::upsert_sample_entry(&conn, &e.data, e.codec, e.width, e.height).unwrap();
-        let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), &e, eid, 1).unwrap();
+        let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), &e, eid, 1, false).unwrap();
         seg.write_frame(Time90k(0), true, &[1; 10]).unwrap();
         let id = seg.id;
         let lost = seg.close_durable(&conn, dir.path(), 1, &std::io::Error::from_raw_os_error(libc::EIO));

@@ -385,20 +385,27 @@ impl Writer {
                 }
             }
             if let Err(e) = self.open(&f) {
-                self.pause(ch, "cannot start a segment", e);
+                self.pause(ch, "cannot start a segment", e, true);
                 return false;
             }
         } else if decision != Decision::Append {
             return false;
         }
         if let Err(e) = self.append(&f) {
-            self.pause(ch, "cannot write frame", e);
+            self.pause(ch, "cannot write frame", e, true);
         }
         starts
     }
 
     fn open(&mut self, f: &Frame) -> std::io::Result<()> {
-        let seg = self.create_segment(f.channel, f.time, &f.sample_entry, f.run)?;
+        // A channel paused by a failing disk probes it: the segment's header
+        // and name are made durable now, so a disk that still fails keeps
+        // the channel paused without writing frames only to lose them.
+        let probe = self
+            .channels
+            .get(&f.channel)
+            .is_some_and(|st| st.paused_until.is_some());
+        let seg = self.create_segment(f.channel, f.time, &f.sample_entry, f.run, probe)?;
         let id = seg.id;
         let st = self.channels.entry(f.channel).or_default();
         if st.paused_until.take().is_some() {
@@ -435,6 +442,7 @@ impl Writer {
         start: Time90k,
         entry: &Arc<SampleEntry>,
         run: u64,
+        sync_now: bool,
     ) -> std::io::Result<OpenSegment> {
         let entry_id = match self.entries.get(&entry.data) {
             Some(&id) => id,
@@ -445,7 +453,18 @@ impl Writer {
                 id
             }
         };
-        let create = || OpenSegment::create(&self.conn, &self.cfg.dir, channel, start, entry, entry_id, run);
+        let create = || {
+            OpenSegment::create(
+                &self.conn,
+                &self.cfg.dir,
+                channel,
+                start,
+                entry,
+                entry_id,
+                run,
+                sync_now,
+            )
+        };
         match create() {
             // Out of descriptors (clients, a leak): spend the reserve, so
             // recording goes on, and say so.
@@ -571,7 +590,7 @@ impl Writer {
 
     /// Stops the channel's recording for a moment after a write failed, and
     /// says why in the words that fit the cause.
-    fn pause(&mut self, channel: u32, what: &str, e: std::io::Error) {
+    fn pause(&mut self, channel: u32, what: &str, e: std::io::Error, announce: bool) {
         let cause = super::health::Cause::of(&e);
         let why = format!("{what}: {e}");
         if cause == super::health::Cause::DiskFull {
@@ -587,12 +606,14 @@ impl Writer {
         if first {
             error!(channel, cause = cause.event_kind(), "recording paused: {why}");
             let now = self.clock.now();
-            self.event(
-                Some(channel),
-                cause.event_kind(),
-                now,
-                serde_json::json!({ "error": why }),
-            );
+            if announce {
+                self.event(
+                    Some(channel),
+                    cause.event_kind(),
+                    now,
+                    serde_json::json!({ "error": why }),
+                );
+            }
             self.set_status(channel, |s| {
                 s.state = cause.state();
                 s.last_error = Some(why);
@@ -612,13 +633,44 @@ impl Writer {
         }
         self.oldest_unflushed = None;
         let results: Vec<(u32, std::io::Result<()>)> = {
-            let dirty: Vec<(u32, &std::fs::File)> = self
+            let dirty: Vec<(u32, &OpenSegment)> = self
                 .channels
                 .iter()
-                .filter_map(|(&ch, st)| st.open.as_ref().filter(|o| o.dirty).map(|o| (ch, o.file())))
+                .filter_map(|(&ch, st)| st.open.as_ref().filter(|o| o.dirty).map(|o| (ch, o)))
                 .collect();
-            let files: Vec<&std::fs::File> = dirty.iter().map(|d| d.1).collect();
-            let r = super::flush::sync_files(&files);
+            let files: Vec<&std::fs::File> = dirty.iter().map(|d| d.1.file()).collect();
+            let mut r = super::flush::sync_files(&files);
+            // New segments' names: their directories, each once, after the files.
+            let mut dirs: Vec<&std::path::Path> = dirty
+                .iter()
+                .zip(&r)
+                .filter(|(_, r)| r.is_ok())
+                .filter_map(|(d, _)| d.1.dir_unsynced())
+                .collect();
+            dirs.sort();
+            dirs.dedup();
+            if !dirs.is_empty() {
+                let opened: Vec<std::io::Result<std::fs::File>> = dirs.iter().map(std::fs::File::open).collect();
+                let handles: Vec<&std::fs::File> = opened.iter().filter_map(|f| f.as_ref().ok()).collect();
+                let synced = super::flush::sync_files(&handles);
+                let mut synced = synced.into_iter();
+                let failed: Vec<(&std::path::Path, String)> = dirs
+                    .iter()
+                    .zip(&opened)
+                    .filter_map(|(d, f)| match f {
+                        Err(e) => Some((*d, e.to_string())),
+                        Ok(_) => synced.next().and_then(|r| r.err()).map(|e| (*d, e.to_string())),
+                    })
+                    .collect();
+                for (d, o) in dirty.iter().zip(r.iter_mut()) {
+                    if let Some((_, e)) = failed.iter().find(|(fd, _)| Some(*fd) == d.1.dir_unsynced()) {
+                        *o = Err(std::io::Error::other(format!(
+                            "fsync of {} failed: {e}",
+                            d.1.dir_unsynced().map(|p| p.display().to_string()).unwrap_or_default()
+                        )));
+                    }
+                }
+            }
             dirty.iter().map(|d| d.0).zip(r).collect()
         };
         let mut updates = Vec::new();
@@ -645,7 +697,14 @@ impl Writer {
         for (ch, o, e) in failed {
             let id = o.id;
             let lost = o.close_durable(&self.conn, &self.cfg.dir, ch, &e);
+            let never_durable = lost.kept == 0;
             self.fsync_failed(ch, id, lost, &format!("fsync failed: {e}"));
+            if never_durable {
+                // Not even the new segment's header became durable: the disk
+                // is failing, not blinking. Pause and probe it each second
+                // (already announced by `fsync_failed`).
+                self.pause(ch, "cannot make a new segment durable", e, false);
+            }
             self.set_status(ch, |s| {
                 if s.state == "recording" {
                     s.state = "idle";
