@@ -11,6 +11,7 @@
 //! controls (this file) and the power-cut lab driver (`lab`).
 //! Must never touch the disk under its mount point: all state is in memory.
 
+mod control;
 pub mod lab;
 mod model;
 mod mount;

@@ -1,0 +1,460 @@
+//! Tests of the durability rules, one rule at a time, and a property test
+//! against a byte-level reference model.
+
+use super::*;
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+
+fn now() -> SystemTime {
+    UNIX_EPOCH
+}
+
+fn meta() -> Meta {
+    Meta::new(0o644, 0, 0, now())
+}
+
+fn n(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+fn model() -> Model {
+    Model::new(1 << 30, now())
+}
+
+/// Reads a whole file by path after a cut; None when the name is gone.
+fn content(m: &Model, path: &str) -> Option<Vec<u8>> {
+    let mut ino = ROOT;
+    for part in path.split('/') {
+        ino = m.lookup(ino, n(part)).ok()?;
+    }
+    let size = m.attr(ino).ok()?.size;
+    Some(m.read(ino, 0, size as usize).unwrap())
+}
+
+#[test]
+fn new_file_is_not_durable_until_its_directory_is_fsynced() {
+    let mut m = model();
+    let f = m.create(ROOT, n("a"), meta()).unwrap();
+    m.write(f, 0, b"hello", now()).unwrap();
+    m.fsync(f).unwrap();
+    let mut cut = m.clone();
+    cut.cut();
+    assert_eq!(content(&cut, "a"), None, "name not durable without a dir fsync");
+
+    m.fsync_dir(ROOT).unwrap();
+    m.cut();
+    assert_eq!(content(&m, "a").as_deref(), Some(&b"hello"[..]));
+}
+
+#[test]
+fn a_name_synced_before_its_data_appears_empty() {
+    let mut m = model();
+    let f = m.create(ROOT, n("a"), meta()).unwrap();
+    m.write(f, 0, b"hello", now()).unwrap();
+    m.fsync_dir(ROOT).unwrap();
+    m.cut();
+    assert_eq!(content(&m, "a").as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn data_is_not_durable_until_the_file_is_fsynced() {
+    let mut m = model();
+    let f = m.create(ROOT, n("a"), meta()).unwrap();
+    m.fsync_dir(ROOT).unwrap();
+    m.write(f, 0, b"one", now()).unwrap();
+    m.fsync(f).unwrap();
+    m.write(f, 3, b"two", now()).unwrap();
+    m.write(f, 0, b"ONE", now()).unwrap();
+    assert_eq!(m.read(f, 0, 100).unwrap(), b"ONEtwo");
+    assert_eq!(m.unsynced_bytes(), 6);
+    m.cut();
+    assert_eq!(content(&m, "a").as_deref(), Some(&b"one"[..]));
+    assert_eq!(m.unsynced_bytes(), 0);
+}
+
+#[test]
+fn a_failed_fsync_forgets_the_writes_it_should_have_persisted() {
+    let mut m = model();
+    let f = m.create(ROOT, n("a"), meta()).unwrap();
+    m.fsync_dir(ROOT).unwrap();
+    m.write(f, 0, b"aaaa", now()).unwrap();
+    m.fsync(f).unwrap();
+    m.write(f, 0, b"bb", now()).unwrap();
+    m.write(f, 4, b"cccc", now()).unwrap();
+    m.fsync_failed(f).unwrap();
+    // Still readable from memory...
+    assert_eq!(m.read(f, 0, 100).unwrap(), b"bbaacccc");
+    // ...and a later successful fsync persists only what was written again.
+    m.write(f, 1, b"d", now()).unwrap();
+    m.fsync(f).unwrap();
+    m.cut();
+    assert_eq!(content(&m, "a").as_deref(), Some(&b"adaa"[..]));
+}
+
+#[test]
+fn truncate_is_durable_with_the_fsync_and_reveals_zeros() {
+    let mut m = model();
+    let f = m.create(ROOT, n("a"), meta()).unwrap();
+    m.fsync_dir(ROOT).unwrap();
+    m.write(f, 0, &[7; 100], now()).unwrap();
+    m.fsync(f).unwrap();
+    m.set_size(f, 10, now()).unwrap();
+    let mut before = m.clone();
+    before.cut();
+    assert_eq!(content(&before, "a").unwrap(), vec![7; 100]);
+    m.set_size(f, 50, now()).unwrap();
+    m.fsync(f).unwrap();
+    m.cut();
+    let mut want = vec![7; 10];
+    want.resize(50, 0);
+    assert_eq!(content(&m, "a").unwrap(), want);
+}
+
+#[test]
+fn rename_is_durable_with_the_directory_fsync_and_replaces_the_target() {
+    let mut m = model();
+    let a = m.create(ROOT, n("a"), meta()).unwrap();
+    let b = m.create(ROOT, n("b"), meta()).unwrap();
+    m.write(a, 0, b"new", now()).unwrap();
+    m.write(b, 0, b"old", now()).unwrap();
+    m.fsync(a).unwrap();
+    m.fsync(b).unwrap();
+    m.fsync_dir(ROOT).unwrap();
+    m.rename(ROOT, n("a"), ROOT, n("b"), false, now()).unwrap();
+    assert_eq!(m.lookup(ROOT, n("a")), Err(Error::NotFound));
+    let mut before = m.clone();
+    before.cut();
+    assert_eq!(content(&before, "a").as_deref(), Some(&b"new"[..]));
+    assert_eq!(content(&before, "b").as_deref(), Some(&b"old"[..]));
+    m.fsync_dir(ROOT).unwrap();
+    m.cut();
+    assert_eq!(content(&m, "a"), None);
+    assert_eq!(content(&m, "b").as_deref(), Some(&b"new"[..]));
+}
+
+#[test]
+fn a_rename_across_directories_is_durable_whole_with_either_directory() {
+    for sync_source in [false, true] {
+        let mut m = model();
+        let d1 = m.mkdir(ROOT, n("d1"), meta()).unwrap();
+        let d2 = m.mkdir(ROOT, n("d2"), meta()).unwrap();
+        let f = m.create(d1, n("f"), meta()).unwrap();
+        m.write(f, 0, b"x", now()).unwrap();
+        m.fsync(f).unwrap();
+        m.fsync_dir(d1).unwrap();
+        m.fsync_dir(d2).unwrap();
+        m.fsync_dir(ROOT).unwrap();
+        m.rename(d1, n("f"), d2, n("g"), false, now()).unwrap();
+        m.fsync_dir(if sync_source { d1 } else { d2 }).unwrap();
+        m.cut();
+        assert_eq!(content(&m, "d1/f"), None, "sync_source={sync_source}");
+        assert_eq!(content(&m, "d2/g").as_deref(), Some(&b"x"[..]));
+    }
+}
+
+#[test]
+fn unlink_is_durable_with_the_directory_fsync() {
+    let mut m = model();
+    let f = m.create(ROOT, n("a"), meta()).unwrap();
+    m.write(f, 0, b"x", now()).unwrap();
+    m.fsync(f).unwrap();
+    m.fsync_dir(ROOT).unwrap();
+    m.unlink(ROOT, n("a"), now()).unwrap();
+    let mut before = m.clone();
+    before.cut();
+    assert_eq!(content(&before, "a").as_deref(), Some(&b"x"[..]));
+    m.fsync_dir(ROOT).unwrap();
+    m.cut();
+    assert_eq!(content(&m, "a"), None);
+    assert!(m.durable.len() == 1 && m.live.len() == 1, "only the root is left");
+}
+
+#[test]
+fn mkdir_is_durable_with_its_parent_and_its_entries_with_itself() {
+    let mut m = model();
+    let d = m.mkdir(ROOT, n("d"), meta()).unwrap();
+    let f = m.create(d, n("f"), meta()).unwrap();
+    m.fsync(f).unwrap();
+    m.fsync_dir(d).unwrap();
+    let mut before = m.clone();
+    before.cut();
+    assert_eq!(before.lookup(ROOT, n("d")), Err(Error::NotFound));
+    m.fsync_dir(ROOT).unwrap();
+    m.cut();
+    assert_eq!(content(&m, "d/f").as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn an_unlinked_open_file_stays_readable_until_released() {
+    let mut m = model();
+    let f = m.create(ROOT, n("a"), meta()).unwrap();
+    m.open(f).unwrap();
+    m.write(f, 0, b"abc", now()).unwrap();
+    m.unlink(ROOT, n("a"), now()).unwrap();
+    assert_eq!(m.read(f, 0, 10).unwrap(), b"abc");
+    assert_eq!(m.used(), 3);
+    m.release(f);
+    assert_eq!(m.read(f, 0, 10), Err(Error::NotFound));
+    assert_eq!(m.used(), 0);
+}
+
+#[test]
+fn namespace_errors() {
+    let mut m = model();
+    let d = m.mkdir(ROOT, n("d"), meta()).unwrap();
+    m.create(d, n("f"), meta()).unwrap();
+    m.create(ROOT, n("g"), meta()).unwrap();
+    assert_eq!(m.create(ROOT, n("g"), meta()), Err(Error::Exists));
+    assert_eq!(m.rmdir(ROOT, n("d"), now()), Err(Error::NotEmpty));
+    assert_eq!(m.unlink(ROOT, n("d"), now()), Err(Error::IsDir));
+    assert_eq!(m.rmdir(ROOT, n("g"), now()), Err(Error::NotDir));
+    assert_eq!(m.rename(ROOT, n("d"), d, n("x"), false, now()), Err(Error::Invalid));
+    assert_eq!(m.rename(ROOT, n("g"), ROOT, n("d"), false, now()), Err(Error::IsDir));
+    assert_eq!(m.rename(ROOT, n("d"), ROOT, n("g"), false, now()), Err(Error::NotDir));
+    assert_eq!(m.rename(ROOT, n("g"), d, n("f"), true, now()), Err(Error::Exists));
+    assert_eq!(m.create(ROOT, n("a/b"), meta()), Err(Error::Invalid));
+    assert_eq!(
+        m.create(ROOT, &OsString::from("x".repeat(256)), meta()),
+        Err(Error::NameTooLong)
+    );
+    assert_eq!(m.path(m.lookup(d, n("f")).unwrap()), "d/f");
+}
+
+#[test]
+fn capacity_is_enforced_on_the_live_bytes() {
+    let mut m = Model::new(100, now());
+    let f = m.create(ROOT, n("a"), meta()).unwrap();
+    m.write(f, 0, &[1; 60], now()).unwrap();
+    assert_eq!(m.write(f, 60, &[1; 41], now()), Err(Error::NoSpace));
+    assert_eq!(m.set_size(f, 101, now()), Err(Error::NoSpace));
+    m.write(f, 0, &[2; 100], now()).unwrap();
+    assert_eq!(m.used(), 100);
+    m.set_size(f, 0, now()).unwrap();
+    assert_eq!(m.used(), 0);
+}
+
+#[test]
+fn fsync_shares_whole_chunks_instead_of_copying() {
+    let mut m = model();
+    let f = m.create(ROOT, n("a"), meta()).unwrap();
+    m.write(f, 0, &vec![5; 3 * CHUNK], now()).unwrap();
+    m.fsync(f).unwrap();
+    let (Body::File(l), Body::File(d)) = (&m.live[&f].body, &m.durable[&f].body) else {
+        panic!("not files");
+    };
+    for i in 0..3 {
+        let (a, b) = (l.data.chunks[i].as_ref().unwrap(), d.data.chunks[i].as_ref().unwrap());
+        assert!(Arc::ptr_eq(a, b), "chunk {i} copied");
+    }
+}
+
+#[test]
+fn ranges_merge() {
+    let mut r = Ranges::default();
+    r.add(10, 20);
+    r.add(30, 40);
+    r.add(20, 30);
+    r.add(5, 6);
+    r.add(0, 0);
+    assert_eq!(r.0, vec![(5, 6), (10, 40)]);
+    r.clip(15);
+    assert_eq!(r.0, vec![(5, 6), (10, 15)]);
+    assert_eq!(r.total(), 6);
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: [&str; 3] = ["a", "b", "c"];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Create(usize),
+        Write(usize, u64, usize, u8),
+        Truncate(usize, u64),
+        Fsync(usize),
+        FsyncFails(usize),
+        FsyncDir,
+        Rename(usize, usize),
+        Unlink(usize),
+        Cut,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let name = 0..NAMES.len();
+        // Offsets and sizes that cross chunk boundaries.
+        let off = prop_oneof![
+            0..300u64,
+            (CHUNK as u64 - 200)..(CHUNK as u64 + 200),
+            0..(3 * CHUNK as u64)
+        ];
+        prop_oneof![
+            name.clone().prop_map(Op::Create),
+            (
+                name.clone(),
+                off.clone(),
+                prop_oneof![1..300usize, 1..(2 * CHUNK)],
+                any::<u8>()
+            )
+                .prop_map(|(f, o, l, b)| Op::Write(f, o, l, b)),
+            (name.clone(), off).prop_map(|(f, s)| Op::Truncate(f, s)),
+            name.clone().prop_map(Op::Fsync),
+            name.clone().prop_map(Op::FsyncFails),
+            Just(Op::FsyncDir),
+            (name.clone(), name.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
+            name.prop_map(Op::Unlink),
+            Just(Op::Cut),
+        ]
+    }
+
+    /// Byte-level reference: every byte carries its own dirty flag.
+    #[derive(Clone, Default)]
+    struct RefFile {
+        live: Vec<u8>,
+        durable: Vec<u8>,
+        dirty: Vec<bool>,
+        size_dirty: bool,
+    }
+
+    impl RefFile {
+        fn mark(&mut self, s: usize, e: usize) {
+            if self.dirty.len() < e {
+                self.dirty.resize(e, false);
+            }
+            self.dirty[s..e].fill(true);
+        }
+        fn resize(&mut self, size: usize) {
+            let old = self.live.len();
+            if size != old {
+                self.live.resize(size, 0);
+                self.dirty.truncate(size.min(old));
+                self.mark(old.min(size), old.max(size));
+                self.size_dirty = true;
+            }
+        }
+        fn fsync(&mut self) {
+            if self.size_dirty {
+                self.durable.resize(self.live.len(), 0);
+            }
+            for (i, d) in self.dirty.iter().enumerate() {
+                if *d && i < self.durable.len() && i < self.live.len() {
+                    self.durable[i] = self.live[i];
+                }
+            }
+            self.forget();
+        }
+        fn forget(&mut self) {
+            self.dirty.clear();
+            self.size_dirty = false;
+        }
+    }
+
+    #[derive(Default)]
+    struct Reference {
+        files: Vec<RefFile>,
+        live: BTreeMap<usize, usize>,
+        durable: BTreeMap<usize, usize>,
+    }
+
+    fn check(m: &Model, r: &Reference) -> std::result::Result<(), TestCaseError> {
+        for (i, name) in NAMES.iter().enumerate() {
+            let want = r.live.get(&i).map(|&id| r.files[id].live.clone());
+            prop_assert_eq!(content(m, name), want, "file {}", name);
+        }
+        prop_assert_eq!(
+            m.used(),
+            r.live.values().map(|&id| r.files[id].live.len() as u64).sum::<u64>()
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        #[test]
+        fn after_a_cut_every_file_is_as_its_last_syncs_left_it(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut m = model();
+            let mut r = Reference::default();
+            for op in ops {
+                match op {
+                    Op::Create(i) => {
+                        let got = m.create(ROOT, n(NAMES[i]), meta());
+                        if r.live.contains_key(&i) {
+                            prop_assert_eq!(got, Err(Error::Exists));
+                        } else {
+                            got.unwrap();
+                            r.files.push(RefFile::default());
+                            r.live.insert(i, r.files.len() - 1);
+                        }
+                    }
+                    Op::Write(i, off, len, byte) => {
+                        let Some(&id) = r.live.get(&i) else { continue };
+                        let ino = m.lookup(ROOT, n(NAMES[i])).unwrap();
+                        m.write(ino, off, &vec![byte; len], now()).unwrap();
+                        let f = &mut r.files[id];
+                        let (s, e) = (off as usize, off as usize + len);
+                        if f.live.len() < e {
+                            f.resize(e);
+                        }
+                        f.live[s..e].fill(byte);
+                        f.mark(s, e);
+                    }
+                    Op::Truncate(i, size) => {
+                        let Some(&id) = r.live.get(&i) else { continue };
+                        let ino = m.lookup(ROOT, n(NAMES[i])).unwrap();
+                        m.set_size(ino, size, now()).unwrap();
+                        r.files[id].resize(size as usize);
+                    }
+                    Op::Fsync(i) | Op::FsyncFails(i) => {
+                        let Some(&id) = r.live.get(&i) else { continue };
+                        let ino = m.lookup(ROOT, n(NAMES[i])).unwrap();
+                        if matches!(op, Op::Fsync(_)) {
+                            m.fsync(ino).unwrap();
+                            r.files[id].fsync();
+                        } else {
+                            m.fsync_failed(ino).unwrap();
+                            r.files[id].forget();
+                        }
+                    }
+                    Op::FsyncDir => {
+                        m.fsync_dir(ROOT).unwrap();
+                        r.durable = r.live.clone();
+                    }
+                    Op::Rename(a, b) => {
+                        let got = m.rename(ROOT, n(NAMES[a]), ROOT, n(NAMES[b]), false, now());
+                        match r.live.get(&a).copied() {
+                            None => prop_assert_eq!(got, Err(Error::NotFound)),
+                            Some(id) => {
+                                got.unwrap();
+                                r.live.remove(&a);
+                                r.live.insert(b, id);
+                            }
+                        }
+                    }
+                    Op::Unlink(i) => {
+                        let got = m.unlink(ROOT, n(NAMES[i]), now());
+                        prop_assert_eq!(got.is_ok(), r.live.remove(&i).is_some());
+                    }
+                    Op::Cut => {
+                        m.cut();
+                        r.live = r.durable.clone();
+                        for &id in r.durable.values() {
+                            let f = &mut r.files[id];
+                            f.live = f.durable.clone();
+                            f.forget();
+                        }
+                    }
+                }
+                check(&m, &r)?;
+            }
+            // Always end with a cut: the property is about what survives.
+            m.cut();
+            r.live = r.durable.clone();
+            for &id in r.durable.values() {
+                let f = &mut r.files[id];
+                f.live = f.durable.clone();
+            }
+            check(&m, &r)?;
+        }
+    }
+}
