@@ -129,22 +129,28 @@ impl Shared {
         self.lock().cut_time_us()
     }
     pub(crate) fn power_on(&self) {
-        self.lock().power_on()
+        self.lock().power_on();
+        tracing::info!("lazyfs: power on");
     }
     pub(crate) fn fail_fsync(&self, p: &str, count: u64) {
-        self.lock().fail_fsync(p, count)
+        self.lock().fail_fsync(p, count);
+        tracing::info!(path_contains = p, count, "lazyfs: fsyncs will fail with EIO");
     }
     pub(crate) fn slow_fsync(&self, d: Duration) {
-        self.lock().slow_fsync(d)
+        self.lock().slow_fsync(d);
+        tracing::info!(delay_ms = d.as_millis() as u64, "lazyfs: fsyncs are slow");
     }
     pub(crate) fn enospc(&self, p: &str) {
-        self.lock().enospc(p)
+        self.lock().enospc(p);
+        tracing::info!(path_contains = p, "lazyfs: writes and creates fail with ENOSPC");
     }
     pub(crate) fn fail_reads(&self, p: &str) {
-        self.lock().fail_reads(p)
+        self.lock().fail_reads(p);
+        tracing::info!(path_contains = p, "lazyfs: reads fail with EIO");
     }
     pub(crate) fn clear_faults(&self) {
-        self.lock().clear_faults()
+        self.lock().clear_faults();
+        tracing::info!("lazyfs: faults cleared");
     }
     pub(crate) fn trace(&self) -> Vec<OpRecord> {
         self.lock().trace()
@@ -665,7 +671,7 @@ impl Drop for Mount {
             }
         }
         let Some(t) = self.thread.take() else { return };
-        if !wait_finished(&t, Duration::from_secs(2)) {
+        if !wait_finished(&t, Duration::from_secs(1)) {
             abort_connection(self.dev);
             if !wait_finished(&t, Duration::from_secs(5)) {
                 tracing::warn!(dir = %self.dir.display(), "lazyfs: session thread did not end; leaving it");
