@@ -41,6 +41,7 @@
 //! live data plus whatever durable data the live state no longer shares
 //! (overwritten or deleted, until the directory fsync of the delete).
 
+mod chunks;
 mod control;
 pub mod lab;
 mod model;

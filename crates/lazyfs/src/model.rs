@@ -20,13 +20,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::sync::Arc;
 use std::time::SystemTime;
+
+use crate::chunks::{Data, Ranges};
 
 pub(crate) type Ino = u64;
 pub(crate) const ROOT: Ino = 1;
-/// Bytes per shared chunk of file data.
-pub(crate) const CHUNK: usize = 64 * 1024;
 const MAX_NAME: usize = 255;
 /// Files larger than this are refused (EFBIG) whatever the capacity.
 const MAX_FILE: u64 = 1 << 40;
@@ -99,148 +98,6 @@ impl Meta {
             mtime: now,
             ctime: now,
         }
-    }
-}
-
-/// File bytes in chunks; `None` is a chunk of zeros. Invariant: every byte at
-/// or past `size` is zero, so growing a file reveals zeros.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Data {
-    size: u64,
-    chunks: Vec<Option<Arc<Vec<u8>>>>,
-}
-
-fn chunk_of(off: u64) -> (usize, usize) {
-    ((off / CHUNK as u64) as usize, (off % CHUNK as u64) as usize)
-}
-
-impl Data {
-    pub(crate) fn read(&self, off: u64, len: usize) -> Vec<u8> {
-        let end = self.size.min(off.saturating_add(len as u64));
-        let mut out = Vec::with_capacity(end.saturating_sub(off) as usize);
-        let mut pos = off;
-        while pos < end {
-            let (i, at) = chunk_of(pos);
-            let n = (CHUNK - at).min((end - pos) as usize);
-            match self.chunks.get(i).and_then(|c| c.as_ref()) {
-                Some(c) => out.extend_from_slice(&c[at..at + n]),
-                None => out.resize(out.len() + n, 0),
-            }
-            pos += n as u64;
-        }
-        out
-    }
-
-    fn chunk_mut(&mut self, i: usize) -> &mut Vec<u8> {
-        if self.chunks.len() <= i {
-            self.chunks.resize(i + 1, None);
-        }
-        let slot = &mut self.chunks[i];
-        Arc::make_mut(slot.get_or_insert_with(|| Arc::new(vec![0; CHUNK])))
-    }
-
-    /// Writes `data` at `off`, growing the file if it ends past `size`.
-    pub(crate) fn write(&mut self, off: u64, data: &[u8]) {
-        let mut pos = off;
-        let mut rest = data;
-        while !rest.is_empty() {
-            let (i, at) = chunk_of(pos);
-            let n = (CHUNK - at).min(rest.len());
-            self.chunk_mut(i)[at..at + n].copy_from_slice(&rest[..n]);
-            rest = &rest[n..];
-            pos += n as u64;
-        }
-        self.size = self.size.max(off + data.len() as u64);
-    }
-
-    /// Sets the size; bytes past a smaller size are zeroed (the invariant).
-    pub(crate) fn set_size(&mut self, size: u64) {
-        if size < self.size {
-            let (i, at) = chunk_of(size);
-            let keep = i + usize::from(at > 0);
-            self.chunks.truncate(keep);
-            if at > 0 {
-                if let Some(Some(c)) = self.chunks.get(i) {
-                    if c[at..].iter().any(|&b| b != 0) {
-                        self.chunk_mut(i)[at..].fill(0);
-                    }
-                }
-            }
-        }
-        self.size = size;
-    }
-
-    /// Copies bytes `[start, end)` from `src` (not the size): whole chunks by
-    /// sharing them, partial ones byte by byte.
-    fn copy_from(&mut self, src: &Data, start: u64, end: u64) {
-        let mut pos = start;
-        while pos < end {
-            let (i, at) = chunk_of(pos);
-            let n = (CHUNK - at).min((end - pos) as usize);
-            let from = src.chunks.get(i).cloned().flatten();
-            if at == 0 && n == CHUNK {
-                if self.chunks.len() <= i {
-                    self.chunks.resize(i + 1, None);
-                }
-                self.chunks[i] = from;
-            } else {
-                let dst = self.chunk_mut(i);
-                match from {
-                    Some(c) => dst[at..at + n].copy_from_slice(&c[at..at + n]),
-                    None => dst[at..at + n].fill(0),
-                }
-            }
-            pos += n as u64;
-        }
-    }
-}
-
-/// Byte ranges `[start, end)`, sorted, disjoint and not touching.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Ranges(Vec<(u64, u64)>);
-
-impl Ranges {
-    pub(crate) fn add(&mut self, start: u64, end: u64) {
-        if start >= end {
-            return;
-        }
-        let (mut s, mut e) = (start, end);
-        let mut out = Vec::with_capacity(self.0.len() + 1);
-        let mut placed = false;
-        for &(a, b) in &self.0 {
-            if b < s {
-                out.push((a, b));
-            } else if a > e {
-                if !placed {
-                    out.push((s, e));
-                    placed = true;
-                }
-                out.push((a, b));
-            } else {
-                s = s.min(a);
-                e = e.max(b);
-            }
-        }
-        if !placed {
-            out.push((s, e));
-        }
-        self.0 = out;
-    }
-
-    /// Drops everything at or past `size`.
-    fn clip(&mut self, size: u64) {
-        self.0.retain(|&(a, _)| a < size);
-        if let Some(last) = self.0.last_mut() {
-            last.1 = last.1.min(size);
-        }
-    }
-
-    pub(crate) fn total(&self) -> u64 {
-        self.0.iter().map(|(a, b)| b - a).sum()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.0.iter().copied()
     }
 }
 

@@ -2,7 +2,9 @@
 //! against a byte-level reference model.
 
 use super::*;
+use crate::chunks::CHUNK;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 fn now() -> SystemTime {
@@ -170,6 +172,42 @@ fn a_rename_across_directories_is_durable_whole_with_either_directory() {
         assert_eq!(content(&m, "d1/f"), None, "sync_source={sync_source}");
         assert_eq!(content(&m, "d2/g").as_deref(), Some(&b"x"[..]));
     }
+}
+
+#[test]
+fn a_renamed_directory_takes_its_durable_entries_along() {
+    let mut m = model();
+    let a = m.mkdir(ROOT, n("a"), meta()).unwrap();
+    let f = m.create(a, n("f"), meta()).unwrap();
+    m.write(f, 0, b"in a", now()).unwrap();
+    m.fsync(f).unwrap();
+    m.fsync_dir(a).unwrap();
+    m.fsync_dir(ROOT).unwrap();
+    m.rename(ROOT, n("a"), ROOT, n("b"), false, now()).unwrap();
+    assert_eq!(m.path(f), "b/f");
+    m.fsync_dir(ROOT).unwrap();
+    m.cut();
+    assert_eq!(content(&m, "a/f"), None);
+    assert_eq!(content(&m, "b/f").as_deref(), Some(&b"in a"[..]));
+}
+
+#[test]
+fn a_rename_over_a_durable_file_in_another_directory() {
+    let mut m = model();
+    let d = m.mkdir(ROOT, n("d"), meta()).unwrap();
+    let new = m.create(ROOT, n("new"), meta()).unwrap();
+    let old = m.create(d, n("x"), meta()).unwrap();
+    m.write(new, 0, b"new", now()).unwrap();
+    m.write(old, 0, b"old", now()).unwrap();
+    for i in [new, old, d, ROOT] {
+        m.fsync(i).unwrap();
+    }
+    m.rename(ROOT, n("new"), d, n("x"), false, now()).unwrap();
+    m.fsync_dir(ROOT).unwrap();
+    m.cut();
+    assert_eq!(content(&m, "new"), None);
+    assert_eq!(content(&m, "d/x").as_deref(), Some(&b"new"[..]));
+    assert_eq!(m.live.len(), 3, "the replaced inode is gone: {:?}", m.live.keys());
 }
 
 #[test]

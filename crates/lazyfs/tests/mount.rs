@@ -422,3 +422,10 @@ fn throughput_of_sequential_writes_with_an_fsync_per_second() {
         seg + 1
     );
 }
+
+#[test]
+fn the_handles_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<LazyFs>();
+    send_sync::<Mount>();
+}
