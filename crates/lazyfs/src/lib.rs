@@ -15,22 +15,24 @@
 //! mknod (regular files), create, mkdir, unlink, rmdir, rename (replacing,
 //! `RENAME_NOREPLACE`; not `RENAME_EXCHANGE`), open, read, write, flush,
 //! release, fsync/fdatasync, opendir, readdir, releasedir, fsyncdir, statfs,
-//! access and fallocate (mode 0). Not served: symlinks, hard links, xattrs
+//! access, link (hard links: Tandem links its evidence key into the store
+//! directory) and fallocate (mode 0). Not served: symlinks, xattrs
 //! (the kernel then answers ENOTSUP itself); POSIX locks are kept by the
 //! kernel, which is what SQLite needs. Shared writable mmap works (SQLite's
 //! `-shm`): the kernel writes those pages back through `write`.
 //!
 //! Semantics chosen where the contract is silent (see `model` for the rest):
-//! a rename between directories becomes durable whole when either directory
-//! is fsynced; a failed directory fsync changes nothing; the trace and the
-//! `cut_at` counters see every operation that reaches the filesystem while
-//! the power is on, whatever its outcome (an `EEXIST` create counts); rmdir
-//! counts as `OpKind::Unlink`; `fallocate` counts as `OpKind::Write`; a cut
-//! disarms a pending `cut_at`; faults survive cuts until `clear_faults`;
-//! every operation but `release` fails with EIO while the power is off. A
-//! program that creates a file must fsync its directory for the name to
-//! survive: SQLite does so for its journal and WAL (and with it the database
-//! file beside them), not for the database file itself.
+//! a rename or link between directories becomes durable whole when either
+//! directory is fsynced; a failed directory fsync changes nothing; the trace
+//! and the `cut_at` counters see every operation that reaches the filesystem
+//! while the power is on, whatever its outcome (an `EEXIST` create counts);
+//! rmdir counts as `OpKind::Unlink`, a hard link as `OpKind::Create`,
+//! `fallocate` as `OpKind::Write`; a cut disarms a pending `cut_at`; faults
+//! survive cuts until `clear_faults`; every operation but `release` fails
+//! with EIO while the power is off. A program that creates a file must fsync
+//! its directory for the name to survive: SQLite does so for its journal and
+//! WAL (and with it the database file beside them), not for the database
+//! file itself.
 //!
 //! Performance (debug build, this 2-core machine, shared): 615 MB/s of
 //! sequential 64 KiB writes through the mount with an fsync per second,

@@ -10,9 +10,11 @@
 //! or triggers (the adapter in `mount` decides those) and never does I/O.
 //!
 //! Rules where the contract is silent:
-//! - A rename between two directories becomes durable as a whole when either
-//!   directory is fsynced (as on a journaling filesystem): after a cut an
-//!   inode never has two names, and never none because only one side synced.
+//! - A directory fsync makes durable, for every inode whose names in that
+//!   directory changed, all of that inode's live names: a rename (or link)
+//!   across directories becomes durable whole when either directory is
+//!   fsynced, as on a journaling filesystem. After a cut a renamed inode
+//!   never has both names, nor none because only one side was synced.
 //! - A directory fsync that fails changes nothing (the names stay pending).
 //! - Metadata (mode, owner, times) becomes durable with the file's fsync; a
 //!   name made durable before its inode was fsynced has the live metadata of
@@ -42,6 +44,7 @@ pub(crate) enum Error {
     Invalid,
     NameTooLong,
     TooBig,
+    NotPermitted,
 }
 
 impl Error {
@@ -56,6 +59,7 @@ impl Error {
             Error::Invalid => libc::EINVAL,
             Error::NameTooLong => libc::ENAMETOOLONG,
             Error::TooBig => libc::EFBIG,
+            Error::NotPermitted => libc::EPERM,
         }
     }
 }
@@ -74,6 +78,8 @@ pub(crate) struct Attr {
     pub ino: Ino,
     pub kind: Kind,
     pub size: u64,
+    /// Live names (0: unlinked but open).
+    pub nlink: u32,
     pub meta: Meta,
 }
 
@@ -119,8 +125,8 @@ enum Body {
 #[derive(Clone, Debug)]
 struct Node {
     meta: Meta,
-    /// The one name of this inode in this state (no hard links).
-    name: Option<(Ino, OsString)>,
+    /// The names of this inode in this state (more than one: hard links).
+    names: Vec<(Ino, OsString)>,
     body: Body,
     /// Open handles (live state only): an unlinked open file stays readable.
     open: u32,
@@ -153,7 +159,7 @@ impl Node {
         };
         Node {
             meta: self.meta,
-            name: None,
+            names: Vec::new(),
             body,
             open: 0,
         }
@@ -187,7 +193,7 @@ impl Model {
     pub(crate) fn new(capacity: u64, now: SystemTime) -> Model {
         let root = Node {
             meta: Meta::new(0o755, 0, 0, now),
-            name: None,
+            names: Vec::new(),
             body: Body::Dir(BTreeMap::new()),
             open: 0,
         };
@@ -258,6 +264,7 @@ impl Model {
             ino,
             kind: n.kind(),
             size: n.size(),
+            nlink: n.names.len() as u32,
             meta: n.meta,
         })
     }
@@ -268,7 +275,7 @@ impl Model {
 
     /// The parent of a directory (the root is its own parent).
     pub(crate) fn parent(&self, ino: Ino) -> Result<Ino> {
-        Ok(self.node(ino)?.name.as_ref().map_or(ROOT, |(p, _)| *p))
+        Ok(self.node(ino)?.names.first().map_or(ROOT, |(p, _)| *p))
     }
 
     /// The live path relative to the root ("" for the root itself; an
@@ -279,7 +286,7 @@ impl Model {
         // Bounded: a directory cannot be its own ancestor, but never loop
         // forever on a broken invariant either.
         for _ in 0..4096 {
-            match self.live.get(&cur).and_then(|n| n.name.as_ref()) {
+            match self.live.get(&cur).and_then(|n| n.names.first()) {
                 Some((p, name)) => {
                     parts.push(name.to_string_lossy().into_owned());
                     cur = *p;
@@ -325,7 +332,7 @@ impl Model {
             ino,
             Node {
                 meta,
-                name: Some((parent, name.to_owned())),
+                names: vec![(parent, name.to_owned())],
                 body,
                 open: 0,
             },
@@ -431,13 +438,13 @@ impl Model {
 
     fn drop_if_unreferenced(&mut self, ino: Ino) {
         let Some(n) = self.live.get(&ino) else { return };
-        if ino == ROOT || n.name.is_some() || n.open > 0 {
+        if ino == ROOT || !n.names.is_empty() || n.open > 0 {
             return;
         }
         let size = n.size();
         self.live.remove(&ino);
         self.used -= size;
-        if self.durable.get(&ino).is_some_and(|d| d.name.is_none()) {
+        if self.durable.get(&ino).is_some_and(|d| d.names.is_empty()) {
             self.durable.remove(&ino);
         }
     }
@@ -448,7 +455,7 @@ impl Model {
         p.meta.mtime = now;
         p.meta.ctime = now;
         if let Some(n) = self.live.get_mut(&ino) {
-            n.name = None;
+            n.names.retain(|(p, nm)| !(*p == parent && nm == name));
             n.meta.ctime = now;
         }
         Ok(ino)
@@ -522,14 +529,33 @@ impl Model {
         np.meta.mtime = now;
         np.meta.ctime = now;
         let n = self.node_mut(src)?;
-        n.name = Some((new_parent, new_name.to_owned()));
+        n.names.push((new_parent, new_name.to_owned()));
         n.meta.ctime = now;
         if let Some(dst) = replaced {
             if let Some(d) = self.live.get_mut(&dst) {
-                d.name = None;
+                d.names.retain(|(p, nm)| !(*p == new_parent && nm == new_name));
             }
             self.drop_if_unreferenced(dst);
         }
+        Ok(())
+    }
+
+    /// `link(2)`: another name for a file.
+    pub(crate) fn link(&mut self, ino: Ino, parent: Ino, name: &OsStr, now: SystemTime) -> Result<()> {
+        check_name(name)?;
+        if self.node(ino)?.kind() == Kind::Dir {
+            return Err(Error::NotPermitted);
+        }
+        if self.dir(parent)?.contains_key(name) {
+            return Err(Error::Exists);
+        }
+        self.dir_mut(parent)?.insert(name.to_owned(), ino);
+        let p = self.node_mut(parent)?;
+        p.meta.mtime = now;
+        p.meta.ctime = now;
+        let n = self.node_mut(ino)?;
+        n.names.push((parent, name.to_owned()));
+        n.meta.ctime = now;
         Ok(())
     }
 
@@ -590,7 +616,9 @@ impl Model {
         Ok(())
     }
 
-    /// `fsync` of a directory: its live names become its durable names.
+    /// `fsync` of a directory: its live names become its durable names, and
+    /// every inode whose names in it changed gets all its durable names from
+    /// its live ones (a rename or link elsewhere is made durable whole).
     pub(crate) fn fsync_dir(&mut self, dir: Ino) -> Result<()> {
         let live_entries = self.dir(dir)?.clone();
         self.ensure_durable(dir);
@@ -598,33 +626,40 @@ impl Model {
             Body::Dir(d) => d.clone(),
             Body::File(_) => return Err(Error::NotDir),
         };
-        let mut touched = Vec::new();
-        for (name, &ino) in &old {
-            if live_entries.get(name) == Some(&ino) {
-                continue;
-            }
-            touched.push(ino);
-            self.durable_unlink(dir, name, ino);
-            // Moved to another directory: the rename is made durable whole.
-            let moved = self.live.get(&ino).and_then(|n| n.name.clone());
-            if let Some((p, n)) = moved {
-                if p != dir {
-                    self.durable_link(p, &n, ino, &mut touched);
-                }
-            }
-        }
-        for (name, &ino) in &live_entries {
-            if old.get(name) == Some(&ino) {
-                continue;
-            }
-            self.durable_link(dir, name, ino, &mut touched);
+        let mut affected: Vec<Ino> = old
+            .iter()
+            .filter(|(name, ino)| live_entries.get(*name) != Some(ino))
+            .chain(live_entries.iter().filter(|(name, ino)| old.get(*name) != Some(ino)))
+            .map(|(_, &ino)| ino)
+            .collect();
+        affected.sort_unstable();
+        affected.dedup();
+        let mut touched = affected.clone();
+        for &ino in &affected {
+            self.sync_names(ino, &mut touched);
         }
         for ino in touched {
-            if !self.live.contains_key(&ino) && self.durable.get(&ino).is_some_and(|d| d.name.is_none()) {
+            if !self.live.contains_key(&ino) && self.durable.get(&ino).is_some_and(|d| d.names.is_empty()) {
                 self.durable.remove(&ino);
             }
         }
         Ok(())
+    }
+
+    /// Makes the durable names of `ino` its live names.
+    fn sync_names(&mut self, ino: Ino, touched: &mut Vec<Ino>) {
+        let live_names = self.live.get(&ino).map(|n| n.names.clone()).unwrap_or_default();
+        let durable_names = self.durable.get(&ino).map(|n| n.names.clone()).unwrap_or_default();
+        for (p, n) in &durable_names {
+            if !live_names.contains(&(*p, n.clone())) {
+                self.durable_unlink(*p, n, ino);
+            }
+        }
+        for (p, n) in &live_names {
+            if !durable_names.contains(&(*p, n.clone())) {
+                self.durable_link(*p, n, ino, touched);
+            }
+        }
     }
 
     fn durable_unlink(&mut self, dir: Ino, name: &OsStr, ino: Ino) {
@@ -634,32 +669,29 @@ impl Model {
             }
         }
         if let Some(n) = self.durable.get_mut(&ino) {
-            if n.name.as_ref().is_some_and(|(p, nm)| *p == dir && nm == name) {
-                n.name = None;
-            }
+            n.names.retain(|(p, nm)| !(*p == dir && nm == name));
         }
     }
 
-    /// Gives `ino` the durable name `dir/name`, dropping its previous durable
-    /// name and whatever that name durably held before.
+    /// Gives `ino` the durable name `dir/name`; whatever that name durably
+    /// held before loses it.
     fn durable_link(&mut self, dir: Ino, name: &OsStr, ino: Ino, touched: &mut Vec<Ino>) {
         self.ensure_durable(dir);
         self.ensure_durable(ino);
-        if let Some((op, on)) = self.durable.get(&ino).and_then(|n| n.name.clone()) {
-            self.durable_unlink(op, &on, ino);
-        }
         let replaced = match self.durable.get_mut(&dir) {
             Some(Node { body: Body::Dir(d), .. }) => d.insert(name.to_owned(), ino),
             _ => return,
         };
         if let Some(prev) = replaced.filter(|&p| p != ino) {
             if let Some(n) = self.durable.get_mut(&prev) {
-                n.name = None;
+                n.names.retain(|(p, nm)| !(*p == dir && nm == name));
             }
             touched.push(prev);
         }
         if let Some(n) = self.durable.get_mut(&ino) {
-            n.name = Some((dir, name.to_owned()));
+            if !n.names.iter().any(|(p, nm)| *p == dir && nm == name) {
+                n.names.push((dir, name.to_owned()));
+            }
         }
     }
 

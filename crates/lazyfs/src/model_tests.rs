@@ -211,6 +211,49 @@ fn a_rename_over_a_durable_file_in_another_directory() {
 }
 
 #[test]
+fn a_hard_link_is_durable_with_its_directory_and_outlives_the_other_name() {
+    // How Tandem writes its evidence key: write a temporary, fsync, link
+    // to the final name, unlink the temporary, fsync the directory.
+    let mut m = model();
+    let tmp = m.create(ROOT, n(".key.tmp"), meta()).unwrap();
+    m.write(tmp, 0, b"secret", now()).unwrap();
+    m.fsync(tmp).unwrap();
+    m.link(tmp, ROOT, n("key"), now()).unwrap();
+    assert_eq!(m.attr(tmp).unwrap().nlink, 2);
+    assert_eq!(m.link(tmp, ROOT, n("key"), now()), Err(Error::Exists));
+    let mut before = m.clone();
+    before.cut();
+    assert_eq!(content(&before, "key"), None, "the link was not synced");
+    m.unlink(ROOT, n(".key.tmp"), now()).unwrap();
+    assert_eq!(m.attr(tmp).unwrap().nlink, 1);
+    m.fsync_dir(ROOT).unwrap();
+    m.cut();
+    assert_eq!(content(&m, "key").as_deref(), Some(&b"secret"[..]));
+    assert_eq!(content(&m, ".key.tmp"), None);
+
+    let d = m.mkdir(ROOT, n("d"), meta()).unwrap();
+    assert_eq!(m.link(d, ROOT, n("d2"), now()), Err(Error::NotPermitted));
+}
+
+#[test]
+fn both_links_survive_when_both_were_synced() {
+    let mut m = model();
+    let d = m.mkdir(ROOT, n("d"), meta()).unwrap();
+    let f = m.create(ROOT, n("a"), meta()).unwrap();
+    m.write(f, 0, b"x", now()).unwrap();
+    m.fsync(f).unwrap();
+    m.link(f, d, n("b"), now()).unwrap();
+    m.fsync_dir(ROOT).unwrap();
+    m.cut();
+    assert_eq!(content(&m, "a").as_deref(), Some(&b"x"[..]));
+    assert_eq!(content(&m, "d/b").as_deref(), Some(&b"x"[..]));
+    let a = m.lookup(ROOT, n("a")).unwrap();
+    assert_eq!(m.attr(a).unwrap().nlink, 2);
+    m.unlink(ROOT, n("a"), now()).unwrap();
+    assert_eq!(content(&m, "d/b").as_deref(), Some(&b"x"[..]));
+}
+
+#[test]
 fn unlink_is_durable_with_the_directory_fsync() {
     let mut m = model();
     let f = m.create(ROOT, n("a"), meta()).unwrap();

@@ -56,7 +56,7 @@ fn file_attr(a: model::Attr) -> FileAttr {
         crtime: a.meta.ctime,
         kind: file_type(a.kind),
         perm: a.meta.perm,
-        nlink: if a.kind == Kind::Dir { 2 } else { 1 },
+        nlink: if a.kind == Kind::Dir { 2 } else { a.nlink },
         uid: a.meta.uid,
         gid: a.meta.gid,
         rdev: 0,
@@ -387,6 +387,16 @@ impl Filesystem for Fs {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let mut c = powered_or!(self, reply);
+        let path = c.model.child_path(newparent.0, newname);
+        let now = SystemTime::now();
+        let r = gated(&mut c, OpKind::Create, &[&path], no_fault, |m| {
+            m.link(ino.0, newparent.0, newname, now).map(|()| ino.0)
+        });
+        self.entry(r, &c, reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

@@ -150,6 +150,24 @@ fn a_created_file_whose_directory_was_not_fsynced_is_gone() {
     assert_eq!(fs::read(r.p("new")).unwrap_err().kind(), ErrorKind::NotFound);
 }
 
+/// Tandem's evidence key is created in the store directory by a hard link
+/// of a synced temporary file, then a directory fsync.
+#[test]
+fn a_hard_linked_file_survives_once_its_directory_is_synced() {
+    let Some(mut r) = Rig::new(1 << 30) else { return };
+    let f = write_new(&r.p(".key.tmp"), b"secret");
+    f.sync_all().unwrap();
+    fs::hard_link(r.p(".key.tmp"), r.p("key")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(r.p("key")).unwrap().nlink(), 2);
+    fs::remove_file(r.p(".key.tmp")).unwrap();
+    fsync_dir(&r.dir).unwrap();
+    drop(f);
+    r.cut_and_restart();
+    assert_eq!(fs::read(r.p("key")).unwrap(), b"secret");
+    assert!(!r.p(".key.tmp").exists());
+}
+
 #[test]
 fn the_trace_lists_durability_operations_with_relative_paths() {
     let Some(r) = Rig::new(1 << 30) else { return };
