@@ -78,6 +78,15 @@ impl Data {
         self.size = size;
     }
 
+    /// Whether chunk `i` is `other` itself (or both are zeros).
+    fn shares(&self, i: usize, other: Option<&Arc<Vec<u8>>>) -> bool {
+        match (self.chunks.get(i).and_then(|c| c.as_ref()), other) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
     /// Copies bytes `[start, end)` from `src` (not the size): whole chunks by
     /// sharing them, partial ones byte by byte.
     pub(crate) fn copy_from(&mut self, src: &Data, start: u64, end: u64) {
@@ -91,11 +100,19 @@ impl Data {
                     self.chunks.resize(i + 1, None);
                 }
                 self.chunks[i] = from;
-            } else {
+            } else if !self.shares(i, from.as_ref()) {
                 let dst = self.chunk_mut(i);
-                match from {
+                match &from {
                     Some(c) => dst[at..at + n].copy_from_slice(&c[at..at + n]),
                     None => dst[at..at + n].fill(0),
+                }
+                // A file synced in unaligned pieces: once its durable chunk
+                // holds the same bytes as the live one, share the live one
+                // rather than keep two copies for good.
+                if let (Some(c), Some(Some(d))) = (&from, self.chunks.get(i)) {
+                    if c[..] == d[..] {
+                        self.chunks[i] = Some(c.clone());
+                    }
                 }
             }
             pos += n as u64;
@@ -202,5 +219,24 @@ mod tests {
         // Writing to the source afterwards does not change the copy.
         src.write(CHUNK as u64, b"x");
         assert_eq!(dst.read(CHUNK as u64, 1), [1]);
+    }
+
+    #[test]
+    fn a_chunk_synced_in_pieces_ends_up_shared() {
+        let mut live = Data::default();
+        let mut durable = Data::default();
+        let mut off = 0u64;
+        for piece in [1000usize, 30_000, 40_000, 70_000] {
+            live.write(off, &vec![3; piece]);
+            durable.copy_from(&live, off, off + piece as u64);
+            off += piece as u64;
+        }
+        durable.size = live.size;
+        assert_eq!(durable.read(0, off as usize), live.read(0, off as usize));
+        // The first chunk is complete in both: one copy, shared.
+        assert!(Arc::ptr_eq(
+            live.chunks[0].as_ref().unwrap(),
+            durable.chunks[0].as_ref().unwrap()
+        ));
     }
 }
