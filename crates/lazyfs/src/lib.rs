@@ -34,7 +34,7 @@
 //! WAL (and with it the database file beside them), not for the database
 //! file itself.
 //!
-//! Performance (debug build, this 2-core machine, shared): 615 MB/s of
+//! Performance (debug build, this 2-core machine, shared): 570–910 MB/s of
 //! sequential 64 KiB writes through the mount with an fsync per second,
 //! 32 MiB segments rolled over and deleted as a recorder does (the
 //! `throughput_of_sequential_writes_with_an_fsync_per_second` test prints

@@ -121,6 +121,16 @@ fn std_fs_durability_across_a_cut() {
     assert!(r.fs.cut_time_us().is_some());
     let e = fs::read(r.p("d/a")).unwrap_err();
     assert_eq!(errno(&e), libc::EIO, "{e}");
+    for e in [
+        File::create(r.p("d/new")).unwrap_err(),
+        fs::create_dir(r.p("e")).unwrap_err(),
+        fs::read_dir(r.p("d")).unwrap_err(),
+        a.sync_all().unwrap_err(),
+        a.write_all(b"late").unwrap_err(),
+        fs::rename(r.p("d/a"), r.p("d/z")).unwrap_err(),
+    ] {
+        assert_eq!(errno(&e), libc::EIO, "{e}");
+    }
     drop((a, t, u));
     r.restart();
 
@@ -291,7 +301,11 @@ fn enospc_past_capacity_and_on_demand() {
     // SAFETY: valid path and out-pointer.
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
     assert_eq!(st.f_blocks * st.f_frsize, 1 << 20);
+    assert_eq!(st.f_bfree, st.f_blocks);
     let mut f = write_new(&r.p("big"), &[0; 1000]);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    assert_eq!(st.f_bavail * st.f_frsize, (1 << 20) - 4096, "1000 bytes used");
     let e = f.write_all(&[1; 1 << 20]).unwrap_err();
     assert_eq!(errno(&e), libc::ENOSPC);
     f.set_len(0).unwrap();
