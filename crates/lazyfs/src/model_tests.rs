@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::chunks::CHUNK;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -366,8 +365,15 @@ fn ranges_merge() {
 mod prop {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
-    const NAMES: [&str; 3] = ["a", "b", "c"];
+    /// Six names: three in the root, three in `d` (made durable first).
+    const SLOTS: [&str; 6] = ["a", "b", "c", "d/a", "d/b", "d/c"];
+    const DIRS: [&str; 2] = ["", "d"];
+
+    fn dir_of(slot: usize) -> usize {
+        slot / 3
+    }
 
     #[derive(Clone, Debug)]
     enum Op {
@@ -376,14 +382,15 @@ mod prop {
         Truncate(usize, u64),
         Fsync(usize),
         FsyncFails(usize),
-        FsyncDir,
+        FsyncDir(usize),
         Rename(usize, usize),
+        Link(usize, usize),
         Unlink(usize),
         Cut,
     }
 
     fn op() -> impl Strategy<Value = Op> {
-        let name = 0..NAMES.len();
+        let slot = 0..SLOTS.len();
         // Offsets and sizes that cross chunk boundaries.
         let off = prop_oneof![
             0..300u64,
@@ -391,31 +398,35 @@ mod prop {
             0..(3 * CHUNK as u64)
         ];
         prop_oneof![
-            name.clone().prop_map(Op::Create),
-            (
-                name.clone(),
+            2 => slot.clone().prop_map(Op::Create),
+            4 => (
+                slot.clone(),
                 off.clone(),
                 prop_oneof![1..300usize, 1..(2 * CHUNK)],
                 any::<u8>()
             )
                 .prop_map(|(f, o, l, b)| Op::Write(f, o, l, b)),
-            (name.clone(), off).prop_map(|(f, s)| Op::Truncate(f, s)),
-            name.clone().prop_map(Op::Fsync),
-            name.clone().prop_map(Op::FsyncFails),
-            Just(Op::FsyncDir),
-            (name.clone(), name.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
-            name.prop_map(Op::Unlink),
-            Just(Op::Cut),
+            2 => (slot.clone(), off).prop_map(|(f, s)| Op::Truncate(f, s)),
+            3 => slot.clone().prop_map(Op::Fsync),
+            2 => slot.clone().prop_map(Op::FsyncFails),
+            3 => (0..DIRS.len()).prop_map(Op::FsyncDir),
+            2 => (slot.clone(), slot.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
+            1 => (slot.clone(), slot.clone()).prop_map(|(a, b)| Op::Link(a, b)),
+            1 => slot.prop_map(Op::Unlink),
+            1 => Just(Op::Cut),
         ]
     }
 
-    /// Byte-level reference: every byte carries its own dirty flag.
+    /// Byte-level reference: every byte carries its own dirty flag, and a
+    /// file its sets of live and durable names.
     #[derive(Clone, Default)]
     struct RefFile {
         live: Vec<u8>,
         durable: Vec<u8>,
         dirty: Vec<bool>,
         size_dirty: bool,
+        live_names: BTreeSet<usize>,
+        durable_names: BTreeSet<usize>,
     }
 
     impl RefFile {
@@ -449,23 +460,80 @@ mod prop {
             self.dirty.clear();
             self.size_dirty = false;
         }
+        fn names_in(names: &BTreeSet<usize>, dir: usize) -> Vec<usize> {
+            names.iter().copied().filter(|&s| dir_of(s) == dir).collect()
+        }
     }
 
     #[derive(Default)]
     struct Reference {
         files: Vec<RefFile>,
-        live: BTreeMap<usize, usize>,
-        durable: BTreeMap<usize, usize>,
     }
 
-    fn check(m: &Model, r: &Reference) -> std::result::Result<(), TestCaseError> {
-        for (i, name) in NAMES.iter().enumerate() {
-            let want = r.live.get(&i).map(|&id| r.files[id].live.clone());
-            prop_assert_eq!(content(m, name), want, "file {}", name);
+    impl Reference {
+        fn at(&self, slot: usize) -> Option<usize> {
+            self.files.iter().position(|f| f.live_names.contains(&slot))
         }
+
+        /// A directory fsync: every file whose names in `dir` changed gets
+        /// all its live names as durable names, taking them from others.
+        fn fsync_dir(&mut self, dir: usize) {
+            for x in 0..self.files.len() {
+                let f = &self.files[x];
+                if RefFile::names_in(&f.live_names, dir) == RefFile::names_in(&f.durable_names, dir) {
+                    continue;
+                }
+                let names = f.live_names.clone();
+                for (y, g) in self.files.iter_mut().enumerate() {
+                    if y != x {
+                        g.durable_names.retain(|s| !names.contains(s));
+                    }
+                }
+                self.files[x].durable_names = names;
+            }
+        }
+
+        fn cut(&mut self) {
+            for f in &mut self.files {
+                f.live_names = f.durable_names.clone();
+                f.live = f.durable.clone();
+                f.forget();
+            }
+        }
+    }
+
+    fn lookup(m: &Model, slot: usize) -> Option<Ino> {
+        let mut ino = ROOT;
+        for part in SLOTS[slot].split('/') {
+            ino = m.lookup(ino, n(part)).ok()?;
+        }
+        Some(ino)
+    }
+
+    fn name_of(slot: usize) -> (usize, &'static str) {
+        (dir_of(slot), SLOTS[slot].rsplit('/').next().unwrap())
+    }
+
+    fn check(m: &Model, r: &Reference, dirs: [Ino; 2]) -> std::result::Result<(), TestCaseError> {
+        for (slot, path) in SLOTS.iter().enumerate() {
+            let want = r.at(slot).map(|id| r.files[id].live.clone());
+            prop_assert_eq!(content(m, path), want, "file {}", path);
+            if let Some(id) = r.at(slot) {
+                let ino = lookup(m, slot).unwrap();
+                let nlink = m.attr(ino).unwrap().nlink as usize;
+                prop_assert_eq!(nlink, r.files[id].live_names.len(), "nlink of {}", path);
+            }
+        }
+        let used: u64 = r
+            .files
+            .iter()
+            .filter(|f| !f.live_names.is_empty())
+            .map(|f| f.live.len() as u64)
+            .sum();
+        prop_assert_eq!(m.used(), used);
         prop_assert_eq!(
-            m.used(),
-            r.live.values().map(|&id| r.files[id].live.len() as u64).sum::<u64>()
+            m.readdir(dirs[1]).unwrap().len(),
+            (3..6).filter(|&s| r.at(s).is_some()).count()
         );
         Ok(())
     }
@@ -473,89 +541,110 @@ mod prop {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
         #[test]
-        fn after_a_cut_every_file_is_as_its_last_syncs_left_it(ops in proptest::collection::vec(op(), 1..60)) {
+        fn after_a_cut_every_name_and_byte_is_as_the_last_syncs_left_it(
+            ops in proptest::collection::vec(op(), 1..60)
+        ) {
             let mut m = model();
+            let d = m.mkdir(ROOT, n("d"), meta()).unwrap();
+            m.fsync_dir(ROOT).unwrap();
+            let dirs = [ROOT, d];
             let mut r = Reference::default();
             for op in ops {
                 match op {
-                    Op::Create(i) => {
-                        let got = m.create(ROOT, n(NAMES[i]), meta());
-                        if r.live.contains_key(&i) {
+                    Op::Create(s) => {
+                        let (dir, name) = name_of(s);
+                        let got = m.create(dirs[dir], n(name), meta());
+                        if r.at(s).is_some() {
                             prop_assert_eq!(got, Err(Error::Exists));
                         } else {
                             got.unwrap();
-                            r.files.push(RefFile::default());
-                            r.live.insert(i, r.files.len() - 1);
+                            r.files.push(RefFile {
+                                live_names: BTreeSet::from([s]),
+                                ..RefFile::default()
+                            });
                         }
                     }
-                    Op::Write(i, off, len, byte) => {
-                        let Some(&id) = r.live.get(&i) else { continue };
-                        let ino = m.lookup(ROOT, n(NAMES[i])).unwrap();
-                        m.write(ino, off, &vec![byte; len], now()).unwrap();
+                    Op::Write(s, off, len, byte) => {
+                        let Some(id) = r.at(s) else { continue };
+                        m.write(lookup(&m, s).unwrap(), off, &vec![byte; len], now()).unwrap();
                         let f = &mut r.files[id];
-                        let (s, e) = (off as usize, off as usize + len);
+                        let (a, e) = (off as usize, off as usize + len);
                         if f.live.len() < e {
                             f.resize(e);
                         }
-                        f.live[s..e].fill(byte);
-                        f.mark(s, e);
+                        f.live[a..e].fill(byte);
+                        f.mark(a, e);
                     }
-                    Op::Truncate(i, size) => {
-                        let Some(&id) = r.live.get(&i) else { continue };
-                        let ino = m.lookup(ROOT, n(NAMES[i])).unwrap();
-                        m.set_size(ino, size, now()).unwrap();
+                    Op::Truncate(s, size) => {
+                        let Some(id) = r.at(s) else { continue };
+                        m.set_size(lookup(&m, s).unwrap(), size, now()).unwrap();
                         r.files[id].resize(size as usize);
                     }
-                    Op::Fsync(i) | Op::FsyncFails(i) => {
-                        let Some(&id) = r.live.get(&i) else { continue };
-                        let ino = m.lookup(ROOT, n(NAMES[i])).unwrap();
-                        if matches!(op, Op::Fsync(_)) {
-                            m.fsync(ino).unwrap();
-                            r.files[id].fsync();
-                        } else {
-                            m.fsync_failed(ino).unwrap();
-                            r.files[id].forget();
-                        }
+                    Op::Fsync(s) => {
+                        let Some(id) = r.at(s) else { continue };
+                        m.fsync(lookup(&m, s).unwrap()).unwrap();
+                        r.files[id].fsync();
                     }
-                    Op::FsyncDir => {
-                        m.fsync_dir(ROOT).unwrap();
-                        r.durable = r.live.clone();
+                    Op::FsyncFails(s) => {
+                        let Some(id) = r.at(s) else { continue };
+                        m.fsync_failed(lookup(&m, s).unwrap()).unwrap();
+                        r.files[id].forget();
+                    }
+                    Op::FsyncDir(dir) => {
+                        m.fsync_dir(dirs[dir]).unwrap();
+                        r.fsync_dir(dir);
                     }
                     Op::Rename(a, b) => {
-                        let got = m.rename(ROOT, n(NAMES[a]), ROOT, n(NAMES[b]), false, now());
-                        match r.live.get(&a).copied() {
-                            None => prop_assert_eq!(got, Err(Error::NotFound)),
-                            Some(id) => {
+                        let ((da, na), (db, nb)) = (name_of(a), name_of(b));
+                        let got = m.rename(dirs[da], n(na), dirs[db], n(nb), false, now());
+                        match (r.at(a), r.at(b)) {
+                            (None, _) => prop_assert_eq!(got, Err(Error::NotFound)),
+                            (Some(x), Some(y)) if x == y => got.unwrap(),
+                            (Some(x), y) => {
                                 got.unwrap();
-                                r.live.remove(&a);
-                                r.live.insert(b, id);
+                                if let Some(y) = y {
+                                    r.files[y].live_names.remove(&b);
+                                }
+                                r.files[x].live_names.remove(&a);
+                                r.files[x].live_names.insert(b);
                             }
                         }
                     }
-                    Op::Unlink(i) => {
-                        let got = m.unlink(ROOT, n(NAMES[i]), now());
-                        prop_assert_eq!(got.is_ok(), r.live.remove(&i).is_some());
+                    Op::Link(a, b) => {
+                        let ((db, nb), ino) = (name_of(b), lookup(&m, a));
+                        match (r.at(a), r.at(b)) {
+                            (None, _) => continue,
+                            (Some(_), Some(_)) => {
+                                prop_assert_eq!(m.link(ino.unwrap(), dirs[db], n(nb), now()), Err(Error::Exists));
+                            }
+                            (Some(x), None) => {
+                                m.link(ino.unwrap(), dirs[db], n(nb), now()).unwrap();
+                                r.files[x].live_names.insert(b);
+                            }
+                        }
+                    }
+                    Op::Unlink(s) => {
+                        let (dir, name) = name_of(s);
+                        let got = m.unlink(dirs[dir], n(name), now());
+                        match r.at(s) {
+                            None => prop_assert_eq!(got, Err(Error::NotFound)),
+                            Some(x) => {
+                                got.unwrap();
+                                r.files[x].live_names.remove(&s);
+                            }
+                        }
                     }
                     Op::Cut => {
                         m.cut();
-                        r.live = r.durable.clone();
-                        for &id in r.durable.values() {
-                            let f = &mut r.files[id];
-                            f.live = f.durable.clone();
-                            f.forget();
-                        }
+                        r.cut();
                     }
                 }
-                check(&m, &r)?;
+                check(&m, &r, dirs)?;
             }
             // Always end with a cut: the property is about what survives.
             m.cut();
-            r.live = r.durable.clone();
-            for &id in r.durable.values() {
-                let f = &mut r.files[id];
-                f.live = f.durable.clone();
-            }
-            check(&m, &r)?;
+            r.cut();
+            check(&m, &r, dirs)?;
         }
     }
 }
