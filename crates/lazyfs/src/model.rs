@@ -309,6 +309,15 @@ impl Model {
         }
     }
 
+    /// Live files whose path contains `p`.
+    pub(crate) fn files_matching(&self, p: &str) -> Vec<Ino> {
+        self.live
+            .iter()
+            .filter(|(&ino, n)| n.kind() == Kind::File && self.path(ino).contains(p))
+            .map(|(&ino, _)| ino)
+            .collect()
+    }
+
     /// Entries of a live directory in name order.
     pub(crate) fn readdir(&self, ino: Ino) -> Result<Vec<(OsString, Ino, Kind)>> {
         Ok(self

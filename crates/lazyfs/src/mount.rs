@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, Request, SessionACL, SessionUnmounter, TimeOrNow, WriteFlags,
+    MountOption, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, SessionACL, SessionUnmounter, TimeOrNow, WriteFlags,
 };
 
 use crate::control::Control;
@@ -33,6 +33,10 @@ const BLOCK: u64 = 4096;
 pub(crate) struct Shared {
     ctl: Mutex<Control>,
     next_fh: AtomicU64,
+    /// The kernel connection of every live mount, by mount id: to drop
+    /// cached pages that must now fail to read.
+    notifiers: Mutex<Vec<(u64, Notifier)>>,
+    next_mount: AtomicU64,
 }
 
 fn now_us() -> i64 {
@@ -100,6 +104,8 @@ impl Shared {
         Arc::new(Shared {
             ctl: Mutex::new(Control::new(Model::new(capacity, SystemTime::now()))),
             next_fh: AtomicU64::new(1),
+            notifiers: Mutex::new(Vec::new()),
+            next_mount: AtomicU64::new(1),
         })
     }
 
@@ -145,7 +151,21 @@ impl Shared {
         tracing::info!(path_contains = p, "lazyfs: writes and creates fail with ENOSPC");
     }
     pub(crate) fn fail_reads(&self, p: &str) {
-        self.lock().fail_reads(p);
+        let inodes = {
+            let mut c = self.lock();
+            c.fail_reads(p);
+            c.model.files_matching(p)
+        };
+        // Pages already in the kernel's cache would still be served without
+        // asking us: drop them (without holding the lock, as the kernel may
+        // wait for reads in progress).
+        let notifiers = self.notifiers.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, n) in notifiers.iter() {
+            for &ino in &inodes {
+                // ENOENT: this kernel never saw the inode, nothing cached.
+                let _ = n.inval_inode(INodeNo(ino), 0, 0);
+            }
+        }
         tracing::info!(path_contains = p, "lazyfs: reads fail with EIO");
     }
     pub(crate) fn clear_faults(&self) {
@@ -592,6 +612,8 @@ impl Filesystem for Fs {
 /// A mounted lazy filesystem; dropping it unmounts (lazily if processes
 /// still hold it) and ends the session thread.
 pub struct Mount {
+    shared: Arc<Shared>,
+    id: u64,
     dir: PathBuf,
     /// The mount's device number: names its FUSE connection for an abort.
     dev: u64,
@@ -621,10 +643,17 @@ pub(crate) fn mount(s: &Arc<Shared>, dir: &Path) -> io::Result<Mount> {
     let fs = Fs { shared: s.clone() };
     let mut session = fuser::Session::new(fs, &dir, &config)?;
     let unmounter = session.unmount_callable();
+    let id = s.next_mount.fetch_add(1, Ordering::Relaxed);
+    s.notifiers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((id, session.notifier()));
     let thread = std::thread::Builder::new()
         .name("lazyfs".into())
         .spawn(move || session.run())?;
     let mut m = Mount {
+        shared: s.clone(),
+        id,
         dir,
         dev: 0,
         unmounter: Some(unmounter),
@@ -666,6 +695,11 @@ fn abort_connection(dev: u64) {
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        self.shared
+            .notifiers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(id, _)| *id != self.id);
         let busy = match self.unmounter.take().map(|mut u| u.unmount()) {
             Some(Err(e)) => {
                 tracing::info!(dir = %self.dir.display(), error = %e, "lazyfs: mount busy, detaching");

@@ -326,11 +326,28 @@ fn enospc_past_capacity_and_on_demand() {
 fn fail_reads_fails_only_the_matching_file() {
     let Some(r) = Rig::new(1 << 30) else { return };
     drop(write_new(&r.p("bad.mp4"), b"frames"));
+    // Whole pages written and read back are in the kernel's page cache.
+    let big = write_new(&r.p("bad-big.mp4"), &vec![5; 256 * 1024]);
+    assert_eq!(fs::read(r.p("bad-big.mp4")).unwrap().len(), 256 * 1024);
     drop(write_new(&r.p("good.mp4"), b"frames"));
     r.fs.fail_reads("bad");
     let e = fs::read(r.p("bad.mp4")).unwrap_err();
     assert_eq!(errno(&e), libc::EIO);
     assert_eq!(fs::read(r.p("good.mp4")).unwrap(), b"frames");
+    let e = fs::read(r.p("bad-big.mp4")).unwrap_err();
+    assert_eq!(errno(&e), libc::EIO, "a cached file read again fails too");
+    let mut buf = [0; 10];
+    let reader = File::open(r.p("good.mp4")).unwrap();
+    reader.read_exact_at(&mut buf[..6], 0).unwrap();
+    r.fs.fail_reads("good");
+    let e = reader.read_exact_at(&mut buf[..6], 0).unwrap_err();
+    assert_eq!(
+        errno(&e),
+        libc::EIO,
+        "a page read before the fault is not served from a cache"
+    );
+    let e = big.read_exact_at(&mut buf, 0).unwrap_err();
+    assert_eq!(errno(&e), libc::EIO, "a handle opened before the fault fails too");
     let f = OpenOptions::new().append(true).open(r.p("bad.mp4")).unwrap();
     f.write_all_at(b"!", 6).unwrap();
     r.fs.clear_faults();
