@@ -29,10 +29,16 @@
 //! rmdir counts as `OpKind::Unlink`, a hard link as `OpKind::Create`,
 //! `fallocate` as `OpKind::Write`; a cut disarms a pending `cut_at`; faults
 //! survive cuts until `clear_faults`; every operation but `release` fails
-//! with EIO while the power is off. A program that creates a file must fsync
-//! its directory for the name to survive: SQLite does so for its journal and
-//! WAL (and with it the database file beside them), not for the database
-//! file itself.
+//! with EIO while the power is off (pages the kernel had cached may still be
+//! read by a process until it is killed; a fresh mount has no cache).
+//!
+//! A program that creates a file or directory must fsync its parent
+//! directory for the name to survive: SQLite does so for its journal and WAL
+//! (and with them the database file beside them), not for the database file
+//! itself. Tried with Tandem's store on this filesystem: it creates its
+//! storage directory, `video/` and `video/chN/` without fsyncing their
+//! parents, so a cut takes the whole store with it unless the parents are
+//! synced.
 //!
 //! Performance (debug build, this 2-core machine, shared): 570–910 MB/s of
 //! sequential 64 KiB writes through the mount with an fsync per second,
