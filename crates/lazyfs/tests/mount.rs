@@ -293,6 +293,27 @@ fn a_slow_fsync_does_not_hold_up_other_files() {
 }
 
 #[test]
+fn slow_fsyncs_of_two_files_wait_side_by_side() {
+    let Some(r) = Rig::new(1 << 30) else { return };
+    let files: Vec<File> = (0..2).map(|i| write_new(&r.p(&format!("f{i}")), b"x")).collect();
+    r.fs.slow_fsync(Duration::from_millis(500));
+    let start = Instant::now();
+    let threads: Vec<_> = files
+        .into_iter()
+        .map(|f| std::thread::spawn(move || f.sync_all()))
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(
+        took < Duration::from_millis(900),
+        "one fsync waited for the other: {took:?}"
+    );
+}
+
+#[test]
 fn enospc_past_capacity_and_on_demand() {
     let Some(r) = Rig::new(1 << 20) else { return };
     // SAFETY: a zeroed statvfs is a valid out-parameter.
