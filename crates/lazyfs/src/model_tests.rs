@@ -478,12 +478,14 @@ mod prop {
         /// A directory fsync: every file whose names in `dir` changed gets
         /// all its live names as durable names, taking them from others.
         fn fsync_dir(&mut self, dir: usize) {
-            for x in 0..self.files.len() {
-                let f = &self.files[x];
-                if RefFile::names_in(&f.live_names, dir) == RefFile::names_in(&f.durable_names, dir) {
-                    continue;
-                }
-                let names = f.live_names.clone();
+            let affected: Vec<usize> = (0..self.files.len())
+                .filter(|&x| {
+                    let f = &self.files[x];
+                    RefFile::names_in(&f.live_names, dir) != RefFile::names_in(&f.durable_names, dir)
+                })
+                .collect();
+            for x in affected {
+                let names = self.files[x].live_names.clone();
                 for (y, g) in self.files.iter_mut().enumerate() {
                     if y != x {
                         g.durable_names.retain(|s| !names.contains(s));
