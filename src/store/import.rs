@@ -365,8 +365,7 @@ impl Worker {
                 &self.dir,
                 req.channel,
                 spans[run.start].0,
-                &entry,
-                entry_id,
+                (&entry, entry_id),
                 0,
                 true,
             )

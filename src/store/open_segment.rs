@@ -103,8 +103,7 @@ impl OpenSegment {
         dir: &Path,
         channel: u32,
         start: Time90k,
-        entry: &Arc<SampleEntry>,
-        entry_id: i64,
+        (entry, entry_id): (&Arc<SampleEntry>, i64),
         run: u64,
         sync_now: bool,
     ) -> std::io::Result<OpenSegment> {
@@ -507,7 +506,7 @@ mod tests {
         db::migrate(&mut conn).unwrap();
         let e = entry();
         let eid = db::upsert_sample_entry(&conn, &e.data, e.codec, e.width, e.height).unwrap();
-        let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), &e, eid, 1, false).unwrap();
+        let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), (&e, eid), 1, false).unwrap();
         for i in 0..5 {
             seg.write_frame(Time90k(i * 3000), i == 0, &[i as u8; 100]).unwrap();
         }
@@ -541,7 +540,7 @@ mod tests {
         db::migrate(&mut conn).unwrap();
         let e = entry();
         let eid = db::upsert_sample_entry(&conn, &e.data, e.codec, e.width, e.height).unwrap();
-        let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), &e, eid, 1, false).unwrap();
+        let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), (&e, eid), 1, false).unwrap();
         seg.write_frame(Time90k(0), true, &[1; 10]).unwrap();
         let id = seg.id;
         let lost = seg.close_durable(&conn, dir.path(), 1, &std::io::Error::from_raw_os_error(libc::EIO));

@@ -459,8 +459,7 @@ impl Writer {
                 &self.cfg.dir,
                 channel,
                 start,
-                entry,
-                entry_id,
+                (entry, entry_id),
                 run,
                 sync_now,
             )
