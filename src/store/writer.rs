@@ -637,39 +637,8 @@ impl Writer {
                 .iter()
                 .filter_map(|(&ch, st)| st.open.as_ref().filter(|o| o.dirty).map(|o| (ch, o)))
                 .collect();
-            let files: Vec<&std::fs::File> = dirty.iter().map(|d| d.1.file()).collect();
-            let mut r = super::flush::sync_files(&files);
-            // New segments' names: their directories, each once, after the files.
-            let mut dirs: Vec<&std::path::Path> = dirty
-                .iter()
-                .zip(&r)
-                .filter(|(_, r)| r.is_ok())
-                .filter_map(|(d, _)| d.1.dir_unsynced())
-                .collect();
-            dirs.sort();
-            dirs.dedup();
-            if !dirs.is_empty() {
-                let opened: Vec<std::io::Result<std::fs::File>> = dirs.iter().map(std::fs::File::open).collect();
-                let handles: Vec<&std::fs::File> = opened.iter().filter_map(|f| f.as_ref().ok()).collect();
-                let synced = super::flush::sync_files(&handles);
-                let mut synced = synced.into_iter();
-                let failed: Vec<(&std::path::Path, String)> = dirs
-                    .iter()
-                    .zip(&opened)
-                    .filter_map(|(d, f)| match f {
-                        Err(e) => Some((*d, e.to_string())),
-                        Ok(_) => synced.next().and_then(|r| r.err()).map(|e| (*d, e.to_string())),
-                    })
-                    .collect();
-                for (d, o) in dirty.iter().zip(r.iter_mut()) {
-                    if let Some((_, e)) = failed.iter().find(|(fd, _)| Some(*fd) == d.1.dir_unsynced()) {
-                        *o = Err(std::io::Error::other(format!(
-                            "fsync of {} failed: {e}",
-                            d.1.dir_unsynced().map(|p| p.display().to_string()).unwrap_or_default()
-                        )));
-                    }
-                }
-            }
+            let segs: Vec<&OpenSegment> = dirty.iter().map(|d| d.1).collect();
+            let r = super::flush::sync_segments(&segs);
             dirty.iter().map(|d| d.0).zip(r).collect()
         };
         let mut updates = Vec::new();
