@@ -374,9 +374,16 @@ fn quarantine(
     report: &mut RepairReport,
 ) -> Result<()> {
     let aside = dir.join("damaged");
-    std::fs::create_dir_all(&aside)?;
+    super::create_dir_durable(&aside)?;
     let to = aside.join(format!("ch{channel}-{id:016}.seg"));
     std::fs::rename(path, &to)?;
+    // Both names must be durable before the row goes: a power cut after the
+    // row's deletion must not bring the file back where startup would adopt
+    // it again, nor lose it from both places.
+    std::fs::File::open(&aside)?.sync_all()?;
+    if let Some(from) = path.parent() {
+        std::fs::File::open(from)?.sync_all()?;
+    }
     if !adopt {
         db::delete_segment_row(conn, id)?;
     }
