@@ -247,11 +247,13 @@ pub fn repair_from_log(log: &str) -> RepairSeen {
 /// last operations), `import` (staging or the import channel's files among
 /// the last operations), `flush` (a segment fsync followed by the index
 /// commit, the steady state). `tail` is how many operations count as "last".
+/// Paths are relative to the mount point, so the store's are found by their
+/// inner parts (`video/chN/ID.seg`, `import/`, `-wal`).
 pub fn phases(trace: &[OpRecord], import_channel_dir: &str, tail: usize) -> Vec<&'static str> {
     let mut out = Vec::new();
     let from = trace.len().saturating_sub(tail);
     let last = &trace[from..];
-    let is_seg = |r: &OpRecord| r.path.starts_with("video/") && r.path.ends_with(".seg");
+    let is_seg = |r: &OpRecord| r.path.contains("video/") && r.path.ends_with(".seg");
     let is_wal = |r: &OpRecord| r.op == OpKind::Fsync && r.path.ends_with("-wal");
     let open_create = trace
         .iter()
@@ -260,12 +262,14 @@ pub fn phases(trace: &[OpRecord], import_channel_dir: &str, tail: usize) -> Vec<
         .find(|(_, r)| r.op == OpKind::Create && is_seg(r));
     let creating = open_create.is_some_and(|(i, c)| {
         let dir = c.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-        !trace[i + 1..].iter().any(|r| r.op == OpKind::FsyncDir && r.path == dir)
+        !trace[i + 1..]
+            .iter()
+            .any(|r| r.op == OpKind::FsyncDir && r.path.trim_end_matches('/') == dir)
     });
     if creating
         || last
             .iter()
-            .any(|r| r.op == OpKind::Create && is_seg(r) && !r.path.starts_with(import_channel_dir))
+            .any(|r| r.op == OpKind::Create && is_seg(r) && !r.path.contains(import_channel_dir))
     {
         out.push("rollover");
     }
@@ -280,7 +284,7 @@ pub fn phases(trace: &[OpRecord], import_channel_dir: &str, tail: usize) -> Vec<
     }
     if last
         .iter()
-        .any(|r| r.path.starts_with("import/") || r.path.starts_with(import_channel_dir))
+        .any(|r| r.path.contains("import/") || r.path.contains(import_channel_dir))
     {
         out.push("import");
     }
@@ -395,7 +399,7 @@ mod tests {
         deleting.push(op(5, Fsync, "index.db-wal"));
         assert_eq!(phases(&deleting, "video/ch9/", 1), Vec::<&str>::new());
         assert_eq!(phases(&deleting, "video/ch9/", 3), vec!["retention"]);
-        let import = vec![op(1, Fsync, "import/ab-3.part")];
+        let import = vec![op(1, Fsync, "data/import/ab-3.part")];
         assert_eq!(phases(&import, "video/ch9/", 4), vec!["import"]);
         let merge = vec![op(1, Create, "video/ch9/7.seg"), op(2, FsyncDir, "video/ch9")];
         assert_eq!(phases(&merge, "video/ch9/", 4), vec!["import"]);
