@@ -194,6 +194,17 @@ impl Work {
     }
 }
 
+impl Work {
+    /// Creates the storage directory on the fresh mount and makes its name
+    /// durable, as an installer does before the NVR first runs; everything
+    /// under it is the store's to make durable.
+    pub fn install(&self) -> Result<(), LabError> {
+        std::fs::create_dir_all(&self.data)
+            .and_then(|_| std::fs::File::open(&self.mnt)?.sync_all())
+            .map_err(|e| LabError::Io(format!("creating {} durably", self.data.display()), e))
+    }
+}
+
 /// The NVR's configuration: the store on the mount, short segments, a 1-MiB
 /// (the least allowed) retention cap per channel, the peer token for imports.
 pub(crate) fn nvr_config(
@@ -305,6 +316,11 @@ pub(crate) fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
+/// How far before a cut the checks look, seconds: enough for any loss
+/// worth measuring, and well inside what retention keeps (about 40 s per
+/// channel at the lab's bitrate), so no file is deleted under an audit.
+const WINDOW_S: f64 = 20.0;
+
 /// Checks the store after a restart: the restart's log (repair, alarms),
 /// `tandem audit` of each channel around the cut (damaged files, checksums,
 /// duplicates, footage lost before the cut) and `tandem verify` of the
@@ -328,7 +344,7 @@ pub(crate) fn check_after(
     if !seen.check_done {
         problems.push("the check of finished segments did not finish within 10 s".into());
     }
-    let from = format_rfc3339_us(cut_us - 20_000_000);
+    let from = format_rfc3339_us(cut_us - (WINDOW_S * 1e6) as i64);
     let d = data.to_string_lossy();
     let mut lost = Vec::new();
     for &ch in channels.iter().chain(extra_channels) {
@@ -360,9 +376,11 @@ pub(crate) fn check_after(
         }
         match lost_before_cut_s(&a, cut_us) {
             Ok(l) => lost.push(l),
+            // Nothing stored in the audited window before the cut: at least
+            // the whole window was lost.
             Err(e) => {
                 problems.push(format!("channel {ch}: {e}"));
-                lost.push(f64::NAN);
+                lost.push(WINDOW_S);
             }
         }
     }
@@ -427,14 +445,13 @@ impl Importer {
 /// The newest finished segment file of a channel directory (the newest one
 /// is still being written).
 fn recent_segment(dir: &Path) -> Option<Vec<u8>> {
-    let mut ids: Vec<i64> = std::fs::read_dir(dir)
+    let mut files: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
         .ok()?
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok()?, e.path())))
         .collect();
-    ids.sort_unstable();
-    let id = ids.iter().rev().nth(1)?;
-    std::fs::read(dir.join(format!("{id}.seg"))).ok()
+    files.sort_unstable();
+    std::fs::read(&files.iter().rev().nth(1)?.1).ok()
 }
 
 fn upload(port: u16, seg: u64, bytes: &[u8]) -> bool {
@@ -487,6 +504,7 @@ pub fn run(cfg: &LabConfig) -> Result<LabReport, LabError> {
         fs.mount(&work.mnt)
             .map_err(|e| LabError::Io(format!("mounting at {}", work.mnt.display()), e))?,
     );
+    work.install()?;
     let gop = "10".to_string();
     let br = cfg.camera_bitrate_kbps.to_string();
     let cam_args = [
@@ -545,7 +563,7 @@ pub fn run(cfg: &LabConfig) -> Result<LabReport, LabError> {
             i.finish();
         }
         let trace = fs.trace();
-        let ph = phases(&trace, "video/ch9/", 6);
+        let ph = phases(&trace, "video/ch9/", 3);
         let mut phase_names: Vec<String> = ph.iter().map(|p| p.to_string()).collect();
         if import_in_flight && !phase_names.iter().any(|p| p == "import") {
             phase_names.push("import".into());
@@ -643,7 +661,8 @@ pub fn row(c: &CutReport) -> String {
         c.phases.join(",")
     );
     if !c.consistent {
-        s.push_str(&format!("\n      why: {}", c.reason));
+        let why: String = c.reason.chars().take(400).collect();
+        s.push_str(&format!("\n      why: {why}{}", if why.len() < c.reason.len() { " …" } else { "" }));
     }
     s
 }

@@ -21,8 +21,8 @@ use crate::{LazyFs, Match, OpKind, OpRecord, When};
 
 /// The segment whose life is cut at (the first one opens at start-up; the
 /// second is the first made by a rollover) and the channel directory.
-const SEG: &str = "video/ch1/2.seg";
-const NEXT: &str = "video/ch1/3.seg";
+const SEG: &str = "video/ch1/0000000000000002.seg";
+const NEXT: &str = "video/ch1/0000000000000003.seg";
 const DIR: &str = "video/ch1";
 const WAL: &str = "index.db-wal";
 
@@ -232,6 +232,7 @@ impl BoundarySetup {
         let mount = fs
             .mount(&self.work.mnt)
             .map_err(|e| LabError::Io(format!("mounting at {}", self.work.mnt.display()), e))?;
+        self.work.install()?;
         let port = procs::free_port()?;
         let text = super::nvr_config(&self.work.data, port, &self.urls, 1, 2, 1 << 20, None);
         std::fs::write(&self.work.config, text)
