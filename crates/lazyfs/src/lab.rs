@@ -241,6 +241,9 @@ pub(crate) fn nvr_config(
 pub(crate) struct Nvr {
     pub proc: Proc,
     pub started: Instant,
+    /// Per channel (in the order asked), a wall-clock instant before this
+    /// run's first frame arrived: the poll before the one that saw it.
+    pub since_us: Vec<i64>,
 }
 
 /// Starts the NVR and waits until every channel in `channels` has written a
@@ -254,16 +257,25 @@ pub(crate) fn start_recording(
     log: &Path,
 ) -> Result<Nvr, String> {
     let started = Instant::now();
+    let mut since_us = vec![now_us(); channels.len()];
+    let mut seen = vec![false; channels.len()];
     let mut proc = procs::serve(tandem, &work.config, log).map_err(|e| e.to_string())?;
     let ok = procs::wait_until(Duration::from_secs(30), || {
         if !proc.alive() {
             return true;
         }
-        procs::frames_written(port, token).is_some_and(|v| {
-            channels
-                .iter()
-                .all(|c| v.iter().any(|&(n, f)| n == u64::from(*c) && f > 0))
-        })
+        let polled = now_us();
+        let Some(v) = procs::frames_written(port, token) else {
+            return false;
+        };
+        for (i, c) in channels.iter().enumerate() {
+            if v.iter().any(|&(n, f)| n == u64::from(*c) && f > 0) {
+                seen[i] = true;
+            } else if !seen[i] {
+                since_us[i] = polled;
+            }
+        }
+        seen.iter().all(|s| *s)
     });
     if !ok || !proc.alive() {
         let log = proc.log_text();
@@ -275,7 +287,11 @@ pub(crate) fn start_recording(
             tail.join("\n")
         ));
     }
-    Ok(Nvr { proc, started })
+    Ok(Nvr {
+        proc,
+        started,
+        since_us,
+    })
 }
 
 /// Cuts, kills the NVR, and remounts the surviving state. `arm` aims the cut
@@ -331,6 +347,7 @@ pub(crate) fn check_after(
     log: &Path,
     cut_us: i64,
     channels: &[u32],
+    since_us: &[i64],
     extra_channels: &[u32],
 ) -> (Vec<f64>, RepairSeen, Vec<String>) {
     // Repair runs before recording resumes; the check of finished segments
@@ -374,10 +391,14 @@ pub(crate) fn check_after(
         if a["duplicates"].as_u64().unwrap_or(0) > 0 {
             problems.push(format!("channel {ch}: {} duplicate frames", a["duplicates"]));
         }
-        match lost_before_cut_s(&a, cut_us) {
+        let since = channels
+            .iter()
+            .position(|c| *c == ch)
+            .and_then(|i| since_us.get(i))
+            .copied()
+            .unwrap_or(0);
+        match lost_before_cut_s(&a, cut_us, since) {
             Ok(l) => lost.push(l),
-            // Nothing stored in the audited window before the cut: at least
-            // the whole window was lost.
             Err(e) => {
                 problems.push(format!("channel {ch}: {e}"));
                 lost.push(WINDOW_S);
@@ -557,6 +578,7 @@ pub fn run(cfg: &LabConfig) -> Result<LabReport, LabError> {
         let importer = (what == "import").then(|| Importer::start(port, work.data.clone(), Duration::from_millis(20)));
         std::thread::sleep(Duration::from_millis(wait));
         let in_flight = importer.as_ref().map(|i| i.in_flight.clone());
+        let since_us = nvr.since_us.clone();
         let (cut_us, fired) = cut_and_remount(&fs, &mut mount, &work.mnt, &mut nvr, arm, Duration::from_secs(8))?;
         let import_in_flight = in_flight.is_some_and(|f| f.load(Ordering::SeqCst));
         if let Some(i) = importer {
@@ -594,7 +616,7 @@ pub fn run(cfg: &LabConfig) -> Result<LabReport, LabError> {
             Ok(next) => {
                 r.restart_s = next.started.elapsed().as_secs_f64();
                 nvr = next;
-                let (lost, seen, problems) = check_after(&cfg.tandem, &work.data, &log, cut_us, &channels, &extra);
+                let (lost, seen, problems) = check_after(&cfg.tandem, &work.data, &log, cut_us, &channels, &since_us, &extra);
                 r.lost_s = lost.iter().cloned().fold(0.0, f64::max);
                 r.lost_s_by_channel = lost.iter().map(|l| (l * 1000.0).round() / 1000.0).collect();
                 r.repaired = seen.repaired;

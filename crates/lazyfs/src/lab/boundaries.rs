@@ -302,6 +302,7 @@ impl BoundarySetup {
                 fs.cut();
             }
             let cut_us = fs.cut_time_us().unwrap_or_else(super::now_us);
+            let since_us = nvr.since_us.clone();
             nvr.proc.kill();
             drop(mount);
             let trace: Vec<OpRecord> = fs.trace().into_iter().filter(|r| r.seq > armed).collect();
@@ -318,7 +319,7 @@ impl BoundarySetup {
             };
             match restarted {
                 Ok(mut n2) => {
-                    let (lost, seen, problems) = check_after(&self.tandem, &self.work.data, &log2, cut_us, &[1], &[]);
+                    let (lost, seen, problems) = check_after(&self.tandem, &self.work.data, &log2, cut_us, &[1], &since_us, &[]);
                     out.lost_s = lost.first().cloned().unwrap_or(f64::NAN);
                     out.repaired = seen.repaired;
                     out.repair_summary = seen.summary;

@@ -106,23 +106,25 @@ pub fn format_rfc3339_us(us: i64) -> String {
 
 /// Footage lost before a cut on one channel, from `tandem audit --data`'s
 /// JSON: the cut instant minus the capture time of the last frame stored
-/// before it. That frame is the `last_before` of the gap spanning the cut,
-/// or, when nothing after the cut is indexed yet, the last frame of all.
-/// 0 when frames on both sides are stored with no gap between them.
-pub fn lost_before_cut_s(audit: &Value, cut_us: i64) -> Result<f64, String> {
-    let cams = audit["cameras"].as_array().filter(|c| !c.is_empty()).ok_or_else(|| {
-        format!(
-            "the audit found no stamped frames (frames_found {})",
-            audit["frames_found"]
-        )
-    })?;
+/// before it — the `last_before` of the gap spanning the cut, or, when
+/// nothing after the cut is indexed yet, the last frame of all — but never
+/// counting from before `since_us`, when the NVR that was cut began
+/// recording (what was missing before that is the previous restart's gap,
+/// not this cut's loss). 0 when frames on both sides are stored with no gap
+/// between them.
+pub fn lost_before_cut_s(audit: &Value, cut_us: i64, since_us: i64) -> Result<f64, String> {
+    let t = |v: &Value, k: &str| {
+        v[k].as_str()
+            .and_then(parse_rfc3339_us)
+            .ok_or_else(|| format!("audit field {k} is not a time: {}", v[k]))
+    };
     let mut worst = 0.0f64;
-    for cam in cams {
-        let t = |v: &Value, k: &str| {
-            v[k].as_str()
-                .and_then(parse_rfc3339_us)
-                .ok_or_else(|| format!("audit field {k} is not a time: {}", v[k]))
-        };
+    let cams = audit["cameras"].as_array().cloned().unwrap_or_default();
+    if cams.is_empty() {
+        // Nothing stored in the window at all: all of this run was lost.
+        return Ok((cut_us - since_us).max(0) as f64 / 1e6);
+    }
+    for cam in &cams {
         let mut last_before = None;
         for g in cam["gaps"].as_array().into_iter().flatten() {
             let (lb, fa) = (t(g, "last_before")?, t(g, "first_after")?);
@@ -135,16 +137,13 @@ pub fn lost_before_cut_s(audit: &Value, cut_us: i64) -> Result<f64, String> {
             None => {
                 let (first, last) = (t(cam, "first_capture")?, t(cam, "last_capture")?);
                 if first > cut_us {
-                    return Err(format!(
-                        "camera {}: no frame stored before the cut (the first is {} s after it)",
-                        cam["camera_id"],
-                        (first - cut_us) as f64 / 1e6
-                    ));
+                    since_us
+                } else {
+                    last.min(cut_us)
                 }
-                last.min(cut_us)
             }
         };
-        worst = worst.max((cut_us - last_before) as f64 / 1e6);
+        worst = worst.max((cut_us - last_before.max(since_us)).max(0) as f64 / 1e6);
     }
     Ok(worst)
 }
@@ -329,26 +328,30 @@ mod tests {
     #[test]
     fn lost_is_measured_from_the_gap_spanning_the_cut() {
         let cut = 100_000_000;
+        let lost = |a: &Value, since| lost_before_cut_s(a, cut, since).unwrap();
         let a = json!({"cameras": [{"camera_id": 1, "first_capture": t(50_000_000), "last_capture": t(120_000_000),
             "gaps": [{"last_before": t(60_000_000), "first_after": t(61_000_000)},
                      {"last_before": t(99_300_000), "first_after": t(102_000_000)}]}]});
-        assert!((lost_before_cut_s(&a, cut).unwrap() - 0.7).abs() < 1e-9);
+        assert!((lost(&a, 0) - 0.7).abs() < 1e-9);
         // Nothing after the cut indexed yet: the last frame of all.
         let a = json!({"cameras": [{"camera_id": 1, "first_capture": t(50_000_000), "last_capture": t(99_000_000), "gaps": []}]});
-        assert!((lost_before_cut_s(&a, cut).unwrap() - 1.0).abs() < 1e-9);
+        assert!((lost(&a, 0) - 1.0).abs() < 1e-9);
+        // The run that was cut began after that frame: counted from its start.
+        assert!((lost(&a, 99_600_000) - 0.4).abs() < 1e-9);
         // Stored on both sides with no gap: nothing lost.
         let a = json!({"cameras": [{"camera_id": 1, "first_capture": t(50_000_000), "last_capture": t(120_000_000), "gaps": []}]});
-        assert_eq!(lost_before_cut_s(&a, cut).unwrap(), 0.0);
-        // The worst camera counts; no camera or no frame before the cut is an error.
+        assert_eq!(lost(&a, 0), 0.0);
+        // The worst camera counts.
         let a = json!({"cameras": [
             {"camera_id": 1, "first_capture": t(0), "last_capture": t(99_900_000), "gaps": []},
             {"camera_id": 2, "first_capture": t(0), "last_capture": t(98_000_000), "gaps": []}]});
-        assert!((lost_before_cut_s(&a, cut).unwrap() - 2.0).abs() < 1e-9);
-        assert!(lost_before_cut_s(&json!({"cameras": [], "frames_found": 0}), cut).is_err());
+        assert!((lost(&a, 0) - 2.0).abs() < 1e-9);
+        // Nothing stored before the cut, or nothing at all: the run's whole recording.
         let a = json!({"cameras": [{"camera_id": 1, "first_capture": t(101_000_000), "last_capture": t(120_000_000), "gaps": []}]});
-        assert!(lost_before_cut_s(&a, cut)
-            .unwrap_err()
-            .contains("no frame stored before"));
+        assert!((lost(&a, 99_500_000) - 0.5).abs() < 1e-9);
+        assert!((lost(&json!({"cameras": [], "frames_found": 0}), 99_000_000) - 1.0).abs() < 1e-9);
+        let bad = json!({"cameras": [{"camera_id": 1, "first_capture": "x", "last_capture": t(0), "gaps": []}]});
+        assert!(lost_before_cut_s(&bad, cut, 0).unwrap_err().contains("first_capture"));
     }
 
     #[test]
