@@ -616,7 +616,8 @@ pub fn run(cfg: &LabConfig) -> Result<LabReport, LabError> {
             Ok(next) => {
                 r.restart_s = next.started.elapsed().as_secs_f64();
                 nvr = next;
-                let (lost, seen, problems) = check_after(&cfg.tandem, &work.data, &log, cut_us, &channels, &since_us, &extra);
+                let (lost, seen, problems) =
+                    check_after(&cfg.tandem, &work.data, &log, cut_us, &channels, &since_us, &extra);
                 r.lost_s = lost.iter().cloned().fold(0.0, f64::max);
                 r.lost_s_by_channel = lost.iter().map(|l| (l * 1000.0).round() / 1000.0).collect();
                 r.repaired = seen.repaired;
@@ -684,7 +685,10 @@ pub fn row(c: &CutReport) -> String {
     );
     if !c.consistent {
         let why: String = c.reason.chars().take(400).collect();
-        s.push_str(&format!("\n      why: {why}{}", if why.len() < c.reason.len() { " …" } else { "" }));
+        s.push_str(&format!(
+            "\n      why: {why}{}",
+            if why.len() < c.reason.len() { " …" } else { "" }
+        ));
     }
     s
 }

@@ -1,6 +1,8 @@
 //! `powercut-lab --tandem PATH [--cuts N] [--json FILE] [--seed S] [--work DIR]`:
 //! the power-cut lab at scale (see `lazyfs::lab`). Prints a line per cut and
-//! the summary; writes the whole report as JSON when asked. Exits 1 when a
+//! the summary; writes the whole report as JSON when asked. With
+//! `--boundaries` it cuts at every durability boundary of one segment's life
+//! instead (the list, then a line per boundary). Exits 1 when a
 //! store was inconsistent or a cut lost more than the promise, 2 on bad
 //! arguments or when the lab could not run. Needs root (FUSE).
 
@@ -9,9 +11,10 @@ use std::process::ExitCode;
 
 use lazyfs::lab::{self, LabConfig};
 
-const USAGE: &str = "usage: powercut-lab --tandem PATH [--cuts N] [--json FILE] [--seed S] [--work DIR]";
+const USAGE: &str = "usage: powercut-lab --tandem PATH [--cuts N] [--json FILE] [--seed S] [--work DIR] [--boundaries]";
 
-fn parse(args: &[String]) -> Result<(LabConfig, Option<PathBuf>), String> {
+fn parse(args: &[String]) -> Result<(LabConfig, Option<PathBuf>, bool), String> {
+    let mut boundaries = false;
     let mut tandem = None;
     let mut cuts = 100u32;
     let mut json = None;
@@ -36,6 +39,7 @@ fn parse(args: &[String]) -> Result<(LabConfig, Option<PathBuf>), String> {
                 )
             }
             "--work" => work = Some(PathBuf::from(value("--work")?)),
+            "--boundaries" => boundaries = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -47,18 +51,28 @@ fn parse(args: &[String]) -> Result<(LabConfig, Option<PathBuf>), String> {
     }
     cfg.work_dir = work;
     cfg.progress = true;
-    Ok((cfg, json))
+    Ok((cfg, json, boundaries))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cfg, json) = match parse(&args) {
+    let (cfg, json, boundaries) = match parse(&args) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
+    if boundaries {
+        return match run_boundaries(&cfg, json.as_deref()) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("powercut-lab: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     eprintln!(
         "power-cut lab: {} cuts, seed {}, flush interval {} s, promise {:.2} s",
         cfg.cuts,
@@ -107,4 +121,45 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// Cuts at each boundary of segment 2's life; whether all were consistent,
+/// within the promise and landed where aimed.
+fn run_boundaries(cfg: &LabConfig, json: Option<&std::path::Path>) -> Result<bool, lab::LabError> {
+    let mut setup = lab::BoundarySetup::start(&cfg.tandem, cfg.work_dir.as_deref())?;
+    setup.progress = true;
+    let reference = setup.reference()?;
+    let list = lab::segment_life(&reference).map_err(lab::LabError::Nvr)?;
+    eprintln!("the durability boundaries of segment 2's life (from the reference trace):");
+    for (i, b) in list.iter().enumerate() {
+        if let Some((m, nth)) = b.trigger(&reference) {
+            eprintln!(
+                "{:>3}. {:<48} {:?} {} #{nth} {:?}",
+                i + 1,
+                b.label,
+                m.op,
+                m.path_contains,
+                b.when
+            );
+        }
+    }
+    let mut runs = Vec::new();
+    for b in &list {
+        runs.push(setup.run(b, &reference)?);
+    }
+    let ok = runs
+        .iter()
+        .all(|r| r.hit && r.consistent && r.lost_s <= cfg.promise_s());
+    for r in &runs {
+        println!(
+            "{:<48} hit={} tries={} consistent={} lost_s={:.3} repair: {}",
+            r.label, r.hit, r.tries, r.consistent, r.lost_s, r.repair_summary
+        );
+    }
+    if let Some(path) = json {
+        let text =
+            serde_json::to_string_pretty(&serde_json::json!({ "boundaries": list, "runs": runs })).unwrap_or_default();
+        std::fs::write(path, text).map_err(|e| lab::LabError::Io(format!("writing {}", path.display()), e))?;
+    }
+    Ok(ok)
 }

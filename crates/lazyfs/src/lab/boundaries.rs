@@ -319,7 +319,8 @@ impl BoundarySetup {
             };
             match restarted {
                 Ok(mut n2) => {
-                    let (lost, seen, problems) = check_after(&self.tandem, &self.work.data, &log2, cut_us, &[1], &since_us, &[]);
+                    let (lost, seen, problems) =
+                        check_after(&self.tandem, &self.work.data, &log2, cut_us, &[1], &since_us, &[]);
                     out.lost_s = lost.first().cloned().unwrap_or(f64::NAN);
                     out.repaired = seen.repaired;
                     out.repair_summary = seen.summary;
