@@ -15,7 +15,10 @@ use std::time::Instant;
 
 fn lazyfs_here() -> bool {
     let r = lazyfs::available();
-    prerequisite(r.is_ok(), &format!("the lazy filesystem: {}", r.err().unwrap_or_default()))
+    prerequisite(
+        r.is_ok(),
+        &format!("the lazy filesystem: {}", r.err().unwrap_or_default()),
+    )
 }
 
 #[test]
@@ -43,7 +46,11 @@ fn a_hundred_random_power_cuts() {
     assert_eq!(s.stopped_early, None);
     assert_eq!(report.cuts.len(), 100);
     for c in &report.cuts {
-        assert!(c.consistent, "cut {}: {} (trace tail {:?})", c.n, c.reason, c.trace_tail);
+        assert!(
+            c.consistent,
+            "cut {}: {} (trace tail {:?})",
+            c.n, c.reason, c.trace_tail
+        );
         assert!(
             c.lost_s <= cfg.promise_s(),
             "cut {} lost {:.3} s before the cut (promise {:.2} s): {:?}",
@@ -71,7 +78,14 @@ fn a_cut_at_every_boundary_of_a_segments_life() {
     eprintln!("the durability boundaries of segment 2's life:");
     for (i, b) in boundaries.iter().enumerate() {
         let (m, nth) = b.trigger(&reference).unwrap();
-        eprintln!("{:>3}. {:<48} {:?} {:?} #{nth} {:?}", i + 1, b.label, m.op, m.path_contains, b.when);
+        eprintln!(
+            "{:>3}. {:<48} {:?} {:?} #{nth} {:?}",
+            i + 1,
+            b.label,
+            m.op,
+            m.path_contains,
+            b.when
+        );
     }
     let mut missed = Vec::new();
     for b in &boundaries {
@@ -87,5 +101,8 @@ fn a_cut_at_every_boundary_of_a_segments_life() {
             missed.push(r.label);
         }
     }
-    assert!(missed.is_empty(), "cuts that never landed on their boundary in 4 tries: {missed:?}");
+    assert!(
+        missed.is_empty(),
+        "cuts that never landed on their boundary in 4 tries: {missed:?}"
+    );
 }

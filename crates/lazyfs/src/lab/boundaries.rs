@@ -337,9 +337,10 @@ impl BoundarySetup {
             out.hit = hit;
             if self.progress {
                 eprintln!(
-                    "{:<48} try {attempt}: cut at {} {:?} #{nth} ({}) hit={hit} consistent={} lost_s={:.3} {}",
+                    "{:<48} try {attempt}: cut at {:?} {} {:?} #{nth} ({}) hit={hit} consistent={} lost_s={:.3} {}",
                     b.label,
-                    format!("{:?} {}", m.op, m.path_contains),
+                    m.op,
+                    m.path_contains,
                     b.when,
                     format_rfc3339_us(cut_us),
                     out.consistent,
