@@ -437,16 +437,22 @@ impl Importer {
         let (s, f) = (stop.clone(), in_flight.clone());
         let thread = std::thread::spawn(move || {
             let mut merged = 0;
+            let mut last = None;
             while !s.load(Ordering::SeqCst) {
-                if let Some(bytes) = recent_segment(&data.join("video/ch1")) {
-                    let seg = NEXT_UPLOAD.fetch_add(1, Ordering::SeqCst);
-                    f.store(true, Ordering::SeqCst);
-                    if upload(port, seg, &bytes) {
-                        merged += 1;
+                // Each finished segment once: a second upload of the same
+                // footage would be dropped as a duplicate, merging nothing.
+                match recent_segment(&data.join("video/ch1")) {
+                    Some((path, bytes)) if last.as_ref() != Some(&path) => {
+                        let seg = NEXT_UPLOAD.fetch_add(1, Ordering::SeqCst);
+                        f.store(true, Ordering::SeqCst);
+                        if upload(port, seg, &bytes) {
+                            merged += 1;
+                        }
+                        f.store(false, Ordering::SeqCst);
+                        last = Some(path);
                     }
-                    f.store(false, Ordering::SeqCst);
+                    _ => std::thread::sleep(pause),
                 }
-                std::thread::sleep(pause);
             }
             merged
         });
@@ -465,14 +471,16 @@ impl Importer {
 
 /// The newest finished segment file of a channel directory (the newest one
 /// is still being written).
-fn recent_segment(dir: &Path) -> Option<Vec<u8>> {
+fn recent_segment(dir: &Path) -> Option<(PathBuf, Vec<u8>)> {
     let mut files: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
         .ok()?
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok()?, e.path())))
         .collect();
     files.sort_unstable();
-    std::fs::read(&files.iter().rev().nth(1)?.1).ok()
+    let path = files.iter().rev().nth(1)?.1.clone();
+    let bytes = std::fs::read(&path).ok()?;
+    Some((path, bytes))
 }
 
 fn upload(port: u16, seg: u64, bytes: &[u8]) -> bool {
@@ -578,6 +586,15 @@ pub fn run(cfg: &LabConfig) -> Result<LabReport, LabError> {
         let importer = (what == "import").then(|| Importer::start(port, work.data.clone(), Duration::from_millis(20)));
         std::thread::sleep(Duration::from_millis(wait));
         let in_flight = importer.as_ref().map(|i| i.in_flight.clone());
+        if let (Some(f), None) = (&in_flight, &arm) {
+            // A cut by time during an import: when the next upload is under
+            // way (one per rollover), a few milliseconds into it.
+            let start = Instant::now();
+            while !f.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_millis(rng.range(0, 15)));
+        }
         let since_us = nvr.since_us.clone();
         let (cut_us, fired) = cut_and_remount(&fs, &mut mount, &work.mnt, &mut nvr, arm, Duration::from_secs(8))?;
         let import_in_flight = in_flight.is_some_and(|f| f.load(Ordering::SeqCst));
