@@ -296,6 +296,8 @@ pub(crate) fn start_recording(
 
 /// Cuts, kills the NVR, and remounts the surviving state. `arm` aims the cut
 /// at an operation; it falls back to a cut by time after `patience`.
+/// Returns the cut instant, whether the aimed trigger fired, and whether
+/// `busy` was set when the power went (an import request in flight).
 pub(crate) fn cut_and_remount(
     fs: &LazyFs,
     mount: &mut Option<crate::Mount>,
@@ -303,7 +305,8 @@ pub(crate) fn cut_and_remount(
     nvr: &mut Nvr,
     arm: Option<(Match, u64, When)>,
     patience: Duration,
-) -> Result<(i64, bool), LabError> {
+    busy: Option<&AtomicBool>,
+) -> Result<(i64, bool, bool), LabError> {
     let mut fired = true;
     if let Some((m, nth, when)) = arm {
         fs.cut_at(m, nth, when);
@@ -315,6 +318,8 @@ pub(crate) fn cut_and_remount(
         fs.cut();
     }
     let cut_us = fs.cut_time_us().unwrap_or_else(now_us);
+    // Sampled before the kill, which ends any request in flight.
+    let was_busy = busy.is_some_and(|b| b.load(Ordering::SeqCst));
     nvr.proc.kill();
     drop(mount.take());
     fs.power_on();
@@ -322,7 +327,7 @@ pub(crate) fn cut_and_remount(
         fs.mount(mnt)
             .map_err(|e| LabError::Io(format!("mounting at {}", mnt.display()), e))?,
     );
-    Ok((cut_us, fired))
+    Ok((cut_us, fired, was_busy))
 }
 
 pub(crate) fn now_us() -> i64 {
@@ -593,11 +598,18 @@ pub fn run(cfg: &LabConfig) -> Result<LabReport, LabError> {
             while !f.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            std::thread::sleep(Duration::from_millis(rng.range(0, 15)));
+            std::thread::sleep(Duration::from_millis(rng.range(0, 5)));
         }
         let since_us = nvr.since_us.clone();
-        let (cut_us, fired) = cut_and_remount(&fs, &mut mount, &work.mnt, &mut nvr, arm, Duration::from_secs(8))?;
-        let import_in_flight = in_flight.is_some_and(|f| f.load(Ordering::SeqCst));
+        let (cut_us, fired, import_in_flight) = cut_and_remount(
+            &fs,
+            &mut mount,
+            &work.mnt,
+            &mut nvr,
+            arm,
+            Duration::from_secs(8),
+            in_flight.as_deref(),
+        )?;
         if let Some(i) = importer {
             i.finish();
         }
