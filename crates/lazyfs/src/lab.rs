@@ -18,24 +18,24 @@
 //! work directory and loopback, and never leave a process or mount behind.
 
 mod boundaries;
+mod import;
 mod judge;
 mod procs;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use boundaries::{segment_life, Boundary, BoundaryRun, BoundarySetup};
 pub use judge::{format_rfc3339_us, lost_before_cut_s, parse_rfc3339_us, phases, repair_from_log, RepairSeen, Rng};
 
 use crate::{LazyFs, Match, OpKind, OpRecord, When};
+use import::Importer;
 use procs::Proc;
 
 /// The channel failback imports are merged into (no camera of its own).
 pub const IMPORT_CHANNEL: u32 = 9;
 const PEER_TOKEN: &str = "0123456789abcdef0123456789abcdef";
-const ORIGIN: &str = "c0ffee";
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct LabConfig {
@@ -422,81 +422,6 @@ pub(crate) fn check_after(
         Err(e) => problems.push(e.to_string()),
     }
     (lost, seen, problems)
-}
-
-/// Uploads recent segments of channel 1 to the NVR's import API and merges
-/// them into the import channel, one after another until stopped; marks
-/// when a request is in flight. Failures are expected (the power goes).
-struct Importer {
-    stop: Arc<AtomicBool>,
-    in_flight: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<u32>>,
-}
-
-static NEXT_UPLOAD: AtomicU64 = AtomicU64::new(1);
-
-impl Importer {
-    fn start(port: u16, data: PathBuf, pause: Duration) -> Importer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let in_flight = Arc::new(AtomicBool::new(false));
-        let (s, f) = (stop.clone(), in_flight.clone());
-        let thread = std::thread::spawn(move || {
-            let mut merged = 0;
-            let mut last = None;
-            while !s.load(Ordering::SeqCst) {
-                // Each finished segment once: a second upload of the same
-                // footage would be dropped as a duplicate, merging nothing.
-                match recent_segment(&data.join("video/ch1")) {
-                    Some((path, bytes)) if last.as_ref() != Some(&path) => {
-                        let seg = NEXT_UPLOAD.fetch_add(1, Ordering::SeqCst);
-                        f.store(true, Ordering::SeqCst);
-                        if upload(port, seg, &bytes) {
-                            merged += 1;
-                        }
-                        f.store(false, Ordering::SeqCst);
-                        last = Some(path);
-                    }
-                    _ => std::thread::sleep(pause),
-                }
-            }
-            merged
-        });
-        Importer {
-            stop,
-            in_flight,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> u32 {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0)
-    }
-}
-
-/// The newest finished segment file of a channel directory (the newest one
-/// is still being written).
-fn recent_segment(dir: &Path) -> Option<(PathBuf, Vec<u8>)> {
-    let mut files: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok()?, e.path())))
-        .collect();
-    files.sort_unstable();
-    let path = files.iter().rev().nth(1)?.1.clone();
-    let bytes = std::fs::read(&path).ok()?;
-    Some((path, bytes))
-}
-
-fn upload(port: u16, seg: u64, bytes: &[u8]) -> bool {
-    let t = Duration::from_secs(5);
-    let base = format!("/api/v1/import/{ORIGIN}/{seg}");
-    let put = procs::http(port, "PUT", &format!("{base}?offset=0"), Some(PEER_TOKEN), bytes, t);
-    if !put.is_ok_and(|r| r.status == 200) {
-        return false;
-    }
-    let done = format!("{base}/complete?channel={IMPORT_CHANNEL}&length={}", bytes.len());
-    procs::http(port, "POST", &done, Some(PEER_TOKEN), b"", t).is_ok_and(|r| r.status == 200)
 }
 
 /// What cut `n` aims at, and the trigger that makes it land there.
