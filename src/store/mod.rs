@@ -7,8 +7,8 @@
 //! connections, so HTTP requests never wait on the recording path.
 //! See `docs/store.md` for the invariants.
 
-pub mod boundary;
-mod capacity;
+mod boundary;
+pub mod capacity;
 pub mod config_versions;
 pub mod db;
 pub mod events;

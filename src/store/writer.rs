@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tracing::{error, info, warn};
 
+use super::boundary::{decide, Decision};
 use super::db::{self, Progress};
 pub(super) use super::open_segment::OpenSegment;
 use super::open_segment::{Closed, Lost, Unflushed};
 use super::retention::{self, RetentionPolicy};
-use super::boundary::{decide, Decision};
 use super::{segment_path, SampleEntry};
 use crate::time::{Clock, Time90k};
 
@@ -104,7 +104,6 @@ pub struct RecordingStatus {
 }
 
 pub type StatusMap = Arc<Mutex<HashMap<u32, RecordingStatus>>>;
-
 
 #[derive(Default)]
 struct ChannelState {
