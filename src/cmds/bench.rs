@@ -542,8 +542,8 @@ struct WriterFigures {
     capture: tandem::store::health::Histogram,
 }
 
-fn writer_figures(base: &str, token: &str) -> Result<WriterFigures> {
-    use tandem::store::health::Histogram;
+/// `GET /api/v1/store` as JSON (the writer's counters and histograms).
+pub(super) fn store_status(base: &str, token: &str) -> Result<serde_json::Value> {
     let r = tandem::httpc::request_with_timeout(
         "GET",
         &format!("{base}/api/v1/store"),
@@ -551,7 +551,12 @@ fn writer_figures(base: &str, token: &str) -> Result<WriterFigures> {
         b"",
         Duration::from_secs(10),
     )?;
-    let v = r.json()?;
+    Ok(r.json()?)
+}
+
+fn writer_figures(base: &str, token: &str) -> Result<WriterFigures> {
+    use tandem::store::health::Histogram;
+    let v = store_status(base, token)?;
     let w = &v["writer"];
     Ok(WriterFigures {
         fsyncs: w["fsyncs"].as_u64().context("no writer.fsyncs in /api/v1/store")?,

@@ -49,14 +49,8 @@ pub struct AttackArgs {
 }
 
 fn durable(base: &str, token: &str) -> Result<Histogram> {
-    let r = tandem::httpc::request_with_timeout(
-        "GET",
-        &format!("{base}/api/v1/store"),
-        &[("Authorization", &format!("Bearer {token}"))],
-        b"",
-        Duration::from_secs(10),
-    )?;
-    Histogram::from_json(&r.json()?["writer"]["durable"]).context("no latency histogram in /api/v1/store")
+    Histogram::from_json(&super::bench::store_status(base, token)?["writer"]["durable"])
+        .context("no latency histogram in /api/v1/store")
 }
 
 #[derive(serde::Serialize)]
