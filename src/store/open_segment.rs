@@ -133,8 +133,7 @@ impl OpenSegment {
         let (file, header) = match result {
             Ok(v) => v,
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                let _ = db::delete_segment_row(conn, id);
+                discard(conn, &path, id);
                 return Err(e);
             }
         };
@@ -314,8 +313,7 @@ impl OpenSegment {
         };
         let durable = std::mem::take(&mut self.unflushed);
         if self.frames == 0 {
-            let _ = std::fs::remove_file(segment_path(dir, channel, self.id));
-            let _ = db::delete_segment_row(conn, self.id);
+            discard(conn, &segment_path(dir, channel, self.id), self.id);
         } else if let Err(e) = db::complete_segment(
             conn,
             self.id,
@@ -357,8 +355,7 @@ impl OpenSegment {
         );
         let _ = self.file.set_len(d.len);
         if d.frames == 0 {
-            let _ = std::fs::remove_file(&path);
-            let _ = db::delete_segment_row(conn, self.id);
+            discard(conn, &path, self.id);
             return lost;
         }
         let blob = match durable_prefix(self.index.blob(), d.frames, d.end - self.start) {
@@ -382,6 +379,14 @@ impl OpenSegment {
         }
         lost
     }
+}
+
+/// Removes a segment that holds no durable frame: file first, then its row
+/// (a cut in between leaves a row without a file, which repair discards).
+/// Best effort: whatever remains is found and finished by startup repair.
+fn discard(conn: &Connection, path: &Path, id: i64) {
+    let _ = std::fs::remove_file(path);
+    let _ = db::delete_segment_row(conn, id);
 }
 
 /// The frame index of the first `frames` frames of `blob`, re-encoded, the

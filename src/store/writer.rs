@@ -305,6 +305,17 @@ impl Writer {
         }
     }
 
+    /// The channel has no open segment any more: a recording channel goes
+    /// idle (a paused one keeps saying why).
+    fn segment_closed(&self, channel: u32) {
+        self.set_status(channel, |s| {
+            if s.state == "recording" {
+                s.state = "idle";
+            }
+            s.segment_id = None;
+        });
+    }
+
     /// Writes a frame the channel's policy lets through; returns whether it
     /// opened a segment.
     pub(super) fn record(&mut self, f: Frame) -> bool {
@@ -454,12 +465,7 @@ impl Writer {
         };
         let Some(o) = st.open.take() else { return };
         self.finish_segment(channel, o, end);
-        self.set_status(channel, |s| {
-            if s.state == "recording" {
-                s.state = "idle";
-            }
-            s.segment_id = None;
-        });
+        self.segment_closed(channel);
     }
 
     /// Finishes a live segment and counts its last frames as durable (or
@@ -621,12 +627,7 @@ impl Writer {
                 // (already announced by `fsync_failed`).
                 self.pause(ch, "cannot make a new segment durable", e, false);
             }
-            self.set_status(ch, |s| {
-                if s.state == "recording" {
-                    s.state = "idle";
-                }
-                s.segment_id = None;
-            });
+            self.segment_closed(ch);
         }
         if fsyncs > 0 {
             self.count_durable(fsyncs, bytes, written);
