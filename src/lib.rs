@@ -37,6 +37,7 @@ pub mod nvr;
 pub mod parfile;
 pub mod reconcile;
 pub mod recording;
+pub mod replay;
 pub mod sim;
 pub mod snapshot;
 pub mod store;

@@ -22,7 +22,7 @@ use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::store::segment_file::Hole;
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -211,6 +211,36 @@ CREATE INDEX outbox_due ON outbox (action, state, next_attempt_ms);
 CREATE INDEX outbox_state ON outbox (state, created_ms);
 "#;
 
+/// Issue 11 (zero frames lost). `capture_offset_90k`: the camera's clock
+/// minus this NVR's clock over the segment, measured by ingest (RTCP sender
+/// reports) or by a replay (ONVIF NTP stamps); NULL when unknown. It lets two
+/// NVRs whose clocks differ merge footage by the camera's capture time.
+/// `gapfill_job`: a hole in a channel's timeline being fetched from the
+/// camera's edge storage; survives restarts (see `gapfill`).
+const MIGRATION_9: &str = r#"
+ALTER TABLE segment ADD COLUMN capture_offset_90k INTEGER;
+CREATE TABLE gapfill_job (
+  id INTEGER PRIMARY KEY,
+  channel INTEGER NOT NULL,
+  camera TEXT NOT NULL,          -- the [[network_camera]] name asked for the footage
+  start_90k INTEGER NOT NULL,    -- the hole, in this NVR's time
+  end_90k INTEGER NOT NULL,
+  reason TEXT NOT NULL,          -- reconnect, startup, takeover, failback, manual
+  state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'lost', 'failed')),
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL,
+  filled_to_90k INTEGER,         -- progress: footage merged up to here
+  frames INTEGER NOT NULL DEFAULT 0,
+  bytes INTEGER NOT NULL DEFAULT 0,
+  lost_90k INTEGER NOT NULL DEFAULT 0,  -- of the hole, what the camera no longer had
+  last_error TEXT
+);
+CREATE INDEX gapfill_job_state ON gapfill_job (state, next_attempt_ms);
+CREATE INDEX gapfill_job_channel ON gapfill_job (channel, start_90k);
+"#;
+
 pub const WRITING: i64 = 0;
 pub const COMPLETE: i64 = 1;
 pub const GARBAGE: i64 = 2;
@@ -260,7 +290,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 8] = [
+    let steps: [(i32, &str); 9] = [
         (1, SCHEMA),
         (2, MIGRATION_2),
         (3, MIGRATION_3),
@@ -269,6 +299,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         (6, MIGRATION_6),
         (7, MIGRATION_7),
         (8, MIGRATION_8),
+        (9, MIGRATION_9),
     ];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {

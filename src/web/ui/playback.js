@@ -171,7 +171,10 @@ export function mount(root, _me) {
         rows.push({ channel: n, name: c ? `${n} · ${c.name}` : `${n}`, runs, events });
       }
     } catch (e) {
+      // A refresh that fails keeps the timeline that is shown: a blank
+      // timeline would read as "no footage", which is worse than stale.
       msg.textContent = `Cannot read the recordings: ${errorText(e)}`;
+      if (timeline.day[0] === a) return;
     }
     timeline.setData(rows, a, b);
     if (!state.chosen.length) msg.textContent = 'Pick a channel.';
