@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+use tandem::lab::Scenario;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,6 +16,18 @@ pub struct Args {
     /// The paper's parameters: its Fig. 6 rule and cameras that take 5 s to connect.
     #[arg(long)]
     paper: bool,
+    /// Faults to inject, comma-separated: cut, kill, partition, flapping,
+    /// camera-outage, single-crash, mass, n-plus-m, clock-skew (default: all
+    /// that apply to the mode; the paper's mode: cut, kill, partition).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Cameras keep 120 s on their card and the NVRs fill holes from it.
+    #[arg(long)]
+    edge_storage: bool,
+    /// Seconds a camera's link stays down (camera-outage, default 30) and a
+    /// single NVR stays dead (single-crash, default 20).
+    #[arg(long)]
+    outage: Option<f64>,
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -24,6 +37,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    let scenarios = match &a.scenario {
+        Some(s) => Scenario::parse_list(s)?,
+        None => Scenario::defaults(a.paper),
+    };
     tandem::lab::require_root()?;
     let keep = a.workdir.is_some();
     let workdir = a.workdir.unwrap_or_else(tandem::lab::default_workdir);
@@ -31,6 +48,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         rounds: a.rounds.max(1),
         hold: Duration::from_secs_f64(a.hold.max(0.5)),
         paper: a.paper,
+        edge_storage: a.edge_storage,
+        scenarios,
+        outage: a.outage.map(|s| Duration::from_secs_f64(s.max(0.5))),
         binary: std::env::current_exe()?,
         workdir: workdir.clone(),
     };

@@ -1,0 +1,247 @@
+//! The lab's report: the rounds of every topology assembled into one JSON
+//! document (link cuts as `rounds` with their means, every other fault as a
+//! row of `scenarios`) and printed as a table in the shape of the paper's
+//! Table 1, with a line per fault a rule could not see.
+//!
+//! Pure: takes the measured rows, prints or returns; never measures anything.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::LabOptions;
+
+/// What one topology's run produced.
+pub struct Outcome {
+    /// One JSON row per round (see `pair::rows`).
+    pub rounds: Vec<Value>,
+    /// Frames stored twice within one NVR's store, over the topology's NVRs.
+    pub duplicates: u64,
+    /// Topology-wide figures (standby traffic, flapping, mass, n-plus-m).
+    pub extra: Map<String, Value>,
+}
+
+fn mean_of(rows: &[Value], f: impl Fn(&Value) -> Option<f64>) -> Option<f64> {
+    let v: Vec<f64> = rows.iter().filter_map(f).filter(|x| x.is_finite()).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Seconds of recording loss per camera in a row, averaged over its cameras.
+fn loss_mean(r: &Value) -> Option<f64> {
+    let v: Vec<f64> = r["loss_s"].as_object()?.values().filter_map(Value::as_f64).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn loss_max(r: &Value) -> Option<f64> {
+    r["loss_s"]
+        .as_object()?
+        .values()
+        .filter_map(Value::as_f64)
+        .reduce(f64::max)
+}
+
+/// The whole run's JSON document.
+pub fn assemble(
+    opts: &LabOptions,
+    rounds: Vec<Value>,
+    mut extra: Map<String, Value>,
+    duplicates: u64,
+    elapsed: Duration,
+) -> Value {
+    let (cuts, others): (Vec<Value>, Vec<Value>) = rounds.into_iter().partition(|r| r["fault"] == "cut");
+    let cuts: Vec<Value> = cuts
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            r["round"] = json!(i + 1);
+            r
+        })
+        .collect();
+    let summary = json!({
+        "takeover_s": mean_of(&cuts, |r| r["takeover_s"].as_f64()),
+        "loss_s": mean_of(&cuts, loss_mean),
+        "loss_max_s": cuts.iter().filter_map(loss_max).reduce(f64::max),
+        "frames_lost_after_merge": mean_of(&cuts, |r| r["frames_lost_after_merge"].as_f64()),
+        "failback_frames_lost": mean_of(&cuts, |r| r["failback_frames_lost"].as_f64()),
+        "transfer_bytes": mean_of(&cuts, |r| r["transfer_bytes"].as_f64()),
+        "transfer_s": mean_of(&cuts, |r| r["transfer_s"].as_f64()),
+        "time_to_complete_s": mean_of(&cuts, |r| r["time_to_complete_s"].as_f64()),
+        "standby_normal_rx_bytes_per_s": extra.remove("standby_normal_rx_bytes_per_s"),
+    });
+    let undetected: Vec<Value> = others
+        .iter()
+        .filter_map(|r| {
+            let rule = r["undetected_by"].as_str()?;
+            Some(json!({ "fault": r["fault"], "rule": rule }))
+        })
+        .collect();
+    let mut doc = json!({
+        "mode": if opts.paper { "paper" } else { "tandem-defaults" },
+        "edge_storage": opts.edge_storage,
+        "scenarios_run": opts.scenarios.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        "rounds_requested": opts.rounds, "hold_s": opts.hold.as_secs_f64(),
+        "rounds": cuts, "summary": summary,
+        "scenarios": others,
+        "undetected": undetected,
+        "duplicates_after_merge": duplicates,
+        "elapsed_s": elapsed.as_secs_f64(),
+    });
+    for (k, v) in extra {
+        doc[k] = v;
+    }
+    doc
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// Prints the report in the shape of the paper's Table 1, one row per round
+/// and per other fault, then the lines the table cannot hold.
+pub fn print_table(report: &Value) {
+    println!(
+        "\nfailover lab ({}{}), hold {} s",
+        report["mode"].as_str().unwrap_or("?"),
+        if report["edge_storage"] == true {
+            ", edge storage"
+        } else {
+            ""
+        },
+        report["hold_s"]
+    );
+    println!(
+        "{:<14} {:>10} {:>10} {:>10} {:>12} {:>9} {:>11} {:>7} {:>11}",
+        "round",
+        "takeover s",
+        "loss mean",
+        "loss max",
+        "lost frames",
+        "failback",
+        "transfer MB",
+        "xfer s",
+        "complete s"
+    );
+    let row = |label: &str, r: &Value, loss: (f64, f64)| {
+        println!(
+            "{:<14} {:>10.2} {:>10.2} {:>10.2} {:>12.1} {:>9.1} {:>11.2} {:>7.1} {:>11.1}",
+            label,
+            f(&r["takeover_s"]),
+            loss.0,
+            loss.1,
+            f(&r["frames_lost_after_merge"]),
+            f(&r["failback_frames_lost"]),
+            r["transfer_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+            f(&r["transfer_s"]),
+            f(&r["time_to_complete_s"]),
+        );
+    };
+    let losses = |r: &Value| (loss_mean(r).unwrap_or(f64::NAN), loss_max(r).unwrap_or(f64::NAN));
+    for r in report["rounds"].as_array().into_iter().flatten() {
+        row(&r["round"].to_string(), r, losses(r));
+    }
+    if report["rounds"].as_array().is_some_and(|a| !a.is_empty()) {
+        let s = &report["summary"];
+        row("mean", s, (f(&s["loss_s"]), f(&s["loss_max_s"])));
+    }
+    for r in report["scenarios"].as_array().into_iter().flatten() {
+        row(r["fault"].as_str().unwrap_or("?"), r, losses(r));
+    }
+    for u in report["undetected"].as_array().into_iter().flatten() {
+        println!(
+            "{}: undetected by this rule ({} check: the host still answers while its NVR is dead; \
+             Tandem's http check of the NVR itself detects it)",
+            u["fault"].as_str().unwrap_or("?"),
+            u["rule"].as_str().unwrap_or("?")
+        );
+    }
+    println!("paper (Table 1): takeover 3.3–4.2 s, mean 3.9 s; recording loss 8.3–9.3 s, mean 8.9 s");
+    println!(
+        "standby in normal state receives {:.0} B/s; flapping link: {} rule transitions; duplicates after merge: {}",
+        f(&report["summary"]["standby_normal_rx_bytes_per_s"]),
+        report["flapping"]["rule_transitions"],
+        report["duplicates_after_merge"]
+    );
+    if let Some(d) = report.get("clock_skew_duplicates") {
+        println!("clock skew (standby 3 s ahead): {d} duplicates after merge");
+    }
+    if let Some(m) = report.get("mass") {
+        let d = &m["recording_after_cut_s"];
+        println!(
+            "mass takeover ({} cameras): recording on the standby after the cut: min {:.2} s, median {:.2} s, p90 {:.2} s, max {:.2} s; {} of {} within {} s",
+            m["cameras"],
+            f(&d["min"]),
+            f(&d["p50"]),
+            f(&d["p90"]),
+            f(&d["max"]),
+            m["within_target"],
+            m["cameras"],
+            m["target_s"]
+        );
+    }
+    if let Some(n) = report.get("n_plus_m") {
+        println!(
+            "n+m: capacity {} channels; taken {}; left with no_capacity {}; capacity respected: {}; priorities honoured: {}",
+            n["capacity_channels"], n["taken"], n["no_capacity"], n["capacity_respected"], n["priorities_honoured"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::Scenario;
+
+    fn opts() -> LabOptions {
+        LabOptions {
+            rounds: 2,
+            hold: Duration::from_secs(4),
+            paper: true,
+            edge_storage: false,
+            scenarios: vec![Scenario::Cut, Scenario::Kill],
+            outage: None,
+            binary: "tandem".into(),
+            workdir: "/nonexistent".into(),
+        }
+    }
+
+    #[test]
+    fn cuts_become_rounds_with_means_and_undetected_faults_are_listed() {
+        let rows = vec![
+            json!({"round": 1, "fault": "cut", "takeover_s": 3.0, "loss_s": {"cam1": 8.0, "cam2": 9.0},
+                   "frames_lost_after_merge": 400, "failback_frames_lost": 0, "transfer_bytes": 10,
+                   "transfer_s": 4.0, "time_to_complete_s": null}),
+            json!({"round": 2, "fault": "kill", "takeover_s": null, "loss_s": {"cam1": 0.0},
+                   "frames_lost_after_merge": 500, "failback_frames_lost": 0, "transfer_bytes": 0,
+                   "transfer_s": null, "time_to_complete_s": null, "undetected_by": "icmp"}),
+            json!({"round": 3, "fault": "cut", "takeover_s": 4.0, "loss_s": {"cam1": 10.0, "cam2": 11.0},
+                   "frames_lost_after_merge": 600, "failback_frames_lost": 2, "transfer_bytes": 30,
+                   "transfer_s": 6.0, "time_to_complete_s": 2.0}),
+        ];
+        let mut extra = Map::new();
+        extra.insert("standby_normal_rx_bytes_per_s".into(), json!(58.0));
+        extra.insert("flapping".into(), json!({"rule_transitions": 0}));
+        let r = assemble(&opts(), rows, extra, 3, Duration::from_secs(9));
+        let cuts = r["rounds"].as_array().unwrap();
+        assert_eq!(cuts.len(), 2);
+        assert_eq!(cuts[1]["round"], 2, "cut rounds are numbered among themselves");
+        let s = &r["summary"];
+        assert_eq!(s["takeover_s"], 3.5);
+        assert_eq!(s["loss_s"], 9.5);
+        assert_eq!(s["loss_max_s"], 11.0);
+        assert_eq!(s["frames_lost_after_merge"], 500.0);
+        assert_eq!(
+            s["time_to_complete_s"], 2.0,
+            "rounds that never complete are left out of the mean"
+        );
+        assert_eq!(s["standby_normal_rx_bytes_per_s"], 58.0);
+        assert_eq!(r["scenarios"].as_array().unwrap().len(), 1);
+        assert_eq!(r["undetected"], json!([{"fault": "kill", "rule": "icmp"}]));
+        assert_eq!(r["duplicates_after_merge"], 3);
+        assert_eq!(r["flapping"]["rule_transitions"], 0);
+        assert_eq!(r["mode"], "paper");
+        assert_eq!(r["scenarios_run"], json!(["cut", "kill"]));
+        // Printing a report never panics, whatever is missing.
+        print_table(&r);
+        print_table(&json!({}));
+    }
+}
