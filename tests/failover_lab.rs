@@ -1,11 +1,49 @@
-//! The failover test bed's short run (network namespaces, root): the paper's
-//! experiment with Tandem's recommended defaults, asserting the targets —
-//! mean takeover ≤ 0.5 s, mean recording loss ≤ 1.5 s, no frames lost during
-//! failback, and a standby that receives only probes while all is well — plus
-//! a SIGKILLed primary, a partition between the NVRs, and a flapping link.
+//! The failover test bed's short runs (network namespaces, root), two labs in
+//! parallel. The paper's experiment with Tandem's recommended defaults,
+//! asserting the targets — mean takeover ≤ 0.5 s, mean recording loss ≤ 1.5 s,
+//! no frames lost during failback, and a standby that receives only probes
+//! while all is well — plus a SIGKILLed primary, a partition between the
+//! NVRs, and a flapping link. And issue 11's zero-loss faults with edge
+//! storage: a link cut, a camera outage, a single NVR's crash and NVRs whose
+//! clocks are 3 s apart, each with no frame missing from the site's merged
+//! timeline.
 
 mod common;
 use common::*;
+
+/// Runs `tandem failover-lab ARGS --json … --workdir …` and returns its report,
+/// after checking it exited well and left no namespace of its own behind.
+fn lab(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("lab.json");
+    let child = std::process::Command::new(tandem())
+        .arg("failover-lab")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .arg("--workdir")
+        .arg(dir.path().join("work"))
+        .env("TANDEM_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("tdmlab{}-", child.id() % 10000);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the lab failed");
+    // Nothing is left behind.
+    let ns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ns.stdout).contains(&prefix),
+        "namespaces left behind"
+    );
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
 
 #[test]
 fn lab_short_run_meets_the_targets() {
@@ -15,20 +53,14 @@ fn lab_short_run_meets_the_targets() {
     ) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("lab.json");
-    let out = std::process::Command::new(tandem())
-        .args(["failover-lab", "--rounds", "5", "--hold", "4", "--json"])
-        .arg(&json)
-        .arg("--workdir")
-        .arg(dir.path().join("work"))
-        .env("TANDEM_LOG", "warn")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the lab failed");
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = lab(&[
+        "--scenario",
+        "cut,kill,partition,flapping",
+        "--rounds",
+        "5",
+        "--hold",
+        "4",
+    ]);
     let rounds = r["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 5);
     for round in rounds {
@@ -61,13 +93,46 @@ fn lab_short_run_meets_the_targets() {
     assert_eq!(r["duplicates_after_merge"], 0, "{r}");
     // A flapping link whose drops never reach failure_count causes no takeover.
     assert_eq!(r["flapping"]["rule_transitions"], 0, "{r}");
-    // Nothing is left behind.
-    let ns = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap();
+}
+
+#[test]
+fn lab_with_edge_storage_loses_no_frame() {
+    if !prerequisite(
+        is_root() && have_program("ip"),
+        "root and iproute2, for network namespaces",
+    ) {
+        return;
+    }
+    let r = lab(&[
+        "--edge-storage",
+        "--scenario",
+        "cut,camera-outage,single-crash,clock-skew",
+        "--rounds",
+        "1",
+        "--hold",
+        "3",
+        "--outage",
+        "6",
+    ]);
+    let mut rows = r["rounds"].as_array().unwrap().clone();
+    rows.extend(r["scenarios"].as_array().unwrap().iter().cloned());
+    let faults: Vec<&str> = rows.iter().map(|x| x["fault"].as_str().unwrap()).collect();
+    assert_eq!(faults, ["cut", "camera-outage", "clock-skew", "single-crash"], "{r}");
+    for row in &rows {
+        // Every frame every camera captured is on some NVR of the site, and
+        // the timeline was complete once transfers and gap fill finished.
+        assert_eq!(row["frames_lost_after_merge"], 0, "{row}");
+        let t = row["time_to_complete_s"].as_f64();
+        assert!(t.is_some_and(|t| t < 60.0), "timeline never complete: {row}");
+    }
+    let cut = &rows[0];
+    assert!(cut["takeover_s"].as_f64().unwrap() <= 0.5, "{cut}");
+    assert!(cut["transfer_bytes"].as_u64().unwrap() > 0, "{cut}");
+    // The standby 3 s ahead: the merge neither doubles nor drops a frame.
     assert!(
-        !String::from_utf8_lossy(&ns.stdout).contains("tdmlab"),
-        "namespaces left behind"
+        rows[2]["takeover_s"].as_f64().unwrap() <= 0.5,
+        "takeover judged by the lab's clock: {r}"
     );
+    assert_eq!(r["clock_skew_duplicates"], 0, "{r}");
+    assert_eq!(r["duplicates_after_merge"], 0, "{r}");
 }

@@ -287,13 +287,13 @@ fn round(site: &mut Site, opts: &LabOptions, fault: Fault, label: &str, skew_ms:
         Fault::Partition => site.net.partition(("pri", PRIMARY), ("stb", STANDBY), false)?,
         Fault::CameraOutage => site.net.set_link("cam1", true)?,
     }
-    let released = Instant::now();
     if detected {
         wait_until("failback", Duration::from_secs(120), || {
             let ch = get(&format!("{}/api/v1/channels", site.base(STB)))?;
             Ok(site.rule_state(STB, 0)?["state"] == "normal"
                 && ch.as_array().is_some_and(|a| a.iter().all(|c| c["binding"].is_null())))
         })?;
+        let released = Instant::now();
         let mut bytes = 0u64;
         wait_until("the failback transfer", Duration::from_secs(180), || {
             let new: Vec<Value> = transfers(site)?.into_iter().skip(transfers_before).collect();

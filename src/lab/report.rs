@@ -96,6 +96,15 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
 
+/// A figure right-aligned in `w` columns with `p` decimals, or `-` when not measured.
+fn cell(v: f64, w: usize, p: usize) -> String {
+    if v.is_finite() {
+        format!("{v:>w$.p$}")
+    } else {
+        format!("{:>w$}", "-")
+    }
+}
+
 /// Prints the report in the shape of the paper's Table 1, one row per round
 /// and per other fault, then the lines the table cannot hold.
 pub fn print_table(report: &Value) {
@@ -123,16 +132,16 @@ pub fn print_table(report: &Value) {
     );
     let row = |label: &str, r: &Value, loss: (f64, f64)| {
         println!(
-            "{:<14} {:>10.2} {:>10.2} {:>10.2} {:>12.1} {:>9.1} {:>11.2} {:>7.1} {:>11.1}",
+            "{:<14} {} {} {} {} {} {} {} {}",
             label,
-            f(&r["takeover_s"]),
-            loss.0,
-            loss.1,
-            f(&r["frames_lost_after_merge"]),
-            f(&r["failback_frames_lost"]),
-            r["transfer_bytes"].as_f64().unwrap_or(0.0) / 1e6,
-            f(&r["transfer_s"]),
-            f(&r["time_to_complete_s"]),
+            cell(f(&r["takeover_s"]), 10, 2),
+            cell(loss.0, 10, 2),
+            cell(loss.1, 10, 2),
+            cell(f(&r["frames_lost_after_merge"]), 12, 1),
+            cell(f(&r["failback_frames_lost"]), 9, 1),
+            cell(r["transfer_bytes"].as_f64().unwrap_or(0.0) / 1e6, 11, 2),
+            cell(f(&r["transfer_s"]), 7, 1),
+            cell(f(&r["time_to_complete_s"]), 11, 1),
         );
     };
     let losses = |r: &Value| (loss_mean(r).unwrap_or(f64::NAN), loss_max(r).unwrap_or(f64::NAN));
@@ -155,10 +164,14 @@ pub fn print_table(report: &Value) {
         );
     }
     println!("paper (Table 1): takeover 3.3–4.2 s, mean 3.9 s; recording loss 8.3–9.3 s, mean 8.9 s");
+    if let Some(rx) = report["summary"]["standby_normal_rx_bytes_per_s"].as_f64() {
+        println!("standby in normal state receives {rx:.0} B/s");
+    }
+    if let Some(n) = report["flapping"]["rule_transitions"].as_u64() {
+        println!("flapping link: {n} rule transitions");
+    }
     println!(
-        "standby in normal state receives {:.0} B/s; flapping link: {} rule transitions; duplicates after merge: {}",
-        f(&report["summary"]["standby_normal_rx_bytes_per_s"]),
-        report["flapping"]["rule_transitions"],
+        "duplicates after merge (within each NVR's store): {}",
         report["duplicates_after_merge"]
     );
     if let Some(d) = report.get("clock_skew_duplicates") {
@@ -240,6 +253,8 @@ mod tests {
         assert_eq!(r["flapping"]["rule_transitions"], 0);
         assert_eq!(r["mode"], "paper");
         assert_eq!(r["scenarios_run"], json!(["cut", "kill"]));
+        assert_eq!(cell(f64::NAN, 4, 1), "   -");
+        assert_eq!(cell(1.26, 6, 1), "   1.3");
         // Printing a report never panics, whatever is missing.
         print_table(&r);
         print_table(&json!({}));

@@ -222,12 +222,12 @@ pub fn mass(opts: &LabOptions) -> Result<Outcome> {
     std::thread::sleep(opts.hold);
     let restore = now_us();
     site.net.set_link("pri", true)?;
-    let released = Instant::now();
     wait_until("failback", Duration::from_secs(120), || {
         let ch = get(&format!("{}/api/v1/channels", site.base(1)))?;
         Ok(site.rule_state(1, 0)?["state"] == "normal"
             && ch.as_array().is_some_and(|a| a.iter().all(|c| c["binding"].is_null())))
     })?;
+    let released = Instant::now();
     let mut bytes = 0u64;
     wait_until("the failback transfers", Duration::from_secs(300), || {
         let new: Vec<Value> = transfers(&site)?.into_iter().skip(transfers_before).collect();

@@ -289,7 +289,11 @@ fn gapfill_idle(base: &str) -> Result<bool> {
         bail!("{url}: HTTP {}", r.status);
     }
     let v = r.json()?;
-    let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
+    let jobs = v
+        .as_array()
+        .or_else(|| v["jobs"].as_array())
+        .cloned()
+        .unwrap_or_default();
     Ok(jobs
         .iter()
         .all(|j| matches!(j["state"].as_str(), Some("done" | "lost" | "failed" | "cancelled"))))
