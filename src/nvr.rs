@@ -95,6 +95,9 @@ pub struct Nvr {
     pub access: Arc<crate::web::access::Access>,
     /// Live view: one hub per (channel, stream) that ingest feeds.
     pub live: crate::live::Registry,
+    /// Standbys that announced, through their probes, that they back this
+    /// NVR's channels up (the federated timeline asks them).
+    pub peers: crate::failover::peer::Directory,
 }
 
 /// A channel's runtime before it is bound: its motion thread, when the
@@ -348,6 +351,7 @@ impl Nvr {
             applying: Default::default(),
             nvr_id,
             transfer_wake: Mutex::new(transfer_wake),
+            peers: Default::default(),
             actions,
             outbox,
             gate_stats,

@@ -21,6 +21,9 @@ pub enum Need {
     Peer,
     /// A peer NVR's failover probe, or a user.
     PeerOrUser,
+    /// A peer NVR's federated timeline (a channel's recordings and clips),
+    /// or a viewer with the right to the channel.
+    PeerOrViewer { channel: u32 },
     /// A user (session or API token) with at least this role, and the right
     /// to this channel when the path names one.
     User { role: Role, channel: Option<u32> },
@@ -70,6 +73,10 @@ pub fn need(method: &Method, path: &str) -> Need {
         // Sending a test alert reaches people outside: admins only.
         ["api", "v1", "actions", _, "test"] => user(Role::Admin),
         ["api", "v1", "rules" | "transfers" | "store" | "storage" | "actions", ..] => user(Role::Operator),
+        ["api", "v1", "channels", n, "recordings" | "clip.mp4"] if get => match channel_number(n) {
+            None => Need::BadChannel,
+            Some(channel) => Need::PeerOrViewer { channel },
+        },
         ["api", "v1", "channels", n, rest @ ..] => match channel_number(n) {
             None => Need::BadChannel,
             Some(ch) => {
@@ -210,6 +217,22 @@ mod tests {
         assert_eq!(need(&g, "/api/v1/actions"), operator);
         assert_eq!(need(&Method::PUT, "/api/v1/import/a/b"), Need::Peer);
         assert_eq!(need(&g, "/api/v1/status"), Need::PeerOrUser);
+        assert_eq!(
+            need(&g, "/api/v1/channels/3/clip.mp4"),
+            Need::PeerOrViewer { channel: 3 }
+        );
+        assert_eq!(
+            need(&g, "/api/v1/channels/%33/recordings"),
+            Need::PeerOrViewer { channel: 3 }
+        );
+        assert_eq!(need(&g, "/api/v1/channels/x/recordings"), Need::BadChannel);
+        assert_eq!(
+            need(&Method::POST, "/api/v1/channels/3/recordings"),
+            Need::User {
+                role: Role::Viewer,
+                channel: Some(3)
+            }
+        );
         assert_eq!(
             need(&g, "/api/v1/users"),
             Need::User {

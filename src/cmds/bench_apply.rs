@@ -98,6 +98,7 @@ fn config(a: &ApplyArgs, server: &sim::SimServer, last: u32) -> Result<Config> {
                 channel: None,
                 transport: Transport::Tcp,
                 credentials: None,
+                priority: Default::default(),
             })
         })
         .collect::<Result<Vec<_>>>()?;

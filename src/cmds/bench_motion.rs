@@ -232,6 +232,7 @@ async fn latency(a: &MotionArgs) -> Result<Vec<f64>> {
             channel: None,
             transport: Transport::Tcp,
             credentials: None,
+            priority: Default::default(),
         }],
         channels: vec![ChannelConfig {
             number: 1,

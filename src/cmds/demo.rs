@@ -83,6 +83,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 channel: None,
                 transport: Transport::Tcp,
                 credentials: None,
+                priority: Default::default(),
             })
             .collect();
         let channels = (1..=a.cameras)

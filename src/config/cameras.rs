@@ -22,6 +22,7 @@ pub(super) struct RawCamera {
     pub(super) password: Option<Spanned<String>>,
     pub(super) password_env: Option<Spanned<String>>,
     pub(super) password_file: Option<Spanned<String>>,
+    pub(super) priority: Option<Spanned<String>>,
 }
 
 /// Checks every network camera; returns them and the set of names given.
@@ -163,6 +164,17 @@ pub(super) fn network_cameras(
             }
             None => None,
         };
+        let priority = match &cam.priority {
+            None => Default::default(),
+            Some(p) => crate::failover::capacity::Priority::parse(p.get_ref()).unwrap_or_else(|| {
+                c.err(
+                    p.span().start,
+                    format!("{prefix}.priority"),
+                    format!("`{}` is not `high`, `medium`, `low` or `never`", p.get_ref()),
+                );
+                Default::default()
+            }),
+        };
         if let Some(url) = url {
             cameras.push(NetworkCamera {
                 name,
@@ -171,6 +183,7 @@ pub(super) fn network_cameras(
                 channel,
                 transport,
                 credentials,
+                priority,
             });
         }
     }

@@ -406,6 +406,7 @@ pub const RESERVED_KINDS: &[&str] = &[
     "storage_error",
     "recording_resumed",
     "rule_state_changed",
+    "no_capacity",
     "segment_damaged",
     "delivery_failed",
 ];

@@ -96,6 +96,9 @@ pub struct NetworkCamera {
     pub channel: Option<u32>,
     pub transport: Transport,
     pub credentials: Option<Credentials>,
+    /// Which cameras a standby takes first when it lacks room (`never`: not
+    /// taken over); see `failover::capacity`.
+    pub priority: crate::failover::capacity::Priority,
 }
 
 /// A local camera of this NVR: a numbered recording slot.

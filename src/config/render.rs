@@ -155,6 +155,9 @@ fn camera(cam: &NetworkCamera) -> Table {
             }
         }
     }
+    if cam.priority != Default::default() {
+        t.insert("priority".into(), cam.priority.as_str().into());
+    }
     t
 }
 

@@ -218,7 +218,29 @@ pub(super) fn load_rules(
             Err(errs) => push_errors(c, &file, line, errs),
         }
     }
+    check_capacity(c, &out);
     out
+}
+
+/// The capacity is the standby's, one budget for all its rules: rules that
+/// state it must state the same (a rules file has one rule per primary and
+/// no place for the NVR's own figures).
+fn check_capacity(c: &mut Checker<'_>, rules: &[ConfiguredRule]) {
+    let mut given = rules.iter().filter_map(|r| r.rule.capacity.map(|cap| (r, cap)));
+    let Some((first, cap)) = given.next() else { return };
+    for (r, other) in given.filter(|(_, o)| *o != cap) {
+        let (file, line) = rule_place(c, r);
+        c.errors.push(ConfigError {
+            file,
+            line,
+            field: format!("rule `{}`: capacity", r.rule.name),
+            message: format!(
+                "{other:?} differs from rule `{}`'s {cap:?}: the capacity is this NVR's, shared by all its rules; \
+                 give the same figures or give them on one rule only",
+                first.rule.name
+            ),
+        });
+    }
 }
 
 /// Channels named by more than one rule. The agents arbitrate them at run

@@ -23,10 +23,12 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::arbiter::{Action, Arbiter, Decision, Effect, RuleId};
+use super::capacity::Reason;
 use super::probe::{self, ProbeResult};
 use super::rule::{CheckKind, ConfiguredRule};
 use super::state::{Machine, Outcome, State};
-use crate::nvr::Nvr;
+use super::handle::NvrHandle;
+use crate::time::Time90k;
 
 #[derive(Debug, serde::Serialize)]
 pub struct RuleStatus {
@@ -113,13 +115,15 @@ pub fn new_statuses(rules: &[ConfiguredRule]) -> Vec<SharedRule> {
 /// section (binding itself is synchronous; stopping old sessions is awaited
 /// after), so two rules' decisions reach a channel in the order made.
 async fn arbitrate(
-    nvr: &Nvr,
+    nvr: &dyn NvrHandle,
     handle: &ArbiterHandle,
     decide: impl FnOnce(&mut Arbiter) -> Vec<Decision>,
 ) -> Vec<Decision> {
+    let cameras = nvr.cameras();
     let mut stopping = Vec::new();
     let decisions = {
         let mut a = handle.arbiter.lock().expect("arbiter lock");
+        a.set_cameras(cameras);
         let ds = decide(&mut a);
         // Only a channel's last binding in one batch (a rule resumed in
         // `failure` binds `normal` then `failure`): the session is not
@@ -131,8 +135,8 @@ async fn arbitrate(
         };
         for (i, d) in ds.iter().enumerate() {
             if let (Effect::Bind(cam), true) = (&d.effect, last_bind(i, d.channel)) {
-                match nvr.bind_now(d.channel, cam.as_deref()) {
-                    Ok((main, sub)) => stopping.extend([main, sub].into_iter().flatten()),
+                match nvr.bind(d.channel, cam.as_deref()) {
+                    Ok(replaced) => stopping.push(replaced),
                     Err(e) => warn!(rule = %d.rule, channel = d.channel, "cannot bind: {e:#}"),
                 }
             }
@@ -141,6 +145,17 @@ async fn arbitrate(
     };
     for d in &decisions {
         log_decision(d);
+        if let Action::Left {
+            camera,
+            reason: Reason::NoCapacity,
+        } = &d.action
+        {
+            nvr.record_event(
+                Some(d.channel),
+                "no_capacity",
+                serde_json::json!({ "rule": d.rule, "channel": d.channel, "camera": camera }),
+            );
+        }
     }
     for h in stopping {
         h.stop().await;
@@ -173,16 +188,24 @@ fn log_decision(d: &Decision) {
         Action::ReleaseSkipped { holder } => {
             info!(rule = %d.rule, channel = ch, holder = %holder, "arbitration: delayed release skipped; another rule holds the channel")
         }
+        Action::Admit => {
+            info!(rule = %d.rule, channel = ch, effect = ?d.effect, "capacity: room freed; the rule's camera is recorded now")
+        }
+        Action::Left { camera, reason: Reason::NoCapacity } => {
+            warn!(rule = %d.rule, channel = ch, camera = %camera, effect = ?d.effect, "capacity: no room for the camera; not recorded (no_capacity)")
+        }
+        Action::Left { camera, reason: Reason::PriorityNever } => {
+            info!(rule = %d.rule, channel = ch, camera = %camera, "capacity: camera has priority `never`; not taken over")
+        }
     }
 }
 
 /// The client TLS for a rule whose check asks over HTTPS. The configuration
 /// check guarantees a trust when one is needed; a trust that cannot be
 /// built leaves `None`, so every probe misses saying why (never plain HTTP).
-fn peer_tls(nvr: &Nvr, rule: &str, wanted: bool) -> Option<crate::httpc::PeerTls> {
-    let config = nvr.config();
-    let trust = config.failover.peer_trust.as_ref().filter(|_| wanted)?;
-    match crate::httpc::PeerTls::new(trust) {
+fn peer_tls(nvr: &dyn NvrHandle, rule: &str, wanted: bool) -> Option<crate::httpc::PeerTls> {
+    let trust = nvr.peer_trust().filter(|_| wanted)?;
+    match crate::httpc::PeerTls::new(&trust) {
         Ok(t) => Some(t),
         Err(e) => {
             tracing::error!(rule = %rule, "cannot check the peer's TLS certificate: {e}");
@@ -191,34 +214,55 @@ fn peer_tls(nvr: &Nvr, rule: &str, wanted: bool) -> Option<crate::httpc::PeerTls
     }
 }
 
+/// What an `http` probe tells the primary it watches: the channels this
+/// rule backs up, when the probe goes to the backup NVR itself.
+fn backup_offer(nvr: &dyn NvrHandle, rule: &ConfiguredRule) -> crate::failover::peer::StatusQuery {
+    let r = &rule.rule;
+    match &r.backup {
+        Some(b) if r.check.kind == CheckKind::Http && b.address == r.check.address => {
+            let (port, tls) = nvr.listener();
+            let pairs: Vec<(u32, u32)> = b.cameras.iter().map(|m| (m.remote, m.local)).collect();
+            crate::failover::peer::StatusQuery::offer(port, tls, &pairs)
+        }
+        _ => Default::default(),
+    }
+}
+
 /// Runs a rule until the task is aborted.
-pub async fn run(nvr: Arc<Nvr>, status: SharedRule) {
+pub async fn run(nvr: Arc<dyn NvrHandle>, status: SharedRule) {
     let rule = status.lock().expect("rule lock").rule.clone();
     let name = rule.rule.name.clone();
     let check = rule.rule.check.clone();
-    let tls = peer_tls(&nvr, &name, check.tls);
+    let tls = peer_tls(&*nvr, &name, check.tls);
     // Start in `normal`, with its bindings; a rule an apply kept resumes in
     // the state it had, keeping the channels it held.
     let resumed = status.lock().expect("rule lock").machine.state;
-    apply(&nvr, &rule, resumed, &status, true).await;
+    apply(&nvr, &rule, resumed, &status, true, None).await;
     let (tx, mut rx) = mpsc::channel::<(u64, ProbeResult)>(64);
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut seq = 0u64;
     let mut release: Option<tokio::task::JoinHandle<()>> = None;
+    let mut last_answer: Option<Time90k> = None;
+    let offer = backup_offer(&*nvr, &rule);
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let (tx, check, s, tls) = (tx.clone(), check.clone(), seq, tls.clone());
-                let token = nvr.config().failover.peer_token.clone();
+                let (tx, check, s, tls, offer) = (tx.clone(), check.clone(), seq, tls.clone(), offer.clone());
+                let token = nvr.peer_token();
                 seq += 1;
                 tokio::spawn(async move {
-                    let r = probe::probe(&check, s, token, tls.as_ref()).await;
+                    let r = probe::probe_offering(&check, s, token, tls.as_ref(), &offer).await;
                     let _ = tx.send((s, r)).await;
                 });
             }
             Some((s, result)) = rx.recv() => {
-                let now = nvr.clock.now();
+                let now = nvr.now();
+                if matches!(result, ProbeResult::Answered { .. }) {
+                    // The primary was known well until here: a takeover's
+                    // lead-in starts here.
+                    last_answer = Some(now);
+                }
                 let transition = {
                     let mut st = status.lock().expect("rule lock");
                     let outcome = match &result {
@@ -246,7 +290,7 @@ pub async fn run(nvr: Arc<Nvr>, status: SharedRule) {
                     r.abort();
                 }
                 status.lock().expect("rule lock").pending_release.clear();
-                if let Some(h) = apply(&nvr, &rule, t.to, &status, false).await {
+                if let Some(h) = apply(&nvr, &rule, t.to, &status, false, last_answer).await {
                     release = Some(h);
                 }
             }
@@ -257,15 +301,16 @@ pub async fn run(nvr: Arc<Nvr>, status: SharedRule) {
 /// Binds the channels of `state`, through the arbiter. Channels to be
 /// released on failback are released later by the returned task.
 async fn apply(
-    nvr: &Arc<Nvr>,
+    nvr: &Arc<dyn NvrHandle>,
     rule: &ConfiguredRule,
     state: State,
     status: &SharedRule,
     initial: bool,
+    last_answer: Option<Time90k>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let handle = status.lock().expect("rule lock").arbitration.clone();
-    let now = nvr.clock.now();
-    let decisions = arbitrate(nvr, &handle, |a| {
+    let now = nvr.now();
+    let decisions = arbitrate(&**nvr, &handle, |a| {
         if initial {
             let mut ds = a.start(handle.id, now);
             if state == State::Failure {
@@ -277,6 +322,9 @@ async fn apply(
         }
     })
     .await;
+    if state == State::Failure {
+        fill_lead_in(&**nvr, rule, &decisions, last_answer, now);
+    }
     let to_release: Vec<u32> = decisions
         .iter()
         .filter(|d| d.effect == Effect::ReleaseLater)
@@ -313,7 +361,7 @@ async fn apply(
         _ => Vec::new(),
     };
     for &(local, remote, since) in owed.iter().filter(|(l, _, _)| !to_release.contains(l)) {
-        queue(nvr, rule, local, remote, since).await;
+        queue(&**nvr, rule, local, remote, since).await;
     }
     if to_release.is_empty() {
         return None;
@@ -321,15 +369,31 @@ async fn apply(
     status.lock().expect("rule lock").pending_release = to_release.clone();
     let (nvr, rule, status) = (nvr.clone(), rule.clone(), status.clone());
     Some(tokio::spawn(async move {
-        release_when_safe(&nvr, &rule, &status, to_release.clone()).await;
+        release_when_safe(&*nvr, &rule, &status, to_release.clone()).await;
         // Released channels have closed their last segment: send the footage.
         for &(local, remote, since) in owed.iter().filter(|(l, _, _)| to_release.contains(l)) {
-            queue(&nvr, &rule, local, remote, since).await;
+            queue(&*nvr, &rule, local, remote, since).await;
         }
     }))
 }
 
-async fn queue(nvr: &Nvr, rule: &ConfiguredRule, local: u32, remote: u32, since: crate::time::Time90k) {
+/// Every channel that starts recording a failure camera missed the time
+/// from when the primary was last known well to now: gap fill asks the
+/// camera for it (a camera without edge storage has nothing to give).
+fn fill_lead_in(nvr: &dyn NvrHandle, rule: &ConfiguredRule, ds: &[Decision], last_answer: Option<Time90k>, now: Time90k) {
+    for d in ds {
+        let takes = matches!(d.action, Action::Take | Action::HandOver { .. } | Action::Admit);
+        if !(takes && matches!(d.effect, Effect::Bind(Some(_)))) {
+            continue;
+        }
+        match last_answer {
+            Some(since) if since < now => nvr.fill_gap(d.channel, since, now),
+            _ => info!(rule = %rule.rule.name, channel = d.channel, "no lead-in to fill: the primary never answered"),
+        }
+    }
+}
+
+async fn queue(nvr: &dyn NvrHandle, rule: &ConfiguredRule, local: u32, remote: u32, since: crate::time::Time90k) {
     let Some(b) = &rule.rule.backup else { return };
     let job = crate::failover::transfer::Job {
         rule: rule.rule.name.clone(),
@@ -337,14 +401,14 @@ async fn queue(nvr: &Nvr, rule: &ConfiguredRule, local: u32, remote: u32, since:
         remote_channel: remote,
         target: crate::failover::transfer::target(&b.address, b.port.unwrap_or(8080), b.tls),
         start: since,
-        end: nvr.clock.now(),
+        end: nvr.now(),
     };
     nvr.queue_transfer(job).await;
 }
 
 /// Releases each channel once the primary records its mapped channel (http
 /// checks), or after `release_delay` (every check, as the upper bound).
-async fn release_when_safe(nvr: &Nvr, rule: &ConfiguredRule, status: &SharedRule, mut channels: Vec<u32>) {
+async fn release_when_safe(nvr: &dyn NvrHandle, rule: &ConfiguredRule, status: &SharedRule, mut channels: Vec<u32>) {
     let delay = rule.rule.release_delay;
     let deadline = tokio::time::Instant::now() + delay;
     let remote_of = |local: u32| {
@@ -369,8 +433,8 @@ async fn release_when_safe(nvr: &Nvr, rule: &ConfiguredRule, status: &SharedRule
                 };
                 info!(rule = %rule.rule.name, channel = ch, "releasing channel after failback: {why}");
                 let handle = status.lock().expect("rule lock").arbitration.clone();
-                let now = nvr.clock.now();
-                arbitrate(nvr, &handle, |a| vec![a.release(handle.id, ch, now)]).await;
+                let now = nvr.now();
+                arbitrate(nvr, &handle, |a| a.release(handle.id, ch, now)).await;
             } else {
                 kept.push(ch);
             }

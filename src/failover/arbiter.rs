@@ -13,11 +13,17 @@
 //! never binds or releases a channel another rule holds, and a delayed
 //! release that finds the channel taken does nothing.
 //!
+//! N+M capacity is a second step after the holders are decided
+//! (`admission.rs`): of the channels held by rules in failure, only those
+//! `super::capacity::plan` takes are bound to the failure camera; a channel
+//! left keeps its resting binding and is reported (`Action::Left`).
+//!
 //! Pure: decisions are returned, with the time passed in, for the agent to
 //! apply and log. Must never perform I/O or consult a clock.
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::capacity::{Capacity, Priority, Reason};
 use super::rule::ConfiguredRule;
 use super::state::State;
 use crate::time::Time90k;
@@ -56,6 +62,11 @@ pub enum Action {
     Release,
     /// A delayed release found the channel held by another rule: no change.
     ReleaseSkipped { holder: String },
+    /// Capacity freed: the holder's failure camera is recorded now.
+    Admit,
+    /// The holder's failure camera is not recorded (the standby's capacity
+    /// is used by cameras that come first, or its priority is `never`).
+    Left { camera: String, reason: Reason },
 }
 
 /// One arbitration decision, logged and shown in `/api/v1/rules`.
@@ -100,6 +111,28 @@ pub struct Arbiter {
     /// its backup NVR starts there, never before (another rule's camera may
     /// have recorded the channel until then).
     hold_start: BTreeMap<(RuleId, u32), Time90k>,
+    /// The standby's room for failed primaries' cameras.
+    capacity: Capacity,
+    /// Priority and bitrate (measured when known) per network camera.
+    cameras: BTreeMap<String, (Priority, Option<f64>)>,
+    /// When each rule in failure entered it (a counter: failure order).
+    failed_seq: BTreeMap<RuleId, u64>,
+    next_seq: u64,
+    /// Channels recording their holder's failure camera.
+    admitted: BTreeMap<u32, String>,
+    /// Channels kept after failback until released, with their camera:
+    /// they still use capacity.
+    releasing: BTreeMap<u32, (RuleId, String)>,
+    /// Channels held but not recorded, with the camera and why.
+    left: BTreeMap<u32, (RuleId, String, Reason)>,
+}
+
+/// A camera left unrecorded by a rule in failure, for the API.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LeftCamera {
+    pub channel: u32,
+    pub camera: String,
+    pub reason: Reason,
 }
 
 /// One rule's view of the arbitration, for the API.
@@ -109,6 +142,8 @@ pub struct RuleArbitration {
     pub holds: Vec<u32>,
     /// Channels this rule waits for, with the rule holding each.
     pub waits: Vec<Waiting>,
+    /// Channels this rule holds whose camera is not recorded (capacity).
+    pub left: Vec<LeftCamera>,
     /// The latest decisions that concern this rule (oldest first).
     pub decisions: Vec<Decision>,
 }
@@ -149,6 +184,13 @@ impl Arbiter {
             started: false,
             log: VecDeque::new(),
             hold_start: BTreeMap::new(),
+            capacity: super::capacity::of_rules(rules),
+            cameras: BTreeMap::new(),
+            failed_seq: BTreeMap::new(),
+            next_seq: 0,
+            admitted: BTreeMap::new(),
+            releasing: BTreeMap::new(),
+            left: BTreeMap::new(),
         }
     }
 
@@ -197,13 +239,16 @@ impl Arbiter {
         match to {
             State::Failure => {
                 // A new failure episode: earlier holds are owed for already.
-                self.hold_start.retain(|(r, _), _| *r != rule);
+                if !self.failed_seq.contains_key(&rule) {
+                    self.hold_start.retain(|(r, _), _| *r != rule);
+                    self.failed_seq.insert(rule, self.next_seq);
+                    self.next_seq += 1;
+                }
                 for (ch, cam) in self.rules[rule].failure.clone() {
                     let slot = self.slots.entry(ch).or_default();
                     match slot.holder {
                         None => {
                             slot.holder = Some(rule);
-                            self.hold_start.insert((rule, ch), now);
                             out.push(d(ch, Action::Take, Effect::Bind(cam)));
                         }
                         // Already held (a repeated transition): nothing changes.
@@ -219,6 +264,7 @@ impl Arbiter {
                 }
             }
             State::Normal => {
+                self.failed_seq.remove(&rule);
                 let chans: Vec<u32> = self.slots.keys().copied().collect();
                 for ch in chans {
                     let slot = self.slots.get_mut(&ch).expect("listed channel");
@@ -226,7 +272,6 @@ impl Arbiter {
                         match slot.waiting.pop_front() {
                             Some(w) => {
                                 slot.holder = Some(w);
-                                self.hold_start.insert((w, ch), now);
                                 let cam = self.rules[w]
                                     .failure
                                     .iter()
@@ -258,12 +303,13 @@ impl Arbiter {
                 }
             }
         }
+        let out = self.admit(out, now);
         self.record(out)
     }
 
     /// A delayed release by `rule` comes due: the channel returns to its
     /// resting binding only if no rule holds it meanwhile.
-    pub fn release(&mut self, rule: RuleId, channel: u32, now: Time90k) -> Decision {
+    pub fn release(&mut self, rule: RuleId, channel: u32, now: Time90k) -> Vec<Decision> {
         let name = self.rules[rule].name.clone();
         let slot = self.slots.entry(channel).or_default();
         let (action, effect) = match slot.holder {
@@ -282,7 +328,12 @@ impl Arbiter {
             effect,
             at: now,
         };
-        self.record(vec![d]).remove(0)
+        if d.action == Action::Release {
+            self.releasing.remove(&channel);
+        }
+        // The freed room may let a left camera in.
+        let out = self.admit(vec![d], now);
+        self.record(out)
     }
 
     /// When `rule` began to hold `channel` in its current (or just ended)
@@ -314,6 +365,16 @@ impl Arbiter {
                     holder: s.holder.map(|h| self.rules[h].name.clone()).unwrap_or_default(),
                 })
                 .collect(),
+            left: self
+                .left
+                .iter()
+                .filter(|(_, (r, _, _))| *r == rule)
+                .map(|(ch, (_, camera, reason))| LeftCamera {
+                    channel: *ch,
+                    camera: camera.clone(),
+                    reason: *reason,
+                })
+                .collect(),
             decisions: self
                 .log
                 .iter()
@@ -338,9 +399,11 @@ fn concerns(a: &Action, name: &str) -> bool {
     match a {
         Action::Wait { holder } | Action::StopWaiting { holder } | Action::ReleaseSkipped { holder } => holder == name,
         Action::HandOver { from } => from == name,
+        Action::Left { .. } | Action::Admit => false,
         _ => false,
     }
 }
 
+mod admission;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use super::peer::{Status, StatusQuery};
 use super::rule::{Check, CheckKind};
 use crate::httpc::PeerTls;
 
@@ -32,6 +33,18 @@ pub enum ProbeResult {
 /// is the peer trust for `tls = true` checks (without it they miss, saying
 /// so: never plain HTTP).
 pub async fn probe(check: &Check, seq: u64, peer_token: Option<String>, tls: Option<&PeerTls>) -> ProbeResult {
+    probe_offering(check, seq, peer_token, tls, &StatusQuery::default()).await
+}
+
+/// `probe`; an `http` check also tells the peer which of its channels this
+/// NVR backs up (`offer`), so the peer's timeline can ask for them.
+pub async fn probe_offering(
+    check: &Check,
+    seq: u64,
+    peer_token: Option<String>,
+    tls: Option<&PeerTls>,
+    offer: &StatusQuery,
+) -> ProbeResult {
     let timeout = check.timeout;
     let start = Instant::now();
     let r: Result<Option<Vec<u32>>, String> = match check.kind {
@@ -51,7 +64,7 @@ pub async fn probe(check: &Check, seq: u64, peer_token: Option<String>, tls: Opt
             }
         }
         CheckKind::Http => {
-            let url = status_url(check);
+            let url = format!("{}{}", status_url(check), offer.to_query());
             let tls = tls.cloned();
             match tokio::task::spawn_blocking(move || http_status(&url, peer_token.as_deref(), timeout, tls.as_ref()))
                 .await
@@ -97,19 +110,9 @@ fn http_status(
     if r.status != 200 {
         return Err(format!("status endpoint answered {}", r.status));
     }
-    let v = r.json().map_err(|e| format!("status endpoint sent bad JSON: {e}"))?;
-    Ok(Some(
-        v["channels"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    // `live` since event recording; `recording` from older peers.
-                    .filter(|c| c["live"] == true || c["recording"] == "recording")
-                    .filter_map(|c| c["number"].as_u64().map(|n| n as u32))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    ))
+    let status: Status =
+        serde_json::from_slice(&r.body).map_err(|e| format!("status endpoint sent bad JSON: {e}"))?;
+    Ok(Some(status.recording()))
 }
 
 fn resolve_v4(host: &str) -> Result<Ipv4Addr, String> {

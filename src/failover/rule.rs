@@ -6,7 +6,9 @@
 //! `release_delay` (seconds the standby keeps a camera after failback when the
 //! check cannot confirm the primary records it); `backup.port`; `tls = true`
 //! on an `http` check or a backup (HTTPS to the peer, its certificate checked
-//! against `[failover] peer_ca` or `peer_fingerprint`).
+//! against `[failover] peer_ca` or `peer_fingerprint`); `capacity =
+//! { channels = N, mbps = X }` (the standby's room for failed primaries'
+//! cameras: one budget for the whole NVR, see `super::capacity`).
 //!
 //! Owns parsing and validation; errors name the rule and the field and are all
 //! reported at once. Must never resolve addresses on the network or open
@@ -80,6 +82,10 @@ pub struct Rule {
     pub backup: Option<Backup>,
     #[serde(serialize_with = "secs")]
     pub release_delay: Duration,
+    /// The standby's capacity, shared by every rule of this NVR (rules
+    /// that give it must agree: the configuration checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<super::capacity::Capacity>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,7 +248,11 @@ pub fn rules_from_values(values: &[(usize, Value)]) -> Result<Vec<Rule>, Vec<Rul
         if !names.insert(name.clone()) {
             c.err("name", "another rule has the same name");
         }
-        c.unknown_keys(v, "", &["name", "check", "states", "backup", "release_delay"]);
+        c.unknown_keys(
+            v,
+            "",
+            &["name", "check", "states", "backup", "release_delay", "capacity"],
+        );
         if let Some(rule) = parse_rule(&mut c, v, name) {
             rules.push(rule);
         }
@@ -286,7 +296,18 @@ fn parse_rule(c: &mut Ctx<'_>, v: &Value, name: String) -> Option<Rule> {
     let release_delay = c
         .seconds(v, "release_delay", 0.0, 3600.0)
         .unwrap_or(DEFAULT_RELEASE_DELAY);
-    let (check, normal, failure, backup) = (check?, normal?, failure?, backup?);
+    let capacity = match v.get("capacity") {
+        None | Some(Value::Null) => Some(None),
+        Some(cap) if cap.is_object() => parse_capacity(c, cap).map(Some),
+        Some(other) => {
+            c.err(
+                "capacity",
+                format!("must be an object like {{ \"channels\": 8, \"mbps\": 40 }}, not {other}"),
+            );
+            None
+        }
+    };
+    let (check, normal, failure, backup, capacity) = (check?, normal?, failure?, backup?, capacity?);
     if let Some(b) = &backup {
         for (i, m) in b.cameras.iter().enumerate() {
             if !failure.iter().any(|r| r.camera == m.local) {
@@ -304,7 +325,41 @@ fn parse_rule(c: &mut Ctx<'_>, v: &Value, name: String) -> Option<Rule> {
         failure,
         backup,
         release_delay,
+        capacity,
     })
+}
+
+fn parse_capacity(c: &mut Ctx<'_>, v: &Value) -> Option<super::capacity::Capacity> {
+    c.unknown_keys(v, "capacity.", &["channels", "mbps"]);
+    let channels = match v.get("channels") {
+        None => Some(None),
+        Some(n) => match n.as_u64() {
+            Some(x) if x <= 4096 => Some(Some(x as u32)),
+            _ => {
+                c.err("capacity.channels", format!("must be a whole number from 0 to 4096, not {n}"));
+                None
+            }
+        },
+    };
+    let mbps = match v.get("mbps") {
+        None => Some(None),
+        Some(n) => match n.as_f64() {
+            Some(x) if x > 0.0 && x <= 100_000.0 => Some(Some(x)),
+            _ => {
+                c.err("capacity.mbps", format!("must be a number of Mbit/s above 0, not {n}"));
+                None
+            }
+        },
+    };
+    let cap = super::capacity::Capacity {
+        channels: channels?,
+        mbps: mbps?,
+    };
+    if cap.is_unlimited() {
+        c.err("capacity", "give `channels`, `mbps` or both");
+        return None;
+    }
+    Some(cap)
 }
 
 fn parse_check(c: &mut Ctx<'_>, v: &Value) -> Option<Check> {
@@ -495,6 +550,9 @@ impl Rule {
             rule.insert("backup".into(), Value::Object(m));
         }
         rule.insert("release_delay".into(), json!(self.release_delay.as_secs_f64()));
+        if let Some(cap) = &self.capacity {
+            rule.insert("capacity".into(), json!(cap));
+        }
         Value::Object(rule)
     }
 }

@@ -32,6 +32,7 @@ fn camera(server: &HostileServer, mode: Mode) -> NetworkCamera {
         channel: None,
         transport: Transport::Tcp,
         credentials: None,
+        priority: Default::default(),
     }
 }
 

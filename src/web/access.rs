@@ -368,6 +368,20 @@ pub async fn layer(State(nvr): State<Arc<Nvr>>, mut req: Request, next: Next) ->
             }
             (Role::Viewer, None)
         }
+        Need::PeerOrViewer { channel } => {
+            if let Some(Ok(t)) = bearer(req.headers()) {
+                if is_peer(&nvr, t) {
+                    req.extensions_mut().insert(Principal {
+                        actor: "peer NVR".into(),
+                        user: "peer".into(),
+                        role: Role::Viewer,
+                        channels: None,
+                    });
+                    return next.run(req).await;
+                }
+            }
+            (Role::Viewer, Some(channel))
+        }
         Need::User { role, channel } => (role, channel),
     };
     let access = nvr.access.clone();

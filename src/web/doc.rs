@@ -364,7 +364,7 @@ mod tests {
                     Need::Public => "public",
                     Need::Peer => "peer",
                     // Peers read the status too; users need to be viewers.
-                    Need::PeerOrUser => "viewer",
+                    Need::PeerOrUser | Need::PeerOrViewer { .. } => "viewer",
                     Need::User { role, .. } => role.as_str(),
                     Need::BadChannel => panic!("{m} {concrete}: the access layer finds no channel"),
                 };

@@ -151,19 +151,41 @@ async fn concurrency(
     summary = "The NVR at a glance",
     description = "Version, NVR id, uptime, now, and per channel its binding, recording state \
                    (`recording`, `catching_up`, …), mode and whether live footage arrives. Also answered to \
-                   a peer NVR's token: the failover probe reads it.",
-    responses((status = 200, description = "Status", body = Object)),
+                   a peer NVR's token: the failover probe reads it, and a standby's probe tells this NVR which \
+                   channels it backs up (`backup_port`, `backup_tls`, `backup_channels` = `PRIMARY:STANDBY,…`), \
+                   so this NVR's timeline can include footage the standby holds.",
+    params(
+        ("backup_port" = Option<u16>, Query, description = "A probing standby's HTTP port (peer token only)"),
+        ("backup_tls" = Option<bool>, Query, description = "The standby answers over HTTPS"),
+        ("backup_channels" = Option<String>, Query, description = "`PRIMARY:STANDBY` channel pairs, comma-separated"),
+    ),
+    responses(
+        (status = 200, description = "Status", body = Object),
+        (status = 400, description = "A malformed backup offer, named", body = doc::ErrorBody),
+    ),
     extensions(("x-tandem-role" = json!("viewer")))
 )]
-async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Json<serde_json::Value> {
+async fn status(
+    axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    user: Option<axum::Extension<crate::auth::Principal>>,
+    axum::extract::Query(offer): axum::extract::Query<crate::failover::peer::StatusQuery>,
+) -> ApiResult<Json<crate::failover::peer::Status>> {
+    // Only a peer's probe (the access layer admitted its token and named
+    // no user) may announce itself as a backup.
+    if let (None, Some(port)) = (&user, offer.backup_port) {
+        let pairs = offer.pairs().map_err(ApiError::bad_request)?;
+        let tls = offer.backup_tls.unwrap_or(false);
+        nvr.peers.learn(client.ip(), port, tls, pairs, std::time::Instant::now());
+    }
     let views = nvr.channel_views();
     let now = nvr.clock.now();
-    Json(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "nvr_id": nvr.nvr_id,
-        "uptime_s": nvr.started.elapsed().as_secs_f64(),
-        "now": now.to_rfc3339(),
-        "channels": views.iter().map(|v| {
+    Ok(Json(crate::failover::peer::Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        nvr_id: nvr.nvr_id.clone(),
+        uptime_s: nvr.started.elapsed().as_secs_f64(),
+        now: now.to_rfc3339(),
+        channels: views.iter().map(|v| {
             // "recording" here means recording live footage now: the last
             // stored frame was captured within the last second. A peer's
             // failback waits for this, so stale frames a reconnecting link
@@ -175,15 +197,15 @@ async fn status(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Js
             // it now — recording, or in `events`/`off` mode ready to. Failback
             // waits for this, not for frames being written.
             let live = live && (state == "recording" || matches!(mode, "events" | "off"));
-            serde_json::json!({
-                "number": v.number,
-                "binding": v.binding,
-                "recording": state,
-                "mode": mode,
-                "live": live,
-                "connected": v.ingest.connected,
-            })
-        }).collect::<Vec<_>>(),
+            crate::failover::peer::ChannelStatus {
+                number: v.number,
+                binding: v.binding.clone(),
+                recording: state.to_string(),
+                mode: mode.to_string(),
+                live,
+                connected: v.ingest.connected,
+            }
+        }).collect(),
     }))
 }
 

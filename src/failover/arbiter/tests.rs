@@ -101,7 +101,9 @@ impl Model {
                     return false;
                 }
                 self.pending[r] = false;
-                let d = self.arb.release(r, 1, Time90k(i as i64));
+                let mut ds = self.arb.release(r, 1, Time90k(i as i64));
+                assert_eq!(ds.len(), 1, "{ds:?}");
+                let d = ds.remove(0);
                 match (&d.action, &d.effect) {
                     (Action::Release, Effect::Bind(_)) => assert_eq!(self.arb.holder(1), None),
                     (Action::ReleaseSkipped { .. }, Effect::Keep) => assert!(self.arb.holder(1).is_some()),
@@ -252,7 +254,7 @@ fn unshared_rules_behave_as_before() {
         a.transition(0, State::Normal, Time90k(2))[0].effect,
         Effect::ReleaseLater
     );
-    assert_eq!(a.release(0, 1, Time90k(3)).effect, Effect::Bind(None));
+    assert_eq!(a.release(0, 1, Time90k(3))[0].effect, Effect::Bind(None));
 }
 
 #[test]
