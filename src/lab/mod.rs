@@ -14,6 +14,7 @@
 pub mod attack;
 pub mod merge;
 pub mod netns;
+mod nplusm;
 mod pair;
 pub mod report;
 mod scale;
@@ -230,7 +231,10 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
         extra.extend(r.extra);
     }
     if opts.has(Scenario::NPlusM) {
-        bail!("n-plus-m needs the standby's capacity and camera priorities (branch `failover`)");
+        let r = nplusm::run(opts)?;
+        duplicates += r.duplicates;
+        rounds.extend(r.rounds);
+        extra.extend(r.extra);
     }
     Ok(report::assemble(opts, rounds, extra, duplicates, started.elapsed()))
 }

@@ -192,9 +192,31 @@ pub fn print_table(report: &Value) {
         );
     }
     if let Some(n) = report.get("n_plus_m") {
+        let list = |v: &Value| -> String {
+            let items: Vec<String> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("ch{} {}", c["channel"], c["priority"].as_str().unwrap_or("?")))
+                .collect();
+            if items.is_empty() {
+                "none".into()
+            } else {
+                items.join(", ")
+            }
+        };
         println!(
-            "n+m: capacity {} channels; taken {}; left with no_capacity {}; capacity respected: {}; priorities honoured: {}",
-            n["capacity_channels"], n["taken"], n["no_capacity"], n["capacity_respected"], n["priorities_honoured"]
+            "n+m ({} of {} primaries failed, {} cameras, room for {}): taken {}; left (no_capacity) {}; never taken {}; \
+             capacity respected: {}; priorities honoured: {}",
+            n["failed_primaries"],
+            n["primaries"],
+            n["cameras_failed"],
+            n["capacity_channels"],
+            list(&n["taken"]),
+            list(&n["no_capacity"]),
+            list(&n["priority_never"]),
+            n["capacity_respected"],
+            n["priorities_honoured"]
         );
     }
 }

@@ -295,6 +295,9 @@ mod tests {
             assert_eq!(v["check"]["type"].as_str(), (!paper).then_some("http"));
             let rules = crate::failover::rule::parse_rules(&text).unwrap();
             assert_eq!(rules.len(), 1);
+            let capped = rule_json(paper, "n", PRIMARY, &[1], r#" "capacity": { "channels": 4 },"#);
+            let rules = crate::failover::rule::parse_rules(&capped).unwrap();
+            assert_eq!(rules[0].capacity.and_then(|c| c.channels), Some(4));
         }
     }
 
