@@ -42,6 +42,12 @@ pub fn require(req: &Request) -> Require {
     out
 }
 
+/// Whether a request's `Range` is in the `clock=` unit (a recording's).
+pub fn clock_range(req: &Request) -> bool {
+    req.header("Range")
+        .is_some_and(|r| r.trim_start().starts_with("clock="))
+}
+
 /// A replay PLAY's parameters.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PlayRequest {
@@ -179,6 +185,9 @@ mod tests {
             require(&req(&[("Require", "onvif-replay, x-foo")])),
             Require::Unsupported("x-foo".into())
         );
+        assert!(clock_range(&req(&[("Range", "clock=19000101T000000Z-")])));
+        assert!(!clock_range(&req(&[("Range", "npt=0.000-")])));
+        assert!(!clock_range(&req(&[])));
     }
 
     #[test]

@@ -174,6 +174,7 @@ pub(super) async fn serve_client(
                 Parsed::Garbage(why) => anyhow::bail!("{peer}: {why}"),
                 Parsed::Request(req, n) => {
                     buf.drain(..n);
+                    debug!(%peer, method = %req.method, uri = %req.uri, headers = ?req.headers, "RTSP request");
                     let cseq = req.cseq().to_string();
                     if req.method != "OPTIONS" {
                         if let Some(auth) = &opts.auth {
@@ -196,7 +197,9 @@ pub(super) async fn serve_client(
                             continue;
                         }
                         Require::Replay => true,
-                        Require::None => false,
+                        // GStreamer's rtspsrc (1.22, ONVIF mode) asks for a
+                        // recording with a clock Range but no Require.
+                        Require::None => req.method == "PLAY" && sim_replay::clock_range(&req),
                     };
                     let reply = match req.method.as_str() {
                         "OPTIONS" => rtsp::response(
@@ -204,7 +207,7 @@ pub(super) async fn serve_client(
                             &cseq,
                             &[(
                                 "Public",
-                                "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER".into(),
+                                "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER".into(),
                             )],
                             b"",
                         ),
@@ -299,6 +302,13 @@ pub(super) async fn serve_client(
                             }
                             _ => rtsp::response("455 Method Not Valid in This State", &cseq, &[], b""),
                         },
+                        "PAUSE" => {
+                            // Stops sending; the next PLAY says what to send.
+                            rx = None;
+                            replay = None;
+                            drop(playing.take());
+                            rtsp::response("200 OK", &cseq, &[("Session", session_id.clone())], b"")
+                        }
                         "GET_PARAMETER" | "SET_PARAMETER" => {
                             rtsp::response("200 OK", &cseq, &[("Session", session_id.clone())], b"")
                         }
