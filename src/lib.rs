@@ -25,6 +25,7 @@ pub mod evidence;
 pub mod excerpt;
 pub mod export;
 pub mod failover;
+pub mod gapfill;
 pub mod httpc;
 pub mod ingest;
 pub mod lab;

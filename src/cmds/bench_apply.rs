@@ -99,6 +99,8 @@ fn config(a: &ApplyArgs, server: &sim::SimServer, last: u32) -> Result<Config> {
                 transport: Transport::Tcp,
                 credentials: None,
                 priority: Default::default(),
+                edge_storage: false,
+                replay_url: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;

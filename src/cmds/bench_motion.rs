@@ -233,6 +233,8 @@ async fn latency(a: &MotionArgs) -> Result<Vec<f64>> {
             transport: Transport::Tcp,
             credentials: None,
             priority: Default::default(),
+            edge_storage: false,
+            replay_url: None,
         }],
         channels: vec![ChannelConfig {
             number: 1,

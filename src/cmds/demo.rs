@@ -84,6 +84,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 transport: Transport::Tcp,
                 credentials: None,
                 priority: Default::default(),
+                edge_storage: false,
+                replay_url: None,
             })
             .collect();
         let channels = (1..=a.cameras)

@@ -217,7 +217,9 @@ fn clip_get(
     match r.status {
         206 => Ok(r),
         404 => Err(PeerClipError::NoFootage),
-        s => Err(PeerClipError::Failed(format!("the peer answered {s} to a range of its clip"))),
+        s => Err(PeerClipError::Failed(format!(
+            "the peer answered {s} to a range of its clip"
+        ))),
     }
 }
 
@@ -372,7 +374,10 @@ mod tests {
         let gaps = [(t(0), t(2)), (t(5), t(7))];
         let got = fill(&gaps, "nvr-b:8080", &[run(1, 6, 50), run(8, 9, 10)]);
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].start.as_str(), got[0].end.as_str()), (t(1).to_rfc3339().as_str(), t(2).to_rfc3339().as_str()));
+        assert_eq!(
+            (got[0].start.as_str(), got[0].end.as_str()),
+            (t(1).to_rfc3339().as_str(), t(2).to_rfc3339().as_str())
+        );
         assert_eq!(got[0].frames, 10);
         assert_eq!(got[1].start, t(5).to_rfc3339());
         assert_eq!(got[1].end, t(6).to_rfc3339());
@@ -389,7 +394,11 @@ mod tests {
     #[test]
     fn a_peer_that_is_down_is_a_note_not_an_error() {
         // A port nobody listens on (bound, then dropped).
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let p = PeerRef {
             name: format!("127.0.0.1:{port}"),
             base_url: format!("http://127.0.0.1:{port}"),

@@ -33,6 +33,8 @@ fn camera(server: &HostileServer, mode: Mode) -> NetworkCamera {
         transport: Transport::Tcp,
         credentials: None,
         priority: Default::default(),
+        edge_storage: false,
+        replay_url: None,
     }
 }
 

@@ -149,6 +149,41 @@ pub fn plan_kept(frames: &[FrameSpan], local: &[(Time90k, Time90k)]) -> Vec<Rang
     runs
 }
 
+/// The origin gap fill merges under (`crate::gapfill`): footage replayed
+/// from the camera's own recording, the same stream this NVR recorded.
+pub const GAPFILL_ORIGIN: &str = "gapfill";
+
+/// `plan_kept` for footage of the very stream we recorded (a camera's edge
+/// storage): a run may also start right after a frame we hold ourselves,
+/// since our copy of that frame's group of pictures decodes it. A hole that
+/// begins mid-GOP (a crash cut the recording anywhere) is then filled from
+/// its first missing frame, not from the next key frame; a run with no frame
+/// of ours before it still starts at a key frame.
+pub fn plan_kept_continuing(frames: &[FrameSpan], local: &[(Time90k, Time90k)]) -> Vec<Range<usize>> {
+    let covered = |&(t, d, _): &FrameSpan| {
+        let mid = t + i64::from(d) / 2;
+        local.iter().any(|&(a, b)| a <= mid && mid < b)
+    };
+    let mut runs = Vec::new();
+    let mut cur: Option<Range<usize>> = None;
+    let mut after_ours = false;
+    for (i, f) in frames.iter().enumerate() {
+        if covered(f) {
+            runs.extend(cur.take());
+            after_ours = true;
+            continue;
+        }
+        match &mut cur {
+            Some(r) => r.end = i + 1,
+            None if f.2 || after_ours => cur = Some(i..i + 1),
+            None => {}
+        }
+        after_ours = false;
+    }
+    runs.extend(cur);
+    runs
+}
+
 /// Checks an upload's time range: a sane start, an end after it, not in the
 /// future, not longer than `max_span`.
 pub fn check_range(first: Time90k, end: Time90k, now: Time90k, limits: &ImportLimits) -> Result<(), String> {
@@ -352,7 +387,11 @@ impl Worker {
                     .map(|s| (s, Time90k(i64::MAX))),
             )
             .collect();
-        let runs = plan_kept(&spans, &local);
+        let runs = if req.origin == GAPFILL_ORIGIN {
+            plan_kept_continuing(&spans, &local)
+        } else {
+            plan_kept(&spans, &local)
+        };
         let entry_id = db::upsert_sample_entry(conn, &entry.data, entry.codec, entry.width, entry.height)
             .map_err(|e| failed(&e))?;
         let mut out = ImportOutcome::default();
@@ -606,6 +645,29 @@ mod tests {
         assert_eq!(plan_kept(&frames(20, 5), &local), vec![0..15]);
         // Everything covered: nothing kept.
         assert!(plan_kept(&frames(20, 5), &[(Time90k(0), Time90k(i64::MAX / 2))]).is_empty());
+    }
+
+    #[test]
+    fn replayed_footage_continues_our_own_mid_gop() {
+        // Ours ends inside a GOP (frames 0..7, a crash) and starts again at
+        // key frame 15: frames 7..15 are kept though 7 is no key frame.
+        let local = [
+            (Time90k(0), Time90k(7 * 3600)),
+            (Time90k(15 * 3600), Time90k(1_000_000)),
+        ];
+        assert_eq!(plan_kept_continuing(&frames(20, 5), &local), vec![7..15]);
+        assert_eq!(plan_kept(&frames(20, 5), &local), vec![10..15], "failback waits for a key frame");
+        // Nothing of ours before it: still from a key frame only.
+        let mut f = frames(10, 5);
+        f[0].2 = false;
+        assert_eq!(plan_kept_continuing(&f, &[]), vec![5..10]);
+        // Every split of 12 frames (key every 4) between ours and theirs:
+        // continuing keeps exactly the frames we lack after our first frame.
+        for cut in 0..=12usize {
+            let local = [(Time90k(0), Time90k(cut as i64 * 3600))];
+            let kept: usize = plan_kept_continuing(&frames(12, 4), &local).iter().map(|r| r.len()).sum();
+            assert_eq!(kept, 12 - cut, "cut {cut}");
+        }
     }
 
     #[test]

@@ -14,8 +14,8 @@ use super::{params, ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::failover::federation;
 use crate::failover::peer::{Recordings, Run};
-use crate::time::Time90k;
 use crate::nvr::{ChannelView, Nvr};
+use crate::time::Time90k;
 
 #[utoipa::path(
     get,
