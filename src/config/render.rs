@@ -501,6 +501,7 @@ name = "gate"
 url = "rtsp://192.0.2.12/live"
 username = "ops"
 password_file = "gate.pw"
+priority = "high"
 
 [[channel]]
 number = 1
@@ -529,6 +530,7 @@ check = { address = "192.0.2.10", type = "http", port = 9443, tls = true, interv
 states.normal = [ { camera = 1, address = "n/a" } ]
 states.failure = [ { camera = 1, address = "192.0.2.10", channel = 1 } ]
 backup = { address = "192.0.2.99", port = 9000, tls = true, cameras = [ { local = 1, remote = 4 } ] }
+capacity = { channels = 4, mbps = 20.5 }
 
 [mqtt]
 broker = "mqtt://192.0.2.50:1884"

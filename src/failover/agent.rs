@@ -24,10 +24,10 @@ use tracing::{info, warn};
 
 use super::arbiter::{Action, Arbiter, Decision, Effect, RuleId};
 use super::capacity::Reason;
+use super::handle::NvrHandle;
 use super::probe::{self, ProbeResult};
 use super::rule::{CheckKind, ConfiguredRule};
 use super::state::{Machine, Outcome, State};
-use super::handle::NvrHandle;
 use crate::time::Time90k;
 
 #[derive(Debug, serde::Serialize)]
@@ -191,10 +191,16 @@ fn log_decision(d: &Decision) {
         Action::Admit => {
             info!(rule = %d.rule, channel = ch, effect = ?d.effect, "capacity: room freed; the rule's camera is recorded now")
         }
-        Action::Left { camera, reason: Reason::NoCapacity } => {
+        Action::Left {
+            camera,
+            reason: Reason::NoCapacity,
+        } => {
             warn!(rule = %d.rule, channel = ch, camera = %camera, effect = ?d.effect, "capacity: no room for the camera; not recorded (no_capacity)")
         }
-        Action::Left { camera, reason: Reason::PriorityNever } => {
+        Action::Left {
+            camera,
+            reason: Reason::PriorityNever,
+        } => {
             info!(rule = %d.rule, channel = ch, camera = %camera, "capacity: camera has priority `never`; not taken over")
         }
     }
@@ -380,7 +386,13 @@ async fn apply(
 /// Every channel that starts recording a failure camera missed the time
 /// from when the primary was last known well to now: gap fill asks the
 /// camera for it (a camera without edge storage has nothing to give).
-fn fill_lead_in(nvr: &dyn NvrHandle, rule: &ConfiguredRule, ds: &[Decision], last_answer: Option<Time90k>, now: Time90k) {
+fn fill_lead_in(
+    nvr: &dyn NvrHandle,
+    rule: &ConfiguredRule,
+    ds: &[Decision],
+    last_answer: Option<Time90k>,
+    now: Time90k,
+) {
     for d in ds {
         let takes = matches!(d.action, Action::Take | Action::HandOver { .. } | Action::Admit);
         if !(takes && matches!(d.effect, Effect::Bind(Some(_)))) {

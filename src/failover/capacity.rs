@@ -297,10 +297,7 @@ mod tests {
                 }
                 for ch in [None, Some(0), Some(1), Some(2), Some(3)] {
                     for mb in [None, Some(4.0), Some(8.0)] {
-                        let cap = Capacity {
-                            channels: ch,
-                            mbps: mb,
-                        };
+                        let cap = Capacity { channels: ch, mbps: mb };
                         check_properties(&cs, cap, &plan(&cs, cap));
                         cases += 1;
                     }

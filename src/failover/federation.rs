@@ -73,6 +73,15 @@ pub fn peers_of(config: &Config, dir: &Directory, channel: u32, now: Instant) ->
     out
 }
 
+/// The time this NVR's runs cover: a run still being written covers up to
+/// `end` (its footage is arriving here; a peer's copy of it would be a
+/// duplicate).
+pub fn local_spans(runs: &[crate::store::reader::RecordingRun], end: Time90k) -> Vec<(Time90k, Time90k)> {
+    runs.iter()
+        .map(|r| (r.start_90k, if r.growing { r.end_90k.max(end) } else { r.end_90k }))
+        .collect()
+}
+
 /// The parts of `start..end` no local run covers (runs as time spans).
 pub fn holes(local: &[(Time90k, Time90k)], start: Time90k, end: Time90k) -> Vec<(Time90k, Time90k)> {
     let mut spans: Vec<(Time90k, Time90k)> = local.iter().copied().filter(|(a, b)| b > a).collect();
@@ -217,7 +226,9 @@ fn clip_get(
     match r.status {
         206 => Ok(r),
         404 => Err(PeerClipError::NoFootage),
-        s => Err(PeerClipError::Failed(format!("the peer answered {s} to a range of its clip"))),
+        s => Err(PeerClipError::Failed(format!(
+            "the peer answered {s} to a range of its clip"
+        ))),
     }
 }
 
@@ -372,7 +383,10 @@ mod tests {
         let gaps = [(t(0), t(2)), (t(5), t(7))];
         let got = fill(&gaps, "nvr-b:8080", &[run(1, 6, 50), run(8, 9, 10)]);
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].start.as_str(), got[0].end.as_str()), (t(1).to_rfc3339().as_str(), t(2).to_rfc3339().as_str()));
+        assert_eq!(
+            (got[0].start.as_str(), got[0].end.as_str()),
+            (t(1).to_rfc3339().as_str(), t(2).to_rfc3339().as_str())
+        );
         assert_eq!(got[0].frames, 10);
         assert_eq!(got[1].start, t(5).to_rfc3339());
         assert_eq!(got[1].end, t(6).to_rfc3339());
@@ -389,7 +403,11 @@ mod tests {
     #[test]
     fn a_peer_that_is_down_is_a_note_not_an_error() {
         // A port nobody listens on (bound, then dropped).
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let p = PeerRef {
             name: format!("127.0.0.1:{port}"),
             base_url: format!("http://127.0.0.1:{port}"),

@@ -128,7 +128,11 @@ impl StatusQuery {
                 .filter(|(a, b)| (1..=4096).contains(a) && (1..=4096).contains(b));
             match pair {
                 Some(p) => out.push(p),
-                None => return Err(format!("backup_channels: `{item}` is not PRIMARY:STANDBY channel numbers")),
+                None => {
+                    return Err(format!(
+                        "backup_channels: `{item}` is not PRIMARY:STANDBY channel numbers"
+                    ))
+                }
             }
         }
         Ok(out)
@@ -139,7 +143,7 @@ impl StatusQuery {
 /// `/api/v1/import/{origin}/{segment}`): the bytes the receiver holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadState {
-    #[serde(default)]
+    /// Required: an error answer (`{"error": …}`) is not a state.
     pub received: u64,
     /// The (origin, segment) pair was merged already.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -303,12 +307,21 @@ mod tests {
         assert!(d.backups_of(2, t0).is_empty());
         assert!(d.backups_of(1, t0 + LEARNED_TTL).is_empty());
         for p in 0..(MAX_LEARNED as u16 + 10) {
-            d.learn(ip, 9000 + p, false, vec![(1, 1)], t0 + Duration::from_millis(u64::from(p)));
+            d.learn(
+                ip,
+                9000 + p,
+                false,
+                vec![(1, 1)],
+                t0 + Duration::from_millis(u64::from(p)),
+            );
         }
         let now = t0 + Duration::from_secs(1);
         assert_eq!(d.backups_of(1, now).len(), MAX_LEARNED);
         // The newest offers are the ones kept.
-        assert!(d.backups_of(1, now).iter().any(|b| b.1 == 9000 + MAX_LEARNED as u16 + 9));
+        assert!(d
+            .backups_of(1, now)
+            .iter()
+            .any(|b| b.1 == 9000 + MAX_LEARNED as u16 + 9));
     }
 
     #[test]
@@ -316,8 +329,11 @@ mod tests {
         let v = serde_json::json!({ "start": "a", "end": "b", "frames": 3, "codec": "h264", "origin": "gapfill" });
         let r: Run = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(r.frames, 3);
-        assert_eq!(serde_json::to_value(&r).unwrap(), serde_json::json!({
-            "start": "a", "end": "b", "frames": 3, "bytes": 0, "codec": "h264", "origin": "gapfill"
-        }));
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({
+                "start": "a", "end": "b", "frames": 3, "bytes": 0, "codec": "h264", "origin": "gapfill"
+            })
+        );
     }
 }

@@ -110,8 +110,7 @@ fn http_status(
     if r.status != 200 {
         return Err(format!("status endpoint answered {}", r.status));
     }
-    let status: Status =
-        serde_json::from_slice(&r.body).map_err(|e| format!("status endpoint sent bad JSON: {e}"))?;
+    let status: Status = serde_json::from_slice(&r.body).map_err(|e| format!("status endpoint sent bad JSON: {e}"))?;
     Ok(Some(status.recording()))
 }
 

@@ -336,7 +336,10 @@ fn parse_capacity(c: &mut Ctx<'_>, v: &Value) -> Option<super::capacity::Capacit
         Some(n) => match n.as_u64() {
             Some(x) if x <= 4096 => Some(Some(x as u32)),
             _ => {
-                c.err("capacity.channels", format!("must be a whole number from 0 to 4096, not {n}"));
+                c.err(
+                    "capacity.channels",
+                    format!("must be a whole number from 0 to 4096, not {n}"),
+                );
                 None
             }
         },

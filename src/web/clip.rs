@@ -33,9 +33,9 @@ use crate::auth::audit_log::{Action, Entry};
 use crate::auth::Principal;
 use crate::export::{open_sources, parse_range, write_range, RangeRequest};
 use crate::failover::federation::{self, PeerClip, PeerClipError, PeerRef};
-use crate::time::Time90k;
 use crate::mp4::clip::{self, ClipError};
 use crate::nvr::Nvr;
+use crate::time::Time90k;
 
 const CHUNK: usize = 256 * 1024;
 /// Source files one response keeps open from planning to sending; a longer
@@ -111,7 +111,9 @@ pub async fn clip(
         Err(e @ ClipError::NoFootage) if !peers.is_empty() => {
             return match federated_clip(&nvr, &p, client, ch, peers, start, end, &headers).await? {
                 Some(r) => Ok(r),
-                None => Err(ApiError::not_found(format!("{e}, here or on the channel's backup peers"))),
+                None => Err(ApiError::not_found(format!(
+                    "{e}, here or on the channel's backup peers"
+                ))),
             };
         }
         Err(e @ (ClipError::NoFootage | ClipError::Unreadable(_))) => return Err(ApiError::not_found(e.to_string())),
@@ -233,7 +235,7 @@ async fn held_by_peers(
     let reader = nvr.reader.clone();
     let runs = tokio::task::spawn_blocking(move || {
         let local = reader.recordings(ch, start, end).ok()?;
-        let spans: Vec<(Time90k, Time90k)> = local.iter().map(|r| (r.start_90k, r.end_90k)).collect();
+        let spans = federation::local_spans(&local, end);
         Some(federation::federate(&peers, &spans, start, end, Some(&token), tls.as_ref()).0)
     })
     .await
@@ -340,11 +342,17 @@ async fn federated_clip(
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::ETAG, HeaderValue::from_str(&pc.etag).map_err(ApiError::internal)?);
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&pc.etag).map_err(ApiError::internal)?,
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(to - from));
     if status == StatusCode::PARTIAL_CONTENT {
         let v = format!("bytes {}-{}/{}", from, to - 1, pc.len);
-        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&v).map_err(ApiError::internal)?);
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&v).map_err(ApiError::internal)?,
+        );
     }
     if let Ok(v) = HeaderValue::from_str(&peer.name) {
         h.insert("x-tandem-held-by", v);

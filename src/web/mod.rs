@@ -176,7 +176,8 @@ async fn status(
     if let (None, Some(port)) = (&user, offer.backup_port) {
         let pairs = offer.pairs().map_err(ApiError::bad_request)?;
         let tls = offer.backup_tls.unwrap_or(false);
-        nvr.peers.learn(client.ip(), port, tls, pairs, std::time::Instant::now());
+        nvr.peers
+            .learn(client.ip(), port, tls, pairs, std::time::Instant::now());
     }
     let views = nvr.channel_views();
     let now = nvr.clock.now();
@@ -185,27 +186,34 @@ async fn status(
         nvr_id: nvr.nvr_id.clone(),
         uptime_s: nvr.started.elapsed().as_secs_f64(),
         now: now.to_rfc3339(),
-        channels: views.iter().map(|v| {
-            // "recording" here means recording live footage now: the last
-            // stored frame was captured within the last second. A peer's
-            // failback waits for this, so stale frames a reconnecting link
-            // delivers late do not count.
-            let live = v.ingest.last_frame.is_some_and(|t| (now - t).abs() < 90_000);
-            let state = if v.recording.state == "recording" && !live { "catching_up" } else { v.recording.state };
-            let mode = v.policy.as_ref().and_then(|p| p.mode).unwrap_or("continuous");
-            // `live`: footage is arriving and the channel's policy is applied to
-            // it now — recording, or in `events`/`off` mode ready to. Failback
-            // waits for this, not for frames being written.
-            let live = live && (state == "recording" || matches!(mode, "events" | "off"));
-            crate::failover::peer::ChannelStatus {
-                number: v.number,
-                binding: v.binding.clone(),
-                recording: state.to_string(),
-                mode: mode.to_string(),
-                live,
-                connected: v.ingest.connected,
-            }
-        }).collect(),
+        channels: views
+            .iter()
+            .map(|v| {
+                // "recording" here means recording live footage now: the last
+                // stored frame was captured within the last second. A peer's
+                // failback waits for this, so stale frames a reconnecting link
+                // delivers late do not count.
+                let live = v.ingest.last_frame.is_some_and(|t| (now - t).abs() < 90_000);
+                let state = if v.recording.state == "recording" && !live {
+                    "catching_up"
+                } else {
+                    v.recording.state
+                };
+                let mode = v.policy.as_ref().and_then(|p| p.mode).unwrap_or("continuous");
+                // `live`: footage is arriving and the channel's policy is applied to
+                // it now — recording, or in `events`/`off` mode ready to. Failback
+                // waits for this, not for frames being written.
+                let live = live && (state == "recording" || matches!(mode, "events" | "off"));
+                crate::failover::peer::ChannelStatus {
+                    number: v.number,
+                    binding: v.binding.clone(),
+                    recording: state.to_string(),
+                    mode: mode.to_string(),
+                    live,
+                    connected: v.ingest.connected,
+                }
+            })
+            .collect(),
     }))
 }
 

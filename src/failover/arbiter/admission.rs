@@ -47,7 +47,12 @@ impl Arbiter {
             }
         }
         // A channel another rule takes is no longer being released.
-        let held: Vec<u32> = self.releasing.keys().copied().filter(|ch| self.holder(*ch).is_some()).collect();
+        let held: Vec<u32> = self
+            .releasing
+            .keys()
+            .copied()
+            .filter(|ch| self.holder(*ch).is_some())
+            .collect();
         for ch in held {
             self.releasing.remove(&ch);
         }
@@ -86,8 +91,10 @@ impl Arbiter {
             }
         }
         // Channels no rule wants any more are neither recorded nor left.
-        self.admitted.retain(|ch, _| cands.iter().any(|(c, h)| h.is_some() && c.channel == *ch));
-        self.left.retain(|ch, _| cands.iter().any(|(c, h)| h.is_some() && c.channel == *ch));
+        self.admitted
+            .retain(|ch, _| cands.iter().any(|(c, h)| h.is_some() && c.channel == *ch));
+        self.left
+            .retain(|ch, _| cands.iter().any(|(c, h)| h.is_some() && c.channel == *ch));
         let only: Vec<Candidate> = cands.iter().map(|(c, _)| c.clone()).collect();
         let plan = capacity::plan(&only, self.capacity);
         for ch in plan.take {
@@ -128,7 +135,10 @@ impl Arbiter {
                 d.effect = Effect::Bind(resting.clone());
                 rebound = true;
             }
-            let rule = holder.or(released_by).map(|r| self.rules[r].name.clone()).unwrap_or_default();
+            let rule = holder
+                .or(released_by)
+                .map(|r| self.rules[r].name.clone())
+                .unwrap_or_default();
             let known = holder.is_some_and(|r| {
                 self.left
                     .get(&ch)
