@@ -513,6 +513,7 @@ username = "ops"
 password_file = "gate.pw"
 edge_storage = true
 replay_url = "rtsp://192.0.2.12/replay"
+priority = "high"
 
 [[channel]]
 number = 1
@@ -545,6 +546,7 @@ check = { address = "192.0.2.10", type = "http", port = 9443, tls = true, interv
 states.normal = [ { camera = 1, address = "n/a" } ]
 states.failure = [ { camera = 1, address = "192.0.2.10", channel = 1 } ]
 backup = { address = "192.0.2.99", port = 9000, tls = true, cameras = [ { local = 1, remote = 4 } ] }
+capacity = { channels = 4, mbps = 20.5 }
 
 [mqtt]
 broker = "mqtt://192.0.2.50:1884"

@@ -612,3 +612,59 @@ fn scrub_interval_is_off_by_default_and_checked() {
         );
     }
 }
+
+#[test]
+fn priorities_and_the_standbys_capacity_load_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = TWO_RULES.replace("BACKUP", "192.0.2.99");
+    let text = base
+        .replace(
+            "url = \"rtsp://192.0.2.2/s\"",
+            "url = \"rtsp://192.0.2.2/s\"\npriority = \"never\"",
+        )
+        .replace(
+            "name = \"for-b\"",
+            "name = \"for-b\"\ncapacity = { channels = 2, mbps = 12.5 }",
+        );
+    let (c, _) = parse_checked(&text, "nvr.toml", dir.path()).unwrap();
+    use crate::failover::capacity::{self, Capacity, Priority};
+    assert_eq!(c.cameras[0].priority, Priority::Medium);
+    assert_eq!(c.cameras[1].priority, Priority::Never);
+    assert_eq!(
+        capacity::of_rules(&c.rules),
+        Capacity {
+            channels: Some(2),
+            mbps: Some(12.5)
+        }
+    );
+    // The same figures on both rules are one capacity; different ones are refused.
+    let both = text.replace(
+        "name = \"for-a\"",
+        "name = \"for-a\"\ncapacity = { channels = 2, mbps = 12.5 }",
+    );
+    assert!(parse_checked(&both, "nvr.toml", dir.path()).is_ok());
+    let differ = text.replace("name = \"for-a\"", "name = \"for-a\"\ncapacity = { channels = 3 }");
+    let e = parse_checked(&differ, "nvr.toml", dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("rule `for-b`: capacity") && e.contains("rule `for-a`"),
+        "{e}"
+    );
+    // Bad values name the field.
+    let bad = base.replace(
+        "url = \"rtsp://192.0.2.2/s\"",
+        "url = \"rtsp://192.0.2.2/s\"\npriority = \"urgent\"",
+    );
+    let e = parse_checked(&bad, "nvr.toml", dir.path()).unwrap_err().to_string();
+    assert!(e.contains("network_camera `b`.priority") && e.contains("urgent"), "{e}");
+    for (cap, field) in [
+        ("{ channels = -1 }", "capacity.channels"),
+        ("{ mbps = 0 }", "capacity.mbps"),
+        ("{ cameras = 2 }", "capacity.cameras"),
+        ("{ }", "capacity"),
+        ("3", "capacity"),
+    ] {
+        let t = base.replace("name = \"for-b\"", &format!("name = \"for-b\"\ncapacity = {cap}"));
+        let e = parse_checked(&t, "nvr.toml", dir.path()).unwrap_err().to_string();
+        assert!(e.contains(&format!("rule `for-b`: {field}")), "{cap}: {e}");
+    }
+}

@@ -406,4 +406,6 @@ fn concerns(a: &Action, name: &str) -> bool {
 
 mod admission;
 #[cfg(test)]
+mod capacity_tests;
+#[cfg(test)]
 mod tests;

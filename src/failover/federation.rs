@@ -73,6 +73,15 @@ pub fn peers_of(config: &Config, dir: &Directory, channel: u32, now: Instant) ->
     out
 }
 
+/// The time this NVR's runs cover: a run still being written covers up to
+/// `end` (its footage is arriving here; a peer's copy of it would be a
+/// duplicate).
+pub fn local_spans(runs: &[crate::store::reader::RecordingRun], end: Time90k) -> Vec<(Time90k, Time90k)> {
+    runs.iter()
+        .map(|r| (r.start_90k, if r.growing { r.end_90k.max(end) } else { r.end_90k }))
+        .collect()
+}
+
 /// The parts of `start..end` no local run covers (runs as time spans).
 pub fn holes(local: &[(Time90k, Time90k)], start: Time90k, end: Time90k) -> Vec<(Time90k, Time90k)> {
     let mut spans: Vec<(Time90k, Time90k)> = local.iter().copied().filter(|(a, b)| b > a).collect();

@@ -143,7 +143,7 @@ impl StatusQuery {
 /// `/api/v1/import/{origin}/{segment}`): the bytes the receiver holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadState {
-    #[serde(default)]
+    /// Required: an error answer (`{"error": …}`) is not a state.
     pub received: u64,
     /// The (origin, segment) pair was merged already.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

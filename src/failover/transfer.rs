@@ -24,6 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use rusqlite::{params, Connection};
 use tracing::{info, warn};
 
+use super::peer::UploadState;
 use crate::store::{db, segment_path};
 use crate::time::Time90k;
 
@@ -284,10 +285,11 @@ impl Worker {
         if status != 200 {
             bail!("peer answered {status}: {v}");
         }
-        if v["imported"] == true {
+        let state: UploadState = serde_json::from_value(v.clone()).map_err(|e| anyhow!("peer sent {v}: {e}"))?;
+        if state.imported {
             return Ok(0);
         }
-        let mut offset = v["received"].as_u64().unwrap_or(0);
+        let mut offset = state.received;
         if offset > len {
             // The staged upload is not ours as we know it (a sender that
             // crashed mid-piece, a damaged staging): start it over.
@@ -307,9 +309,9 @@ impl Worker {
             let (status, v) = self.call("PUT", &self.url(job, seg, &format!("?offset={offset}")), &buf[..n])?;
             match status {
                 200 | 409 => {
-                    offset = v["received"]
-                        .as_u64()
-                        .ok_or_else(|| anyhow!("peer sent no offset: {v}"))?
+                    let state: UploadState =
+                        serde_json::from_value(v.clone()).map_err(|e| anyhow!("peer sent no offset: {v}: {e}"))?;
+                    offset = state.received;
                 }
                 _ => bail!("peer refused a piece with {status}: {v}"),
             }

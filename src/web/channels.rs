@@ -73,7 +73,7 @@ pub async fn recordings(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let spans: Vec<(Time90k, Time90k)> = runs.iter().map(|r| (r.start_90k, r.end_90k)).collect();
+    let spans = federation::local_spans(&runs, end);
     let mut recordings: Vec<Run> = runs
         .iter()
         .map(|r| serde_json::to_value(r).and_then(serde_json::from_value))

@@ -235,7 +235,7 @@ async fn held_by_peers(
     let reader = nvr.reader.clone();
     let runs = tokio::task::spawn_blocking(move || {
         let local = reader.recordings(ch, start, end).ok()?;
-        let spans: Vec<(Time90k, Time90k)> = local.iter().map(|r| (r.start_90k, r.end_90k)).collect();
+        let spans = federation::local_spans(&local, end);
         Some(federation::federate(&peers, &spans, start, end, Some(&token), tls.as_ref()).0)
     })
     .await

@@ -32,6 +32,7 @@ use tokio::io::AsyncWriteExt;
 use super::doc::ErrorBody;
 use super::{params, ApiError, ApiResult};
 use crate::auth::audit_log::{Action, Entry};
+use crate::failover::peer::UploadState;
 use crate::nvr::Nvr;
 use crate::store::import::{admit, ImportError, ImportRequest, Refusal, Staging, MAX_CAPTURE_OFFSET};
 
@@ -86,13 +87,13 @@ fn imported(nvr: &Nvr, origin: &str, seg: i64) -> ApiResult<bool> {
 pub async fn status(
     State(nvr): State<Arc<Nvr>>,
     Path((origin, segment)): Path<(String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<UploadState>> {
     let (path, seg) = staged_path(&nvr, &origin, &segment)?;
     let received = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let imported = tokio::task::spawn_blocking(move || imported(&nvr, &origin, seg))
         .await
         .map_err(ApiError::internal)??;
-    Ok(Json(serde_json::json!({ "received": received, "imported": imported })))
+    Ok(Json(UploadState { received, imported }))
 }
 
 #[utoipa::path(
@@ -160,7 +161,7 @@ pub async fn put_piece(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<UploadState>)> {
     let (path, _) = staged_path(&nvr, &origin, &segment)?;
     let offset = params::required_integer("offset", q.get("offset"), 0..=u64::MAX)?;
     let piece: u64 = match headers.get("content-length").and_then(|v| v.to_str().ok()) {
@@ -186,7 +187,13 @@ pub async fn put_piece(
     };
     let received = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     if offset != received {
-        return Ok((StatusCode::CONFLICT, Json(serde_json::json!({ "received": received }))));
+        return Ok((
+            StatusCode::CONFLICT,
+            Json(UploadState {
+                received,
+                imported: false,
+            }),
+        ));
     }
     let dir = nvr.staging_dir();
     let limits = nvr.importer.limits.clone();
@@ -234,7 +241,10 @@ pub async fn put_piece(
     }
     Ok((
         StatusCode::OK,
-        Json(serde_json::json!({ "received": received + piece })),
+        Json(UploadState {
+            received: received + piece,
+            imported: false,
+        }),
     ))
 }
 
