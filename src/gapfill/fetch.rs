@@ -232,6 +232,8 @@ impl Ctx {
                     origin: GAPFILL_ORIGIN.to_string(),
                     origin_segment: piece_no,
                     staged: path.clone(),
+                    // Frames are already on this NVR's clock: no shift.
+                    capture_offset: None,
                 };
                 match importer.merge(req) {
                     Err(ImportError::Busy) if Instant::now() < busy_until => std::thread::sleep(BUSY_RETRY),
