@@ -44,7 +44,7 @@ pub const RECOMMENDED_RULE: &str = r#"{ "name": "tandem-defaults",
 /// Longest the lab waits for a rule to see a fault before calling it undetected.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest the lab waits for transfers and gap fill to complete a round's timeline.
-const COMPLETE_TIMEOUT: Duration = Duration::from_secs(180);
+const COMPLETE_TIMEOUT: Duration = Duration::from_secs(60);
 
 const PRI: usize = 0;
 const STB: usize = 1;
