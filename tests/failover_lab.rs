@@ -136,5 +136,10 @@ fn lab_with_edge_storage_loses_no_frame() {
         "takeover judged by the lab's clock: {r}"
     );
     assert_eq!(r["clock_skew_duplicates"], 0, "{r}");
+    assert_eq!(r["clock_skew_merge_drops"], 0, "{r}");
+    for row in &rows {
+        // The primary's own timeline holds all the site has: no merge left footage out.
+        assert_eq!(row["merge_drops"], 0, "{row}");
+    }
     assert_eq!(r["duplicates_after_merge"], 0, "{r}");
 }

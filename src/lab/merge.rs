@@ -60,20 +60,26 @@ pub fn site_stamps(stores: &[(PathBuf, Vec<u32>)], start: Time90k, end: Time90k)
 pub struct SiteAudit {
     pub union: AuditReport,
     pub duplicates: u64,
+    /// The first store's own timeline (the primary: where failback transfers land).
+    pub first: AuditReport,
 }
 
 pub fn audit_site(stores: &[(PathBuf, Vec<u32>)]) -> Result<SiteAudit> {
     let (all_start, all_end) = (Time90k(0), Time90k(i64::MAX));
     let mut union = Vec::new();
     let mut duplicates = 0;
+    let mut first = None;
     for (dir, channels) in stores {
         let s = store_stamps(dir, channels, all_start, all_end)?;
-        duplicates += audit_stamps(s.iter().copied().map(Some)).duplicates;
+        let own = audit_stamps(s.iter().copied().map(Some));
+        duplicates += own.duplicates;
+        first.get_or_insert(own);
         union.extend(s);
     }
     Ok(SiteAudit {
         union: audit_stamps(union.into_iter().map(Some)),
         duplicates,
+        first: first.unwrap_or_default(),
     })
 }
 

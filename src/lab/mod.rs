@@ -216,8 +216,10 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
     if opts.has(Scenario::ClockSkew) {
         let r = pair::run(opts, "clock-skew", pair::SKEW_MS)?;
         duplicates += r.duplicates;
+        let drops: u64 = r.rounds.iter().filter_map(|x| x["merge_drops"].as_u64()).sum();
         rounds.extend(r.rounds);
         extra.insert("clock_skew_duplicates".into(), json!(r.duplicates));
+        extra.insert("clock_skew_merge_drops".into(), json!(drops));
     }
     if opts.has(Scenario::SingleCrash) {
         let r = scale::single_crash(opts)?;

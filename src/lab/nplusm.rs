@@ -236,7 +236,7 @@ pub fn run(opts: &LabOptions) -> Result<Outcome> {
         }),
     );
     Ok(Outcome {
-        rounds: rows(&measured, &audit.union),
+        rounds: rows(&measured, &audit),
         duplicates: audit.duplicates,
         extra,
     })

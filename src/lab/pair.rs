@@ -170,7 +170,7 @@ pub fn run(opts: &LabOptions, tag: &str, skew_ms: i64) -> Result<Outcome> {
     // Stop every NVR cleanly so every segment is closed, then read the merged timeline.
     site.stop_nvrs();
     let audit = merge::audit_site(&site.stores())?;
-    let rounds = rows(&measured, &audit.union);
+    let rounds = rows(&measured, &audit);
     Ok(Outcome {
         rounds,
         duplicates: audit.duplicates,
@@ -183,15 +183,20 @@ fn fmt_s(v: Option<f64>) -> String {
 }
 
 /// The rounds' JSON rows: what was measured live plus each round's share of
-/// the merged timeline's holes.
-pub fn rows(measured: &[Measured], union: &crate::audit::AuditReport) -> Vec<Value> {
+/// the merged timeline's holes — the site's (the union of every store) and
+/// the primary's own after the transfers landed. Frames the site has but the
+/// primary's timeline lacks are `merge_drops`: footage a merge or transfer
+/// left out (with a standby keeping its copy, the union alone cannot see them).
+pub fn rows(measured: &[Measured], audit: &merge::SiteAudit) -> Vec<Value> {
     let spans: Vec<Span> = measured.iter().map(|m| m.span).collect();
-    let losses = merge::attribute(union, &spans);
+    let losses = merge::attribute(&audit.union, &spans);
+    let primary = merge::attribute(&audit.first, &spans);
     measured
         .iter()
         .zip(losses)
+        .zip(primary)
         .enumerate()
-        .map(|(i, (m, l))| {
+        .map(|(i, ((m, l), p))| {
             let loss: serde_json::Map<String, Value> =
                 l.loss_s.iter().map(|(id, s)| (format!("cam{id}"), json!(s))).collect();
             let mut row = json!({
@@ -199,6 +204,8 @@ pub fn rows(measured: &[Measured], union: &crate::audit::AuditReport) -> Vec<Val
                 "frames_lost_after_merge": l.frames_lost, "failback_frames_lost": l.failback_frames_lost,
                 "transfer_bytes": m.transfer_bytes, "transfer_s": m.transfer_s,
                 "time_to_complete_s": m.time_to_complete_s,
+                "primary_frames_lost": p.frames_lost,
+                "merge_drops": p.frames_lost.saturating_sub(l.frames_lost),
             });
             if let Some(rule) = m.undetected_by {
                 row["undetected_by"] = json!(rule);

@@ -175,7 +175,10 @@ pub fn print_table(report: &Value) {
         report["duplicates_after_merge"]
     );
     if let Some(d) = report.get("clock_skew_duplicates") {
-        println!("clock skew (standby 3 s ahead): {d} duplicates after merge");
+        println!(
+            "clock skew (standby 3 s ahead): {d} duplicates, {} frames dropped by the merge",
+            report["clock_skew_merge_drops"]
+        );
     }
     if let Some(m) = report.get("mass") {
         let d = &m["recording_after_cut_s"];

@@ -142,7 +142,7 @@ pub fn single_crash(opts: &LabOptions) -> Result<Outcome> {
         undetected_by: None,
     }];
     Ok(Outcome {
-        rounds: rows(&measured, &audit.union),
+        rounds: rows(&measured, &audit),
         duplicates: audit.duplicates,
         extra: Default::default(),
     })
@@ -267,7 +267,7 @@ pub fn mass(opts: &LabOptions) -> Result<Outcome> {
         }),
     );
     Ok(Outcome {
-        rounds: rows(&measured, &audit.union),
+        rounds: rows(&measured, &audit),
         duplicates: audit.duplicates,
         extra,
     })
