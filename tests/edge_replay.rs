@@ -3,7 +3,8 @@
 //! client gets back exactly the frames it stamped (0xABAC capture time = SEI
 //! stamp, no sequence gap, key frame first, T last) much faster than real
 //! time; a range partly outside the ring returns what is there, one wholly
-//! outside is "not available" (not transient); GStreamer's rtspsrc in ONVIF
+//! outside is "not available" (not transient); `Rate-Control: yes` paces
+//! the replay in real time; GStreamer's rtspsrc in ONVIF
 //! mode replays the same footage; live sessions carry RTCP sender reports
 //! whose NTP time is the capture time of the frame at that RTP timestamp.
 
@@ -169,6 +170,78 @@ async fn a_range_wholly_outside_is_not_available() {
     let err = replay::open(&source(&plain), t + -2 * SEC, t).await.unwrap_err();
     assert!(matches!(err, ReplayError::Unsupported { .. }), "{err:?}");
     assert!(!err.is_transient());
+}
+
+/// Without `Rate-Control: no` the camera replays in real time (here with
+/// vendored retina's ONVIF play options directly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_control_yes_replays_in_real_time() {
+    use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
+    use retina::codec::{CodecItem, FrameFormat};
+    let server = camera(Some(30)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let end = now() + -SEC;
+    let start = end + -2 * SEC;
+    let range = tandem::replay::onvif::ClockRange {
+        start: Some(start),
+        end: Some(end),
+    };
+    let mut session = Session::describe(server.url(1).parse().unwrap(), SessionOptions::default())
+        .await
+        .unwrap();
+    session
+        .setup(
+            0,
+            SetupOptions::default()
+                .transport(Transport::Tcp(Default::default()))
+                .frame_format(FrameFormat::MP4),
+        )
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let mut demuxed = session
+        .play(PlayOptions::default().range(&range.format()).onvif_replay(true))
+        .await
+        .unwrap()
+        .demuxed()
+        .unwrap();
+    demuxed.keep_header_extensions(4);
+    let mut first: Option<(Instant, Time90k)> = None;
+    let mut last = None;
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(5), demuxed.next())
+            .await
+            .expect("replay stalled")
+            .unwrap()
+            .unwrap();
+        let CodecItem::VideoFrame(f) = item else { continue };
+        let e = demuxed
+            .header_extension(0, f.timestamp())
+            .expect("0xABAC on every frame");
+        let ext = tandem::replay::onvif::Extension::decode_data(&e.data).unwrap();
+        let capture = tandem::replay::onvif::time_from_ntp(ext.ntp);
+        let first = *first.get_or_insert((Instant::now(), capture));
+        last = Some((Instant::now(), capture));
+        if ext.flags.terminal {
+            break;
+        }
+        // Never ahead of the recording's own pace (a frame of slack).
+        let media = Duration::from_micros(((capture.0 - first.1 .0) * 100 / 9) as u64);
+        assert!(
+            first.0.elapsed() + Duration::from_millis(40) >= media,
+            "ahead of real time"
+        );
+    }
+    let (at, capture) = last.unwrap();
+    let (t_first, c_first) = first.unwrap();
+    let media = (capture.0 - c_first.0) as f64 / SEC as f64;
+    let wall = at.duration_since(t_first).as_secs_f64();
+    assert!(media >= 1.9, "{media} s of media");
+    assert!(
+        (wall - media).abs() < 0.3,
+        "real time: {media:.2} s of media took {wall:.2} s"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(6));
 }
 
 /// Live sessions (TCP and UDP) carry sender reports: NTP = capture time of
