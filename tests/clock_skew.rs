@@ -146,6 +146,20 @@ backup = {{ address = "127.0.0.1", port = {first_port}, cameras = [ {{ local = 1
     assert!(first.proc.terminate().success());
     let log = strip_ansi(&first.proc.stderr());
     assert!(log.contains("footage imported from peer"), "{log}");
+    // The first's store: from the second's first frame on, every frame once.
+    let merged = audit_json(&["--data", first_data.to_str().unwrap(), "--channel", "1"]);
+    let own = audit_json(&["--data", second_data.to_str().unwrap(), "--channel", "1"]);
+    let cam = &merged["cameras"][0];
+    assert_eq!(merged["duplicates"], 0, "{merged}");
+    assert_eq!(merged["frames_lost"], 0, "a hole at the seam: {merged}");
+    assert!(cam["gaps"].as_array().unwrap().is_empty(), "{merged}");
+    // The merged timeline starts with the second's footage (the lead-in the
+    // first never saw), at the very frame the second recorded first.
+    assert_eq!(cam["first_seq"], own["cameras"][0]["first_seq"], "{merged} {own}");
+    assert!(
+        cam["frames_found"].as_u64().unwrap() > own["cameras"][0]["frames_found"].as_u64().unwrap(),
+        "{merged} {own}"
+    );
     // The second stamped frames 3 s late: they move 3 s back.
     let shifts: Vec<f64> = log
         .split("shift_s=")
@@ -162,20 +176,5 @@ backup = {{ address = "127.0.0.1", port = {first_port}, cameras = [ {{ local = 1
     assert!(
         shifts.iter().all(|s| (s + 3.0).abs() < 0.1),
         "imports shifted by {shifts:?} s"
-    );
-
-    // The first's store: from the second's first frame on, every frame once.
-    let merged = audit_json(&["--data", first_data.to_str().unwrap(), "--channel", "1"]);
-    let own = audit_json(&["--data", second_data.to_str().unwrap(), "--channel", "1"]);
-    let cam = &merged["cameras"][0];
-    assert_eq!(merged["duplicates"], 0, "{merged}");
-    assert_eq!(merged["frames_lost"], 0, "a hole at the seam: {merged}");
-    assert!(cam["gaps"].as_array().unwrap().is_empty(), "{merged}");
-    // The merged timeline starts with the second's footage (the lead-in the
-    // first never saw), at the very frame the second recorded first.
-    assert_eq!(cam["first_seq"], own["cameras"][0]["first_seq"], "{merged} {own}");
-    assert!(
-        cam["frames_found"].as_u64().unwrap() > own["cameras"][0]["frames_found"].as_u64().unwrap(),
-        "{merged} {own}"
     );
 }
