@@ -137,7 +137,17 @@ backup = {{ address = "127.0.0.1", port = {primary_port}, cameras = [ {{ local =
         assert!(r_end <= hs || t(&r["start"]) >= he, "{r} overlaps {held}");
     }
     // By default too, for a channel with a backup peer.
-    let dflt = get_json(&format!("{}/api/v1/channels/1/recordings?{q}", primary.base));
+    let timed = |url: &str| {
+        let t0 = std::time::Instant::now();
+        let v = get_json(url);
+        (v, t0.elapsed().as_secs_f64() * 1000.0)
+    };
+    let (dflt, fed_ms) = timed(&format!("{}/api/v1/channels/1/recordings?{q}", primary.base));
+    let (_, local_ms) = timed(&format!(
+        "{}/api/v1/channels/1/recordings?{q}&federated=0",
+        primary.base
+    ));
+    eprintln!("recordings: federated {fed_ms:.1} ms, local only {local_ms:.1} ms");
     assert!(
         dflt["recordings"]
             .as_array()
@@ -153,7 +163,13 @@ backup = {{ address = "127.0.0.1", port = {primary_port}, cameras = [ {{ local =
         tandem::time::Time90k(he.0 - 45_000),
     );
     let clip_q = format!("start={}&end={}", enc(&cs.to_rfc3339()), enc(&ce.to_rfc3339()));
+    let t0 = std::time::Instant::now();
     let r = http_get(&format!("{}/api/v1/channels/1/clip.mp4?{clip_q}", primary.base)).unwrap();
+    eprintln!(
+        "clip held by the standby: {} bytes in {:.1} ms",
+        r.body.len(),
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("x-tandem-held-by"), Some(standby_name.as_str()));
     let path = dir.path().join("held.mp4");
@@ -184,7 +200,8 @@ backup = {{ address = "127.0.0.1", port = {primary_port}, cameras = [ {{ local =
     // The standby goes down: the primary answers for its own footage, and
     // says which peer did not answer.
     drop(standby);
-    let v = get_json(&format!("{}/api/v1/channels/1/recordings?{q}", primary.base));
+    let (v, down_ms) = timed(&format!("{}/api/v1/channels/1/recordings?{q}", primary.base));
+    eprintln!("recordings with the standby down: {down_ms:.1} ms");
     assert!(!v["recordings"].as_array().unwrap().is_empty(), "{v}");
     assert!(
         v["recordings"]

@@ -270,10 +270,7 @@ mod tests {
         );
         assert_eq!(
             need(&g, "/api/v1/channels/2/clip.mp4"),
-            Need::User {
-                role: Role::Viewer,
-                channel: Some(2)
-            }
+            Need::PeerOrViewer { channel: 2 }
         );
         assert_eq!(
             need(&p, "/api/v1/channels/2/events"),
@@ -310,17 +307,11 @@ mod tests {
         let g = Method::GET;
         assert_eq!(
             need(&g, "/api/v1/channels/%32/recordings"),
-            Need::User {
-                role: Role::Viewer,
-                channel: Some(2)
-            }
+            Need::PeerOrViewer { channel: 2 }
         );
         assert_eq!(
             need(&g, "/api/v1/channels/02/recordings"),
-            Need::User {
-                role: Role::Viewer,
-                channel: Some(2)
-            }
+            Need::PeerOrViewer { channel: 2 }
         );
         assert_eq!(need(&g, "/api/v1/channels/x/recordings"), Need::BadChannel);
         assert_eq!(need(&g, "/api/v1/channels/%zz/recordings"), Need::BadChannel);

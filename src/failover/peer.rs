@@ -256,7 +256,9 @@ mod tests {
         let q = StatusQuery::offer(8081, false, &[(1, 3), (2, 4)]);
         let text = q.to_query();
         assert_eq!(text, "?backup_port=8081&backup_tls=false&backup_channels=1%3A3%2C2%3A4");
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(text[1..].as_bytes()).into_owned().collect();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&text.as_bytes()[1..])
+            .into_owned()
+            .collect();
         assert_eq!(pairs[2], ("backup_channels".to_string(), "1:3,2:4".to_string()));
         let back = StatusQuery {
             backup_channels: Some(pairs[2].1.clone()),
