@@ -408,6 +408,8 @@ pub const RESERVED_KINDS: &[&str] = &[
     "rule_state_changed",
     "segment_damaged",
     "delivery_failed",
+    "gapfill_done",
+    "gapfill_lost",
 ];
 
 pub fn is_reserved_kind(k: &str) -> bool {

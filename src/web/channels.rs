@@ -35,14 +35,15 @@ pub async fn list(State(nvr): State<Arc<Nvr>>, Extension(p): Extension<Principal
     tag = "channels",
     summary = "Recorded stretches",
     description = "The channel's stored footage overlapping `start`–`end`, as contiguous runs with frames, \
-                   bytes, codec, size and overlaps.",
+                   bytes, codec, size and overlaps (`\"origin\": \"gapfill\"` on runs fetched from the camera's \
+                   edge storage), and `gapfill`: the stretches gap fill is fetching or has fetched, with their state.",
     params(
         ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
         ("start" = String, Query, description = "RFC 3339 time", format = DateTime),
         ("end" = String, Query, description = "RFC 3339 time, after `start`", format = DateTime),
     ),
     responses(
-        (status = 200, description = "`{\"channel\", \"recordings\": [...]}`", body = Object),
+        (status = 200, description = "`{\"channel\", \"recordings\": [...], \"gapfill\": [...]}`", body = Object),
         (status = 400, description = "A bad channel number or time, named", body = ErrorBody),
         (status = 404, description = "No such channel", body = ErrorBody),
     ),
@@ -62,5 +63,8 @@ pub async fn recordings(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    Ok(Json(serde_json::json!({ "channel": ch, "recordings": runs })))
+    let gapfill = super::gapfill::stretches(&nvr, ch, start, end).await?;
+    Ok(Json(
+        serde_json::json!({ "channel": ch, "recordings": runs, "gapfill": gapfill }),
+    ))
 }
