@@ -607,6 +607,63 @@ pub fn writing_starts_before(conn: &Connection, channel: u32, before: Time90k) -
     rows.collect()
 }
 
+/// Records a segment's capture offset (camera clock − this NVR's, 90 kHz
+/// ticks) unless it has one: a segment keeps its first known value.
+pub fn set_capture_offset(conn: &Connection, id: i64, offset: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE segment SET capture_offset_90k = ?2 WHERE id = ?1 AND capture_offset_90k IS NULL",
+        params![id, offset],
+    )?;
+    Ok(())
+}
+
+/// A segment's own capture offset, if it has one.
+pub fn capture_offset_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT capture_offset_90k FROM segment WHERE id = ?1",
+        params![id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(Option::flatten)
+}
+
+/// The capture offset of the channel's segment nearest to `t` that has one
+/// (a segment containing `t` is nearest); `None` when no segment of the
+/// channel has one. Garbage rows are not asked.
+pub fn capture_offset_near(conn: &Connection, channel: u32, t: Time90k) -> rusqlite::Result<Option<i64>> {
+    // Two walks of the (channel, start) index from `t`, each stopping at its
+    // first row with an offset.
+    let before: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT end_90k, capture_offset_90k FROM segment
+             WHERE channel = ?1 AND start_90k <= ?2 AND state < 2 AND capture_offset_90k IS NOT NULL
+             ORDER BY start_90k DESC LIMIT 1",
+        )?
+        .query_row(params![channel, t.0], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let after: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT start_90k, capture_offset_90k FROM segment
+             WHERE channel = ?1 AND start_90k > ?2 AND state < 2 AND capture_offset_90k IS NOT NULL
+             ORDER BY start_90k LIMIT 1",
+        )?
+        .query_row(params![channel, t.0], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match (before, after) {
+        (Some((end, a)), Some((start, b))) => {
+            // A segment being written has a row end that lags; it still
+            // counts as reaching `t` when it is the last one before it.
+            let gap_before = (t.0 - end).max(0);
+            let gap_after = start - t.0;
+            Some(if gap_before <= gap_after { a } else { b })
+        }
+        (Some((_, a)), None) => Some(a),
+        (None, Some((_, b))) => Some(b),
+        (None, None) => None,
+    })
+}
+
 /// Whether a peer's segment has been imported already.
 pub fn imported(conn: &Connection, origin: &str, origin_segment: i64) -> rusqlite::Result<bool> {
     conn.query_row(
@@ -1183,6 +1240,47 @@ pub fn gapfill_segment_ids(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capture_offset_near_finds_the_nearest_segment_with_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open(&dir.path().join("db")).unwrap();
+        migrate(&mut c).unwrap();
+        let e = upsert_sample_entry(&c, b"avc1box", "h264", 640, 480).unwrap();
+        let seg = |start: i64, end: i64, offset: Option<i64>| {
+            let id = insert_writing_segment(&c, 1, Time90k(start), e).unwrap();
+            let p = Progress {
+                end: Time90k(end),
+                frames: 1,
+                key_frames: 1,
+                bytes: 1,
+                media_bytes: 1,
+            };
+            complete_segment(&c, id, &p, b"i", None).unwrap();
+            if let Some(o) = offset {
+                set_capture_offset(&c, id, o).unwrap();
+            }
+            id
+        };
+        assert_eq!(capture_offset_near(&c, 1, Time90k(500)).unwrap(), None);
+        let a = seg(100, 200, Some(11));
+        seg(200, 300, None);
+        seg(1000, 1100, Some(22));
+        // Inside, before, between (nearer to each side), after.
+        assert_eq!(capture_offset_near(&c, 1, Time90k(150)).unwrap(), Some(11));
+        assert_eq!(capture_offset_near(&c, 1, Time90k(0)).unwrap(), Some(11));
+        assert_eq!(capture_offset_near(&c, 1, Time90k(500)).unwrap(), Some(11));
+        assert_eq!(capture_offset_near(&c, 1, Time90k(700)).unwrap(), Some(22));
+        assert_eq!(capture_offset_near(&c, 1, Time90k(5000)).unwrap(), Some(22));
+        // Another channel's offsets are not ours.
+        assert_eq!(capture_offset_near(&c, 2, Time90k(150)).unwrap(), None);
+        assert_eq!(capture_offset_of(&c, a).unwrap(), Some(11));
+        assert_eq!(capture_offset_of(&c, a + 1).unwrap(), None);
+        assert_eq!(capture_offset_of(&c, 12345).unwrap(), None);
+        // A segment keeps its first known offset.
+        set_capture_offset(&c, a, 99).unwrap();
+        assert_eq!(capture_offset_near(&c, 1, Time90k(150)).unwrap(), Some(11));
+    }
 
     #[test]
     fn fresh_schema_migrates_and_is_idempotent() {
