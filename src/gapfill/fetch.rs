@@ -86,7 +86,13 @@ struct Piece {
 impl Ctx {
     /// Runs one attempt of `job` (whose progress so far is `job.filled_to`)
     /// with the camera's clock `offset` ticks ahead of ours.
-    pub async fn attempt(&self, job: &Job, src: ReplaySource, offset: i64, stop: &(dyn Fn() -> bool + Sync)) -> Outcome {
+    pub async fn attempt(
+        &self,
+        job: &Job,
+        src: ReplaySource,
+        offset: i64,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Outcome {
         let from = job.filled_to.unwrap_or(job.start).clamp(job.start, job.end);
         let (cam_start, cam_end) = (from + offset, job.end + offset);
         let url = src.url.to_string();
@@ -212,7 +218,9 @@ impl Ctx {
         let (channel, id) = (job.channel, job.id);
         let (kept, frames) = tokio::task::spawn_blocking(move || -> Result<(u32, Vec<PieceFrame>), String> {
             let (piece_no, before) = {
-                let c = db.lock().map_err(|_| "gap fill's index connection is poisoned".to_string())?;
+                let c = db
+                    .lock()
+                    .map_err(|_| "gap fill's index connection is poisoned".to_string())?;
                 (
                     db::gapfill_next_piece(&c, id, GAPFILL_ORIGIN).map_err(|e| e.to_string())?,
                     db::last_segment_id(&c).map_err(|e| e.to_string())?,
@@ -244,7 +252,9 @@ impl Ctx {
                 let _ = std::fs::remove_file(&path);
                 format!("merging: {e}")
             })?;
-            let c = db.lock().map_err(|_| "gap fill's index connection is poisoned".to_string())?;
+            let c = db
+                .lock()
+                .map_err(|_| "gap fill's index connection is poisoned".to_string())?;
             db::gapfill_mark_segments(&c, id, channel, before, first, last + 1).map_err(|e| e.to_string())?;
             Ok((out.frames_kept, frames))
         })

@@ -235,7 +235,11 @@ impl LossTracker {
     pub fn finish(&self) -> i64 {
         let from = self.covered_to.max(self.start);
         let tail = self.end - from;
-        let tail = if tail > self.interval * (JITTER_INTERVALS - 1) { tail } else { 0 };
+        let tail = if tail > self.interval * (JITTER_INTERVALS - 1) {
+            tail
+        } else {
+            0
+        };
         (self.lost + tail).clamp(0, self.end - self.start)
     }
 }

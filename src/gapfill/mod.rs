@@ -16,9 +16,12 @@
 
 pub mod fetch;
 pub mod job;
+pub mod onvif;
 pub mod pace;
 pub mod plan;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +70,8 @@ pub struct Gapfill {
     /// Cameras with a replay under way.
     busy: Mutex<HashSet<String>>,
     config: tokio::sync::watch::Receiver<Arc<Config>>,
+    /// Where `gapfill_done` / `gapfill_lost` events go.
+    events: crate::store::WriterTx,
     ctx: fetch::Ctx,
 }
 
@@ -82,6 +87,7 @@ impl Gapfill {
         clock: Arc<dyn Clock>,
         config: tokio::sync::watch::Receiver<Arc<Config>>,
         replayer: Arc<dyn Replayer>,
+        events: crate::store::WriterTx,
     ) -> anyhow::Result<Arc<Gapfill>> {
         let index = store_dir.join("index.db");
         let conn = db::open(&index)?;
@@ -103,6 +109,7 @@ impl Gapfill {
             stopped: AtomicBool::new(false),
             busy: Mutex::new(HashSet::new()),
             config: config.clone(),
+            events,
             ctx: fetch::Ctx {
                 staging,
                 store_dir: store_dir.to_path_buf(),
@@ -163,8 +170,25 @@ impl Gapfill {
     pub async fn jobs(&self, channel: Option<u32>, limit: usize) -> anyhow::Result<Vec<Job>> {
         let db = self.ctx.db.clone();
         tokio::task::spawn_blocking(move || {
-            let c = db.lock().map_err(|_| anyhow::anyhow!("gap fill's index connection is poisoned"))?;
+            let c = db
+                .lock()
+                .map_err(|_| anyhow::anyhow!("gap fill's index connection is poisoned"))?;
             Ok(store::jobs(&c, channel, limit)?)
+        })
+        .await?
+    }
+
+    /// One channel's jobs overlapping [start, end), by start.
+    pub async fn overlapping(&self, channel: u32, start: Time90k, end: Time90k) -> anyhow::Result<Vec<Job>> {
+        let db = self.ctx.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = db
+                .lock()
+                .map_err(|_| anyhow::anyhow!("gap fill's index connection is poisoned"))?;
+            Ok(db::gapfill_jobs_overlapping(&c, channel, start, end)?
+                .into_iter()
+                .map(store::job)
+                .collect())
         })
         .await?
     }
@@ -219,7 +243,9 @@ impl Planner {
 
     fn note(&mut self, n: Note) {
         let r = match n {
-            Note::Binding { channel, camera, at } => db::gapfill_note_binding(&self.conn, channel, camera.as_deref(), at),
+            Note::Binding { channel, camera, at } => {
+                db::gapfill_note_binding(&self.conn, channel, camera.as_deref(), at)
+            }
             Note::Request {
                 channel,
                 start,
@@ -242,7 +268,10 @@ impl Planner {
             .map(|b| b.camera)
             .filter(|c| config.camera(c).is_some_and(|c| c.edge_storage))
         else {
-            info!(channel, "gap fill: request ignored: the channel is not bound to a camera with edge storage");
+            info!(
+                channel,
+                "gap fill: request ignored: the channel is not bound to a camera with edge storage"
+            );
             return Ok(());
         };
         let jobs = db::gapfill_job_spans(&self.conn, channel, start)?;
@@ -310,7 +339,12 @@ impl Planner {
         let mut made = 0;
         for ch in &config.channels {
             let bindings = store::bindings(&self.conn, ch.number, oldest.unwrap_or(Time90k(i64::MIN)))?;
-            let Some(first) = bindings.iter().filter(|b| edge.contains(&b.camera)).map(|b| b.start).min() else {
+            let Some(first) = bindings
+                .iter()
+                .filter(|b| edge.contains(&b.camera))
+                .map(|b| b.start)
+                .min()
+            else {
                 continue;
             };
             let since = self
@@ -377,12 +411,19 @@ impl Gapfill {
         let db = self.ctx.db.clone();
         let now = self.ctx.clock.now();
         let due = tokio::task::spawn_blocking(move || {
-            let c = db.lock().map_err(|_| anyhow::anyhow!("gap fill's index connection is poisoned"))?;
+            let c = db
+                .lock()
+                .map_err(|_| anyhow::anyhow!("gap fill's index connection is poisoned"))?;
             Ok::<_, anyhow::Error>(store::due(&c, now)?)
         })
         .await??;
         for job in due {
-            if !self.busy.lock().map(|mut b| b.insert(job.camera.clone())).unwrap_or(false) {
+            if !self
+                .busy
+                .lock()
+                .map(|mut b| b.insert(job.camera.clone()))
+                .unwrap_or(false)
+            {
                 continue;
             }
             let me = self.clone();
@@ -405,11 +446,14 @@ impl Gapfill {
 
     async fn run_job(&self, job: Job) {
         let config = self.config.borrow().clone();
-        let src = config.camera(&job.camera).filter(|c| c.edge_storage).map(|c| crate::replay::ReplaySource {
-            url: c.replay_url.clone().unwrap_or_else(|| c.url.clone()),
-            credentials: c.credentials.clone(),
-            max_frame_bytes: crate::ingest::MAX_FRAME_BYTES,
-        });
+        let src = config
+            .camera(&job.camera)
+            .filter(|c| c.edge_storage)
+            .map(|c| crate::replay::ReplaySource {
+                url: c.replay_url.clone().unwrap_or_else(|| c.url.clone()),
+                credentials: c.credentials.clone(),
+                max_frame_bytes: crate::ingest::MAX_FRAME_BYTES,
+            });
         let now = self.ctx.clock.now();
         let outcome = match src {
             None => job::Outcome::Unsupported(format!(
@@ -460,6 +504,26 @@ impl Gapfill {
             warn!(job = job.id, "gap fill: cannot record the attempt's outcome: {e}");
         }
         let lost_s = t.lost_90k as f64 / 90_000.0;
+        let kind = match t.state {
+            State::Done => Some("gapfill_done"),
+            State::Lost => Some("gapfill_lost"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let details = serde_json::json!({
+                "job": job.id,
+                "camera": job.camera,
+                "start": job.start.to_rfc3339(),
+                "end": job.end.to_rfc3339(),
+                "lost_s": lost_s,
+            });
+            let _ = self.events.try_send(crate::store::Command::Event {
+                channel: Some(job.channel),
+                kind,
+                time: now,
+                details,
+            });
+        }
         match t.state {
             State::Done => info!(job = job.id, channel = job.channel, "gap fill: job done"),
             State::Lost => warn!(

@@ -310,7 +310,10 @@ mod tests {
         assert!(plan(&runs, &b, &e, &[(70, 80)], None).is_empty());
         assert!(plan(&runs, &b, &e, &[(60, 90)], None).is_empty());
         // Part of it covered: only the rest.
-        assert_eq!(plan(&runs, &b, &e, &[(70, 75)], None), vec![(75, 80, Reason::Reconnect)]);
+        assert_eq!(
+            plan(&runs, &b, &e, &[(70, 75)], None),
+            vec![(75, 80, Reason::Reconnect)]
+        );
         assert_eq!(
             plan(&runs, &b, &e, &[(72, 74), (76, 78)], None),
             vec![

@@ -168,17 +168,25 @@ mod tests {
         assert_eq!(db::gapfill_end_bindings_at_start(&c, Time90k(40 * s)).unwrap(), 2);
         let b = bindings(&c, 1, Time90k(0)).unwrap();
         assert_eq!(
-            b.iter().map(|b| (b.start.0 / s, b.end.map(|e| e.0 / s), b.ended_by_restart)).collect::<Vec<_>>(),
+            b.iter()
+                .map(|b| (b.start.0 / s, b.end.map(|e| e.0 / s), b.ended_by_restart))
+                .collect::<Vec<_>>(),
             vec![(10, Some(20), false), (30, Some(40), true)]
         );
         assert_eq!(bindings(&c, 1, Time90k(25 * s)).unwrap().len(), 1);
         let id = db::gapfill_insert_job(&c, 1, "cam", Time90k(5 * s), Time90k(6 * s), "startup", 1000).unwrap();
         let j = &jobs(&c, None, 10).unwrap()[0];
-        assert_eq!((j.id, j.state, j.reason, j.attempts), (id, State::Pending, Reason::Startup, 0));
+        assert_eq!(
+            (j.id, j.state, j.reason, j.attempts),
+            (id, State::Pending, Reason::Startup, 0)
+        );
         assert_eq!(due(&c, Time90k(1000 * 90)).unwrap().len(), 1);
         assert!(due(&c, Time90k(999 * 90)).unwrap().is_empty());
         db::gapfill_start_attempt(&c, id, 2000).unwrap();
-        assert!(due(&c, Time90k(5000 * 90)).unwrap().is_empty(), "running jobs are not due");
+        assert!(
+            due(&c, Time90k(5000 * 90)).unwrap().is_empty(),
+            "running jobs are not due"
+        );
         db::gapfill_progress(&c, id, Time90k(5 * s + 100), 3, 300, 2100).unwrap();
         db::gapfill_progress(&c, id, Time90k(5 * s + 50), 4, 400, 2200).unwrap();
         let j = &jobs(&c, Some(1), 10).unwrap()[0];
@@ -187,9 +195,15 @@ mod tests {
         assert_eq!(due(&c, Time90k(3000 * 90)).unwrap()[0].id, id);
         db::gapfill_end_attempt(&c, id, "lost", 1, 3000, 900, Some("gone"), 3000).unwrap();
         let j = &jobs(&c, Some(1), 10).unwrap()[0];
-        assert_eq!((j.state, j.lost_90k, j.last_error.as_deref()), (State::Lost, 900, Some("gone")));
+        assert_eq!(
+            (j.state, j.lost_90k, j.last_error.as_deref()),
+            (State::Lost, 900, Some("gone"))
+        );
         assert!(jobs(&c, Some(2), 10).unwrap().is_empty());
-        assert_eq!(db::gapfill_job_spans(&c, 1, Time90k(0)).unwrap(), vec![(Time90k(5 * s), Time90k(6 * s))]);
+        assert_eq!(
+            db::gapfill_job_spans(&c, 1, Time90k(0)).unwrap(),
+            vec![(Time90k(5 * s), Time90k(6 * s))]
+        );
         // Piece numbers continue after the pieces already imported.
         assert_eq!(db::gapfill_next_piece(&c, id, "gapfill").unwrap(), id << 32);
         c.execute(
@@ -212,11 +226,16 @@ mod tests {
             media_bytes: 1,
         };
         db::complete_segment(&c, merged, &p, b"", None).unwrap();
-        assert_eq!(db::gapfill_mark_segments(&c, id, 1, before, Time90k(5 * s), Time90k(6 * s)).unwrap(), 1);
+        assert_eq!(
+            db::gapfill_mark_segments(&c, id, 1, before, Time90k(5 * s), Time90k(6 * s)).unwrap(),
+            1
+        );
         let ids = db::gapfill_segment_ids(&c, 1, Time90k(0), Time90k(200 * s)).unwrap();
         assert!(ids.contains(&merged) && !ids.contains(&live));
         db::delete_segment_row(&c, merged).unwrap();
-        assert!(db::gapfill_segment_ids(&c, 1, Time90k(0), Time90k(200 * s)).unwrap().is_empty());
+        assert!(db::gapfill_segment_ids(&c, 1, Time90k(0), Time90k(200 * s))
+            .unwrap()
+            .is_empty());
         assert_eq!(
             db::gapfill_runs(&c, 1, Time90k(0)).unwrap(),
             vec![(Time90k(100 * s), Time90k(100 * s))]

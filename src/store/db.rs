@@ -1106,7 +1106,9 @@ pub fn gapfill_requeue_running(conn: &Connection, now_ms: i64) -> rusqlite::Resu
 pub fn gapfill_job_spans(conn: &Connection, channel: u32, since: Time90k) -> rusqlite::Result<Vec<(Time90k, Time90k)>> {
     let mut stmt =
         conn.prepare_cached("SELECT start_90k, end_90k FROM gapfill_job WHERE channel = ?1 AND end_90k > ?2")?;
-    let rows = stmt.query_map(params![channel, since.0], |r| Ok((Time90k(r.get(0)?), Time90k(r.get(1)?))))?;
+    let rows = stmt.query_map(params![channel, since.0], |r| {
+        Ok((Time90k(r.get(0)?), Time90k(r.get(1)?)))
+    })?;
     rows.collect()
 }
 
@@ -1118,12 +1120,19 @@ pub fn gapfill_runs(conn: &Connection, channel: u32, since: Time90k) -> rusqlite
         "SELECT start_90k, end_90k FROM segment WHERE channel = ?1 AND state < 2 AND (end_90k > ?2 OR state = 0)
          ORDER BY start_90k",
     )?;
-    let rows = stmt.query_map(params![channel, since.0], |r| Ok((Time90k(r.get(0)?), Time90k(r.get(1)?))))?;
+    let rows = stmt.query_map(params![channel, since.0], |r| {
+        Ok((Time90k(r.get(0)?), Time90k(r.get(1)?)))
+    })?;
     rows.collect()
 }
 
 /// A channel bound to `camera` from `at` on (ends any binding it had).
-pub fn gapfill_note_binding(conn: &Connection, channel: u32, camera: Option<&str>, at: Time90k) -> rusqlite::Result<()> {
+pub fn gapfill_note_binding(
+    conn: &Connection,
+    channel: u32,
+    camera: Option<&str>,
+    at: Time90k,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE gapfill_binding SET end_90k = MAX(?2, start_90k) WHERE channel = ?1 AND end_90k IS NULL",
         params![channel, at.0],

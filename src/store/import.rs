@@ -703,7 +703,11 @@ mod tests {
             (Time90k(15 * 3600), Time90k(1_000_000)),
         ];
         assert_eq!(plan_kept_continuing(&frames(20, 5), &local), vec![7..15]);
-        assert_eq!(plan_kept(&frames(20, 5), &local), vec![10..15], "failback waits for a key frame");
+        assert_eq!(
+            plan_kept(&frames(20, 5), &local),
+            vec![10..15],
+            "failback waits for a key frame"
+        );
         // Nothing of ours before it: still from a key frame only.
         let mut f = frames(10, 5);
         f[0].2 = false;
@@ -712,7 +716,10 @@ mod tests {
         // continuing keeps exactly the frames we lack after our first frame.
         for cut in 0..=12usize {
             let local = [(Time90k(0), Time90k(cut as i64 * 3600))];
-            let kept: usize = plan_kept_continuing(&frames(12, 4), &local).iter().map(|r| r.len()).sum();
+            let kept: usize = plan_kept_continuing(&frames(12, 4), &local)
+                .iter()
+                .map(|r| r.len())
+                .sum();
             assert_eq!(kept, 12 - cut, "cut {cut}");
         }
     }

@@ -43,7 +43,9 @@ pub async fn list(State(nvr): State<Arc<Nvr>>, Extension(p): Extension<Principal
                    bytes, codec, size and overlaps. For a channel with a backup peer (a rule's `backup` maps it, \
                    or a standby announced it), runs the peer holds for ranges this NVR lacks are included, \
                    marked `held_by` (`host:port`), until the failback transfer brings them here; `peers` says \
-                   which peers were asked and why one did not answer. Also answered to a peer NVR's token.",
+                   which peers were asked and why one did not answer. Also answered to a peer NVR's token. \
+                   `\"origin\": \"gapfill\"` marks runs fetched from the camera's edge storage, and `gapfill` lists \
+                   the stretches gap fill is fetching or has fetched, with their state.",
     params(
         ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
         ("start" = String, Query, description = "RFC 3339 time", format = DateTime),
@@ -52,7 +54,7 @@ pub async fn list(State(nvr): State<Arc<Nvr>>, Extension(p): Extension<Principal
           include the peer's footage; `0`: this NVR's only"),
     ),
     responses(
-        (status = 200, description = "`{\"channel\", \"recordings\": [...]}`", body = Object),
+        (status = 200, description = "`{\"channel\", \"recordings\": [...], \"gapfill\": [...]}`", body = Object),
         (status = 400, description = "A bad channel number or time, named", body = ErrorBody),
         (status = 404, description = "No such channel", body = ErrorBody),
     ),
@@ -62,7 +64,7 @@ pub async fn recordings(
     State(nvr): State<Arc<Nvr>>,
     Path(n): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Recordings>> {
+) -> ApiResult<Json<serde_json::Value>> {
     let ch = params::channel(&nvr, &n)?;
     let start = params::time("start", q.get("start"))?;
     let end = params::time("end", q.get("end"))?;
@@ -98,11 +100,15 @@ pub async fn recordings(
         recordings.sort_by_key(|r| Time90k::parse_rfc3339(&r.start).map(|t| t.0).unwrap_or(i64::MIN));
         notes = asked;
     }
-    Ok(Json(Recordings {
+    let gapfill = super::gapfill::stretches(&nvr, ch, start, end).await?;
+    let mut answer = serde_json::to_value(Recordings {
         channel: ch,
         recordings,
         peers: notes,
-    }))
+    })
+    .map_err(ApiError::internal)?;
+    answer["gapfill"] = serde_json::to_value(gapfill).map_err(ApiError::internal)?;
+    Ok(Json(answer))
 }
 
 /// `federated`: absent or `1` asks the channel's backup peers (if any), `0`
