@@ -121,6 +121,9 @@ fn build(opts: &LabOptions, tag: &str, skew_ms: i64) -> Result<Site> {
     site.start_nvr(STB)?;
     site.wait_recording(PRI, Duration::from_secs(60))?;
     site.wait_api(STB)?;
+    // Footage before the first fault: a round's timeline is judged from a
+    // second before the fault, which must not predate the recording.
+    std::thread::sleep(Duration::from_secs(2));
     Ok(site)
 }
 
