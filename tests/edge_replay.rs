@@ -207,7 +207,7 @@ async fn rate_control_yes_replays_in_real_time() {
         .unwrap();
     demuxed.keep_header_extensions(4);
     let mut first: Option<(Instant, Time90k)> = None;
-    let mut last = None;
+    let mut last: (Instant, Time90k);
     loop {
         let item = tokio::time::timeout(Duration::from_secs(5), demuxed.next())
             .await
@@ -221,7 +221,7 @@ async fn rate_control_yes_replays_in_real_time() {
         let ext = tandem::replay::onvif::Extension::decode_data(&e.data).unwrap();
         let capture = tandem::replay::onvif::time_from_ntp(ext.ntp);
         let first = *first.get_or_insert((Instant::now(), capture));
-        last = Some((Instant::now(), capture));
+        last = (Instant::now(), capture);
         if ext.flags.terminal {
             break;
         }
@@ -232,7 +232,7 @@ async fn rate_control_yes_replays_in_real_time() {
             "ahead of real time"
         );
     }
-    let (at, capture) = last.unwrap();
+    let (at, capture) = last;
     let (t_first, c_first) = first.unwrap();
     let media = (capture.0 - c_first.0) as f64 / SEC as f64;
     let wall = at.duration_since(t_first).as_secs_f64();
