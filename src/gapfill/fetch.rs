@@ -98,6 +98,12 @@ impl Ctx {
         let url = src.url.to_string();
         let stream = match tokio::time::timeout(OPEN_TIMEOUT, self.replayer.open(src, cam_start, cam_end)).await {
             Ok(Ok(s)) => s,
+            // None of the hole is on the card any more: all of it is lost.
+            Ok(Err(ReplayError::NotAvailable { .. })) => {
+                return Outcome::Complete {
+                    lost_90k: cam_end - cam_start,
+                }
+            }
             Ok(Err(e)) => return error_outcome(&e),
             Err(_) => return Outcome::Transient(format!("{url}: no answer to the replay request in {OPEN_TIMEOUT:?}")),
         };
@@ -240,7 +246,7 @@ impl Ctx {
                     origin: GAPFILL_ORIGIN.to_string(),
                     origin_segment: piece_no,
                     staged: path.clone(),
-                    // Frames are already on this NVR's clock: no shift.
+                    // Already in our time (converted with our own offset).
                     capture_offset: None,
                 };
                 match importer.merge(req) {

@@ -555,5 +555,5 @@ impl Gapfill {
 /// and stored on the segment rows); `None` when unknown, taken as 0 (camera
 /// and NVR NTP-synced).
 fn capture_offset(conn: &Connection, channel: u32, t: Time90k) -> Option<i64> {
-    db::gapfill_capture_offset_near(conn, channel, t).ok().flatten()
+    db::capture_offset_near(conn, channel, t).ok().flatten()
 }

@@ -41,7 +41,8 @@ struct Camera {
     t0: Time90k,
     count: usize,
     break_after: Mutex<Option<usize>>,
-    refuse: bool,
+    /// 0: replays; 1: cannot replay at all; 2: holds nothing of the range.
+    refuse: u8,
     asked: Mutex<Vec<(Time90k, Time90k)>>,
 }
 
@@ -53,11 +54,18 @@ impl Replayer for Camera {
         end: Time90k,
     ) -> BoxFuture<'static, Result<Box<dyn FrameStream>, ReplayError>> {
         self.asked.lock().unwrap().push((start, end));
-        if self.refuse {
-            let e = ReplayError::Unsupported {
+        let e = match self.refuse {
+            0 => None,
+            1 => Some(ReplayError::Unsupported {
                 url: src.url.to_string(),
                 reason: "551 Option not supported".into(),
-            };
+            }),
+            _ => Some(ReplayError::NotAvailable {
+                url: src.url.to_string(),
+                available: None,
+            }),
+        };
+        if let Some(e) = e {
             return Box::pin(async move { Err(e) });
         }
         // From the key frame at or before `start` to the last before `end`.
@@ -99,7 +107,7 @@ struct Setup {
 
 /// Our footage: frames [0, 7) recorded, then the live session again from
 /// frame `7 + hole`; the camera has everything.
-fn setup(hole: usize, break_after: Option<usize>, refuse: bool) -> Setup {
+fn setup(hole: usize, break_after: Option<usize>, refuse: u8) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let conn = db::open_dir(dir.path()).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -181,7 +189,7 @@ fn merged(s: &Setup) -> (u64, usize) {
 async fn a_hole_is_merged_whole_from_its_first_missing_frame_in_pieces() {
     // 32 s: four pieces, each split in the middle of a GOP.
     let hole = 800;
-    let s = setup(hole, None, false);
+    let s = setup(hole, None, 0);
     let j = job(&s);
     let out = s.ctx.attempt(&j, source(), 0, &|| false).await;
     assert_eq!(out, Outcome::Complete { lost_90k: 0 });
@@ -209,7 +217,7 @@ async fn a_hole_is_merged_whole_from_its_first_missing_frame_in_pieces() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_replay_keeps_its_pieces_and_the_retry_resumes_after_them() {
     let hole = 600;
-    let s = setup(hole, Some(400), false);
+    let s = setup(hole, Some(400), 0);
     let j = job(&s);
     let out = s.ctx.attempt(&j, source(), 0, &|| false).await;
     assert!(
@@ -233,7 +241,7 @@ async fn a_broken_replay_keeps_its_pieces_and_the_retry_resumes_after_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_camera_lacks_is_lost_and_a_refusal_is_unsupported() {
-    let s = setup(100, None, false);
+    let s = setup(100, None, 0);
     let j = job(&s);
     // The camera's clock runs 50 frames (2 s) behind ours: asked for
     // [start - 2 s, end - 2 s), of which its card lacks the first 43 frames
@@ -246,11 +254,15 @@ async fn what_the_camera_lacks_is_lost_and_a_refusal_is_unsupported() {
         s.cam.asked.lock().unwrap()[0],
         (j.start + -50 * FRAME, j.end + -50 * FRAME)
     );
-    let r = setup(100, None, true);
+    let r = setup(100, None, 1);
     let out = r.ctx.attempt(&job(&r), source(), 0, &|| false).await;
     assert!(
         matches!(out, Outcome::Unsupported(ref e) if e.contains("551")),
         "{out:?}"
     );
     assert_eq!(merged(&r).0, 0);
+    // A card that no longer holds any of it: the whole hole is lost.
+    let g = setup(100, None, 2);
+    let out = g.ctx.attempt(&job(&g), source(), 0, &|| false).await;
+    assert_eq!(out, Outcome::Complete { lost_90k: 100 * FRAME });
 }

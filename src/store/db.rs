@@ -1210,18 +1210,6 @@ pub fn gapfill_next_piece(conn: &Connection, job: i64, origin: &str) -> rusqlite
     )
 }
 
-/// The capture offset (camera clock − ours) of the channel's segment that
-/// has one and starts nearest to `t`.
-pub fn gapfill_capture_offset_near(conn: &Connection, channel: u32, t: Time90k) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
-        "SELECT capture_offset_90k FROM segment WHERE channel = ?1 AND capture_offset_90k IS NOT NULL AND state < 2
-         ORDER BY ABS(start_90k - ?2) LIMIT 1",
-        params![channel, t.0],
-        |r| r.get(0),
-    )
-    .optional()
-}
-
 /// Of a channel's segments overlapping [start, end), those gap fill merged.
 pub fn gapfill_segment_ids(
     conn: &Connection,
