@@ -95,6 +95,9 @@ pub struct Nvr {
     pub access: Arc<crate::web::access::Access>,
     /// Live view: one hub per (channel, stream) that ingest feeds.
     pub live: crate::live::Registry,
+    /// Described sessions kept ready for the cameras the rules bind in
+    /// failure (`ingest::warm`).
+    pub warm: Arc<ingest::warm::WarmPool>,
 }
 
 /// A channel's runtime before it is bound: its motion thread, when the
@@ -356,6 +359,7 @@ impl Nvr {
             scrub_stop: Mutex::new(scrub_stop),
             access,
             live: Default::default(),
+            warm: Default::default(),
             config: tokio::sync::watch::Sender::new(Arc::new(config)),
         });
         tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
@@ -364,6 +368,7 @@ impl Nvr {
         tokio::spawn(Dispatcher::serve(notices, nvr.dispatcher.subscribe()));
         // Channels a rule governs take their binding from the rule's state.
         let config = nvr.config();
+        nvr.warm.set_wanted(ingest::warm::failure_cameras(&config));
         let ruled: std::collections::HashSet<u32> = config
             .rules
             .iter()
@@ -445,6 +450,7 @@ impl Nvr {
                 record: true,
                 motion: rt.motion.clone().filter(|_| sub.is_none()),
                 live: Some(self.live.hub(channel, Stream::Main)),
+                warm: Some(self.warm.clone()),
             };
             if let Some(url) = sub {
                 let sub_cam = crate::config::NetworkCamera { url, ..cam.clone() };
@@ -452,6 +458,7 @@ impl Nvr {
                     record: false,
                     motion: rt.motion.clone(),
                     live: Some(self.live.hub(channel, Stream::Sub)),
+                    warm: None,
                 };
                 let stats = SharedStats::default();
                 rt.sub_ingest = Some(ingest::spawn(
@@ -503,6 +510,7 @@ impl Nvr {
             record: false,
             motion: None,
             live: Some(hub.clone()),
+            warm: None,
         };
         rt.live_sub = Some(ingest::spawn(
             channel,

@@ -83,17 +83,27 @@ fn sixty_four_channels_record_within_1_5_s_of_the_decision() {
             .all(|c| c["recording"]["frames_written"].as_u64().unwrap_or(0) > 0)
     });
     let rules = http_get(&rules_url).unwrap().json().unwrap();
-    let last = rules["rules"][0]["machine"]["history"].as_array().unwrap().last().unwrap().clone();
+    let last = rules["rules"][0]["machine"]["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["to"], "failure", "{rules}");
     let decided = Time90k::parse_rfc3339(last["at"].as_str().unwrap()).unwrap();
     // Each channel's first stored frame, stamped by the NVR's clock on
     // arrival (the same clock as the decision): no polling delay in it.
-    let (from, to) = ((decided + -10 * 90_000).to_rfc3339(), (decided + 60 * 90_000).to_rfc3339());
+    let (from, to) = (
+        (decided + -10 * 90_000).to_rfc3339(),
+        (decided + 60 * 90_000).to_rfc3339(),
+    );
     let after: Vec<f64> = (1..=N)
         .map(|n| {
             let url = format!("{}/api/v1/channels/{n}/recordings?start={from}&end={to}", nvr.base);
             let v = http_get(&url).unwrap().json().unwrap();
-            let first = v["recordings"][0]["start"].as_str().unwrap_or_else(|| panic!("channel {n}: {v}"));
+            let first = v["recordings"][0]["start"]
+                .as_str()
+                .unwrap_or_else(|| panic!("channel {n}: {v}"));
             (Time90k::parse_rfc3339(first).unwrap() - decided) as f64 / 90_000.0
         })
         .collect();
@@ -116,7 +126,7 @@ fn sixty_four_channels_record_within_1_5_s_of_the_decision() {
         let avg = xs.iter().sum::<f64>() / xs.len() as f64;
         write!(line, " {step} mean {avg:.0} max {max:.0};").unwrap();
     }
-        eprintln!("64 channels recording after the decision: mean {mean:.2} s, worst {worst:.2} s;{line}");
+    eprintln!("64 channels recording after the decision: mean {mean:.2} s, worst {worst:.2} s;{line}");
     assert!(
         worst <= 1.5,
         "the last channel recorded {worst:.2} s after the decision"
