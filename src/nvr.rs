@@ -100,6 +100,9 @@ pub struct Nvr {
     pub peers: crate::failover::peer::Directory,
     /// Fills holes from the cameras' edge storage; told of every binding.
     pub gapfill: Arc<crate::gapfill::Gapfill>,
+    /// Described sessions kept ready for the cameras the rules bind in
+    /// failure (`ingest::warm`).
+    pub warm: Arc<ingest::warm::WarmPool>,
 }
 
 /// A channel's runtime before it is bound: its motion thread, when the
@@ -374,6 +377,7 @@ impl Nvr {
             access,
             live: Default::default(),
             gapfill,
+            warm: Default::default(),
             config: config_tx,
         });
         tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
@@ -382,6 +386,7 @@ impl Nvr {
         tokio::spawn(Dispatcher::serve(notices, nvr.dispatcher.subscribe()));
         // Channels a rule governs take their binding from the rule's state.
         let config = nvr.config();
+        nvr.warm.set_wanted(ingest::warm::failure_cameras(&config));
         let ruled: std::collections::HashSet<u32> = config
             .rules
             .iter()
@@ -464,6 +469,7 @@ impl Nvr {
                 record: true,
                 motion: rt.motion.clone().filter(|_| sub.is_none()),
                 live: Some(self.live.hub(channel, Stream::Main)),
+                warm: Some(self.warm.clone()),
             };
             if let Some(url) = sub {
                 let sub_cam = crate::config::NetworkCamera { url, ..cam.clone() };
@@ -471,6 +477,7 @@ impl Nvr {
                     record: false,
                     motion: rt.motion.clone(),
                     live: Some(self.live.hub(channel, Stream::Sub)),
+                    warm: None,
                 };
                 let stats = SharedStats::default();
                 rt.sub_ingest = Some(ingest::spawn(
@@ -522,6 +529,7 @@ impl Nvr {
             record: false,
             motion: None,
             live: Some(hub.clone()),
+            warm: None,
         };
         rt.live_sub = Some(ingest::spawn(
             channel,

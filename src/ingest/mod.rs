@@ -16,6 +16,7 @@ pub mod capture;
 pub mod params;
 pub mod timeline;
 pub mod timing;
+pub mod warm;
 
 use crate::log_limiter::LogLimiter;
 pub use timeline::{Placed, Reanchor, Timeline};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use futures::StreamExt;
-use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
+use retina::client::{PlayOptions, Session, SetupOptions};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -134,6 +135,9 @@ pub struct Feeds {
     pub motion: Option<(SyncSender<MotionFrame>, SharedMotionStats)>,
     /// Live viewers of this stream (`live::Hub`), fed before the store.
     pub live: Option<Arc<crate::live::Hub>>,
+    /// Warm paths (`warm`): a described session of this camera kept ready,
+    /// taken instead of a fresh DESCRIBE (main streams of rule-bound cameras).
+    pub warm: Option<Arc<warm::WarmPool>>,
 }
 
 pub fn spawn(
@@ -283,44 +287,24 @@ async fn session(
         clock,
         feeds,
     } = *ctx;
-    let creds = camera.credentials.as_ref().map(|c| retina::client::Credentials {
-        username: c.username.clone(),
-        password: c.password.clone(),
-    });
-    let opts = SessionOptions::default()
-        .creds(creds)
-        .user_agent("Tandem NVR".into())
-        .max_frame_bytes(MAX_FRAME_BYTES);
+    // While this session runs, the camera needs no warm path of its own.
+    let _in_use = feeds.warm.as_ref().map(|w| w.in_use(&camera.url));
     let connect = async {
         let start = Instant::now();
-        let mut session = Session::describe(camera.url.clone(), opts).await?;
-        let described = Instant::now();
-        let i = session
-            .streams()
-            .iter()
-            .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"))
-            .ok_or_else(|| anyhow!("camera offers no H.264 or H.265 video stream"))?;
-        let transport = match camera.transport {
-            Transport::Tcp => retina::client::Transport::Tcp(Default::default()),
-            Transport::Udp => retina::client::Transport::Udp(Default::default()),
-        };
-        session
-            .setup(
-                i,
-                SetupOptions::default()
-                    .transport(transport)
-                    .frame_format(FrameFormat::MP4),
-            )
-            .await?;
-        let set_up = Instant::now();
-        let playing = session.play(PlayOptions::default()).await?;
-        let marks = timing::Marks {
-            start,
-            described,
-            set_up,
-            playing: Instant::now(),
-        };
-        Ok::<_, anyhow::Error>((playing.demuxed()?, i, marks))
+        // A warm session saves the TCP connect and DESCRIBE; one the camera
+        // has closed meanwhile fails at SETUP, and a fresh one follows at once.
+        if let Some(session) = feeds.warm.as_ref().and_then(|w| w.take(&camera.url)) {
+            match setup_and_play(camera, session, start, start).await {
+                Ok(r) => {
+                    info!("took over on the warm path (DESCRIBE answered in advance)");
+                    return Ok(r);
+                }
+                Err(e) => warn!("warm path failed ({}); describing afresh", describe_error(&e)),
+            }
+        }
+        let start = Instant::now();
+        let session = Session::describe(camera.url.clone(), warm::session_options(camera)).await?;
+        setup_and_play(camera, session, start, Instant::now()).await
     };
     let (mut demuxed, stream_i, marks) = tokio::select! {
         r = tokio::time::timeout(SETUP_TIMEOUT, connect) => r.map_err(|_| anyhow!("RTSP setup timed out after {} s", SETUP_TIMEOUT.as_secs()))??,
@@ -544,6 +528,42 @@ async fn session(
             Err(TrySendError::Disconnected(_)) => bail!("store writer stopped"),
         }
     }
+}
+
+/// SETUP of the first H.264/H.265 video stream, then PLAY: the demuxed
+/// stream, its index, and when each step ended.
+async fn setup_and_play(
+    camera: &NetworkCamera,
+    mut session: Session<retina::client::Described>,
+    start: Instant,
+    described: Instant,
+) -> Result<(retina::client::Demuxed, usize, timing::Marks)> {
+    let i = session
+        .streams()
+        .iter()
+        .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"))
+        .ok_or_else(|| anyhow!("camera offers no H.264 or H.265 video stream"))?;
+    let transport = match camera.transport {
+        Transport::Tcp => retina::client::Transport::Tcp(Default::default()),
+        Transport::Udp => retina::client::Transport::Udp(Default::default()),
+    };
+    session
+        .setup(
+            i,
+            SetupOptions::default()
+                .transport(transport)
+                .frame_format(FrameFormat::MP4),
+        )
+        .await?;
+    let set_up = Instant::now();
+    let playing = session.play(PlayOptions::default()).await?;
+    let marks = timing::Marks {
+        start,
+        described,
+        set_up,
+        playing: Instant::now(),
+    };
+    Ok((playing.demuxed()?, i, marks))
 }
 
 /// Feeds the sender reports of an RTCP compound packet to the estimator;

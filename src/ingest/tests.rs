@@ -57,6 +57,7 @@ async fn stop_returns_promptly_whatever_the_camera_does() {
                 record: true,
                 motion: None,
                 live: None,
+                warm: None,
             };
             let h = spawn(1, camera(&server, mode), tx, stats, Arc::new(SystemClock), feeds);
             tokio::time::sleep(delay).await;
@@ -92,6 +93,7 @@ async fn each_misbehaviour_ends_the_session_with_a_short_error() {
             record: true,
             motion: None,
             live: None,
+            warm: None,
         };
         let h = spawn(
             1,

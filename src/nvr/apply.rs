@@ -298,6 +298,7 @@ fn rules(
         step(report, line);
     }
     *nvr.rules.write().expect("rules lock") = crate::failover::agent::kept_statuses(&desired.rules, kept);
+    nvr.warm.set_wanted(crate::ingest::warm::failure_cameras(desired));
     // A channel no rule governs any more takes the camera its own
     // configuration names.
     let now_ruled = ruled(desired);
