@@ -8,7 +8,8 @@
 //! `parfile` (the parameter file: export, import, diff, overrides, apply),
 //! `reconcile` (what a live apply restarts), `audit` (counting
 //! loss from frame stamps), `failover` (rules, probes, arbitration,
-//! transfers), `events` and `motion` (event sources, actions and their durable
+//! transfers), `replay` (ONVIF replay of a camera's edge storage), `gapfill`
+//! (holes in the timeline fetched from the cameras' edge storage), `events` and `motion` (event sources, actions and their durable
 //! outbox), `alerts` (message templates and the SMS, mail and webhook
 //! transports), `recording`
 //! (schedules and the event gate), `lab` (the failover lab and the load
@@ -25,6 +26,7 @@ pub mod evidence;
 pub mod excerpt;
 pub mod export;
 pub mod failover;
+pub mod gapfill;
 pub mod httpc;
 pub mod ingest;
 pub mod lab;

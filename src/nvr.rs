@@ -95,6 +95,8 @@ pub struct Nvr {
     pub access: Arc<crate::web::access::Access>,
     /// Live view: one hub per (channel, stream) that ingest feeds.
     pub live: crate::live::Registry,
+    /// Fills holes from the cameras' edge storage; told of every binding.
+    pub gapfill: Arc<crate::gapfill::Gapfill>,
     /// Standbys that announced, through their probes, that they back this
     /// NVR's channels up (the federated timeline asks them).
     pub peers: crate::failover::peer::Directory,
@@ -326,6 +328,17 @@ impl Nvr {
             Ok(n) => info!(users = n, "access control on"),
             Err(e) => warn!("cannot count users: {e}"),
         }
+        let config_tx = tokio::sync::watch::Sender::new(Arc::new(config.clone()));
+        // Before any binding: it ends the spans the last process left open.
+        let gapfill = crate::gapfill::Gapfill::start(
+            &config.storage.dir,
+            config.storage.dir.join("import"),
+            store.importer.clone(),
+            clock.clone(),
+            config_tx.subscribe(),
+            crate::gapfill::onvif::replayer(),
+            store.sender(),
+        )?;
         let nvr = Arc::new(Nvr {
             reader: store.reader(),
             writer: store.sender(),
@@ -360,7 +373,8 @@ impl Nvr {
             scrub_stop: Mutex::new(scrub_stop),
             access,
             live: Default::default(),
-            config: tokio::sync::watch::Sender::new(Arc::new(config)),
+            gapfill,
+            config: config_tx,
         });
         tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
         // The outbox's workers start with the dispatcher, once pictures can be had.
@@ -442,6 +456,7 @@ impl Nvr {
         }
         info!(channel, from = ?rt.binding, to = ?camera, "binding changed");
         rt.binding = camera.map(str::to_string);
+        self.gapfill.note_binding(channel, camera, self.clock.now());
         if let Some(cam) = cam {
             // Motion is detected on the substream when the camera has one.
             let sub = cam.substream_url.clone().filter(|_| rt.motion.is_some());
@@ -693,6 +708,7 @@ impl Nvr {
             a.abort();
         }
         self.transfer_wake.lock().expect("wake lock").take();
+        self.gapfill.stop();
         self.scrub_stop.lock().expect("scrub lock").take();
         self.live.close();
         info!("shutdown: stopping ingest");

@@ -1,8 +1,13 @@
 //! Wall-clock time in Tandem's storage unit, 90 kHz ticks since the Unix epoch.
 //!
 //! Owns the conversions between `Time90k`, RFC 3339 text and the system clock,
-//! and the `Clock` trait that lets cores and tests inject "now".
-//! Must never read the system clock anywhere but `SystemClock`.
+//! the `Clock` trait that lets cores and tests inject "now", and the lab's
+//! clock offset (`TANDEM_CLOCK_OFFSET_MS`, honoured only in builds with
+//! `debug_assertions` or the `lab-clock` feature) that makes one NVR's clock
+//! differ from another's on one machine.
+//! Must never read the system clock anywhere but `wall_now` (which
+//! `SystemClock` uses): every wall-clock read that stamps footage, events,
+//! segments or probes goes through it, so the injected offset reaches all.
 
 use std::fmt;
 
@@ -81,8 +86,101 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Time90k {
-        Time90k::from_system(std::time::SystemTime::now())
+        wall_now()
     }
+}
+
+/// The environment variable that shifts this NVR's clock (milliseconds,
+/// signed), for the lab and tests: two NVRs on one machine whose clocks
+/// differ by seconds.
+pub const CLOCK_OFFSET_ENV: &str = "TANDEM_CLOCK_OFFSET_MS";
+
+/// Whether this build honours `TANDEM_CLOCK_OFFSET_MS`: test and debug
+/// builds, and release builds with the `lab-clock` feature (the lab's).
+pub const CLOCK_OFFSET_HONOURED: bool = cfg!(any(debug_assertions, feature = "lab-clock"));
+
+/// The largest offset accepted: a day, far beyond any clock the lab fakes.
+const MAX_OFFSET_MS: i64 = 24 * 3600 * 1000;
+
+/// What `TANDEM_CLOCK_OFFSET_MS` does in this build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockOffset {
+    /// Not set (or 0).
+    None,
+    /// Honoured: every wall-clock read is shifted by this many 90 kHz ticks.
+    Applied { ms: i64 },
+    /// Set, but this build ignores it (a release build without `lab-clock`).
+    Ignored { ms: i64 },
+}
+
+impl ClockOffset {
+    pub fn ticks(self) -> i64 {
+        match self {
+            ClockOffset::Applied { ms } => ms * TICKS_PER_SEC / 1000,
+            ClockOffset::None | ClockOffset::Ignored { .. } => 0,
+        }
+    }
+}
+
+/// The offset `value` (the variable's text, if set) asks for, in a build
+/// that does (`honoured`) or does not honour it. Pure, for tests.
+pub fn parse_clock_offset(value: Option<&str>, honoured: bool) -> Result<ClockOffset, String> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(ClockOffset::None);
+    };
+    let ms: i64 = v.parse().map_err(|_| {
+        format!(
+            "{CLOCK_OFFSET_ENV} = `{}` is not a whole number of milliseconds (e.g. 3000 or -250)",
+            crate::excerpt::short(v)
+        )
+    })?;
+    if ms.abs() > MAX_OFFSET_MS {
+        return Err(format!(
+            "{CLOCK_OFFSET_ENV} = {ms} is beyond ±{MAX_OFFSET_MS} ms (a day)"
+        ));
+    }
+    Ok(match (ms, honoured) {
+        (0, _) => ClockOffset::None,
+        (ms, true) => ClockOffset::Applied { ms },
+        (ms, false) => ClockOffset::Ignored { ms },
+    })
+}
+
+static CLOCK_OFFSET: std::sync::OnceLock<ClockOffset> = std::sync::OnceLock::new();
+
+/// This process's clock offset, read from the environment once. A bad value
+/// counts as none here; `check_clock_offset` (at start) refuses it.
+pub fn clock_offset() -> ClockOffset {
+    *CLOCK_OFFSET.get_or_init(|| {
+        let v = std::env::var(CLOCK_OFFSET_ENV).ok();
+        parse_clock_offset(v.as_deref(), CLOCK_OFFSET_HONOURED).unwrap_or(ClockOffset::None)
+    })
+}
+
+/// Checks `TANDEM_CLOCK_OFFSET_MS` at start and says what it does: an error
+/// for a bad value, a warning when it shifts the clock (footage is stamped
+/// off true time) or when this build ignores it.
+pub fn check_clock_offset() -> Result<ClockOffset, String> {
+    let v = std::env::var(CLOCK_OFFSET_ENV).ok();
+    let o = parse_clock_offset(v.as_deref(), CLOCK_OFFSET_HONOURED)?;
+    match clock_offset() {
+        ClockOffset::Applied { ms } => tracing::warn!(
+            offset_ms = ms,
+            "{CLOCK_OFFSET_ENV} shifts this NVR's clock by {ms} ms: footage, events and probes are stamped off true time (a test build)"
+        ),
+        ClockOffset::Ignored { ms } => tracing::warn!(
+            offset_ms = ms,
+            "{CLOCK_OFFSET_ENV} = {ms} is ignored: only debug builds and builds with the `lab-clock` feature honour it"
+        ),
+        ClockOffset::None => {}
+    }
+    Ok(o)
+}
+
+/// "Now" by this NVR's clock: the system's wall clock plus the injected
+/// offset, if any. The one place the system clock is read for stamping.
+pub fn wall_now() -> Time90k {
+    Time90k::from_system(std::time::SystemTime::now()) + clock_offset().ticks()
 }
 
 #[cfg(test)]
@@ -95,6 +193,42 @@ mod tests {
         assert_eq!(t.0 % TICKS_PER_SEC, TICKS_PER_SEC / 2);
         assert_eq!(t.to_rfc3339(), "2026-11-22T10:00:00.5Z");
         assert!(Time90k::parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn clock_offset_is_parsed_and_honoured_only_where_allowed() {
+        assert_eq!(parse_clock_offset(None, true), Ok(ClockOffset::None));
+        assert_eq!(parse_clock_offset(Some(" "), true), Ok(ClockOffset::None));
+        assert_eq!(parse_clock_offset(Some("0"), true), Ok(ClockOffset::None));
+        let plus = parse_clock_offset(Some("3000"), true).unwrap();
+        assert_eq!(plus, ClockOffset::Applied { ms: 3000 });
+        assert_eq!(plus.ticks(), 3 * TICKS_PER_SEC);
+        assert_eq!(parse_clock_offset(Some("-250"), true).unwrap().ticks(), -22_500);
+        // A release build without `lab-clock` reads it only to warn.
+        let ignored = parse_clock_offset(Some("3000"), false).unwrap();
+        assert_eq!(ignored, ClockOffset::Ignored { ms: 3000 });
+        assert_eq!(ignored.ticks(), 0);
+        let e = parse_clock_offset(Some("3s"), true).unwrap_err();
+        assert!(e.contains(CLOCK_OFFSET_ENV) && e.contains("3s"), "{e}");
+        assert!(parse_clock_offset(Some("99999999999"), true)
+            .unwrap_err()
+            .contains("a day"));
+    }
+
+    #[test]
+    fn wall_now_is_the_system_clock_plus_the_offset() {
+        let o = clock_offset();
+        let env = std::env::var(CLOCK_OFFSET_ENV).ok();
+        assert_eq!(
+            o,
+            parse_clock_offset(env.as_deref(), CLOCK_OFFSET_HONOURED).unwrap_or(ClockOffset::None)
+        );
+        let sys = Time90k::from_system(std::time::SystemTime::now());
+        let d = wall_now() - sys - o.ticks();
+        assert!(
+            d.abs() < TICKS_PER_SEC,
+            "wall_now is {d} ticks off the system clock + {o:?}"
+        );
     }
 
     #[test]

@@ -39,6 +39,7 @@ fn frame(n: i64, entry: &Arc<SampleEntry>) -> Frame {
         key: n % GOP == 0,
         sample_entry: entry.clone(),
         data,
+        capture_offset: None,
     }
 }
 

@@ -98,6 +98,8 @@ fn config(a: &ApplyArgs, server: &sim::SimServer, last: u32) -> Result<Config> {
                 channel: None,
                 transport: Transport::Tcp,
                 credentials: None,
+                edge_storage: false,
+                replay_url: None,
                 priority: Default::default(),
             })
         })

@@ -232,6 +232,8 @@ async fn latency(a: &MotionArgs) -> Result<Vec<f64>> {
             channel: None,
             transport: Transport::Tcp,
             credentials: None,
+            edge_storage: false,
+            replay_url: None,
             priority: Default::default(),
         }],
         channels: vec![ChannelConfig {

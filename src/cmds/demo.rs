@@ -83,6 +83,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 channel: None,
                 transport: Transport::Tcp,
                 credentials: None,
+                edge_storage: false,
+                replay_url: None,
                 priority: Default::default(),
             })
             .collect();

@@ -99,6 +99,7 @@ pub async fn run_nvr(
     reload: Option<std::path::PathBuf>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
+    tandem::time::check_clock_offset().map_err(anyhow::Error::msg)?;
     let endpoint = tandem::web::endpoint::Endpoint::bind(&config).await?;
     let addr = endpoint.local_addr()?;
     let nvr = Nvr::start(config, Arc::new(SystemClock))?;

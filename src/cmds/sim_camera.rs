@@ -55,6 +55,12 @@ pub struct Args {
     /// Authentication scheme demanded when --user is given.
     #[arg(long, default_value = "digest", value_parser = ["digest", "basic"])]
     pub auth: String,
+    /// Edge storage: each camera keeps its last SECONDS of frames (1 to 3600;
+    /// memory, not a copy of the video) and replays them ONVIF-style on its
+    /// live URL to a PLAY with `Require: onvif-replay` and `Range: clock=…`.
+    /// It records whether or not anyone watches, also while its link is down.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub edge_storage: Option<u32>,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -138,7 +144,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let alt = Arc::new(tokio::task::spawn_blocking(move || sim::encode_loop(&spec)).await??);
             opts.switch = Some((alt, Duration::from_secs_f64(after)));
         }
-        let server = sim::start(a.listen, video, opts).await?;
+        let server = sim::start_with_edge(a.listen, video, opts, a.edge_storage).await?;
         for i in 1..=a.count {
             println!("{}", server.url(i));
         }

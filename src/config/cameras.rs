@@ -22,6 +22,8 @@ pub(super) struct RawCamera {
     pub(super) password: Option<Spanned<String>>,
     pub(super) password_env: Option<Spanned<String>>,
     pub(super) password_file: Option<Spanned<String>>,
+    pub(super) edge_storage: Option<Spanned<bool>>,
+    pub(super) replay_url: Option<Spanned<String>>,
     pub(super) priority: Option<Spanned<String>>,
 }
 
@@ -108,6 +110,7 @@ pub(super) fn network_cameras(
             .substream_url
             .as_ref()
             .and_then(|u| parse_url(c, "substream_url", u));
+        let replay_url = cam.replay_url.as_ref().and_then(|u| parse_url(c, "replay_url", u));
         let transport = match cam.transport.as_ref().map(|t| (t.get_ref().as_str(), t.span().start)) {
             None | Some(("tcp", _)) => Transport::Tcp,
             Some(("udp", _)) => Transport::Udp,
@@ -183,6 +186,8 @@ pub(super) fn network_cameras(
                 channel,
                 transport,
                 credentials,
+                edge_storage: cam.edge_storage.as_ref().is_some_and(|e| *e.get_ref()),
+                replay_url,
                 priority,
             });
         }

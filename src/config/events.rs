@@ -409,6 +409,8 @@ pub const RESERVED_KINDS: &[&str] = &[
     "no_capacity",
     "segment_damaged",
     "delivery_failed",
+    "gapfill_done",
+    "gapfill_lost",
 ];
 
 pub fn is_reserved_kind(k: &str) -> bool {

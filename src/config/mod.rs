@@ -19,6 +19,7 @@ mod actions_tests;
 mod cameras;
 mod channels;
 pub mod events;
+pub mod gapfill;
 mod http;
 pub mod render;
 mod rules;
@@ -96,6 +97,11 @@ pub struct NetworkCamera {
     pub channel: Option<u32>,
     pub transport: Transport,
     pub credentials: Option<Credentials>,
+    /// The camera records to its own card and can replay it (ONVIF Profile
+    /// G): gap fill asks it for the holes in its channels' timelines.
+    pub edge_storage: bool,
+    /// Where to ask for a replay (`rtsp://`, no credentials); `None`: `url`.
+    pub replay_url: Option<url::Url>,
     /// Which cameras a standby takes first when it lacks room (`never`: not
     /// taken over); see `failover::capacity`.
     pub priority: crate::failover::capacity::Priority,
@@ -149,6 +155,8 @@ pub struct Config {
     /// Users and tokens (`[[user]]`, `[[token]]`); `None`: the file does not
     /// manage them and the stored ones stay.
     pub accounts: Option<accounts::Accounts>,
+    /// Gap fill from the cameras' edge storage (`[gapfill]`).
+    pub gapfill: gapfill::GapfillSettings,
 }
 
 impl Default for Config {
@@ -168,6 +176,7 @@ impl Default for Config {
             actions: Vec::new(),
             access: Default::default(),
             accounts: None,
+            gapfill: Default::default(),
         }
     }
 }
@@ -304,6 +313,7 @@ struct RawConfig {
     user: Vec<Spanned<accounts::RawUser>>,
     #[serde(default)]
     token: Vec<Spanned<accounts::RawToken>>,
+    gapfill: Option<Spanned<gapfill::RawGapfill>>,
     // The parameter file's own tables, read by `parfile` (header, sealed
     // secrets, per-NVR overrides); a configuration carrying them is valid.
     #[allow(dead_code)]
@@ -536,6 +546,7 @@ pub fn parse_with_secrets(
         }
     }
     let access = access::parse(&mut c, raw.access.as_ref());
+    let gapfill = gapfill::parse(&mut c, raw.gapfill.as_ref());
     let accounts = accounts::parse(&mut c, &raw.user, &raw.token, raw.secrets.is_some());
     let name = raw.nvr.as_ref().and_then(|n| n.get_ref().name.as_ref()).and_then(|n| {
         let v = n.get_ref();
@@ -571,6 +582,7 @@ pub fn parse_with_secrets(
         mqtt,
         triggers,
         actions,
+        gapfill,
     };
     Ok((config, c.warnings))
 }

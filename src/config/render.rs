@@ -40,6 +40,10 @@ pub fn document(config: &Config) -> Table {
     }
     array(&mut doc, "trigger", config.triggers.iter().map(trigger));
     array(&mut doc, "action", config.actions.iter().map(action));
+    let gapfill = super::gapfill::render(&config.gapfill);
+    if !gapfill.is_empty() {
+        doc.insert("gapfill".into(), Value::Table(gapfill));
+    }
     if let Some(a) = &config.accounts {
         super::accounts::render(a, &mut doc);
     }
@@ -154,6 +158,12 @@ fn camera(cam: &NetworkCamera) -> Table {
                 t.insert("password_file".into(), path(p));
             }
         }
+    }
+    if cam.edge_storage {
+        t.insert("edge_storage".into(), true.into());
+    }
+    if let Some(u) = &cam.replay_url {
+        t.insert("replay_url".into(), u.as_str().into());
     }
     if cam.priority != Default::default() {
         t.insert("priority".into(), cam.priority.as_str().into());
@@ -501,6 +511,8 @@ name = "gate"
 url = "rtsp://192.0.2.12/live"
 username = "ops"
 password_file = "gate.pw"
+edge_storage = true
+replay_url = "rtsp://192.0.2.12/replay"
 priority = "high"
 
 [[channel]]
@@ -522,6 +534,10 @@ number = 3
 peer_token = "0123456789abcdef0123"
 transfer_rate = "1 MB"
 peer_fingerprint = "sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+[gapfill]
+rate = "2 MB"
+max_age = "7d"
 
 [[rule]]
 name = "for-a"

@@ -10,7 +10,9 @@
 //! with capped backoff. Backups with `tls = true` are sent over HTTPS (the
 //! peer's certificate checked against the configured trust); a job's target
 //! keeps its `https://` across restarts, and a plain target that the current
-//! configuration marks as TLS is sent over HTTPS too. Must never send a
+//! configuration marks as TLS is sent over HTTPS too. Each segment goes with
+//! its capture offset (camera clock − ours), so a peer whose clock differs
+//! merges it by the camera's capture time. Must never send a
 //! segment still being written, nor the peer token in plain text to a backup
 //! configured for TLS.
 
@@ -233,7 +235,8 @@ impl Worker {
                 bail!("segment {} is still being written", s.id);
             }
             let path = segment_path(&self.dir, job.local_channel, s.id);
-            total += self.send_segment(job, &path, s.id, s.bytes)?;
+            let offset = db::capture_offset_of(&c, s.id)?;
+            total += self.send_segment(job, &path, s.id, s.bytes, offset)?;
             conn(&self.dir)?.execute(
                 "UPDATE transfer SET bytes_sent = ?2 WHERE id = ?1",
                 params![job.id, total as i64],
@@ -267,8 +270,16 @@ impl Worker {
         Ok((r.status, v))
     }
 
-    /// Sends one segment file, resuming from what the peer already has.
-    fn send_segment(&self, job: &TransferRow, path: &Path, seg: i64, len: u64) -> Result<u64> {
+    /// Sends one segment file, resuming from what the peer already has, with
+    /// its capture offset (so the peer merges it by the camera's clock).
+    fn send_segment(
+        &self,
+        job: &TransferRow,
+        path: &Path,
+        seg: i64,
+        len: u64,
+        capture_offset: Option<i64>,
+    ) -> Result<u64> {
         use std::io::{Read, Seek, SeekFrom};
         let (status, v) = self.call("GET", &self.url(job, seg, ""), b"")?;
         if status != 200 {
@@ -308,11 +319,7 @@ impl Worker {
         }
         let (status, v) = self.call(
             "POST",
-            &self.url(
-                job,
-                seg,
-                &format!("/complete?channel={}&length={len}", job.remote_channel),
-            ),
+            &self.url(job, seg, &complete_query(job.remote_channel, len, capture_offset)),
             b"",
         )?;
         if status == 422 {
@@ -336,9 +343,27 @@ impl Worker {
     }
 }
 
+/// The `complete` call's query: the capture offset only when known (absent
+/// means unknown to the receiver, which then does not shift).
+pub fn complete_query(channel: u32, len: u64, capture_offset: Option<i64>) -> String {
+    match capture_offset {
+        Some(o) => format!("/complete?channel={channel}&length={len}&capture_offset={o}"),
+        None => format!("/complete?channel={channel}&length={len}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_capture_offset_goes_with_the_segment_when_known() {
+        assert_eq!(
+            complete_query(2, 100, Some(-270_000)),
+            "/complete?channel=2&length=100&capture_offset=-270000"
+        );
+        assert_eq!(complete_query(2, 100, None), "/complete?channel=2&length=100");
+    }
 
     #[test]
     fn tls_targets_are_never_sent_in_plain_text() {

@@ -3,7 +3,8 @@
 //! capped exponential backoff.
 //!
 //! Owns the RTSP session, the mapping from camera timestamps to wall-clock
-//! time (`timeline`), parameter-set flapping (`params`), and the per-stream
+//! time (`timeline`), the camera's capture clock from RTCP sender reports
+//! (`capture`), parameter-set flapping (`params`), and the per-stream
 //! statistics the API shows. Must never block: the writer queue is fed with
 //! `try_send`, and a full queue drops frames (then waits for a key frame)
 //! rather than stalling the connection. Every await of a session is under the
@@ -11,8 +12,10 @@
 //! garbage, a stall, a wrong password, a buffer bound exceeded — ends only this
 //! channel's session, and the camera's text is quoted only as a short excerpt.
 
+pub mod capture;
 pub mod params;
 pub mod timeline;
+pub mod timing;
 
 use crate::log_limiter::LogLimiter;
 pub use timeline::{Placed, Reanchor, Timeline};
@@ -75,6 +78,11 @@ pub struct StreamStats {
     pub dropped_frames: u64,
     /// GOPs cut short by a full write buffer (each one gap in the footage).
     pub dropped_gops: u64,
+    /// The camera's clock minus this NVR's, in seconds, from its RTCP
+    /// sender reports (`None`: no report yet).
+    pub capture_offset_s: Option<f64>,
+    /// How the last session's start went, step by step (`timing`).
+    pub connect: Option<timing::ConnectTiming>,
     pub last_error: Option<String>,
     #[serde(skip)]
     window: Option<(Instant, u64, u64)>,
@@ -167,6 +175,7 @@ async fn run(
     // Both outlive sessions: a new session's frames must not overlap the
     // last one's, and a failure repeated on every retry is logged once a minute.
     let mut timeline = Timeline::default();
+    let mut capture = capture::CaptureClock::default();
     let mut limiter = LogLimiter::default();
     loop {
         let ctx = Ctx {
@@ -178,7 +187,8 @@ async fn run(
             feeds: &feeds,
         };
         timeline.new_session();
-        let result = session(&ctx, &mut stop, &mut online, &mut timeline).await;
+        capture.new_session();
+        let result = session(&ctx, &mut stop, &mut online, &mut timeline, &mut capture).await;
         if feeds.record {
             let _ = writer.try_send(Command::EndRun { channel });
         }
@@ -263,6 +273,7 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
     online: &mut bool,
     timeline: &mut Timeline,
+    capture: &mut capture::CaptureClock,
 ) -> Result<()> {
     let Ctx {
         channel,
@@ -281,7 +292,9 @@ async fn session(
         .user_agent("Tandem NVR".into())
         .max_frame_bytes(MAX_FRAME_BYTES);
     let connect = async {
+        let start = Instant::now();
         let mut session = Session::describe(camera.url.clone(), opts).await?;
+        let described = Instant::now();
         let i = session
             .streams()
             .iter()
@@ -299,15 +312,24 @@ async fn session(
                     .frame_format(FrameFormat::MP4),
             )
             .await?;
+        let set_up = Instant::now();
         let playing = session.play(PlayOptions::default()).await?;
-        Ok::<_, anyhow::Error>((playing.demuxed()?, i))
+        let marks = timing::Marks {
+            start,
+            described,
+            set_up,
+            playing: Instant::now(),
+        };
+        Ok::<_, anyhow::Error>((playing.demuxed()?, i, marks))
     };
-    let (mut demuxed, stream_i) = tokio::select! {
+    let (mut demuxed, stream_i, marks) = tokio::select! {
         r = tokio::time::timeout(SETUP_TIMEOUT, connect) => r.map_err(|_| anyhow!("RTSP setup timed out after {} s", SETUP_TIMEOUT.as_secs()))??,
         _ = stop.changed() => return Ok(()),
     };
     let mut run = new_run();
     let mut need_key = true;
+    // Frames before the session's first key frame (for `timing`).
+    let mut before_key: Option<u64> = Some(0);
     // The rest of a GOP whose frame the full write buffer refused: dropped
     // too (it cannot be decoded without it), and counted.
     let mut dropping_gop = false;
@@ -330,6 +352,12 @@ async fn session(
             None => bail!("camera closed the stream"),
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(CodecItem::VideoFrame(f))) => f,
+            Some(Ok(CodecItem::Rtcp(rtcp))) => {
+                if rtcp.stream_id() == stream_i {
+                    on_rtcp(&rtcp, capture);
+                }
+                continue;
+            }
             Some(Ok(_)) => continue,
         };
         stall_deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
@@ -374,6 +402,9 @@ async fn session(
             run = new_run();
         }
         if need_key && !frame.is_random_access_point() {
+            if let Some(n) = &mut before_key {
+                *n += 1;
+            }
             if dropping_gop {
                 if let Ok(mut s) = stats.lock() {
                     s.dropped_frames += 1;
@@ -394,11 +425,44 @@ async fn session(
         if let Some(why) = placed.reanchored {
             warn!("{why}; re-anchoring on the local clock");
             run = new_run();
+            capture.reanchored();
+        }
+        let had_offset = capture.offset().is_some();
+        // The raw RTP timestamp: retina extends it by whole wraps.
+        let observed = capture.on_frame(frame.timestamp().timestamp() as u32, time);
+        match observed {
+            capture::Observed::Stepped { offset, by } => warn!(
+                offset_s = offset as f64 / 90_000.0,
+                "camera clock stepped {:+.3} s against this NVR's (RTCP sender reports)",
+                by as f64 / 90_000.0
+            ),
+            capture::Observed::Offset(offset) if !had_offset => info!(
+                offset_s = offset as f64 / 90_000.0,
+                "camera clock measured {:+.3} s from this NVR's (RTCP sender reports)",
+                offset as f64 / 90_000.0
+            ),
+            _ => {}
+        }
+        let capture_offset = observed.offset();
+        let connect_timing = before_key.take().map(|n| marks.timing(Instant::now(), n));
+        if let (Some(t), Ok(mut s)) = (connect_timing, stats.lock()) {
+            s.connect = Some(t);
         }
         if !*online {
             *online = true;
             let e = entry.as_ref().expect("entry set above");
-            info!(width = e.width, height = e.height, codec = e.codec, "camera connected");
+            let t = connect_timing.unwrap_or_default();
+            info!(
+                width = e.width,
+                height = e.height,
+                codec = e.codec,
+                describe_ms = timing::whole_ms(t.describe_ms),
+                setup_ms = timing::whole_ms(t.setup_ms),
+                play_ms = timing::whole_ms(t.play_ms),
+                first_key_frame_ms = timing::whole_ms(t.first_key_frame_ms),
+                frames_before_key = t.frames_before_key,
+                "camera connected"
+            );
             if let Ok(mut s) = stats.lock() {
                 s.connected = true;
                 s.last_error = None;
@@ -416,6 +480,7 @@ async fn session(
         let received = Instant::now();
         if let Ok(mut s) = stats.lock() {
             s.on_frame(received, time, size);
+            s.capture_offset_s = capture_offset.map(|o| o as f64 / 90_000.0);
         }
         let sample_entry = entry.clone().expect("entry set above");
         let data = if watch.inband() && (key || new_parameters) {
@@ -463,6 +528,7 @@ async fn session(
             key,
             sample_entry,
             data,
+            capture_offset,
         };
         match writer.try_send(Command::Frame(f)) {
             Ok(()) => {}
@@ -476,6 +542,16 @@ async fn session(
                 }
             }
             Err(TrySendError::Disconnected(_)) => bail!("store writer stopped"),
+        }
+    }
+}
+
+/// Feeds the sender reports of an RTCP compound packet to the estimator;
+/// anything else in it (receiver reports, SDES, BYE) is not ours to read.
+fn on_rtcp(pkt: &retina::rtcp::ReceivedCompoundPacket, capture: &mut capture::CaptureClock) {
+    for p in pkt.pkts() {
+        if let Ok(Some(sr)) = p.as_sender_report() {
+            capture.on_sender_report(sr.rtp_timestamp(), sr.ntp_timestamp().0);
         }
     }
 }

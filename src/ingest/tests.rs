@@ -32,6 +32,8 @@ fn camera(server: &HostileServer, mode: Mode) -> NetworkCamera {
         channel: None,
         transport: Transport::Tcp,
         credentials: None,
+        edge_storage: false,
+        replay_url: None,
         priority: Default::default(),
     }
 }

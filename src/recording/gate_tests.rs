@@ -18,6 +18,7 @@ fn frames(secs: i64) -> impl Iterator<Item = Frame> {
         key: i % 10 == 0,
         sample_entry: entry.clone(),
         data: vec![0; 1000],
+        capture_offset: None,
     })
 }
 

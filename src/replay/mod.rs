@@ -10,7 +10,14 @@
 //! caller reads frames at the rate it wants and TCP's flow control slows the
 //! camera down, so a site-wide bandwidth cap lives in one place.
 //!
-//! CONTRACT (issue 11 skeleton; the edge helper implements it, gapfill uses it).
+//! The contract between `edge` (this client) and `gapfill` (its user) is
+//! the types below and `open`/`ReplayStream::next`; the wire format is in
+//! `onvif`, the session in `client`.
+
+mod client;
+pub mod onvif;
+
+pub use client::ReplayStream;
 
 use std::sync::Arc;
 
@@ -63,12 +70,44 @@ pub enum ReplayError {
     Unsupported { url: String, reason: String },
     #[error("replay from {url} failed: {reason}")]
     Stream { url: String, reason: String },
+    /// The camera does not have the interval (457 Invalid Range): it was
+    /// overwritten or never recorded. `available` is what the camera says it
+    /// holds, when it says. Retrying will not bring it back: gapfill reports
+    /// the interval lost.
+    #[error("{url} no longer has that interval{}", fmt_available(.available))]
+    NotAvailable {
+        url: String,
+        available: Option<(Time90k, Time90k)>,
+    },
+}
+
+fn fmt_available(a: &Option<(Time90k, Time90k)>) -> String {
+    match a {
+        Some((s, e)) => format!(" (it holds {s} to {e})"),
+        None => String::new(),
+    }
+}
+
+/// Opens a replay of the camera's recording of `[start, end)` (the camera's
+/// clock): the first frame is the key frame at or before `start` (or the
+/// first the camera still holds), the last the one with `flags.terminal`.
+pub async fn open(src: &ReplaySource, start: Time90k, end: Time90k) -> Result<ReplayStream, ReplayError> {
+    client::open(src, start, end).await
+}
+
+impl ReplayStream {
+    /// The next frame; `None` after the terminal frame or when the camera
+    /// closed the session after the range. Reads the socket only while
+    /// awaited: the caller's pace is the camera's pace.
+    pub async fn next(&mut self) -> Option<Result<ReplayFrame, ReplayError>> {
+        self.next_frame().await
+    }
 }
 
 impl ReplayError {
     /// Worth another attempt later (network, camera busy), as opposed to a
     /// camera that cannot replay at all.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, ReplayError::Unsupported { .. })
+        !matches!(self, ReplayError::Unsupported { .. } | ReplayError::NotAvailable { .. })
     }
 }

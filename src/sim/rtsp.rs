@@ -267,6 +267,44 @@ pub fn rtp_packet(out: &mut Vec<u8>, marker: bool, seq: u16, ts: u32, ssrc: u32,
     out.extend_from_slice(payload);
 }
 
+/// Like `rtp_packet`, with an optional header extension (profile, length
+/// and data, already encoded) after the fixed header.
+pub fn rtp_packet_ext(
+    out: &mut Vec<u8>,
+    marker: bool,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    extension: Option<&[u8]>,
+    payload: &[u8],
+) {
+    let at = out.len();
+    rtp_packet(out, marker, seq, ts, ssrc, &[]);
+    if let Some(ext) = extension {
+        out[at] |= 0x10;
+        out.extend_from_slice(ext);
+    }
+    out.extend_from_slice(payload);
+}
+
+/// An RTCP sender report (RFC 3550 §6.4.1) without reception blocks:
+/// `ntp` is the capture time of the frame with RTP timestamp `rtp_ts`.
+pub fn rtcp_sender_report(out: &mut Vec<u8>, ssrc: u32, ntp: u64, rtp_ts: u32, packets: u32, octets: u32) {
+    out.extend_from_slice(&[0x80, 200, 0, 6]);
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    out.extend_from_slice(&ntp.to_be_bytes());
+    out.extend_from_slice(&rtp_ts.to_be_bytes());
+    out.extend_from_slice(&packets.to_be_bytes());
+    out.extend_from_slice(&octets.to_be_bytes());
+}
+
+/// An RTCP BYE for one source (RFC 3550 §6.6); sent after a sender report
+/// in one compound packet when a replay has sent its last frame.
+pub fn rtcp_bye(out: &mut Vec<u8>, ssrc: u32) {
+    out.extend_from_slice(&[0x81, 203, 0, 1]);
+    out.extend_from_slice(&ssrc.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +351,19 @@ mod tests {
         };
         assert!(auth.check(&mk(&good)));
         assert!(!auth.check(&mk("0123")));
+    }
+
+    #[test]
+    fn rtcp_packets_have_their_length_in_words() {
+        let mut v = Vec::new();
+        rtcp_sender_report(&mut v, 1, 2, 3, 4, 5);
+        assert_eq!(v.len(), 28);
+        assert_eq!(u16::from_be_bytes([v[2], v[3]]) as usize, v.len() / 4 - 1);
+        assert_eq!(&v[8..16], &2u64.to_be_bytes());
+        let at = v.len();
+        rtcp_bye(&mut v, 1);
+        assert_eq!(v.len() - at, 8);
+        assert_eq!((v[at], v[at + 1], v[at + 3]), (0x81, 203, 1));
     }
 
     #[test]

@@ -2,21 +2,25 @@
 //! packetizes each frame once, and one task per client connection that frames
 //! those packets for TCP-interleaved or UDP delivery.
 //!
-//! Owns sockets and timing for the simulated cameras. Must never encode video
-//! (that happened once in `video`) and never let one client's slowness stall a
+//! Owns sockets and timing for the simulated cameras: live sessions (with
+//! RTCP sender reports tying RTP time to the camera's capture clock) and ONVIF
+//! replay of edge storage (`edge`, `replay`). Must never encode video (that
+//! happened once in `video`) and never let one client's slowness stall a
 //! camera or another client: slow clients lag on a broadcast channel and skip
-//! to the next key frame, as a real camera's encoder would drop them.
+//! to the next key frame, as a real camera's encoder would drop them; a replay
+//! is paced by its own socket's backpressure.
 
-use super::rtsp::{self, Auth, Parsed};
+use super::edge::{EdgeFrame, EdgeRing, Source};
+use super::replay::Identity;
+use super::rtsp::{self, Auth};
 use super::video::EncodedLoop;
 use crate::nal::FrameStamp;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn, Instrument};
 
@@ -37,15 +41,24 @@ pub struct SimOptions {
 }
 
 /// One frame as the camera sends it, shared by every client.
-struct SentFrame {
-    key: bool,
-    rtp_ts: u32,
-    payloads: Vec<Vec<u8>>,
+pub(super) struct SentFrame {
+    pub key: bool,
+    pub rtp_ts: u32,
+    pub capture_unix_micros: i64,
+    pub payloads: Vec<Vec<u8>>,
 }
 
-struct Camera {
-    tx: broadcast::Sender<Arc<SentFrame>>,
+/// The camera's edge storage, shared by its clock (writer) and replays.
+pub(super) type SharedRing = Arc<Mutex<EdgeRing>>;
+
+pub(super) struct Camera {
+    pub tx: broadcast::Sender<Arc<SentFrame>>,
+    pub identity: Identity,
+    pub edge: Option<SharedRing>,
 }
+
+/// Sender reports go out right after PLAY and then this often.
+pub(super) const SR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many RTSP sessions are PLAY-ing each camera, so a test can prove that
 /// many viewers share one camera session. Logged on every change (`tandem
@@ -74,14 +87,14 @@ impl SessionCount {
 }
 
 /// One client's PLAY-ing session; counts itself out when the client goes.
-struct Playing {
+pub(super) struct Playing {
     counts: Arc<SessionCount>,
-    index: usize,
+    pub index: usize,
     peer: SocketAddr,
 }
 
 impl Playing {
-    fn begin(counts: Arc<SessionCount>, index: usize, peer: SocketAddr) -> Playing {
+    pub(super) fn begin(counts: Arc<SessionCount>, index: usize, peer: SocketAddr) -> Playing {
         counts.playing[index].fetch_add(1, Ordering::SeqCst);
         let p = Playing { counts, index, peer };
         p.log("started");
@@ -129,6 +142,24 @@ impl SimServer {
 
 /// Binds the listener and starts the cameras; they run until the runtime stops.
 pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions) -> Result<SimServer> {
+    start_with_edge(listen, video, opts, None).await
+}
+
+/// Like `start`, each camera keeping the last `edge_storage` seconds of its
+/// frames (at most `edge::MAX_SECONDS`) for ONVIF replay.
+pub async fn start_with_edge(
+    listen: SocketAddr,
+    video: Arc<EncodedLoop>,
+    opts: SimOptions,
+    edge_storage: Option<u32>,
+) -> Result<SimServer> {
+    if let Some(s) = edge_storage {
+        anyhow::ensure!(
+            (1..=super::edge::MAX_SECONDS).contains(&s),
+            "--edge-storage must be between 1 and {} seconds (got {s})",
+            super::edge::MAX_SECONDS
+        );
+    }
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -143,10 +174,26 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
         // Tasks are named through their tracing span (tokio's task names need tokio_unstable).
         let switch = opts.switch.clone();
         let script = opts.motion.clone().map(|m| (m, motion_log.clone()));
+        // Sequence numbers restart with the clock; the boot id tells runs apart.
+        let identity = Identity {
+            camera_id: id,
+            boot_id: rand::random::<u64>().max(1),
+        };
+        let edge = edge_storage.map(|s| Arc::new(Mutex::new(EdgeRing::new(s, video.spec.fps))));
+        let clock = CameraClock {
+            identity,
+            video,
+            switch,
+            script,
+            tx: tx2,
+            edge: edge.clone(),
+        };
         tokio::spawn(
-            camera_clock(id, video, switch, script, tx2).instrument(tracing::info_span!("sim_camera", camera = i + 1)),
+            clock
+                .run()
+                .instrument(tracing::info_span!("sim_camera", camera = i + 1)),
         );
-        cameras.push(Camera { tx });
+        cameras.push(Camera { tx, identity, edge });
     }
     let count = opts.count;
     let sessions = Arc::new(SessionCount::new(count));
@@ -163,7 +210,7 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
                     let video = video2.clone();
                     let sessions = sessions2.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = serve_client(sock, peer, cameras, video, opts, sessions).await {
+                        if let Err(e) = super::session::serve_client(sock, peer, cameras, video, opts, sessions).await {
                             debug!(%peer, "simulated camera client ended: {e:#}");
                         }
                     });
@@ -183,80 +230,105 @@ pub async fn start(listen: SocketAddr, video: Arc<EncodedLoop>, opts: SimOptions
     })
 }
 
-/// Emits frame n at start + n/fps forever, whether or not anyone watches, so
-/// sequence numbers and capture times follow the wall clock like a real camera.
-async fn camera_clock(
-    id: u32,
+struct CameraClock {
+    identity: Identity,
     video: Arc<EncodedLoop>,
     switch: Option<(Arc<EncodedLoop>, Duration)>,
     script: Option<(super::script::MotionScript, super::script::MotionLog)>,
     tx: broadcast::Sender<Arc<SentFrame>>,
-) {
-    let fps = video.spec.fps as u64;
-    let switch = switch.map(|(alt, after)| (alt, (after.as_secs_f64() * fps as f64) as u64));
-    let start = Instant::now();
-    let wall0 = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as i64;
-    let ts_base: u32 = rand::random();
-    // Sequence numbers restart with the clock; the boot id tells runs apart.
-    let boot_id: u64 = rand::random::<u64>().max(1);
-    let mut n: u64 = 0;
-    let mut player = script.map(|(s, log)| (super::script::Player::new(s, &video), log));
-    loop {
-        let due = start + Duration::from_micros(n * 1_000_000 / fps);
-        tokio::time::sleep_until(due.into()).await;
-        let capture_unix_micros = wall0 + (n * 1_000_000 / fps) as i64;
-        // The script advances whether or not anyone watches, like the scene.
-        let scripted = player.as_mut().map(|(p, log)| {
-            let (i, crossing) = p.advance();
-            if let Some(c) = crossing {
-                let c = c.at(id, capture_unix_micros);
-                info!(enters = %c.enters, leaves = %c.leaves, "scripted motion: an object crosses the scene");
-                if let Ok(mut l) = log.lock() {
-                    l.push(c);
+    edge: Option<SharedRing>,
+}
+
+impl CameraClock {
+    /// Emits frame n at start + n/fps forever, whether or not anyone watches, so
+    /// sequence numbers and capture times follow the wall clock like a real camera,
+    /// and records each one in edge storage (the link's state does not matter:
+    /// the card is in the camera).
+    async fn run(self) {
+        let CameraClock {
+            identity,
+            video,
+            switch,
+            script,
+            tx,
+            edge,
+        } = self;
+        let Identity { camera_id: id, boot_id } = identity;
+        let fps = video.spec.fps as u64;
+        let switch = switch.map(|(alt, after)| (alt, (after.as_secs_f64() * fps as f64) as u64));
+        let start = Instant::now();
+        let wall0 = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as i64;
+        let ts_base: u32 = rand::random();
+        let mut n: u64 = 0;
+        let mut player = script.map(|(s, log)| (super::script::Player::new(s, &video), log));
+        loop {
+            let due = start + Duration::from_micros(n * 1_000_000 / fps);
+            tokio::time::sleep_until(due.into()).await;
+            let capture_unix_micros = wall0 + (n * 1_000_000 / fps) as i64;
+            // The script advances whether or not anyone watches, like the scene.
+            let scripted = player.as_mut().map(|(p, log)| {
+                let (i, crossing) = p.advance();
+                if let Some(c) = crossing {
+                    let c = c.at(id, capture_unix_micros);
+                    info!(enters = %c.enters, leaves = %c.leaves, "scripted motion: an object crosses the scene");
+                    if let Ok(mut l) = log.lock() {
+                        l.push(c);
+                    }
+                }
+                i
+            });
+            let (source, index) = match (&switch, scripted) {
+                (_, Some(i)) => (Source::Main, i),
+                // The other loop starts with its IDR, carrying the new SPS/PPS.
+                (Some((alt, at)), _) if n >= *at => (Source::Switched, ((n - at) % alt.frames.len() as u64) as usize),
+                _ => (Source::Main, (n % video.frames.len() as u64) as usize),
+            };
+            let frame = match (source, &switch) {
+                (Source::Switched, Some((alt, _))) => &alt.frames[index],
+                _ => &video.frames[index],
+            };
+            if let Some(ring) = &edge {
+                if let Ok(mut r) = ring.lock() {
+                    r.push(EdgeFrame {
+                        n,
+                        capture_unix_micros,
+                        source,
+                        index: index as u32,
+                        key: frame.key,
+                    });
                 }
             }
-            i
-        });
-        if tx.receiver_count() > 0 {
-            let frame = match (&switch, scripted) {
-                (_, Some(i)) => &video.frames[i],
-                // The other loop starts with its IDR, carrying the new SPS/PPS.
-                (Some((alt, at)), _) if n >= *at => &alt.frames[((n - at) % alt.frames.len() as u64) as usize],
-                _ => &video.frames[(n % video.frames.len() as u64) as usize],
-            };
-            let stamp = FrameStamp {
-                camera_id: id,
-                seq: n,
-                capture_unix_micros,
-                boot_id,
+            if tx.receiver_count() > 0 {
+                let stamp = FrameStamp {
+                    camera_id: id,
+                    seq: n,
+                    capture_unix_micros,
+                    boot_id,
+                }
+                .to_h264_sei();
+                let payloads = frame.payloads_with_sei(&stamp);
+                let rtp_ts = ts_base.wrapping_add((n * 90_000 / fps) as u32);
+                let _ = tx.send(Arc::new(SentFrame {
+                    key: frame.key,
+                    rtp_ts,
+                    capture_unix_micros,
+                    payloads,
+                }));
             }
-            .to_h264_sei();
-            let payloads = frame.payloads_with_sei(&stamp);
-            let rtp_ts = ts_base.wrapping_add((n * 90_000 / fps) as u32);
-            let _ = tx.send(Arc::new(SentFrame {
-                key: frame.key,
-                rtp_ts,
-                payloads,
-            }));
+            n += 1;
         }
-        n += 1;
     }
 }
 
-enum Delivery {
-    Tcp { channel: u8 },
-    Udp { socket: UdpSocket, dest: SocketAddr },
-}
-
-fn camera_index(uri: &str, count: u32) -> Option<usize> {
+pub(super) fn camera_index(uri: &str, count: u32) -> Option<usize> {
     let n: u32 = rtsp::first_path_segment(uri)?.strip_prefix("cam")?.parse().ok()?;
     (1..=count).contains(&n).then(|| (n - 1) as usize)
 }
 
-fn sdp(video: &EncodedLoop, camera: usize, host: &str) -> String {
+pub(super) fn sdp(video: &EncodedLoop, camera: usize, host: &str) -> String {
     use base64::Engine;
     let b64 = &base64::engine::general_purpose::STANDARD;
     format!(
@@ -272,224 +344,12 @@ fn sdp(video: &EncodedLoop, camera: usize, host: &str) -> String {
     )
 }
 
-async fn serve_client(
-    mut sock: TcpStream,
-    peer: SocketAddr,
-    cameras: Arc<Vec<Camera>>,
-    video: Arc<EncodedLoop>,
-    opts: SimOptions,
-    sessions: Arc<SessionCount>,
-) -> Result<()> {
-    let local = sock.local_addr()?;
-    let session_id = format!("{:016x}", rand::random::<u64>());
-    let ssrc: u32 = rand::random();
-    let mut seq: u16 = rand::random();
-    let mut buf = Vec::with_capacity(4096);
-    let mut camera: Option<usize> = None;
-    let mut delivery: Option<Delivery> = None;
-    let mut rx: Option<broadcast::Receiver<Arc<SentFrame>>> = None;
-    let mut waiting_key = true;
-    // Dropped (counted out) on TEARDOWN, disconnect or error: every return below.
-    let mut playing: Option<Playing> = None;
-    let mut out = Vec::with_capacity(64 * 1024);
-    let step_delay = opts.setup_delay / 3;
-    loop {
-        // Handle every complete request already buffered.
-        loop {
-            match rtsp::parse(&buf) {
-                Parsed::Incomplete => break,
-                Parsed::Interleaved(n) => {
-                    buf.drain(..n);
-                }
-                Parsed::Garbage(why) => anyhow::bail!("{peer}: {why}"),
-                Parsed::Request(req, n) => {
-                    buf.drain(..n);
-                    let cseq = req.cseq().to_string();
-                    if req.method != "OPTIONS" {
-                        if let Some(auth) = &opts.auth {
-                            if !auth.check(&req) {
-                                let r = rtsp::response(
-                                    "401 Unauthorized",
-                                    &cseq,
-                                    &[("WWW-Authenticate", auth.challenge())],
-                                    b"",
-                                );
-                                sock.write_all(&r).await?;
-                                continue;
-                            }
-                        }
-                    }
-                    let reply = match req.method.as_str() {
-                        "OPTIONS" => rtsp::response(
-                            "200 OK",
-                            &cseq,
-                            &[(
-                                "Public",
-                                "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER".into(),
-                            )],
-                            b"",
-                        ),
-                        "DESCRIBE" => match camera_index(&req.uri, opts.count) {
-                            Some(i) => {
-                                tokio::time::sleep(step_delay).await;
-                                let base = format!("rtsp://{local}/cam{}/", i + 1);
-                                rtsp::response(
-                                    "200 OK",
-                                    &cseq,
-                                    &[("Content-Base", base), ("Content-Type", "application/sdp".into())],
-                                    sdp(&video, i, &local.ip().to_string()).as_bytes(),
-                                )
-                            }
-                            None => rtsp::response("404 Not Found", &cseq, &[], b""),
-                        },
-                        "SETUP" => match camera_index(&req.uri, opts.count) {
-                            Some(i) => {
-                                tokio::time::sleep(step_delay).await;
-                                camera = Some(i);
-                                let t = req.header("Transport").unwrap_or_default().to_string();
-                                match setup_transport(&t, peer, local).await {
-                                    Ok((d, reply_t)) => {
-                                        delivery = Some(d);
-                                        rtsp::response(
-                                            "200 OK",
-                                            &cseq,
-                                            &[("Transport", reply_t), ("Session", format!("{session_id};timeout=60"))],
-                                            b"",
-                                        )
-                                    }
-                                    Err(e) => {
-                                        debug!(%peer, "unsupported transport {t:?}: {e}");
-                                        rtsp::response("461 Unsupported Transport", &cseq, &[], b"")
-                                    }
-                                }
-                            }
-                            None => rtsp::response("404 Not Found", &cseq, &[], b""),
-                        },
-                        "PLAY" => match (camera, &delivery) {
-                            (Some(i), Some(_)) => {
-                                tokio::time::sleep(step_delay).await;
-                                rx = Some(cameras[i].tx.subscribe());
-                                waiting_key = true;
-                                if playing.as_ref().map(|p| p.index) != Some(i) {
-                                    drop(playing.take());
-                                    playing = Some(Playing::begin(sessions.clone(), i, peer));
-                                }
-                                rtsp::response(
-                                    "200 OK",
-                                    &cseq,
-                                    &[("Session", session_id.clone()), ("Range", "npt=0.000-".into())],
-                                    b"",
-                                )
-                            }
-                            _ => rtsp::response("455 Method Not Valid in This State", &cseq, &[], b""),
-                        },
-                        "GET_PARAMETER" | "SET_PARAMETER" => {
-                            rtsp::response("200 OK", &cseq, &[("Session", session_id.clone())], b"")
-                        }
-                        "TEARDOWN" => {
-                            let r = rtsp::response("200 OK", &cseq, &[], b"");
-                            sock.write_all(&r).await?;
-                            return Ok(());
-                        }
-                        _ => rtsp::response("501 Not Implemented", &cseq, &[], b""),
-                    };
-                    sock.write_all(&reply).await?;
-                }
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        tokio::select! {
-            r = sock.read(&mut chunk) => {
-                let n = r?;
-                if n == 0 {
-                    return Ok(());
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            f = async { rx.as_mut().unwrap().recv().await }, if rx.is_some() => {
-                let frame = match f {
-                    Ok(f) => f,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        debug!(%peer, "client lagged by {n} frames; resuming at next key frame");
-                        waiting_key = true;
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                };
-                if waiting_key && !frame.key {
-                    continue;
-                }
-                waiting_key = false;
-                let last = frame.payloads.len().saturating_sub(1);
-                match delivery.as_ref() {
-                    Some(Delivery::Tcp { channel }) => {
-                        out.clear();
-                        for (k, p) in frame.payloads.iter().enumerate() {
-                            out.push(b'$');
-                            out.push(*channel);
-                            out.extend_from_slice(&((p.len() + 12) as u16).to_be_bytes());
-                            rtsp::rtp_packet(&mut out, k == last, seq, frame.rtp_ts, ssrc, p);
-                            seq = seq.wrapping_add(1);
-                        }
-                        sock.write_all(&out).await?;
-                    }
-                    Some(Delivery::Udp { socket, dest }) => {
-                        for (k, p) in frame.payloads.iter().enumerate() {
-                            out.clear();
-                            rtsp::rtp_packet(&mut out, k == last, seq, frame.rtp_ts, ssrc, p);
-                            seq = seq.wrapping_add(1);
-                            // A full socket buffer drops the packet, as UDP would on the wire.
-                            let _ = socket.send_to(&out, dest).await;
-                        }
-                    }
-                    None => {}
-                }
-            }
-        }
-    }
-}
-
-async fn setup_transport(t: &str, peer: SocketAddr, local: SocketAddr) -> Result<(Delivery, String)> {
-    let param = |name: &str| {
-        t.split(';').find_map(|p| {
-            p.trim()
-                .strip_prefix(name)
-                .map(|v| v.trim_start_matches('=').to_string())
-        })
-    };
-    if t.contains("RTP/AVP/TCP") {
-        let ch: u8 = param("interleaved")
-            .and_then(|v| v.split('-').next().and_then(|s| s.parse().ok()))
-            .unwrap_or(0);
-        return Ok((
-            Delivery::Tcp { channel: ch },
-            format!("RTP/AVP/TCP;unicast;interleaved={}-{}", ch, ch.wrapping_add(1)),
-        ));
-    }
-    let ports = param("client_port").context("UDP transport without client_port")?;
-    let rtp_port: u16 = ports
-        .split('-')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .context("bad client_port")?;
-    let socket = UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await?;
-    let server_port = socket.local_addr()?.port();
-    let dest = SocketAddr::new(peer.ip(), rtp_port);
-    info!(%peer, "simulated camera streaming over UDP to {dest}");
-    Ok((
-        Delivery::Udp { socket, dest },
-        format!(
-            "RTP/AVP;unicast;client_port={ports};server_port={server_port}-{}",
-            server_port + 1
-        ),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::camera_index;
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     /// A bare RTSP client: DESCRIBE, SETUP (TCP interleaved) and PLAY of `cam`.
     async fn play(addr: SocketAddr, cam: u32) -> TcpStream {

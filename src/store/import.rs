@@ -18,6 +18,13 @@
 //! impossibly (before 2000, in the future, longer than `max_span`) is refused.
 //! Idempotent: an (origin, segment) pair is imported once; a repeat answers
 //! `already`. Must never modify or delete footage this NVR recorded.
+//!
+//! Judged by the camera's clock: an upload carries the sender's capture
+//! offset (camera clock − sender's clock); with ours near that time, the
+//! imported frames are shifted by `sender − ours` before the overlap is
+//! judged (`capture_shift`), so NVRs whose clocks differ by seconds merge
+//! with neither duplicates nor drops. Either offset unknown: no shift (the
+//! clocks are taken as NTP-synced).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -43,6 +50,9 @@ pub struct ImportRequest {
     pub origin_segment: i64,
     /// The complete uploaded segment file.
     pub staged: PathBuf,
+    /// The sender's capture offset for this footage (camera clock − the
+    /// sender's clock, 90 kHz ticks); `None` when unknown (no shift).
+    pub capture_offset: Option<i64>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -120,6 +130,35 @@ const STEP_BYTES: u64 = 1 << 20;
 /// One imported frame: time, duration, key flag.
 pub type FrameSpan = (Time90k, u32, bool);
 
+/// The largest capture offset believed, either way (a day): anything beyond
+/// is a camera or NVR clock that was never set, not a skew to correct.
+pub const MAX_CAPTURE_OFFSET: i64 = 24 * 3600 * 90_000;
+
+/// How far to move a peer's frames into our time: a frame the sender stamped
+/// `t` was captured at `t + sender`, which is `t + sender − ours` by our
+/// clock. Unknown on either side (or beyond belief): 0.
+pub fn capture_shift(sender: Option<i64>, ours: Option<i64>) -> i64 {
+    match (sender, ours) {
+        (Some(s), Some(o)) if s.abs() <= MAX_CAPTURE_OFFSET && o.abs() <= MAX_CAPTURE_OFFSET => s - o,
+        _ => 0,
+    }
+}
+
+/// The capture offset the merged runs are stored with: ours when known
+/// (the frames were moved into our time, or neither side's skew is known),
+/// else the sender's (their times are still the sender's), else unknown.
+pub fn kept_capture_offset(sender: Option<i64>, ours: Option<i64>) -> Option<i64> {
+    let believable = |o: Option<i64>| o.filter(|o| o.abs() <= MAX_CAPTURE_OFFSET);
+    believable(ours).or(believable(sender))
+}
+
+/// Moves every frame by `shift` ticks.
+pub fn retime(frames: &mut [FrameSpan], shift: i64) {
+    for f in frames {
+        f.0 = f.0 + shift;
+    }
+}
+
 /// Which frames to keep: those whose middle lies in none of `local` (our own
 /// recorded ranges), grouped in runs that each start at a key frame.
 ///
@@ -144,6 +183,41 @@ pub fn plan_kept(frames: &[FrameSpan], local: &[(Time90k, Time90k)]) -> Vec<Rang
             None if f.2 => cur = Some(i..i + 1),
             None => {}
         }
+    }
+    runs.extend(cur);
+    runs
+}
+
+/// The origin gap fill merges under (`crate::gapfill`): footage replayed
+/// from the camera's own recording, the same stream this NVR recorded.
+pub const GAPFILL_ORIGIN: &str = "gapfill";
+
+/// `plan_kept` for footage of the very stream we recorded (a camera's edge
+/// storage): a run may also start right after a frame we hold ourselves,
+/// since our copy of that frame's group of pictures decodes it. A hole that
+/// begins mid-GOP (a crash cut the recording anywhere) is then filled from
+/// its first missing frame, not from the next key frame; a run with no frame
+/// of ours before it still starts at a key frame.
+pub fn plan_kept_continuing(frames: &[FrameSpan], local: &[(Time90k, Time90k)]) -> Vec<Range<usize>> {
+    let covered = |&(t, d, _): &FrameSpan| {
+        let mid = t + i64::from(d) / 2;
+        local.iter().any(|&(a, b)| a <= mid && mid < b)
+    };
+    let mut runs = Vec::new();
+    let mut cur: Option<Range<usize>> = None;
+    let mut after_ours = false;
+    for (i, f) in frames.iter().enumerate() {
+        if covered(f) {
+            runs.extend(cur.take());
+            after_ours = true;
+            continue;
+        }
+        match &mut cur {
+            Some(r) => r.end = i + 1,
+            None if f.2 || after_ours => cur = Some(i..i + 1),
+            None => {}
+        }
+        after_ours = false;
     }
     runs.extend(cur);
     runs
@@ -318,15 +392,21 @@ impl Worker {
             SampleEntry::parse(scan.header.sample_entry.clone()).ok_or_else(|| reject("unsupported codec".into()))?,
         );
         let entries = scan.entries(3000);
-        let spans: Vec<FrameSpan> = scan
+        let mut spans: Vec<FrameSpan> = scan
             .frames
             .iter()
             .zip(&entries)
             .map(|(f, e)| (scan.header.start + i64::from(f.pts), e.duration, f.key))
             .collect();
-        let Some(&(first, _, _)) = spans.first() else {
+        let Some(&(sent_first, _, _)) = spans.first() else {
             return Err(reject("upload holds no frames".into()));
         };
+        // Into our time by the camera's clock, before anything is judged.
+        let ours = db::capture_offset_near(self.conn()?, req.channel, sent_first).map_err(|e| failed(&e))?;
+        let shift = capture_shift(req.capture_offset, ours);
+        retime(&mut spans, shift);
+        let kept_offset = kept_capture_offset(req.capture_offset, ours);
+        let first = spans[0].0;
         let last = spans.last().map(|&(t, d, _)| t + i64::from(d)).unwrap_or(first);
         check_range(first, last, self.clock.now(), &self.limits).map_err(reject)?;
         let conn = self.conn()?;
@@ -352,7 +432,11 @@ impl Worker {
                     .map(|s| (s, Time90k(i64::MAX))),
             )
             .collect();
-        let runs = plan_kept(&spans, &local);
+        let runs = if req.origin == GAPFILL_ORIGIN {
+            plan_kept_continuing(&spans, &local)
+        } else {
+            plan_kept(&spans, &local)
+        };
         let entry_id = db::upsert_sample_entry(conn, &entry.data, entry.codec, entry.width, entry.height)
             .map_err(|e| failed(&e))?;
         let mut out = ImportOutcome::default();
@@ -370,6 +454,7 @@ impl Worker {
                 true,
             )
             .map_err(|e| failed(&e))?;
+            seg.capture_offset = kept_offset;
             let mut since_sync = 0u64;
             for i in run.clone() {
                 let f = scan.frames[i];
@@ -424,6 +509,7 @@ impl Worker {
             origin_segment = req.origin_segment,
             kept = out.frames_kept,
             dropped = out.frames_dropped,
+            shift_s = shift as f64 / 90_000.0,
             "footage imported from peer"
         );
         Ok(out)
@@ -609,10 +695,87 @@ mod tests {
     }
 
     #[test]
+    fn replayed_footage_continues_our_own_mid_gop() {
+        // Ours ends inside a GOP (frames 0..7, a crash) and starts again at
+        // key frame 15: frames 7..15 are kept though 7 is no key frame.
+        let local = [
+            (Time90k(0), Time90k(7 * 3600)),
+            (Time90k(15 * 3600), Time90k(1_000_000)),
+        ];
+        assert_eq!(plan_kept_continuing(&frames(20, 5), &local), vec![7..15]);
+        assert_eq!(
+            plan_kept(&frames(20, 5), &local),
+            vec![10..15],
+            "failback waits for a key frame"
+        );
+        // Nothing of ours before it: still from a key frame only.
+        let mut f = frames(10, 5);
+        f[0].2 = false;
+        assert_eq!(plan_kept_continuing(&f, &[]), vec![5..10]);
+        // Every split of 12 frames (key every 4) between ours and theirs:
+        // continuing keeps exactly the frames we lack after our first frame.
+        for cut in 0..=12usize {
+            let local = [(Time90k(0), Time90k(cut as i64 * 3600))];
+            let kept: usize = plan_kept_continuing(&frames(12, 4), &local)
+                .iter()
+                .map(|r| r.len())
+                .sum();
+            assert_eq!(kept, 12 - cut, "cut {cut}");
+        }
+    }
+
+    #[test]
     fn leading_non_key_frames_are_dropped() {
         let mut f = frames(10, 5);
         f[0].2 = false;
         assert_eq!(plan_kept(&f, &[]), vec![5..10]);
+    }
+
+    #[test]
+    fn capture_shift_moves_peer_frames_into_our_time() {
+        let s = 90_000;
+        // The sender's clock is 3 s behind the camera's, ours is right: its
+        // frames are stamped 3 s early by our clock.
+        assert_eq!(capture_shift(Some(3 * s), Some(0)), 3 * s);
+        // Ours 3 s ahead of the sender's (the clock-skew lab): its offset is
+        // 3 s larger than ours.
+        assert_eq!(capture_shift(Some(0), Some(-3 * s)), 3 * s);
+        assert_eq!(capture_shift(Some(-s), Some(-s)), 0);
+        // Unknown on either side: no shift.
+        assert_eq!(capture_shift(None, Some(s)), 0);
+        assert_eq!(capture_shift(Some(s), None), 0);
+        assert_eq!(capture_shift(None, None), 0);
+        // An unset clock is not a skew.
+        assert_eq!(capture_shift(Some(MAX_CAPTURE_OFFSET + 1), Some(0)), 0);
+        assert_eq!(capture_shift(Some(0), Some(-MAX_CAPTURE_OFFSET - 1)), 0);
+        // What the kept runs are stored with.
+        assert_eq!(kept_capture_offset(Some(3 * s), Some(s)), Some(s));
+        assert_eq!(kept_capture_offset(Some(s), Some(s)), Some(s));
+        assert_eq!(kept_capture_offset(Some(2 * s), None), Some(2 * s));
+        assert_eq!(kept_capture_offset(None, Some(s)), Some(s));
+        assert_eq!(kept_capture_offset(None, None), None);
+        assert_eq!(kept_capture_offset(Some(MAX_CAPTURE_OFFSET + 1), None), None);
+    }
+
+    #[test]
+    fn shifted_peer_footage_merges_without_duplicates_or_drops() {
+        // The camera sends frames every 3600 ticks. We (clock 3 s ahead of
+        // the peer's) recorded frames 0..10 and 30..40 of the camera; the
+        // peer recorded 5..35 and stamped them 3 s earlier than we would.
+        let s = 90_000;
+        let ours_at = |n: i64| Time90k(10 * s + n * 3600);
+        let local = [(ours_at(0), ours_at(10)), (ours_at(30), ours_at(40))];
+        let mut peer: Vec<FrameSpan> = (5..35).map(|n| (ours_at(n) + -3 * s, 3600, n % 5 == 0)).collect();
+        // Unshifted, the peer's frames fall 3 s early: nothing overlaps, so
+        // frames 5..10 and 30..35 would be stored twice.
+        assert_eq!(plan_kept(&peer, &local), vec![0..30]);
+        retime(&mut peer, capture_shift(Some(-3 * s), Some(-6 * s)));
+        assert_eq!(peer[0].0, ours_at(5));
+        // Shifted: exactly the camera's frames 10..30 are kept.
+        let kept = plan_kept(&peer, &local);
+        assert_eq!(kept, vec![5..25]);
+        assert_eq!(peer[kept[0].start].0, ours_at(10));
+        assert_eq!(peer[kept[0].end - 1].0 + 3600, ours_at(30));
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub(super) struct OpenSegment {
     /// The directory, while the file's name is not yet durable (created
     /// without waiting: its first fsync makes header and name durable).
     dir_unsynced: Option<PathBuf>,
+    /// The segment's capture offset (camera clock − ours): the first known
+    /// value of its frames, or the importer's own.
+    pub(super) capture_offset: Option<i64>,
+    /// Whether a committed flush has written `capture_offset` to the row.
+    pub(super) capture_offset_stored: bool,
 }
 
 impl OpenSegment {
@@ -169,7 +174,25 @@ impl OpenSegment {
             hash,
             unflushed: Vec::new(),
             dir_unsynced,
+            capture_offset: None,
+            capture_offset_stored: false,
         })
+    }
+
+    /// The capture offset, if known and not yet on the row.
+    pub(super) fn unstored_capture_offset(&self) -> Option<i64> {
+        self.capture_offset.filter(|_| !self.capture_offset_stored)
+    }
+
+    /// Writes a known capture offset the row does not have yet (a segment
+    /// that closes before a flush recorded it). Best effort: the offset is
+    /// a hint for merges, never a condition for keeping footage.
+    fn store_capture_offset(&self, conn: &Connection) {
+        if let Some(o) = self.unstored_capture_offset() {
+            if let Err(e) = db::set_capture_offset(conn, self.id, o) {
+                tracing::warn!(segment = self.id, "could not record the segment's capture offset: {e}");
+            }
+        }
     }
 
     /// Frames written so far and the file's length.
@@ -323,6 +346,8 @@ impl OpenSegment {
         ) {
             // The row stays `writing`; startup repair will rebuild it from the file.
             error!(channel, segment = self.id, "could not commit finished segment: {e}");
+        } else {
+            self.store_capture_offset(conn);
         }
         Closed {
             durable,
@@ -376,6 +401,8 @@ impl OpenSegment {
                 segment = self.id,
                 "could not commit the segment's durable prefix: {err}"
             );
+        } else {
+            self.store_capture_offset(conn);
         }
         lost
     }

@@ -351,6 +351,7 @@ mod tests {
                 height: 1,
             }),
             data: vec![0; n],
+            capture_offset: None,
         })
     }
 

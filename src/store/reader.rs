@@ -91,6 +91,10 @@ pub struct RecordingRun {
     /// plus these is all the time the run's frames cover. Overlaps up to
     /// 0.1 s (a last frame's guessed duration) are not listed.
     pub overlaps: Vec<Overlap>,
+    /// `"gapfill"` for footage gap fill fetched from the camera's own
+    /// recording; absent for what this NVR recorded (or a peer sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<&'static str>,
 }
 
 /// A segment's frames and its holes (as time spans), from `place_frames`.
@@ -188,12 +192,15 @@ impl Reader {
         let entries = db::sample_entries(&conn)?;
         let mut runs: Vec<RecordingRun> = Vec::new();
         let mut last_entry = -1;
+        // Runs break where gap fill's footage meets ours, so each is marked.
+        let filled = db::gapfill_segment_ids(&conn, channel, start, end)?;
         for s in db::segments_overlapping(&conn, channel, start, end)? {
             let e = entries.get(&s.sample_entry_id);
             let growing = s.state == db::WRITING;
+            let origin = filled.contains(&s.id).then_some(crate::store::import::GAPFILL_ORIGIN);
             for (a, b, frames, bytes) in pieces(&s, e.map(|e| e.data.len()).unwrap_or(0)) {
                 match runs.last_mut() {
-                    Some(r) if a - r.end_90k <= CONTIGUOUS && last_entry == s.sample_entry_id => {
+                    Some(r) if a - r.end_90k <= CONTIGUOUS && last_entry == s.sample_entry_id && r.origin == origin => {
                         // Less than this is the guessed duration of the
                         // previous segment's last frame, not hidden footage.
                         if r.end_90k - a > CONTIGUOUS {
@@ -223,6 +230,7 @@ impl Reader {
                         segments: 1,
                         growing,
                         overlaps: Vec::new(),
+                        origin,
                     }),
                 }
                 last_entry = s.sample_entry_id;

@@ -54,6 +54,10 @@ pub struct Frame {
     pub key: bool,
     pub sample_entry: Arc<SampleEntry>,
     pub data: Vec<u8>,
+    /// The camera's clock minus this NVR's for this frame, in 90 kHz ticks
+    /// (`ingest::capture`), `None` while unknown: the segment row keeps its
+    /// first known value, so peers merge by the camera's capture time.
+    pub capture_offset: Option<i64>,
 }
 
 pub enum Command {
@@ -192,7 +196,7 @@ impl Writer {
         'outer: loop {
             let now = Instant::now();
             if now >= next_event_commit && !self.event_log.is_empty() {
-                self.commit(Vec::new());
+                let _ = self.commit(Vec::new());
                 next_event_commit = now + EVENT_COMMIT;
             }
             if now >= self.schedule.due(self.oldest_unflushed, last_flush) {
@@ -446,6 +450,9 @@ impl Writer {
         let st = self.channels.get_mut(&f.channel).expect("channel state exists");
         let o = st.open.as_mut().expect("a segment is open");
         o.write_frame(f.time, f.key, &f.data)?;
+        if o.capture_offset.is_none() {
+            o.capture_offset = f.capture_offset;
+        }
         o.unflushed.push((f.time, self.arrival));
         self.oldest_unflushed = Some(self.oldest_unflushed.map_or(self.arrival, |a| a.min(self.arrival)));
         let n = f.data.len() as u64;
@@ -607,7 +614,7 @@ impl Writer {
                     bytes += o.synced();
                     fsyncs += 1;
                     written.append(&mut o.unflushed);
-                    updates.push((o.id, o.progress()));
+                    updates.push((o.id, o.progress(), o.unstored_capture_offset()));
                 }
                 Err(e) => {
                     if let Some(o) = st.open.take() {
@@ -632,19 +639,30 @@ impl Writer {
         if fsyncs > 0 {
             self.count_durable(fsyncs, bytes, written);
         }
-        self.commit(updates);
+        let offsets: Vec<i64> = updates.iter().filter(|u| u.2.is_some()).map(|u| u.0).collect();
+        if self.commit(updates) && !offsets.is_empty() {
+            for o in self.channels.values_mut().filter_map(|st| st.open.as_mut()) {
+                if offsets.contains(&o.id) {
+                    o.capture_offset_stored = true;
+                }
+            }
+        }
     }
 
-    /// Commits segment progress and queued events in one transaction, then
-    /// announces the events.
-    fn commit(&mut self, updates: Vec<(i64, Progress)>) {
+    /// Commits segment progress (with a capture offset not yet stored) and
+    /// queued events in one transaction, then announces the events. Returns
+    /// whether the commit succeeded.
+    fn commit(&mut self, updates: Vec<(i64, Progress, Option<i64>)>) -> bool {
         if updates.is_empty() && self.event_log.is_empty() {
-            return;
+            return true;
         }
         let r = (|| {
             let tx = self.conn.unchecked_transaction()?;
-            for (id, p) in &updates {
+            for (id, p, offset) in &updates {
                 db::update_writing(&tx, *id, p)?;
+                if let Some(o) = offset {
+                    db::set_capture_offset(&tx, *id, *o)?;
+                }
             }
             db::apply_event_ops(&tx, self.event_log.ops())?;
             tx.commit()
@@ -659,9 +677,13 @@ impl Writer {
                     s.events_stored += events;
                     s.events_dropped = self.event_log.dropped;
                 }
+                true
             }
             // Progress rows are rewritten at the next flush; queued events stay queued.
-            Err(e) => warn!("could not record flush progress: {e}"),
+            Err(e) => {
+                warn!("could not record flush progress: {e}");
+                false
+            }
         }
     }
 

@@ -40,10 +40,12 @@ pub async fn list(State(nvr): State<Arc<Nvr>>, Extension(p): Extension<Principal
     tag = "channels",
     summary = "Recorded stretches",
     description = "The channel's stored footage overlapping `start`–`end`, as contiguous runs with frames, \
-                   bytes, codec, size and overlaps. For a channel with a backup peer (a rule's `backup` maps it, \
-                   or a standby announced it), runs the peer holds for ranges this NVR lacks are included, \
-                   marked `held_by` (`host:port`), until the failback transfer brings them here; `peers` says \
-                   which peers were asked and why one did not answer. Also answered to a peer NVR's token.",
+                   bytes, codec, size and overlaps (`\"origin\": \"gapfill\"` on runs fetched from the camera's \
+                   edge storage), and `gapfill`: the stretches gap fill is fetching or has fetched, with their state. \
+                   For a channel with a backup peer (a rule's `backup` maps it, or a standby announced it), runs \
+                   the peer holds for ranges this NVR lacks are included, marked `held_by` (`host:port`), until \
+                   the failback transfer brings them here; `peers` says which peers were asked and why one did \
+                   not answer. Also answered to a peer NVR's token.",
     params(
         ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
         ("start" = String, Query, description = "RFC 3339 time", format = DateTime),
@@ -52,7 +54,7 @@ pub async fn list(State(nvr): State<Arc<Nvr>>, Extension(p): Extension<Principal
           include the peer's footage; `0`: this NVR's only"),
     ),
     responses(
-        (status = 200, description = "`{\"channel\", \"recordings\": [...]}`", body = Object),
+        (status = 200, description = "`{\"channel\", \"recordings\": [...], \"gapfill\": [...]}`", body = Object),
         (status = 400, description = "A bad channel number or time, named", body = ErrorBody),
         (status = 404, description = "No such channel", body = ErrorBody),
     ),
@@ -98,10 +100,16 @@ pub async fn recordings(
         recordings.sort_by_key(|r| Time90k::parse_rfc3339(&r.start).map(|t| t.0).unwrap_or(i64::MIN));
         notes = asked;
     }
+    let gapfill = super::gapfill::stretches(&nvr, ch, start, end).await?;
     Ok(Json(Recordings {
         channel: ch,
         recordings,
         peers: notes,
+        gapfill: gapfill
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(ApiError::internal)?,
     }))
 }
 

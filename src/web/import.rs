@@ -8,7 +8,9 @@
 //!   otherwise, or while another piece of the same upload is being written);
 //!   the piece is streamed to disk and is either appended whole or not at all
 //! - `DELETE` → the staged upload is dropped (a sender that lost track starts over)
-//! - `POST …/complete?channel=N&length=L` → merged once the staged file has L bytes
+//! - `POST …/complete?channel=N&length=L[&capture_offset=O]` → merged once the
+//!   staged file has L bytes, moved into this NVR's time by the camera's clock
+//!   (`O`: the sender's camera − NVR clock offset, 90 kHz ticks)
 //!
 //! Bounded everywhere: two imports at a time (503 with `Retry-After` past
 //! that), pieces of at most `MAX_PIECE`, staging within its quota and above
@@ -32,7 +34,7 @@ use super::{params, ApiError, ApiResult};
 use crate::auth::audit_log::{Action, Entry};
 use crate::failover::peer::UploadState;
 use crate::nvr::Nvr;
-use crate::store::import::{admit, ImportError, ImportRequest, Refusal, Staging};
+use crate::store::import::{admit, ImportError, ImportRequest, Refusal, Staging, MAX_CAPTURE_OFFSET};
 
 /// Largest piece accepted in one PUT.
 pub const MAX_PIECE: u64 = 8 << 20;
@@ -278,6 +280,9 @@ async fn copy_body(body: Body, f: &mut tokio::fs::File, limit: u64, rate: u64) -
         ("segment" = i64, Path, description = "The segment's id on the sending NVR", minimum = 0),
         ("channel" = u32, Query, description = "The local channel (1–4096)", minimum = 1, maximum = 4096),
         ("length" = u64, Query, description = "The segment file's length in bytes"),
+        ("capture_offset" = Option<i64>, Query, description = "The sender's capture offset for this segment: \
+          the camera's clock minus the sender's, in 90 kHz ticks (at most a day either way); absent = unknown. \
+          The frames are shifted by it minus this NVR's offset before the merge."),
     ),
     responses(
         (status = 200, description = "What was merged (or `{\"already\": true}`)", body = Object),
@@ -302,6 +307,14 @@ pub async fn complete(
         None => return Err(ApiError::bad_request("query parameter `channel` is required")),
     };
     let length = params::required_integer("length", q.get("length"), 0..=u64::MAX)?;
+    let capture_offset = match q.get("capture_offset") {
+        Some(v) => Some(params::integer(
+            "capture_offset",
+            v,
+            -MAX_CAPTURE_OFFSET..=MAX_CAPTURE_OFFSET,
+        )?),
+        None => None,
+    };
     let Some(_guard) = nvr.uploads.try_lock(&path) else {
         return Err(ApiError::status(
             StatusCode::CONFLICT,
@@ -331,6 +344,7 @@ pub async fn complete(
             origin,
             origin_segment: seg,
             staged: path,
+            capture_offset,
         };
         let out = nvr.importer.merge(req).map_err(|e| match e {
             ImportError::Rejected(m) => ApiError::status(StatusCode::UNPROCESSABLE_ENTITY, m),

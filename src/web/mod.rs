@@ -13,6 +13,7 @@ pub mod doc;
 pub mod endpoint;
 mod events;
 mod evidence;
+mod gapfill;
 mod import;
 mod live;
 pub mod params;
@@ -295,6 +296,7 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(snapshot::channel_snapshot))
         .routes(routes!(rules))
         .routes(routes!(transfers))
+        .routes(routes!(gapfill::list))
         .routes(routes!(store_health))
         .routes(routes!(storage::storage))
         .routes(routes!(access::health))

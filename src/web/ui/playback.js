@@ -162,13 +162,17 @@ export function mount(root, _me) {
       const evs = await api(`/api/v1/events?start=${iso(a)}&end=${iso(b)}`);
       for (const n of state.chosen) {
         const r = await api(`/api/v1/channels/${n}/recordings?start=${iso(a)}&end=${iso(b)}`);
-        const runs = r.recordings.map((x) => ({ start: parse(x.start), end: parse(x.end) }));
+        const runs = r.recordings.map((x) => ({ start: parse(x.start), end: parse(x.end), origin: x.origin }));
+        // Gap fill's stretches still to fetch (or given up): drawn over the holes.
+        const fills = (r.gapfill || [])
+          .filter((g) => g.state !== 'done')
+          .map((g) => ({ start: parse(g.start), end: parse(g.end), state: g.state }));
         const events = evs.events
           .filter((e) => e.channel === n)
           .map((e) => ({ id: e.id, type: e.kind, start: parse(e.start), end: e.end ? parse(e.end) : null }));
         state.data.set(n, { runs, events });
         const c = state.channels.find((c) => c.number === n);
-        rows.push({ channel: n, name: c ? `${n} · ${c.name}` : `${n}`, runs, events });
+        rows.push({ channel: n, name: c ? `${n} · ${c.name}` : `${n}`, runs, events, fills });
       }
     } catch (e) {
       // A refresh that fails keeps the timeline that is shown: a blank

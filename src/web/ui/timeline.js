@@ -1,6 +1,8 @@
 // The playback timeline: one row per channel over one day, drawn with DOM
 // elements (not a canvas) so it can be read and tested — recorded stretches
-// `.tl-run`, holes between them `.tl-gap`, events `.tl-event` (data-type),
+// `.tl-run` (`.tl-filled` for footage gap fill fetched from the camera's
+// card), holes between them `.tl-gap`, gap fill's stretches still to fetch
+// `.tl-fill` (data-state), events `.tl-event` (data-type),
 // each with RFC 3339 `data-start`/`data-end` — plus a cursor and a selected
 // range. Zoom from the whole day to MIN_SPAN with the wheel, a pinch or the
 // buttons; drag (or one-finger swipe) to pan; click or tap to seek;
@@ -210,7 +212,9 @@ export class Timeline {
       const track = el('div', { class: 'tl-track' });
       for (const run of r.runs) {
         if (run.end < a || run.start > b) continue;
-        const n = el('div', { class: 'tl-run', dataset: { channel: r.channel, start: iso(run.start), end: iso(run.end) } });
+        const cls = run.origin === 'gapfill' ? 'tl-run tl-filled' : 'tl-run';
+        const n = el('div', { class: cls, dataset: { channel: r.channel, start: iso(run.start), end: iso(run.end) } });
+        if (run.origin === 'gapfill') n.title = `filled from the camera's card ${clock(run.start)} – ${clock(run.end)}`;
         this.place(n, run.start, run.end);
         track.append(n);
       }
@@ -222,6 +226,16 @@ export class Timeline {
           dataset: { channel: r.channel, start: iso(g.start), end: iso(g.end) },
         });
         this.place(n, g.start, g.end);
+        track.append(n);
+      }
+      for (const f of r.fills || []) {
+        if (f.end < a || f.start > b) continue;
+        const n = el('div', {
+          class: 'tl-fill',
+          title: `gap fill ${f.state} ${clock(f.start)} – ${clock(f.end)}`,
+          dataset: { channel: r.channel, state: f.state, start: iso(f.start), end: iso(f.end) },
+        });
+        this.place(n, f.start, f.end);
         track.append(n);
       }
       for (const ev of r.events) {

@@ -129,6 +129,19 @@ impl std::fmt::Debug for PacketHeader {
     }
 }
 
+/// The header extension (RFC 3550 section 5.3.1) of an RTP packet's
+/// header: its "defined by profile" field and data, if the X bit is set.
+pub(crate) fn header_extension(header: &[u8]) -> Option<(u16, &[u8])> {
+    let b0 = *header.first()?;
+    if b0 & 0b0001_0000 == 0 {
+        return None;
+    }
+    let at = usize::from(PacketHeader::LEN) + 4 * usize::from(b0 & 0x0f);
+    let profile = u16::from_be_bytes([*header.get(at)?, *header.get(at + 1)?]);
+    let words = usize::from(u16::from_be_bytes([*header.get(at + 2)?, *header.get(at + 3)?]));
+    Some((profile, header.get(at + 4..at + 4 + 4 * words)?))
+}
+
 /// A received RTP packet.
 ///
 /// This holds more information than the packet itself: also a
@@ -331,6 +344,18 @@ impl ReceivedPacketBuilder {
 mod tests {
     use super::*;
     use crate::testutil::init_logging;
+
+    #[test]
+    pub fn header_extension_found() {
+        let mut pkt = vec![0x90, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xab, 0xac, 0, 1, 1, 2, 3, 4];
+        assert_eq!(
+            super::header_extension(&pkt),
+            Some((0xabac, &[1u8, 2, 3, 4][..]))
+        );
+        assert_eq!(super::header_extension(&pkt[..19]), None);
+        pkt[0] = 0x80;
+        assert_eq!(super::header_extension(&pkt), None);
+    }
 
     #[test]
     pub fn pkt_with_extension() {

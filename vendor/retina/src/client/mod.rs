@@ -725,9 +725,41 @@ pub struct PlayOptions {
     initial_seq: InitialSequenceNumberPolicy,
     enforce_timestamps_with_max_jump_secs: Option<NonZeroU32>,
     unknown_rtcp_ssrc: UnknownRtcpSsrcPolicy,
+    range: Option<Box<str>>,
+    onvif_replay: Option<OnvifReplay>,
+}
+
+/// ONVIF replay (Streaming Specification, section "Playback"): the headers a
+/// `PLAY` of a recording carries besides its `Range: clock=…`.
+#[derive(Copy, Clone, Debug)]
+struct OnvifReplay {
+    rate_control: bool,
 }
 
 impl PlayOptions {
+    /// Sets the `PLAY` request's `Range` header value (default `npt=0.000-`),
+    /// e.g. `clock=20260101T000000Z-20260101T000010Z` for a recording.
+    pub fn range(self, range: &str) -> Self {
+        Self {
+            range: Some(range.into()),
+            ..self
+        }
+    }
+
+    /// Asks for ONVIF replay of a recording: sends `Require: onvif-replay`
+    /// and `Rate-Control: yes` (real time) or `no` (as fast as the
+    /// connection allows) with `PLAY`. Combine with [`PlayOptions::range`].
+    ///
+    /// The server marks the first packet of each frame with the RTP header
+    /// extension `0xABAC` (capture time and flags); see
+    /// [`Demuxed::keep_header_extensions`] to read it.
+    pub fn onvif_replay(self, rate_control: bool) -> Self {
+        Self {
+            onvif_replay: Some(OnvifReplay { rate_control }),
+            ..self
+        }
+    }
+
     /// Sets the policy for handling the `rtptime` parameter normally seem in the `RTP-Info` header.
     pub fn initial_timestamp(self, initial_timestamp: InitialTimestampPolicy) -> Self {
         Self {
@@ -1345,7 +1377,11 @@ impl RtspConnection {
                     method: req.method().clone(),
                     cseq,
                     status: resp.status_code,
-                    description: "Unexpected RTSP response status".into(),
+                    // A refused Range (457) says what the server has.
+                    description: match resp.headers.get("Range") {
+                        Some(r) => format!("Unexpected RTSP response status; Range: {}", &**r),
+                        None => "Unexpected RTSP response status".into(),
+                    },
                 });
             }
             return Ok((msg_ctx, cseq, resp, resp_body));
@@ -1825,17 +1861,7 @@ impl Session<Described> {
                     head: msg::Request {
                         method: msg::Method::PLAY,
                         request_uri: Some(inner.presentation.control.clone()),
-                        headers: [
-                            (
-                                msg::HeaderName::SESSION,
-                                msg::HeaderValue::try_from(&*session.id).unwrap(),
-                            ),
-                            (
-                                msg::HeaderName::RANGE,
-                                msg::HeaderValue::try_from("npt=0.000-").unwrap(),
-                            ),
-                        ]
-                        .into(),
+                        headers: play_headers(&session.id, &policy)?.into(),
                     },
                     body: Bytes::new(),
                 },
@@ -2104,6 +2130,49 @@ pub enum PacketItem {
     Rtcp(crate::rtcp::ReceivedCompoundPacket),
 }
 
+/// The headers of a `PLAY` request.
+fn play_headers(
+    session_id: &str,
+    policy: &PlayOptions,
+) -> Result<Vec<(msg::HeaderName, msg::HeaderValue)>, Error> {
+    let value = |v: &str| {
+        msg::HeaderValue::try_from(v)
+            .map_err(|_| wrap!(ErrorInt::InvalidArgument(format!("bad header value {v:?}"))))
+    };
+    let mut headers = vec![
+        (msg::HeaderName::SESSION, value(session_id)?),
+        (
+            msg::HeaderName::RANGE,
+            value(policy.range.as_deref().unwrap_or("npt=0.000-"))?,
+        ),
+    ];
+    if let Some(replay) = policy.onvif_replay {
+        headers.push((
+            msg::HeaderName::try_from("Require").expect("valid token"),
+            value("onvif-replay")?,
+        ));
+        headers.push((
+            msg::HeaderName::try_from("Rate-Control").expect("valid token"),
+            value(if replay.rate_control { "yes" } else { "no" })?,
+        ));
+    }
+    Ok(headers)
+}
+
+/// An RTP header extension (RFC 3550 section 5.3.1) as a packet carried it;
+/// see [`Demuxed::keep_header_extensions`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderExtension {
+    pub stream_id: usize,
+    /// The packet's extended RTP timestamp (as [`crate::Timestamp::timestamp`]).
+    pub timestamp: i64,
+    pub sequence_number: u16,
+    /// The "defined by profile" field, e.g. `0xABAC` for ONVIF replay.
+    pub profile: u16,
+    /// The extension's data (its length is a multiple of four bytes).
+    pub data: Bytes,
+}
+
 impl Session<Playing> {
     /// Returns a wrapper which demuxes/depacketizes into frames.
     ///
@@ -2131,6 +2200,8 @@ impl Session<Playing> {
         Ok(Demuxed {
             state: DemuxedState::Waiting,
             session: self,
+            extensions: std::collections::VecDeque::new(),
+            keep_extensions: 0,
         })
     }
 
@@ -2844,9 +2915,35 @@ enum DemuxedState {
 pub struct Demuxed {
     state: DemuxedState,
     session: Session<Playing>,
+    /// Header extensions of the latest packets that carried one.
+    extensions: std::collections::VecDeque<HeaderExtension>,
+    keep_extensions: usize,
 }
 
 impl Demuxed {
+    /// Remembers the RTP header extensions of the last `n` packets that
+    /// carried one (0, the default, keeps none), so that a caller can pair
+    /// each frame with the extension of its packets, e.g. ONVIF replay's
+    /// `0xABAC` capture time on the first packet of each frame.
+    pub fn keep_header_extensions(&mut self, n: usize) {
+        self.keep_extensions = n;
+        while self.extensions.len() > n {
+            self.extensions.pop_front();
+        }
+    }
+
+    /// The first remembered header extension of a packet of `stream_id` with
+    /// this timestamp, e.g. a frame's ([`crate::codec::VideoFrame::timestamp`]).
+    pub fn header_extension(
+        &self,
+        stream_id: usize,
+        timestamp: crate::Timestamp,
+    ) -> Option<&HeaderExtension> {
+        self.extensions
+            .iter()
+            .find(|e| e.stream_id == stream_id && e.timestamp == timestamp.timestamp())
+    }
+
     /// Returns the server's version as declared in the `DESCRIBE` response's `a:tool` SDP
     /// attribute.
     pub fn tool(&self) -> Option<&Tool> {
@@ -2872,6 +2969,7 @@ impl futures::Stream for Demuxed {
                     match ready!(Pin::new(&mut self.session).poll_stream_item(cx)) {
                         Some(Ok(ValidatedItem::Rtp(rtp))) => {
                             let stream_id = rtp.meta.stream_id;
+                            let keep_extensions = self.keep_extensions;
                             let inner = &mut *self.session.0;
                             let stream = &mut inner.presentation.streams[stream_id];
                             let payload_pos = rtp.body_pos + u64::from(rtp.payload_range.start);
@@ -2887,6 +2985,23 @@ impl futures::Stream for Demuxed {
                                 } => &udp_sockets.read_buf,
                                 _ => inner.conn.as_ref().unwrap().inner.read_buf(),
                             };
+                            let extension = (keep_extensions > 0)
+                                .then(|| {
+                                    let head = buf
+                                        .split(rtp.body_pos, usize::from(rtp.payload_range.start));
+                                    let (a, b) = head.slices();
+                                    let head = [a, b].concat();
+                                    crate::rtp::header_extension(&head).map(|(profile, data)| {
+                                        HeaderExtension {
+                                            stream_id,
+                                            timestamp: rtp.meta.timestamp.timestamp(),
+                                            sequence_number: rtp.meta.sequence_number,
+                                            profile,
+                                            data: Bytes::copy_from_slice(data),
+                                        }
+                                    })
+                                })
+                                .flatten();
                             depacketizer
                                 .push(&crate::buf::PacketRef::new(
                                     rtp.meta,
@@ -2906,6 +3021,12 @@ impl futures::Stream for Demuxed {
                                         description,
                                     })
                                 })?;
+                            if let Some(e) = extension {
+                                if self.extensions.len() >= self.keep_extensions {
+                                    self.extensions.pop_front();
+                                }
+                                self.extensions.push_back(e);
+                            }
                             stream_id
                         }
                         Some(Ok(ValidatedItem::Rtcp(pkt))) => {
@@ -2978,6 +3099,26 @@ impl futures::Stream for Demuxed {
 mod tests {
     use super::*;
     use crate::testutil::{init_logging, response};
+
+    #[test]
+    fn play_headers_for_onvif_replay() {
+        let h = play_headers("s1", &PlayOptions::default()).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(&*h[1].1, "npt=0.000-");
+        let opts = PlayOptions::default()
+            .range("clock=20260101T000000Z-20260101T000010Z")
+            .onvif_replay(false);
+        let h = play_headers("s1", &opts).unwrap();
+        let get = |n: &str| {
+            h.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.to_string())
+        };
+        assert_eq!(get("Range").as_deref(), Some("clock=20260101T000000Z-20260101T000010Z"));
+        assert_eq!(get("Require").as_deref(), Some("onvif-replay"));
+        assert_eq!(get("Rate-Control").as_deref(), Some("no"));
+        assert!(play_headers("s1", &PlayOptions::default().range("a\r\nb")).is_err());
+    }
 
     /// Cross-platform, tokio equivalent of `socketpair(2)`.
     async fn socketpair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
