@@ -91,10 +91,7 @@ fn stretches(bindings: &[BindingSpan], camera: &str) -> Vec<(Time90k, Option<Tim
             match last.1 {
                 None => continue,
                 Some(e) if b.start - e <= BIND_SLACK => {
-                    last.1 = match b.end {
-                        None => None,
-                        Some(be) => Some(be.max(e)),
-                    };
+                    last.1 = b.end.map(|be| be.max(e));
                     if b.ended_by_restart {
                         last.2.extend(b.end);
                     }
