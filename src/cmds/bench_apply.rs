@@ -98,9 +98,9 @@ fn config(a: &ApplyArgs, server: &sim::SimServer, last: u32) -> Result<Config> {
                 channel: None,
                 transport: Transport::Tcp,
                 credentials: None,
-                priority: Default::default(),
                 edge_storage: false,
                 replay_url: None,
+                priority: Default::default(),
             })
         })
         .collect::<Result<Vec<_>>>()?;

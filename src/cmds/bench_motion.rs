@@ -232,9 +232,9 @@ async fn latency(a: &MotionArgs) -> Result<Vec<f64>> {
             channel: None,
             transport: Transport::Tcp,
             credentials: None,
-            priority: Default::default(),
             edge_storage: false,
             replay_url: None,
+            priority: Default::default(),
         }],
         channels: vec![ChannelConfig {
             number: 1,

@@ -83,9 +83,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 channel: None,
                 transport: Transport::Tcp,
                 credentials: None,
-                priority: Default::default(),
                 edge_storage: false,
                 replay_url: None,
+                priority: Default::default(),
             })
             .collect();
         let channels = (1..=a.cameras)

@@ -22,9 +22,9 @@ pub(super) struct RawCamera {
     pub(super) password: Option<Spanned<String>>,
     pub(super) password_env: Option<Spanned<String>>,
     pub(super) password_file: Option<Spanned<String>>,
-    pub(super) priority: Option<Spanned<String>>,
     pub(super) edge_storage: Option<Spanned<bool>>,
     pub(super) replay_url: Option<Spanned<String>>,
+    pub(super) priority: Option<Spanned<String>>,
 }
 
 /// Checks every network camera; returns them and the set of names given.
@@ -186,9 +186,9 @@ pub(super) fn network_cameras(
                 channel,
                 transport,
                 credentials,
-                priority,
                 edge_storage: cam.edge_storage.as_ref().is_some_and(|e| *e.get_ref()),
                 replay_url,
+                priority,
             });
         }
     }

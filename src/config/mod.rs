@@ -97,14 +97,14 @@ pub struct NetworkCamera {
     pub channel: Option<u32>,
     pub transport: Transport,
     pub credentials: Option<Credentials>,
-    /// Which cameras a standby takes first when it lacks room (`never`: not
-    /// taken over); see `failover::capacity`.
-    pub priority: crate::failover::capacity::Priority,
     /// The camera records to its own card and can replay it (ONVIF Profile
     /// G): gap fill asks it for the holes in its channels' timelines.
     pub edge_storage: bool,
     /// Where to ask for a replay (`rtsp://`, no credentials); `None`: `url`.
     pub replay_url: Option<url::Url>,
+    /// Which cameras a standby takes first when it lacks room (`never`: not
+    /// taken over); see `failover::capacity`.
+    pub priority: crate::failover::capacity::Priority,
 }
 
 /// A local camera of this NVR: a numbered recording slot.

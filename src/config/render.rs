@@ -159,14 +159,14 @@ fn camera(cam: &NetworkCamera) -> Table {
             }
         }
     }
-    if cam.priority != Default::default() {
-        t.insert("priority".into(), cam.priority.as_str().into());
-    }
     if cam.edge_storage {
         t.insert("edge_storage".into(), true.into());
     }
     if let Some(u) = &cam.replay_url {
         t.insert("replay_url".into(), u.as_str().into());
+    }
+    if cam.priority != Default::default() {
+        t.insert("priority".into(), cam.priority.as_str().into());
     }
     t
 }

@@ -76,8 +76,10 @@ impl NvrHandle for Nvr {
             channel,
             start = %start.to_rfc3339(),
             end = %end.to_rfc3339(),
-            "takeover lead-in to fill from the camera's edge storage"
+            "takeover lead-in asked of gap fill"
         );
+        self.gapfill
+            .request(channel, start, end, crate::gapfill::Reason::Takeover);
     }
 
     fn peer_token(&self) -> Option<String> {

@@ -196,6 +196,9 @@ pub struct Recordings {
     /// Peers asked for a federated answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerNote>,
+    /// The stretches gap fill is fetching or has fetched (`web::gapfill`).
+    #[serde(default)]
+    pub gapfill: Vec<serde_json::Value>,
 }
 
 /// Offers older than this are forgotten: a standby probes every interval.

@@ -32,9 +32,9 @@ fn camera(server: &HostileServer, mode: Mode) -> NetworkCamera {
         channel: None,
         transport: Transport::Tcp,
         credentials: None,
-        priority: Default::default(),
         edge_storage: false,
         replay_url: None,
+        priority: Default::default(),
     }
 }
 

@@ -40,12 +40,12 @@ pub async fn list(State(nvr): State<Arc<Nvr>>, Extension(p): Extension<Principal
     tag = "channels",
     summary = "Recorded stretches",
     description = "The channel's stored footage overlapping `start`–`end`, as contiguous runs with frames, \
-                   bytes, codec, size and overlaps. For a channel with a backup peer (a rule's `backup` maps it, \
-                   or a standby announced it), runs the peer holds for ranges this NVR lacks are included, \
-                   marked `held_by` (`host:port`), until the failback transfer brings them here; `peers` says \
-                   which peers were asked and why one did not answer. Also answered to a peer NVR's token. \
-                   `\"origin\": \"gapfill\"` marks runs fetched from the camera's edge storage, and `gapfill` lists \
-                   the stretches gap fill is fetching or has fetched, with their state.",
+                   bytes, codec, size and overlaps (`\"origin\": \"gapfill\"` on runs fetched from the camera's \
+                   edge storage), and `gapfill`: the stretches gap fill is fetching or has fetched, with their state. \
+                   For a channel with a backup peer (a rule's `backup` maps it, or a standby announced it), runs \
+                   the peer holds for ranges this NVR lacks are included, marked `held_by` (`host:port`), until \
+                   the failback transfer brings them here; `peers` says which peers were asked and why one did \
+                   not answer. Also answered to a peer NVR's token.",
     params(
         ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
         ("start" = String, Query, description = "RFC 3339 time", format = DateTime),
@@ -64,7 +64,7 @@ pub async fn recordings(
     State(nvr): State<Arc<Nvr>>,
     Path(n): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Recordings>> {
     let ch = params::channel(&nvr, &n)?;
     let start = params::time("start", q.get("start"))?;
     let end = params::time("end", q.get("end"))?;
@@ -101,14 +101,16 @@ pub async fn recordings(
         notes = asked;
     }
     let gapfill = super::gapfill::stretches(&nvr, ch, start, end).await?;
-    let mut answer = serde_json::to_value(Recordings {
+    Ok(Json(Recordings {
         channel: ch,
         recordings,
         peers: notes,
-    })
-    .map_err(ApiError::internal)?;
-    answer["gapfill"] = serde_json::to_value(gapfill).map_err(ApiError::internal)?;
-    Ok(Json(answer))
+        gapfill: gapfill
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(ApiError::internal)?,
+    }))
 }
 
 /// `federated`: absent or `1` asks the channel's backup peers (if any), `0`

@@ -341,7 +341,7 @@ mod tests {
             .iter()
             .filter_map(|p| p["name"].as_str())
             .collect();
-        assert_eq!(names, ["n", "start", "end"]);
+        assert_eq!(names, ["n", "start", "end", "federated"]);
     }
 
     /// The role the document states is the one the access layer enforces.
