@@ -227,6 +227,9 @@ mod tests {
             channel: None,
             transport: Transport::Tcp,
             credentials: None,
+            edge_storage: false,
+            replay_url: None,
+            priority: Default::default(),
         }
     }
 
