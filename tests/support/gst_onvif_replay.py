@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Replays a clock range from an ONVIF Profile G camera with GStreamer's
 rtspsrc in ONVIF mode (onvif-mode=true, onvif-rate-control=false) and prints
-the number of H.264 access units received, then `eos` or `timeout`.
+the number of H.264 access units received, then how it ended: `eos` (the
+server's RTCP BYE), `idle` (no buffer for 2 s after the first one; rtspsrc
+does not always turn the BYE into EOS), `timeout` or `error …`.
 
 usage: gst_onvif_replay.py URL START_UNIX_SECONDS END_UNIX_SECONDS [TIMEOUT_S]
 
@@ -9,7 +11,10 @@ rtspsrc turns a seek in ONVIF mode into `Range: clock=…`: the seek position
 is seconds since the NTP epoch (1900-01-01), as in gst-rtsp-server's
 test-onvif-client example.
 """
+import faulthandler
+import os
 import sys
+import time
 
 import gi
 
@@ -22,6 +27,8 @@ NTP_UNIX_OFFSET = 2208988800
 def main():
     url, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
     timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 20.0
+    # Should GStreamer hang, say where (stderr) instead of hanging silently.
+    faulthandler.dump_traceback_later(timeout + 5, exit=True)
     Gst.init(None)
     pipe = Gst.parse_launch(
         f"rtspsrc name=src location={url} onvif-mode=true onvif-rate-control=false "
@@ -29,10 +36,12 @@ def main():
         "video/x-h264,alignment=au ! identity name=count ! fakesink sync=false"
     )
     frames = 0
+    last_buffer = [0.0]
 
     def on_buffer(_pad, _info):
         nonlocal frames
         frames += 1
+        last_buffer[0] = time.monotonic()
         return Gst.PadProbeReturn.OK
 
     pipe.get_by_name("count").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, on_buffer)
@@ -83,11 +92,22 @@ def main():
     bus.add_signal_watch()
     bus.connect("message", on_message)
     GLib.timeout_add(int(timeout * 1000), loop.quit)
+
+    def idle():
+        if frames > 0 and time.monotonic() - last_buffer[0] > 2.0:
+            result["end"] = "idle"
+            loop.quit()
+            return False
+        return True
+
+    GLib.timeout_add(200, idle)
     pipe.set_state(Gst.State.PAUSED)
     loop.run()
-    pipe.set_state(Gst.State.NULL)
     print(f"frames {frames}")
-    print(result["end"])
+    print(result["end"], flush=True)
+    # rtspsrc's teardown can block on a camera that is already gone; the
+    # answer is printed, so leave without it.
+    os._exit(0)
 
 
 main()
