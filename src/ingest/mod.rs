@@ -350,11 +350,7 @@ async fn session(
             let Some(ParametersRef::Video(p)) = demuxed.streams()[stream_i].parameters() else {
                 continue;
             };
-            let data = p
-                .mp4_sample_entry()
-                .build()
-                .map_err(|e| anyhow!("building sample entry: {}", crate::excerpt::short(&e.to_string())))?;
-            let e = SampleEntry::parse(data).ok_or_else(|| anyhow!("unsupported sample entry"))?;
+            let e = sample_entry_of(p).map_err(|e| anyhow!(e))?;
             if let Ok(mut s) = stats.lock() {
                 s.codec = Some(p.rfc6381_codec().to_string());
                 (s.width, s.height) = (e.width, e.height);
@@ -574,6 +570,17 @@ fn on_rtcp(pkt: &retina::rtcp::ReceivedCompoundPacket, capture: &mut capture::Ca
             capture.on_sender_report(sr.rtp_timestamp(), sr.ntp_timestamp().0);
         }
     }
+}
+
+/// The sample entry the writer stores for a stream's video parameters; live
+/// ingest and edge-storage replay (`replay::client`) both build it here, so
+/// replayed footage merges with live footage under the same entry.
+pub(crate) fn sample_entry_of(p: &retina::codec::VideoParameters) -> Result<SampleEntry, String> {
+    let data = p
+        .mp4_sample_entry()
+        .build()
+        .map_err(|e| format!("building sample entry: {}", crate::excerpt::short(&e.to_string())))?;
+    SampleEntry::parse(data).ok_or_else(|| "unsupported sample entry".into())
 }
 
 #[cfg(test)]

@@ -214,19 +214,13 @@ impl ReplayStream {
         }
     }
 
-    /// The sample entry of the stream's current parameters, built the way
-    /// live ingest builds it.
+    /// The sample entry of the stream's current parameters (the one live
+    /// ingest builds).
     fn sample_entry(&self) -> Result<Arc<SampleEntry>, String> {
         let Some(ParametersRef::Video(p)) = self.demuxed.streams()[self.stream_i].parameters() else {
             return Err("no video parameters before the first frame".into());
         };
-        let data = p
-            .mp4_sample_entry()
-            .build()
-            .map_err(|e| format!("building sample entry: {}", crate::excerpt::short(&e.to_string())))?;
-        SampleEntry::parse(data)
-            .map(Arc::new)
-            .ok_or_else(|| "unsupported sample entry".into())
+        crate::ingest::sample_entry_of(p).map(Arc::new)
     }
 
     /// Whether the frame with the T flag has been returned.
