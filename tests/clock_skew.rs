@@ -70,31 +70,7 @@ fn nvrs_with_clocks_3_s_apart_merge_without_duplicates_or_drops() {
     let (first_data, second_data) = (dir.path().join("first-data"), dir.path().join("second-data"));
 
     // The second NVR (clock +3 s) takes the camera while the first is absent.
-    let second_cfg = format!(
-        r#"
-[storage]
-dir = "{data}"
-min_free = "10 MB"
-[http]
-listen = "{{listen}}"
-[failover]
-peer_token = "{TOKEN}"
-[[network_camera]]
-name = "cam"
-url = "{url}"
-[[channel]]
-number = 1
-[[rule]]
-name = "watch-first"
-release_delay = 20
-check = {{ address = "127.0.0.1", type = "http", port = {first_port}, interval = 0.2, timeout = 0.15, failure_count = 2, normal_count = 1 }}
-states.normal = [ {{ camera = 1, address = "n/a" }} ]
-states.failure = [ {{ camera = 1, address = "127.0.0.1" }} ]
-backup = {{ address = "127.0.0.1", port = {first_port}, cameras = [ {{ local = 1, remote = 1 }} ] }}
-"#,
-        data = second_data.display(),
-        url = urls[0]
-    );
+    let second_cfg = standby_config(&second_data, TOKEN, &urls[0], first_port, 20, "");
     let second = start_skewed(dir.path(), "second", &second_cfg, free_port(), 3000);
     wait_for(Duration::from_secs(15), "the second NVR recording", || {
         frames_written(&second.base, 1) > 50

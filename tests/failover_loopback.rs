@@ -32,31 +32,7 @@ fn standby_takes_over_when_the_primary_dies_and_hands_back() {
         frames_written(&primary.base, 1) > 0
     });
 
-    let standby_cfg = format!(
-        r#"
-[storage]
-dir = "{data}"
-min_free = "10 MB"
-[http]
-listen = "{{listen}}"
-[failover]
-peer_token = "{TOKEN}"
-[[network_camera]]
-name = "cam"
-url = "{url}"
-[[channel]]
-number = 1
-[[rule]]
-name = "watch-primary"
-release_delay = 5
-check = {{ address = "127.0.0.1", type = "http", port = {primary_port}, interval = 0.2, timeout = 0.15, failure_count = 2, normal_count = 1 }}
-states.normal = [ {{ camera = 1, address = "n/a" }} ]
-states.failure = [ {{ camera = 1, address = "127.0.0.1" }} ]
-backup = {{ address = "127.0.0.1", port = {primary_port}, cameras = [ {{ local = 1, remote = 1 }} ] }}
-"#,
-        data = dir.path().join("standby-data").display(),
-        url = urls[0]
-    );
+    let standby_cfg = standby_config(&dir.path().join("standby-data"), TOKEN, &urls[0], primary_port, 5, "");
     let standby = nvr(dir.path(), "standby", &standby_cfg);
     std::thread::sleep(Duration::from_secs(2));
     // Normal state: the standby pulls no video.

@@ -391,3 +391,42 @@ pub fn export(from: &str, source: &str, channel: u32, start: &str, end: &str, ou
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The standby of a loopback pair of NVRs: one channel, bound to
+/// `camera_url` only while the primary Tandem on `primary_port` fails its
+/// `http` check (every 0.2 s, two misses), the footage sent back to it.
+/// `failover_extra`: more `[failover]` lines (e.g. a transfer rate).
+pub fn standby_config(
+    data: &Path,
+    token: &str,
+    camera_url: &str,
+    primary_port: u16,
+    release_delay: u32,
+    failover_extra: &str,
+) -> String {
+    format!(
+        r#"
+[storage]
+dir = "{data}"
+min_free = "10 MB"
+[http]
+listen = "{{listen}}"
+[failover]
+peer_token = "{token}"
+{failover_extra}
+[[network_camera]]
+name = "cam"
+url = "{camera_url}"
+[[channel]]
+number = 1
+[[rule]]
+name = "watch-primary"
+release_delay = {release_delay}
+check = {{ address = "127.0.0.1", type = "http", port = {primary_port}, interval = 0.2, timeout = 0.15, failure_count = 2, normal_count = 1 }}
+states.normal = [ {{ camera = 1, address = "n/a" }} ]
+states.failure = [ {{ camera = 1, address = "127.0.0.1" }} ]
+backup = {{ address = "127.0.0.1", port = {primary_port}, cameras = [ {{ local = 1, remote = 1 }} ] }}
+"#,
+        data = data.display(),
+    )
+}
