@@ -42,6 +42,7 @@ async fn camera(edge_storage: Option<u32>) -> SimServer {
         auth: None,
         switch: None,
         motion: None,
+        ignore_key_frame_requests: false,
     };
     sim::start_with_edge("127.0.0.1:0".parse().unwrap(), Arc::new(video), opts, edge_storage)
         .await

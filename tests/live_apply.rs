@@ -34,6 +34,7 @@ async fn cameras(count: u32) -> sim::SimServer {
         auth: None,
         switch: None,
         motion: None,
+        ignore_key_frame_requests: false,
     };
     sim::start("127.0.0.1:0".parse().unwrap(), Arc::new(video), opts)
         .await

@@ -202,6 +202,7 @@ async fn bench(a: &ApplyArgs) -> Result<Measured> {
         auth: None,
         switch: None,
         motion: None,
+        ignore_key_frame_requests: false,
     };
     let server = sim::start("127.0.0.1:0".parse()?, Arc::new(video), opts).await?;
     let settle = Duration::from_secs(a.settle_seconds);

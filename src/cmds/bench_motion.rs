@@ -215,6 +215,7 @@ async fn latency(a: &MotionArgs) -> Result<Vec<f64>> {
             at: vec![5.0],
             every: Some(8.0),
         }),
+        ignore_key_frame_requests: false,
     };
     let server = sim::start("127.0.0.1:0".parse()?, Arc::new(video), opts).await?;
     let config = Config {

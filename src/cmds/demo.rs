@@ -68,6 +68,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 at: vec![20.0],
                 every: Some(a.motion_every.max(10.0)),
             }),
+            ignore_key_frame_requests: false,
         };
         let sub_opts = SimOptions {
             first_id: 101,

@@ -24,6 +24,10 @@ pub struct Args {
     /// Cameras keep 120 s on their card and the NVRs fill holes from it.
     #[arg(long)]
     edge_storage: bool,
+    /// Cameras ignore RTCP key frame requests, so that each takeover waits
+    /// for the camera's next key frame (to compare with cameras that answer).
+    #[arg(long)]
+    ignore_key_frame_requests: bool,
     /// Seconds a camera's link stays down (camera-outage, default 30) and a
     /// single NVR stays dead (single-crash, default 20).
     #[arg(long)]
@@ -49,6 +53,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         hold: Duration::from_secs_f64(a.hold.max(0.5)),
         paper: a.paper,
         edge_storage: a.edge_storage,
+        ignore_key_frame_requests: a.ignore_key_frame_requests,
         scenarios,
         outage: a.outage.map(|s| Duration::from_secs_f64(s.max(0.5))),
         binary: std::env::current_exe()?,

@@ -61,6 +61,11 @@ pub struct Args {
     /// It records whether or not anyone watches, also while its link is down.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub edge_storage: Option<u32>,
+    /// Ignore RTCP key frame requests (PLI/FIR) from clients, like a camera
+    /// whose encoder cannot be told to start a GOP: a new session then waits
+    /// up to a GOP for its first key frame.
+    #[arg(long)]
+    pub ignore_key_frame_requests: bool,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -98,6 +103,7 @@ impl Args {
                 nonce: format!("{:016x}", rand::random::<u64>()),
             }),
             switch: None,
+            ignore_key_frame_requests: self.ignore_key_frame_requests,
             motion: self.scripted().then(|| MotionScript {
                 at: self.motion_at.clone(),
                 every: self.motion_every,

@@ -13,6 +13,7 @@
 //! channel's session, and the camera's text is quoted only as a short excerpt.
 
 pub mod capture;
+pub mod key_request;
 pub mod params;
 pub mod timeline;
 pub mod timing;
@@ -31,7 +32,7 @@ use futures::StreamExt;
 use retina::client::{PlayOptions, Session, SetupOptions};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{NetworkCamera, Transport};
 use crate::motion::{MotionFrame, SharedMotionStats};
@@ -79,6 +80,9 @@ pub struct StreamStats {
     pub dropped_frames: u64,
     /// GOPs cut short by a full write buffer (each one gap in the footage).
     pub dropped_gops: u64,
+    /// RTCP key frame requests sent to the camera (`key_request`), over all
+    /// sessions.
+    pub key_frame_requests: u64,
     /// The camera's clock minus this NVR's, in seconds, from its RTCP
     /// sender reports (`None`: no report yet).
     pub capture_offset_s: Option<f64>,
@@ -312,6 +316,12 @@ async fn session(
     };
     let mut run = new_run();
     let mut need_key = true;
+    // Ask for the first key frame before any frame arrives: a camera that
+    // answers (GStreamer's rtsp-server, the simulated camera) sends one within
+    // a frame or two instead of up to a GOP later. Without the SSRC from SETUP
+    // the request waits for the first frame.
+    let mut ask = key_request::KeyFrameAsk::default();
+    ask_key_frame(&mut demuxed, stream_i, &mut ask, stats);
     // Frames before the session's first key frame (for `timing`).
     let mut before_key: Option<u64> = Some(0);
     // The rest of a GOP whose frame the full write buffer refused: dropped
@@ -385,6 +395,7 @@ async fn session(
             if let Some(n) = &mut before_key {
                 *n += 1;
             }
+            ask_key_frame(&mut demuxed, stream_i, &mut ask, stats);
             if dropping_gop {
                 if let Ok(mut s) = stats.lock() {
                     s.dropped_frames += 1;
@@ -424,7 +435,10 @@ async fn session(
             _ => {}
         }
         let capture_offset = observed.offset();
-        let connect_timing = before_key.take().map(|n| marks.timing(Instant::now(), n));
+        let connect_timing = before_key.take().map(|n| timing::ConnectTiming {
+            key_frame_requested: ask.count > 0,
+            ..marks.timing(Instant::now(), n)
+        });
         if let (Some(t), Ok(mut s)) = (connect_timing, stats.lock()) {
             s.connect = Some(t);
         }
@@ -440,6 +454,7 @@ async fn session(
                 setup_ms = timing::whole_ms(t.setup_ms),
                 play_ms = timing::whole_ms(t.play_ms),
                 first_key_frame_ms = timing::whole_ms(t.first_key_frame_ms),
+                key_frame_requested = t.key_frame_requested,
                 frames_before_key = t.frames_before_key,
                 "camera connected"
             );
@@ -560,6 +575,31 @@ async fn setup_and_play(
         playing: Instant::now(),
     };
     Ok((playing.demuxed()?, i, marks))
+}
+
+/// Sends an RTCP key frame request if `ask` says one is due; one that could
+/// not be made (SSRC unknown yet) is retried at the next frame.
+fn ask_key_frame(
+    demuxed: &mut retina::client::Demuxed,
+    stream_i: usize,
+    ask: &mut key_request::KeyFrameAsk,
+    stats: &Mutex<StreamStats>,
+) {
+    let now = Instant::now();
+    if !ask.due(now) {
+        return;
+    }
+    match demuxed.request_key_frame(stream_i) {
+        Ok(true) => {
+            ask.asked(now);
+            debug!("asked the camera for a key frame (RTCP PLI)");
+            if let Ok(mut s) = stats.lock() {
+                s.key_frame_requests += 1;
+            }
+        }
+        Ok(false) => {}
+        Err(e) => debug!("key frame request failed: {e}"),
+    }
 }
 
 /// Feeds the sender reports of an RTCP compound packet to the estimator;

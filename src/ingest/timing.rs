@@ -19,6 +19,9 @@ pub struct ConnectTiming {
     pub first_key_frame_ms: f64,
     /// Frames the camera sent before that key frame (undecodable alone).
     pub frames_before_key: u64,
+    /// Whether the session asked the camera for that key frame
+    /// (`key_request`); the camera may or may not have answered.
+    pub key_frame_requested: bool,
     pub total_ms: f64,
 }
 
@@ -41,6 +44,7 @@ impl Marks {
             play_ms: ms(self.set_up, self.playing),
             first_key_frame_ms: ms(self.playing, key),
             frames_before_key,
+            key_frame_requested: false,
             total_ms: ms(self.start, key),
         }
     }

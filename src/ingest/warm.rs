@@ -250,6 +250,7 @@ mod tests {
             auth: None,
             switch: None,
             motion: None,
+            ignore_key_frame_requests: false,
         };
         let server = crate::sim::server::start("127.0.0.1:0".parse().unwrap(), video, opts)
             .await

@@ -136,6 +136,10 @@ pub struct LabOptions {
     /// Cameras keep `EDGE_SECONDS` of footage on their card and the NVRs fill
     /// holes from it (`edge_storage = true`).
     pub edge_storage: bool,
+    /// Cameras ignore RTCP key frame requests, as cameras whose encoder
+    /// cannot be told to start a GOP: each takeover then waits for the next
+    /// key frame (up to the 1-s GOP).
+    pub ignore_key_frame_requests: bool,
     /// Sorted, without repeats.
     pub scenarios: Vec<Scenario>,
     /// How long a camera's link stays down in `camera-outage` and a single

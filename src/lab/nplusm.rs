@@ -217,6 +217,7 @@ pub fn run(opts: &LabOptions) -> Result<Outcome> {
         transfer_s: Some(transfer_s),
         time_to_complete_s: complete,
         undetected_by: None,
+        connect_ms: None,
     }];
     let named = |v: &[u32]| -> Vec<Value> {
         v.iter()

@@ -78,6 +78,34 @@ pub struct Measured {
     pub time_to_complete_s: Option<f64>,
     /// The rule that did not see the fault (`icmp` for a SIGKILL under the paper's rule).
     pub undetected_by: Option<&'static str>,
+    /// Where the standby's takeover sessions spent their time, mean over its
+    /// channels: the RTSP round trips (DESCRIBE, SETUP, PLAY) and PLAY → the
+    /// first key frame, in ms (`ingest.connect`).
+    pub connect_ms: Option<(f64, f64)>,
+}
+
+/// The mean RTSP and first-key-frame milliseconds of the channels' last
+/// sessions, from `GET /api/v1/channels`.
+pub fn connect_ms(channels: &Value) -> Option<(f64, f64)> {
+    let c: Vec<(f64, f64)> = channels
+        .as_array()?
+        .iter()
+        .filter_map(|ch| {
+            let c = &ch["ingest"]["connect"];
+            let rtsp = ["describe_ms", "setup_ms", "play_ms"]
+                .iter()
+                .map(|k| c[*k].as_f64())
+                .sum::<Option<f64>>()?;
+            Some((rtsp, c["first_key_frame_ms"].as_f64()?))
+        })
+        .collect();
+    let n = c.len() as f64;
+    (!c.is_empty()).then(|| {
+        (
+            c.iter().map(|x| x.0).sum::<f64>() / n,
+            c.iter().map(|x| x.1).sum::<f64>() / n,
+        )
+    })
 }
 
 fn network_cams() -> Vec<NetCam> {
@@ -210,6 +238,10 @@ pub fn rows(measured: &[Measured], audit: &merge::SiteAudit) -> Vec<Value> {
                 "primary_frames_lost": p.frames_lost,
                 "merge_drops": p.frames_lost.saturating_sub(l.frames_lost),
             });
+            if let Some((rtsp, key)) = m.connect_ms {
+                row["rtsp_ms"] = json!(rtsp);
+                row["first_key_frame_ms"] = json!(key);
+            }
             if let Some(rule) = m.undetected_by {
                 row["undetected_by"] = json!(rule);
             }
@@ -258,6 +290,7 @@ fn round(site: &mut Site, opts: &LabOptions, fault: Fault, label: &str, skew_ms:
         transfer_s: None,
         time_to_complete_s: None,
         undetected_by: None,
+        connect_ms: None,
     };
     let hold = match fault {
         // The camera keeps recording to its card meanwhile.
@@ -287,6 +320,7 @@ fn round(site: &mut Site, opts: &LabOptions, fault: Fault, label: &str, skew_ms:
     if detected {
         m.takeover_s = takeover_after(site, cut, skew_ms)?;
         site.wait_recording(STB, Duration::from_secs(60))?;
+        m.connect_ms = connect_ms(&get(&format!("{}/api/v1/channels", site.base(STB)))?);
     }
     std::thread::sleep(hold);
     let restore = now_us();
@@ -387,4 +421,21 @@ fn flapping(site: &Site) -> Result<Value> {
     let n = transitions(site.rule_state(STB, 0)?) - before;
     eprintln!("flapping link: {n} rule transitions");
     Ok(json!({ "drops": 20, "drop_ms": 150, "rule_transitions": n }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_ms_is_the_mean_over_channels_that_have_a_session() {
+        let channels = json!([
+            {"ingest": {"connect": {"describe_ms": 0.0, "setup_ms": 2.0, "play_ms": 2.0, "first_key_frame_ms": 20.0}}},
+            {"ingest": {"connect": {"describe_ms": 4.0, "setup_ms": 2.0, "play_ms": 2.0, "first_key_frame_ms": 60.0}}},
+            {"ingest": {"connect": null}},
+        ]);
+        assert_eq!(connect_ms(&channels), Some((6.0, 40.0)));
+        assert_eq!(connect_ms(&json!([{"ingest": {}}])), None);
+        assert_eq!(connect_ms(&json!({"error": "x"})), None);
+    }
 }

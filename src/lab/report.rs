@@ -66,6 +66,8 @@ pub fn assemble(
         "transfer_bytes": mean_of(&cuts, |r| r["transfer_bytes"].as_f64()),
         "transfer_s": mean_of(&cuts, |r| r["transfer_s"].as_f64()),
         "time_to_complete_s": mean_of(&cuts, |r| r["time_to_complete_s"].as_f64()),
+        "rtsp_ms": mean_of(&cuts, |r| r["rtsp_ms"].as_f64()),
+        "first_key_frame_ms": mean_of(&cuts, |r| r["first_key_frame_ms"].as_f64()),
         "standby_normal_rx_bytes_per_s": extra.remove("standby_normal_rx_bytes_per_s"),
     });
     let undetected: Vec<Value> = others
@@ -78,6 +80,7 @@ pub fn assemble(
     let mut doc = json!({
         "mode": if opts.paper { "paper" } else { "tandem-defaults" },
         "edge_storage": opts.edge_storage,
+        "cameras_ignore_key_frame_requests": opts.ignore_key_frame_requests,
         "scenarios_run": opts.scenarios.iter().map(|s| s.name()).collect::<Vec<_>>(),
         "rounds_requested": opts.rounds, "hold_s": opts.hold.as_secs_f64(),
         "rounds": cuts, "summary": summary,
@@ -109,10 +112,15 @@ fn cell(v: f64, w: usize, p: usize) -> String {
 /// and per other fault, then the lines the table cannot hold.
 pub fn print_table(report: &Value) {
     println!(
-        "\nfailover lab ({}{}), hold {} s",
+        "\nfailover lab ({}{}{}), hold {} s",
         report["mode"].as_str().unwrap_or("?"),
         if report["edge_storage"] == true {
             ", edge storage"
+        } else {
+            ""
+        },
+        if report["cameras_ignore_key_frame_requests"] == true {
+            ", cameras ignore key frame requests"
         } else {
             ""
         },
@@ -161,6 +169,18 @@ pub fn print_table(report: &Value) {
              Tandem's http check of the NVR itself detects it)",
             u["fault"].as_str().unwrap_or("?"),
             u["rule"].as_str().unwrap_or("?")
+        );
+    }
+    let s = &report["summary"];
+    if let (Some(t), Some(rtsp), Some(key)) = (
+        s["takeover_s"].as_f64(),
+        s["rtsp_ms"].as_f64(),
+        s["first_key_frame_ms"].as_f64(),
+    ) {
+        println!(
+            "where a cut's loss goes (mean): detection {t:.2} s, RTSP session {rtsp:.0} ms, \
+             PLAY → first key frame {key:.0} ms, loss {:.2} s",
+            f(&s["loss_s"])
         );
     }
     println!("paper (Table 1): takeover 3.3–4.2 s, mean 3.9 s; recording loss 8.3–9.3 s, mean 8.9 s");
@@ -235,6 +255,7 @@ mod tests {
             hold: Duration::from_secs(4),
             paper: true,
             edge_storage: false,
+            ignore_key_frame_requests: false,
             scenarios: vec![Scenario::Cut, Scenario::Kill],
             outage: None,
             binary: "tandem".into(),

@@ -140,6 +140,7 @@ pub fn single_crash(opts: &LabOptions) -> Result<Outcome> {
         transfer_s: None,
         time_to_complete_s: complete,
         undetected_by: None,
+        connect_ms: None,
     }];
     Ok(Outcome {
         rounds: rows(&measured, &audit),
@@ -251,6 +252,7 @@ pub fn mass(opts: &LabOptions) -> Result<Outcome> {
         transfer_s: Some(transfer_s),
         time_to_complete_s: complete,
         undetected_by: None,
+        connect_ms: None,
     }];
     let mut extra = serde_json::Map::new();
     extra.insert(

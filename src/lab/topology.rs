@@ -90,6 +90,7 @@ pub struct Site {
     binary: PathBuf,
     paper: bool,
     edge: bool,
+    ignore_key_frame_requests: bool,
 }
 
 impl Drop for Site {
@@ -121,6 +122,7 @@ impl Site {
             binary: opts.binary.clone(),
             paper: opts.paper,
             edge: opts.edge_storage,
+            ignore_key_frame_requests: opts.ignore_key_frame_requests,
         })
     }
 
@@ -146,6 +148,9 @@ impl Site {
             .args(["--setup-delay-ms", delay]);
         if self.edge {
             cmd.args(["--edge-storage", &EDGE_SECONDS.to_string()]);
+        }
+        if self.ignore_key_frame_requests {
+            cmd.arg("--ignore-key-frame-requests");
         }
         let child = cmd.stdout(Stdio::null()).stderr(self.log(&c.host)?).spawn()?;
         self.cams.0.push(child);

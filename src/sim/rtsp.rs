@@ -305,9 +305,48 @@ pub fn rtcp_bye(out: &mut Vec<u8>, ssrc: u32) {
     out.extend_from_slice(&ssrc.to_be_bytes());
 }
 
+/// Whether a compound RTCP packet from a client asks for a key frame: a
+/// Picture Loss Indication (RFC 4585 §6.3.1) or a Full Intra Request (RFC 5104
+/// §4.3.1). Anything malformed is simply not a request.
+pub fn is_key_frame_request(mut rtcp: &[u8]) -> bool {
+    while rtcp.len() >= 4 {
+        let (v, fmt, pt) = (rtcp[0] >> 6, rtcp[0] & 0x1f, rtcp[1]);
+        let len = (usize::from(u16::from_be_bytes([rtcp[2], rtcp[3]])) + 1) * 4;
+        if v != 2 || len > rtcp.len() {
+            return false;
+        }
+        if pt == 206 && (fmt == 1 || fmt == 4) && len >= 12 {
+            return true;
+        }
+        rtcp = &rtcp[len..];
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_frame_requests_are_recognised_in_compound_packets() {
+        let rr = [0x80, 201, 0, 1, 1, 2, 3, 4];
+        let pli = [0x81, 206, 0, 2, 1, 2, 3, 4, 9, 9, 9, 9];
+        let fir = [0x84, 206, 0, 4, 1, 2, 3, 4, 0, 0, 0, 0, 9, 9, 9, 9, 1, 0, 0, 0];
+        assert!(is_key_frame_request(&pli));
+        assert!(is_key_frame_request(&[&rr[..], &pli[..]].concat()));
+        assert!(is_key_frame_request(&[&rr[..], &fir[..]].concat()));
+        assert!(!is_key_frame_request(&rr));
+        // Generic NACK (RTPFB 205) and REMB-like PSFB FMT 15 are not requests.
+        assert!(!is_key_frame_request(&[0x81, 205, 0, 2, 1, 2, 3, 4, 9, 9, 9, 9]));
+        assert!(!is_key_frame_request(&[0x8f, 206, 0, 2, 1, 2, 3, 4, 9, 9, 9, 9]));
+        // Truncated, wrong version, or a length past the end: not a request.
+        for cut in 0..pli.len() {
+            assert!(!is_key_frame_request(&pli[..cut]), "cut at {cut}");
+        }
+        assert!(!is_key_frame_request(&[0x41, 206, 0, 2, 1, 2, 3, 4, 9, 9, 9, 9]));
+        assert!(!is_key_frame_request(&[0x81, 206, 0xff, 0xff, 1, 2, 3, 4]));
+        assert!(!is_key_frame_request(&[&rr[..], &[0x81, 206, 0, 9]].concat()));
+    }
 
     #[test]
     fn parses_requests_incrementally() {

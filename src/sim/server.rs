@@ -17,7 +17,7 @@ use super::video::EncodedLoop;
 use crate::nal::FrameStamp;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
@@ -38,6 +38,9 @@ pub struct SimOptions {
     pub switch: Option<(Arc<EncodedLoop>, Duration)>,
     /// When objects cross a scripted scene (`encode_scripted`).
     pub motion: Option<super::script::MotionScript>,
+    /// Ignore RTCP key frame requests (PLI/FIR), like a camera whose encoder
+    /// cannot be told to start a GOP: a new client then waits for the next one.
+    pub ignore_key_frame_requests: bool,
 }
 
 /// One frame as the camera sends it, shared by every client.
@@ -55,6 +58,9 @@ pub(super) struct Camera {
     pub tx: broadcast::Sender<Arc<SentFrame>>,
     pub identity: Identity,
     pub edge: Option<SharedRing>,
+    /// Set by a client's RTCP key frame request; the clock makes its next
+    /// frame a key frame and clears it.
+    pub key_request: Arc<AtomicBool>,
 }
 
 /// Sender reports go out right after PLAY and then this often.
@@ -180,6 +186,7 @@ pub async fn start_with_edge(
             boot_id: rand::random::<u64>().max(1),
         };
         let edge = edge_storage.map(|s| Arc::new(Mutex::new(EdgeRing::new(s, video.spec.fps))));
+        let key_request = Arc::new(AtomicBool::new(false));
         let clock = CameraClock {
             identity,
             video,
@@ -187,13 +194,19 @@ pub async fn start_with_edge(
             script,
             tx: tx2,
             edge: edge.clone(),
+            key_request: key_request.clone(),
         };
         tokio::spawn(
             clock
                 .run()
                 .instrument(tracing::info_span!("sim_camera", camera = i + 1)),
         );
-        cameras.push(Camera { tx, identity, edge });
+        cameras.push(Camera {
+            tx,
+            identity,
+            edge,
+            key_request,
+        });
     }
     let count = opts.count;
     let sessions = Arc::new(SessionCount::new(count));
@@ -237,6 +250,27 @@ struct CameraClock {
     script: Option<(super::script::MotionScript, super::script::MotionLog)>,
     tx: broadcast::Sender<Arc<SentFrame>>,
     edge: Option<SharedRing>,
+    key_request: Arc<AtomicBool>,
+}
+
+/// Where a loop's frame `n` is once key frame requests have moved it on: a
+/// request skips the loop forward to its next key frame (a jump in the scene,
+/// which a real encoder would not make, but frame numbers and capture times go
+/// on unbroken, and those are what the audit checks). Returns the index and
+/// the new skip.
+fn loop_index(frames: &[super::video::EncodedFrame], n: u64, skip: u64, key_requested: bool) -> (usize, u64) {
+    let len = frames.len() as u64;
+    let i = ((n + skip) % len) as usize;
+    if !key_requested || frames[i].key {
+        return (i, skip);
+    }
+    match (1..len as usize)
+        .map(|d| (i + d) % len as usize)
+        .find(|&k| frames[k].key)
+    {
+        Some(k) => (k, skip + ((k + len as usize - i) % len as usize) as u64),
+        None => (i, skip),
+    }
 }
 
 impl CameraClock {
@@ -252,8 +286,12 @@ impl CameraClock {
             script,
             tx,
             edge,
+            key_request,
         } = self;
         let Identity { camera_id: id, boot_id } = identity;
+        // Loop frames skipped to answer key frame requests, per loop (the
+        // switched-to loop must still start at its own IDR).
+        let (mut skip_main, mut skip_alt) = (0u64, 0u64);
         let fps = video.spec.fps as u64;
         let switch = switch.map(|(alt, after)| (alt, (after.as_secs_f64() * fps as f64) as u64));
         let start = Instant::now();
@@ -280,12 +318,25 @@ impl CameraClock {
                 }
                 i
             });
+            // A scripted scene plays its crossings on cue and ignores requests.
+            let asked = scripted.is_none() && key_request.swap(false, Ordering::Relaxed);
             let (source, index) = match (&switch, scripted) {
                 (_, Some(i)) => (Source::Main, i),
                 // The other loop starts with its IDR, carrying the new SPS/PPS.
-                (Some((alt, at)), _) if n >= *at => (Source::Switched, ((n - at) % alt.frames.len() as u64) as usize),
-                _ => (Source::Main, (n % video.frames.len() as u64) as usize),
+                (Some((alt, at)), _) if n >= *at => {
+                    let (i, s) = loop_index(&alt.frames, n - at, skip_alt, asked);
+                    skip_alt = s;
+                    (Source::Switched, i)
+                }
+                _ => {
+                    let (i, s) = loop_index(&video.frames, n, skip_main, asked);
+                    skip_main = s;
+                    (Source::Main, i)
+                }
             };
+            if asked {
+                debug!(frame = n, "key frame requested; this frame is one");
+            }
             let frame = match (source, &switch) {
                 (Source::Switched, Some((alt, _))) => &alt.frames[index],
                 _ => &video.frames[index],
@@ -406,6 +457,7 @@ mod tests {
             auth: None,
             switch: None,
             motion: None,
+            ignore_key_frame_requests: false,
         };
         let server = start("127.0.0.1:0".parse().unwrap(), video, opts).await.unwrap();
         assert_eq!((server.sessions(1), server.total_sessions()), (0, 0));
@@ -429,6 +481,36 @@ mod tests {
         let mut buf = [0u8; 1024];
         assert!(d.read(&mut buf).await.unwrap() > 0);
         assert_eq!(server.total_sessions(), 0);
+    }
+
+    #[test]
+    fn a_key_frame_request_skips_the_loop_to_its_next_key_frame() {
+        use super::super::video::EncodedFrame;
+        let frames: Vec<EncodedFrame> = (0..10)
+            .map(|i| EncodedFrame {
+                nals: vec![],
+                key: i % 5 == 0,
+            })
+            .collect();
+        // No request: the loop plays in order, wrapping.
+        assert_eq!(loop_index(&frames, 3, 0, false), (3, 0));
+        assert_eq!(loop_index(&frames, 13, 0, false), (3, 0));
+        // A request on a key frame changes nothing.
+        assert_eq!(loop_index(&frames, 5, 0, true), (5, 0));
+        // Mid-GOP: jump to the next key frame and keep the skip afterwards.
+        assert_eq!(loop_index(&frames, 3, 0, true), (5, 2));
+        assert_eq!(loop_index(&frames, 4, 2, false), (6, 2));
+        // Across the loop's end.
+        assert_eq!(loop_index(&frames, 7, 0, true), (0, 3));
+        assert_eq!(loop_index(&frames, 8, 3, false), (1, 3));
+        // A loop without key frames (never produced, but no panic): unchanged.
+        let none: Vec<EncodedFrame> = (0..3)
+            .map(|_| EncodedFrame {
+                nals: vec![],
+                key: false,
+            })
+            .collect();
+        assert_eq!(loop_index(&none, 1, 0, true), (1, 0));
     }
 
     #[test]

@@ -169,6 +169,16 @@ pub(super) async fn serve_client(
             match rtsp::parse(&buf) {
                 Parsed::Incomplete => break,
                 Parsed::Interleaved(n) => {
+                    // RTCP from the client on the stream's odd channel: only a
+                    // key frame request matters to a camera; receiver reports
+                    // and the rest are read and dropped.
+                    let rtcp_channel = delivery
+                        .as_ref()
+                        .and_then(|d| d.tcp_channel())
+                        .map(|c| c.wrapping_add(1));
+                    if Some(buf[1]) == rtcp_channel && rtsp::is_key_frame_request(&buf[4..n]) {
+                        key_frame_requested(&cameras, camera, rx.is_some(), &opts, peer);
+                    }
                     buf.drain(..n);
                 }
                 Parsed::Garbage(why) => anyhow::bail!("{peer}: {why}"),
@@ -229,7 +239,7 @@ pub(super) async fn serve_client(
                                 tokio::time::sleep(step_delay).await;
                                 camera = Some(i);
                                 let t = req.header("Transport").unwrap_or_default().to_string();
-                                match setup_transport(&t, peer, local).await {
+                                match setup_transport(&t, peer, local, ssrc).await {
                                     Ok((d, reply_t)) => {
                                         delivery = Some(d);
                                         rtsp::response(
@@ -324,8 +334,21 @@ pub(super) async fn serve_client(
             }
         }
         let mut chunk = [0u8; 4096];
+        let mut rtcp_in = [0u8; 1500];
         let replaying = replay.as_ref().is_some_and(|r| !r.done());
+        let udp_rtcp = match &delivery {
+            Some(Delivery::Udp { rtcp, .. }) => Some(rtcp),
+            _ => None,
+        };
         tokio::select! {
+            r = async { udp_rtcp.unwrap().recv_from(&mut rtcp_in).await }, if udp_rtcp.is_some() => {
+                // Only the client's own RTCP counts, as on the TCP channel.
+                if let Ok((n, from)) = r {
+                    if from.ip() == peer.ip() && rtsp::is_key_frame_request(&rtcp_in[..n]) {
+                        key_frame_requested(&cameras, camera, rx.is_some(), &opts, peer);
+                    }
+                }
+            }
             r = sock.read(&mut chunk) => {
                 let n = r?;
                 if n == 0 {
@@ -467,7 +490,28 @@ fn start_replay(
     ))
 }
 
-pub(super) async fn setup_transport(t: &str, peer: SocketAddr, local: SocketAddr) -> Result<(Delivery, String)> {
+/// A client's key frame request for the camera this session plays live: the
+/// camera's clock makes its next frame a key frame (every client of the camera
+/// gets it, as from a real encoder). Ignored before PLAY, during a replay
+/// (recorded frames cannot change) and when the camera is set to ignore them.
+fn key_frame_requested(cameras: &[Camera], camera: Option<usize>, live: bool, opts: &SimOptions, peer: SocketAddr) {
+    let Some(i) = camera.filter(|_| live) else { return };
+    if opts.ignore_key_frame_requests {
+        debug!(%peer, camera = i + 1, "key frame request ignored (--ignore-key-frame-requests)");
+        return;
+    }
+    debug!(%peer, camera = i + 1, "key frame requested (RTCP)");
+    cameras[i].key_request.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Answers SETUP's `Transport`: interleaved TCP or UDP, naming the session's
+/// `ssrc` so a client can address RTCP feedback to it before the first packet.
+pub(super) async fn setup_transport(
+    t: &str,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ssrc: u32,
+) -> Result<(Delivery, String)> {
     let param = |name: &str| {
         t.split(';').find_map(|p| {
             p.trim()
@@ -481,7 +525,11 @@ pub(super) async fn setup_transport(t: &str, peer: SocketAddr, local: SocketAddr
             .unwrap_or(0);
         return Ok((
             Delivery::Tcp { channel: ch },
-            format!("RTP/AVP/TCP;unicast;interleaved={}-{}", ch, ch.wrapping_add(1)),
+            format!(
+                "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={ssrc:08X}",
+                ch,
+                ch.wrapping_add(1)
+            ),
         ));
     }
     let ports = param("client_port").context("UDP transport without client_port")?;
@@ -504,7 +552,7 @@ pub(super) async fn setup_transport(t: &str, peer: SocketAddr, local: SocketAddr
             rtcp_dest: SocketAddr::new(peer.ip(), rtcp_port),
         },
         format!(
-            "RTP/AVP;unicast;client_port={ports};server_port={server_port}-{}",
+            "RTP/AVP;unicast;client_port={ports};server_port={server_port}-{};ssrc={ssrc:08X}",
             server_port + 1
         ),
     ))

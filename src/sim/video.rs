@@ -202,6 +202,11 @@ fn encode(
         .max_frame_rate(FrameRate::from_hz(spec.fps as f32))
         .rate_control_mode(RateControlMode::Bitrate)
         .skip_frames(false)
+        // Key frames exactly where `--gop` puts them: openh264's scene change
+        // detection otherwise adds IDRs the scrolling scene triggers (every
+        // 17 frames at 320×240), and the loss a camera's GOP causes could not
+        // be measured.
+        .scene_change_detect(false)
         .intra_frame_period(IntraFramePeriod::from_num_frames(spec.gop));
     let mut encoder =
         Encoder::with_api_config(OpenH264API::from_source(), config).context("creating the H.264 encoder")?;
@@ -247,4 +252,29 @@ fn encode(
         frames,
         still,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_frames_are_exactly_the_gop_starts() {
+        let spec = VideoSpec {
+            width: 320,
+            height: 240,
+            fps: 25,
+            gop: 10,
+            bitrate_kbps: 300,
+        };
+        let l = encode_loop(&spec).unwrap();
+        let keys: Vec<usize> = l
+            .frames
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.key)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(keys, vec![0, 10]);
+    }
 }

@@ -1195,6 +1195,20 @@ struct SessionInner {
     /// Round-robining between them rather than always starting at 0 should
     /// prevent one stream from starving the others.
     udp_next_poll_i: usize,
+
+    /// RTCP feedback for the sender (a key frame request) waiting to go out
+    /// on the RTSP connection as interleaved data; only used in state
+    /// `Playing` with TCP streams.
+    feedback: FeedbackState,
+}
+
+/// Progress of one interleaved RTCP feedback message through the connection's
+/// sink. At most one is outstanding: a newer request replaces one not yet
+/// written, since any key frame answers both.
+enum FeedbackState {
+    Idle,
+    Pending(OwnedMessage),
+    Flushing,
 }
 
 #[derive(Copy, Clone)]
@@ -1579,6 +1593,7 @@ impl Session<Described> {
                 keepalive_timer: None,
                 flags: 0,
                 udp_next_poll_i: 0,
+                feedback: FeedbackState::Idle,
             }),
             Described { sdp },
         ))
@@ -2173,7 +2188,98 @@ pub struct HeaderExtension {
     pub data: Bytes,
 }
 
+/// A compound RTCP packet (RFC 3550 section 6.1) asking the sender of
+/// `media_ssrc` for a key frame: an empty receiver report, then a Picture Loss
+/// Indication (RFC 4585 section 6.3.1). The report comes first because plain
+/// RTP/AVP receivers may not send reduced-size RTCP (RFC 5506).
+fn key_frame_request(media_ssrc: u32) -> Bytes {
+    // Retina is a receiver only and has no SSRC of its own; RFC 3550 lets it
+    // pick one. A fixed value keeps the packet reproducible.
+    const OWN_SSRC: u32 = 0x7265_7469; // "reti"
+    let mut b = Vec::with_capacity(20);
+    b.extend_from_slice(&[0x80, 201, 0, 1]); // RR, no report blocks, 2 words
+    b.extend_from_slice(&OWN_SSRC.to_be_bytes());
+    b.extend_from_slice(&[0x81, 206, 0, 2]); // PSFB, FMT 1 = PLI, 3 words
+    b.extend_from_slice(&OWN_SSRC.to_be_bytes());
+    b.extend_from_slice(&media_ssrc.to_be_bytes());
+    Bytes::from(b)
+}
+
 impl Session<Playing> {
+    /// Asks the sender of stream `stream_i` for a key frame now, with an RTCP
+    /// Picture Loss Indication, instead of waiting up to a GOP for the next one.
+    ///
+    /// Servers that honour it (GStreamer's `rtsp-server` forces a key unit on
+    /// its encoder) send one within a few frames; servers that don't ignore the
+    /// packet, so asking is always safe. Returns `Ok(false)` when the request
+    /// could not be made: the stream isn't playing or its SSRC is not known yet
+    /// (neither in `SETUP` nor from a packet), or a UDP socket would block.
+    pub fn request_key_frame(&mut self, stream_i: usize) -> Result<bool, Error> {
+        let inner = self.0.as_mut().project();
+        let Some(StreamState::Playing {
+            rtp_handler,
+            ctx,
+            udp_sockets,
+            ..
+        }) = inner.presentation.streams.get(stream_i).map(|s| &s.state)
+        else {
+            return Ok(false);
+        };
+        let Some(ssrc) = rtp_handler.ssrc() else {
+            return Ok(false);
+        };
+        let pkt = key_frame_request(ssrc);
+        match (&ctx.0, udp_sockets) {
+            (crate::StreamContextInner::Tcp(tcp), _) => {
+                *inner.feedback = FeedbackState::Pending(OwnedMessage::Data {
+                    channel_id: tcp.rtp_channel_id + 1,
+                    body: pkt,
+                });
+                Ok(true)
+            }
+            (_, Some(sockets)) => match sockets.rtcp.try_send(&pkt) {
+                Ok(_) => Ok(true),
+                // A lost request costs only the wait it was meant to save.
+                Err(e) => {
+                    log::debug!("key frame request on stream {stream_i} not sent: {e}");
+                    Ok(false)
+                }
+            },
+            _ => Ok(false),
+        }
+    }
+
+    /// Moves pending RTCP feedback into the connection's sink and flushes it,
+    /// without ever blocking the read side.
+    fn poll_feedback(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Result<(), Error> {
+        let inner = self.0.as_mut().project();
+        let Some(conn) = inner.conn.as_mut() else {
+            return Ok(());
+        };
+        if let FeedbackState::Pending(_) = inner.feedback {
+            match conn.inner.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    let FeedbackState::Pending(msg) =
+                        std::mem::replace(&mut *inner.feedback, FeedbackState::Flushing)
+                    else {
+                        unreachable!()
+                    };
+                    conn.inner.start_send_unpin(msg).map_err(|e| wrap!(e))?;
+                }
+                Poll::Ready(Err(e)) => return Err(wrap!(e)),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        if let FeedbackState::Flushing = inner.feedback {
+            match conn.inner.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => *inner.feedback = FeedbackState::Idle,
+                Poll::Ready(Err(e)) => return Err(wrap!(e)),
+                Poll::Pending => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Returns a wrapper which demuxes/depacketizes into frames.
     ///
     /// Fails if a stream that has been setup can't be depacketized.
@@ -2678,6 +2784,15 @@ impl Session<Playing> {
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<Result<ValidatedItem, Error>>> {
         loop {
+            // A key frame request goes out before anything is read: it is
+            // rare, small, and every frame read before it is one more frame
+            // the caller may have to discard.
+            if !matches!(self.0.feedback, FeedbackState::Idle)
+                && let Err(e) = self.as_mut().poll_feedback(cx)
+            {
+                return Poll::Ready(Some(Err(e)));
+            }
+
             // First try receiving data on the RTSP connection. Let this starve
             // sending keepalives; if we can't keep up, the server should
             // probably drop us.
@@ -2942,6 +3057,12 @@ impl Demuxed {
         self.extensions
             .iter()
             .find(|e| e.stream_id == stream_id && e.timestamp == timestamp.timestamp())
+    }
+
+    /// Asks the sender of stream `stream_id` for a key frame now; see
+    /// [`Session::request_key_frame`].
+    pub fn request_key_frame(&mut self, stream_id: usize) -> Result<bool, Error> {
+        self.session.request_key_frame(stream_id)
     }
 
     /// Returns the server's version as declared in the `DESCRIBE` response's `a:tool` SDP

@@ -102,6 +102,11 @@ fn note_stale_live555_data_if_tcp(
 }
 
 impl InorderParser {
+    /// The stream's SSRC, once known from `SETUP` or the first packet.
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc.as_ref().map(|s| s.ssrc)
+    }
+
     pub fn new(
         ssrc: Option<u32>,
         next_seq: Option<u16>,
