@@ -294,6 +294,12 @@ async fn live_sessions_carry_sender_reports_with_capture_time() {
                 _ => {}
             }
         }
+        // Over UDP, RTCP and RTP come on different sockets (and retina reads
+        // RTCP first), so a report can arrive before its frame's packets: one
+        // at the window's end may have no frame yet. Not a defect; leave it out.
+        if let Some(&(last_frame, _)) = frames.last() {
+            reports.retain(|(ts, _)| !udp || *ts <= last_frame);
+        }
         // Right after PLAY and about every second.
         assert!((3..=6).contains(&reports.len()), "udp={udp}: {} reports", reports.len());
         for (ts, ntp) in &reports {
