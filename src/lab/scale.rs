@@ -144,6 +144,7 @@ pub fn single_crash(opts: &LabOptions) -> Result<Outcome> {
     Ok(Outcome {
         rounds: rows(&measured, &audit),
         duplicates: audit.duplicates,
+        listed: audit.listed,
         extra: Default::default(),
     })
 }
@@ -269,6 +270,7 @@ pub fn mass(opts: &LabOptions) -> Result<Outcome> {
     Ok(Outcome {
         rounds: rows(&measured, &audit),
         duplicates: audit.duplicates,
+        listed: audit.listed,
         extra,
     })
 }
