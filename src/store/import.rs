@@ -127,6 +127,9 @@ impl Default for ImportLimits {
 
 /// No footage is dated before 2000-01-01 (an unset camera or peer clock).
 const EARLIEST: Time90k = Time90k(946_684_800 * 90_000);
+/// How far around an upload our own segments are looked up (a second: far
+/// more than half the longest frame interval a camera sends at).
+const HELD_MARGIN: i64 = 90_000;
 /// Bytes copied between fdatasyncs (and pacing checks) while merging.
 const STEP_BYTES: u64 = 1 << 20;
 
@@ -334,12 +337,16 @@ impl Worker {
         // Our own footage, by its frames' starts: a segment being written
         // holds everything from its start, since its row's end lags the file
         // by up to a flush; a complete one up to its last frame's start.
-        let held: Vec<Held> = db::segments_overlapping(conn, req.channel, first, last)
+        // Looked up a margin wider than the upload: a frame of ours may hold
+        // an imported frame up to half an interval away, and a segment's
+        // row may end a tick after its last frame's start (a lone frame).
+        let (near_first, near_last) = (first + -HELD_MARGIN, last + HELD_MARGIN);
+        let held: Vec<Held> = db::segments_overlapping(conn, req.channel, near_first, near_last)
             .map_err(|e| failed(&e))?
             .iter()
             .map(held_segment)
             .chain(
-                db::writing_starts_before(conn, req.channel, last)
+                db::writing_starts_before(conn, req.channel, near_last)
                     .map_err(|e| failed(&e))?
                     .into_iter()
                     .map(Held::writing),
@@ -572,6 +579,71 @@ impl Drop for UploadGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gapfill::store::{write_piece, PieceFrame};
+    use crate::store::index::FrameEntry;
+    use crate::time::SystemClock;
+
+    /// The failover lab's duplicate through the real importer and index: our
+    /// footage is frames 0..12 and then frame 12 (a key frame) alone in a
+    /// segment, stored 1 tick long; a peer uploads frames 12..30 of the same
+    /// camera, its stamps off ours by `err` ticks. Only frames we lack are
+    /// stored (from key frame 24: a failback run starts at a key frame).
+    #[test]
+    fn a_peers_copy_of_our_lone_last_frame_is_not_stored_twice() {
+        const F: i64 = 3600;
+        for err in [0, 1, 500, 1700, -1, -500, -1700] {
+            let dir = tempfile::tempdir().unwrap();
+            let conn = db::open_dir(dir.path()).unwrap();
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let t0 = clock.now() + -600 * 90_000;
+            let e = b"\0\0\0\x28avc1".iter().copied().chain([0u8; 32]).collect::<Vec<u8>>();
+            let entry = SampleEntry::parse(e.clone()).unwrap();
+            let eid = db::upsert_sample_entry(&conn, &entry.data, entry.codec, entry.width, entry.height).unwrap();
+            let ours = |start: i64, durations: &[u32]| {
+                let id = db::insert_writing_segment(&conn, 1, t0 + start * F, eid).unwrap();
+                let index: Vec<FrameEntry> = durations
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &duration)| FrameEntry {
+                        duration,
+                        size: 10,
+                        key: i == 0,
+                    })
+                    .collect();
+                let p = db::Progress {
+                    end: t0 + start * F + durations.iter().map(|&d| i64::from(d)).sum::<i64>(),
+                    frames: durations.len() as u32,
+                    key_frames: 1,
+                    bytes: 10 * durations.len() as u64,
+                    media_bytes: 10 * durations.len() as u64,
+                };
+                db::complete_segment(&conn, id, &p, &crate::store::index::encode(&index), None).unwrap();
+            };
+            ours(0, &[F as u32; 12]);
+            ours(12, &[1]);
+            drop(conn);
+            let staged = dir.path().join("import").join("peer.part");
+            let frames: Vec<PieceFrame> = (12..30)
+                .map(|i| PieceFrame {
+                    time: t0 + i * F + err,
+                    key: i % 12 == 0,
+                    data: vec![i as u8; 10],
+                })
+                .collect();
+            write_piece(&staged, 1, 77, &e, &frames).unwrap();
+            let importer = Importer::start(dir.path().to_path_buf(), ImportLimits::default(), clock).unwrap();
+            let out = importer
+                .merge(ImportRequest {
+                    channel: 1,
+                    origin: "peer".into(),
+                    origin_segment: 77,
+                    staged,
+                    capture_offset: None,
+                })
+                .unwrap();
+            assert_eq!((out.frames_kept, out.frames_dropped), (6, 12), "error {err}");
+        }
+    }
 
     #[test]
     fn impossible_ranges_are_refused() {
