@@ -105,13 +105,20 @@ fn assert_run(frames: &[ReplayFrame]) {
     assert_eq!(frames.iter().filter(|f| f.flags.terminal).count(), 1);
 }
 
+/// `t` rounded down to the millisecond, the resolution of `Range: clock=`:
+/// a range asked for on that grid reaches the camera exactly, so the
+/// assertions on both of its ends hold whatever the frames' phase.
+fn on_ms_grid(t: Time90k) -> Time90k {
+    Time90k(t.0 - t.0.rem_euclid(90))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_a_past_interval_nobody_watched_faster_than_real_time() {
     let server = camera(Some(60)).await;
     // Nobody watches: the camera records on its own.
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(server.total_sessions(), 0);
-    let end = now() + -2 * SEC;
+    let end = on_ms_grid(now() + -2 * SEC);
     let start = end + -5 * SEC;
     let t0 = Instant::now();
     let frames = replay_all(&server, start, end).await;
@@ -122,7 +129,7 @@ async fn replays_a_past_interval_nobody_watched_faster_than_real_time() {
     let last = frames.last().unwrap().capture;
     assert!(
         last < end && last.0 >= end.0 - SEC / i64::from(FPS) - 1,
-        "ends with the last frame before end"
+        "ends with the last frame before end ({last} for {end})"
     );
     let in_range = frames.iter().filter(|f| f.capture >= start && f.capture < end).count();
     assert!(in_range.abs_diff(5 * FPS as usize) <= 1, "{in_range} frames in 5 s");
@@ -134,6 +141,29 @@ async fn replays_a_past_interval_nobody_watched_faster_than_real_time() {
         took,
         5.0 / took.as_secs_f64()
     );
+    // An end between milliseconds (what gap fill asks for: 90 kHz times):
+    // half a millisecond after a frame's capture, that frame is the last
+    // (the request's END, truncated to the millisecond, used to leave it out
+    // when the end fell in the same millisecond: this test's old flake).
+    let c = frames[frames.len() / 2].capture;
+    for end in [c + 45, c + 1, c + 89] {
+        let got = replay_all(&server, start, end).await;
+        assert_run(&got);
+        assert_eq!(got.last().unwrap().capture, c, "end {} ticks after a frame", end - c);
+    }
+    // Ending at or within a millisecond before a frame: the frame before it
+    // is the last, and nothing captured at or after the end comes back
+    // (the camera may send it, as END is rounded up; the client trims it).
+    let before = frames[frames.len() / 2 - 1].capture;
+    for end in [c, c + -1, c + -45, c + -89] {
+        let got = replay_all(&server, start, end).await;
+        assert_eq!(
+            got.last().unwrap().capture,
+            before,
+            "end {} ticks before a frame",
+            c - end
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,11 +15,38 @@ use anyhow::{Context, Result};
 
 use crate::audit::{audit_stamps, AuditReport};
 use crate::nal::FrameStamp;
-use crate::store::Reader;
+use crate::store::{db, Reader};
 use crate::time::Time90k;
 
-/// Every stamped frame of `channels` in the store, [start, end) by the NVR's clock.
-pub fn store_stamps(dir: &Path, channels: &[u32], start: Time90k, end: Time90k) -> Result<Vec<FrameStamp>> {
+/// Where one stored copy of a frame is: enough to trace a duplicate to the
+/// merge that made it (`segment` in the store's index; `gapfill` when gap
+/// fill merged that segment, else live or a failback import).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Copy {
+    pub segment: i64,
+    pub time_90k: i64,
+    /// As stored: a segment's last frame gets the previous interval, or 1 tick.
+    pub duration: u32,
+    pub key: bool,
+    pub gapfill: bool,
+}
+
+/// A frame one store holds more than once.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Duplicate {
+    pub store: String,
+    pub channel: u32,
+    pub camera: u32,
+    pub seq: u64,
+    pub copies: Vec<Copy>,
+}
+
+/// A stored frame's stamp, channel and place.
+pub type StoredFrame = (FrameStamp, u32, Copy);
+
+/// Every stamped frame of `channels` in the store, [start, end) by the NVR's
+/// clock, with the channel and place of each copy.
+fn store_frames(dir: &Path, channels: &[u32], start: Time90k, end: Time90k) -> Result<Vec<StoredFrame>> {
     let reader = Reader::new(dir.to_path_buf());
     let mut out = Vec::new();
     let mut buf = Vec::new();
@@ -27,6 +54,10 @@ pub fn store_stamps(dir: &Path, channels: &[u32], start: Time90k, end: Time90k) 
         let footage = reader
             .footage(ch, start, end)
             .with_context(|| format!("reading channel {ch} of {}", dir.display()))?;
+        // Which segments gap fill merged (best effort: diagnostics only).
+        let filled = db::open_readonly(&dir.join("index.db"))
+            .and_then(|c| db::gapfill_segment_ids(&c, ch, start, end))
+            .unwrap_or_default();
         for seg in footage.segments {
             // A segment retention or a merge removed meanwhile holds nothing now.
             let Ok(file) = std::fs::File::open(&seg.path) else {
@@ -36,13 +67,28 @@ pub fn store_stamps(dir: &Path, channels: &[u32], start: Time90k, end: Time90k) 
                 buf.resize(fr.size as usize, 0);
                 if file.read_exact_at(&mut buf, fr.offset).is_ok() {
                     if let Some(s) = FrameStamp::from_frame(&buf) {
-                        out.push(s);
+                        let copy = Copy {
+                            segment: seg.id,
+                            time_90k: fr.time.0,
+                            duration: fr.duration,
+                            key: fr.key,
+                            gapfill: filled.contains(&seg.id),
+                        };
+                        out.push((s, ch, copy));
                     }
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// Every stamped frame of `channels` in the store, [start, end) by the NVR's clock.
+pub fn store_stamps(dir: &Path, channels: &[u32], start: Time90k, end: Time90k) -> Result<Vec<FrameStamp>> {
+    Ok(store_frames(dir, channels, start, end)?
+        .into_iter()
+        .map(|(s, _, _)| s)
+        .collect())
 }
 
 /// The union of every store's stamps (with repeats: one entry per stored copy).
@@ -54,23 +100,70 @@ pub fn site_stamps(stores: &[(PathBuf, Vec<u32>)], start: Time90k, end: Time90k)
     Ok(out)
 }
 
+/// The frames of one store held more than once (same camera, boot and
+/// sequence number), each with every copy.
+pub fn duplicates_in(store: &str, frames: &[StoredFrame]) -> Vec<Duplicate> {
+    let mut by_frame: BTreeMap<(u32, u64, u64), Vec<&StoredFrame>> = BTreeMap::new();
+    for f in frames {
+        by_frame
+            .entry((f.0.camera_id, f.0.boot_id, f.0.seq))
+            .or_default()
+            .push(f);
+    }
+    by_frame
+        .into_iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|((camera, _, seq), v)| Duplicate {
+            store: store.to_string(),
+            channel: v[0].1,
+            camera,
+            seq,
+            copies: v.iter().map(|f| f.2.clone()).collect(),
+        })
+        .collect()
+}
+
 /// The whole site after the run: frames no NVR stored (from the union) and
 /// frames some NVR stored twice (each store on its own: a standby keeping its
 /// copy after failback is not a duplicate, a merge that kept both copies is).
 pub struct SiteAudit {
     pub union: AuditReport,
     pub duplicates: u64,
+    /// Each frame stored twice, with where its copies are (at most
+    /// `MAX_LISTED`; `duplicates` counts them all).
+    pub listed: Vec<Duplicate>,
     /// The first store's own timeline (the primary: where failback transfers land).
     pub first: AuditReport,
 }
+
+/// Duplicates listed in a report, at most.
+pub const MAX_LISTED: usize = 50;
 
 pub fn audit_site(stores: &[(PathBuf, Vec<u32>)]) -> Result<SiteAudit> {
     let (all_start, all_end) = (Time90k(0), Time90k(i64::MAX));
     let mut union = Vec::new();
     let mut duplicates = 0;
+    let mut listed = Vec::new();
     let mut first = None;
     for (dir, channels) in stores {
-        let s = store_stamps(dir, channels, all_start, all_end)?;
+        let frames = store_frames(dir, channels, all_start, all_end)?;
+        // `topology/nvr-data`: the pair and the clock-skew pair both have a `pri-data`.
+        let name = dir
+            .iter()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<PathBuf>()
+            .display()
+            .to_string();
+        for d in duplicates_in(&name, &frames) {
+            if listed.len() < MAX_LISTED {
+                listed.push(d);
+            }
+        }
+        let s: Vec<FrameStamp> = frames.into_iter().map(|(s, _, _)| s).collect();
         let own = audit_stamps(s.iter().copied().map(Some));
         duplicates += own.duplicates;
         first.get_or_insert(own);
@@ -79,6 +172,7 @@ pub fn audit_site(stores: &[(PathBuf, Vec<u32>)]) -> Result<SiteAudit> {
     Ok(SiteAudit {
         union: audit_stamps(union.into_iter().map(Some)),
         duplicates,
+        listed,
         first: first.unwrap_or_default(),
     })
 }
@@ -198,6 +292,40 @@ mod tests {
             f
         }));
         assert!(!window_complete(&restarted, &[1], T0, T0 + 4_000_000, 80_000));
+    }
+
+    #[test]
+    fn a_frame_stored_twice_is_listed_with_both_copies() {
+        let copy = |segment: i64, time_90k: i64, duration: u32, gapfill: bool| Copy {
+            segment,
+            time_90k,
+            duration,
+            key: true,
+            gapfill,
+        };
+        let mut frames: Vec<StoredFrame> = stamps(1, 0..5)
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (s, 1, copy(12, i as i64 * 3600, 3600, false)))
+            .collect();
+        // The lab's case: a live segment's lone last frame (1 tick) and gap
+        // fill's copy of it.
+        frames.push((stamps(1, [5])[0], 1, copy(16, 5 * 3600, 1, false)));
+        frames.push((stamps(1, [5])[0], 1, copy(20, 5 * 3600, 3600, true)));
+        // The same sequence number from another boot or camera is another frame.
+        let mut other_boot = stamps(1, [5])[0];
+        other_boot.boot_id = 8;
+        frames.push((other_boot, 1, copy(30, 99 * 3600, 3600, false)));
+        frames.push((stamps(2, [5])[0], 2, copy(31, 5 * 3600, 3600, false)));
+        let d = duplicates_in("pair/stb-data", &frames);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].camera, d[0].seq, d[0].channel), (1, 5, 1));
+        assert_eq!(d[0].store, "pair/stb-data");
+        assert_eq!(
+            d[0].copies,
+            vec![copy(16, 5 * 3600, 1, false), copy(20, 5 * 3600, 3600, true)]
+        );
+        assert!(duplicates_in("x", &frames[..5]).is_empty());
     }
 
     #[test]

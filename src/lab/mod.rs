@@ -211,36 +211,45 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
         Scenario::Flapping,
     ];
     let mut duplicates = 0u64;
+    let mut listed = Vec::new();
     if pair_faults.iter().any(|s| opts.has(*s)) {
-        let r = pair::run(opts, "pair", 0)?;
+        let mut r = pair::run(opts, "pair", 0)?;
         duplicates += r.duplicates;
+        listed.extend(std::mem::take(&mut r.listed));
         rounds.extend(r.rounds);
         extra.extend(r.extra);
     }
     if opts.has(Scenario::ClockSkew) {
-        let r = pair::run(opts, "clock-skew", pair::SKEW_MS)?;
+        let mut r = pair::run(opts, "clock-skew", pair::SKEW_MS)?;
         duplicates += r.duplicates;
+        listed.extend(std::mem::take(&mut r.listed));
         let drops: u64 = r.rounds.iter().filter_map(|x| x["merge_drops"].as_u64()).sum();
         rounds.extend(r.rounds);
         extra.insert("clock_skew_duplicates".into(), json!(r.duplicates));
         extra.insert("clock_skew_merge_drops".into(), json!(drops));
     }
     if opts.has(Scenario::SingleCrash) {
-        let r = scale::single_crash(opts)?;
+        let mut r = scale::single_crash(opts)?;
         duplicates += r.duplicates;
+        listed.extend(std::mem::take(&mut r.listed));
         rounds.extend(r.rounds);
     }
     if opts.has(Scenario::Mass) {
-        let r = scale::mass(opts)?;
+        let mut r = scale::mass(opts)?;
         duplicates += r.duplicates;
+        listed.extend(std::mem::take(&mut r.listed));
         rounds.extend(r.rounds);
         extra.extend(r.extra);
     }
     if opts.has(Scenario::NPlusM) {
-        let r = nplusm::run(opts)?;
+        let mut r = nplusm::run(opts)?;
         duplicates += r.duplicates;
+        listed.extend(std::mem::take(&mut r.listed));
         rounds.extend(r.rounds);
         extra.extend(r.extra);
+    }
+    if !listed.is_empty() {
+        extra.insert("duplicate_frames".into(), json!(listed));
     }
     Ok(report::assemble(opts, rounds, extra, duplicates, started.elapsed()))
 }

@@ -239,6 +239,7 @@ pub fn run(opts: &LabOptions) -> Result<Outcome> {
     Ok(Outcome {
         rounds: rows(&measured, &audit),
         duplicates: audit.duplicates,
+        listed: audit.listed,
         extra,
     })
 }

@@ -205,6 +205,7 @@ pub fn run(opts: &LabOptions, tag: &str, skew_ms: i64) -> Result<Outcome> {
     Ok(Outcome {
         rounds,
         duplicates: audit.duplicates,
+        listed: audit.listed,
         extra,
     })
 }

@@ -17,6 +17,8 @@ pub struct Outcome {
     pub rounds: Vec<Value>,
     /// Frames stored twice within one NVR's store, over the topology's NVRs.
     pub duplicates: u64,
+    /// Where those frames' copies are (the first `merge::MAX_LISTED` per topology).
+    pub listed: Vec<super::merge::Duplicate>,
     /// Topology-wide figures (standby traffic, flapping, mass, n-plus-m).
     pub extra: Map<String, Value>,
 }
@@ -194,6 +196,31 @@ pub fn print_table(report: &Value) {
         "duplicates after merge (within each NVR's store): {}",
         report["duplicates_after_merge"]
     );
+    for d in report["duplicate_frames"].as_array().into_iter().flatten() {
+        let copies: Vec<String> = d["copies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "segment {} at {} for {} ticks{}{}",
+                    c["segment"],
+                    c["time_90k"],
+                    c["duration"],
+                    if c["key"] == true { ", key" } else { "" },
+                    if c["gapfill"] == true { ", gap fill" } else { "" }
+                )
+            })
+            .collect();
+        println!(
+            "  twice in {} channel {}: camera {} frame {}: {}",
+            d["store"].as_str().unwrap_or("?"),
+            d["channel"],
+            d["camera"],
+            d["seq"],
+            copies.join("; ")
+        );
+    }
     if let Some(d) = report.get("clock_skew_duplicates") {
         println!(
             "clock skew (standby 3 s ahead): {d} duplicates, {} frames dropped by the merge",

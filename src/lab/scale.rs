@@ -145,6 +145,7 @@ pub fn single_crash(opts: &LabOptions) -> Result<Outcome> {
     Ok(Outcome {
         rounds: rows(&measured, &audit),
         duplicates: audit.duplicates,
+        listed: audit.listed,
         extra: Default::default(),
     })
 }
@@ -271,6 +272,7 @@ pub fn mass(opts: &LabOptions) -> Result<Outcome> {
     Ok(Outcome {
         rounds: rows(&measured, &audit),
         duplicates: audit.duplicates,
+        listed: audit.listed,
         extra,
     })
 }

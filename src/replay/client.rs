@@ -33,6 +33,9 @@ pub struct ReplayStream {
     demuxed: Demuxed,
     stream_i: usize,
     entry: Option<Arc<SampleEntry>>,
+    /// The requested end (camera clock): frames captured at or after it are
+    /// not the caller's, though the camera may send one (see `open`).
+    end: Time90k,
     done: bool,
 }
 
@@ -92,11 +95,14 @@ pub(super) async fn open(src: &ReplaySource, start: Time90k, end: Time90k) -> Re
         .creds(creds)
         .user_agent("Tandem NVR".into())
         .max_frame_bytes(src.max_frame_bytes);
+    // In whole milliseconds, rounded outwards: truncating END would leave
+    // out a frame captured in its last millisecond (the flaky edge_replay
+    // test); what the camera sends past `end` is trimmed in `next`.
     let range = ClockRange {
         start: Some(start),
         end: Some(end),
     }
-    .format();
+    .format_covering();
     let connect = async {
         let mut session = Session::describe(src.url.clone(), opts)
             .await
@@ -140,6 +146,7 @@ pub(super) async fn open(src: &ReplaySource, start: Time90k, end: Time90k) -> Re
         demuxed,
         stream_i,
         entry: None,
+        end,
         done: false,
     })
 }
@@ -194,6 +201,12 @@ impl ReplayStream {
                     reason: "a frame without the ONVIF replay header extension 0xABAC".into(),
                 }));
             };
+            let capture = onvif::time_from_ntp(ext.ntp);
+            if capture >= self.end {
+                // Past the requested range (the millisecond END was rounded
+                // up by): frames come in capture order, so the replay is over.
+                return None;
+            }
             if f.has_new_parameters() || self.entry.is_none() {
                 match self.sample_entry() {
                     Ok(e) => self.entry = Some(e),
@@ -205,7 +218,7 @@ impl ReplayStream {
             }
             let sample_entry = self.entry.clone().expect("set above");
             return Some(Ok(ReplayFrame {
-                capture: onvif::time_from_ntp(ext.ntp),
+                capture,
                 key: f.is_random_access_point(),
                 flags: ext.flags,
                 sample_entry,

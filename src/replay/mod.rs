@@ -90,14 +90,18 @@ fn fmt_available(a: &Option<(Time90k, Time90k)>) -> String {
 
 /// Opens a replay of the camera's recording of `[start, end)` (the camera's
 /// clock): the first frame is the key frame at or before `start` (or the
-/// first the camera still holds), the last the one with `flags.terminal`.
+/// first the camera still holds), the last one captured before `end` —
+/// normally the one with `flags.terminal`; when the camera's terminal frame
+/// was captured at or after `end` (the request's END is rounded up to the
+/// millisecond), the stream ends before it, without a T.
 pub async fn open(src: &ReplaySource, start: Time90k, end: Time90k) -> Result<ReplayStream, ReplayError> {
     client::open(src, start, end).await
 }
 
 impl ReplayStream {
-    /// The next frame; `None` after the terminal frame or when the camera
-    /// closed the session after the range. Reads the socket only while
+    /// The next frame; `None` after the terminal frame, at a frame captured
+    /// at or after `end`, or when the camera closed the session after the
+    /// range. Reads the socket only while
     /// awaited: the caller's pace is the camera's pace.
     pub async fn next(&mut self) -> Option<Result<ReplayFrame, ReplayError>> {
         self.next_frame().await

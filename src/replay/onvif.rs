@@ -158,7 +158,24 @@ impl ClockRange {
             self.end.map(format_clock).unwrap_or_default()
         )
     }
+
+    /// The narrowest range the header's milliseconds can carry that holds
+    /// all of this one: START rounded down, END rounded up. A request sent
+    /// as `format` loses up to a millisecond at its end (truncated), and with
+    /// it a frame captured in that millisecond; this one asks for up to a
+    /// millisecond more, which the client trims (`ReplayStream`).
+    pub fn format_covering(&self) -> String {
+        let up = |t: Time90k| Time90k(t.0 + (TICKS_PER_MS - t.0.rem_euclid(TICKS_PER_MS)) % TICKS_PER_MS);
+        format!(
+            "clock={}-{}",
+            self.start.map(format_clock).unwrap_or_default(),
+            self.end.map(|e| format_clock(up(e))).unwrap_or_default()
+        )
+    }
 }
+
+/// 90 kHz ticks in the millisecond the `clock=` times are written in.
+const TICKS_PER_MS: i64 = 90;
 
 /// Formats ISO 8601 basic UTC with milliseconds, the form the ONVIF
 /// specification's examples use: `20261124T101500.040Z`.
@@ -311,6 +328,27 @@ mod tests {
         };
         assert_eq!(ClockRange::parse(&r.format()).unwrap(), r);
         assert!(matches!(ClockRange::parse("npt=0-"), Err(RangeError::NotClock(_))));
+        // Between milliseconds: `format` truncates both ends (END by up to a
+        // millisecond: a frame captured in it would not be asked for);
+        // `format_covering` holds the whole range, by under a millisecond more.
+        for (a, b) in [(45, 45), (1, 89), (89, 1), (0, 0), (90, 180)] {
+            let r = ClockRange {
+                start: Some(Time90k(t.0 + a)),
+                end: Some(Time90k(t.0 + 5 * 90_000 + b)),
+            };
+            let sent = ClockRange::parse(&r.format_covering()).unwrap();
+            let (s, e) = (sent.start.unwrap(), sent.end.unwrap());
+            let (rs, re) = (r.start.unwrap(), r.end.unwrap());
+            assert!(s <= rs && rs - s < 90, "start {a}: {s:?} for {rs:?}");
+            assert!(e >= re && e - re < 90, "end {b}: {e:?} for {re:?}");
+            let truncated = ClockRange::parse(&r.format()).unwrap().end.unwrap();
+            assert_eq!(truncated < re, b % 90 != 0, "end {b}");
+        }
+        assert_eq!(
+            ClockRange { start: None, end: None }.format_covering(),
+            "clock=-",
+            "open ends stay open"
+        );
         for bad in [
             "clock=2026",
             "clock=20261324T101500Z-",

@@ -11,10 +11,11 @@
 //! size per upload, an expiry, and a free-space margin above the retention
 //! floor, so uploads can never make retention delete footage.
 //!
-//! Merging keeps our own footage where both exist: imported frames whose
-//! middle falls in anything we recorded (a segment being written counts from
-//! its start on) are dropped, and each kept run starts at a key frame, so the
-//! merged timeline has no duplicates and every run decodes. Footage dated
+//! Merging keeps our own footage where both exist: imported frames that
+//! start within half a frame interval of a frame we hold (a segment being
+//! written holds everything from its start on) are dropped, and each kept
+//! run starts at a key frame, so the merged timeline has no duplicates and
+//! every run decodes (the planning is `import_plan`'s). Footage dated
 //! impossibly (before 2000, in the future, longer than `max_span`) is refused.
 //! Idempotent: an (origin, segment) pair is imported once; a repeat answers
 //! `already`. Must never modify or delete footage this NVR recorded.
@@ -29,7 +30,6 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -38,9 +38,12 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension};
 use tracing::{info, warn};
 
-use super::segment_file;
+pub use super::import_plan::{
+    capture_shift, kept_capture_offset, plan_kept, plan_kept_continuing, retime, FrameSpan, Held, GAPFILL_ORIGIN,
+    MAX_CAPTURE_OFFSET,
+};
 use super::writer::OpenSegment;
-use super::{db, SampleEntry};
+use super::{db, index, segment_file, SampleEntry};
 use crate::time::{Clock, Time90k};
 
 #[derive(Debug)]
@@ -124,103 +127,24 @@ impl Default for ImportLimits {
 
 /// No footage is dated before 2000-01-01 (an unset camera or peer clock).
 const EARLIEST: Time90k = Time90k(946_684_800 * 90_000);
+/// How far around an upload our own segments are looked up (a second: far
+/// more than half the longest frame interval a camera sends at).
+const HELD_MARGIN: i64 = 90_000;
 /// Bytes copied between fdatasyncs (and pacing checks) while merging.
 const STEP_BYTES: u64 = 1 << 20;
 
-/// One imported frame: time, duration, key flag.
-pub type FrameSpan = (Time90k, u32, bool);
-
-/// The largest capture offset believed, either way (a day): anything beyond
-/// is a camera or NVR clock that was never set, not a skew to correct.
-pub const MAX_CAPTURE_OFFSET: i64 = 24 * 3600 * 90_000;
-
-/// How far to move a peer's frames into our time: a frame the sender stamped
-/// `t` was captured at `t + sender`, which is `t + sender − ours` by our
-/// clock. Unknown on either side (or beyond belief): 0.
-pub fn capture_shift(sender: Option<i64>, ours: Option<i64>) -> i64 {
-    match (sender, ours) {
-        (Some(s), Some(o)) if s.abs() <= MAX_CAPTURE_OFFSET && o.abs() <= MAX_CAPTURE_OFFSET => s - o,
-        _ => 0,
+/// A segment row as footage we hold: its last frame's duration from its
+/// frame index (a row being written has none yet and holds all after its start).
+fn held_segment(s: &db::SegmentRow) -> Held {
+    if s.state == db::WRITING {
+        return Held::writing(s.start);
     }
-}
-
-/// The capture offset the merged runs are stored with: ours when known
-/// (the frames were moved into our time, or neither side's skew is known),
-/// else the sender's (their times are still the sender's), else unknown.
-pub fn kept_capture_offset(sender: Option<i64>, ours: Option<i64>) -> Option<i64> {
-    let believable = |o: Option<i64>| o.filter(|o| o.abs() <= MAX_CAPTURE_OFFSET);
-    believable(ours).or(believable(sender))
-}
-
-/// Moves every frame by `shift` ticks.
-pub fn retime(frames: &mut [FrameSpan], shift: i64) {
-    for f in frames {
-        f.0 = f.0 + shift;
-    }
-}
-
-/// Which frames to keep: those whose middle lies in none of `local` (our own
-/// recorded ranges), grouped in runs that each start at a key frame.
-///
-/// Two NVRs stamp the same camera frame with slightly different wall-clock
-/// times; judging a frame by its middle tolerates offsets up to half a frame
-/// interval without dropping a frame neither side kept or keeping one twice.
-pub fn plan_kept(frames: &[FrameSpan], local: &[(Time90k, Time90k)]) -> Vec<Range<usize>> {
-    let covered = |&(t, d, _): &FrameSpan| {
-        let mid = t + i64::from(d) / 2;
-        local.iter().any(|&(a, b)| a <= mid && mid < b)
-    };
-    let mut runs = Vec::new();
-    let mut cur: Option<Range<usize>> = None;
-    for (i, f) in frames.iter().enumerate() {
-        if covered(f) {
-            runs.extend(cur.take());
-            continue;
-        }
-        match &mut cur {
-            Some(r) => r.end = i + 1,
-            // A run may start only at a key frame.
-            None if f.2 => cur = Some(i..i + 1),
-            None => {}
-        }
-    }
-    runs.extend(cur);
-    runs
-}
-
-/// The origin gap fill merges under (`crate::gapfill`): footage replayed
-/// from the camera's own recording, the same stream this NVR recorded.
-pub const GAPFILL_ORIGIN: &str = "gapfill";
-
-/// `plan_kept` for footage of the very stream we recorded (a camera's edge
-/// storage): a run may also start right after a frame we hold ourselves,
-/// since our copy of that frame's group of pictures decodes it. A hole that
-/// begins mid-GOP (a crash cut the recording anywhere) is then filled from
-/// its first missing frame, not from the next key frame; a run with no frame
-/// of ours before it still starts at a key frame.
-pub fn plan_kept_continuing(frames: &[FrameSpan], local: &[(Time90k, Time90k)]) -> Vec<Range<usize>> {
-    let covered = |&(t, d, _): &FrameSpan| {
-        let mid = t + i64::from(d) / 2;
-        local.iter().any(|&(a, b)| a <= mid && mid < b)
-    };
-    let mut runs = Vec::new();
-    let mut cur: Option<Range<usize>> = None;
-    let mut after_ours = false;
-    for (i, f) in frames.iter().enumerate() {
-        if covered(f) {
-            runs.extend(cur.take());
-            after_ours = true;
-            continue;
-        }
-        match &mut cur {
-            Some(r) => r.end = i + 1,
-            None if f.2 || after_ours => cur = Some(i..i + 1),
-            None => {}
-        }
-        after_ours = false;
-    }
-    runs.extend(cur);
-    runs
+    let last_duration = s
+        .frame_index
+        .as_deref()
+        .and_then(|b| index::decode(b).ok())
+        .and_then(|frames| frames.last().map(|f| f.duration));
+    Held::complete(s.start, s.end, s.frames, last_duration)
 }
 
 /// Checks an upload's time range: a sane start, an end after it, not in the
@@ -410,32 +334,28 @@ impl Worker {
         let last = spans.last().map(|&(t, d, _)| t + i64::from(d)).unwrap_or(first);
         check_range(first, last, self.clock.now(), &self.limits).map_err(reject)?;
         let conn = self.conn()?;
-        // Our own footage: a segment being written covers everything from its
-        // start, since its row's end lags the file by up to a flush.
-        let local: Vec<(Time90k, Time90k)> = db::segments_overlapping(conn, req.channel, first, last)
+        // Our own footage, by its frames' starts: a segment being written
+        // holds everything from its start, since its row's end lags the file
+        // by up to a flush; a complete one up to its last frame's start.
+        // Looked up a margin wider than the upload: a frame of ours may hold
+        // an imported frame up to half an interval away, and a segment's
+        // row may end a tick after its last frame's start (a lone frame).
+        let (near_first, near_last) = (first + -HELD_MARGIN, last + HELD_MARGIN);
+        let held: Vec<Held> = db::segments_overlapping(conn, req.channel, near_first, near_last)
             .map_err(|e| failed(&e))?
             .iter()
-            .map(|s| {
-                (
-                    s.start,
-                    if s.state == db::WRITING {
-                        Time90k(i64::MAX)
-                    } else {
-                        s.end
-                    },
-                )
-            })
+            .map(held_segment)
             .chain(
-                db::writing_starts_before(conn, req.channel, last)
+                db::writing_starts_before(conn, req.channel, near_last)
                     .map_err(|e| failed(&e))?
                     .into_iter()
-                    .map(|s| (s, Time90k(i64::MAX))),
+                    .map(Held::writing),
             )
             .collect();
         let runs = if req.origin == GAPFILL_ORIGIN {
-            plan_kept_continuing(&spans, &local)
+            plan_kept_continuing(&spans, &held)
         } else {
-            plan_kept(&spans, &local)
+            plan_kept(&spans, &held)
         };
         let entry_id = db::upsert_sample_entry(conn, &entry.data, entry.codec, entry.width, entry.height)
             .map_err(|e| failed(&e))?;
@@ -659,123 +579,70 @@ impl Drop for UploadGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gapfill::store::{write_piece, PieceFrame};
+    use crate::store::index::FrameEntry;
+    use crate::time::SystemClock;
 
-    fn frames(n: usize, key_every: usize) -> Vec<FrameSpan> {
-        (0..n)
-            .map(|i| (Time90k(i as i64 * 3600), 3600, i % key_every == 0))
-            .collect()
-    }
-
+    /// The failover lab's duplicate through the real importer and index: our
+    /// footage is frames 0..12 and then frame 12 (a key frame) alone in a
+    /// segment, stored 1 tick long; a peer uploads frames 12..30 of the same
+    /// camera, its stamps off ours by `err` ticks. Only frames we lack are
+    /// stored (from key frame 24: a failback run starts at a key frame).
     #[test]
-    fn keeps_everything_without_local_footage() {
-        assert_eq!(plan_kept(&frames(20, 5), &[]), vec![0..20]);
-    }
-
-    #[test]
-    fn drops_overlap_and_restarts_at_a_key_frame() {
-        // Local footage covers frames 7..=9 (times 25200..36000).
-        let local = [(Time90k(7 * 3600), Time90k(10 * 3600))];
-        // After the overlap, frame 10 is a key frame (key every 5).
-        assert_eq!(plan_kept(&frames(20, 5), &local), vec![0..7, 10..20]);
-        // With key frames every 4, the run after the overlap waits for frame 12.
-        assert_eq!(plan_kept(&frames(20, 4), &local), vec![0..7, 12..20]);
-    }
-
-    #[test]
-    fn failback_overlap_at_the_end_is_trimmed() {
-        // The primary resumed during frame 15 (its clock 100 ticks late): the
-        // standby's frames from 15 on are the primary's too and are dropped.
-        let local = [(Time90k(15 * 3600 + 100), Time90k(1_000_000))];
-        assert_eq!(plan_kept(&frames(20, 5), &local), vec![0..15]);
-        // Its clock early by most of a frame: frame 14 is still the standby's.
-        let local = [(Time90k(15 * 3600 - 1700), Time90k(1_000_000))];
-        assert_eq!(plan_kept(&frames(20, 5), &local), vec![0..15]);
-        // Everything covered: nothing kept.
-        assert!(plan_kept(&frames(20, 5), &[(Time90k(0), Time90k(i64::MAX / 2))]).is_empty());
-    }
-
-    #[test]
-    fn replayed_footage_continues_our_own_mid_gop() {
-        // Ours ends inside a GOP (frames 0..7, a crash) and starts again at
-        // key frame 15: frames 7..15 are kept though 7 is no key frame.
-        let local = [
-            (Time90k(0), Time90k(7 * 3600)),
-            (Time90k(15 * 3600), Time90k(1_000_000)),
-        ];
-        assert_eq!(plan_kept_continuing(&frames(20, 5), &local), vec![7..15]);
-        assert_eq!(
-            plan_kept(&frames(20, 5), &local),
-            vec![10..15],
-            "failback waits for a key frame"
-        );
-        // Nothing of ours before it: still from a key frame only.
-        let mut f = frames(10, 5);
-        f[0].2 = false;
-        assert_eq!(plan_kept_continuing(&f, &[]), vec![5..10]);
-        // Every split of 12 frames (key every 4) between ours and theirs:
-        // continuing keeps exactly the frames we lack after our first frame.
-        for cut in 0..=12usize {
-            let local = [(Time90k(0), Time90k(cut as i64 * 3600))];
-            let kept: usize = plan_kept_continuing(&frames(12, 4), &local)
-                .iter()
-                .map(|r| r.len())
-                .sum();
-            assert_eq!(kept, 12 - cut, "cut {cut}");
+    fn a_peers_copy_of_our_lone_last_frame_is_not_stored_twice() {
+        const F: i64 = 3600;
+        for err in [0, 1, 500, 1700, -1, -500, -1700] {
+            let dir = tempfile::tempdir().unwrap();
+            let conn = db::open_dir(dir.path()).unwrap();
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let t0 = clock.now() + -600 * 90_000;
+            let e = b"\0\0\0\x28avc1".iter().copied().chain([0u8; 32]).collect::<Vec<u8>>();
+            let entry = SampleEntry::parse(e.clone()).unwrap();
+            let eid = db::upsert_sample_entry(&conn, &entry.data, entry.codec, entry.width, entry.height).unwrap();
+            let ours = |start: i64, durations: &[u32]| {
+                let id = db::insert_writing_segment(&conn, 1, t0 + start * F, eid).unwrap();
+                let index: Vec<FrameEntry> = durations
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &duration)| FrameEntry {
+                        duration,
+                        size: 10,
+                        key: i == 0,
+                    })
+                    .collect();
+                let p = db::Progress {
+                    end: t0 + start * F + durations.iter().map(|&d| i64::from(d)).sum::<i64>(),
+                    frames: durations.len() as u32,
+                    key_frames: 1,
+                    bytes: 10 * durations.len() as u64,
+                    media_bytes: 10 * durations.len() as u64,
+                };
+                db::complete_segment(&conn, id, &p, &crate::store::index::encode(&index), None).unwrap();
+            };
+            ours(0, &[F as u32; 12]);
+            ours(12, &[1]);
+            drop(conn);
+            let staged = dir.path().join("import").join("peer.part");
+            let frames: Vec<PieceFrame> = (12..30)
+                .map(|i| PieceFrame {
+                    time: t0 + i * F + err,
+                    key: i % 12 == 0,
+                    data: vec![i as u8; 10],
+                })
+                .collect();
+            write_piece(&staged, 1, 77, &e, &frames).unwrap();
+            let importer = Importer::start(dir.path().to_path_buf(), ImportLimits::default(), clock).unwrap();
+            let out = importer
+                .merge(ImportRequest {
+                    channel: 1,
+                    origin: "peer".into(),
+                    origin_segment: 77,
+                    staged,
+                    capture_offset: None,
+                })
+                .unwrap();
+            assert_eq!((out.frames_kept, out.frames_dropped), (6, 12), "error {err}");
         }
-    }
-
-    #[test]
-    fn leading_non_key_frames_are_dropped() {
-        let mut f = frames(10, 5);
-        f[0].2 = false;
-        assert_eq!(plan_kept(&f, &[]), vec![5..10]);
-    }
-
-    #[test]
-    fn capture_shift_moves_peer_frames_into_our_time() {
-        let s = 90_000;
-        // The sender's clock is 3 s behind the camera's, ours is right: its
-        // frames are stamped 3 s early by our clock.
-        assert_eq!(capture_shift(Some(3 * s), Some(0)), 3 * s);
-        // Ours 3 s ahead of the sender's (the clock-skew lab): its offset is
-        // 3 s larger than ours.
-        assert_eq!(capture_shift(Some(0), Some(-3 * s)), 3 * s);
-        assert_eq!(capture_shift(Some(-s), Some(-s)), 0);
-        // Unknown on either side: no shift.
-        assert_eq!(capture_shift(None, Some(s)), 0);
-        assert_eq!(capture_shift(Some(s), None), 0);
-        assert_eq!(capture_shift(None, None), 0);
-        // An unset clock is not a skew.
-        assert_eq!(capture_shift(Some(MAX_CAPTURE_OFFSET + 1), Some(0)), 0);
-        assert_eq!(capture_shift(Some(0), Some(-MAX_CAPTURE_OFFSET - 1)), 0);
-        // What the kept runs are stored with.
-        assert_eq!(kept_capture_offset(Some(3 * s), Some(s)), Some(s));
-        assert_eq!(kept_capture_offset(Some(s), Some(s)), Some(s));
-        assert_eq!(kept_capture_offset(Some(2 * s), None), Some(2 * s));
-        assert_eq!(kept_capture_offset(None, Some(s)), Some(s));
-        assert_eq!(kept_capture_offset(None, None), None);
-        assert_eq!(kept_capture_offset(Some(MAX_CAPTURE_OFFSET + 1), None), None);
-    }
-
-    #[test]
-    fn shifted_peer_footage_merges_without_duplicates_or_drops() {
-        // The camera sends frames every 3600 ticks. We (clock 3 s ahead of
-        // the peer's) recorded frames 0..10 and 30..40 of the camera; the
-        // peer recorded 5..35 and stamped them 3 s earlier than we would.
-        let s = 90_000;
-        let ours_at = |n: i64| Time90k(10 * s + n * 3600);
-        let local = [(ours_at(0), ours_at(10)), (ours_at(30), ours_at(40))];
-        let mut peer: Vec<FrameSpan> = (5..35).map(|n| (ours_at(n) + -3 * s, 3600, n % 5 == 0)).collect();
-        // Unshifted, the peer's frames fall 3 s early: nothing overlaps, so
-        // frames 5..10 and 30..35 would be stored twice.
-        assert_eq!(plan_kept(&peer, &local), vec![0..30]);
-        retime(&mut peer, capture_shift(Some(-3 * s), Some(-6 * s)));
-        assert_eq!(peer[0].0, ours_at(5));
-        // Shifted: exactly the camera's frames 10..30 are kept.
-        let kept = plan_kept(&peer, &local);
-        assert_eq!(kept, vec![5..25]);
-        assert_eq!(peer[kept[0].start].0, ours_at(10));
-        assert_eq!(peer[kept[0].end - 1].0 + 3600, ours_at(30));
     }
 
     #[test]

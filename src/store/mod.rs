@@ -15,6 +15,7 @@ pub mod events;
 pub mod flush;
 pub mod health;
 pub mod import;
+pub mod import_plan;
 pub mod index;
 pub mod integrity;
 pub mod open_segment;
