@@ -87,21 +87,23 @@ fn a_gstreamer_camera_answers_the_key_frame_request() {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_rtsp_camera.py");
-    // Killed when the test ends; the script also quits by itself after 120 s.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_rtsp_server.py");
+    // A 10-s GOP, started by the viewer; killed when the test ends.
     let camera = spawn(
         "gst-camera",
-        Command::new("/usr/bin/python3").args([script, &port.to_string()]),
+        Command::new("/usr/bin/python3")
+            .args([script, &port.to_string(), "h264", "250", "--viewer"])
+            .stdout(std::process::Stdio::null()),
         dir.path(),
     );
     wait_for(
         Duration::from_secs(30),
         "the GStreamer camera and its first viewer",
-        || camera.stderr().contains("ready"),
+        || camera.stderr().contains("viewer ready"),
     );
     let cfg = format!(
         "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\n[http]\nlisten = \"{{listen}}\"\n\
-         [[network_camera]]\nname = \"gst\"\nurl = \"rtsp://127.0.0.1:{port}/cam\"\n[[channel]]\nnumber = 1\ncamera = \"gst\"\n",
+         [[network_camera]]\nname = \"gst\"\nurl = \"rtsp://127.0.0.1:{port}/test\"\n[[channel]]\nnumber = 1\ncamera = \"gst\"\n",
         dir.path().join("data").display(),
     );
     let nvr = nvr(dir.path(), "nvr", &cfg);
