@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod lab;
 pub mod live;
 pub mod log_limiter;
+pub mod metrics;
 pub mod motion;
 pub mod mp4;
 pub mod nal;

@@ -73,6 +73,8 @@ pub fn need(method: &Method, path: &str) -> Need {
         // Sending a test alert reaches people outside: admins only.
         ["api", "v1", "actions", _, "test"] => user(Role::Admin),
         ["api", "v1", "rules" | "transfers" | "store" | "storage" | "actions", ..] => user(Role::Operator),
+        // Every channel's state and the site's failover: an operator's view.
+        ["metrics"] => user(Role::Operator),
         ["api", "v1", "channels", n, "recordings" | "clip.mp4"] if get => match channel_number(n) {
             None => Need::BadChannel,
             Some(channel) => Need::PeerOrViewer { channel },

@@ -25,6 +25,8 @@ const BOUNDS_MS: [u32; 51] = [
 pub struct Histogram {
     counts: [u64; BOUNDS_MS.len() + 1],
     max_ms: u32,
+    /// Sum of every recorded latency (Prometheus's `_sum`).
+    sum_ms: u64,
 }
 
 impl Default for Histogram {
@@ -32,6 +34,7 @@ impl Default for Histogram {
         Histogram {
             counts: [0; BOUNDS_MS.len() + 1],
             max_ms: 0,
+            sum_ms: 0,
         }
     }
 }
@@ -41,6 +44,26 @@ impl Histogram {
         let i = BOUNDS_MS.partition_point(|&b| b < ms);
         self.counts[i] += 1;
         self.max_ms = self.max_ms.max(ms);
+        self.sum_ms = self.sum_ms.saturating_add(u64::from(ms));
+    }
+
+    /// Records a duration (the flush round's fdatasyncs).
+    pub fn record(&mut self, d: std::time::Duration) {
+        self.record_ms(d.as_millis().min(u128::from(u32::MAX)) as u32);
+    }
+
+    /// The sum of the recorded latencies, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_ms as f64 / 1000.0
+    }
+
+    /// `(upper bound in seconds, count)` per bucket, not cumulative, the last
+    /// bound infinite: what a Prometheus histogram is encoded from.
+    pub fn seconds_buckets(&self) -> Vec<(f64, u64)> {
+        self.buckets()
+            .into_iter()
+            .map(|(b, c)| (b.map_or(f64::INFINITY, |ms| f64::from(ms) / 1000.0), c))
+            .collect()
     }
 
     /// Records a latency given in 90 kHz ticks (negative counts as zero).
@@ -92,6 +115,7 @@ impl Histogram {
             h.counts[i] = b.get(1)?.as_u64()?;
         }
         h.max_ms = v.get("max_ms")?.as_u64()?.try_into().ok()?;
+        h.sum_ms = v.get("sum_ms").and_then(|s| s.as_u64()).unwrap_or(0);
         Some(h)
     }
 
@@ -99,6 +123,7 @@ impl Histogram {
     pub fn since(&self, earlier: &Histogram) -> Histogram {
         let mut h = Histogram {
             max_ms: 0,
+            sum_ms: self.sum_ms.saturating_sub(earlier.sum_ms),
             ..Default::default()
         };
         for (i, c) in h.counts.iter_mut().enumerate() {
@@ -118,11 +143,12 @@ impl Histogram {
 impl serde::Serialize for Histogram {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(5))?;
+        let mut m = s.serialize_map(Some(6))?;
         m.serialize_entry("count", &self.count())?;
         m.serialize_entry("p50_ms", &self.quantile_ms(0.5))?;
         m.serialize_entry("p99_ms", &self.quantile_ms(0.99))?;
         m.serialize_entry("max_ms", &self.max_ms)?;
+        m.serialize_entry("sum_ms", &self.sum_ms)?;
         m.serialize_entry("buckets", &self.buckets())?;
         m.end()
     }
@@ -136,6 +162,9 @@ pub struct WriterStats {
     /// From a frame's arrival (ingest handed it to the write buffer) to the
     /// fdatasync that made it durable: what the flush schedule bounds.
     pub arrival_durable: Histogram,
+    /// How long each flush round's fdatasyncs took (all dirty segments,
+    /// side by side): the disk's answer time as the writer sees it.
+    pub flush: Histogram,
     /// fdatasyncs of segment files that succeeded (flushes and closes).
     pub fsyncs: u64,
     /// Bytes those fdatasyncs made durable (`fsync_bytes / fsyncs` per fsync).

@@ -599,7 +599,11 @@ impl Writer {
                 .filter_map(|(&ch, st)| st.open.as_ref().filter(|o| o.dirty).map(|o| (ch, o)))
                 .collect();
             let segs: Vec<&OpenSegment> = dirty.iter().map(|d| d.1).collect();
+            let started = Instant::now();
             let r = super::flush::sync_segments(&segs);
+            if let (false, Ok(mut s)) = (segs.is_empty(), self.stats.lock()) {
+                s.flush.record(started.elapsed());
+            }
             dirty.iter().map(|d| d.0).zip(r).collect()
         };
         let mut updates = Vec::new();

@@ -16,6 +16,7 @@ mod evidence;
 mod gapfill;
 mod import;
 mod live;
+mod metrics;
 pub mod params;
 pub mod server;
 pub mod snapshot;
@@ -299,6 +300,7 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(gapfill::list))
         .routes(routes!(store_health))
         .routes(routes!(storage::storage))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(access::health))
         .routes(routes!(access::login))
         .routes(routes!(access::logout))
