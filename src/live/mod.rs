@@ -387,6 +387,20 @@ impl Registry {
         }
     }
 
+    /// Live viewers of `channel` now, over its streams; creates no hub
+    /// (a scrape must not make hubs appear in `overview`).
+    pub fn viewers(&self, channel: u32) -> usize {
+        // Like `overview`: no hub's lock is taken under the registry's.
+        let hubs: Vec<Arc<Hub>> = {
+            let g = self.hubs.lock().expect("hubs lock");
+            g.iter()
+                .filter(|((c, _), _)| *c == channel)
+                .map(|(_, h)| h.clone())
+                .collect()
+        };
+        hubs.iter().map(|h| h.viewers()).sum()
+    }
+
     /// Per hub: channel, stream, viewers, camera state.
     pub fn overview(&self) -> Vec<serde_json::Value> {
         let hubs: Vec<Arc<Hub>> = self.hubs.lock().expect("hubs lock").values().cloned().collect();

@@ -61,10 +61,7 @@ pub async fn metrics(State(nvr): State<Arc<Nvr>>) -> ApiResult<Response> {
             bytes_written: v.recording.bytes_written,
             segments_written: v.recording.segments_written,
             frames_lost: v.recording.frames_lost,
-            live_viewers: [crate::live::Stream::Main, crate::live::Stream::Sub]
-                .into_iter()
-                .map(|s| nvr.live.hub(v.number, s).viewers() as u64)
-                .sum(),
+            live_viewers: nvr.live.viewers(v.number) as u64,
         })
         .collect();
     let rules: Vec<RuleFigures> = nvr
