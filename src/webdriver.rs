@@ -470,6 +470,23 @@ impl Drop for Browser {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // Its helpers (renderer, GPU, zygote) can outlive it for a moment,
+        // or be left behind: every process still naming this profile is ours.
+        let start = Instant::now();
+        loop {
+            let left = processes_using(&self.profile);
+            if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(1) {
+                for pid in left {
+                    // SAFETY: kill(2) has no memory effects; the pid names a
+                    // process started with this browser's own profile.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         for _ in 0..20 {
             if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
                 break;
@@ -477,6 +494,21 @@ impl Drop for Browser {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Live processes whose command line names `profile` (Chromium's
+/// `--user-data-dir`), from `/proc`; zombies are not counted.
+fn processes_using(profile: &Path) -> Vec<i32> {
+    let needle = profile.as_os_str().as_encoded_bytes();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            !cmd.is_empty() && cmd.windows(needle.len()).any(|w| w == needle)
+        })
+        .collect()
 }
 
 /// One HTTP/1.1 exchange with chromedriver: its status and body. Its own
