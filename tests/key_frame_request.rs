@@ -29,14 +29,7 @@ fn the_first_key_frame_comes_at_once_from_a_camera_that_honours_requests() {
     ignoring.push("--ignore-key-frame-requests");
     let (_ignores, b) = sim_camera(dir.path(), 1, &ignoring);
     std::thread::sleep(Duration::from_secs(2));
-    let cfg = format!(
-        "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\n[http]\nlisten = \"{{listen}}\"\n\
-         [[network_camera]]\nname = \"honours\"\nurl = \"{}\"\n[[channel]]\nnumber = 1\ncamera = \"honours\"\n\
-         [[network_camera]]\nname = \"ignores\"\nurl = \"{}\"\n[[channel]]\nnumber = 2\ncamera = \"ignores\"\n",
-        dir.path().join("data").display(),
-        a[0],
-        b[0]
-    );
+    let cfg = recorder_config(&dir.path().join("data"), &[("honours", &a[0]), ("ignores", &b[0])]);
     let nvr = nvr(dir.path(), "nvr", &cfg);
     wait_for(Duration::from_secs(20), "both channels recording", || {
         frames_written(&nvr.base, 1) > 0 && frames_written(&nvr.base, 2) > 0
@@ -101,11 +94,8 @@ fn a_gstreamer_camera_answers_the_key_frame_request() {
         "the GStreamer camera and its first viewer",
         || camera.stderr().contains("viewer ready"),
     );
-    let cfg = format!(
-        "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\n[http]\nlisten = \"{{listen}}\"\n\
-         [[network_camera]]\nname = \"gst\"\nurl = \"rtsp://127.0.0.1:{port}/test\"\n[[channel]]\nnumber = 1\ncamera = \"gst\"\n",
-        dir.path().join("data").display(),
-    );
+    let url = format!("rtsp://127.0.0.1:{port}/test");
+    let cfg = recorder_config(&dir.path().join("data"), &[("gst", &url)]);
     let nvr = nvr(dir.path(), "nvr", &cfg);
     wait_for(Duration::from_secs(20), "the channel recording", || {
         frames_written(&nvr.base, 1) > 0

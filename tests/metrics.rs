@@ -22,12 +22,7 @@ fn prometheus_scrapes_the_nvr_with_an_operator_token() {
         1,
         &["--width", "320", "--height", "240", "--bitrate-kbps", "300"],
     );
-    let cfg = format!(
-        "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\n[http]\nlisten = \"{{listen}}\"\n\
-         [[network_camera]]\nname = \"gate\"\nurl = \"{}\"\n[[channel]]\nnumber = 1\ncamera = \"gate\"\n",
-        dir.path().join("data").display(),
-        urls[0]
-    );
+    let cfg = recorder_config(&dir.path().join("data"), &[("gate", &urls[0])]);
     let nvr = nvr(dir.path(), "nvr", &cfg);
     wait_for(Duration::from_secs(20), "the channel recording", || {
         frames_written(&nvr.base, 1) > 0

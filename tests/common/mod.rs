@@ -392,6 +392,22 @@ pub fn export(from: &str, source: &str, channel: u32, start: &str, end: &str, ou
     );
 }
 
+/// One NVR recording each `(name, url)` camera on its own channel (1, 2, …),
+/// its store under `data`: the configuration most single-NVR tests need.
+pub fn recorder_config(data: &Path, cameras: &[(&str, &str)]) -> String {
+    let mut cfg = format!(
+        "[storage]\ndir = \"{}\"\nmin_free = \"10 MB\"\n[http]\nlisten = \"{{listen}}\"\n",
+        data.display()
+    );
+    for (i, (name, url)) in cameras.iter().enumerate() {
+        cfg.push_str(&format!(
+            "[[network_camera]]\nname = \"{name}\"\nurl = \"{url}\"\n[[channel]]\nnumber = {}\ncamera = \"{name}\"\n",
+            i + 1
+        ));
+    }
+    cfg
+}
+
 /// The standby of a loopback pair of NVRs: one channel, bound to
 /// `camera_url` only while the primary Tandem on `primary_port` fails its
 /// `http` check (every 0.2 s, two misses), the footage sent back to it.
