@@ -56,6 +56,8 @@ pub struct Scrape {
     pub fsyncs: u64,
     pub fsync_bytes: u64,
     pub fsync_errors: u64,
+    pub retention_segments: u64,
+    pub retention_bytes: u64,
     /// Each flush round's fdatasyncs.
     pub flush: Histogram,
     /// Frame capture → durable.
@@ -241,6 +243,18 @@ impl Collector for Scrape {
             self.fsync_bytes,
         )?;
         counter(e, "fsync_errors", "fdatasyncs that failed", self.fsync_errors)?;
+        counter(
+            e,
+            "retention_deleted_segments",
+            "Segments retention deleted",
+            self.retention_segments,
+        )?;
+        counter(
+            e,
+            "retention_deleted_bytes",
+            "Bytes of the segment files retention deleted",
+            self.retention_bytes,
+        )?;
         histogram(
             e,
             "flush_seconds",

@@ -201,7 +201,7 @@ pub fn decode_key_frame(entry: Arc<SampleEntry>, time: Time90k, data: Vec<u8>) -
         time,
         key: true,
         entry,
-        data,
+        data: data.into(),
     };
     let mut buf = Vec::with_capacity(frame.data.len() + 256);
     annex_b(&frame, &mut buf);

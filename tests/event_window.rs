@@ -38,7 +38,7 @@ fn frame(n: i64, entry: &Arc<SampleEntry>) -> Frame {
         time: Time90k::from_unix_micros(us),
         key: n % GOP == 0,
         sample_entry: entry.clone(),
-        data,
+        data: data.into(),
         capture_offset: None,
     }
 }

@@ -66,6 +66,12 @@ fn prometheus_scrapes_the_nvr_with_an_operator_token() {
         "{text}"
     );
     assert!(sample(&text, "tandem_disk_free_bytes").unwrap() > 0.0, "{text}");
+    // Nothing has expired in this short run: the counter is there, at zero.
+    assert_eq!(
+        sample(&text, "tandem_retention_deleted_segments_total"),
+        Some(0.0),
+        "{text}"
+    );
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
 
     // Refused without a valid operator credential.

@@ -75,7 +75,7 @@ fn undecodable_frames_end_motion_after_hold_and_are_one_event() {
             time: at(n),
             key: bad || f.key,
             entry: entry.clone(),
-            data,
+            data: data.into(),
         };
         let s = p.step(&mf);
         errors += usize::from(s.error.is_some());

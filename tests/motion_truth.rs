@@ -52,7 +52,7 @@ fn play(script: MotionScript, still: Duration, secs: u64) -> (Vec<(Time90k, Time
             time: Time90k::from_unix_micros(us),
             key: f.key,
             entry: entry.clone(),
-            data,
+            data: data.into(),
         };
         if let Some(ev) = p.frame(&mf).unwrap() {
             events.push(ev);

@@ -345,6 +345,9 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let t1 = Time90k::from_system(std::time::SystemTime::now());
     let w1 = writer_figures(&base, &token)?;
     let durability = Durability::between(&w0, &w1, (t1 - t0) as f64 / 90_000.0);
+    // After the CPU window, so that the scrapes do not count in it, while
+    // every channel still records.
+    let scrape = Scrape::measure(&base, &token, 20)?;
     let rss = peak_rss(nvr_pid)?;
     let nvr = guard.0.pop().context("nvr child")?;
     signal(&nvr, libc::SIGTERM);
@@ -520,8 +523,12 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         None,
         0,
     );
+    row("GET /metrics p50 ms (20 scrapes)", scrape.p50_ms, None, 2);
+    row("GET /metrics max ms", scrape.max_ms, None, 2);
+    row("GET /metrics KiB", scrape.bytes as f64 / 1024.0, None, 0);
     let json = serde_json::json!({
         "benchmark": "ingest",
+        "metrics_scrape": scrape,
         "streams": a.streams, "width": a.camera.width, "height": a.camera.height, "fps": a.camera.fps,
         "bitrate_kbps": a.camera.bitrate_kbps, "seconds": a.seconds,
         "tandem": tandem_side,
@@ -532,6 +539,47 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     std::fs::write(&a.json, serde_json::to_string_pretty(&json)?)?;
     println!("\nwrote {}", a.json.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a Prometheus scrape of the recording NVR costs, as its client sees
+/// it (issue 14: under 5 ms at 256 channels).
+#[derive(serde::Serialize)]
+struct Scrape {
+    scrapes: usize,
+    p50_ms: f64,
+    max_ms: f64,
+    bytes: usize,
+}
+
+impl Scrape {
+    fn measure(base: &str, token: &str, n: usize) -> Result<Scrape> {
+        let auth = format!("Bearer {token}");
+        let mut ms = Vec::with_capacity(n);
+        let mut bytes = 0;
+        for _ in 0..n {
+            let t = Instant::now();
+            let r = tandem::httpc::request_with_timeout(
+                "GET",
+                &format!("{base}/metrics"),
+                &[("Authorization", &auth)],
+                b"",
+                Duration::from_secs(10),
+            )?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            if r.status != 200 {
+                bail!("GET /metrics answered {}", r.status);
+            }
+            bytes = r.body.len();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ms.sort_by(f64::total_cmp);
+        Ok(Scrape {
+            scrapes: n,
+            p50_ms: ms[n / 2],
+            max_ms: ms[n - 1],
+            bytes,
+        })
+    }
 }
 
 /// The writer's counters read from `GET /api/v1/store`.

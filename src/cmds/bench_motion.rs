@@ -94,7 +94,7 @@ fn stream(seconds: u64) -> Result<(Vec<MotionFrame>, Vec<u8>, usize)> {
             time: Time90k(n as i64 * 9_000),
             key: f.key,
             entry: entry.clone(),
-            data,
+            data: data.into(),
         });
     }
     Ok((frames, annexb, crossings))

@@ -478,27 +478,29 @@ async fn session(
             s.capture_offset_s = capture_offset.map(|o| o as f64 / 90_000.0);
         }
         let sample_entry = entry.clone().expect("entry set above");
-        let data = if watch.inband() && (key || new_parameters) {
+        // One allocation shared by the store, live viewers and motion: each
+        // holds a reference, none copies. Holding a frame in the live hub's
+        // GOP keeps its memory, never the writer (whose queue bound counts
+        // its own frames' bytes).
+        let data = bytes::Bytes::from(if watch.inband() && (key || new_parameters) {
             params::with_parameter_sets(&sets, frame.into_data())
         } else {
             frame.into_data()
-        };
+        });
         if let Some(h) = &feeds.live {
             if !live_online {
                 live_online = true;
                 h.set_state(true, None);
             }
-            // A copy: the store takes the frame itself, and viewers must not
-            // hold it back. Cheap beside the network copy it came from.
             h.publish(crate::live::LiveFrame {
                 time,
                 key,
                 entry: sample_entry.clone(),
-                data: bytes::Bytes::copy_from_slice(&data),
+                data: data.clone(),
                 received,
             });
         }
-        let detect = |data: Vec<u8>| {
+        let detect = |data: bytes::Bytes| {
             if let Some((tx, mstats)) = &feeds.motion {
                 let f = MotionFrame {
                     time,

@@ -45,7 +45,7 @@ pub struct MotionFrame {
     pub time: Time90k,
     pub key: bool,
     pub entry: Arc<SampleEntry>,
-    pub data: Vec<u8>,
+    pub data: bytes::Bytes,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]

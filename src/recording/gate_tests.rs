@@ -17,7 +17,7 @@ fn frames(secs: i64) -> impl Iterator<Item = Frame> {
         time: Time90k(i * SEC / 10),
         key: i % 10 == 0,
         sample_entry: entry.clone(),
-        data: vec![0; 1000],
+        data: vec![0; 1000].into(),
         capture_offset: None,
     })
 }

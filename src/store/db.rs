@@ -22,7 +22,7 @@ use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::store::segment_file::Hole;
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 9;
+pub const SCHEMA_VERSION: i32 = 10;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -257,6 +257,15 @@ CREATE TRIGGER gapfill_segment_gone AFTER DELETE ON segment BEGIN
 END;
 "#;
 
+/// Version 10: `record_sha256`, the record digest (`store::record_digest`:
+/// the SHA-256 of the segment header and every record header, each holding
+/// its frame's CRC-32) that the writer stores from now on instead of a
+/// SHA-256 of every byte. `sha256` keeps the whole-file hashes of segments
+/// finished before; the check uses whichever a row has.
+const MIGRATION_10: &str = r#"
+ALTER TABLE segment ADD COLUMN record_sha256 BLOB;      -- 32 bytes; NULL: see sha256
+"#;
+
 pub const WRITING: i64 = 0;
 pub const COMPLETE: i64 = 1;
 pub const GARBAGE: i64 = 2;
@@ -306,7 +315,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 9] = [
+    let steps: [(i32, &str); 10] = [
         (1, SCHEMA),
         (2, MIGRATION_2),
         (3, MIGRATION_3),
@@ -316,6 +325,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         (7, MIGRATION_7),
         (8, MIGRATION_8),
         (9, MIGRATION_9),
+        (10, MIGRATION_10),
     ];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {
@@ -485,18 +495,19 @@ pub fn update_writing(conn: &Connection, id: i64, p: &Progress) -> rusqlite::Res
     Ok(())
 }
 
-/// Marks a segment finished. `sha256` covers the file's first `p.bytes`
-/// bytes; `None` when they were not hashed as they were written (repair).
+/// Marks a segment finished. `record_sha256` is the record digest
+/// (`record_digest`) of the file's first `p.bytes` bytes; `None` when it
+/// was not made as they were written (repair).
 pub fn complete_segment(
     conn: &Connection,
     id: i64,
     p: &Progress,
     index: &[u8],
-    sha256: Option<&[u8; 32]>,
+    record_sha256: Option<&[u8; 32]>,
 ) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE segment SET state = 1, end_90k = ?2, frames = ?3, key_frames = ?4, bytes = ?5,
-         media_bytes = ?6, frame_index = ?7, sha256 = ?8 WHERE id = ?1",
+         media_bytes = ?6, frame_index = ?7, record_sha256 = ?8 WHERE id = ?1",
         params![
             id,
             p.end.0,
@@ -505,7 +516,7 @@ pub fn complete_segment(
             p.bytes as i64,
             p.media_bytes as i64,
             index,
-            sha256.map(|h| h.as_slice())
+            record_sha256.map(|h| h.as_slice())
         ],
     )?;
     Ok(())
@@ -518,26 +529,30 @@ pub struct HashedSegment {
     pub channel: u32,
     pub start: Time90k,
     pub bytes: u64,
-    /// None: finished before schema 6 or rebuilt by repair.
+    /// The SHA-256 of the whole file: segments finished at schemas 6 to 9.
     pub sha256: Option<Vec<u8>>,
+    /// The record digest: segments finished since schema 10. Both None:
+    /// finished before schema 6 or rebuilt by repair.
+    pub record_sha256: Option<Vec<u8>>,
     /// Damage the start-up check already recorded.
     pub damage: Option<String>,
 }
 
 /// Finished segments (optionally of one channel) overlapping [start, end),
 /// in id order, for `tandem verify --data` and the scrub.
-/// `has_hash`: the index is at schema 6 or later (an older one, not yet
-/// opened by this Tandem, has no hash column: every segment is unhashed).
+/// `version`: the index's schema (an older one, not yet opened by this
+/// Tandem, lacks the hash columns: its segments are unhashed).
 pub fn finished_segments_for_check(
     conn: &Connection,
     channel: Option<u32>,
     start: Time90k,
     end: Time90k,
-    has_hash: bool,
+    version: i32,
 ) -> rusqlite::Result<Vec<HashedSegment>> {
-    let hash = if has_hash { "sha256" } else { "NULL" };
+    let hash = if version >= 6 { "sha256" } else { "NULL" };
+    let records = if version >= 10 { "record_sha256" } else { "NULL" };
     let mut stmt = conn.prepare(&format!(
-        "SELECT id, channel, start_90k, bytes, {hash}, damage FROM segment
+        "SELECT id, channel, start_90k, bytes, {hash}, damage, {records} FROM segment
          WHERE state = 1 AND (?1 IS NULL OR channel = ?1) AND start_90k < ?3 AND end_90k > ?2
          ORDER BY id"
     ))?;
@@ -549,6 +564,7 @@ pub fn finished_segments_for_check(
             bytes: r.get::<_, i64>(3)?.max(0) as u64,
             sha256: r.get(4)?,
             damage: r.get(5)?,
+            record_sha256: r.get(6)?,
         })
     })?;
     rows.collect()

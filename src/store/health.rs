@@ -178,6 +178,10 @@ pub struct WriterStats {
     pub events_dropped: u64,
     /// Times the writer had to use its descriptor reserve.
     pub fd_reserve_used: u64,
+    /// Segments retention deleted (age, size caps, the free-space floor) and
+    /// the bytes their files held.
+    pub retention_segments: u64,
+    pub retention_bytes: u64,
 }
 
 pub type SharedWriterStats = Arc<Mutex<WriterStats>>;

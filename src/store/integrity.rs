@@ -78,11 +78,22 @@ impl Pacer {
 
 const CHUNK: usize = 256 * 1024;
 
-/// The file's length and the SHA-256 of its first `bytes` bytes. `wait` is
-/// called with each pause the pacer asks for and returns false to stop.
+/// What a row's hash covers.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Every byte (schemas 6 to 9).
+    WholeFile,
+    /// The record digest (`record_digest`, schema 10 on).
+    Records,
+}
+
+/// The file's length and the hash of its first `bytes` bytes, of the kind
+/// the row holds. `wait` is called with each pause the pacer asks for and
+/// returns false to stop.
 fn hash_file(
     path: &Path,
     bytes: u64,
+    kind: Kind,
     pace: &mut Pacer,
     wait: &mut dyn FnMut(Duration) -> bool,
 ) -> Result<(u64, [u8; 32]), String> {
@@ -92,6 +103,15 @@ fn hash_file(
         return Err("not a regular file".into());
     }
     let mut f = File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    if let Kind::Records = kind {
+        // A file shorter or longer than written is judged by its length.
+        if meta.len() != bytes {
+            return Ok((meta.len(), [0; 32]));
+        }
+        let mut r = std::io::BufReader::with_capacity(CHUNK, f);
+        let h = super::record_digest::check(&mut r, bytes, &mut |n| pace.after(n).is_none_or(&mut *wait))?;
+        return Ok((bytes, h));
+    }
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut left = bytes.min(meta.len());
@@ -161,17 +181,22 @@ pub fn check(
     let version: i32 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|e| e.to_string())?;
-    let rows = db::finished_segments_for_check(&conn, scope.channel, scope.start, scope.end, version >= 6)
+    let rows = db::finished_segments_for_check(&conn, scope.channel, scope.start, scope.end, version)
         .map_err(|e| format!("{}: {e}", index.display()))?;
     let mut r = Report::default();
     for s in rows {
         let path = segment_path(dir, s.channel, s.id);
         r.checked += 1;
-        let outcome = match (&s.damage, &s.sha256) {
+        let kind = match (&s.record_sha256, &s.sha256) {
+            (Some(h), _) => Some((h, Kind::Records)),
+            (None, Some(h)) => Some((h, Kind::WholeFile)),
+            (None, None) => None,
+        };
+        let outcome = match (&s.damage, kind) {
             (Some(d), _) => Outcome::KnownDamage(d.clone()),
             (None, None) => Outcome::Unhashed,
-            (None, Some(h)) => {
-                let read = hash_file(&path, s.bytes, pace, wait);
+            (None, Some((h, kind))) => {
+                let read = hash_file(&path, s.bytes, kind, pace, wait);
                 if read.as_ref().is_err_and(|e| e == "stopped") {
                     break;
                 }
@@ -310,7 +335,33 @@ mod tests {
         assert_eq!(m(judge(Some(&h), 10, Err("gone".into()))), "gone");
     }
 
-    /// A store of four finished segments: hashed, hashed, unhashed, hashed.
+    /// A segment file of 20 frames and its record digest.
+    fn segment_file(id: i64, seed: i64) -> (Vec<u8>, [u8; 32]) {
+        use crate::store::segment_file::{record_header, SegmentHeader};
+        let header = SegmentHeader {
+            channel: 1,
+            segment_id: id,
+            start: Time90k(0),
+            sample_entry: b"avc1".to_vec(),
+        }
+        .encode();
+        let mut d = crate::store::record_digest::RecordDigest::new(&header);
+        let mut out = header;
+        for f in 0..20u32 {
+            let data: Vec<u8> = (0..240u32)
+                .map(|b| (i64::from(b + f) * (seed + 3) % 251) as u8)
+                .collect();
+            let h = record_header(f * 3600, f == 0, &data);
+            d.record(&h);
+            out.extend_from_slice(&h);
+            out.extend_from_slice(&data);
+        }
+        (out, d.finish())
+    }
+
+    /// A store of four finished segments: record digests (schema 10) on the
+    /// first two, none on the third, a whole-file SHA-256 (schemas 6 to 9)
+    /// on the fourth.
     fn store() -> (tempfile::TempDir, Vec<PathBuf>) {
         let d = tempfile::tempdir().unwrap();
         let mut c = db::open(&d.path().join("index.db")).unwrap();
@@ -319,7 +370,7 @@ mod tests {
         let mut paths = Vec::new();
         for i in 0..4i64 {
             let id = db::insert_writing_segment(&c, 1, Time90k(i * 1000), e).unwrap();
-            let body: Vec<u8> = (0..5000u32).map(|b| (b as i64 * (i + 3) % 251) as u8).collect();
+            let (body, digest) = segment_file(id, i);
             let path = segment_path(d.path(), 1, id);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &body).unwrap();
@@ -330,8 +381,15 @@ mod tests {
                 bytes: body.len() as u64,
                 media_bytes: 1,
             };
-            let h: [u8; 32] = Sha256::digest(&body).into();
-            db::complete_segment(&c, id, &p, b"", (i != 2).then_some(&h)).unwrap();
+            db::complete_segment(&c, id, &p, b"", (i < 2).then_some(&digest)).unwrap();
+            if i == 3 {
+                let whole: [u8; 32] = Sha256::digest(&body).into();
+                c.execute(
+                    "UPDATE segment SET sha256 = ?2 WHERE id = ?1",
+                    rusqlite::params![id, whole.as_slice()],
+                )
+                .unwrap();
+            }
             paths.push(path);
         }
         (d, paths)
@@ -346,10 +404,11 @@ mod tests {
         let (d, paths) = store();
         let r = run(d.path(), Scope::ALL);
         assert_eq!((r.checked, r.intact, r.unhashed, r.mismatches.len()), (4, 3, 1, 0));
-        assert_eq!(r.bytes_read, 15_000);
-        // One byte changed, same size: named, with the reason.
+        let len = std::fs::metadata(&paths[0]).unwrap().len();
+        assert_eq!(r.bytes_read, 3 * len);
+        // One byte of a frame changed, same size: named, with the reason.
         let mut b = std::fs::read(&paths[1]).unwrap();
-        b[2500] ^= 1;
+        b[len as usize - 100] ^= 1;
         std::fs::write(&paths[1], &b).unwrap();
         // The unhashed segment changed too: not checkable, not a failure.
         std::fs::write(&paths[2], b"x").unwrap();
@@ -360,7 +419,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.mismatches.len(), 1);
         assert_eq!(r.mismatches[0].file, paths[1]);
-        assert!(r.mismatches[0].why.contains("SHA-256"));
+        assert!(r.mismatches[0].why.contains("fails its CRC-32"), "{r:?}");
         assert_eq!(told, vec![paths[1].clone()]);
         assert_eq!(r.unhashed, 1);
         // Scoped by time and channel.
@@ -372,12 +431,18 @@ mod tests {
         assert_eq!(run(d.path(), s(1, 0, 1000)).checked, 1);
         assert_eq!(run(d.path(), s(1, 1500, 1600)).mismatches.len(), 1);
         assert_eq!(run(d.path(), s(2, 0, 10_000)).checked, 0);
+        // A byte changed in the segment with a whole-file hash: found too.
+        let mut b = std::fs::read(&paths[3]).unwrap();
+        b[300] ^= 4;
+        std::fs::write(&paths[3], &b).unwrap();
+        let r = run(d.path(), s(1, 3000, 3500));
+        assert!(r.mismatches[0].why.contains("SHA-256"), "{r:?}");
         // A truncated or missing file of a finished row is a mismatch.
         std::fs::write(&paths[0], b"short").unwrap();
         std::fs::remove_file(&paths[3]).unwrap();
         let r = run(d.path(), Scope::ALL);
         assert_eq!(r.mismatches.len(), 3, "{r:?}");
-        assert!(r.mismatches[0].why.contains("fewer than the 5000"));
+        assert!(r.mismatches[0].why.contains(&format!("fewer than the {len}")), "{r:?}");
         assert!(r.mismatches[2].why.contains("cannot read it"));
         // Not a store: a clear error.
         assert!(check(
@@ -395,7 +460,7 @@ mod tests {
     fn a_segment_retention_deletes_mid_pass_is_not_a_mismatch_and_stop_is_honoured() {
         let (d, paths) = store();
         let c = db::open(&d.path().join("index.db")).unwrap();
-        let last = db::finished_segments_for_check(&c, None, Time90k(0), Time90k(10_000), true)
+        let last = db::finished_segments_for_check(&c, None, Time90k(0), Time90k(10_000), db::SCHEMA_VERSION)
             .unwrap()
             .last()
             .unwrap()

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::record_digest::RecordDigest;
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
 use tracing::error;
 
 use super::db::{self, Progress};
@@ -40,7 +40,7 @@ struct DurablePoint {
     media_bytes: u64,
     end: Time90k,
     /// SHA-256 of the first `len` bytes (a clone of the running state: ~100 bytes).
-    hash: Sha256,
+    hash: RecordDigest,
 }
 
 /// How a segment ended.
@@ -82,7 +82,7 @@ pub(super) struct OpenSegment {
     pub(super) dirty: bool,
     /// SHA-256 of the file's first `len` bytes, fed as they are written
     /// (never by reading back), stored with the finished row.
-    hash: Sha256,
+    hash: RecordDigest,
     durable: DurablePoint,
     /// Frames written since the last fdatasync (live segments only; empty for imports).
     pub(super) unflushed: Vec<Unflushed>,
@@ -142,7 +142,7 @@ impl OpenSegment {
                 return Err(e);
             }
         };
-        let hash = Sha256::new_with_prefix(&header);
+        let hash = RecordDigest::new(&header);
         let len = header.len() as u64;
         // Until the header is durable, nothing is: a failure closes the
         // segment with no frame, which removes it.
@@ -268,8 +268,7 @@ impl OpenSegment {
         if let Some((t, size, k)) = self.pending.take() {
             self.push_index((time - t) as u32, size, k);
         }
-        self.hash.update(header);
-        self.hash.update(data);
+        self.hash.record(&header);
         self.pending = Some((time, data.len() as u32, key));
         self.frames += 1;
         self.key_frames += u32::from(key);
@@ -342,7 +341,7 @@ impl OpenSegment {
             self.id,
             &self.progress(),
             self.index.blob(),
-            Some(&self.hash.clone().finalize().into()),
+            Some(&self.hash.clone().finish()),
         ) {
             // The row stays `writing`; startup repair will rebuild it from the file.
             error!(channel, segment = self.id, "could not commit finished segment: {e}");
@@ -395,7 +394,7 @@ impl OpenSegment {
             }
         };
         let p = self.durable_progress();
-        if let Err(err) = db::complete_segment(conn, self.id, &p, &blob, Some(&d.hash.finalize().into())) {
+        if let Err(err) = db::complete_segment(conn, self.id, &p, &blob, Some(&d.hash.finish())) {
             error!(
                 channel,
                 segment = self.id,
@@ -555,14 +554,15 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), synced);
         let (frames, bytes, end, blob, sha): (u32, i64, i64, Vec<u8>, Vec<u8>) = conn
             .query_row(
-                "SELECT frames, bytes, end_90k, frame_index, sha256 FROM segment WHERE id = ?1 AND state = 1",
+                "SELECT frames, bytes, end_90k, frame_index, record_sha256 FROM segment WHERE id = ?1 AND state = 1",
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .unwrap();
         assert_eq!((frames, bytes as usize, end), (5, synced.len(), 5 * 3000));
         assert_eq!(index::decode(&blob).unwrap().len(), 5);
-        assert_eq!(sha, Sha256::digest(&synced).to_vec());
+        let digest = super::super::record_digest::check(&mut &synced[..], synced.len() as u64, &mut |_| true);
+        assert_eq!(sha, digest.unwrap().to_vec());
     }
 
     #[test]

@@ -350,7 +350,7 @@ mod tests {
                 width: 1,
                 height: 1,
             }),
-            data: vec![0; n],
+            data: vec![0; n].into(),
             capture_offset: None,
         })
     }

@@ -27,6 +27,7 @@ use tracing::{error, info, warn};
 
 use super::boundary::{decide, Decision};
 use super::db::{self, Progress};
+use super::deleter::{Deleted, Deleter, Doomed};
 pub(super) use super::open_segment::OpenSegment;
 use super::open_segment::{Closed, Lost, Unflushed};
 use super::retention::{self, RetentionPolicy};
@@ -43,6 +44,10 @@ const EVENT_BUDGET: usize = 256;
 const EVENT_COMMIT: Duration = Duration::from_millis(100);
 /// A channel paused by a full or failing disk tries again this often.
 const DISK_RETRY: Duration = Duration::from_secs(1);
+/// Segments retention deletes per round (one round every
+/// `retention_interval` while there is more): marking 1,024 rows garbage is
+/// one short commit on the writer; the unlinks run on `deleter`'s thread.
+const RETENTION_BATCH: usize = 1024;
 
 #[derive(Debug)]
 pub struct Frame {
@@ -53,7 +58,8 @@ pub struct Frame {
     pub time: Time90k,
     pub key: bool,
     pub sample_entry: Arc<SampleEntry>,
-    pub data: Vec<u8>,
+    /// Shared with the live hub and motion without a copy (see ingest).
+    pub data: bytes::Bytes,
     /// The camera's clock minus this NVR's for this frame, in 90 kHz ticks
     /// (`ingest::capture`), `None` while unknown: the segment row keeps its
     /// first known value, so peers merge by the camera's capture time.
@@ -154,6 +160,8 @@ pub struct Writer {
     /// Arrival of the frame being handled (what the frames it releases are
     /// counted from: a pre-event buffer's frames count from their trigger).
     arrival: Instant,
+    /// Retention's unlinks, started at the first deletion.
+    deleter: Option<Deleter>,
 }
 
 impl Writer {
@@ -186,6 +194,7 @@ impl Writer {
             schedule: super::flush::FlushSchedule::new(cfg_interval),
             oldest_unflushed: None,
             arrival: Instant::now(),
+            deleter: None,
         })
     }
 
@@ -206,6 +215,7 @@ impl Writer {
                 last_flush = Instant::now();
                 self.schedule.record(last_flush - now);
             }
+            self.retention_finished();
             if now >= next_retention {
                 self.run_retention();
                 next_retention = now + self.cfg.retention_interval;
@@ -692,6 +702,10 @@ impl Writer {
     }
 
     fn run_retention(&mut self) {
+        self.retention_finished();
+        if self.deleter.as_ref().is_some_and(|d| d.busy()) {
+            return;
+        }
         let free = match super::free_bytes(&self.cfg.dir) {
             Ok(f) => f,
             Err(e) => {
@@ -706,7 +720,7 @@ impl Writer {
                 return;
             }
         };
-        let plan = retention::plan(
+        let mut plan = retention::plan(
             self.clock.now(),
             &usage,
             &self.cfg.policies,
@@ -716,6 +730,8 @@ impl Writer {
         if plan.is_empty() {
             return;
         }
+        // The garbage commit is the writer's; a smaller batch keeps it short.
+        plan.truncate(RETENTION_BATCH);
         let r = (|| {
             let tx = self.conn.unchecked_transaction()?;
             for d in &plan {
@@ -727,26 +743,56 @@ impl Writer {
             warn!("cannot mark segments for deletion: {e}");
             return;
         }
-        let mut freed = 0;
-        for d in &plan {
-            let p = segment_path(&self.cfg.dir, d.segment.channel, d.segment.id);
-            match std::fs::remove_file(&p) {
-                Ok(()) => freed += d.segment.bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => warn!("cannot delete {}: {e}", p.display()),
-            }
+        info!(segments = plan.len(), free_bytes = free, reason = ?plan[0].reason, "retention deleting footage");
+        let batch: Vec<Doomed> = plan
+            .iter()
+            .map(|d| Doomed {
+                channel: d.segment.channel,
+                id: d.segment.id,
+                bytes: d.segment.bytes,
+            })
+            .collect();
+        if self.deleter.is_none() {
+            self.deleter = Deleter::spawn(self.cfg.dir.clone())
+                .map_err(|e| warn!("cannot start the retention thread, deleting on the writer: {e}"))
+                .ok();
         }
-        super::sync_video_dirs(&self.cfg.dir);
+        let left = match &mut self.deleter {
+            Some(d) => d.start(batch).err(),
+            None => Some(batch),
+        };
+        if let Some(batch) = left {
+            let done = super::deleter::delete(&self.cfg.dir, &batch);
+            self.rows_deleted(done);
+        }
+    }
+
+    /// Deletes the rows of a batch the retention thread has finished.
+    fn retention_finished(&mut self) {
+        if let Some(done) = self.deleter.as_mut().and_then(|d| d.finished()) {
+            self.rows_deleted(done);
+        }
+    }
+
+    fn rows_deleted(&mut self, done: Deleted) {
         let r = (|| {
             let tx = self.conn.unchecked_transaction()?;
-            for d in &plan {
-                db::delete_segment_row(&tx, d.segment.id)?;
+            for id in &done.ids {
+                db::delete_segment_row(&tx, *id)?;
             }
             tx.commit()
         })();
         if let Err(e) = r {
             warn!("cannot delete rows of deleted segments (startup will finish): {e}");
         }
-        info!(segments = plan.len(), freed_bytes = freed, free_bytes = free, reason = ?plan[0].reason, "retention deleted footage");
+        if let Ok(mut s) = self.stats.lock() {
+            s.retention_segments += done.ids.len() as u64;
+            s.retention_bytes += done.freed;
+        }
+        info!(
+            segments = done.ids.len(),
+            freed_bytes = done.freed,
+            "retention deleted footage"
+        );
     }
 }

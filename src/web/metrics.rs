@@ -33,7 +33,7 @@ fn by_state<'a>(states: impl Iterator<Item = &'a str>) -> Vec<(String, u64)> {
     description = "The NVR's figures in the Prometheus text format: per channel frames, bytes, reconnects, dropped \
                    frames, key frame requests, frames and bytes stored, connection and recording state, live \
                    viewers; the write buffer; fsyncs and the flush and frame-to-durable latency histograms; free \
-                   space; failover rule states; failback transfers and gap fill jobs by state. Scrape it with a \
+                   space; segments and bytes retention deleted; failover rule states; failback transfers and gap fill jobs by state. Scrape it with a \
                    bearer token of an operator (`authorization: credentials_file` in Prometheus).",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
@@ -99,6 +99,8 @@ pub async fn metrics(State(nvr): State<Arc<Nvr>>) -> ApiResult<Response> {
         fsyncs: writer.fsyncs,
         fsync_bytes: writer.fsync_bytes,
         fsync_errors: writer.fsync_errors,
+        retention_segments: writer.retention_segments,
+        retention_bytes: writer.retention_bytes,
         flush: writer.flush,
         durable: writer.durable,
         disk_free_bytes: free,
