@@ -24,6 +24,7 @@ pub mod queue;
 pub mod reader;
 pub mod repair;
 pub mod retention;
+pub mod retention_run;
 pub mod segment_file;
 pub mod writer;
 

@@ -29,7 +29,7 @@ use super::boundary::{decide, Decision};
 use super::db::{self, Progress};
 pub(super) use super::open_segment::OpenSegment;
 use super::open_segment::{Closed, Lost, Unflushed};
-use super::retention::{self, RetentionPolicy};
+use super::retention::RetentionPolicy;
 use super::{segment_path, SampleEntry};
 use crate::time::{Clock, Time90k};
 
@@ -692,61 +692,23 @@ impl Writer {
     }
 
     fn run_retention(&mut self) {
-        let free = match super::free_bytes(&self.cfg.dir) {
-            Ok(f) => f,
-            Err(e) => {
-                warn!("cannot read free space of {}: {e}", self.cfg.dir.display());
-                return;
-            }
-        };
-        let usage = match db::channel_usage(&self.conn, 500) {
-            Ok(u) => u,
-            Err(e) => {
-                warn!("cannot read channel usage: {e}");
-                return;
-            }
-        };
-        let plan = retention::plan(
+        match super::retention_run::run(
+            &self.conn,
+            &self.cfg.dir,
             self.clock.now(),
-            &usage,
             &self.cfg.policies,
-            free,
             self.cfg.min_free_bytes,
-        );
-        if plan.is_empty() {
-            return;
+        ) {
+            Ok(r) if r.segments > 0 => info!(
+                segments = r.segments,
+                freed_bytes = r.freed_bytes,
+                free_bytes = r.free_bytes,
+                reason = ?r.reason,
+                ms = r.total().as_millis() as u64,
+                "retention deleted footage"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!("{e}"),
         }
-        let r = (|| {
-            let tx = self.conn.unchecked_transaction()?;
-            for d in &plan {
-                db::mark_garbage(&tx, d.segment.id)?;
-            }
-            tx.commit()
-        })();
-        if let Err(e) = r {
-            warn!("cannot mark segments for deletion: {e}");
-            return;
-        }
-        let mut freed = 0;
-        for d in &plan {
-            let p = segment_path(&self.cfg.dir, d.segment.channel, d.segment.id);
-            match std::fs::remove_file(&p) {
-                Ok(()) => freed += d.segment.bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => warn!("cannot delete {}: {e}", p.display()),
-            }
-        }
-        super::sync_video_dirs(&self.cfg.dir);
-        let r = (|| {
-            let tx = self.conn.unchecked_transaction()?;
-            for d in &plan {
-                db::delete_segment_row(&tx, d.segment.id)?;
-            }
-            tx.commit()
-        })();
-        if let Err(e) = r {
-            warn!("cannot delete rows of deleted segments (startup will finish): {e}");
-        }
-        info!(segments = plan.len(), freed_bytes = freed, free_bytes = free, reason = ?plan[0].reason, "retention deleted footage");
     }
 }
