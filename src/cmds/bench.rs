@@ -46,6 +46,10 @@ enum Which {
     /// Twilio-style SMS), event stored → message received, p50 and max, and
     /// the snapshot's CPU per event.
     Alerts(super::bench_alerts::AlertsArgs),
+    /// A year of index (64 channels of minute segments, per-frame entries,
+    /// generated into SQLite): size on disk, recordings for a day and a
+    /// year, a one-hour clip's moov, start-up, retention of a day.
+    Index(super::bench_index::IndexArgs),
 }
 
 /// The simulated cameras' picture: 1080p25 at 4 Mbit/s unless told otherwise.
@@ -90,6 +94,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Which::Live(a) => super::bench_live::run(a),
         Which::Apply(a) => super::bench_apply::run(a),
         Which::Alerts(a) => super::bench_alerts::run(a),
+        Which::Index(a) => super::bench_index::run(a),
     }
 }
 

@@ -22,7 +22,7 @@ use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::store::segment_file::Hole;
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 10;
+pub const SCHEMA_VERSION: i32 = 11;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -257,12 +257,64 @@ CREATE TRIGGER gapfill_segment_gone AFTER DELETE ON segment BEGIN
 END;
 "#;
 
-/// Version 10: `record_sha256`, the record digest (`store::record_digest`:
+/// Version 10 (issue 14, a year of index): what runs often stops reading
+/// the whole segment table, which at 64 channels × a year of minute segments
+/// is 34 M rows. `channel_bytes` keeps each channel's stored bytes (the
+/// `stored_bytes!` of its rows that are not garbage), kept up to date by
+/// triggers whoever writes the rows, so the writer's retention pass (every
+/// 5 s) reads 64 rows instead of summing the table. The oldest finished
+/// segments of each kind come from their own partial index (the pass used to
+/// walk a channel's whole history to find its oldest event footage),
+/// start-up finds the rows being written or deleted from a partial index
+/// holding only those, and the (channel, start) index grows the columns the
+/// recordings list reads, so that it reads the index (~50 bytes a row)
+/// instead of the rows, whose frame indexes make them ~5 kB each (`id`
+/// follows the start so that the index's order is the lists' order, with
+/// no sort). Built once
+/// when an existing store is upgraded: a full read of the table.
+const MIGRATION_10: &str = r#"
+CREATE TABLE channel_bytes (
+  channel INTEGER PRIMARY KEY,
+  bytes INTEGER NOT NULL         -- SUM of stored bytes over the channel's rows with state < 2
+);
+INSERT INTO channel_bytes (channel, bytes)
+  SELECT channel, SUM(CASE WHEN damage IS NULL THEN bytes ELSE COALESCE(readable_bytes, 0) END)
+  FROM segment WHERE state < 2 GROUP BY channel;
+CREATE TRIGGER segment_bytes_insert AFTER INSERT ON segment WHEN new.state < 2 BEGIN
+  INSERT OR IGNORE INTO channel_bytes (channel, bytes) VALUES (new.channel, 0);
+  UPDATE channel_bytes
+    SET bytes = bytes + CASE WHEN new.damage IS NULL THEN new.bytes ELSE COALESCE(new.readable_bytes, 0) END
+    WHERE channel = new.channel;
+END;
+CREATE TRIGGER segment_bytes_delete AFTER DELETE ON segment WHEN old.state < 2 BEGIN
+  UPDATE channel_bytes
+    SET bytes = bytes - CASE WHEN old.damage IS NULL THEN old.bytes ELSE COALESCE(old.readable_bytes, 0) END
+    WHERE channel = old.channel;
+END;
+CREATE TRIGGER segment_bytes_update AFTER UPDATE OF channel, state, bytes, damage, readable_bytes ON segment BEGIN
+  UPDATE channel_bytes
+    SET bytes = bytes - CASE WHEN old.state >= 2 THEN 0
+                             WHEN old.damage IS NULL THEN old.bytes ELSE COALESCE(old.readable_bytes, 0) END
+    WHERE channel = old.channel;
+  INSERT OR IGNORE INTO channel_bytes (channel, bytes) VALUES (new.channel, 0);
+  UPDATE channel_bytes
+    SET bytes = bytes + CASE WHEN new.state >= 2 THEN 0
+                             WHEN new.damage IS NULL THEN new.bytes ELSE COALESCE(new.readable_bytes, 0) END
+    WHERE channel = new.channel;
+END;
+CREATE INDEX segment_finished_oldest ON segment (channel, event, start_90k) WHERE state = 1;
+CREATE INDEX segment_unfinished ON segment (state) WHERE state <> 1;
+DROP INDEX segment_channel_start;
+CREATE INDEX segment_channel_start ON segment
+  (channel, start_90k, id, end_90k, state, frames, bytes, sample_entry_id, damage, readable_bytes, holes);
+"#;
+
+/// Version 11: `record_sha256`, the record digest (`store::record_digest`:
 /// the SHA-256 of the segment header and every record header, each holding
 /// its frame's CRC-32) that the writer stores from now on instead of a
 /// SHA-256 of every byte. `sha256` keeps the whole-file hashes of segments
 /// finished before; the check uses whichever a row has.
-const MIGRATION_10: &str = r#"
+const MIGRATION_11: &str = r#"
 ALTER TABLE segment ADD COLUMN record_sha256 BLOB;      -- 32 bytes; NULL: see sha256
 "#;
 
@@ -315,7 +367,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 10] = [
+    let steps: [(i32, &str); 11] = [
         (1, SCHEMA),
         (2, MIGRATION_2),
         (3, MIGRATION_3),
@@ -326,6 +378,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         (8, MIGRATION_8),
         (9, MIGRATION_9),
         (10, MIGRATION_10),
+        (11, MIGRATION_11),
     ];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {
@@ -522,6 +575,49 @@ pub fn complete_segment(
     Ok(())
 }
 
+/// Inserts a segment that is already finished, as `insert_writing_segment`
+/// followed by `complete_segment` would leave it, in one statement: for
+/// generators of large synthetic indexes (`tandem bench index`), which must
+/// produce exactly the rows the writer does.
+pub fn insert_finished_segment(
+    conn: &Connection,
+    channel: u32,
+    start: Time90k,
+    entry: i64,
+    p: &Progress,
+    index: &[u8],
+    record_sha256: Option<&[u8; 32]>,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO segment (channel, state, start_90k, end_90k, frames, key_frames, bytes, media_bytes,
+           sample_entry_id, frame_index, record_sha256)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        channel,
+        start.0,
+        p.end.0,
+        p.frames,
+        p.key_frames,
+        p.bytes as i64,
+        p.media_bytes as i64,
+        entry,
+        index,
+        record_sha256.map(|h| h.as_slice())
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Turns off the rollback journal and fsyncs on `conn` for a bulk load of
+/// generated rows: a crash during the load leaves a corrupt index, so this is
+/// only for indexes that are thrown away (benchmarks); `open` turns WAL and
+/// FULL back on for the next connection.
+pub fn bulk_load_mode(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "OFF")?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    conn.pragma_update(None, "cache_size", -262_144)
+}
+
 /// A finished segment as the integrity check sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HashedSegment {
@@ -550,7 +646,7 @@ pub fn finished_segments_for_check(
     version: i32,
 ) -> rusqlite::Result<Vec<HashedSegment>> {
     let hash = if version >= 6 { "sha256" } else { "NULL" };
-    let records = if version >= 10 { "record_sha256" } else { "NULL" };
+    let records = if version >= 11 { "record_sha256" } else { "NULL" };
     let mut stmt = conn.prepare(&format!(
         "SELECT id, channel, start_90k, bytes, {hash}, damage, {records} FROM segment
          WHERE state = 1 AND (?1 IS NULL OR channel = ?1) AND start_90k < ?3 AND end_90k > ?2
@@ -580,8 +676,11 @@ pub fn segment(conn: &Connection, id: i64) -> rusqlite::Result<Option<SegmentRow
 }
 
 pub fn segments_in_state(conn: &Connection, state: i64) -> rusqlite::Result<Vec<SegmentRow>> {
+    // `state <> 1` lets the rows being written or deleted come from their
+    // partial index; finished rows are asked for elsewhere.
+    debug_assert_ne!(state, COMPLETE);
     let mut stmt = conn.prepare(&format!(
-        "SELECT {SEGMENT_COLS} FROM segment WHERE state = ?1 ORDER BY id"
+        "SELECT {SEGMENT_COLS} FROM segment WHERE state = ?1 AND state <> 1 ORDER BY id"
     ))?;
     let rows = stmt.query_map(params![state], segment_row)?;
     rows.collect()
@@ -600,12 +699,50 @@ pub fn segments_overlapping(
     start: Time90k,
     end: Time90k,
 ) -> rusqlite::Result<Vec<SegmentRow>> {
+    overlapping(conn, channel, start, end, SEGMENT_COLS)
+}
+
+/// As `segments_overlapping`, for the recordings list: read from the
+/// covering index `segment_channel_start` alone, so `frame_index` is `None` and
+/// `key_frames`, `media_bytes` are 0 — except for rows with damage or holes,
+/// read whole because their frame index places what is still readable. A
+/// year of rows with their frame indexes is gigabytes; this is megabytes.
+pub fn segments_overlapping_for_runs(
+    conn: &Connection,
+    channel: u32,
+    start: Time90k,
+    end: Time90k,
+) -> rusqlite::Result<Vec<SegmentRow>> {
+    let mut rows = overlapping(
+        conn,
+        channel,
+        start,
+        end,
+        "id, channel, state, start_90k, end_90k, frames, 0, bytes, 0, sample_entry_id, NULL, damage, \
+         readable_bytes, holes",
+    )?;
+    for r in rows.iter_mut().filter(|r| r.damage.is_some() || !r.holes.is_empty()) {
+        if let Some(whole) = segment(conn, r.id)? {
+            *r = whole;
+        }
+    }
+    Ok(rows)
+}
+
+/// `cols`: `SEGMENT_COLS` or columns in the same order (for `segment_row`).
+fn overlapping(
+    conn: &Connection,
+    channel: u32,
+    start: Time90k,
+    end: Time90k,
+    cols: &str,
+) -> rusqlite::Result<Vec<SegmentRow>> {
     // A segment overlapping `start` began at most the channel's longest
     // segment before it (`channel_span`), so bounding the start from below
     // lets the (channel, start) index do the work for segments of any length.
     // The extra hour covers a segment being written, whose row end lags.
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SEGMENT_COLS} FROM segment
+        "SELECT {cols} FROM segment
          WHERE channel = ?1 AND start_90k < ?3 AND end_90k > ?2 AND state < 2
            AND start_90k >= ?2 - 324000000
                - COALESCE((SELECT max_ticks FROM channel_span WHERE channel = ?1), 0)
@@ -757,11 +894,12 @@ macro_rules! stored_bytes {
 /// ones of each kind (continuous footage, event footage).
 pub fn channel_usage(conn: &Connection, limit: usize) -> rusqlite::Result<HashMap<u32, ChannelUsage>> {
     let mut out: HashMap<u32, ChannelUsage> = HashMap::new();
-    let mut stmt = conn.prepare_cached(concat!(
-        "SELECT channel, SUM(",
-        stored_bytes!(),
-        ") FROM segment WHERE state < 2 GROUP BY channel"
-    ))?;
+    // Kept by triggers (schema 10): summing the table here cost a full scan
+    // of it on every retention pass.
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.channel, c.bytes FROM channel_bytes c
+         WHERE EXISTS (SELECT 1 FROM segment s WHERE s.channel = c.channel AND s.state < 2)",
+    )?;
     for r in stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))? {
         let (ch, total) = r?;
         out.entry(ch).or_default().total_bytes = total as u64;
@@ -1226,6 +1364,16 @@ pub fn gapfill_next_piece(conn: &Connection, job: i64, origin: &str) -> rusqlite
     )
 }
 
+/// Of the segments with ids in [lo, hi], those gap fill merged (of any
+/// channel: callers keep the ids they hold). A range of the table's key,
+/// for lists that already have their rows: `gapfill_segment_ids` walks the
+/// (channel, start) range again.
+pub fn gapfill_segments_among(conn: &Connection, lo: i64, hi: i64) -> rusqlite::Result<std::collections::HashSet<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT segment_id FROM gapfill_segment WHERE segment_id BETWEEN ?1 AND ?2")?;
+    let rows = stmt.query_map(params![lo, hi], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// Of a channel's segments overlapping [start, end), those gap fill merged.
 pub fn gapfill_segment_ids(
     conn: &Connection,
@@ -1233,9 +1381,13 @@ pub fn gapfill_segment_ids(
     start: Time90k,
     end: Time90k,
 ) -> rusqlite::Result<std::collections::HashSet<i64>> {
+    // Bounded from below as in `segments_overlapping`: without it the
+    // (channel, start) index was walked from the channel's first segment.
     let mut stmt = conn.prepare_cached(
         "SELECT g.segment_id FROM gapfill_segment g JOIN segment s ON s.id = g.segment_id
-         WHERE s.channel = ?1 AND s.start_90k < ?3 AND s.end_90k > ?2",
+         WHERE s.channel = ?1 AND s.start_90k < ?3 AND s.end_90k > ?2
+           AND s.start_90k >= ?2 - 324000000
+               - COALESCE((SELECT max_ticks FROM channel_span WHERE channel = ?1), 0)",
     )?;
     let rows = stmt.query_map(params![channel, start.0, end.0], |r| r.get(0))?;
     rows.collect()
@@ -1449,6 +1601,129 @@ mod tests {
             .map(|r| r.unwrap())
             .collect();
         assert!(plan.iter().any(|l| l.contains("segment_channel_start")), "{plan:?}");
+    }
+
+    /// Each query plan's lines, for checking which index a statement uses.
+    fn query_plan(c: &Connection, sql: &str) -> String {
+        c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[test]
+    fn channel_bytes_follow_every_change_to_the_rows() {
+        let (_d, c, e) = fresh();
+        let summed = |c: &Connection| -> HashMap<u32, u64> {
+            let mut st = c
+                .prepare(concat!(
+                    "SELECT channel, SUM(",
+                    stored_bytes!(),
+                    ") FROM segment WHERE state < 2 GROUP BY channel"
+                ))
+                .unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let kept = |c: &Connection| -> HashMap<u32, u64> {
+            channel_usage(c, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(ch, u)| (ch, u.total_bytes))
+                .collect()
+        };
+        let progress = |bytes| Progress {
+            end: Time90k(2 * HOUR),
+            frames: 3,
+            key_frames: 1,
+            bytes,
+            media_bytes: bytes / 2,
+        };
+        let check = |step: &str| assert_eq!(kept(&c), summed(&c), "after {step}");
+        add(&c, e, 1, 0, HOUR);
+        check("a finished segment");
+        add(&c, e, 2, 0, HOUR);
+        check("another channel's");
+        let w = insert_writing_segment(&c, 1, Time90k(HOUR), e).unwrap();
+        check("a segment being written");
+        update_writing(&c, w, &progress(500)).unwrap();
+        check("its progress");
+        assert!(mark_damaged(&c, 1, "file truncated", 3).unwrap());
+        check("damage");
+        set_holes(&c, w, &[]).unwrap();
+        check("holes");
+        mark_garbage(&c, 2).unwrap();
+        check("garbage");
+        delete_segment_row(&c, 2).unwrap();
+        check("a deleted garbage row");
+        insert_finished_segment(&c, 3, Time90k(0), e, &progress(70), b"idx", None).unwrap();
+        check("a segment inserted finished");
+        complete_segment(&c, w, &progress(700), b"idx", None).unwrap();
+        check("completion");
+        assert!(mark_damaged(&c, w, "file missing", 0).unwrap());
+        check("a missing file");
+        delete_segment_row(&c, 1).unwrap();
+        check("a deleted finished row");
+        assert_eq!(kept(&c), HashMap::from([(1, 0), (3, 70)]));
+    }
+
+    #[test]
+    fn frequent_queries_stay_on_their_indexes() {
+        let (_d, c, e) = fresh();
+        for i in 0..50 {
+            add(&c, e, 1 + i % 2, i64::from(i) * HOUR, i64::from(i + 1) * HOUR);
+        }
+        // Retention's oldest finished segments of a kind.
+        let p = query_plan(
+            &c,
+            "SELECT id, channel, start_90k, end_90k, bytes, event FROM segment
+             WHERE channel = 1 AND state = 1 AND event = 0 ORDER BY start_90k LIMIT 5",
+        );
+        assert!(
+            p.contains("segment_finished_oldest") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        // Start-up's rows being written or deleted.
+        let p = query_plan(&c, "SELECT id FROM segment WHERE state = 2 AND state <> 1 ORDER BY id");
+        assert!(p.contains("segment_unfinished"), "{p}");
+        // The recordings list: the covering index alone.
+        let p = query_plan(
+            &c,
+            "SELECT id, channel, state, start_90k, end_90k, frames, 0, bytes, 0, sample_entry_id, NULL, damage,
+               readable_bytes, holes FROM segment
+             WHERE channel = 1 AND start_90k < 5 AND end_90k > 2 AND state < 2
+               AND start_90k >= 2 - 324000000 - COALESCE((SELECT max_ticks FROM channel_span WHERE channel = 1), 0)
+             ORDER BY start_90k, id",
+        );
+        assert!(p.contains("COVERING INDEX segment_channel_start"), "{p}");
+        // Gap fill's marks: a bounded range of the channel, not its history.
+        let p = query_plan(
+            &c,
+            "SELECT g.segment_id FROM gapfill_segment g JOIN segment s ON s.id = g.segment_id
+             WHERE s.channel = 1 AND s.start_90k < 5 AND s.end_90k > 2
+               AND s.start_90k >= 2 - 324000000 - COALESCE((SELECT max_ticks FROM channel_span WHERE channel = 1), 0)",
+        );
+        assert!(p.contains("start_90k>? AND start_90k<?") || p.contains("SCAN g"), "{p}");
+        // The rows for runs are the overlapping rows; only damaged ones carry their frame index.
+        assert!(mark_damaged(&c, 3, "file truncated", 5).unwrap());
+        let all = segments_overlapping(&c, 2, Time90k(0), Time90k(50 * HOUR)).unwrap();
+        let runs = segments_overlapping_for_runs(&c, 2, Time90k(0), Time90k(50 * HOUR)).unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|r| (r.id, r.start, r.end, r.frames, r.bytes))
+                .collect::<Vec<_>>(),
+            runs.iter()
+                .map(|r| (r.id, r.start, r.end, r.frames, r.bytes))
+                .collect::<Vec<_>>()
+        );
+        for r in &runs {
+            assert_eq!(r.frame_index.is_some(), r.id == 3, "segment {}", r.id);
+        }
     }
 
     #[test]

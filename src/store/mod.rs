@@ -26,6 +26,7 @@ pub mod reader;
 pub mod record_digest;
 pub mod repair;
 pub mod retention;
+pub mod retention_run;
 pub mod segment_file;
 pub mod writer;
 

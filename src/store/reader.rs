@@ -192,9 +192,13 @@ impl Reader {
         let entries = db::sample_entries(&conn)?;
         let mut runs: Vec<RecordingRun> = Vec::new();
         let mut last_entry = -1;
+        let rows = db::segments_overlapping_for_runs(&conn, channel, start, end)?;
         // Runs break where gap fill's footage meets ours, so each is marked.
-        let filled = db::gapfill_segment_ids(&conn, channel, start, end)?;
-        for s in db::segments_overlapping(&conn, channel, start, end)? {
+        let (lo, hi) = rows
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s.id), hi.max(s.id)));
+        let filled = db::gapfill_segments_among(&conn, lo, hi)?;
+        for s in rows {
             let e = entries.get(&s.sample_entry_id);
             let growing = s.state == db::WRITING;
             let origin = filled.contains(&s.id).then_some(crate::store::import::GAPFILL_ORIGIN);
@@ -529,6 +533,50 @@ mod tests {
         // The missing segment is a gap: the next run starts after it.
         assert_eq!(runs[1].start_90k, Time90k(230 * s));
         assert!(runs[1].overlaps.is_empty());
+    }
+
+    #[test]
+    fn gap_fills_footage_is_its_own_run_among_other_channels_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = db::open(&dir.path().join("index.db")).unwrap();
+        db::migrate(&mut c).unwrap();
+        let e = db::upsert_sample_entry(&c, b"avc1", "h264", 640, 480).unwrap();
+        let s = 90_000i64;
+        let add = |ch: u32, a: i64| {
+            let p = db::Progress {
+                end: Time90k(a + 60 * s),
+                frames: 25,
+                key_frames: 1,
+                bytes: 1000,
+                media_bytes: 900,
+            };
+            db::insert_finished_segment(&c, ch, Time90k(a), e, &p, &[], None).unwrap()
+        };
+        let first = add(1, 0);
+        let other = add(2, 60 * s);
+        add(1, 60 * s);
+        add(1, 120 * s);
+        // Gap fill merged channel 1's middle minute, and channel 2's minute
+        // (whose id lies among channel 1's).
+        assert_eq!(
+            db::gapfill_mark_segments(&c, 7, 1, first, Time90k(60 * s), Time90k(120 * s)).unwrap(),
+            1
+        );
+        assert_eq!(
+            db::gapfill_mark_segments(&c, 8, 2, first, Time90k(0), Time90k(120 * s)).unwrap(),
+            1
+        );
+        assert!(db::gapfill_segments_among(&c, first, first + 3)
+            .unwrap()
+            .contains(&other));
+        let runs = Reader::new(dir.path().to_path_buf())
+            .recordings(1, Time90k(0), Time90k(1000 * s))
+            .unwrap();
+        let got: Vec<_> = runs
+            .iter()
+            .map(|r| (r.start_90k.0 / s, r.end_90k.0 / s, r.origin))
+            .collect();
+        assert_eq!(got, vec![(0, 60, None), (60, 120, Some("gapfill")), (120, 180, None)]);
     }
 
     #[test]

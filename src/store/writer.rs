@@ -27,10 +27,10 @@ use tracing::{error, info, warn};
 
 use super::boundary::{decide, Decision};
 use super::db::{self, Progress};
-use super::deleter::{Deleted, Deleter, Doomed};
+use super::deleter::{Deleted, Deleter};
 pub(super) use super::open_segment::OpenSegment;
 use super::open_segment::{Closed, Lost, Unflushed};
-use super::retention::{self, RetentionPolicy};
+use super::retention::RetentionPolicy;
 use super::{segment_path, SampleEntry};
 use crate::time::{Clock, Time90k};
 
@@ -44,10 +44,6 @@ const EVENT_BUDGET: usize = 256;
 const EVENT_COMMIT: Duration = Duration::from_millis(100);
 /// A channel paused by a full or failing disk tries again this often.
 const DISK_RETRY: Duration = Duration::from_secs(1);
-/// Segments retention deletes per round (one round every
-/// `retention_interval` while there is more): marking 1,024 rows garbage is
-/// one short commit on the writer; the unlinks run on `deleter`'s thread.
-const RETENTION_BATCH: usize = 1024;
 
 #[derive(Debug)]
 pub struct Frame {
@@ -706,52 +702,29 @@ impl Writer {
         if self.deleter.as_ref().is_some_and(|d| d.busy()) {
             return;
         }
-        let free = match super::free_bytes(&self.cfg.dir) {
-            Ok(f) => f,
-            Err(e) => {
-                warn!("cannot read free space of {}: {e}", self.cfg.dir.display());
-                return;
-            }
-        };
-        let usage = match db::channel_usage(&self.conn, 500) {
-            Ok(u) => u,
-            Err(e) => {
-                warn!("cannot read channel usage: {e}");
-                return;
-            }
-        };
-        let mut plan = retention::plan(
+        let (r, batch) = match super::retention_run::mark(
+            &self.conn,
+            &self.cfg.dir,
             self.clock.now(),
-            &usage,
             &self.cfg.policies,
-            free,
             self.cfg.min_free_bytes,
-        );
-        if plan.is_empty() {
-            return;
-        }
-        // The garbage commit is the writer's; a smaller batch keeps it short.
-        plan.truncate(RETENTION_BATCH);
-        let r = (|| {
-            let tx = self.conn.unchecked_transaction()?;
-            for d in &plan {
-                db::mark_garbage(&tx, d.segment.id)?;
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!("{e}");
+                return;
             }
-            tx.commit()
-        })();
-        if let Err(e) = r {
-            warn!("cannot mark segments for deletion: {e}");
+        };
+        if batch.is_empty() {
             return;
         }
-        info!(segments = plan.len(), free_bytes = free, reason = ?plan[0].reason, "retention deleting footage");
-        let batch: Vec<Doomed> = plan
-            .iter()
-            .map(|d| Doomed {
-                channel: d.segment.channel,
-                id: d.segment.id,
-                bytes: d.segment.bytes,
-            })
-            .collect();
+        info!(
+            segments = batch.len(),
+            free_bytes = r.free_bytes,
+            reason = ?r.reason,
+            ms = r.total().as_millis() as u64,
+            "retention deleting footage"
+        );
         if self.deleter.is_none() {
             self.deleter = Deleter::spawn(self.cfg.dir.clone())
                 .map_err(|e| warn!("cannot start the retention thread, deleting on the writer: {e}"))
@@ -775,14 +748,7 @@ impl Writer {
     }
 
     fn rows_deleted(&mut self, done: Deleted) {
-        let r = (|| {
-            let tx = self.conn.unchecked_transaction()?;
-            for id in &done.ids {
-                db::delete_segment_row(&tx, *id)?;
-            }
-            tx.commit()
-        })();
-        if let Err(e) = r {
+        if let Err(e) = super::retention_run::delete_rows(&self.conn, &done.ids) {
             warn!("cannot delete rows of deleted segments (startup will finish): {e}");
         }
         if let Ok(mut s) = self.stats.lock() {
