@@ -50,6 +50,10 @@ enum Which {
     /// generated into SQLite): size on disk, recordings for a day and a
     /// year, a one-hour clip's moov, start-up, retention of a day.
     Index(super::bench_index::IndexArgs),
+    /// Playback serving: C concurrent clip downloads while N cameras record
+    /// (bytes/s, per core, frames lost), vs python3 -m http.server (and
+    /// nginx if installed) serving one clip as a file.
+    Serve(super::bench_serve::ServeArgs),
 }
 
 /// The simulated cameras' picture: 1080p25 at 4 Mbit/s unless told otherwise.
@@ -95,6 +99,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Which::Apply(a) => super::bench_apply::run(a),
         Which::Alerts(a) => super::bench_alerts::run(a),
         Which::Index(a) => super::bench_index::run(a),
+        Which::Serve(a) => super::bench_serve::run(a),
     }
 }
 
