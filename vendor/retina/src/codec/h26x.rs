@@ -333,7 +333,9 @@ impl<A: U8Array> AnnexBScanner<A> {
                     }
                 }
                 debug_assert!(mid.deferred.is_none());
-                match cur.find_byte(0) {
+                // Lone zeros cannot start a start code and stay in the
+                // contiguous region (see `find_zero_pair_or_trailing_zero`).
+                match cur.find_zero_pair_or_trailing_zero() {
                     Some(j) => {
                         debug_assert!(mid.deferred.is_none());
                         mid.deferred = Some(Deferred {
