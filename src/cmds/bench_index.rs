@@ -686,12 +686,12 @@ fn report(a: &IndexArgs, r: &Results) -> Result<()> {
             ),
             "≤ 200",
         );
+        // Both passes read up to PASS_LIMIT segments of every channel.
         row(
-            "  retention idle pass ms (linear)",
-            format!("{:.0}", r.retention_idle_pass_ms * scale),
+            "  retention idle pass ms (per channel)",
+            format!("{:.0}", r.retention_idle_pass_ms * channel_scale),
             "-",
         );
-        // A pass deletes up to PASS_LIMIT segments of every channel.
         row(
             "  retention longest pass ms (per channel)",
             format!("{:.0}", r.retention_longest_pass_ms * channel_scale),
@@ -705,7 +705,7 @@ fn report(a: &IndexArgs, r: &Results) -> Result<()> {
         "index_bytes": r.full_size_index_bytes_extrapolated,
         "startup_open_repair_ms": r.startup_open_repair_ms * scale,
         "startup_check_ms": r.startup_check_ms.map(|c| c * scale),
-        "retention_idle_pass_ms": r.retention_idle_pass_ms * scale,
+        "retention_idle_pass_ms": r.retention_idle_pass_ms * channel_scale,
         "retention_longest_pass_ms": r.retention_longest_pass_ms * channel_scale,
         "recordings_whole_year_ms": r.recordings_whole_range_ms.p50 * f64::from(FULL_DAYS) / f64::from(r.days),
     });

@@ -263,8 +263,9 @@ END;
 /// `stored_bytes!` of its rows that are not garbage), kept up to date by
 /// triggers whoever writes the rows, so the writer's retention pass (every
 /// 5 s) reads 64 rows instead of summing the table. The oldest finished
-/// segments of each kind come from their own partial index (the pass used to
-/// walk a channel's whole history to find its oldest event footage),
+/// segments of each kind come from their own partial index, which covers
+/// what the pass reads of them (the pass used to walk a channel's whole
+/// history to find its oldest event footage),
 /// start-up finds the rows being written or deleted from a partial index
 /// holding only those, and the (channel, start) index grows the columns the
 /// recordings list reads, so that it reads the index (~50 bytes a row)
@@ -302,7 +303,7 @@ CREATE TRIGGER segment_bytes_update AFTER UPDATE OF channel, state, bytes, damag
                              WHEN new.damage IS NULL THEN new.bytes ELSE COALESCE(new.readable_bytes, 0) END
     WHERE channel = new.channel;
 END;
-CREATE INDEX segment_finished_oldest ON segment (channel, event, start_90k) WHERE state = 1;
+CREATE INDEX segment_finished_oldest ON segment (channel, event, start_90k, end_90k, bytes) WHERE state = 1;
 CREATE INDEX segment_unfinished ON segment (state) WHERE state <> 1;
 DROP INDEX segment_channel_start;
 CREATE INDEX segment_channel_start ON segment
@@ -1673,7 +1674,7 @@ mod tests {
              WHERE channel = 1 AND state = 1 AND event = 0 ORDER BY start_90k LIMIT 5",
         );
         assert!(
-            p.contains("segment_finished_oldest") && !p.contains("TEMP B-TREE"),
+            p.contains("COVERING INDEX segment_finished_oldest") && !p.contains("TEMP B-TREE"),
             "{p}"
         );
         // Start-up's check of every finished segment.
