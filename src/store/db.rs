@@ -263,8 +263,9 @@ END;
 /// `stored_bytes!` of its rows that are not garbage), kept up to date by
 /// triggers whoever writes the rows, so the writer's retention pass (every
 /// 5 s) reads 64 rows instead of summing the table. The oldest finished
-/// segments of each kind come from their own partial index (the pass used to
-/// walk a channel's whole history to find its oldest event footage),
+/// segments of each kind come from their own partial index, which covers
+/// what the pass reads of them (the pass used to walk a channel's whole
+/// history to find its oldest event footage),
 /// start-up finds the rows being written or deleted from a partial index
 /// holding only those, and the (channel, start) index grows the columns the
 /// recordings list reads, so that it reads the index (~50 bytes a row)
@@ -302,7 +303,7 @@ CREATE TRIGGER segment_bytes_update AFTER UPDATE OF channel, state, bytes, damag
                              WHEN new.damage IS NULL THEN new.bytes ELSE COALESCE(new.readable_bytes, 0) END
     WHERE channel = new.channel;
 END;
-CREATE INDEX segment_finished_oldest ON segment (channel, event, start_90k) WHERE state = 1;
+CREATE INDEX segment_finished_oldest ON segment (channel, event, start_90k, end_90k, bytes) WHERE state = 1;
 CREATE INDEX segment_unfinished ON segment (state) WHERE state <> 1;
 DROP INDEX segment_channel_start;
 CREATE INDEX segment_channel_start ON segment
@@ -842,9 +843,13 @@ fn segments_overlapping_scan(conn: &Connection, channel: u32, start: Time90k, en
 }
 
 /// Every finished, not yet damaged segment, with just what the start-up check
-/// needs (one pass over the table, no frame indexes).
+/// needs, by channel and start: read from the (channel, start) index alone,
+/// which covers these columns (the rows, with their frame indexes, are ~100
+/// times larger), and in the order the files were created.
 pub fn complete_segment_sizes(conn: &Connection) -> rusqlite::Result<Vec<(i64, u32, u64)>> {
-    let mut stmt = conn.prepare("SELECT id, channel, bytes FROM segment WHERE state = 1 AND damage IS NULL")?;
+    let mut stmt = conn.prepare(
+        "SELECT id, channel, bytes FROM segment WHERE state = 1 AND damage IS NULL ORDER BY channel, start_90k",
+    )?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)))?;
     rows.collect()
 }
@@ -1685,7 +1690,16 @@ mod tests {
              WHERE channel = 1 AND state = 1 AND event = 0 ORDER BY start_90k LIMIT 5",
         );
         assert!(
-            p.contains("segment_finished_oldest") && !p.contains("TEMP B-TREE"),
+            p.contains("COVERING INDEX segment_finished_oldest") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        // Start-up's check of every finished segment.
+        let p = query_plan(
+            &c,
+            "SELECT id, channel, bytes FROM segment WHERE state = 1 AND damage IS NULL ORDER BY channel, start_90k",
+        );
+        assert!(
+            p.contains("COVERING INDEX segment_channel_start") && !p.contains("TEMP B-TREE"),
             "{p}"
         );
         // Start-up's rows being written or deleted.

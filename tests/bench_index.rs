@@ -1,0 +1,36 @@
+//! `tandem bench index` at a tiny size (two channels, two days: about a
+//! second): the generated index is whole — every segment listed, every file
+//! the size its row says, one run a day — and the writer's retention passes
+//! delete exactly the first day of every channel. Smoke check only: no
+//! timing is asserted.
+
+#[test]
+fn a_tiny_generated_index_is_whole_and_retention_deletes_its_first_day() {
+    let t = tempfile::tempdir().unwrap();
+    let json = t.path().join("bench-index.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["bench", "index", "--channels", "2", "--days", "2", "--samples", "3"])
+        .arg("--dir")
+        .arg(t.path().join("data"))
+        .arg("--json")
+        .arg(&json)
+        .env("TANDEM_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let per_channel = 2 * 1440;
+    assert_eq!(r["segments"], 2 * per_channel);
+    assert_eq!(r["recordings_whole_range_segments"], per_channel);
+    assert_eq!(r["startup_checked"], 2 * per_channel);
+    assert_eq!(r["startup_damaged"], 0);
+    assert_eq!(r["startup_files"], 2 * per_channel);
+    // Each channel's first day: 1440 minutes less the one straddling its end
+    // (minute boundaries are offset within the first second).
+    let deleted = r["retention_day_segments"].as_u64().unwrap();
+    assert!((2 * 1439..=2 * 1440).contains(&deleted), "{deleted}");
+    // An hour's moov lists each of its 90,000 frames' sizes (4 bytes each).
+    assert!(r["clip_moov_bytes"].as_u64().unwrap() > 3600 * 25 * 4);
+    // The generated store is removed.
+    assert!(!t.path().join("data").exists());
+}
