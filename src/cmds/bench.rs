@@ -185,6 +185,17 @@ pub(super) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Each client thread's result, a panic counted as that client's error.
+pub(super) fn join_clients<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Vec<Result<T>> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a client thread panicked")))
+        })
+        .collect()
+}
+
 /// Starts `count` simulated cameras (GOP of one second) and returns the
 /// process with their URLs.
 pub(super) fn start_cameras(

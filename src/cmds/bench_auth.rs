@@ -186,13 +186,7 @@ fn measure(name: &str, addr: &str, target: &str, bearer: Option<&str>, clients: 
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a client thread panicked")))
-            })
-            .collect()
+        super::bench::join_clients(handles)
     });
     let elapsed = started.elapsed().as_secs_f64();
     let (mut lat, mut bytes) = (Vec::new(), 0u64);

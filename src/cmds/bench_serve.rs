@@ -198,13 +198,7 @@ fn download(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a client thread panicked")))
-            })
-            .collect()
+        super::bench::join_clients(handles)
     });
     let seconds = started.elapsed().as_secs_f64();
     let (c1, s1) = (cpu_seconds(server_pid)?, cpu_seconds(std::process::id())?);
