@@ -3,9 +3,11 @@
 //! per-frame entries (25 fps, 1-s GOP, 4 Mbit/s sizes that vary) straight into
 //! SQLite through `store::db`, with the rows the writer makes, then measures
 //! what an operator waits for: the index's size on disk, `recordings` for a
-//! day and for the whole range, the `moov` of a one-hour clip, start-up
-//! (open and repair, then the check of finished segments) and a retention
-//! pass deleting the oldest day of every channel.
+//! day and for the whole range (from day summaries, folded first as the
+//! `store-runs` thread would, and segment by segment for comparison),
+//! the `moov` of a one-hour clip, start-up (open and repair, then the
+//! background check of finished segments and listing of every file) and a
+//! retention pass deleting the oldest day of every channel.
 //!
 //! Segment files: a year of 1-minute segments is more files than the disk
 //! has inodes, so each segment's file is a hard link to a sparse file of its
