@@ -1,6 +1,7 @@
 //! `tandem bench index` at a tiny size (two channels, two days: about a
 //! second): the generated index is whole — every segment listed, every file
-//! the size its row says, one run a day — and the writer's retention passes
+//! the size its row says, one run a day, each past day summarized — and the
+//! writer's retention passes
 //! delete exactly the first day of every channel. Smoke check only: no
 //! timing is asserted.
 
@@ -24,7 +25,11 @@ fn a_tiny_generated_index_is_whole_and_retention_deletes_its_first_day() {
     assert_eq!(r["recordings_whole_range_segments"], per_channel);
     assert_eq!(r["startup_checked"], 2 * per_channel);
     assert_eq!(r["startup_damaged"], 0);
-    assert_eq!(r["startup_files"], 2 * per_channel);
+    assert_eq!(r["background_listing_files"], 2 * per_channel);
+    // Each channel's past days (the range starts in one and covers the
+    // next) got a summary; the whole range's runs from them equal the runs
+    // of the segments (the benchmark fails otherwise).
+    assert_eq!(r["runs_summarized_days"], 2 * 2);
     // Each channel's first day: 1440 minutes less the one straddling its end
     // (minute boundaries are offset within the first second).
     let deleted = r["retention_day_segments"].as_u64().unwrap();

@@ -7,8 +7,10 @@
 //! 2. its row is `writing`: the file is being appended to (or was, before a
 //!    crash) and the row's `end_90k`/`frames`/`bytes` describe a flushed prefix;
 //! 3. its row is `garbage`: the file is being deleted and may be gone;
-//! 4. it has no row: a crash hit between creating the file and committing the
-//!    row; startup adopts it from its self-describing header.
+//! 4. it has no row: its row's insert never committed (its id is above the
+//!    last committed one: start-up adopts it from its self-describing
+//!    header), or its row is gone while an unlink failed or was undone by a
+//!    power cut (the background listing adopts it: see `store::orphans`).
 //!
 //! This module must never touch segment files; the writer orders file and row
 //! changes so that the invariant survives a crash at any instant.
@@ -22,7 +24,7 @@ use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::store::segment_file::Hole;
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 11;
+pub const SCHEMA_VERSION: i32 = 12;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -368,7 +370,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 11] = [
+    let steps: [(i32, &str); 12] = [
         (1, SCHEMA),
         (2, MIGRATION_2),
         (3, MIGRATION_3),
@@ -380,6 +382,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         (9, MIGRATION_9),
         (10, MIGRATION_10),
         (11, MIGRATION_11),
+        (12, super::run_days::MIGRATION_12),
     ];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {
@@ -443,7 +446,7 @@ pub struct SegmentRow {
 const SEGMENT_COLS: &str = "id, channel, state, start_90k, end_90k, frames, key_frames, bytes, \
                             media_bytes, sample_entry_id, frame_index, damage, readable_bytes, holes";
 
-fn segment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRow> {
+pub(crate) fn segment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRow> {
     Ok(SegmentRow {
         id: r.get(0)?,
         channel: r.get(1)?,

@@ -29,6 +29,10 @@ pub struct Doomed {
 /// A batch whose files are gone and whose directories are synced.
 #[derive(Debug)]
 pub struct Deleted {
+    /// The segments whose files are gone: their rows may be deleted. A file
+    /// that could not be unlinked is left out, so its row stays `garbage`
+    /// and start-up tries again; deleting the row would leave a file no row
+    /// describes, which only the background listing would find.
     pub ids: Vec<i64>,
     /// Bytes of the files unlinked (a file already gone counts nothing).
     pub freed: u64,
@@ -93,19 +97,23 @@ impl Deleter {
 /// the writer does itself if the thread cannot be started.
 pub fn delete(dir: &std::path::Path, batch: &[Doomed]) -> Deleted {
     let mut freed = 0;
+    let mut ids = Vec::with_capacity(batch.len());
     for d in batch {
         let p = segment_path(dir, d.channel, d.id);
         match std::fs::remove_file(&p) {
-            Ok(()) => freed += d.bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => warn!("cannot delete {}: {e}", p.display()),
+            Ok(()) => {
+                freed += d.bytes;
+                ids.push(d.id);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ids.push(d.id),
+            Err(e) => warn!(
+                "cannot delete {}: {e}; its row stays garbage until start-up tries again",
+                p.display()
+            ),
         }
     }
     super::sync_video_dirs(dir);
-    Deleted {
-        ids: batch.iter().map(|d| d.id).collect(),
-        freed,
-    }
+    Deleted { ids, freed }
 }
 
 #[cfg(test)]
@@ -145,5 +153,26 @@ mod tests {
         assert_eq!((done.ids, done.freed), (vec![1, 2, 3], 300));
         assert!(!d.busy() && d.finished().is_none());
         assert!(!segment_path(dir.path(), 2, 1).exists());
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_unlinked_keeps_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let doomed: Vec<Doomed> = (1..=2)
+            .map(|id| Doomed {
+                channel: 1,
+                id,
+                bytes: 10,
+            })
+            .collect();
+        let ok = segment_path(dir.path(), 1, 1);
+        std::fs::create_dir_all(ok.parent().unwrap()).unwrap();
+        std::fs::write(&ok, [0u8; 10]).unwrap();
+        // A directory in the file's place: the unlink fails (even as root).
+        let stuck = segment_path(dir.path(), 1, 2);
+        std::fs::create_dir_all(stuck.join("x")).unwrap();
+        let done = delete(dir.path(), &doomed);
+        assert_eq!((done.ids, done.freed), (vec![1], 10));
+        assert!(stuck.exists());
     }
 }

@@ -20,6 +20,7 @@ pub mod import_plan;
 pub mod index;
 pub mod integrity;
 pub mod open_segment;
+pub mod orphans;
 pub mod outbox;
 pub mod queue;
 pub mod reader;
@@ -27,6 +28,8 @@ pub mod record_digest;
 pub mod repair;
 pub mod retention;
 pub mod retention_run;
+pub mod run_days;
+pub mod runs;
 pub mod segment_file;
 pub mod writer;
 
@@ -177,6 +180,8 @@ pub struct Store {
     /// Each channel's event gate: mode, pre-event buffer use, windows.
     pub gate_stats: events::GateStatsMap,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Keeps the day summaries of recording runs folded; stops when dropped.
+    _runs: Option<run_days::Summarizer>,
     _lock: File,
 }
 
@@ -196,6 +201,7 @@ impl Store {
         }
         ensure_reserve(&cfg.dir);
         spawn_finished_check(&cfg.dir, &db_path);
+        let runs = run_days::spawn(db_path.clone(), clock.clone());
         let status: StatusMap = Arc::new(Mutex::new(HashMap::new()));
         let wcfg = writer::WriterConfig {
             dir: cfg.dir.clone(),
@@ -232,6 +238,7 @@ impl Store {
                 importer,
                 gate_stats,
                 thread: Some(thread),
+                _runs: runs,
                 _lock: lock,
             },
             report,
@@ -263,17 +270,21 @@ impl Store {
     }
 }
 
-/// Checks finished segments for damage on its own thread and connection, so
-/// that recording starts without waiting for a year of `stat` calls.
+/// Checks finished segments for damage, then lists every segment file for
+/// ones whose row is gone (`orphans::adopt_unindexed`), on its own thread
+/// and connection, so that recording starts without waiting for a year of
+/// `stat` calls and file names.
 fn spawn_finished_check(dir: &Path, db_path: &Path) {
     let (dir, db_path) = (dir.to_path_buf(), db_path.to_path_buf());
     let r = std::thread::Builder::new().name("store-check".into()).spawn(move || {
         let mut report = RepairReport::default();
-        let r = db::open(&db_path)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| repair::check_finished(&c, &dir, &mut report));
+        let r = db::open(&db_path).map_err(anyhow::Error::from).and_then(|c| {
+            repair::check_finished(&c, &dir, &mut report)?;
+            orphans::adopt_unindexed(&c, &dir, &mut report)?;
+            Ok(())
+        });
         if let Err(e) = r {
-            warn!("cannot check finished segments for damage: {e:#}");
+            warn!("cannot check finished segments for damage or files without a row: {e:#}");
         }
     });
     if let Err(e) = r {

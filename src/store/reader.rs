@@ -16,6 +16,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tracing::warn;
 
+use super::runs::CONTIGUOUS;
 use super::segment_file::{self, SegmentHeader, RECORD_HEADER_LEN};
 use super::{db, header_len, index, segment_path};
 use crate::time::Time90k;
@@ -71,7 +72,7 @@ pub struct Overlap {
 }
 
 /// A contiguous stretch of recording as listed by the recordings API.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RecordingRun {
     pub start: String,
     pub end: String,
@@ -99,9 +100,6 @@ pub struct RecordingRun {
 
 /// A segment's frames and its holes (as time spans), from `place_frames`.
 pub type Placed = (Vec<FrameRef>, Vec<(Time90k, Time90k)>);
-
-/// Two segments closer than this (a tenth of a second) count as one run.
-const CONTIGUOUS: i64 = 9_000;
 
 /// Places a finished segment's frames in time and in its file from its row
 /// alone: durations and sizes from the frame index, then the holes repair
@@ -186,65 +184,28 @@ impl Reader {
 
     /// The channel's recording as runs of contiguous stored time. Damaged
     /// footage (as marked at start-up) and holes repair stepped over split
-    /// runs; overlapping footage is listed in its run, never hidden.
+    /// runs; overlapping footage is listed in its run, never hidden. Whole
+    /// days come from their summaries (`run_days`) where those are valid.
     pub fn recordings(&self, channel: u32, start: Time90k, end: Time90k) -> Result<Vec<RecordingRun>> {
         let conn = self.conn()?;
         let entries = db::sample_entries(&conn)?;
-        let mut runs: Vec<RecordingRun> = Vec::new();
-        let mut last_entry = -1;
+        Ok(super::run_days::recordings(&conn, channel, start.0, end.0, &entries)?.finish(&entries))
+    }
+
+    /// As `recordings`, folding every segment of the range one by one (no
+    /// day summary): what `recordings` is measured and tested against.
+    pub fn recordings_segment_by_segment(
+        &self,
+        channel: u32,
+        start: Time90k,
+        end: Time90k,
+    ) -> Result<Vec<RecordingRun>> {
+        let conn = self.conn()?;
+        let entries = db::sample_entries(&conn)?;
         let rows = db::segments_overlapping_for_runs(&conn, channel, start, end)?;
-        // Runs break where gap fill's footage meets ours, so each is marked.
-        let (lo, hi) = rows
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s.id), hi.max(s.id)));
-        let filled = db::gapfill_segments_among(&conn, lo, hi)?;
-        for s in rows {
-            let e = entries.get(&s.sample_entry_id);
-            let growing = s.state == db::WRITING;
-            let origin = filled.contains(&s.id).then_some(crate::store::import::GAPFILL_ORIGIN);
-            for (a, b, frames, bytes) in pieces(&s, e.map(|e| e.data.len()).unwrap_or(0)) {
-                match runs.last_mut() {
-                    Some(r) if a - r.end_90k <= CONTIGUOUS && last_entry == s.sample_entry_id && r.origin == origin => {
-                        // Less than this is the guessed duration of the
-                        // previous segment's last frame, not hidden footage.
-                        if r.end_90k - a > CONTIGUOUS {
-                            let o_end = r.end_90k.min(b);
-                            r.overlaps.push(Overlap {
-                                start: a.to_rfc3339(),
-                                end: o_end.to_rfc3339(),
-                                seconds: (o_end - a) as f64 / 90_000.0,
-                            });
-                        }
-                        r.end_90k = r.end_90k.max(b);
-                        r.frames += frames;
-                        r.bytes += bytes;
-                        r.segments += 1;
-                        r.growing |= growing;
-                    }
-                    _ => runs.push(RecordingRun {
-                        start: String::new(),
-                        end: String::new(),
-                        start_90k: a,
-                        end_90k: b,
-                        frames,
-                        bytes,
-                        codec: e.map(|e| e.codec.clone()).unwrap_or_default(),
-                        width: e.map(|e| e.width).unwrap_or(0),
-                        height: e.map(|e| e.height).unwrap_or(0),
-                        segments: 1,
-                        growing,
-                        overlaps: Vec::new(),
-                        origin,
-                    }),
-                }
-                last_entry = s.sample_entry_id;
-            }
-        }
-        for r in &mut runs {
-            r.start = r.start_90k.to_rfc3339();
-            r.end = r.end_90k.to_rfc3339();
-        }
-        Ok(runs)
+        let mut fold = super::runs::RunFold::default();
+        super::run_days::fold_rows(&conn, &mut fold, &rows, &entries)?;
+        Ok(fold.finish(&entries))
     }
 
     /// Each channel's stored bytes, oldest footage and bytes recorded in
@@ -396,7 +357,7 @@ impl Reader {
 /// The stretches of stored time a segment row offers to the recordings list,
 /// with their frames and bytes: the whole row if it is intact, else the
 /// readable frames between repair's holes and before the damage.
-fn pieces(s: &db::SegmentRow, entry_len: usize) -> Vec<(Time90k, Time90k, u64, u64)> {
+pub(crate) fn pieces(s: &db::SegmentRow, entry_len: usize) -> Vec<(Time90k, Time90k, u64, u64)> {
     if s.damage.is_none() && s.holes.is_empty() {
         return vec![(s.start, s.end, u64::from(s.frames), s.bytes)];
     }

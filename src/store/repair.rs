@@ -1,6 +1,9 @@
 //! Start-up repair: brings segment files and their index rows back into
 //! agreement after a crash, and finds finished segments whose files were
-//! damaged while Tandem was stopped.
+//! damaged while Tandem was stopped. Before recording starts it looks only at
+//! what a crash can leave unfinished (rows `writing` or `garbage`, files
+//! above the last committed id: see `orphans`); whatever needs the whole
+//! store runs afterwards on its own thread.
 //!
 //! Repair keeps every frame whose record verifies: a damaged stretch in the
 //! middle of a segment is stepped over (`segment_file::scan`) and recorded as
@@ -18,7 +21,7 @@ use anyhow::Result;
 use tracing::{info, warn};
 
 use super::segment_file::{self, SegmentHeader};
-use super::{db, index, segment_path, sync_video_dirs, SampleEntry};
+use super::{db, index, orphans, segment_path, sync_video_dirs, SampleEntry};
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RepairReport {
@@ -95,40 +98,51 @@ pub fn header_matches(path: &Path, channel: u32, id: i64) -> bool {
 /// intact frame; logs each repair and each damaged file by name.
 pub fn repair(conn: &rusqlite::Connection, dir: &Path) -> Result<RepairReport> {
     let mut report = RepairReport::default();
-    for row in db::segments_in_state(conn, db::GARBAGE)? {
-        let _ = std::fs::remove_file(segment_path(dir, row.channel, row.id));
-        db::delete_segment_row(conn, row.id)?;
-        report.garbage_collected += 1;
-    }
+    collect_garbage(conn, dir, &mut report)?;
     for row in db::segments_in_state(conn, db::WRITING)? {
         finish_from_file(conn, dir, row.channel, row.id, false, &mut report)?;
     }
-    let known = db::all_segment_ids(conn)?;
-    if let Ok(rd) = std::fs::read_dir(dir.join("video")) {
-        for chdir in rd.flatten() {
-            let Some(channel) = chdir
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("ch")?.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            for f in std::fs::read_dir(chdir.path())?.flatten() {
-                let name = f.file_name();
-                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".seg")?.parse::<i64>().ok()) else {
-                    continue;
-                };
-                if !known.contains(&id) {
-                    finish_from_file(conn, dir, channel, id, true, &mut report)?;
-                }
-            }
-        }
-    }
+    // Files whose row never committed; those whose row is gone for another
+    // reason are the background check's (`orphans::adopt_unindexed`).
+    orphans::adopt_above_last_id(conn, dir, &mut report)?;
     sync_video_dirs(dir);
     if report.segments_repaired + report.segments_adopted + report.segments_discarded + report.files_quarantined > 0 {
         info!(?report, "store repaired after an unclean stop");
     }
     Ok(report)
+}
+
+/// Finishes what retention started: unlinks the files of `garbage` rows,
+/// makes the unlinks durable, then deletes the rows of the files that are
+/// gone. A file that cannot be unlinked keeps its row (and is tried again at
+/// the next start): deleting the row would leave a file no row describes,
+/// which only the background listing finds.
+fn collect_garbage(conn: &rusqlite::Connection, dir: &Path, report: &mut RepairReport) -> Result<()> {
+    let mut gone = Vec::new();
+    for row in db::segments_in_state(conn, db::GARBAGE)? {
+        let path = segment_path(dir, row.channel, row.id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => gone.push(row.id),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone.push(row.id),
+            Err(e) => warn!(
+                channel = row.channel,
+                segment = row.id,
+                file = %path.display(),
+                "cannot delete a segment retention deleted: {e}; its row is kept to try again"
+            ),
+        }
+    }
+    if gone.is_empty() {
+        return Ok(());
+    }
+    sync_video_dirs(dir);
+    let tx = conn.unchecked_transaction()?;
+    for id in &gone {
+        db::delete_segment_row(&tx, *id)?;
+    }
+    tx.commit()?;
+    report.garbage_collected += gone.len();
+    Ok(())
 }
 
 /// The start-up check of finished segments: size against the row, the
@@ -204,6 +218,19 @@ pub fn check_finished(conn: &rusqlite::Connection, dir: &Path, report: &mut Repa
     Ok(())
 }
 
+/// Indexes segment `id` of `channel` from its file alone (it has no row):
+/// the frames it holds become a finished segment, or the file is moved aside
+/// or removed as `repair` would (see `orphans`).
+pub(super) fn adopt_file(
+    conn: &rusqlite::Connection,
+    dir: &Path,
+    channel: u32,
+    id: i64,
+    report: &mut RepairReport,
+) -> Result<()> {
+    finish_from_file(conn, dir, channel, id, true, report)
+}
+
 fn finish_from_file(
     conn: &rusqlite::Connection,
     dir: &Path,
@@ -222,6 +249,12 @@ fn finish_from_file(
         );
         let _ = std::fs::remove_file(&path);
         if !adopt {
+            // The unlink must be durable before the row goes: a power cut
+            // that brought the file back without its row would leave it to
+            // the background listing instead of start-up.
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+            }
             db::delete_segment_row(conn, id)?;
         }
         report.segments_discarded += 1;
@@ -446,8 +479,10 @@ mod tests {
     fn an_unindexable_file_is_moved_aside_not_deleted() {
         let (dir, conn, id, mut file) = store_with_writing_segment(20);
         file[20] ^= 0xff;
-        // An orphan (no row) with a damaged header: nothing to rebuild from.
+        // An orphan (its row's insert never committed) with a damaged
+        // header: nothing to rebuild from.
         db::delete_segment_row(&conn, id).unwrap();
+        conn.execute("DELETE FROM sqlite_sequence", []).unwrap();
         let path = segment_path(dir.path(), 2, id);
         std::fs::write(&path, &file).unwrap();
         let report = repair(&conn, dir.path()).unwrap();
@@ -457,7 +492,7 @@ mod tests {
         assert_eq!(std::fs::read(aside).unwrap(), file);
         // Another segment's file under this name: moved aside too.
         let (_, _, other, file2) = store_with_writing_segment(3);
-        let renamed = segment_path(dir.path(), 2, other + 100);
+        let renamed = segment_path(dir.path(), 2, other + 1);
         std::fs::write(&renamed, &file2).unwrap();
         let report = repair(&conn, dir.path()).unwrap();
         assert_eq!(report.files_quarantined, 1);
@@ -465,13 +500,73 @@ mod tests {
         assert!(dir
             .path()
             .join("damaged")
-            .join(format!("ch2-{:016}.seg", other + 100))
+            .join(format!("ch2-{:016}.seg", other + 1))
             .exists());
         // A tiny file (a crash while the header was written) is just removed.
         std::fs::write(&path, &file[..30]).unwrap();
         let report = repair(&conn, dir.path()).unwrap();
         assert_eq!((report.files_quarantined, report.segments_discarded), (0, 1));
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn an_orphan_above_the_last_id_is_adopted_at_start_up_and_one_below_by_the_listing() {
+        let (dir, conn, id, file) = store_with_writing_segment(10);
+        // The row's insert never committed: the id is free again.
+        db::delete_segment_row(&conn, id).unwrap();
+        conn.execute("DELETE FROM sqlite_sequence", []).unwrap();
+        std::fs::write(segment_path(dir.path(), 2, id), &file).unwrap();
+        assert_eq!(orphans::last_committed_id(&conn).unwrap(), 0);
+        let report = repair(&conn, dir.path()).unwrap();
+        assert_eq!(report.segments_adopted, 1);
+        let row = db::segment(&conn, id).unwrap().unwrap();
+        assert_eq!((row.state, row.frames), (db::COMPLETE, 10));
+
+        // A finished segment whose row is gone while its file stayed (an
+        // unlink that failed): at or below the last id, so start-up leaves
+        // it to the listing, which adopts it.
+        db::delete_segment_row(&conn, id).unwrap();
+        let later = db::insert_writing_segment(&conn, 2, Time90k(900_000), 1).unwrap();
+        db::delete_segment_row(&conn, later).unwrap();
+        assert!(orphans::last_committed_id(&conn).unwrap() > id);
+        let report = repair(&conn, dir.path()).unwrap();
+        assert_eq!(report.segments_adopted, 0);
+        assert!(db::segment(&conn, id).unwrap().is_none());
+        let mut report = RepairReport::default();
+        let listing = orphans::adopt_unindexed(&conn, dir.path(), &mut report).unwrap();
+        assert_eq!((listing.files, listing.orphans, report.segments_adopted), (1, 1, 1));
+        assert_eq!(db::segment(&conn, id).unwrap().unwrap().frames, 10);
+        // Listed again: every file has its row.
+        let listing = orphans::adopt_unindexed(&conn, dir.path(), &mut RepairReport::default()).unwrap();
+        assert_eq!((listing.files, listing.orphans), (1, 0));
+    }
+
+    #[test]
+    fn a_file_above_the_snapshots_last_id_is_never_adopted_by_the_listing() {
+        // The writer inserts a row, then creates its file: a file the listing
+        // sees whose row came after its snapshot must be left alone.
+        let (dir, conn, id, file) = store_with_writing_segment(4);
+        let next = id + 1;
+        std::fs::write(segment_path(dir.path(), 2, next), &file).unwrap();
+        let listing = orphans::adopt_unindexed(&conn, dir.path(), &mut RepairReport::default()).unwrap();
+        assert_eq!((listing.files, listing.orphans), (1, 0));
+        assert!(db::segment(&conn, next).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_garbage_row_whose_file_cannot_be_unlinked_is_kept_for_the_next_start() {
+        let (dir, conn, id, _) = store_with_writing_segment(1);
+        db::mark_garbage(&conn, id).unwrap();
+        let path = segment_path(dir.path(), 2, id);
+        std::fs::create_dir_all(path.join("x")).unwrap();
+        let report = repair(&conn, dir.path()).unwrap();
+        assert_eq!(report.garbage_collected, 0);
+        assert_eq!(db::segment(&conn, id).unwrap().unwrap().state, db::GARBAGE);
+        std::fs::remove_dir_all(&path).unwrap();
+        std::fs::write(&path, b"x").unwrap();
+        let report = repair(&conn, dir.path()).unwrap();
+        assert_eq!(report.garbage_collected, 1);
+        assert!(db::segment(&conn, id).unwrap().is_none() && !path.exists());
     }
 
     #[test]

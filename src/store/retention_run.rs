@@ -140,10 +140,11 @@ pub fn run(
         return Ok(r);
     }
     let t = Instant::now();
-    r.freed_bytes = super::deleter::delete(dir, &batch).freed;
+    let done = super::deleter::delete(dir, &batch);
+    r.freed_bytes = done.freed;
     r.unlink = t.elapsed();
     let t = Instant::now();
-    let deleted = delete_rows(conn, &batch.iter().map(|d| d.id).collect::<Vec<_>>());
+    let deleted = delete_rows(conn, &done.ids);
     r.rows = t.elapsed();
     if let Err(e) = deleted {
         warn!("cannot delete rows of deleted segments (startup will finish): {e}");
