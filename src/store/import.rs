@@ -360,7 +360,6 @@ impl Worker {
         let entry_id = db::upsert_sample_entry(conn, &entry.data, entry.codec, entry.width, entry.height)
             .map_err(|e| failed(&e))?;
         let mut out = ImportOutcome::default();
-        let mut data = Vec::new();
         let mut pacer = Pacer::new(self.limits.merge_rate);
         for run in &runs {
             let conn = self.conn.as_ref().expect("opened above");
@@ -378,11 +377,12 @@ impl Worker {
             let mut since_sync = 0u64;
             for i in run.clone() {
                 let f = scan.frames[i];
-                data.resize(f.size as usize, 0);
+                // A buffer of its own per frame: the segment keeps it until written.
+                let mut data = vec![0; f.size as usize];
                 let r = file
                     .seek(SeekFrom::Start(f.offset))
                     .and_then(|_| file.read_exact(&mut data))
-                    .and_then(|_| seg.write_frame(spans[i].0, f.key, &data));
+                    .and_then(|_| seg.write_frame(spans[i].0, f.key, data.into()));
                 if let Err(e) = r {
                     // What was written is a valid segment; keep it (a retry
                     // finds it as local footage and continues after it).

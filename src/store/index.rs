@@ -80,6 +80,30 @@ impl IndexEncoder {
     pub fn blob(&self) -> &[u8] {
         &self.blob
     }
+
+    /// Where the encoder stands: `rewind` returns it there, as if the
+    /// frames pushed since had never been (a write that failed).
+    pub fn mark(&self) -> IndexMark {
+        IndexMark {
+            len: self.blob.len(),
+            prev_duration: self.prev_duration,
+            prev_size: self.prev_size,
+        }
+    }
+
+    pub fn rewind(&mut self, m: IndexMark) {
+        self.blob.truncate(m.len);
+        self.prev_duration = m.prev_duration;
+        self.prev_size = m.prev_size;
+    }
+}
+
+/// A point of an `IndexEncoder` to rewind to (`IndexEncoder::mark`).
+#[derive(Clone, Copy, Debug)]
+pub struct IndexMark {
+    len: usize,
+    prev_duration: i64,
+    prev_size: [i64; 2],
 }
 
 pub fn encode(frames: &[FrameEntry]) -> Vec<u8> {
@@ -119,6 +143,22 @@ pub fn decode(blob: &[u8]) -> Result<Vec<FrameEntry>, IndexError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewinding_to_a_mark_forgets_exactly_the_frames_after_it() {
+        let f = |i: u32| FrameEntry {
+            duration: 3000 + i % 3,
+            size: 1000 + 37 * i,
+            key: i % 5 == 0,
+        };
+        let mut e = IndexEncoder::default();
+        (0..7).for_each(|i| e.push(f(i)));
+        let m = e.mark();
+        (7..12).for_each(|i| e.push(f(100 + i)));
+        e.rewind(m);
+        (7..20).for_each(|i| e.push(f(i)));
+        assert_eq!(e.blob(), encode(&(0..20).map(f).collect::<Vec<_>>()));
+    }
 
     #[test]
     fn round_trip_and_compactness() {

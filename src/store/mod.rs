@@ -31,6 +31,7 @@ pub mod retention_run;
 pub mod run_days;
 pub mod runs;
 pub mod segment_file;
+pub mod write_queue;
 pub mod writer;
 
 use std::collections::HashMap;

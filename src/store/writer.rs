@@ -112,8 +112,8 @@ pub struct RecordingStatus {
 pub type StatusMap = Arc<Mutex<HashMap<u32, RecordingStatus>>>;
 
 #[derive(Default)]
-struct ChannelState {
-    open: Option<OpenSegment>,
+pub(super) struct ChannelState {
+    pub(super) open: Option<OpenSegment>,
     /// Set while a full or failing disk keeps this channel from writing.
     paused_until: Option<Instant>,
     /// The cause of the pause, for the resume's log line.
@@ -134,7 +134,7 @@ pub struct Writer {
     pub(super) cfg: WriterConfig,
     conn: Connection,
     clock: Arc<dyn Clock>,
-    channels: HashMap<u32, ChannelState>,
+    pub(super) channels: HashMap<u32, ChannelState>,
     entries: HashMap<Vec<u8>, i64>,
     status: StatusMap,
     pub(super) policy: HashMap<u32, super::events::ChannelPolicy>,
@@ -144,7 +144,7 @@ pub struct Writer {
     pub(super) notifier: Option<crate::events::Notifier>,
     pub(super) event_log: super::events::EventLog,
     /// Frame-to-durable latency and other counters the API shows.
-    stats: super::health::SharedWriterStats,
+    pub(super) stats: super::health::SharedWriterStats,
     /// Descriptors held back for the writer (see `health::FdReserve`).
     fd_reserve: super::health::FdReserve,
     /// Keeps a flood's repeated warnings (events evicted) to a line a minute.
@@ -158,6 +158,10 @@ pub struct Writer {
     arrival: Instant,
     /// Retention's unlinks, started at the first deletion.
     deleter: Option<Deleter>,
+    /// How long a frame may wait in its segment's queue (`open_segment::write_delay`).
+    pub(super) write_delay: Duration,
+    /// When the oldest queued frame of any segment was queued (`write_queue`).
+    pub(super) oldest_queued: Option<Instant>,
 }
 
 impl Writer {
@@ -191,6 +195,8 @@ impl Writer {
             oldest_unflushed: None,
             arrival: Instant::now(),
             deleter: None,
+            write_delay: super::open_segment::write_delay(cfg_interval),
+            oldest_queued: None,
         })
     }
 
@@ -211,6 +217,7 @@ impl Writer {
                 last_flush = Instant::now();
                 self.schedule.record(last_flush - now);
             }
+            self.write_out_due(now);
             self.retention_finished();
             if now >= next_retention {
                 self.run_retention();
@@ -218,6 +225,9 @@ impl Writer {
             }
             let next_flush = self.schedule.due(self.oldest_unflushed, last_flush);
             let mut due = next_flush.min(next_retention);
+            if let Some(q) = self.oldest_queued {
+                due = due.min(q + self.write_delay);
+            }
             if !self.event_log.is_empty() {
                 due = due.min(next_event_commit);
             }
@@ -269,6 +279,7 @@ impl Writer {
             if !behind {
                 rx.drained();
             }
+            self.write_out_due(Instant::now());
             self.take_events(&rx, EVENT_BUDGET);
             if !behind {
                 std::thread::sleep(BATCH_PAUSE);
@@ -306,7 +317,7 @@ impl Writer {
         &self.conn
     }
 
-    fn set_status(&self, channel: u32, f: impl FnOnce(&mut RecordingStatus)) {
+    pub(super) fn set_status(&self, channel: u32, f: impl FnOnce(&mut RecordingStatus)) {
         if let Ok(mut m) = self.status.lock() {
             f(m.entry(channel).or_insert_with(|| RecordingStatus {
                 state: "idle",
@@ -455,12 +466,22 @@ impl Writer {
     fn append(&mut self, f: &Frame) -> std::io::Result<()> {
         let st = self.channels.get_mut(&f.channel).expect("channel state exists");
         let o = st.open.as_mut().expect("a segment is open");
-        o.write_frame(f.time, f.key, &f.data)?;
+        // Queued, not written: see `open_segment` (the frame shares ingest's buffer).
+        o.queue_frame(f.time, f.key, f.data.clone(), self.arrival)?;
         if o.capture_offset.is_none() {
             o.capture_offset = f.capture_offset;
         }
         o.unflushed.push((f.time, self.arrival));
         self.oldest_unflushed = Some(self.oldest_unflushed.map_or(self.arrival, |a| a.min(self.arrival)));
+        if o.write_due(self.arrival, self.write_delay) {
+            if let Err(w) = o.write_out() {
+                self.write_failed(f.channel, w);
+                return Ok(());
+            }
+        }
+        if let Some(q) = o.queued_since() {
+            self.oldest_queued = Some(self.oldest_queued.map_or(q, |o| o.min(q)));
+        }
         let n = f.data.len() as u64;
         self.set_status(f.channel, |s| {
             s.frames_written += 1;
@@ -489,7 +510,9 @@ impl Writer {
             durable,
             synced_bytes,
             lost,
+            unwritten,
         } = o.finish(&self.conn, &self.cfg.dir, channel, end);
+        self.count_unwritten(channel, unwritten);
         match lost {
             Some(lost) => self.fsync_failed(channel, id, lost, "fsync failed while closing the segment"),
             None => self.count_durable(1, synced_bytes, durable),
@@ -556,7 +579,7 @@ impl Writer {
 
     /// Stops the channel's recording for a moment after a write failed, and
     /// says why in the words that fit the cause.
-    fn pause(&mut self, channel: u32, what: &str, e: std::io::Error, announce: bool) {
+    pub(super) fn pause(&mut self, channel: u32, what: &str, e: std::io::Error, announce: bool) {
         let cause = super::health::Cause::of(&e);
         let why = format!("{what}: {e}");
         if cause == super::health::Cause::DiskFull {
@@ -598,6 +621,8 @@ impl Writer {
             self.fd_reserve.refill();
         }
         self.oldest_unflushed = None;
+        // Everything queued goes to the files before their fdatasyncs.
+        self.write_out_all();
         let results: Vec<(u32, std::io::Result<()>)> = {
             let dirty: Vec<(u32, &OpenSegment)> = self
                 .channels

@@ -178,15 +178,18 @@ impl<'i> Split<'i> {
     /// them to `00 00 03`), so searching for pairs stops the scanner far
     /// less often than searching for zeros.
     pub fn find_zero_pair_or_trailing_zero(&self) -> Option<usize> {
-        const PAIR: &[u8] = &[0, 0];
+        // Built once: `memmem::find` builds its searcher on every call, which
+        // cost as much as the search itself on a frame's few KiB.
+        static PAIR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+        let pair = PAIR.get_or_init(|| memchr::memmem::Finder::new(&[0u8, 0][..]).into_owned());
         let (a, b) = (self.first, self.second);
-        if let Some(i) = memchr::memmem::find(a, PAIR) {
+        if let Some(i) = pair.find(a) {
             return Some(i);
         }
         if a.last() == Some(&0) && b.first() == Some(&0) {
             return Some(a.len() - 1);
         }
-        if let Some(i) = memchr::memmem::find(b, PAIR) {
+        if let Some(i) = pair.find(b) {
             return Some(a.len() + i);
         }
         let len = a.len() + b.len();
