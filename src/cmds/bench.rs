@@ -87,6 +87,12 @@ struct IngestArgs {
     /// Only measure Tandem.
     #[arg(long)]
     skip_ffmpeg: bool,
+    /// Keep at most this many MiB per channel (`retention.max_bytes`): a long
+    /// run at 1 Gbit/s then fits the disk, and measures retention deleting
+    /// at the rate footage arrives. The audit covers the newest footage the
+    /// cap keeps; the writer's and ingest's own loss counters cover the rest.
+    #[arg(long)]
+    retain_mib: Option<u64>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -272,22 +278,36 @@ pub(super) fn in_fresh_dir(dir: &Path, f: impl FnOnce() -> Result<ExitCode>) -> 
 /// Writes `DIR/bench.toml`: an NVR storing into `data`, serving on `port`,
 /// recording `urls` on channels 1…, with `extra` TOML sections; its path.
 pub(super) fn write_config(dir: &Path, data: &Path, port: u16, urls: &[String], extra: &str) -> Result<PathBuf> {
+    write_config_retained(dir, data, port, urls, extra, None)
+}
+
+/// `write_config` with a `retention = …` line for every channel.
+fn write_config_retained(
+    dir: &Path,
+    data: &Path,
+    port: u16,
+    urls: &[String],
+    extra: &str,
+    retention: Option<&str>,
+) -> Result<PathBuf> {
     let mut cfg = format!(
         "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}",
         data.display()
     );
-    cfg.push_str(&channels_config(urls));
+    cfg.push_str(&channels_config(urls, retention.unwrap_or("")));
     let path = dir.join("bench.toml");
     std::fs::write(&path, cfg)?;
     Ok(path)
 }
 
-pub(super) fn channels_config(urls: &[String]) -> String {
+/// `[[network_camera]]` and `[[channel]]` tables for `urls`, each channel
+/// followed by `channel_extra`.
+fn channels_config(urls: &[String], channel_extra: &str) -> String {
     urls.iter()
         .enumerate()
         .map(|(i, u)| {
             format!(
-                "[[network_camera]]\nname = \"c{i}\"\nurl = \"{u}\"\n[[channel]]\nnumber = {}\ncamera = \"c{i}\"\n",
+                "[[network_camera]]\nname = \"c{i}\"\nurl = \"{u}\"\n[[channel]]\nnumber = {}\ncamera = \"c{i}\"\n{channel_extra}",
                 i + 1
             )
         })
@@ -341,7 +361,10 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     // Tandem.
     let data = std::path::absolute(a.dir.join("tandem"))?;
     let http_port = free_port()?;
-    let cfg_path = write_config(&a.dir, &data, http_port, &urls, "")?;
+    let retention = a
+        .retain_mib
+        .map(|m| format!("retention = {{ max_bytes = \"{m} MiB\" }}\n"));
+    let cfg_path = write_config_retained(&a.dir, &data, http_port, &urls, "", retention.as_deref())?;
     eprintln!(
         "recording with Tandem for {} s (+{} s warm-up)…",
         a.seconds,
@@ -359,13 +382,22 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     wait_connected(&base, &token, a.streams)?;
     std::thread::sleep(warmup);
     let w0 = writer_figures(&base, &token)?;
+    let dropped0 = ingest_dropped(&base, &token)?;
     let c0 = cpu_seconds(nvr_pid)?;
     let t0 = Time90k::from_system(std::time::SystemTime::now());
     std::thread::sleep(Duration::from_secs(a.seconds));
     let c1 = cpu_seconds(nvr_pid)?;
     let t1 = Time90k::from_system(std::time::SystemTime::now());
     let w1 = writer_figures(&base, &token)?;
+    let dropped = ingest_dropped(&base, &token)?.saturating_sub(dropped0);
     let durability = Durability::between(&w0, &w1, (t1 - t0) as f64 / 90_000.0);
+    let retention = RetentionFigures {
+        segments_deleted: w1.retention_segments.saturating_sub(w0.retention_segments),
+        bytes_deleted: w1.retention_bytes.saturating_sub(w0.retention_bytes),
+        writer_frames_lost: w1.frames_lost.saturating_sub(w0.frames_lost),
+        ingest_frames_dropped: dropped,
+    };
+    let audited = audit_window(a, (t0, t1))?;
     // After the CPU window, so that the scrapes do not count in it, while
     // every channel still records.
     let scrape = Scrape::measure(&base, &token, 20)?;
@@ -378,7 +410,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let (mut found, mut lost) = (0, 0);
     for ch in 1..=a.streams {
         // Skip the edges: a frame in flight at t0/t1 is not a loss.
-        let r = tandem::audit::audit_store(&reader, ch, t0 + 45_000, t1 + -45_000)?;
+        let r = tandem::audit::audit_store(&reader, ch, audited.0 + 45_000, audited.1 + -45_000)?;
         found += r.frames_found;
         lost += r.frames_lost;
     }
@@ -388,7 +420,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
             rss,
             found,
             lost,
-            window: (t0, t1),
+            window: audited,
         },
         a,
     );
@@ -544,6 +576,28 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         None,
         0,
     );
+    if a.retain_mib.is_some() {
+        let r = &retention;
+        row("retention: segments deleted", r.segments_deleted as f64, None, 0);
+        row(
+            "retention: GiB deleted",
+            r.bytes_deleted as f64 / (1u64 << 30) as f64,
+            None,
+            2,
+        );
+        row(
+            "writer frames lost (whole window)",
+            r.writer_frames_lost as f64,
+            None,
+            0,
+        );
+        row(
+            "ingest frames dropped (whole window)",
+            r.ingest_frames_dropped as f64,
+            None,
+            0,
+        );
+    }
     row("GET /metrics p50 ms (20 scrapes)", scrape.p50_ms, None, 2);
     row("GET /metrics max ms", scrape.max_ms, None, 2);
     row("GET /metrics KiB", scrape.bytes as f64 / 1024.0, None, 0);
@@ -554,6 +608,9 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         "bitrate_kbps": a.camera.bitrate_kbps, "seconds": a.seconds,
         "tandem": tandem_side,
         "durability": durability,
+        "retain_mib": a.retain_mib,
+        "audited_seconds": (audited.1 - audited.0) as f64 / 90_000.0,
+        "retention": retention,
         "ffmpeg": ffmpeg_side,
         "cpu_ratio_tandem_over_ffmpeg": ffmpeg_side.as_ref().map(|f| t.cpu_s_per_stream_minute / f.cpu_s_per_stream_minute),
     });
@@ -603,10 +660,61 @@ impl Scrape {
     }
 }
 
+/// What retention deleted and what was lost by the NVR's own counting,
+/// over the whole measured window (the audit sees only what the cap kept).
+#[derive(serde::Serialize)]
+struct RetentionFigures {
+    segments_deleted: u64,
+    bytes_deleted: u64,
+    writer_frames_lost: u64,
+    ingest_frames_dropped: u64,
+}
+
+/// The stretch of the measured window the audit reads: all of it, or under
+/// `--retain-mib` the newest footage the cap surely keeps (the cap less one
+/// one-minute segment, which retention deletes whole, and 30 s of slack).
+fn audit_window(a: &IngestArgs, (t0, t1): (Time90k, Time90k)) -> Result<(Time90k, Time90k)> {
+    let Some(mib) = a.retain_mib else {
+        return Ok((t0, t1));
+    };
+    let bytes_per_s = f64::from(a.camera.bitrate_kbps) * 1000.0 / 8.0;
+    let kept_s = (mib << 20) as f64 / bytes_per_s - 90.0;
+    if kept_s < 20.0 {
+        bail!(
+            "--retain-mib {mib} keeps about {:.0} s per channel at {} kbit/s; \
+             the audit needs at least 110 s (one segment, slack and 20 s to audit)",
+            kept_s + 90.0,
+            a.camera.bitrate_kbps
+        );
+    }
+    let start = Time90k(t0.0.max(t1.0 - (kept_s * 90_000.0) as i64));
+    Ok((start, t1))
+}
+
+/// Frames all channels' ingest dropped because the write buffer was full.
+fn ingest_dropped(base: &str, token: &str) -> Result<u64> {
+    let r = tandem::httpc::request_with_timeout(
+        "GET",
+        &format!("{base}/api/v1/channels"),
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+        Duration::from_secs(10),
+    )?;
+    let v = r.json()?;
+    let channels = v.as_array().context("GET /api/v1/channels is not a list")?;
+    Ok(channels
+        .iter()
+        .map(|c| c["ingest"]["dropped_frames"].as_u64().unwrap_or(0))
+        .sum())
+}
+
 /// The writer's counters read from `GET /api/v1/store`.
 struct WriterFigures {
     fsyncs: u64,
     fsync_bytes: u64,
+    frames_lost: u64,
+    retention_segments: u64,
+    retention_bytes: u64,
     arrival: tandem::store::health::Histogram,
     capture: tandem::store::health::Histogram,
 }
@@ -632,6 +740,15 @@ fn writer_figures(base: &str, token: &str) -> Result<WriterFigures> {
         fsync_bytes: w["fsync_bytes"]
             .as_u64()
             .context("no writer.fsync_bytes in /api/v1/store")?,
+        frames_lost: w["frames_lost"]
+            .as_u64()
+            .context("no writer.frames_lost in /api/v1/store")?,
+        retention_segments: w["retention_segments"]
+            .as_u64()
+            .context("no writer.retention_segments in /api/v1/store")?,
+        retention_bytes: w["retention_bytes"]
+            .as_u64()
+            .context("no writer.retention_bytes in /api/v1/store")?,
         arrival: Histogram::from_json(&w["arrival_durable"]).context("no writer.arrival_durable in /api/v1/store")?,
         capture: Histogram::from_json(&w["durable"]).context("no writer.durable in /api/v1/store")?,
     })
