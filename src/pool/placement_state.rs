@@ -72,6 +72,12 @@ pub(super) struct State<'a> {
     /// Alive members with channels to give, as (load, index): least loaded
     /// first, ties by name.
     open: BTreeSet<(u64, usize)>,
+    /// Per priority level p: (kbit/s free beside the cameras of level p and
+    /// above, member) of the open members with a channel free beside them.
+    /// Says in O(log members) whether any member could take a camera (at
+    /// level 0) or make room for it by preemption, so that a camera that
+    /// fits nowhere costs no scan of the members when capacity runs out.
+    room: [BTreeSet<(u64, usize)>; LEVELS],
     queue: BinaryHeap<QueueKey<'a>>,
 }
 
@@ -110,6 +116,7 @@ impl<'a> State<'a> {
             was_at: Vec::with_capacity(cameras.len()),
             reason: vec![Reason::New; cameras.len()],
             open: BTreeSet::new(),
+            room: Default::default(),
             queue: BinaryHeap::new(),
         };
         for (i, c) in cameras.iter().enumerate() {
@@ -142,6 +149,13 @@ impl<'a> State<'a> {
             .filter(|&m| s.members[m].alive && s.members[m].capacity.channels > 0)
             .map(|m| (s.load(m), m))
             .collect();
+        for m in s.open.iter().map(|&(_, m)| m) {
+            for p in 0..LEVELS {
+                if let Some(k) = s.room_key(m, p) {
+                    s.room[p].insert(k);
+                }
+            }
+        }
         Ok(s)
     }
 
@@ -255,36 +269,60 @@ impl<'a> State<'a> {
     }
 
     fn add(&mut self, i: usize, m: usize) {
-        let was_open = self.open.remove(&(self.load(m), m));
-        let c = &self.cameras[i];
-        let u = &mut self.used[m][level(c.priority)];
-        *u = u.plus(Use::of(c));
+        self.count(i, m, true);
         self.on[m].push(i);
         self.at[i] = Some(m);
-        if was_open {
-            self.open.insert((self.load(m), m));
-        }
     }
 
     fn remove(&mut self, i: usize) {
         let Some(m) = self.at[i].take() else {
             return;
         };
-        let was_open = self.open.remove(&(self.load(m), m));
         if let Some(pos) = self.on[m].iter().position(|&x| x == i) {
             self.on[m].swap_remove(pos);
         }
+        self.count(i, m, false);
+    }
+
+    /// Adds camera `i`'s use to member `m` (or takes it away), keeping the
+    /// open member's entries in `open` and `room` up to date.
+    fn count(&mut self, i: usize, m: usize, add: bool) {
         let c = &self.cameras[i];
-        let u = &mut self.used[m][level(c.priority)];
-        *u = u.minus(Use::of(c));
-        if was_open {
-            self.open.insert((self.load(m), m));
+        let q = level(c.priority);
+        let open = self.open.remove(&(self.load(m), m));
+        if open {
+            for p in 0..=q {
+                if let Some(k) = self.room_key(m, p) {
+                    self.room[p].remove(&k);
+                }
+            }
         }
+        let u = &mut self.used[m][q];
+        *u = if add { u.plus(Use::of(c)) } else { u.minus(Use::of(c)) };
+        if open {
+            self.open.insert((self.load(m), m));
+            for p in 0..=q {
+                if let Some(k) = self.room_key(m, p) {
+                    self.room[p].insert(k);
+                }
+            }
+        }
+    }
+
+    /// Member `m`'s entry in `room[p]`, if it has a channel free beside its
+    /// cameras of level p and above.
+    fn room_key(&self, m: usize, p: usize) -> Option<(u64, usize)> {
+        let (u, cap) = (self.at_or_above(m, p), self.cap(m));
+        (u.channels < cap.channels).then(|| (cap.kbps.saturating_sub(u.kbps), m))
     }
 
     /// The least-loaded open member where `need` fits beside its cameras of
     /// priority level `lowest` and above (0: beside all of them).
     fn least_loaded_with_room(&self, need: Use, lowest: usize) -> Option<usize> {
+        let most_free = self.room[lowest].last().map(|&(free, _)| free);
+        if most_free.is_none_or(|free| free < need.kbps) {
+            return None;
+        }
         self.open
             .iter()
             .map(|&(_, m)| m)
