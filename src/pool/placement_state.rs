@@ -173,13 +173,26 @@ impl<'a> State<'a> {
 
     /// Moves cameras from the most to the least loaded member while their
     /// loads differ by more than `tolerance` (millionths), each camera at
-    /// most once, at most `max_moves`.
+    /// most once, at most `max_moves`. A least-loaded member that can take
+    /// nothing from any more loaded one (its bitrate room is smaller than
+    /// every camera that would help) is passed over for the rest of the call,
+    /// so that it does not stop the balancing of the others; this bounds the
+    /// work, and may leave a little balance undone.
     pub(super) fn balance(&mut self, max_moves: usize, tolerance: u64) {
         let mut moved = vec![false; self.cameras.len()];
-        for _ in 0..max_moves {
-            let Some(&(lo_load, lo)) = self.open.first() else {
+        let mut stuck = vec![false; self.members.len()];
+        let mut moves = 0;
+        while moves < max_moves {
+            let Some(&(lo_load, lo)) = self.open.iter().find(|&&(_, m)| !stuck[m]) else {
                 break;
             };
+            if self
+                .open
+                .last()
+                .is_none_or(|&(hi_load, _)| hi_load <= lo_load.saturating_add(tolerance))
+            {
+                break;
+            }
             let mut pick = None;
             for &(hi_load, hi) in self.open.iter().rev() {
                 if hi == lo || hi_load <= lo_load.saturating_add(tolerance) {
@@ -191,11 +204,13 @@ impl<'a> State<'a> {
                 }
             }
             let Some((c, hi)) = pick else {
-                break;
+                stuck[lo] = true;
+                continue;
             };
             self.remove(c);
             self.add(c, lo);
             moved[c] = true;
+            moves += 1;
             if self.was_at[c] == Some(hi) {
                 self.reason[c] = Reason::Rebalance;
             }

@@ -269,7 +269,7 @@ fn rebalance_moves_from_the_most_loaded_within_its_limits() {
     assert_eq!(spread(&members, &cams, &p.assignment), 0);
     let p = rebalance(&members, &cams, &cur, limits(3)).unwrap();
     assert_eq!(p.moves.len(), 3);
-    // Balanced within 30 %: a at 60 %, b at 20 %, then 50 %/30 %.
+    // Within 30 %: moves until a is at 50 %, b at 30 %.
     let p = rebalance(
         &members,
         &cams,
@@ -281,6 +281,26 @@ fn rebalance_moves_from_the_most_loaded_within_its_limits() {
     )
     .unwrap();
     assert_eq!(p.moves.len(), 3);
+}
+
+#[test]
+fn rebalance_passes_over_a_member_that_can_take_nothing() {
+    // "tiny" is the least loaded but has room for no camera's bitrate.
+    let members = [
+        member("a", 10, 1000, true),
+        member("b", 10, 1000, true),
+        member("tiny", 10, 1, true),
+    ];
+    let cams: Vec<Camera> = (0..8).map(|i| camera(&format!("k{i}"), 10, Priority::Medium)).collect();
+    let cur: Assignment = cams.iter().map(|c| (c.id.clone(), "a".to_string())).collect();
+    let limits = RebalanceLimits {
+        max_moves: 100,
+        tolerance: 0.0,
+    };
+    let p = rebalance(&members, &cams, &cur, limits).unwrap();
+    check(&members, &cams, &cur, &p, true);
+    assert_eq!(p.moves.len(), 4);
+    assert!(p.moves.iter().all(|m| m.to == "b"));
 }
 
 /// All assignments (unassigned, each member, an unknown member) of the
