@@ -8,7 +8,8 @@
 //! `parfile` (the parameter file: export, import, diff, overrides, apply),
 //! `reconcile` (what a live apply restarts), `audit` (counting
 //! loss from frame stamps), `failover` (rules, probes, arbitration,
-//! transfers), `replay` (ONVIF replay of a camera's edge storage), `gapfill`
+//! transfers), `pool` (the recorder pool's scheduler: placement of
+//! cameras on NVRs by capacity), `replay` (ONVIF replay of a camera's edge storage), `gapfill`
 //! (holes in the timeline fetched from the cameras' edge storage), `events` and `motion` (event sources, actions and their durable
 //! outbox), `alerts` (message templates and the SMS, mail and webhook
 //! transports), `recording`
@@ -38,6 +39,7 @@ pub mod mp4;
 pub mod nal;
 pub mod nvr;
 pub mod parfile;
+pub mod pool;
 pub mod reconcile;
 pub mod recording;
 pub mod replay;

@@ -54,6 +54,10 @@ enum Which {
     /// (bytes/s, per core, frames lost), vs python3 -m http.server (and
     /// nginx if installed) serving one clip as a file.
     Serve(super::bench_serve::ServeArgs),
+    /// The pool scheduler's placement simulated (no processes): M members,
+    /// C cameras, random failures and returns: decision time and moves per
+    /// failure, members over capacity (must be 0), cameras left out.
+    Placement(super::bench_placement::PlacementArgs),
 }
 
 /// The simulated cameras' picture: 1080p25 at 4 Mbit/s unless told otherwise.
@@ -106,6 +110,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Which::Alerts(a) => super::bench_alerts::run(a),
         Which::Index(a) => super::bench_index::run(a),
         Which::Serve(a) => super::bench_serve::run(a),
+        Which::Placement(a) => super::bench_placement::run(a),
     }
 }
 

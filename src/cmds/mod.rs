@@ -13,6 +13,7 @@ pub mod bench_index;
 pub mod bench_live;
 pub mod bench_live_browser;
 pub mod bench_motion;
+pub mod bench_placement;
 pub mod bench_serve;
 pub mod check;
 pub mod config;
