@@ -781,3 +781,40 @@ impl Durability {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(retain_mib: Option<u64>) -> IngestArgs {
+        IngestArgs {
+            streams: 1,
+            seconds: 600,
+            camera: CameraArgs {
+                width: 1920,
+                height: 1080,
+                fps: 25,
+                bitrate_kbps: 4000,
+            },
+            dir: "d".into(),
+            json: "j".into(),
+            skip_ffmpeg: true,
+            retain_mib,
+        }
+    }
+
+    #[test]
+    fn the_audit_reads_only_what_the_retention_cap_surely_keeps() {
+        let (t0, t1) = (Time90k(0), Time90k(600 * 90_000));
+        assert_eq!(audit_window(&args(None), (t0, t1)).unwrap(), (t0, t1));
+        // 80 MiB at 500 kB/s is 167.8 s; less a segment and slack, 77.8 s.
+        let (start, end) = audit_window(&args(Some(80)), (t0, t1)).unwrap();
+        assert_eq!(end, t1);
+        assert_eq!((t1.0 - start.0) / 90_000, 77);
+        // A cap longer than the run audits all of it.
+        assert_eq!(audit_window(&args(Some(1 << 20)), (t0, t1)).unwrap(), (t0, t1));
+        // A cap that keeps less than a segment and the slack is refused, by name.
+        let e = audit_window(&args(Some(40)), (t0, t1)).unwrap_err().to_string();
+        assert!(e.contains("--retain-mib 40"), "{e}");
+    }
+}
