@@ -15,6 +15,9 @@ use anyhow::{bail, Context, Result};
 use tandem::lab::Procs;
 use tandem::time::Time90k;
 
+pub(super) use super::bench_figures::store_status;
+use super::bench_figures::{ingest_dropped, writer_figures, Durability, RetentionFigures, Scrape};
+
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -624,57 +627,6 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a Prometheus scrape of the recording NVR costs, as its client sees
-/// it (issue 14: under 5 ms at 256 channels).
-#[derive(serde::Serialize)]
-struct Scrape {
-    scrapes: usize,
-    p50_ms: f64,
-    max_ms: f64,
-    bytes: usize,
-}
-
-impl Scrape {
-    fn measure(base: &str, token: &str, n: usize) -> Result<Scrape> {
-        let auth = format!("Bearer {token}");
-        let mut ms = Vec::with_capacity(n);
-        let mut bytes = 0;
-        for _ in 0..n {
-            let t = Instant::now();
-            let r = tandem::httpc::request_with_timeout(
-                "GET",
-                &format!("{base}/metrics"),
-                &[("Authorization", &auth)],
-                b"",
-                Duration::from_secs(10),
-            )?;
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
-            if r.status != 200 {
-                bail!("GET /metrics answered {}", r.status);
-            }
-            bytes = r.body.len();
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        ms.sort_by(f64::total_cmp);
-        Ok(Scrape {
-            scrapes: n,
-            p50_ms: ms[n / 2],
-            max_ms: ms[n - 1],
-            bytes,
-        })
-    }
-}
-
-/// What retention deleted and what was lost by the NVR's own counting,
-/// over the whole measured window (the audit sees only what the cap kept).
-#[derive(serde::Serialize)]
-struct RetentionFigures {
-    segments_deleted: u64,
-    bytes_deleted: u64,
-    writer_frames_lost: u64,
-    ingest_frames_dropped: u64,
-}
-
 /// The stretch of the measured window the audit reads: all of it, or under
 /// `--retain-mib` the newest footage the cap surely keeps (the cap less one
 /// one-minute segment, which retention deletes whole, and 30 s of slack).
@@ -694,92 +646,6 @@ fn audit_window(a: &IngestArgs, (t0, t1): (Time90k, Time90k)) -> Result<(Time90k
     }
     let start = Time90k(t0.0.max(t1.0 - (kept_s * 90_000.0) as i64));
     Ok((start, t1))
-}
-
-/// Frames all channels' ingest dropped because the write buffer was full.
-fn ingest_dropped(base: &str, token: &str) -> Result<u64> {
-    let r = tandem::httpc::request_with_timeout(
-        "GET",
-        &format!("{base}/api/v1/channels"),
-        &[("Authorization", &format!("Bearer {token}"))],
-        b"",
-        Duration::from_secs(10),
-    )?;
-    let v = r.json()?;
-    let channels = v.as_array().context("GET /api/v1/channels is not a list")?;
-    Ok(channels
-        .iter()
-        .map(|c| c["ingest"]["dropped_frames"].as_u64().unwrap_or(0))
-        .sum())
-}
-
-/// The writer's counters read from `GET /api/v1/store`.
-struct WriterFigures {
-    fsyncs: u64,
-    fsync_bytes: u64,
-    frames_lost: u64,
-    retention_segments: u64,
-    retention_bytes: u64,
-    arrival: tandem::store::health::Histogram,
-    capture: tandem::store::health::Histogram,
-}
-
-/// `GET /api/v1/store` as JSON (the writer's counters and histograms).
-pub(super) fn store_status(base: &str, token: &str) -> Result<serde_json::Value> {
-    let r = tandem::httpc::request_with_timeout(
-        "GET",
-        &format!("{base}/api/v1/store"),
-        &[("Authorization", &format!("Bearer {token}"))],
-        b"",
-        Duration::from_secs(10),
-    )?;
-    Ok(r.json()?)
-}
-
-fn writer_figures(base: &str, token: &str) -> Result<WriterFigures> {
-    use tandem::store::health::Histogram;
-    let v = store_status(base, token)?;
-    let w = &v["writer"];
-    Ok(WriterFigures {
-        fsyncs: w["fsyncs"].as_u64().context("no writer.fsyncs in /api/v1/store")?,
-        fsync_bytes: w["fsync_bytes"]
-            .as_u64()
-            .context("no writer.fsync_bytes in /api/v1/store")?,
-        frames_lost: w["frames_lost"]
-            .as_u64()
-            .context("no writer.frames_lost in /api/v1/store")?,
-        retention_segments: w["retention_segments"]
-            .as_u64()
-            .context("no writer.retention_segments in /api/v1/store")?,
-        retention_bytes: w["retention_bytes"]
-            .as_u64()
-            .context("no writer.retention_bytes in /api/v1/store")?,
-        arrival: Histogram::from_json(&w["arrival_durable"]).context("no writer.arrival_durable in /api/v1/store")?,
-        capture: Histogram::from_json(&w["durable"]).context("no writer.durable in /api/v1/store")?,
-    })
-}
-
-/// The cost of durability over the measured window.
-#[derive(serde::Serialize)]
-struct Durability {
-    fsyncs_per_second: f64,
-    bytes_per_fsync: f64,
-    /// Upper bound of the p99's histogram bucket (50-ms steps near a second).
-    arrival_to_durable_p99_ms: Option<u32>,
-    capture_to_durable_p99_ms: Option<u32>,
-}
-
-impl Durability {
-    fn between(before: &WriterFigures, after: &WriterFigures, seconds: f64) -> Durability {
-        let fsyncs = after.fsyncs.saturating_sub(before.fsyncs);
-        let bytes = after.fsync_bytes.saturating_sub(before.fsync_bytes);
-        Durability {
-            fsyncs_per_second: fsyncs as f64 / seconds.max(1e-3),
-            bytes_per_fsync: if fsyncs == 0 { 0.0 } else { bytes as f64 / fsyncs as f64 },
-            arrival_to_durable_p99_ms: after.arrival.since(&before.arrival).quantile_ms(0.99),
-            capture_to_durable_p99_ms: after.capture.since(&before.capture).quantile_ms(0.99),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod bench_alerts;
 pub mod bench_apply;
 pub mod bench_attack;
 pub mod bench_auth;
+pub mod bench_figures;
 pub mod bench_index;
 pub mod bench_live;
 pub mod bench_live_browser;
