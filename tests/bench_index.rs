@@ -5,21 +5,26 @@
 //! delete exactly the first day of every channel. Smoke check only: no
 //! timing is asserted.
 
+mod common;
+
 #[test]
 fn a_tiny_generated_index_is_whole_and_retention_deletes_its_first_day() {
     let t = tempfile::tempdir().unwrap();
-    let json = t.path().join("bench-index.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["bench", "index", "--channels", "2", "--days", "2", "--samples", "3"])
-        .arg("--dir")
-        .arg(t.path().join("data"))
-        .arg("--json")
-        .arg(&json)
-        .env("TANDEM_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let data = t.path().join("data");
+    let r = common::bench_json(
+        t.path(),
+        &[
+            "index",
+            "--channels",
+            "2",
+            "--days",
+            "2",
+            "--samples",
+            "3",
+            "--dir",
+            data.to_str().unwrap(),
+        ],
+    );
     let per_channel = 2 * 1440;
     assert_eq!(r["segments"], 2 * per_channel);
     assert_eq!(r["recordings_whole_range_segments"], per_channel);

@@ -4,13 +4,19 @@
 //! members' cameras, and a returning member took nothing back. Smoke check
 //! only: no timing is asserted.
 
+mod common;
+
 #[test]
 fn a_small_simulated_pool_stays_within_capacity_through_failures() {
     let t = tempfile::tempdir().unwrap();
-    let json = t.path().join("bench-placement.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["bench", "placement", "--members", "30", "--cameras", "600"])
-        .args([
+    let r = common::bench_json(
+        t.path(),
+        &[
+            "placement",
+            "--members",
+            "30",
+            "--cameras",
+            "600",
             "--single",
             "12",
             "--triple",
@@ -19,14 +25,8 @@ fn a_small_simulated_pool_stays_within_capacity_through_failures() {
             "3",
             "--rebalance-moves",
             "100",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .env("TANDEM_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        ],
+    );
     assert_eq!(r["benchmark"], "placement");
     assert_eq!(r["members"], 30);
     assert_eq!(r["cameras"], 600);

@@ -272,17 +272,17 @@ fn probe_bytes_per_channel_day(dir: &Path, seed: u64) -> Result<f64> {
     Ok(b as f64)
 }
 
-/// Percentiles of durations, in milliseconds.
+/// Percentiles of durations, in milliseconds (also `bench placement`'s).
 #[derive(serde::Serialize, Clone, Copy, Default)]
-struct Ms {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    max: f64,
+pub(super) struct Ms {
+    pub(super) n: usize,
+    pub(super) p50: f64,
+    pub(super) p99: f64,
+    pub(super) max: f64,
 }
 
 impl Ms {
-    fn of(mut d: Vec<Duration>) -> Ms {
+    pub(super) fn of(mut d: Vec<Duration>) -> Ms {
         d.sort();
         let q = |f: f64| {
             d.get(((d.len() as f64 - 1.0) * f).round() as usize)

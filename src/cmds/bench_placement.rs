@@ -22,6 +22,8 @@ use rand::{Rng, SeedableRng};
 use tandem::failover::capacity::Priority;
 use tandem::pool::{self, Assignment, Camera, Capacity, Member, Placement};
 
+use super::bench_index::Ms;
+
 #[derive(clap::Args)]
 pub struct PlacementArgs {
     #[arg(long, default_value_t = 1000)]
@@ -44,31 +46,6 @@ pub struct PlacementArgs {
     seed: u64,
     #[arg(long, default_value = "bench-placement.json")]
     json: PathBuf,
-}
-
-/// Durations in milliseconds.
-#[derive(serde::Serialize, Clone, Copy, Default)]
-struct Ms {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Ms {
-    fn of(mut d: Vec<Duration>) -> Ms {
-        d.sort();
-        let q = |f: f64| {
-            d.get(((d.len() as f64 - 1.0) * f).round() as usize)
-                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
-        };
-        Ms {
-            n: d.len(),
-            p50: q(0.5),
-            p99: q(0.99),
-            max: q(1.0),
-        }
-    }
 }
 
 /// One kind of failure (members failing at once), over the run.

@@ -67,13 +67,19 @@ fn entry() -> Arc<SampleEntry> {
     })
 }
 
-#[test]
-fn a_closed_durable_prefix_describes_the_synced_bytes_exactly() {
+/// A fresh store's directory and index, with one sample entry (and its id).
+fn store() -> (tempfile::TempDir, Connection, Arc<SampleEntry>, i64) {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = db::open(&dir.path().join("index.db")).unwrap();
     db::migrate(&mut conn).unwrap();
     let e = entry();
     let eid = db::upsert_sample_entry(&conn, &e.data, e.codec, e.width, e.height).unwrap();
+    (dir, conn, e, eid)
+}
+
+#[test]
+fn a_closed_durable_prefix_describes_the_synced_bytes_exactly() {
+    let (dir, conn, e, eid) = store();
     let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), (&e, eid), 1, false).unwrap();
     for i in 0..5 {
         seg.write_frame(Time90k(i * 3000), i == 0, Bytes::from(vec![i as u8; 100]))
@@ -91,13 +97,7 @@ fn a_closed_durable_prefix_describes_the_synced_bytes_exactly() {
     // The file was cut back to the synced bytes, and the row says exactly that.
     let path = segment_path(dir.path(), 1, id);
     assert_eq!(std::fs::read(&path).unwrap(), synced);
-    let (frames, bytes, end, blob, sha): (u32, i64, i64, Vec<u8>, Vec<u8>) = conn
-        .query_row(
-            "SELECT frames, bytes, end_90k, frame_index, record_sha256 FROM segment WHERE id = ?1 AND state = 1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .unwrap();
+    let (frames, bytes, end, blob, sha) = row(&conn, id);
     assert_eq!((frames, bytes as usize, end), (5, synced.len(), 5 * 3000));
     assert_eq!(index::decode(&blob).unwrap().len(), 5);
     let digest = super::super::record_digest::check(&mut &synced[..], synced.len() as u64, &mut |_| true);
@@ -116,11 +116,7 @@ fn row(conn: &Connection, id: i64) -> (u32, i64, i64, Vec<u8>, Vec<u8>) {
 
 #[test]
 fn queued_frames_reach_the_file_only_when_written_and_always_before_an_fsync() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut conn = db::open(&dir.path().join("index.db")).unwrap();
-    db::migrate(&mut conn).unwrap();
-    let e = entry();
-    let eid = db::upsert_sample_entry(&conn, &e.data, e.codec, e.width, e.height).unwrap();
+    let (dir, conn, e, eid) = store();
     let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), (&e, eid), 1, false).unwrap();
     let path = segment_path(dir.path(), 1, seg.id);
     let header = std::fs::metadata(&path).unwrap().len();
@@ -157,11 +153,7 @@ fn queued_frames_reach_the_file_only_when_written_and_always_before_an_fsync() {
 
 #[test]
 fn a_failed_write_loses_only_the_queue_and_the_row_describes_the_rest_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut conn = db::open(&dir.path().join("index.db")).unwrap();
-    db::migrate(&mut conn).unwrap();
-    let e = entry();
-    let eid = db::upsert_sample_entry(&conn, &e.data, e.codec, e.width, e.height).unwrap();
+    let (dir, conn, e, eid) = store();
     let frame = |i: i64| {
         (
             Time90k(i * 3000),
@@ -228,11 +220,7 @@ fn a_failed_write_loses_only_the_queue_and_the_row_describes_the_rest_exactly() 
 
 #[test]
 fn a_segment_with_nothing_durable_is_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut conn = db::open(&dir.path().join("index.db")).unwrap();
-    db::migrate(&mut conn).unwrap();
-    let e = entry();
-    let eid = db::upsert_sample_entry(&conn, &e.data, e.codec, e.width, e.height).unwrap();
+    let (dir, conn, e, eid) = store();
     let mut seg = OpenSegment::create(&conn, dir.path(), 1, Time90k(0), (&e, eid), 1, false).unwrap();
     seg.write_frame(Time90k(0), true, Bytes::from_static(&[1; 10])).unwrap();
     let id = seg.id;

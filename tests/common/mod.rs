@@ -446,3 +446,19 @@ backup = {{ address = "127.0.0.1", port = {primary_port}, cameras = [ {{ local =
         data = data.display(),
     )
 }
+
+/// Runs `tandem bench ARGS --json FILE` (in `dir`'s FILE) and returns the
+/// JSON it wrote; fails the test with its stderr if it failed.
+pub fn bench_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let json = dir.join("bench.json");
+    let out = Command::new(tandem())
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .env("TANDEM_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
