@@ -107,6 +107,37 @@ fn wait_port(port: u16, timeout: Duration, child: &mut Child, what: &str, log: &
     Err(format!("{what} did not listen on 127.0.0.1:{port} within {timeout:?}"))
 }
 
+/// Waits until `child` prints a line `ready` on its stdout (it has bound its
+/// port), or fails with its log if it exits first or takes longer than
+/// `timeout`.
+fn wait_ready(child: &mut Child, timeout: Duration, what: &str, log: &Path) -> Result<(), String> {
+    let stdout = child.stdout.take().ok_or("no stdout to read")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            match line {
+                Ok(l) if l.trim() == "ready" => {
+                    let _ = tx.send(());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            let err = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("{what} exited ({st}): {}", err.trim()));
+        }
+    }
+    Err(format!("{what} did not say it was ready within {timeout:?}"))
+}
+
 /// A child process killed when dropped.
 struct Reaped(Child);
 
@@ -213,7 +244,7 @@ impl SmtpPeer {
     ) -> Result<SmtpPeer, String> {
         let script = dir.join("smtp_server.py");
         std::fs::write(&script, SMTP_SERVER).map_err(|e| e.to_string())?;
-        let port = free_port().map_err(|e| e.to_string())?;
+        let mut port = free_port().map_err(|e| e.to_string())?;
         let out = dir.join(format!("{name}.mail.jsonl"));
         let log = dir.join(format!("{name}.smtp.log"));
         let mode_s = match mode {
@@ -226,23 +257,43 @@ impl SmtpPeer {
         }
         let (cert, key) = tls.map(|t| (t.cert.clone(), t.key.clone())).unwrap_or_default();
         let (user, password) = auth.unwrap_or(("", ""));
-        let mut child = Command::new(PYTHON)
-            .arg(&script)
-            .arg(port.to_string())
-            .arg(mode_s)
-            .args([&cert, &key, &out])
-            .args([user, password])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
-            .spawn()
-            .map_err(|e| format!("starting {PYTHON}: {e}"))?;
-        wait_port(port, Duration::from_secs(20), &mut child, "aiosmtpd", &log)?;
-        Ok(SmtpPeer {
-            port,
-            out,
-            _child: Reaped(child),
-        })
+        // A port from `free_port` is free only until someone binds it: a
+        // test running beside this one may get the same port and bind it
+        // first, and then probing the port finds *its* server. So the server
+        // says "ready" once it has bound, and a server that could not bind
+        // is started again on another port.
+        let mut last = String::new();
+        for _ in 0..5 {
+            let mut child = Command::new(PYTHON)
+                .arg(&script)
+                .arg(port.to_string())
+                .arg(mode_s)
+                .args([&cert, &key, &out])
+                .args([user, password])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+                .spawn()
+                .map_err(|e| format!("starting {PYTHON}: {e}"))?;
+            match wait_ready(&mut child, Duration::from_secs(20), "aiosmtpd", &log) {
+                Ok(()) => {
+                    return Ok(SmtpPeer {
+                        port,
+                        out,
+                        _child: Reaped(child),
+                    })
+                }
+                Err(e) if e.contains("already in use") => {
+                    last = e;
+                    port = free_port().map_err(|e| e.to_string())?;
+                }
+                Err(e) => {
+                    drop(Reaped(child));
+                    return Err(e);
+                }
+            }
+        }
+        Err(last)
     }
 
     /// Every message received so far, in order.
