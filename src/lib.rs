@@ -8,8 +8,8 @@
 //! `parfile` (the parameter file: export, import, diff, overrides, apply),
 //! `reconcile` (what a live apply restarts), `audit` (counting
 //! loss from frame stamps), `failover` (rules, probes, arbitration,
-//! transfers), `pool` (the recorder pool's scheduler: placement of
-//! cameras on NVRs by capacity), `replay` (ONVIF replay of a camera's edge storage), `gapfill`
+//! transfers), `pool` (the recorder pool: the scheduler's placement of
+//! cameras on NVRs by capacity, and membership through etcd), `replay` (ONVIF replay of a camera's edge storage), `gapfill`
 //! (holes in the timeline fetched from the cameras' edge storage), `events` and `motion` (event sources, actions and their durable
 //! outbox), `alerts` (message templates and the SMS, mail and webhook
 //! transports), `recording`

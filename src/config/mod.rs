@@ -21,6 +21,7 @@ mod channels;
 pub mod events;
 pub mod gapfill;
 mod http;
+pub mod pool;
 pub mod render;
 mod rules;
 pub mod source;
@@ -157,6 +158,8 @@ pub struct Config {
     pub accounts: Option<accounts::Accounts>,
     /// Gap fill from the cameras' edge storage (`[gapfill]`).
     pub gapfill: gapfill::GapfillSettings,
+    /// Membership of a recorder pool (`[pool]`); `None`: not in a pool.
+    pub pool: Option<pool::PoolSettings>,
 }
 
 impl Default for Config {
@@ -177,6 +180,7 @@ impl Default for Config {
             access: Default::default(),
             accounts: None,
             gapfill: Default::default(),
+            pool: None,
         }
     }
 }
@@ -314,6 +318,7 @@ struct RawConfig {
     #[serde(default)]
     token: Vec<Spanned<accounts::RawToken>>,
     gapfill: Option<Spanned<gapfill::RawGapfill>>,
+    pool: Option<Spanned<pool::RawPool>>,
     // The parameter file's own tables, read by `parfile` (header, sealed
     // secrets, per-NVR overrides); a configuration carrying them is valid.
     #[allow(dead_code)]
@@ -562,6 +567,7 @@ pub fn parse_with_secrets(
         }
         ok.then(|| v.clone())
     });
+    let pool = pool::parse(&mut c, raw.pool.as_ref(), name.as_deref());
     if !c.errors.is_empty() {
         c.errors.sort_by_key(|e| e.line);
         return Err(ConfigErrors(c.errors));
@@ -583,6 +589,7 @@ pub fn parse_with_secrets(
         triggers,
         actions,
         gapfill,
+        pool,
     };
     Ok((config, c.warnings))
 }

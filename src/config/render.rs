@@ -44,6 +44,9 @@ pub fn document(config: &Config) -> Table {
     if !gapfill.is_empty() {
         doc.insert("gapfill".into(), Value::Table(gapfill));
     }
+    if let Some(p) = &config.pool {
+        doc.insert("pool".into(), Value::Table(super::pool::render(p)));
+    }
     if let Some(a) = &config.accounts {
         super::accounts::render(a, &mut doc);
     }
@@ -538,6 +541,14 @@ peer_fingerprint = "sha256:00112233445566778899aabbccddeeff00112233445566778899a
 [gapfill]
 rate = "2 MB"
 max_age = "7d"
+
+[pool]
+etcd = ["http://192.0.2.2:2379", "http://192.0.2.3:2379"]
+name = "nvr-07"
+capacity = { channels = 64, mbps = 400.5 }
+lease_ttl = "5s"
+prefix = "/site-a/"
+address = "https://192.0.2.7:9000"
 
 [[rule]]
 name = "for-a"

@@ -668,3 +668,65 @@ fn priorities_and_the_standbys_capacity_load_and_bad_ones_are_named() {
         assert!(e.contains(&format!("rule `for-b`: {field}")), "{cap}: {e}");
     }
 }
+
+#[test]
+fn pool_table_parses_with_defaults() {
+    let c = p(&format!("{GOOD}\n[pool]\netcd = [\"http://10.0.0.2:2379\"]\nname = \"nvr-07\"\ncapacity = {{ channels = 64, mbps = 400 }}\n")).unwrap();
+    let pool = c.pool.expect("[pool] given");
+    assert_eq!(pool.etcd[0].as_str(), "http://10.0.0.2:2379/");
+    assert_eq!(pool.name, "nvr-07");
+    assert_eq!(
+        pool.capacity,
+        crate::pool::Capacity {
+            channels: 64,
+            kbps: 400_000
+        }
+    );
+    assert_eq!(pool.lease_ttl, pool::DEFAULT_LEASE_TTL);
+    assert_eq!(pool.prefix, "/tandem/");
+    assert_eq!(pool.address, None);
+    assert!(p(GOOD).unwrap().pool.is_none(), "without [pool] no pool");
+}
+
+#[test]
+fn pool_name_defaults_to_the_nvr_name() {
+    let text = format!("{GOOD}\n[nvr]\nname = \"nvr-3\"\n[pool]\netcd = [\"http://e:2379\"]\ncapacity = {{ channels = 1, mbps = 1.5 }}\nlease_ttl = 1\n");
+    let pool = p(&text).unwrap().pool.unwrap();
+    assert_eq!(pool.name, "nvr-3");
+    assert_eq!(pool.capacity.kbps, 1500);
+    assert_eq!(pool.lease_ttl, Duration::from_secs(1));
+}
+
+#[test]
+fn pool_errors_name_field_and_line() {
+    let base = GOOD.lines().count() + 1;
+    let cases: &[(&str, &str)] = &[
+        ("[pool]\nname = \"a\"\ncapacity = { channels = 1, mbps = 1 }\n", "pool.etcd"),
+        ("[pool]\netcd = []\nname = \"a\"\ncapacity = { channels = 1, mbps = 1 }\n", "pool.etcd"),
+        ("[pool]\netcd = [\"https://e:2379\"]\nname = \"a\"\ncapacity = { channels = 1, mbps = 1 }\n", "pool.etcd"),
+        ("[pool]\netcd = [\"e:2379\"]\nname = \"a\"\ncapacity = { channels = 1, mbps = 1 }\n", "pool.etcd"),
+        ("[pool]\netcd = [\"http://e:2379\"]\ncapacity = { channels = 1, mbps = 1 }\n", "pool.name"),
+        ("[pool]\netcd = [\"http://e:2379\"]\nname = \"a/b\"\ncapacity = { channels = 1, mbps = 1 }\n", "pool.name"),
+        ("[pool]\netcd = [\"http://e:2379\"]\nname = \"a\"\n", "pool.capacity"),
+        ("[pool]\netcd = [\"http://e:2379\"]\nname = \"a\"\ncapacity = { channels = -1, mbps = 1 }\n", "pool.capacity.channels"),
+        ("[pool]\netcd = [\"http://e:2379\"]\nname = \"a\"\ncapacity = { channels = 1 }\n", "pool.capacity.mbps"),
+        ("[pool]\netcd = [\"http://e:2379\"]\nname = \"a\"\ncapacity = { channels = 1, mbps = -2 }\n", "pool.capacity.mbps"),
+        ("[pool]\netcd = [\"http://e:2379\"]\nname = \"a\"\ncapacity = { channels = 1, mbps = 1 }\nlease_ttl = \"500ms\"\n", "pool.lease_ttl"),
+        ("[pool]\netcd = [\"http://e:2379\"]\nname = \"a\"\ncapacity = { channels = 1, mbps = 1 }\nlease_ttl = \"1.5s\"\n", "pool.lease_ttl"),
+        ("[pool]\netcd = [\"http://e:2379\"]\nname = \"a\"\ncapacity = { channels = 1, mbps = 1 }\nprefix = \"tandem\"\n", "pool.prefix"),
+        ("[pool]\netcd = [\"http://e:2379\"]\nname = \"a\"\ncapacity = { channels = 1, mbps = 1 }\naddress = \"nowhere\"\n", "pool.address"),
+    ];
+    for (table, field) in cases {
+        let errs = p(&format!("{GOOD}{table}")).expect_err(table).0;
+        assert_eq!(errs.len(), 1, "{table}: {errs:?}");
+        assert_eq!(errs[0].field, *field, "{table}");
+        // The table starts on line `base`; the error points into it.
+        assert!(errs[0].line >= base, "{table}: line {}", errs[0].line);
+    }
+    let errs = p(&format!(
+        "{GOOD}[pool]\netcd = [\"http://e:2379\"]\nname = \"a\"\ncapacity = {{ channels = 1, mbps = 1 }}\nttl = 1\n"
+    ))
+    .expect_err("unknown field")
+    .0;
+    assert!(errs[0].message.contains("ttl"), "{errs:?}");
+}

@@ -1,16 +1,26 @@
 //! The recorder pool (issue 13): NVRs that share one pool's cameras. This
-//! module owns the scheduler's pure decisions; membership, election and the
-//! stored assignment (etcd) are the caller's and live elsewhere.
+//! module owns the scheduler's decisions and this NVR's membership through
+//! etcd; carrying the assignment out (starting and stopping channels) is the
+//! caller's.
 //!
 //! - `placement`: members, capacities, cameras, priorities and the current
 //!   assignment → the new assignment, its moves and the cameras left out
 //!   (`place`), and the optional spreading pass (`rebalance`).
+//! - `records`: the etcd key layout, the member record and the assignment
+//!   document, the scheduler's step and the start/stop diff (pure).
+//! - `backoff`: retry delays and which state changes to log (pure).
+//! - `membership`: the only I/O here: lease, registration, election, the
+//!   stored assignment and its watch.
 //!
-//! Must never perform I/O, consult a clock or a random source: the same
-//! inputs give the same decision on every NVR that computes it.
+//! `placement`, `records` and `backoff` must never perform I/O, consult a
+//! clock or a random source: the same inputs give the same decision on every
+//! NVR that computes it.
 
+pub mod backoff;
+pub mod membership;
 pub mod placement;
 mod placement_state;
+pub mod records;
 
 pub use placement::{
     load, place, rebalance, Assignment, Camera, Capacity, Member, Move, Placement, PlacementError, Reason,

@@ -1,0 +1,405 @@
+//! This NVR's membership of a recorder pool, through etcd: it registers under
+//! a lease kept alive, campaigns for the scheduler role (etcd's election
+//! API), and, elected, recomputes `placement::place` on every membership
+//! change and stores the assignment with a compare-and-swap that only lands
+//! while it still holds the election; every member watches the stored
+//! assignment and publishes "the cameras assigned to me" on a
+//! `tokio::sync::watch` channel. Leases, election and watches are etcd's:
+//! nothing here is a consensus or heartbeat protocol of its own.
+//!
+//! Thin I/O around `records` (keys, documents, the scheduler's step) and
+//! `backoff` (retries, what to log). Must never clear or shrink the
+//! published cameras because etcd is unreachable or the lease was lost: only
+//! a stored assignment that says so changes them (a duplicate recording is
+//! harmless, a hole is not). Must never start or stop a camera itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use tokio::sync::watch;
+
+use super::backoff::{Backoff, Phase, PhaseLog};
+use super::placement::Camera;
+use super::records::{self, Keys, MemberRecord, RecordError};
+use crate::config::pool::PoolSettings;
+
+/// First retry after a failure; doubles up to a third of the lease time, so
+/// that when etcd comes back (it extends the leases it had by about a TTL)
+/// every member renews its record before the old lease expires, and the
+/// scheduler sees no member leave.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+
+/// What a member needs to join: its settings and the pool's cameras (the
+/// same list on every NVR; only the elected scheduler uses it).
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    pub endpoints: Vec<String>,
+    pub name: String,
+    pub record: MemberRecord,
+    /// Whole seconds, at least 1 (etcd's unit).
+    pub lease_ttl: Duration,
+    pub keys: Keys,
+    pub cameras: Vec<Camera>,
+}
+
+impl MemberConfig {
+    /// From `[pool]`; `address` is used when `[pool] address` is not set
+    /// (this NVR's HTTP API as the others reach it).
+    pub fn new(settings: &PoolSettings, address: &str, cameras: Vec<Camera>) -> MemberConfig {
+        MemberConfig {
+            endpoints: settings
+                .etcd
+                .iter()
+                .map(|u| u.as_str().trim_end_matches('/').to_string())
+                .collect(),
+            name: settings.name.clone(),
+            record: MemberRecord {
+                channels: settings.capacity.channels,
+                kbps: settings.capacity.kbps,
+                address: settings.address.clone().unwrap_or_else(|| address.to_string()),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            lease_ttl: settings.lease_ttl,
+            keys: Keys::new(&settings.prefix),
+            cameras,
+        }
+    }
+
+    fn ttl_secs(&self) -> i64 {
+        self.lease_ttl.as_secs().max(1) as i64
+    }
+}
+
+/// Where this member stands now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Registered under a live lease (false while etcd is unreachable).
+    pub registered: bool,
+    /// Elected scheduler and storing assignments.
+    pub scheduler: bool,
+    /// The lease of the current session.
+    pub lease: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the lease expired before it was renewed")]
+    LeaseExpired,
+    #[error("etcd ended a watch or keep-alive stream")]
+    StreamEnded,
+    #[error("etcd cancelled the watch of {0:?}")]
+    WatchCancelled(String),
+    #[error("the election answered without a leader key")]
+    NoLeaderKey,
+    #[error("no longer the scheduler: the assignment write was refused")]
+    Deposed,
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+/// A running membership. Dropping it (or `stop`) ends it at once, like a
+/// crash: nothing is revoked, and the pool notices when the lease expires.
+pub struct Membership {
+    task: tokio::task::JoinHandle<()>,
+    assigned: watch::Receiver<BTreeSet<String>>,
+    status: watch::Receiver<Status>,
+}
+
+impl Membership {
+    /// Joins the pool in a task of its own (retrying until etcd answers).
+    pub fn start(config: MemberConfig) -> Membership {
+        let (assigned_tx, assigned) = watch::channel(BTreeSet::new());
+        let (status_tx, status) = watch::channel(Status::default());
+        // The span names the task after the member in every line it logs.
+        let span = tracing::info_span!("pool", member = %config.name);
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            run(config, assigned_tx, status_tx),
+            span,
+        ));
+        Membership { task, assigned, status }
+    }
+
+    /// The cameras the stored assignment gives this NVR; kept as they were
+    /// while etcd is unreachable.
+    pub fn assigned(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.assigned.clone()
+    }
+
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Ends the membership without revoking anything (see the type's doc).
+    pub fn stop(self) {}
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Publish {
+    assigned: watch::Sender<BTreeSet<String>>,
+    status: watch::Sender<Status>,
+}
+
+async fn run(config: MemberConfig, assigned: watch::Sender<BTreeSet<String>>, status: watch::Sender<Status>) {
+    let out = Publish { assigned, status };
+    let mut backoff = Backoff::new(RETRY_MIN, config.lease_ttl / 3);
+    let mut log = PhaseLog::default();
+    // The previous session's lease, revoked (best effort) once the next one
+    // holds the record: after an etcd restart it lives on for a TTL and
+    // would keep this member's old election key ahead of everyone.
+    let mut stale: Option<i64> = None;
+    loop {
+        let Err(e) = session(&config, &out, &mut stale, &mut log, &mut backoff).await;
+        out.status.send_modify(|s| {
+            s.registered = false;
+            s.scheduler = false;
+        });
+        if log.enter(Phase::Unreachable(e.to_string())) {
+            tracing::warn!(
+                member = %config.name,
+                "pool: {e}; keeping the {} cameras assigned here and retrying",
+                out.assigned.borrow().len()
+            );
+        }
+        tokio::time::sleep(backoff.failed()).await;
+    }
+}
+
+/// Bounds a unary request: etcd that does not answer is treated as down.
+async fn within<T>(
+    limit: Duration,
+    f: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, MembershipError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(MembershipError::Timeout(limit)),
+    }
+}
+
+enum Never {}
+
+/// One session: a lease, the member record, and the three duties until one
+/// of them fails.
+async fn session(
+    config: &MemberConfig,
+    out: &Publish,
+    stale: &mut Option<i64>,
+    log: &mut PhaseLog,
+    backoff: &mut Backoff,
+) -> Result<Never, MembershipError> {
+    let limit = config.lease_ttl;
+    let options = ConnectOptions::new()
+        .with_connect_timeout(limit)
+        .with_keep_alive(limit / 2, limit);
+    let mut client = within(limit, Client::connect(&config.endpoints, Some(options))).await?;
+    let lease = within(limit, client.lease_grant(config.ttl_secs(), None)).await?.id();
+    let record = records::encode(&config.record);
+    // The record moves to the new lease in one put, so the scheduler never
+    // sees this member leave and come back (which would move its cameras).
+    within(
+        limit,
+        client.put(
+            config.keys.member(&config.name),
+            record,
+            Some(PutOptions::new().with_lease(lease)),
+        ),
+    )
+    .await?;
+    if let Some(old) = stale.replace(lease) {
+        // Now only its old election key hangs on it. Gone already (expired)
+        // is as good as revoked.
+        let _ = within(limit, client.lease_revoke(old)).await;
+    }
+    backoff.succeeded();
+    out.status.send_modify(|s| {
+        s.registered = true;
+        s.lease = Some(lease);
+    });
+    if log.enter(Phase::Member) {
+        tracing::info!(member = %config.name, lease, "pool: registered");
+    }
+    tokio::select! {
+        r = keep_alive(client.clone(), lease, config.lease_ttl) => r,
+        r = follow_assignment(client.clone(), config, out) => r,
+        r = campaign_and_schedule(client.clone(), lease, config, out, log) => r,
+    }
+}
+
+/// Renews the lease three times per TTL; an unanswered renewal ends the session.
+async fn keep_alive(mut client: Client, lease: i64, ttl: Duration) -> Result<Never, MembershipError> {
+    let (mut keeper, mut responses) = within(ttl, client.lease_keep_alive(lease)).await?;
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        within(ttl, keeper.keep_alive()).await?;
+        match within(ttl, responses.message()).await? {
+            Some(r) if r.ttl() > 0 => {}
+            Some(_) => return Err(MembershipError::LeaseExpired),
+            None => return Err(MembershipError::StreamEnded),
+        }
+    }
+}
+
+/// Reads the stored assignment, then follows its changes.
+async fn follow_assignment(mut client: Client, config: &MemberConfig, out: &Publish) -> Result<Never, MembershipError> {
+    let key = config.keys.assignment();
+    let got = within(config.lease_ttl, client.get(key.clone(), None)).await?;
+    let revision = got.header().map_or(0, |h| h.revision());
+    if let Some(kv) = got.kvs().first() {
+        publish(config, out, kv.value());
+    }
+    let options = WatchOptions::new().with_start_revision(revision + 1);
+    let mut stream = within(config.lease_ttl, client.watch(key.clone(), Some(options))).await?;
+    loop {
+        let Some(resp) = stream.message().await? else {
+            return Err(MembershipError::StreamEnded);
+        };
+        if resp.canceled() {
+            return Err(MembershipError::WatchCancelled(key));
+        }
+        // A deleted assignment (by hand) changes nothing: the scheduler
+        // writes a new one, and until then the cameras keep recording.
+        for ev in resp.events().iter().filter(|e| e.event_type() == EventType::Put) {
+            if let Some(kv) = ev.kv() {
+                publish(config, out, kv.value());
+            }
+        }
+    }
+}
+
+/// Publishes this member's cameras in a stored assignment. One that cannot
+/// be read changes nothing (the cameras keep recording) and does not end the
+/// session: the scheduler, whose session this also is, replaces it.
+fn publish(config: &MemberConfig, out: &Publish, value: &[u8]) {
+    let doc = match records::decode_assignment(value) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(member = %config.name, "pool: {e}; keeping the cameras assigned here");
+            return;
+        }
+    };
+    let mine = records::assigned_to(&doc, &config.name);
+    out.assigned.send_if_modified(|cur| {
+        let changes = records::diff(cur, &mine);
+        if changes.is_empty() {
+            return false;
+        }
+        tracing::info!(
+            member = %config.name,
+            start = changes.start.len(),
+            stop = changes.stop.len(),
+            total = mine.len(),
+            "pool: assignment changed"
+        );
+        *cur = mine.clone();
+        true
+    });
+}
+
+/// Campaigns (waits until elected), then stores a new assignment on every
+/// membership change for as long as this member holds the election.
+async fn campaign_and_schedule(
+    mut client: Client,
+    lease: i64,
+    config: &MemberConfig,
+    out: &Publish,
+    log: &mut PhaseLog,
+) -> Result<Never, MembershipError> {
+    let elected = client
+        .campaign(config.keys.scheduler(), config.name.clone(), lease)
+        .await?;
+    let leader = elected.leader().ok_or(MembershipError::NoLeaderKey)?;
+    let (leader_key, leader_rev) = (leader.key().to_vec(), leader.rev());
+    out.status.send_modify(|s| s.scheduler = true);
+    if log.enter(Phase::Scheduler) {
+        tracing::info!(member = %config.name, "pool: elected scheduler");
+    }
+
+    let limit = config.lease_ttl;
+    let prefix = config.keys.members();
+    let got = within(limit, client.get(prefix.clone(), Some(GetOptions::new().with_prefix()))).await?;
+    let mut members = BTreeMap::new();
+    for kv in got.kvs() {
+        member_event(config, &mut members, kv.key(), Some(kv.value()));
+    }
+    let revision = got.header().map_or(0, |h| h.revision());
+    let stored = within(limit, client.get(config.keys.assignment(), None)).await?;
+    // An unreadable stored assignment is replaced: the scheduler owns it.
+    let mut stored = match stored.kvs().first() {
+        Some(kv) => records::decode_assignment(kv.value())
+            .inspect_err(|e| tracing::warn!(member = %config.name, "pool: {e}; replacing it"))
+            .ok(),
+        None => None,
+    };
+    let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
+    let mut stream = within(limit, client.watch(prefix.clone(), Some(options))).await?;
+    loop {
+        let (placement, write) = records::schedule(&config.name, &members, &config.cameras, stored.as_ref())?;
+        if let Some(doc) = write {
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    leader_key.clone(),
+                    CompareOp::Equal,
+                    leader_rev,
+                )])
+                .and_then([TxnOp::put(config.keys.assignment(), records::encode(&doc), None)]);
+            if !within(limit, client.txn(txn)).await?.succeeded() {
+                return Err(MembershipError::Deposed);
+            }
+            tracing::info!(
+                member = %config.name,
+                members = members.len(),
+                moves = placement.moves.len(),
+                unassigned = placement.unassigned.len(),
+                "pool: stored a new assignment"
+            );
+            stored = Some(doc);
+        }
+        let Some(resp) = stream.message().await? else {
+            return Err(MembershipError::StreamEnded);
+        };
+        if resp.canceled() {
+            return Err(MembershipError::WatchCancelled(prefix));
+        }
+        for ev in resp.events() {
+            if let Some(kv) = ev.kv() {
+                let value = (ev.event_type() == EventType::Put).then(|| kv.value());
+                member_event(config, &mut members, kv.key(), value);
+            }
+        }
+    }
+}
+
+/// Applies one member key's new value (`None`: deleted, its lease expired).
+/// A record that cannot be read is left out, not fatal: that member takes
+/// no cameras until it writes a readable one.
+fn member_event(config: &MemberConfig, members: &mut BTreeMap<String, MemberRecord>, key: &[u8], value: Option<&[u8]>) {
+    let Some(name) = std::str::from_utf8(key).ok().and_then(|k| config.keys.member_name(k)) else {
+        return;
+    };
+    match value.map(|v| records::decode_member(name, v)) {
+        Some(Ok(r)) => {
+            members.insert(name.to_string(), r);
+        }
+        Some(Err(e)) => {
+            tracing::warn!(member = %config.name, "pool: {e}");
+            members.remove(name);
+        }
+        None => {
+            members.remove(name);
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! What the pool keeps in etcd and the decisions taken on it, without etcd:
+//! the key layout under the prefix, the member record and the assignment
+//! document (JSON), the scheduler's step (records → `placement::place` → the
+//! document to write, if it changed) and an NVR's step (document → the
+//! cameras assigned to it → what to start and stop). Must never perform I/O:
+//! `membership` reads and writes what this module names and builds.
+//!
+//! # Key layout (prefix `/tandem/` by default)
+//!
+//! - `<prefix>members/<name>`: a `MemberRecord`, attached to the member's
+//!   lease: it disappears when the member stops renewing it.
+//! - `<prefix>scheduler`: etcd's election of that name; each candidate's key
+//!   is `<prefix>scheduler/<lease id in hex>` (the election API's own), on
+//!   its lease, and the oldest one is the scheduler.
+//! - `<prefix>assignment`: the whole assignment, one `AssignmentDoc`. One
+//!   document rather than a key per camera: the scheduler replaces it in one
+//!   compare-and-swap and every NVR sees one consistent version; the cost is
+//!   etcd's request limit (1.5 MiB by default, about 30,000 cameras with
+//!   20-character ids and names).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::placement::{self, Assignment, Camera, Capacity, Member, Placement, PlacementError};
+
+/// The keys of one pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// `prefix` as configured (`[pool] prefix`): starts and ends with `/`.
+    pub fn new(prefix: &str) -> Keys {
+        let mut prefix = prefix.to_string();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Keys { prefix }
+    }
+    /// Prefix of every member's record (ends with `/`).
+    pub fn members(&self) -> String {
+        format!("{}members/", self.prefix)
+    }
+    pub fn member(&self, name: &str) -> String {
+        format!("{}members/{name}", self.prefix)
+    }
+    /// The member name in a member record's key, if the key is one.
+    pub fn member_name<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix("members/")
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+    }
+    /// The election's name.
+    pub fn scheduler(&self) -> String {
+        format!("{}scheduler", self.prefix)
+    }
+    pub fn assignment(&self) -> String {
+        format!("{}assignment", self.prefix)
+    }
+}
+
+/// What a member publishes about itself under `members/<name>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub channels: u32,
+    pub kbps: u64,
+    /// Where the other NVRs reach it (its HTTP API).
+    pub address: String,
+    /// Tandem's version, so a mixed pool during an upgrade is visible.
+    pub version: String,
+}
+
+impl MemberRecord {
+    pub fn capacity(&self) -> Capacity {
+        Capacity {
+            channels: self.channels,
+            kbps: self.kbps,
+        }
+    }
+}
+
+/// The stored assignment (`<prefix>assignment`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentDoc {
+    /// The scheduler that wrote it.
+    pub scheduler: String,
+    /// Camera id → member name; cameras no member can take are absent.
+    pub cameras: Assignment,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("member record {key:?} is not valid JSON: {source}")]
+    Member { key: String, source: serde_json::Error },
+    #[error("the stored assignment is not valid JSON: {0}")]
+    Assignment(serde_json::Error),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+}
+
+pub fn decode_member(key: &str, value: &[u8]) -> Result<MemberRecord, RecordError> {
+    serde_json::from_slice(value).map_err(|source| RecordError::Member {
+        key: key.to_string(),
+        source,
+    })
+}
+
+pub fn decode_assignment(value: &[u8]) -> Result<AssignmentDoc, RecordError> {
+    serde_json::from_slice(value).map_err(RecordError::Assignment)
+}
+
+/// The document as stored (compact JSON; the maps are ordered, so equal
+/// assignments give equal bytes).
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize: plain maps and strings")
+}
+
+/// The scheduler's step: the members registered now (name → record; each
+/// holds its lease, so each is alive), the pool's cameras and the stored
+/// assignment → the placement, and the document to write when it differs
+/// from the stored one (`None`: nothing to write).
+pub fn schedule(
+    scheduler: &str,
+    members: &BTreeMap<String, MemberRecord>,
+    cameras: &[Camera],
+    stored: Option<&AssignmentDoc>,
+) -> Result<(Placement, Option<AssignmentDoc>), RecordError> {
+    let members: Vec<Member> = members
+        .iter()
+        .map(|(name, r)| Member {
+            name: name.clone(),
+            capacity: r.capacity(),
+            alive: true,
+        })
+        .collect();
+    let empty = Assignment::new();
+    let current = stored.map_or(&empty, |d| &d.cameras);
+    let placement = placement::place(&members, cameras, current)?;
+    let write = (stored.is_none() || placement.assignment != *current).then(|| AssignmentDoc {
+        scheduler: scheduler.to_string(),
+        cameras: placement.assignment.clone(),
+    });
+    Ok((placement, write))
+}
+
+/// The cameras `doc` assigns to `name`.
+pub fn assigned_to(doc: &AssignmentDoc, name: &str) -> BTreeSet<String> {
+    doc.cameras
+        .iter()
+        .filter(|(_, m)| m.as_str() == name)
+        .map(|(c, _)| c.clone())
+        .collect()
+}
+
+/// What an NVR does when its cameras change from `old` to `new`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub start: BTreeSet<String>,
+    pub stop: BTreeSet<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.start.is_empty() && self.stop.is_empty()
+    }
+}
+
+pub fn diff(old: &BTreeSet<String>, new: &BTreeSet<String>) -> Changes {
+    Changes {
+        start: new.difference(old).cloned().collect(),
+        stop: old.difference(new).cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failover::capacity::Priority;
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn record(channels: u32) -> MemberRecord {
+        MemberRecord {
+            channels,
+            kbps: 100_000,
+            address: "http://a".into(),
+            version: "0".into(),
+        }
+    }
+
+    fn camera(id: &str) -> Camera {
+        Camera {
+            id: id.into(),
+            kbps: 2000,
+            priority: Priority::Medium,
+        }
+    }
+
+    #[test]
+    fn keys_layout() {
+        let k = Keys::new("/t/");
+        assert_eq!(k.member("nvr-1"), "/t/members/nvr-1");
+        assert_eq!(k.members(), "/t/members/");
+        assert_eq!(k.scheduler(), "/t/scheduler");
+        assert_eq!(k.assignment(), "/t/assignment");
+        assert_eq!(Keys::new("/t"), k);
+        assert_eq!(k.member_name("/t/members/nvr-1"), Some("nvr-1"));
+        for bad in ["/t/members/", "/t/members/a/b", "/u/members/a", "/t/assignment"] {
+            assert_eq!(k.member_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_reject_garbage() {
+        let r = record(4);
+        assert_eq!(decode_member("k", &encode(&r)).unwrap(), r);
+        assert!(matches!(decode_member("k", b"{"), Err(RecordError::Member { .. })));
+        let d = AssignmentDoc {
+            scheduler: "a".into(),
+            cameras: [("c1".to_string(), "a".to_string())].into(),
+        };
+        assert_eq!(decode_assignment(&encode(&d)).unwrap(), d);
+        assert!(decode_assignment(b"[]").is_err());
+    }
+
+    #[test]
+    fn diff_gives_start_and_stop() {
+        let c = diff(&set(&["a", "b"]), &set(&["b", "c"]));
+        assert_eq!(c.start, set(&["c"]));
+        assert_eq!(c.stop, set(&["a"]));
+        assert!(diff(&set(&["a"]), &set(&["a"])).is_empty());
+        assert_eq!(diff(&set(&[]), &set(&["x"])).start, set(&["x"]));
+    }
+
+    #[test]
+    fn assigned_to_filters_by_member() {
+        let d = AssignmentDoc {
+            scheduler: "a".into(),
+            cameras: [("c1", "a"), ("c2", "b"), ("c3", "a")]
+                .into_iter()
+                .map(|(c, m)| (c.to_string(), m.to_string()))
+                .collect(),
+        };
+        assert_eq!(assigned_to(&d, "a"), set(&["c1", "c3"]));
+        assert_eq!(assigned_to(&d, "z"), set(&[]));
+    }
+
+    #[test]
+    fn schedule_writes_only_changes() {
+        let members: BTreeMap<_, _> = [("a".to_string(), record(2)), ("b".to_string(), record(2))].into();
+        let cams: Vec<_> = ["c1", "c2", "c3"].iter().map(|c| camera(c)).collect();
+        let (p, write) = schedule("a", &members, &cams, None).unwrap();
+        let doc = write.expect("nothing stored: written");
+        assert_eq!(doc.cameras.len(), 3);
+        assert_eq!(p.assignment, doc.cameras);
+        // The same state again: nothing to write.
+        let (_, again) = schedule("a", &members, &cams, Some(&doc)).unwrap();
+        assert_eq!(again, None);
+        // b leaves: its cameras go to a within a's two channels; one is left out.
+        let only_a: BTreeMap<_, _> = [("a".to_string(), record(2))].into();
+        let (p, write) = schedule("a", &only_a, &cams, Some(&doc)).unwrap();
+        let doc2 = write.expect("changed");
+        assert_eq!(doc2.cameras.len(), 2);
+        assert!(doc2.cameras.values().all(|m| m == "a"));
+        assert_eq!(p.unassigned.len(), 1);
+    }
+
+    #[test]
+    fn schedule_of_an_empty_pool_writes_an_empty_assignment() {
+        let (_, write) = schedule("a", &BTreeMap::new(), &[camera("c1")], None).unwrap();
+        assert_eq!(write.unwrap().cameras, Assignment::new());
+    }
+}
