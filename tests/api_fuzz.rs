@@ -97,6 +97,9 @@ impl Site {
             _camera: camera,
             dir,
         };
+        // Footage a clip can serve: a growing segment is listed from its
+        // row's insert, before the writer has written a frame to its file
+        // (it gathers up to 200 ms of frames per write).
         common::wait_for(Duration::from_secs(30), "footage on channel 1", || {
             let (now_a, now_b) = (common::rfc3339_offset(-60.0), common::rfc3339_offset(60.0));
             let r = site.send(&Req {
@@ -106,8 +109,11 @@ impl Site {
                 ..Req::default()
             });
             r.0 == 200
-                && serde_json::from_slice::<serde_json::Value>(&r.1)
-                    .is_ok_and(|v| v["recordings"].as_array().is_some_and(|a| !a.is_empty()))
+                && serde_json::from_slice::<serde_json::Value>(&r.1).is_ok_and(|v| {
+                    v["recordings"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|r| r["frames"].as_u64() > Some(0)))
+                })
         });
         site
     }

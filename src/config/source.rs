@@ -261,15 +261,26 @@ impl<'a> Checker<'a> {
 /// The last bare or dotted key in `s` (what precedes an `=`).
 fn last_key(s: &str) -> String {
     let s = s.trim_end();
+    // After the last character that cannot be in a key, which may take
+    // more than one byte (the text is whatever a client uploaded).
     let start = s
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
-        .map(|i| i + 1)
-        .unwrap_or(0);
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     s[start..].to_string()
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_last_key_after_a_character_of_several_bytes_is_found_without_a_panic() {
+        assert_eq!(super::last_key("é=1\nname "), "name");
+        assert_eq!(super::last_key("x€key"), "key");
+        assert_eq!(super::last_key("€"), "");
+        assert_eq!(super::last_key("a.b-c_d"), "a.b-c_d");
+    }
+
     use super::*;
 
     #[test]
