@@ -63,7 +63,9 @@
 //!
 //! `rebalance` first does what `place` does, then moves cameras from the
 //! most- to the least-loaded member while their loads differ by more than
-//! the tolerance, at most `max_moves` cameras, each camera at most once.
+//! the tolerance, at most `max_moves` cameras, each camera at most once,
+//! then places again any camera still left out (the moves may have opened
+//! room for it).
 //! Each rebalance move takes a camera from a recording, healthy member: the
 //! caller must carry it out **make-before-break** (the new owner records
 //! before the old one stops), which is why moves are bounded per call.
@@ -194,6 +196,7 @@ pub fn rebalance(
     let mut s = State::new(members, cameras, current)?;
     s.settle();
     s.balance(limits.max_moves, (limits.tolerance * 1e6).round() as u64);
+    s.place_left_out();
     Ok(s.finish())
 }
 

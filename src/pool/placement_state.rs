@@ -217,6 +217,18 @@ impl<'a> State<'a> {
         }
     }
 
+    /// Places again the cameras still left out: moving cameras between
+    /// members can open room that none had before, and no camera may stay
+    /// unassigned while a member has room for it.
+    pub(super) fn place_left_out(&mut self) {
+        for i in 0..self.cameras.len() {
+            if self.at[i].is_none() {
+                self.enqueue(i);
+            }
+        }
+        self.settle();
+    }
+
     /// The decision as the caller sees it.
     pub(super) fn finish(self) -> Placement {
         let mut pairs = Vec::with_capacity(self.cameras.len());
