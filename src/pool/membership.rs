@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use super::backoff::{Backoff, Phase, PhaseLog};
 use super::placement::Camera;
 use super::records::{self, Keys, MemberRecord, RecordError};
+use super::view::{KeyEvent, PoolView};
 use crate::config::pool::PoolSettings;
 
 /// First retry after a failure; doubles up to a third of the lease time, so
@@ -33,8 +34,10 @@ use crate::config::pool::PoolSettings;
 /// scheduler sees no member leave.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 
-/// What a member needs to join: its settings and the pool's cameras (the
-/// same list on every NVR; only the elected scheduler uses it).
+/// What a member needs to join: its settings, the pool's cameras (the same
+/// list on every NVR; only the elected scheduler uses it; it follows live
+/// configuration changes) and the cameras this NVR records now (published
+/// for make-before-break handovers).
 #[derive(Clone, Debug)]
 pub struct MemberConfig {
     pub endpoints: Vec<String>,
@@ -43,13 +46,19 @@ pub struct MemberConfig {
     /// Whole seconds, at least 1 (etcd's unit).
     pub lease_ttl: Duration,
     pub keys: Keys,
-    pub cameras: Vec<Camera>,
+    pub cameras: watch::Receiver<Vec<Camera>>,
+    pub recording: watch::Receiver<BTreeSet<String>>,
 }
 
 impl MemberConfig {
     /// From `[pool]`; `address` is used when `[pool] address` is not set
     /// (this NVR's HTTP API as the others reach it).
-    pub fn new(settings: &PoolSettings, address: &str, cameras: Vec<Camera>) -> MemberConfig {
+    pub fn new(
+        settings: &PoolSettings,
+        address: &str,
+        cameras: watch::Receiver<Vec<Camera>>,
+        recording: watch::Receiver<BTreeSet<String>>,
+    ) -> MemberConfig {
         MemberConfig {
             endpoints: settings
                 .etcd
@@ -66,6 +75,7 @@ impl MemberConfig {
             lease_ttl: settings.lease_ttl,
             keys: Keys::new(&settings.prefix),
             cameras,
+            recording,
         }
     }
 
@@ -111,6 +121,7 @@ pub struct Membership {
     task: tokio::task::JoinHandle<()>,
     assigned: watch::Receiver<BTreeSet<String>>,
     status: watch::Receiver<Status>,
+    view: watch::Receiver<PoolView>,
 }
 
 impl Membership {
@@ -118,13 +129,21 @@ impl Membership {
     pub fn start(config: MemberConfig) -> Membership {
         let (assigned_tx, assigned) = watch::channel(BTreeSet::new());
         let (status_tx, status) = watch::channel(Status::default());
+        let (view_tx, view) = watch::channel(PoolView::default());
+        let out = Publish {
+            assigned: assigned_tx,
+            status: status_tx,
+            view: view_tx,
+        };
         // The span names the task after the member in every line it logs.
         let span = tracing::info_span!("pool", member = %config.name);
-        let task = tokio::spawn(tracing::Instrument::instrument(
-            run(config, assigned_tx, status_tx),
-            span,
-        ));
-        Membership { task, assigned, status }
+        let task = tokio::spawn(tracing::Instrument::instrument(run(config, out), span));
+        Membership {
+            task,
+            assigned,
+            status,
+            view,
+        }
     }
 
     /// The cameras the stored assignment gives this NVR; kept as they were
@@ -135,6 +154,12 @@ impl Membership {
 
     pub fn status(&self) -> watch::Receiver<Status> {
         self.status.clone()
+    }
+
+    /// The pool as last read from etcd (kept as it was while etcd is
+    /// unreachable).
+    pub fn view(&self) -> watch::Receiver<PoolView> {
+        self.view.clone()
     }
 
     /// Ends the membership without revoking anything (see the type's doc).
@@ -150,10 +175,10 @@ impl Drop for Membership {
 struct Publish {
     assigned: watch::Sender<BTreeSet<String>>,
     status: watch::Sender<Status>,
+    view: watch::Sender<PoolView>,
 }
 
-async fn run(config: MemberConfig, assigned: watch::Sender<BTreeSet<String>>, status: watch::Sender<Status>) {
-    let out = Publish { assigned, status };
+async fn run(config: MemberConfig, out: Publish) {
     let mut backoff = Backoff::new(RETRY_MIN, config.lease_ttl / 3);
     let mut log = PhaseLog::default();
     // The previous session's lease, revoked (best effort) once the next one
@@ -232,7 +257,8 @@ async fn session(
     }
     tokio::select! {
         r = keep_alive(client.clone(), lease, config.lease_ttl) => r,
-        r = follow_assignment(client.clone(), config, out) => r,
+        r = follow_pool(client.clone(), config, out) => r,
+        r = publish_recording(client.clone(), lease, config) => r,
         r = campaign_and_schedule(client.clone(), lease, config, out, log) => r,
     }
 }
@@ -253,45 +279,69 @@ async fn keep_alive(mut client: Client, lease: i64, ttl: Duration) -> Result<Nev
     }
 }
 
-/// Reads the stored assignment, then follows its changes.
-async fn follow_assignment(mut client: Client, config: &MemberConfig, out: &Publish) -> Result<Never, MembershipError> {
-    let key = config.keys.assignment();
-    let got = within(config.lease_ttl, client.get(key.clone(), None)).await?;
+/// Reads every key of the pool, then follows their changes: the members,
+/// the stored assignment, the recording lists and the election, folded into
+/// the published `PoolView`, and this member's cameras from it.
+async fn follow_pool(mut client: Client, config: &MemberConfig, out: &Publish) -> Result<Never, MembershipError> {
+    let prefix = config.keys.prefix().to_string();
+    let got = within(
+        config.lease_ttl,
+        client.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
+    )
+    .await?;
     let revision = got.header().map_or(0, |h| h.revision());
-    if let Some(kv) = got.kvs().first() {
-        publish(config, out, kv.value());
+    let mut view = PoolView::default();
+    for kv in got.kvs() {
+        fold(config, &mut view, kv, true);
     }
-    let options = WatchOptions::new().with_start_revision(revision + 1);
-    let mut stream = within(config.lease_ttl, client.watch(key.clone(), Some(options))).await?;
+    view.revision = revision;
+    publish(config, out, view.clone());
+    let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
+    let mut stream = within(config.lease_ttl, client.watch(prefix.clone(), Some(options))).await?;
     loop {
         let Some(resp) = stream.message().await? else {
             return Err(MembershipError::StreamEnded);
         };
         if resp.canceled() {
-            return Err(MembershipError::WatchCancelled(key));
+            return Err(MembershipError::WatchCancelled(prefix));
         }
-        // A deleted assignment (by hand) changes nothing: the scheduler
-        // writes a new one, and until then the cameras keep recording.
-        for ev in resp.events().iter().filter(|e| e.event_type() == EventType::Put) {
+        for ev in resp.events() {
             if let Some(kv) = ev.kv() {
-                publish(config, out, kv.value());
+                fold(config, &mut view, kv, ev.event_type() == EventType::Put);
             }
         }
+        if let Some(h) = resp.header() {
+            view.revision = h.revision();
+        }
+        publish(config, out, view.clone());
     }
 }
 
-/// Publishes this member's cameras in a stored assignment. One that cannot
-/// be read changes nothing (the cameras keep recording) and does not end the
-/// session: the scheduler, whose session this also is, replaces it.
-fn publish(config: &MemberConfig, out: &Publish, value: &[u8]) {
-    let doc = match records::decode_assignment(value) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(member = %config.name, "pool: {e}; keeping the cameras assigned here");
-            return;
-        }
+/// Folds one key into `view`. A value that cannot be read is logged and
+/// does not end the session: the scheduler, whose session this also is,
+/// replaces an unreadable assignment, and until then the cameras stay.
+fn fold(config: &MemberConfig, view: &mut PoolView, kv: &etcd_client::KeyValue, put: bool) {
+    let ev = KeyEvent {
+        key: kv.key(),
+        value: put.then(|| kv.value()),
+        lease: kv.lease(),
+        create_revision: kv.create_revision(),
     };
-    let mine = records::assigned_to(&doc, &config.name);
+    if let Err(e) = view.apply(&config.keys, ev) {
+        tracing::warn!(member = %config.name, "pool: {e}");
+    }
+}
+
+/// Publishes the view, and this member's cameras when they changed.
+fn publish(config: &MemberConfig, out: &Publish, view: PoolView) {
+    let mine = view.assigned_to(&config.name);
+    let have_doc = view.assignment.is_some();
+    out.view.send_replace(view);
+    // Without a stored assignment nothing is assigned yet, and nothing
+    // already published is taken back.
+    if !have_doc {
+        return;
+    }
     out.assigned.send_if_modified(|cur| {
         let changes = records::diff(cur, &mine);
         if changes.is_empty() {
@@ -307,6 +357,35 @@ fn publish(config: &MemberConfig, out: &Publish, value: &[u8]) {
         *cur = mine.clone();
         true
     });
+}
+
+/// Keeps `<prefix>recording/<name>` (on this session's lease) equal to the
+/// cameras this NVR records now, so that the NVR each came from can let
+/// them go (`handover`).
+async fn publish_recording(
+    mut client: Client,
+    lease: i64,
+    config: &MemberConfig,
+) -> Result<Never, MembershipError> {
+    let mut recording = config.recording.clone();
+    let key = config.keys.recording(&config.name);
+    loop {
+        let list = records::encode(&*recording.borrow_and_update());
+        within(
+            config.lease_ttl,
+            client.put(key.clone(), list, Some(PutOptions::new().with_lease(lease))),
+        )
+        .await?;
+        changed_or_never(&mut recording).await;
+    }
+}
+
+/// Waits for the next value; a sender that is gone (a fixed input) never
+/// changes again.
+async fn changed_or_never<T>(rx: &mut watch::Receiver<T>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Campaigns (waits until elected), then stores a new assignment on every
@@ -346,8 +425,10 @@ async fn campaign_and_schedule(
     };
     let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
     let mut stream = within(limit, client.watch(prefix.clone(), Some(options))).await?;
+    let mut cameras = config.cameras.clone();
     loop {
-        let (placement, write) = records::schedule(&config.name, &members, &config.cameras, stored.as_ref())?;
+        let list = cameras.borrow_and_update().clone();
+        let (placement, write) = records::schedule(&config.name, &members, &list, stored.as_ref())?;
         if let Some(doc) = write {
             let txn = Txn::new()
                 .when([Compare::create_revision(
@@ -368,7 +449,12 @@ async fn campaign_and_schedule(
             );
             stored = Some(doc);
         }
-        let Some(resp) = stream.message().await? else {
+        // The pool's cameras changed (a configuration applied live): place again.
+        let resp = tokio::select! {
+            r = stream.message() => r?,
+            () = changed_or_never(&mut cameras) => continue,
+        };
+        let Some(resp) = resp else {
             return Err(MembershipError::StreamEnded);
         };
         if resp.canceled() {

@@ -12,6 +12,10 @@
 //! - `<prefix>scheduler`: etcd's election of that name; each candidate's key
 //!   is `<prefix>scheduler/<lease id in hex>` (the election API's own), on
 //!   its lease, and the oldest one is the scheduler.
+//! - `<prefix>recording/<name>`: the cameras a member records now (a JSON
+//!   list), attached to its lease. An NVR that lost a camera to another
+//!   stops it only once the other lists it here (make-before-break,
+//!   `handover`).
 //! - `<prefix>assignment`: the whole assignment, one `AssignmentDoc`. One
 //!   document rather than a key per camera: the scheduler replaces it in one
 //!   compare-and-swap and every NVR sees one consistent version; the cost is
@@ -51,6 +55,30 @@ impl Keys {
         key.strip_prefix(self.prefix.as_str())?
             .strip_prefix("members/")
             .filter(|n| !n.is_empty() && !n.contains('/'))
+    }
+    /// Every key of the pool starts with it (ends with `/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    /// Prefix of every member's recording list (ends with `/`).
+    pub fn recordings(&self) -> String {
+        format!("{}recording/", self.prefix)
+    }
+    pub fn recording(&self, name: &str) -> String {
+        format!("{}recording/{name}", self.prefix)
+    }
+    /// The member name in a recording list's key, if the key is one.
+    pub fn recording_name<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix("recording/")
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+    }
+    /// Whether `key` is one candidate's key in the scheduler election
+    /// (`<prefix>scheduler/<lease in hex>`).
+    pub fn is_candidate(&self, key: &str) -> bool {
+        key.strip_prefix(self.prefix.as_str())
+            .and_then(|k| k.strip_prefix("scheduler/"))
+            .is_some_and(|l| !l.is_empty() && !l.contains('/'))
     }
     /// The election's name.
     pub fn scheduler(&self) -> String {
@@ -94,6 +122,8 @@ pub struct AssignmentDoc {
 pub enum RecordError {
     #[error("member record {key:?} is not valid JSON: {source}")]
     Member { key: String, source: serde_json::Error },
+    #[error("member {member:?}'s recording list is not a JSON list of cameras: {source}")]
+    Recording { member: String, source: serde_json::Error },
     #[error("the stored assignment is not valid JSON: {0}")]
     Assignment(serde_json::Error),
     #[error(transparent)]
@@ -212,6 +242,12 @@ mod tests {
         for bad in ["/t/members/", "/t/members/a/b", "/u/members/a", "/t/assignment"] {
             assert_eq!(k.member_name(bad), None, "{bad}");
         }
+        assert_eq!(k.recording("nvr-1"), "/t/recording/nvr-1");
+        assert_eq!(k.recording_name("/t/recording/nvr-1"), Some("nvr-1"));
+        assert_eq!(k.recording_name("/t/members/nvr-1"), None);
+        assert!(k.is_candidate("/t/scheduler/694d7b3e2c1a"));
+        assert!(!k.is_candidate("/t/scheduler"));
+        assert!(!k.is_candidate("/t/scheduler/"));
     }
 
     #[test]

@@ -1,0 +1,210 @@
+//! The pool as one member sees it: every key under the pool's prefix folded
+//! into members (with their leases), the stored assignment, each member's
+//! recording list and the scheduler election's candidates. Built from one
+//! read of the prefix, then kept current event by event from its watch;
+//! what `GET /api/v1/pool` shows and what `handover` decides on.
+//!
+//! Pure: must never perform I/O. A value that cannot be read leaves its
+//! entry out (a member with an unreadable record takes no cameras) or, for
+//! the assignment, keeps the last readable one; both are returned as errors
+//! for the caller to log.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::records::{self, AssignmentDoc, Keys, MemberRecord, RecordError};
+
+/// One member as registered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberEntry {
+    #[serde(flatten)]
+    pub record: MemberRecord,
+    /// The etcd lease the record hangs on: it disappears when that expires.
+    pub lease: i64,
+}
+
+/// The pool's keys, folded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PoolView {
+    pub members: BTreeMap<String, MemberEntry>,
+    /// `None` until the scheduler stored one (or while it cannot be read).
+    pub assignment: Option<AssignmentDoc>,
+    /// Member → the cameras it says it records now.
+    pub recording: BTreeMap<String, BTreeSet<String>>,
+    /// Election key → (its create revision, the candidate's name): the
+    /// scheduler is the oldest (etcd's election API).
+    #[serde(skip)]
+    candidates: BTreeMap<String, (i64, String)>,
+    /// The etcd revision this view reflects.
+    pub revision: i64,
+}
+
+/// One key's new state: `value` is `None` when it was deleted (or its lease
+/// expired).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyEvent<'a> {
+    pub key: &'a [u8],
+    pub value: Option<&'a [u8]>,
+    pub lease: i64,
+    pub create_revision: i64,
+}
+
+impl PoolView {
+    /// Applies one key's change; keys outside the layout are ignored.
+    pub fn apply(&mut self, keys: &Keys, ev: KeyEvent<'_>) -> Result<(), RecordError> {
+        let Ok(key) = std::str::from_utf8(ev.key) else {
+            return Ok(());
+        };
+        if let Some(name) = keys.member_name(key) {
+            self.members.remove(name);
+            if let Some(v) = ev.value {
+                let record = records::decode_member(name, v)?;
+                self.members.insert(
+                    name.to_string(),
+                    MemberEntry {
+                        record,
+                        lease: ev.lease,
+                    },
+                );
+            }
+        } else if let Some(name) = keys.recording_name(key) {
+            self.recording.remove(name);
+            if let Some(v) = ev.value {
+                let list: BTreeSet<String> =
+                    serde_json::from_slice(v).map_err(|source| RecordError::Recording {
+                        member: name.to_string(),
+                        source,
+                    })?;
+                self.recording.insert(name.to_string(), list);
+            }
+        } else if key == keys.assignment() {
+            // A deleted assignment (by hand) is not "nothing assigned": the
+            // scheduler writes a new one, and until then every camera stays.
+            if let Some(v) = ev.value {
+                self.assignment = Some(records::decode_assignment(v)?);
+            }
+        } else if keys.is_candidate(key) {
+            match ev.value {
+                Some(v) => {
+                    let name = String::from_utf8_lossy(v).into_owned();
+                    self.candidates.insert(key.to_string(), (ev.create_revision, name));
+                }
+                None => {
+                    self.candidates.remove(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The elected scheduler's name: the candidate that campaigned first.
+    pub fn scheduler(&self) -> Option<&str> {
+        self.candidates
+            .values()
+            .min_by_key(|(rev, _)| *rev)
+            .map(|(_, name)| name.as_str())
+    }
+
+    /// The cameras the stored assignment gives `name`.
+    pub fn assigned_to(&self, name: &str) -> BTreeSet<String> {
+        self.assignment
+            .as_ref()
+            .map(|d| records::assigned_to(d, name))
+            .unwrap_or_default()
+    }
+
+    /// Whether member `name` lists `camera` as recorded now.
+    pub fn records(&self, name: &str, camera: &str) -> bool {
+        self.recording.get(name).is_some_and(|s| s.contains(camera))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::new("/p/")
+    }
+
+    fn put<'a>(key: &'a str, value: &'a [u8], rev: i64) -> KeyEvent<'a> {
+        KeyEvent {
+            key: key.as_bytes(),
+            value: Some(value),
+            lease: 7,
+            create_revision: rev,
+        }
+    }
+
+    fn del(key: &str) -> KeyEvent<'_> {
+        KeyEvent {
+            key: key.as_bytes(),
+            value: None,
+            lease: 0,
+            create_revision: 0,
+        }
+    }
+
+    fn record() -> Vec<u8> {
+        records::encode(&MemberRecord {
+            channels: 4,
+            kbps: 10_000,
+            address: "http://a:1".into(),
+            version: "t".into(),
+        })
+    }
+
+    #[test]
+    fn members_come_and_go_with_their_keys() {
+        let mut v = PoolView::default();
+        v.apply(&keys(), put("/p/members/a", &record(), 1)).unwrap();
+        v.apply(&keys(), put("/p/members/b", &record(), 2)).unwrap();
+        assert_eq!(v.members.len(), 2);
+        assert_eq!(v.members["a"].lease, 7);
+        v.apply(&keys(), del("/p/members/a")).unwrap();
+        assert_eq!(v.members.keys().collect::<Vec<_>>(), ["b"]);
+        // An unreadable record removes the member and is reported.
+        assert!(v.apply(&keys(), put("/p/members/b", b"{", 3)).is_err());
+        assert!(v.members.is_empty());
+    }
+
+    #[test]
+    fn the_oldest_candidate_is_the_scheduler() {
+        let mut v = PoolView::default();
+        assert_eq!(v.scheduler(), None);
+        v.apply(&keys(), put("/p/scheduler/2a", b"b", 9)).unwrap();
+        v.apply(&keys(), put("/p/scheduler/1f", b"a", 5)).unwrap();
+        assert_eq!(v.scheduler(), Some("a"));
+        v.apply(&keys(), del("/p/scheduler/1f")).unwrap();
+        assert_eq!(v.scheduler(), Some("b"));
+    }
+
+    #[test]
+    fn assignment_and_recording_lists() {
+        let mut v = PoolView::default();
+        let doc = AssignmentDoc {
+            scheduler: "a".into(),
+            cameras: [("c1", "a"), ("c2", "b")]
+                .into_iter()
+                .map(|(c, m)| (c.to_string(), m.to_string()))
+                .collect(),
+        };
+        v.apply(&keys(), put("/p/assignment", &records::encode(&doc), 3)).unwrap();
+        assert_eq!(v.assigned_to("a"), ["c1".to_string()].into());
+        // A deleted assignment keeps the last one; an unreadable one too.
+        v.apply(&keys(), del("/p/assignment")).unwrap();
+        assert!(v.apply(&keys(), put("/p/assignment", b"nope", 4)).is_err());
+        assert_eq!(v.assignment.as_ref(), Some(&doc));
+        v.apply(&keys(), put("/p/recording/b", br#"["c2"]"#, 5)).unwrap();
+        assert!(v.records("b", "c2"));
+        assert!(!v.records("a", "c2"));
+        v.apply(&keys(), del("/p/recording/b")).unwrap();
+        assert!(!v.records("b", "c2"));
+        // Keys outside the layout change nothing.
+        let before = v.clone();
+        v.apply(&keys(), put("/p/other", b"x", 6)).unwrap();
+        v.apply(&keys(), put("/q/members/z", &record(), 6)).unwrap();
+        assert_eq!(v, before);
+    }
+}
