@@ -28,6 +28,8 @@ use crate::store::{Reader, RecordingStatus, Store, StoreConfig};
 use crate::time::Clock;
 
 mod apply;
+mod pool;
+pub use pool::{MemberStatus, PoolStatus};
 
 struct ChannelRuntime {
     config: ChannelConfig,
@@ -103,6 +105,27 @@ pub struct Nvr {
     /// Described sessions kept ready for the cameras the rules bind in
     /// failure (`ingest::warm`).
     pub warm: Arc<ingest::warm::WarmPool>,
+    /// This NVR's part in a recorder pool (`[pool]`), which binds the
+    /// channels of the pool's cameras.
+    pool: Mutex<Option<pool::PoolRuntime>>,
+}
+
+/// Channels some failover rule of `config` binds.
+pub(crate) fn rule_channels(config: &Config) -> std::collections::HashSet<u32> {
+    config
+        .rules
+        .iter()
+        .flat_map(|r| r.normal.iter().chain(&r.failure).map(|(ch, _)| *ch))
+        .collect()
+}
+
+/// Channels whose binding is decided at run time, not by their own
+/// configuration: a failover rule's, and in a pool every channel of a pool
+/// camera.
+pub(crate) fn governed_channels(config: &Config) -> std::collections::HashSet<u32> {
+    let mut out = rule_channels(config);
+    out.extend(pool::pool_channels(config).into_values());
+    out
 }
 
 /// A channel's runtime before it is bound: its motion thread, when the
@@ -378,6 +401,7 @@ impl Nvr {
             live: Default::default(),
             gapfill,
             warm: Default::default(),
+            pool: Mutex::new(None),
             config: config_tx,
         });
         tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
@@ -387,15 +411,14 @@ impl Nvr {
         // Channels a rule governs take their binding from the rule's state.
         let config = nvr.config();
         nvr.warm.set_wanted(ingest::warm::failure_cameras(&config));
-        let ruled: std::collections::HashSet<u32> = config
-            .rules
-            .iter()
-            .flat_map(|r| r.normal.iter().chain(&r.failure).map(|(ch, _)| *ch))
-            .collect();
+        let governed = governed_channels(&config);
         for c in &config.channels {
-            if let Some(cam) = c.camera.as_ref().filter(|_| !ruled.contains(&c.number)) {
+            if let Some(cam) = c.camera.as_ref().filter(|_| !governed.contains(&c.number)) {
                 nvr.bind_now(c.number, Some(cam))?;
             }
+        }
+        if let Some(p) = &config.pool {
+            *nvr.pool.lock().expect("pool lock") = Some(pool::start(&nvr, p));
         }
         nvr.start_agents();
         nvr.start_staging_janitor();
@@ -709,8 +732,46 @@ impl Nvr {
             .map_err(|e| format!("the store writer is not taking events: {e}"))
     }
 
+    /// The pool as this NVR sees it; `None` without `[pool]`.
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        let config = self.config();
+        self.pool.lock().expect("pool lock").as_ref().map(|p| p.status(&config))
+    }
+
+    /// For the pool's cameras (`channels`: camera → channel): those bound
+    /// now, and those whose channel got a frame within `RECORDING_WINDOW`
+    /// (`seen` keeps each channel's frame count and when it last grew).
+    fn pool_state(
+        &self,
+        channels: &BTreeMap<String, u32>,
+        seen: &mut std::collections::HashMap<u32, (u64, std::time::Instant)>,
+        now: std::time::Instant,
+    ) -> (std::collections::BTreeSet<String>, std::collections::BTreeSet<String>) {
+        let (mut bound, mut live) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+        let chans = self.channels.lock().expect("channels lock");
+        for (cam, ch) in channels {
+            let Some(rt) = chans.get(ch) else { continue };
+            if rt.binding.as_deref() != Some(cam.as_str()) {
+                seen.remove(ch);
+                continue;
+            }
+            bound.insert(cam.clone());
+            let frames = rt.stats.lock().map(|s| s.frames).unwrap_or(0);
+            let e = seen.entry(*ch).or_insert((frames, now - pool::RECORDING_WINDOW));
+            if frames > e.0 {
+                *e = (frames, now);
+            }
+            if now.duration_since(e.1) < pool::RECORDING_WINDOW {
+                live.insert(cam.clone());
+            }
+        }
+        (bound, live)
+    }
+
     /// Stops the failover agents, then ingest, then closes every segment.
     pub async fn shutdown(&self) {
+        // First: a pool member that stops binds nothing more.
+        drop(self.pool.lock().expect("pool lock").take());
         info!("shutdown: stopping failover agents");
         for a in self.agents.lock().expect("agents lock").drain(..) {
             a.abort();

@@ -145,6 +145,11 @@ pub fn problems(running: &Config, desired: &Config) -> Vec<ConfigError> {
         r.scrub_interval != d.scrub_interval,
         "the integrity scrub thread is started with it",
     );
+    refuse(
+        "pool",
+        running.pool != desired.pool,
+        "the pool membership (lease, name, capacity) is started with it",
+    );
     out
 }
 

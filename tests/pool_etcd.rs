@@ -92,7 +92,9 @@ impl Lab {
             },
             lease_ttl: TTL,
             keys: Keys::new(PREFIX),
-            cameras: cameras(),
+            // Fixed inputs: their senders are gone, so they never change.
+            cameras: tokio::sync::watch::channel(cameras()).1,
+            recording: tokio::sync::watch::channel(BTreeSet::new()).1,
         };
         self.members.insert(name.into(), Membership::start(config));
     }

@@ -20,13 +20,9 @@ use crate::config::{ChannelConfig, Config};
 use crate::ingest::IngestHandle;
 use crate::reconcile::{self, ApplyError, ApplyReport, ChannelChange, Plan, RuleChange};
 
-/// Channels some failover rule of `config` binds.
+/// Channels whose binding a failover rule or the pool decides.
 fn ruled(config: &Config) -> HashSet<u32> {
-    config
-        .rules
-        .iter()
-        .flat_map(|r| r.normal.iter().chain(&r.failure).map(|(ch, _)| *ch))
-        .collect()
+    super::governed_channels(config)
 }
 
 fn channel(config: &Config, n: u32) -> Option<&ChannelConfig> {

@@ -79,14 +79,13 @@ mod tests {
     }
 
     fn view(assign: &[(&str, &str)], recording: &[(&str, &[&str])]) -> PoolView {
-        PoolView {
-            assignment: Some(AssignmentDoc {
-                scheduler: "a".into(),
-                cameras: assign.iter().map(|(c, m)| (c.to_string(), m.to_string())).collect(),
-            }),
-            recording: recording.iter().map(|(m, cs)| (m.to_string(), set(cs))).collect(),
-            ..PoolView::default()
-        }
+        let mut v = PoolView::default();
+        v.assignment = Some(AssignmentDoc {
+            scheduler: "a".into(),
+            cameras: assign.iter().map(|(c, m)| (c.to_string(), m.to_string())).collect(),
+        });
+        v.recording = recording.iter().map(|(m, cs)| (m.to_string(), set(cs))).collect();
+        v
     }
 
     #[test]
@@ -163,8 +162,10 @@ mod tests {
                         let rec_a: Vec<&str> = (0..2).filter(|i| rec_mask & (1 << i) != 0).map(|i| cams[i]).collect();
                         let rec_b: Vec<&str> = (0..2).filter(|i| rec_mask & (4 << i) != 0).map(|i| cams[i]).collect();
                         let v = view(&assign, &[("a", &rec_a), ("b", &rec_b)]);
-                        let bound: BTreeSet<String> =
-                            (0..2).filter(|i| bound_mask & (1 << i) != 0).map(|i| cams[i].to_string()).collect();
+                        let bound: BTreeSet<String> = (0..2)
+                            .filter(|i| bound_mask & (1 << i) != 0)
+                            .map(|i| cams[i].to_string())
+                            .collect();
                         let pool = set(&cams);
                         let h = decide("a", &pool, &v, &bound);
                         for c in &h.bind {
@@ -190,8 +191,11 @@ mod tests {
                             .filter(|c| !h.release.contains_key(*c))
                             .cloned()
                             .collect();
-                        let expect: BTreeSet<String> =
-                            v.assigned_to("a").union(&h.waiting.keys().cloned().collect()).cloned().collect();
+                        let expect: BTreeSet<String> = v
+                            .assigned_to("a")
+                            .union(&h.waiting.keys().cloned().collect())
+                            .cloned()
+                            .collect();
                         assert_eq!(after, expect);
                     }
                 }

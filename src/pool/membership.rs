@@ -362,11 +362,7 @@ fn publish(config: &MemberConfig, out: &Publish, view: PoolView) {
 /// Keeps `<prefix>recording/<name>` (on this session's lease) equal to the
 /// cameras this NVR records now, so that the NVR each came from can let
 /// them go (`handover`).
-async fn publish_recording(
-    mut client: Client,
-    lease: i64,
-    config: &MemberConfig,
-) -> Result<Never, MembershipError> {
+async fn publish_recording(mut client: Client, lease: i64, config: &MemberConfig) -> Result<Never, MembershipError> {
     let mut recording = config.recording.clone();
     let key = config.keys.recording(&config.name);
     loop {

@@ -71,11 +71,10 @@ impl PoolView {
         } else if let Some(name) = keys.recording_name(key) {
             self.recording.remove(name);
             if let Some(v) = ev.value {
-                let list: BTreeSet<String> =
-                    serde_json::from_slice(v).map_err(|source| RecordError::Recording {
-                        member: name.to_string(),
-                        source,
-                    })?;
+                let list: BTreeSet<String> = serde_json::from_slice(v).map_err(|source| RecordError::Recording {
+                    member: name.to_string(),
+                    source,
+                })?;
                 self.recording.insert(name.to_string(), list);
             }
         } else if key == keys.assignment() {
@@ -190,7 +189,8 @@ mod tests {
                 .map(|(c, m)| (c.to_string(), m.to_string()))
                 .collect(),
         };
-        v.apply(&keys(), put("/p/assignment", &records::encode(&doc), 3)).unwrap();
+        v.apply(&keys(), put("/p/assignment", &records::encode(&doc), 3))
+            .unwrap();
         assert_eq!(v.assigned_to("a"), ["c1".to_string()].into());
         // A deleted assignment keeps the last one; an unreadable one too.
         v.apply(&keys(), del("/p/assignment")).unwrap();

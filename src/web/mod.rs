@@ -238,6 +238,28 @@ async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Jso
     Json(serde_json::json!({ "rules": list }))
 }
 
+/// The recorder pool as this NVR sees it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/pool",
+    tag = "failover",
+    summary = "The recorder pool",
+    description = "With `[pool]`: this NVR's name and standing (`registered`, `scheduler`, its lease), the elected \
+                   scheduler, every member (address, capacity, version, lease), the stored assignment (camera → \
+                   member), the cameras each member says it records now, the etcd revision this view reflects, and \
+                   the pool's cameras the assignment leaves out. Kept as last read while etcd is unreachable.",
+    responses(
+        (status = 200, description = "The pool", body = Object),
+        (status = 404, description = "This NVR is not in a pool", body = doc::ErrorBody)
+    ),
+    extensions(("x-tandem-role" = json!("operator")))
+)]
+async fn pool(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> ApiResult<Json<crate::nvr::PoolStatus>> {
+    nvr.pool_status()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("this NVR is not in a pool: no [pool] table in its configuration"))
+}
+
 /// Failback transfers this NVR owes its peers, with progress.
 #[utoipa::path(
     get,
@@ -296,6 +318,7 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(snapshot::event_snapshot))
         .routes(routes!(snapshot::channel_snapshot))
         .routes(routes!(rules))
+        .routes(routes!(pool))
         .routes(routes!(transfers))
         .routes(routes!(gapfill::list))
         .routes(routes!(store_health))

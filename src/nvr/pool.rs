@@ -1,0 +1,199 @@
+//! Carries the pool's assignment out on this NVR (issue 13): with `[pool]`,
+//! every channel that names a camera no failover rule governs records that
+//! camera only while the pool gives it to this NVR. A task follows the
+//! membership's view of the pool and this NVR's channels, publishes which
+//! cameras it records now, and binds and unbinds channels as
+//! `pool::handover` decides (make-before-break).
+//!
+//! Must never unbind a camera because etcd is unreachable (the view then
+//! stops changing, and so do the bindings), and never bind a channel a
+//! failover rule governs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tracing::info;
+
+use super::Nvr;
+use crate::config::pool::PoolSettings;
+use crate::config::Config;
+use crate::failover::capacity::ASSUMED_MBPS;
+use crate::pool::handover::{self, Waiting};
+use crate::pool::membership::{MemberConfig, Membership, Status};
+use crate::pool::view::PoolView;
+use crate::pool::Camera;
+
+/// How often the task looks at the channels (and so how soon a new owner
+/// publishes that it records a camera it took).
+const TICK: Duration = Duration::from_millis(200);
+/// A camera counts as recorded here while its channel got a frame this recently.
+pub(super) const RECORDING_WINDOW: Duration = Duration::from_secs(2);
+
+/// The pool's side of a running NVR; dropping it ends the membership like
+/// a crash (the pool moves the cameras when the lease expires).
+pub(super) struct PoolRuntime {
+    membership: Membership,
+    name: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PoolRuntime {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Camera → the channel that records it, for every channel whose binding
+/// the pool decides (the lowest channel when two name the same camera).
+pub(crate) fn pool_channels(config: &Config) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    if config.pool.is_none() {
+        return out;
+    }
+    let ruled = super::rule_channels(config);
+    for c in config.channels.iter().filter(|c| !ruled.contains(&c.number)) {
+        if let Some(cam) = &c.camera {
+            out.entry(cam.clone()).or_insert(c.number);
+        }
+    }
+    out
+}
+
+/// The pool's cameras as the scheduler places them. Bitrates are not
+/// declared per camera, so each counts `ASSUMED_MBPS`, as failover does.
+fn pool_cameras(config: &Config) -> Vec<Camera> {
+    pool_channels(config)
+        .keys()
+        .filter_map(|name| config.camera(name))
+        .map(|c| Camera {
+            id: c.name.clone(),
+            kbps: (ASSUMED_MBPS * 1000.0) as u64,
+            priority: c.priority,
+        })
+        .collect()
+}
+
+pub(super) fn start(nvr: &Arc<Nvr>, settings: &PoolSettings) -> PoolRuntime {
+    let config = nvr.config();
+    let scheme = if config.is_tls() { "https" } else { "http" };
+    let address = format!("{scheme}://{}", config.listen);
+    let (cameras_tx, cameras) = watch::channel(pool_cameras(&config));
+    let (recording_tx, recording) = watch::channel(BTreeSet::new());
+    let membership = Membership::start(MemberConfig::new(settings, &address, cameras, recording));
+    let task = tokio::spawn(run(
+        Arc::downgrade(nvr),
+        settings.name.clone(),
+        membership.view(),
+        cameras_tx,
+        recording_tx,
+    ));
+    PoolRuntime {
+        membership,
+        name: settings.name.clone(),
+        task,
+    }
+}
+
+async fn run(
+    nvr: Weak<Nvr>,
+    me: String,
+    mut view: watch::Receiver<PoolView>,
+    cameras: watch::Sender<Vec<Camera>>,
+    recording: watch::Sender<BTreeSet<String>>,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Channel → (frames seen, when that count last grew).
+    let mut seen: HashMap<u32, (u64, Instant)> = HashMap::new();
+    let mut logged: BTreeMap<String, Waiting> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = view.changed() => if r.is_err() { return },
+        }
+        let Some(nvr) = nvr.upgrade() else { return };
+        let config = nvr.config();
+        let channels = pool_channels(&config);
+        let list = pool_cameras(&config);
+        cameras.send_if_modified(|cur| (*cur != list).then(|| *cur = list).is_some());
+        let now = Instant::now();
+        let (bound, live) = nvr.pool_state(&channels, &mut seen, now);
+        recording.send_if_modified(|cur| (*cur != live).then(|| *cur = live).is_some());
+        let v = view.borrow_and_update().clone();
+        let pool: BTreeSet<String> = channels.keys().cloned().collect();
+        let h = handover::decide(&me, &pool, &v, &bound);
+        for c in &h.bind {
+            let ch = channels[c];
+            info!(camera = %c, channel = ch, "pool: recording the camera assigned here");
+            if let Err(e) = nvr.bind(ch, Some(c)).await {
+                tracing::warn!(camera = %c, channel = ch, "pool: cannot bind: {e:#}");
+            }
+        }
+        for (c, why) in &h.release {
+            let ch = channels[c];
+            info!(camera = %c, channel = ch, why = ?why, "pool: released the camera");
+            if let Err(e) = nvr.bind(ch, None).await {
+                tracing::warn!(camera = %c, channel = ch, "pool: cannot unbind: {e:#}");
+            }
+        }
+        for (c, w) in &h.waiting {
+            if logged.get(c) != Some(w) {
+                info!(camera = %c, waiting = ?w, "pool: keeps recording until its new owner does");
+            }
+        }
+        logged = h.waiting;
+    }
+}
+
+/// What `GET /api/v1/pool` shows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PoolStatus {
+    /// This NVR's name in the pool.
+    pub member: String,
+    pub status: MemberStatus,
+    /// The elected scheduler, as this NVR last saw the election.
+    pub scheduler: Option<String>,
+    pub view: PoolView,
+    /// The pool's cameras this NVR has a channel for and the assignment
+    /// leaves out (no member has room).
+    pub unassigned: Vec<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MemberStatus {
+    pub registered: bool,
+    pub scheduler: bool,
+    pub lease: Option<i64>,
+}
+
+impl From<Status> for MemberStatus {
+    fn from(s: Status) -> MemberStatus {
+        MemberStatus {
+            registered: s.registered,
+            scheduler: s.scheduler,
+            lease: s.lease,
+        }
+    }
+}
+
+impl PoolRuntime {
+    pub(super) fn status(&self, config: &Config) -> PoolStatus {
+        let view = self.membership.view().borrow().clone();
+        let unassigned = match &view.assignment {
+            Some(doc) => pool_channels(config)
+                .into_keys()
+                .filter(|c| !doc.cameras.contains_key(c))
+                .collect(),
+            None => Vec::new(),
+        };
+        PoolStatus {
+            member: self.name.clone(),
+            status: self.membership.status().borrow().clone().into(),
+            scheduler: view.scheduler().map(str::to_string),
+            view,
+            unassigned,
+        }
+    }
+}
