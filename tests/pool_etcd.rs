@@ -10,10 +10,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, have_program, prerequisite, spawn, Proc};
+use common::{free_port, have_program, prerequisite, Proc};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tandem::failover::capacity::Priority;
 use tandem::pool::membership::{MemberConfig, Membership};
@@ -41,19 +40,7 @@ impl Lab {
     }
 
     fn start_etcd(&mut self) {
-        let (c, p) = (self.client_port, self.peer_port);
-        let mut cmd = Command::new("etcd");
-        cmd.args(["--name", "lab", "--data-dir"])
-            .arg(self.tmp.path().join("etcd"))
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{p}")])
-            .args(["--initial-cluster", &format!("lab=http://127.0.0.1:{p}")])
-            .args(["--heartbeat-interval", "50", "--election-timeout", "250"])
-            .stdout(std::process::Stdio::null());
-        let logs = self.tmp.path().to_path_buf();
-        self.etcd = Some(spawn("etcd", &mut cmd, &logs));
+        self.etcd = Some(common::start_etcd(self.tmp.path(), self.client_port, self.peer_port));
     }
 
     fn stop_etcd(&mut self) {

@@ -447,6 +447,24 @@ backup = {{ address = "127.0.0.1", port = {primary_port}, cameras = [ {{ local =
     )
 }
 
+/// `etcd` serving clients on `client_port` of loopback, a one-member
+/// cluster with short timings (heartbeat 50 ms, election 250 ms) and its
+/// data under `dir/etcd`; its log in `dir`.
+pub fn start_etcd(dir: &Path, client_port: u16, peer_port: u16) -> Proc {
+    let (c, p) = (client_port, peer_port);
+    let mut cmd = Command::new("etcd");
+    cmd.args(["--name", "lab", "--data-dir"])
+        .arg(dir.join("etcd"))
+        .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}")])
+        .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
+        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{p}")])
+        .args(["--initial-cluster", &format!("lab=http://127.0.0.1:{p}")])
+        .args(["--heartbeat-interval", "50", "--election-timeout", "250"])
+        .stdout(Stdio::null());
+    spawn("etcd", &mut cmd, dir)
+}
+
 /// Runs `tandem bench ARGS --json FILE` (in `dir`'s FILE) and returns the
 /// JSON it wrote; fails the test with its stderr if it failed.
 pub fn bench_json(dir: &Path, args: &[&str]) -> serde_json::Value {

@@ -1,0 +1,146 @@
+//! Three Tandem NVRs in a pool over a real etcd (lease TTL 1 s) share four
+//! simulated cameras: every camera is recorded by exactly one NVR; one NVR
+//! killed (SIGKILL) → each of its cameras is recorded again by another
+//! within the lease time plus one RTSP setup; the killed NVR started again
+//! takes nothing back (no move-back). Reads the pool through
+//! `GET /api/v1/pool` as an operator would. Prints the measured times.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{free_port, have_program, http_get, nvr, prerequisite, recorder_config, sim_camera, start_etcd, wait_for};
+
+const CAMERAS: u32 = 4;
+
+fn pool(base: &str) -> Option<serde_json::Value> {
+    let r = http_get(&format!("{base}/api/v1/pool")).ok()?;
+    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok())?
+}
+
+/// Camera → member, from the stored assignment.
+fn assignment(p: &serde_json::Value) -> BTreeMap<String, String> {
+    p["view"]["assignment"]["cameras"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(c, n)| (c.clone(), n.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `member` lists `camera` as recorded now.
+fn records(p: &serde_json::Value, member: &str, camera: &str) -> bool {
+    p["view"]["recording"][member]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(camera)))
+}
+
+#[test]
+fn a_killed_member_s_cameras_are_recorded_again_by_the_others() {
+    if !prerequisite(have_program("etcd"), "etcd (Debian package etcd-server)") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (client_port, peer_port) = (free_port(), free_port());
+    let _etcd = start_etcd(tmp.path(), client_port, peer_port);
+    let (_cams, urls) = sim_camera(tmp.path(), CAMERAS, &["--bitrate-kbps", "200"]);
+    let named: Vec<(String, String)> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (format!("cam-{}", i + 1), u.clone()))
+        .collect();
+    let refs: Vec<(&str, &str)> = named.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
+    let config = |name: &str| {
+        let data = tmp.path().join(name);
+        recorder_config(&data, &refs)
+            + &format!(
+                "[pool]\netcd = [\"http://127.0.0.1:{client_port}\"]\nname = \"{name}\"\n\
+                 capacity = {{ channels = {CAMERAS}, mbps = 100 }}\nlease_ttl = \"1s\"\nprefix = \"/t/\"\n"
+            )
+    };
+    let mut nvrs: BTreeMap<String, common::Nvr> = ["a", "b", "c"]
+        .iter()
+        .map(|n| (n.to_string(), nvr(tmp.path(), n, &config(n))))
+        .collect();
+    let base_a = nvrs["a"].base.clone();
+
+    // Every camera assigned, within capacity, and recorded by its owner.
+    let mut view = serde_json::Value::Null;
+    wait_for(Duration::from_secs(30), "every camera recorded by its owner", || {
+        let Some(p) = pool(&base_a) else { return false };
+        let a = assignment(&p);
+        let ok = a.len() == CAMERAS as usize && a.iter().all(|(c, m)| records(&p, m, c));
+        view = p;
+        ok
+    });
+    let owners = assignment(&view);
+    let mut per_member: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in owners.values() {
+        *per_member.entry(m.as_str()).or_default() += 1;
+    }
+    assert!(
+        per_member.values().all(|&n| n <= CAMERAS as usize),
+        "over capacity: {per_member:?}"
+    );
+    assert!(view["scheduler"].is_string(), "a scheduler is elected: {view}");
+
+    // Kill the member with the most cameras (the first to register took
+    // them all: placement never moves a camera off a live member).
+    let victim = per_member
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(m, _)| m.to_string())
+        .unwrap();
+    let lost: BTreeSet<String> = owners
+        .iter()
+        .filter(|(_, m)| **m == victim)
+        .map(|(c, _)| c.clone())
+        .collect();
+    assert!(!lost.is_empty());
+    let killed = Instant::now();
+    nvrs.get_mut(&victim).unwrap().proc.kill();
+    let survivor = if victim == "a" { "b" } else { "a" };
+    let base = nvrs[survivor].base.clone();
+    let mut again: BTreeMap<String, Duration> = BTreeMap::new();
+    wait_for(
+        Duration::from_secs(15),
+        "the killed NVR's cameras recorded again",
+        || {
+            let Some(p) = pool(&base) else { return false };
+            let a = assignment(&p);
+            for c in &lost {
+                if let Some(m) = a.get(c).filter(|m| **m != victim) {
+                    if records(&p, m, c) {
+                        again.entry(c.clone()).or_insert_with(|| killed.elapsed());
+                    }
+                }
+            }
+            again.len() == lost.len()
+        },
+    );
+    let worst = again.values().max().copied().unwrap_or_default();
+    println!(
+        "pool: {victim} killed with {} cameras; recorded again on the others after {:?} (worst {worst:?})",
+        lost.len(),
+        again
+    );
+    // TTL 1 s + one RTSP setup + the 200-ms look at the channels, with room
+    // for a loaded CI machine.
+    assert!(
+        worst <= Duration::from_secs(4),
+        "cameras recorded again only after {worst:?}"
+    );
+
+    // The killed NVR comes back: nothing moves back to it.
+    let after_kill = assignment(&pool(&base).unwrap());
+    let back = nvr(tmp.path(), &format!("{victim}-again"), &config(&victim));
+    wait_for(Duration::from_secs(15), "the returning NVR registered", || {
+        pool(&back.base).is_some_and(|p| p["status"]["registered"] == true)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let now = assignment(&pool(&base).unwrap());
+    assert_eq!(now, after_kill, "no camera moved back to the returning NVR");
+}
