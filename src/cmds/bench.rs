@@ -100,6 +100,19 @@ struct IngestArgs {
     /// cap keeps; the writer's and ingest's own loss counters cover the rest.
     #[arg(long)]
     retain_mib: Option<u64>,
+    /// Load the store's filesystem meanwhile: another writer (a thread of
+    /// this benchmark, not the NVR) writes this many MiB/s beside the store,
+    /// fdatasynced every 32 MiB (`bench_load`).
+    #[arg(long)]
+    disk_load: Option<u64>,
+    /// Before recording, generate a day of finished one-minute segments per
+    /// channel, two days old, and record with `max_age = "1d"`: retention
+    /// deletes that day while the cameras record.
+    #[arg(long)]
+    preload_day: bool,
+    /// The tandem binary that records (default: this one), to compare builds.
+    #[arg(long)]
+    nvr: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -369,9 +382,13 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     // Tandem.
     let data = std::path::absolute(a.dir.join("tandem"))?;
     let http_port = free_port()?;
-    let retention = a
-        .retain_mib
-        .map(|m| format!("retention = {{ max_bytes = \"{m} MiB\" }}\n"));
+    let preloaded = if a.preload_day {
+        eprintln!("generating a day of old segments for {} channels…", a.streams);
+        super::bench_load::preload_day(&data, a.streams)?
+    } else {
+        0
+    };
+    let retention = retention_config(a);
     let cfg_path = write_config_retained(&a.dir, &data, http_port, &urls, "", retention.as_deref())?;
     eprintln!(
         "recording with Tandem for {} s (+{} s warm-up)…",
@@ -379,7 +396,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         warmup.as_secs()
     );
     let token = tandem::auth::client::mint_admin_token(&data, "bench")?;
-    let nvr = Command::new(exe)
+    let nvr = Command::new(a.nvr.as_deref().unwrap_or(exe))
         .args(["serve", "--config"])
         .arg(&cfg_path)
         .env("TANDEM_LOG", "warn")
@@ -388,6 +405,10 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     guard.0.push(nvr);
     let base = format!("http://127.0.0.1:{http_port}");
     wait_connected(&base, &token, a.streams)?;
+    let load = a
+        .disk_load
+        .map(|mib| super::bench_load::DiskLoad::start(&a.dir, mib))
+        .transpose()?;
     std::thread::sleep(warmup);
     let w0 = writer_figures(&base, &token)?;
     let dropped0 = ingest_dropped(&base, &token)?;
@@ -398,6 +419,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let t1 = Time90k::from_system(std::time::SystemTime::now());
     let w1 = writer_figures(&base, &token)?;
     let dropped = ingest_dropped(&base, &token)?.saturating_sub(dropped0);
+    let load = load.map(|l| l.finish()).transpose()?;
     let durability = Durability::between(&w0, &w1, (t1 - t0) as f64 / 90_000.0);
     let retention = RetentionFigures {
         segments_deleted: w1.retention_segments.saturating_sub(w0.retention_segments),
@@ -584,7 +606,19 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         None,
         0,
     );
-    if a.retain_mib.is_some() {
+    if let Some(l) = &load {
+        row("disk load: MiB/s written", l.mib_per_s, None, 1);
+        row("disk load: fsync p99 ms", l.fsync_p99_ms, None, 0);
+        row("disk load: fsync max ms", l.fsync_max_ms, None, 0);
+    }
+    row(
+        "flush round p99 ms",
+        d.flush_round_p99_ms.map_or(f64::NAN, f64::from),
+        None,
+        0,
+    );
+    row("flush round max ms", f64::from(d.flush_round_max_ms), None, 0);
+    if a.retain_mib.is_some() || a.preload_day {
         let r = &retention;
         row("retention: segments deleted", r.segments_deleted as f64, None, 0);
         row(
@@ -619,12 +653,27 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         "retain_mib": a.retain_mib,
         "audited_seconds": (audited.1 - audited.0) as f64 / 90_000.0,
         "retention": retention,
+        "disk_load": load,
+        "preload_day_segments": preloaded,
         "ffmpeg": ffmpeg_side,
         "cpu_ratio_tandem_over_ffmpeg": ffmpeg_side.as_ref().map(|f| t.cpu_s_per_stream_minute / f.cpu_s_per_stream_minute),
     });
     std::fs::write(&a.json, serde_json::to_string_pretty(&json)?)?;
     println!("\nwrote {}", a.json.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The retention of every channel: `--retain-mib`'s cap, and with
+/// `--preload-day` a day's age, so the pre-loaded day goes during the run.
+fn retention_config(a: &IngestArgs) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(m) = a.retain_mib {
+        parts.push(format!("max_bytes = \"{m} MiB\""));
+    }
+    if a.preload_day {
+        parts.push("max_age = \"1d\"".to_string());
+    }
+    (!parts.is_empty()).then(|| format!("retention = {{ {} }}\n", parts.join(", ")))
 }
 
 /// The stretch of the measured window the audit reads: all of it, or under
@@ -666,6 +715,9 @@ mod tests {
             json: "j".into(),
             skip_ffmpeg: true,
             retain_mib,
+            disk_load: None,
+            preload_day: false,
+            nvr: None,
         }
     }
 

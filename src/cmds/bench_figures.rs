@@ -84,6 +84,8 @@ pub(super) struct WriterFigures {
     pub(super) retention_bytes: u64,
     pub(super) arrival: tandem::store::health::Histogram,
     pub(super) capture: tandem::store::health::Histogram,
+    /// How long each flush round's fdatasyncs took.
+    pub(super) flush: tandem::store::health::Histogram,
 }
 
 /// `GET /api/v1/store` as JSON (the writer's counters and histograms).
@@ -118,6 +120,7 @@ pub(super) fn writer_figures(base: &str, token: &str) -> Result<WriterFigures> {
             .context("no writer.retention_bytes in /api/v1/store")?,
         arrival: Histogram::from_json(&w["arrival_durable"]).context("no writer.arrival_durable in /api/v1/store")?,
         capture: Histogram::from_json(&w["durable"]).context("no writer.durable in /api/v1/store")?,
+        flush: Histogram::from_json(&w["flush"]).context("no writer.flush in /api/v1/store")?,
     })
 }
 
@@ -129,6 +132,9 @@ pub(super) struct Durability {
     /// Upper bound of the p99's histogram bucket (50-ms steps near a second).
     pub(super) arrival_to_durable_p99_ms: Option<u32>,
     pub(super) capture_to_durable_p99_ms: Option<u32>,
+    /// The flush rounds' fdatasyncs (bucket upper bound; max exact).
+    pub(super) flush_round_p99_ms: Option<u32>,
+    pub(super) flush_round_max_ms: u32,
 }
 
 impl Durability {
@@ -140,6 +146,8 @@ impl Durability {
             bytes_per_fsync: if fsyncs == 0 { 0.0 } else { bytes as f64 / fsyncs as f64 },
             arrival_to_durable_p99_ms: after.arrival.since(&before.arrival).quantile_ms(0.99),
             capture_to_durable_p99_ms: after.capture.since(&before.capture).quantile_ms(0.99),
+            flush_round_p99_ms: after.flush.since(&before.flush).quantile_ms(0.99),
+            flush_round_max_ms: after.flush.since(&before.flush).max_ms(),
         }
     }
 }

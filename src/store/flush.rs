@@ -90,7 +90,10 @@ pub fn sync_files(files: &[&File]) -> Vec<std::io::Result<()>> {
 
 /// `sync_files` with the sync itself given (`flush_round` injects slow or
 /// failing ones in its tests).
-pub(super) fn sync_files_with(files: &[&File], sync: &(dyn Fn(&File) -> std::io::Result<()> + Sync)) -> Vec<std::io::Result<()>> {
+pub(super) fn sync_files_with(
+    files: &[&File],
+    sync: &(dyn Fn(&File) -> std::io::Result<()> + Sync),
+) -> Vec<std::io::Result<()>> {
     if files.len() <= 1 {
         return files.iter().map(|f| sync(f)).collect();
     }

@@ -203,7 +203,9 @@ impl Flusher {
     fn lost(&mut self, n: usize) -> Answer {
         self.in_flight = None;
         Answer {
-            results: (0..n).map(|_| Err(io::Error::other("the flush thread stopped"))).collect(),
+            results: (0..n)
+                .map(|_| Err(io::Error::other("the flush thread stopped")))
+                .collect(),
             took: Duration::ZERO,
         }
     }

@@ -40,8 +40,13 @@ fn write(seg: &mut OpenSegment, from: i64, to: i64) {
 /// Frames `from..to`, queued only (not yet in the file).
 fn queue(seg: &mut OpenSegment, from: i64, to: i64) {
     for i in from..to {
-        seg.queue_frame(Time90k(i * 3600), i == 0, Bytes::from(vec![i as u8; 50 + i as usize]), Instant::now())
-            .unwrap();
+        seg.queue_frame(
+            Time90k(i * 3600),
+            i == 0,
+            Bytes::from(vec![i as u8; 50 + i as usize]),
+            Instant::now(),
+        )
+        .unwrap();
         seg.unflushed.push((Time90k(i * 3600), Instant::now()));
     }
 }
@@ -114,7 +119,11 @@ fn one_interleaving(earlier: i64, before: i64, queued: i64, after: i64, ok: bool
     }
     if ok {
         let (bytes, durable) = seg.captured_durable(&c);
-        assert_eq!(durable.len() as i64, before, "{case}: exactly the captured frames are durable");
+        assert_eq!(
+            durable.len() as i64,
+            before,
+            "{case}: exactly the captured frames are durable"
+        );
         assert_eq!(seg.unflushed.len() as i64, queued + after, "{case}");
         assert_eq!(bytes, p.bytes - durable_before, "{case}");
         assert_eq!(seg.durable_progress().frames as i64, earlier + before, "{case}");
@@ -135,12 +144,19 @@ fn one_interleaving(earlier: i64, before: i64, queued: i64, after: i64, ok: bool
         assert_eq!(lost.kept as i64, earlier, "{case}");
         assert_eq!(lost.frames as i64, total - earlier, "{case}");
         if earlier == 0 {
-            assert!(row(&conn, id).is_none() && !path.exists(), "{case}: nothing durable, nothing kept");
+            assert!(
+                row(&conn, id).is_none() && !path.exists(),
+                "{case}: nothing durable, nothing kept"
+            );
         } else {
             let (state, frames, bytes) = row(&conn, id).unwrap();
             assert_eq!((state, frames as i64), (1, earlier), "{case}");
             assert_eq!(bytes as u64, durable_before, "{case}");
-            assert_eq!(std::fs::metadata(&path).unwrap().len(), durable_before, "{case}: cut back");
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().len(),
+                durable_before,
+                "{case}: cut back"
+            );
         }
     }
 }
@@ -189,7 +205,10 @@ fn a_slow_round_runs_beside_the_writer_and_only_one_at_a_time() {
     }];
     let t0 = Instant::now();
     flusher.start(files).unwrap();
-    assert!(t0.elapsed() < Duration::from_millis(100), "start does not wait for the fsync");
+    assert!(
+        t0.elapsed() < Duration::from_millis(100),
+        "start does not wait for the fsync"
+    );
     assert!(matches!(flusher.start(Vec::new()), Err(RoundError::InFlight)));
     // The writer appends while the round runs.
     write(&mut seg, 5, 30);
@@ -200,12 +219,20 @@ fn a_slow_round_runs_beside_the_writer_and_only_one_at_a_time() {
     assert!(a.results[0].is_ok());
     assert!(!flusher.in_flight() && flusher.wait().is_none());
     let (_, durable) = seg.captured_durable(&c);
-    assert_eq!(durable.len(), 5, "the frames appended during the round are the next round's");
+    assert_eq!(
+        durable.len(),
+        5,
+        "the frames appended during the round are the next round's"
+    );
     assert_eq!(seg.unflushed.len(), 25);
     assert!(seg.capture().dir().is_none(), "the round synced the directory");
     let synced = f.synced.lock().unwrap().clone();
     let p = segment_path(dir.path(), 1, seg.id);
-    assert_eq!(synced, vec![ino(&p), ino(p.parent().unwrap())], "the file, then its directory");
+    assert_eq!(
+        synced,
+        vec![ino(&p), ino(p.parent().unwrap())],
+        "the file, then its directory"
+    );
 }
 
 #[test]
@@ -266,7 +293,11 @@ fn a_round_that_fails_while_frames_are_appended_loses_them_too() {
     assert_eq!(s1.durable_progress().frames, 10);
     let id2 = s2.id;
     let lost = s2.close_durable(&conn, dir.path(), 2, &eio());
-    assert_eq!((lost.kept, lost.frames), (4, 12), "the 6 frames appended during the round are lost too");
+    assert_eq!(
+        (lost.kept, lost.frames),
+        (4, 12),
+        "the 6 frames appended during the round are lost too"
+    );
     assert_eq!(row(&conn, id2).map(|r| (r.0, r.1)), Some((1, 4)));
     // The closed segment is not wholly durable yet: the next round finishes it.
     s3.captured_durable(&c3);
@@ -286,10 +317,22 @@ fn a_failed_directory_fsync_fails_every_new_file_in_it() {
     std::fs::create_dir_all(&b).unwrap();
     let file = |d: &Path, n: &str| Arc::new(File::create(d.join(n)).unwrap());
     let files = vec![
-        RoundFile { file: file(&a, "1"), dir: Some(a.clone()) },
-        RoundFile { file: file(&a, "2"), dir: None },
-        RoundFile { file: file(&b, "3"), dir: Some(b.clone()) },
-        RoundFile { file: file(&a, "4"), dir: Some(a.clone()) },
+        RoundFile {
+            file: file(&a, "1"),
+            dir: Some(a.clone()),
+        },
+        RoundFile {
+            file: file(&a, "2"),
+            dir: None,
+        },
+        RoundFile {
+            file: file(&b, "3"),
+            dir: Some(b.clone()),
+        },
+        RoundFile {
+            file: file(&a, "4"),
+            dir: Some(a.clone()),
+        },
     ];
     let f = Arc::new(Faulty {
         delay: Duration::ZERO,

@@ -52,6 +52,11 @@ impl Histogram {
         self.record_ms(d.as_millis().min(u128::from(u32::MAX)) as u32);
     }
 
+    /// The largest latency recorded (of a difference: its bucket's bound).
+    pub fn max_ms(&self) -> u32 {
+        self.max_ms
+    }
+
     /// The sum of the recorded latencies, in seconds.
     pub fn sum_seconds(&self) -> f64 {
         self.sum_ms as f64 / 1000.0

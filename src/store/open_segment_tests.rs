@@ -202,7 +202,11 @@ fn a_failed_write_loses_only_the_queue_and_the_row_describes_the_rest_exactly() 
         seg.queue_frame(t, k, d, Instant::now()).unwrap();
     }
     let id = seg.id;
-    assert_eq!(seg.seal_for_close(1, Some(Time90k(13 * 3000))), 0, "the queue is written at the close");
+    assert_eq!(
+        seg.seal_for_close(1, Some(Time90k(13 * 3000))),
+        0,
+        "the queue is written at the close"
+    );
     assert!(seg.finish(&conn, dir.path(), 1, Some(Time90k(13 * 3000))).is_none());
     let (a, b) = (row(&conn, id), row(&conn, rid));
     // (The digests differ: a segment's header names its channel and id.)

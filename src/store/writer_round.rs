@@ -134,7 +134,9 @@ impl Writer {
         let (mut fsyncs, mut bytes) = (0, 0);
         let mut failed = Vec::new();
         for ((ch, cap), r) in round.captured.into_iter().zip(a.results) {
-            let Some(o) = self.segment_mut(ch, cap.id) else { continue };
+            let Some(o) = self.segment_mut(ch, cap.id) else {
+                continue;
+            };
             match r {
                 Ok(()) => {
                     let (b, durable) = o.captured_durable(&cap);
@@ -147,7 +149,9 @@ impl Writer {
             }
         }
         for (ch, id, e) in failed {
-            let Some((o, was_open)) = self.take_segment(ch, id) else { continue };
+            let Some((o, was_open)) = self.take_segment(ch, id) else {
+                continue;
+            };
             // Frames appended after the capture are lost with the rest:
             // the durable point is still the one before this round.
             let lost = o.close_durable(&self.conn, &self.cfg.dir, ch, &e);
