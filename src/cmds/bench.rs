@@ -618,6 +618,18 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         0,
     );
     row("flush round max ms", f64::from(d.flush_round_max_ms), None, 0);
+    row(
+        "index commit p99 ms",
+        d.commit_p99_ms.map_or(f64::NAN, f64::from),
+        None,
+        0,
+    );
+    row(
+        "index commit max ms",
+        d.commit_max_ms.map_or(f64::NAN, f64::from),
+        None,
+        0,
+    );
     if a.retain_mib.is_some() || a.preload_day {
         let r = &retention;
         row("retention: segments deleted", r.segments_deleted as f64, None, 0);

@@ -170,7 +170,11 @@ pub struct WriterStats {
     /// How long each flush round's fdatasyncs took (all dirty segments,
     /// side by side): the disk's answer time as the writer sees it.
     pub flush: Histogram,
-    /// fdatasyncs of segment files that succeeded (flushes and closes).
+    /// How long the writer's index commits took (a round's progress and
+    /// finished rows, events): the writer still waits for these, SQLite's
+    /// WAL fsync included.
+    pub commit: Histogram,
+    /// fdatasyncs of segment files that succeeded (flush rounds).
     pub fsyncs: u64,
     /// Bytes those fdatasyncs made durable (`fsync_bytes / fsyncs` per fsync).
     pub fsync_bytes: u64,

@@ -240,6 +240,7 @@ impl Writer {
         if updates.is_empty() && done.is_empty() && self.event_log.is_empty() {
             return true;
         }
+        let started = Instant::now();
         let r = (|| {
             let tx = self.conn.unchecked_transaction()?;
             for (id, p, offset) in &updates {
@@ -254,6 +255,9 @@ impl Writer {
             db::apply_event_ops(&tx, self.event_log.ops())?;
             tx.commit()
         })();
+        if let Ok(mut s) = self.stats.lock() {
+            s.commit.record(started.elapsed());
+        }
         match r {
             Ok(()) => {
                 let events = self.event_log.ops().len() as u64;
