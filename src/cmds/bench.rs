@@ -101,8 +101,8 @@ struct IngestArgs {
     #[arg(long)]
     retain_mib: Option<u64>,
     /// Load the store's filesystem meanwhile: another writer (a thread of
-    /// this benchmark, not the NVR) writes this many MiB/s beside the store,
-    /// fdatasynced every 32 MiB (`bench_load`).
+    /// this benchmark, not the NVR) writes this many MiB/s into new 1-GiB
+    /// files beside the store, each fdatasynced when full (`bench_load`).
     #[arg(long)]
     disk_load: Option<u64>,
     /// Before recording, generate a day of finished one-minute segments per
@@ -113,6 +113,11 @@ struct IngestArgs {
     /// The tandem binary that records (default: this one), to compare builds.
     #[arg(long)]
     nvr: Option<PathBuf>,
+    /// `[storage] write_buffer` in MiB (default: the NVR's, 128 MiB). A
+    /// buffer shorter than a slow flush round shows what the round costs
+    /// ingest on a disk (or at a rate) the default buffer covers.
+    #[arg(long)]
+    write_buffer_mib: Option<u64>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -299,7 +304,7 @@ pub(super) fn in_fresh_dir(dir: &Path, f: impl FnOnce() -> Result<ExitCode>) -> 
 /// Writes `DIR/bench.toml`: an NVR storing into `data`, serving on `port`,
 /// recording `urls` on channels 1…, with `extra` TOML sections; its path.
 pub(super) fn write_config(dir: &Path, data: &Path, port: u16, urls: &[String], extra: &str) -> Result<PathBuf> {
-    write_config_retained(dir, data, port, urls, extra, None)
+    write_config_retained(dir, data, port, urls, extra, None, "")
 }
 
 /// `write_config` with a `retention = …` line for every channel.
@@ -310,9 +315,10 @@ fn write_config_retained(
     urls: &[String],
     extra: &str,
     retention: Option<&str>,
+    storage: &str,
 ) -> Result<PathBuf> {
     let mut cfg = format!(
-        "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}",
+        "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n{storage}[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}",
         data.display()
     );
     cfg.push_str(&channels_config(urls, retention.unwrap_or("")));
@@ -389,7 +395,11 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         0
     };
     let retention = retention_config(a);
-    let cfg_path = write_config_retained(&a.dir, &data, http_port, &urls, "", retention.as_deref())?;
+    let storage = a
+        .write_buffer_mib
+        .map(|m| format!("write_buffer = \"{m} MiB\"\n"))
+        .unwrap_or_default();
+    let cfg_path = write_config_retained(&a.dir, &data, http_port, &urls, "", retention.as_deref(), &storage)?;
     eprintln!(
         "recording with Tandem for {} s (+{} s warm-up)…",
         a.seconds,
@@ -610,6 +620,10 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         row("disk load: MiB/s written", l.mib_per_s, None, 1);
         row("disk load: fsync p99 ms", l.fsync_p99_ms, None, 0);
         row("disk load: fsync max ms", l.fsync_max_ms, None, 0);
+        if a.retain_mib.is_none() && !a.preload_day {
+            let dropped = retention.ingest_frames_dropped as f64;
+            row("ingest frames dropped (whole window)", dropped, None, 0);
+        }
     }
     row(
         "flush round p99 ms",
@@ -667,6 +681,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         "retention": retention,
         "disk_load": load,
         "preload_day_segments": preloaded,
+        "write_buffer_mib": a.write_buffer_mib,
         "ffmpeg": ffmpeg_side,
         "cpu_ratio_tandem_over_ffmpeg": ffmpeg_side.as_ref().map(|f| t.cpu_s_per_stream_minute / f.cpu_s_per_stream_minute),
     });
@@ -730,6 +745,7 @@ mod tests {
             disk_load: None,
             preload_day: false,
             nvr: None,
+            write_buffer_mib: None,
         }
     }
 

@@ -4,9 +4,11 @@
 //! Frames from every channel arrive on one bounded queue (the write buffer,
 //! `queue`). The thread appends each frame as one record (so a SIGKILL loses
 //! nothing already handed to the kernel), and before any frame has waited a
-//! flush interval it fdatasyncs all files written since the last flush, side
-//! by side, and commits their progress in one transaction — fsyncs batched
-//! across channels, so a power cut loses at most one interval (`flush`). It
+//! flush interval it starts a flush round: the files written since the last
+//! one are fdatasynced side by side on the round's own thread while the
+//! writer goes on, and their captured progress is committed in one
+//! transaction when it answers — fsyncs batched across channels, so a power
+//! cut loses at most one interval (`flush`, `flush_round`, `writer_round`). It
 //! also runs retention, closes a segment whose fsync failed at its last
 //! durable frame (`open_segment`), and handles a full disk or a failing one
 //! by closing the segment at its last complete frame and pausing that channel
