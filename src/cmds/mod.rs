@@ -13,6 +13,7 @@ pub mod bench_figures;
 pub mod bench_index;
 pub mod bench_live;
 pub mod bench_live_browser;
+mod bench_load;
 pub mod bench_motion;
 pub mod bench_placement;
 pub mod bench_serve;
