@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod actions;
 #[cfg(test)]
 mod actions_tests;
+pub mod archive;
 mod cameras;
 mod channels;
 pub mod events;
@@ -157,6 +158,8 @@ pub struct Config {
     pub accounts: Option<accounts::Accounts>,
     /// Gap fill from the cameras' edge storage (`[gapfill]`).
     pub gapfill: gapfill::GapfillSettings,
+    /// The S3 archive tier (`[archive]`); `None`: nothing is archived.
+    pub archive: Option<archive::ArchiveSettings>,
 }
 
 impl Default for Config {
@@ -177,6 +180,7 @@ impl Default for Config {
             access: Default::default(),
             accounts: None,
             gapfill: Default::default(),
+            archive: None,
         }
     }
 }
@@ -314,6 +318,7 @@ struct RawConfig {
     #[serde(default)]
     token: Vec<Spanned<accounts::RawToken>>,
     gapfill: Option<Spanned<gapfill::RawGapfill>>,
+    archive: Option<Spanned<archive::RawArchive>>,
     // The parameter file's own tables, read by `parfile` (header, sealed
     // secrets, per-NVR overrides); a configuration carrying them is valid.
     #[allow(dead_code)]
@@ -547,6 +552,7 @@ pub fn parse_with_secrets(
     }
     let access = access::parse(&mut c, raw.access.as_ref());
     let gapfill = gapfill::parse(&mut c, raw.gapfill.as_ref());
+    let archive = archive::parse(&mut c, raw.archive.as_ref());
     let accounts = accounts::parse(&mut c, &raw.user, &raw.token, raw.secrets.is_some());
     let name = raw.nvr.as_ref().and_then(|n| n.get_ref().name.as_ref()).and_then(|n| {
         let v = n.get_ref();
@@ -583,6 +589,7 @@ pub fn parse_with_secrets(
         triggers,
         actions,
         gapfill,
+        archive,
     };
     Ok((config, c.warnings))
 }

@@ -44,6 +44,9 @@ pub fn document(config: &Config) -> Table {
     if !gapfill.is_empty() {
         doc.insert("gapfill".into(), Value::Table(gapfill));
     }
+    if let Some(a) = &config.archive {
+        doc.insert("archive".into(), Value::Table(super::archive::render(a)));
+    }
     if let Some(a) = &config.accounts {
         super::accounts::render(a, &mut doc);
     }
