@@ -2,6 +2,7 @@
 //! needs one, and returns an exit code; library code does the work.
 
 pub mod alert;
+pub mod archive;
 pub mod attack;
 pub mod audit;
 pub mod bench;

@@ -1,0 +1,468 @@
+//! The S3 archive tier against a real S3-compatible server: moto's server
+//! (`moto_server`, installed by `scripts/test` as root into a venv; see
+//! `docs/archive.md` for why moto), started by each test on a free port.
+//! Footage goes through the real store on simulated time (stamped frames,
+//! as in `event_window`), then the archiver's passes are run at chosen
+//! times: archive after the threshold, frames across both tiers identical
+//! to the originals (audit: 0 lost), an upload cut by a dropped task or a
+//! killed server resumes, the local copy goes only after verification, and
+//! `tandem archive ls|export` read the bucket with the NVR stopped.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem::archive::task::Archiver;
+use tandem::audit::audit_store;
+use tandem::config::archive::{ArchiveCredentials, ArchiveSettings};
+use tandem::nal::FrameStamp;
+use tandem::recording::{Mode, RecordingPolicy, Schedule};
+use tandem::store::{db, segment_path, Command as StoreCommand, Frame, SampleEntry, Store, StoreConfig};
+use tandem::time::{SystemClock, Time90k};
+
+const FPS: i64 = 10;
+const GOP: i64 = 10;
+const T0_US: i64 = 1_800_000_000_000_000;
+/// 20-s segments of 200 frames of ~32 KiB: 6.4 MB each, two parts of 5 MiB
+/// (the least S3 takes) and the rest, so every upload is multipart.
+const FRAME_PAD: usize = 32 << 10;
+const PART: usize = 5 << 20;
+
+fn moto_server() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TANDEM_MOTO_SERVER") {
+        return Some(p.into());
+    }
+    let venv = PathBuf::from("/opt/tandem-test/moto/bin/moto_server");
+    if venv.exists() {
+        return Some(venv);
+    }
+    common::have_program("moto_server").then(|| "moto_server".into())
+}
+
+/// A moto S3 server on a free port with one bucket, killed when dropped.
+struct S3 {
+    proc: Option<common::Proc>,
+    bin: PathBuf,
+    port: u16,
+    logdir: PathBuf,
+}
+
+impl S3 {
+    fn start(logdir: &Path) -> Option<S3> {
+        let bin = moto_server();
+        if !common::prerequisite(bin.is_some(), "moto_server (moto[server] from PyPI)") {
+            return None;
+        }
+        let mut s = S3 {
+            proc: None,
+            bin: bin.unwrap(),
+            port: common::free_port(),
+            logdir: logdir.to_path_buf(),
+        };
+        s.restart();
+        Some(s)
+    }
+
+    /// (Re)starts the server on the same port; moto keeps its state in
+    /// memory, so the bucket is created again.
+    fn restart(&mut self) {
+        self.proc = Some(common::spawn(
+            "moto",
+            Command::new(&self.bin).args(["-H", "127.0.0.1", "-p", &self.port.to_string()]),
+            &self.logdir,
+        ));
+        let url = format!("http://127.0.0.1:{}/archive", self.port);
+        common::wait_for(Duration::from_secs(30), "moto to answer", || {
+            common::http_anonymous("PUT", &url, &[], b"").is_ok_and(|r| r.status == 200)
+        });
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn credentials(dir: &Path) -> PathBuf {
+    let p = dir.join("s3-credentials");
+    std::fs::write(
+        &p,
+        "[default]\naws_access_key_id = test\naws_secret_access_key = test\n",
+    )
+    .unwrap();
+    p
+}
+
+fn settings(s3: &S3, creds: &Path, after_s: u64, bandwidth: u64) -> ArchiveSettings {
+    ArchiveSettings {
+        bucket: "archive".into(),
+        prefix: "site".into(),
+        endpoint: Some(s3.endpoint()),
+        region: "us-east-1".into(),
+        after: Duration::from_secs(after_s),
+        max_age: Some(Duration::from_secs(3600)),
+        bandwidth,
+        credentials: ArchiveCredentials::File(creds.to_path_buf()),
+        virtual_hosted: false,
+    }
+}
+
+fn frame_data(n: i64) -> Vec<u8> {
+    let sei = FrameStamp {
+        camera_id: 7,
+        seq: n as u64,
+        capture_unix_micros: T0_US + n * 1_000_000 / FPS,
+        boot_id: 1,
+    }
+    .to_h264_sei();
+    let mut slice = vec![0x65, 0x88, 0x84];
+    slice.extend((0..FRAME_PAD).map(|i| (i as i64 * 31 + n) as u8 | 1));
+    let mut data = Vec::new();
+    for nal in [&sei[..], &slice[..]] {
+        data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        data.extend_from_slice(nal);
+    }
+    data
+}
+
+fn at(n: i64) -> Time90k {
+    Time90k::from_unix_micros(T0_US + n * 1_000_000 / FPS)
+}
+
+/// Records `secs` of one channel into a new store (simulated time).
+fn record(dir: &Path, secs: i64) -> Store {
+    let mut entry = vec![0u8; 86];
+    entry[4..8].copy_from_slice(b"avc1");
+    let entry = Arc::new(SampleEntry::parse(entry).unwrap());
+    let (store, _) = Store::open(
+        StoreConfig {
+            dir: dir.to_path_buf(),
+            flush_interval: Duration::from_millis(200),
+            segment_duration: Duration::from_secs(20),
+            min_free_bytes: 0,
+            policies: HashMap::new(),
+            recording: HashMap::from([(
+                1,
+                RecordingPolicy {
+                    schedule: Schedule::always(Mode::Continuous),
+                    events: Default::default(),
+                },
+            )]),
+            notifier: None,
+            import: Default::default(),
+            write_buffer: 64 << 20,
+        },
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let tx = store.sender();
+    for n in 0..secs * FPS {
+        tx.send(StoreCommand::Frame(Frame {
+            channel: 1,
+            run: 1,
+            time: at(n),
+            key: n % GOP == 0,
+            sample_entry: entry.clone(),
+            data: frame_data(n).into(),
+            capture_offset: None,
+        }))
+        .unwrap();
+        if n % 100 == 99 {
+            // Keeps the write buffer from dropping frames.
+            store.sync();
+        }
+    }
+    store.sync();
+    store
+}
+
+fn rows(dir: &Path) -> Vec<db::SegmentRow> {
+    let c = db::open_readonly(&dir.join("index.db")).unwrap();
+    let mut v: Vec<db::SegmentRow> = [db::COMPLETE, db::ARCHIVED, db::WRITING]
+        .iter()
+        .flat_map(|&s| {
+            if s == db::COMPLETE {
+                let ids: Vec<i64> = c
+                    .prepare("SELECT id FROM segment WHERE state = 1")
+                    .unwrap()
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .map(|r| r.unwrap())
+                    .collect();
+                ids.into_iter().filter_map(|id| db::segment(&c, id).unwrap()).collect()
+            } else {
+                db::segments_in_state(&c, s).unwrap()
+            }
+        })
+        .collect();
+    v.sort_by_key(|r| r.id);
+    v
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Every frame the store serves for [a, b) of the run, byte for byte
+/// against what was recorded.
+fn assert_frames_identical(store: &Store, a: i64, b: i64) {
+    let footage = store.reader().footage(1, at(a), at(b)).unwrap();
+    assert!(footage.damaged.is_empty(), "{:?}", footage.damaged);
+    let mut seen = 0;
+    for seg in &footage.segments {
+        let f = std::fs::File::open(&seg.path).unwrap();
+        for fr in seg.frames.iter().filter(|fr| fr.time >= at(a) && fr.time < at(b)) {
+            use std::os::unix::fs::FileExt;
+            let n = (fr.time.as_unix_micros() - T0_US) * FPS / 1_000_000;
+            let mut buf = vec![0u8; fr.size as usize];
+            f.read_exact_at(&mut buf, fr.offset).unwrap();
+            assert!(buf == frame_data(n), "frame {n} differs (from {})", seg.path.display());
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, b - a, "frames served for [{a}, {b})");
+}
+
+#[test]
+fn archives_after_the_threshold_and_serves_both_tiers_and_the_bucket_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = S3::start(dir.path()) else { return };
+    let data = dir.path().join("data");
+    let store = record(&data, 130);
+    let creds = credentials(dir.path());
+    // At 130 s with after = 60 s: the segments that ended by 70 s go.
+    let rt = rt();
+    let mut a = Archiver::open(&data, &settings(&s3, &creds, 60, 1 << 30)).unwrap();
+    a.set_part_size(PART);
+    let r = rt.block_on(a.pass(at(130 * FPS))).unwrap();
+    assert!(r.errors.is_empty(), "{r:?}");
+    let all = rows(&data);
+    let archived: Vec<&db::SegmentRow> = all.iter().filter(|r| r.state == db::ARCHIVED).collect();
+    assert_eq!(
+        archived.len(),
+        3,
+        "segments ending at 20, 40, 60 s: {:?}",
+        all.iter().map(|r| (r.id, r.state, r.end)).collect::<Vec<_>>()
+    );
+    assert_eq!(r.uploaded, 3);
+    assert!(r.bytes > 3 * 6_000_000, "{r:?}");
+    for row in &all {
+        let local = segment_path(&data, 1, row.id).exists();
+        assert_eq!(
+            local,
+            row.state != db::ARCHIVED,
+            "segment {} (state {})",
+            row.id,
+            row.state
+        );
+        if row.state != db::ARCHIVED {
+            assert!(row.end > at(60 * FPS));
+        }
+    }
+    // A second pass at the same time has nothing more to do.
+    let again = rt.block_on(a.pass(at(130 * FPS))).unwrap();
+    assert_eq!((again.uploaded, again.bytes), (0, 0));
+
+    // Both tiers as one: the listing is one run, every frame identical,
+    // and the audit finds none lost across the boundary at 60 s.
+    let runs = store.reader().recordings(1, at(0), at(130 * FPS)).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_frames_identical(&store, 30 * FPS, 90 * FPS);
+    let audit = audit_store(&store.reader(), 1, at(0), at(120 * FPS)).unwrap();
+    assert_eq!(
+        (audit.frames_found, audit.cameras[0].frames_lost, audit.duplicates),
+        (1200, 0, 0)
+    );
+    // Only the frames of the clip were fetched, not the whole objects.
+    let cached: u64 = std::fs::read_dir(data.join("archive-cache/ch1"))
+        .unwrap()
+        .map(|e| {
+            use std::os::unix::fs::MetadataExt;
+            e.unwrap().metadata().unwrap().blocks() * 512
+        })
+        .sum();
+    assert!(cached > 0);
+    // A clip across the tiers through the mp4 builder, audited.
+    let footage = store.reader().footage(1, at(50 * FPS), at(70 * FPS)).unwrap();
+    let clip = tandem::mp4::clip::build(&footage.segments, &footage.damaged, at(50 * FPS), at(70 * FPS)).unwrap();
+    let mp4 = dir.path().join("across.mp4");
+    let mut bytes = Vec::new();
+    let sources = tandem::export::open_sources(&clip, 0, clip.len, 8).unwrap();
+    tandem::export::write_range(&clip, sources, 0, clip.len, 1 << 20, |b| {
+        bytes.extend_from_slice(&b);
+        true
+    })
+    .unwrap();
+    std::fs::write(&mp4, &bytes).unwrap();
+    let r = tandem::audit::audit_mp4(&mp4).unwrap();
+    assert_eq!(
+        (r.frames_found, r.cameras[0].first_seq, r.cameras[0].frames_lost),
+        (200, 500, 0)
+    );
+
+    // The NVR stopped: the bucket alone lists and exports.
+    store.shutdown();
+    drop(a);
+    let bucket = [
+        "--url",
+        "s3://archive/site",
+        "--endpoint",
+        &s3.endpoint(),
+        "--credentials",
+        creds.to_str().unwrap(),
+    ];
+    let mut ls = vec!["archive", "ls", "--json"];
+    ls.extend_from_slice(&bucket);
+    let out = common::run_tandem(&ls);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let days: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(days.as_array().unwrap().len(), 1, "{days}");
+    assert_eq!(days[0]["segments"], 3);
+    assert_eq!(days[0]["frames"], 600);
+    let exported = dir.path().join("export.mp4");
+    let (start, end) = (at(15 * FPS).to_rfc3339(), at(45 * FPS).to_rfc3339());
+    let mut export = vec![
+        "archive",
+        "export",
+        "--channel",
+        "1",
+        "--start",
+        &start,
+        "--end",
+        &end,
+        "-o",
+    ];
+    export.push(exported.to_str().unwrap());
+    export.extend_from_slice(&bucket);
+    let out = common::run_tandem(&export);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = tandem::audit::audit_mp4(&exported).unwrap();
+    // From the key frame at 15 s to the last frame before 45 s.
+    assert_eq!(
+        (r.frames_found, r.cameras[0].first_seq, r.cameras[0].frames_lost),
+        (300, 150, 0)
+    );
+    drop(s3);
+}
+
+#[test]
+fn an_interrupted_upload_keeps_row_and_file_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut s3) = S3::start(dir.path()) else { return };
+    let data = dir.path().join("data");
+    let store = record(&data, 45);
+    let creds = credentials(dir.path());
+    let rt = rt();
+    let now = at(45 * FPS);
+    let before = rows(&data);
+    let first = before.iter().find(|r| r.state == db::COMPLETE).unwrap().clone();
+
+    // 1. The task dropped mid-upload: 1 MiB/s for 6.4 MB, cut after 1.5 s.
+    let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 20)).unwrap();
+    a.set_part_size(PART);
+    let cut = rt.block_on(async { tokio::time::timeout(Duration::from_millis(1500), a.pass(now)).await });
+    assert!(cut.is_err(), "the pass should still be uploading");
+    drop(a);
+    let row = db::segment(&db::open_readonly(&data.join("index.db")).unwrap(), first.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, db::COMPLETE, "nothing marked before verification");
+    assert!(segment_path(&data, 1, first.id).exists(), "the local copy stays");
+
+    // 2. The server killed mid-upload: the pass reports the error, and
+    // marks and deletes nothing.
+    let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 20)).unwrap();
+    a.set_part_size(PART);
+    let r = rt.block_on(async {
+        let pass = a.pass(now);
+        tokio::pin!(pass);
+        tokio::select! {
+            r = &mut pass => panic!("finished before the kill: {r:?}"),
+            () = tokio::time::sleep(Duration::from_millis(1500)) => {}
+        }
+        s3.kill();
+        pass.await
+    });
+    let r = r.unwrap();
+    assert_eq!(r.uploaded, 0);
+    assert!(!r.errors.is_empty(), "{r:?}");
+    let row = db::segment(&db::open_readonly(&data.join("index.db")).unwrap(), first.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, db::COMPLETE);
+    assert!(segment_path(&data, 1, first.id).exists());
+
+    // 3. Back up (an empty bucket: moto keeps nothing): a restarted
+    // archiver uploads from the start, verifies, and only then deletes.
+    s3.restart();
+    drop(a);
+    let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 30)).unwrap();
+    a.set_part_size(PART);
+    let r = rt.block_on(a.pass(now)).unwrap();
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(r.uploaded, 1, "the segment that ended at 20 s");
+    assert_eq!(r.local_deleted, 1);
+    assert!(!segment_path(&data, 1, first.id).exists());
+    assert_frames_identical(&store, 0, 40 * FPS);
+    store.shutdown();
+}
+
+#[test]
+fn verification_rejects_an_object_that_differs_and_expiry_keeps_rows_and_objects_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = S3::start(dir.path()) else { return };
+    let data = dir.path().join("data");
+    let store = record(&data, 45);
+    let creds = credentials(dir.path());
+    let rt = rt();
+    let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 30)).unwrap();
+    a.set_part_size(PART);
+    assert_eq!(rt.block_on(a.pass(at(45 * FPS))).unwrap().uploaded, 1);
+    let c = db::open_readonly(&data.join("index.db")).unwrap();
+    let id = db::segments_in_state(&c, db::ARCHIVED).unwrap()[0].id;
+    let (key, sha) = tandem::archive::rows::archive_of(&c, id).unwrap().unwrap();
+    let sha: [u8; 32] = sha.try_into().unwrap();
+    let size = db::segment(&c, id).unwrap().unwrap().bytes;
+    let key = object_store::path::Path::from(key);
+    rt.block_on(a.verify(&key, size, &sha)).unwrap();
+    // The same size, one byte changed: refused.
+    let store_client = a.location().client().unwrap();
+    rt.block_on(async {
+        use object_store::ObjectStoreExt;
+        let mut b = store_client.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+        b[1000] ^= 1;
+        store_client.put(&key, b.into()).await.unwrap();
+    });
+    let e = rt.block_on(a.verify(&key, size, &sha)).unwrap_err();
+    assert!(e.to_string().contains("SHA-256"), "{e}");
+
+    // Expiry (max_age 1 h): the row goes, then its object and its day
+    // index entry; the bucket lists nothing after.
+    let r = rt.block_on(a.pass(at(45 * FPS) + 2 * 3600 * 90_000)).unwrap();
+    assert!(r.expired >= 1, "{r:?}");
+    assert!(tandem::archive::rows::archive_of(&c, id).unwrap().is_none());
+    rt.block_on(async {
+        use object_store::ObjectStoreExt;
+        assert!(matches!(
+            store_client.head(&key).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+    });
+    let days = rt
+        .block_on(tandem::archive::offline::days(a.location(), a.nvr(), None))
+        .unwrap();
+    assert!(days.is_empty(), "{days:?}");
+    store.shutdown();
+}
