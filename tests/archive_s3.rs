@@ -466,3 +466,45 @@ fn verification_rejects_an_object_that_differs_and_expiry_keeps_rows_and_objects
     assert!(days.is_empty(), "{days:?}");
     store.shutdown();
 }
+
+#[test]
+fn bench_archive_uploads_everything_under_each_cap_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // The bench starts its own server; checked here only so the test skips
+    // (or fails in CI) with the reason when moto is missing.
+    let Some(bin) = moto_server() else {
+        common::prerequisite(false, "moto_server (moto[server] from PyPI)");
+        return;
+    };
+    let data = dir.path().join("data");
+    let r = common::bench_json(
+        dir.path(),
+        &[
+            "archive",
+            "--channels",
+            "2",
+            "--seconds",
+            "25",
+            "--bitrate-kbps",
+            "2000",
+            "--caps",
+            "0,4MiB",
+            "--moto",
+            bin.to_str().unwrap(),
+            "--dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{r}");
+    for x in results {
+        // 10-s segments: two closed per channel, the third still open.
+        assert_eq!(x["segments"], 4, "{x}");
+        assert_eq!(x["frames_recorded"], 2 * 25 * 25);
+        assert_eq!(x["frames_found"], x["frames_recorded"], "{x}");
+        assert_eq!(x["frames_lost"], 0);
+        assert!(x["errors"].as_array().unwrap().is_empty(), "{x}");
+        assert!(x["bytes"].as_u64().unwrap() > 4 * 2_000_000, "{x}");
+    }
+    assert_eq!(results[1]["cap_bytes_per_s"], 4 << 20);
+}

@@ -34,7 +34,10 @@ pub struct DaySummary {
 }
 
 fn last_part(p: &ObjectPath) -> String {
-    p.parts().next_back().map(|x| x.as_ref().to_string()).unwrap_or_default()
+    p.parts()
+        .next_back()
+        .map(|x| x.as_ref().to_string())
+        .unwrap_or_default()
 }
 
 async fn children(store: &Arc<AmazonS3>, p: &ObjectPath) -> Result<Vec<String>, ArchiveError> {

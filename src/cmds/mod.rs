@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bench;
 pub mod bench_alerts;
 pub mod bench_apply;
+pub mod bench_archive;
 pub mod bench_attack;
 pub mod bench_auth;
 pub mod bench_figures;
