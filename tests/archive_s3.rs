@@ -508,3 +508,57 @@ fn bench_archive_uploads_everything_under_each_cap_and_loses_nothing() {
     }
     assert_eq!(results[1]["cap_bytes_per_s"], 4 << 20);
 }
+
+#[test]
+fn a_running_nvr_archives_and_serves_a_clip_across_both_tiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = S3::start(dir.path()) else { return };
+    let creds = credentials(dir.path());
+    let (_cam, urls) = common::sim_camera(dir.path(), 1, &[]);
+    let data = dir.path().join("data");
+    let cfg = format!(
+        "{}[archive]\nurl = \"s3://archive/site\"\nendpoint = \"{}\"\nafter = \"1s\"\nbandwidth = \"8MiB/s\"\ncredentials = \"{}\"\n",
+        common::recorder_config(&data, &[("c", &urls[0])]),
+        s3.endpoint(),
+        creds.display()
+    )
+    .replace("min_free = \"10 MB\"\n", "min_free = \"10 MB\"\nsegment_duration = \"2s\"\n");
+    let nvr = common::nvr(dir.path(), "nvr", &cfg);
+    let archived = || {
+        db::open_readonly(&data.join("index.db"))
+            .and_then(|c| db::segments_in_state(&c, db::ARCHIVED))
+            .map(|v| v.len())
+            .unwrap_or(0)
+    };
+    // The archiver's first pass runs at start, the next 10 s later.
+    common::wait_for(Duration::from_secs(60), "segments archived", || archived() >= 3);
+    let c = db::open_readonly(&data.join("index.db")).unwrap();
+    for r in db::segments_in_state(&c, db::ARCHIVED).unwrap() {
+        assert!(
+            !segment_path(&data, 1, r.id).exists(),
+            "archived segment {} still local",
+            r.id
+        );
+    }
+    let first = db::segments_in_state(&c, db::ARCHIVED).unwrap()[0].start;
+    // From the first archived frame to a second ago: both tiers, one clip.
+    let (start, end) = (first.to_rfc3339(), common::rfc3339_offset(-1.0));
+    let out = dir.path().join("clip.mp4");
+    common::export("server", &nvr.base, 1, &start, &end, &out);
+    let r = tandem::audit::audit_mp4(&out).unwrap();
+    assert!(r.frames_found > 100, "{r:?}");
+    assert_eq!(
+        (r.cameras[0].frames_lost, r.duplicates),
+        (0, 0),
+        "{:?}",
+        r.cameras[0].gaps
+    );
+    let local = db::segments_overlapping(&c, 1, first, Time90k::parse_rfc3339(&end).unwrap())
+        .unwrap()
+        .iter()
+        .filter(|s| s.state != db::ARCHIVED)
+        .count();
+    assert!(local > 0, "the clip should end in local footage");
+    drop(nvr);
+    drop(s3);
+}
