@@ -487,6 +487,8 @@ fn bench_archive_uploads_everything_under_each_cap_and_loses_nothing() {
             "25",
             "--bitrate-kbps",
             "2000",
+            "--segment-seconds",
+            "10",
             "--caps",
             "0,4MiB",
             "--moto",

@@ -32,11 +32,15 @@ const LOCATION_KEY: &str = "archive_location";
 
 /// Closed, undamaged segments that ended at or before `due`, oldest first.
 /// Damaged ones (or with holes) stay local: their file is not the whole
-/// segment, and local retention deletes them in time.
+/// segment, and local retention deletes them in time. So do segments a
+/// pending failback transfer still has to send to a peer
+/// (`failover::transfer` sends local files): they go once it is done.
 pub fn due_local(conn: &Connection, due: Time90k, limit: usize) -> rusqlite::Result<Vec<Local>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, channel, end_90k, bytes FROM segment INDEXED BY segment_archive_due
+        "SELECT id, channel, end_90k, bytes FROM segment s INDEXED BY segment_archive_due
          WHERE state = 1 AND end_90k <= ?1 AND damage IS NULL AND holes IS NULL
+           AND NOT EXISTS (SELECT 1 FROM transfer t WHERE t.state = 0 AND t.local_channel = s.channel
+                           AND t.start_90k < s.end_90k AND t.end_90k > s.start_90k)
          ORDER BY end_90k LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![due.0, limit as i64], |r| {
@@ -158,6 +162,16 @@ mod tests {
         assert_eq!(db::channel_usage(&c, 10).unwrap()[&1].total_bytes, 1500);
         let due: Vec<i64> = due_local(&c, Time90k(150), 10).unwrap().iter().map(|l| l.id).collect();
         assert_eq!(due, [a]);
+        // Owed to a peer: not before the transfer is done.
+        c.execute(
+            "INSERT INTO transfer (rule, local_channel, remote_channel, target, start_90k, end_90k, state, bytes_sent)
+             VALUES ('r', 1, 1, 'peer:1', 50, 60, 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert!(due_local(&c, Time90k(150), 10).unwrap().is_empty());
+        c.execute("UPDATE transfer SET state = 1", []).unwrap();
+        assert_eq!(due_local(&c, Time90k(150), 10).unwrap().len(), 1);
 
         assert!(mark_archived(&c, a, "k/a.seg", &[7; 32]).unwrap());
         // Once only, and only from complete.

@@ -37,6 +37,10 @@ pub struct ArchiveArgs {
     bitrate_kbps: u32,
     #[arg(long, default_value_t = 25)]
     fps: u32,
+    /// `storage.segment_duration`: at 4 Mbit/s a minute is 30 MB, four
+    /// multipart parts.
+    #[arg(long, default_value_t = 60)]
+    segment_seconds: u32,
     /// Bandwidth caps to measure, comma-separated ("0" is uncapped).
     #[arg(long, default_value = "0,20MiB,8MiB", value_delimiter = ',')]
     caps: Vec<String>,
@@ -80,6 +84,7 @@ struct Report {
     seconds: u32,
     bitrate_kbps: u32,
     fps: u32,
+    segment_seconds: u32,
     server: String,
     part_bytes: usize,
     results: Vec<CapResult>,
@@ -162,7 +167,7 @@ fn record(dir: &Path, a: &ArchiveArgs) -> Result<(Store, Time90k, u64)> {
         StoreConfig {
             dir: dir.to_path_buf(),
             flush_interval: Duration::from_secs(1),
-            segment_duration: Duration::from_secs(10),
+            segment_duration: Duration::from_secs(u64::from(a.segment_seconds.max(1))),
             min_free_bytes: 0,
             policies: HashMap::new(),
             recording,
@@ -289,6 +294,7 @@ pub fn run(a: ArchiveArgs) -> Result<ExitCode> {
         seconds: a.seconds,
         bitrate_kbps: a.bitrate_kbps,
         fps: a.fps,
+        segment_seconds: a.segment_seconds,
         server,
         part_bytes: tandem::archive::task::DEFAULT_PART_SIZE,
         results,
@@ -303,8 +309,14 @@ pub fn run(a: ArchiveArgs) -> Result<ExitCode> {
 
 fn print(r: &Report) {
     println!(
-        "archive upload: {} channels × {} kbit/s × {} s ({} fps), {}; read back and checked",
-        r.channels, r.bitrate_kbps, r.seconds, r.fps, r.server
+        "archive upload: {} channels × {} kbit/s × {} s ({} fps, {}-s segments, {} MiB parts), {}; read back and checked",
+        r.channels,
+        r.bitrate_kbps,
+        r.seconds,
+        r.fps,
+        r.segment_seconds,
+        r.part_bytes >> 20,
+        r.server
     );
     println!(
         "{:>10} {:>9} {:>10} {:>8} {:>12} {:>12} {:>7} {:>12} {:>6}",
