@@ -194,6 +194,26 @@ pub(super) fn parse(c: &mut Checker<'_>, raw: Option<&Spanned<RawArchive>>) -> O
     })
 }
 
+/// Channels whose local retention deletes continuous footage before it is
+/// old enough to archive (`max_age` not longer than `after`): what the
+/// operator must hear, since that footage never reaches the bucket. Pure.
+pub fn unarchived_channels(a: &ArchiveSettings, channels: &[super::ChannelConfig]) -> Vec<String> {
+    let after = i64::try_from(a.after.as_millis())
+        .unwrap_or(i64::MAX / 90)
+        .saturating_mul(90);
+    channels
+        .iter()
+        .filter(|ch| ch.retention.max_age.is_some_and(|m| m <= after))
+        .map(|ch| {
+            format!(
+                "channel {}'s retention max_age deletes its footage before archive.after ({}) archives it",
+                ch.number,
+                units::format_duration(a.after)
+            )
+        })
+        .collect()
+}
+
 /// `[archive]` as written back by `config::render`.
 pub(super) fn render(a: &ArchiveSettings) -> toml::Table {
     let mut t = toml::Table::new();
@@ -281,6 +301,30 @@ mod tests {
         assert!(e[3].starts_with("t.toml:6: archive.bandwidth:"), "{e:?}");
         let e = check("[archive]\nregion = \"x\"\n").unwrap_err();
         assert!(e[0].contains("archive.url: required"), "{e:?}");
+    }
+
+    #[test]
+    fn short_local_retention_is_named() {
+        let a = check("[archive]\nurl = \"s3://abc\"\nafter = \"2d\"\n")
+            .unwrap()
+            .unwrap();
+        let ch = |number: u32, days: Option<i64>| super::super::ChannelConfig {
+            number,
+            name: format!("c{number}"),
+            camera: None,
+            retention: crate::store::retention::RetentionPolicy {
+                max_age: days.map(|d| d * 86_400 * 90_000),
+                ..Default::default()
+            },
+            recording: Default::default(),
+            motion: None,
+        };
+        let w = unarchived_channels(&a, &[ch(1, Some(1)), ch(2, Some(2)), ch(3, Some(3)), ch(4, None)]);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("channel 1's retention") && w[1].starts_with("channel 2's"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -553,6 +553,11 @@ pub fn parse_with_secrets(
     let access = access::parse(&mut c, raw.access.as_ref());
     let gapfill = gapfill::parse(&mut c, raw.gapfill.as_ref());
     let archive = archive::parse(&mut c, raw.archive.as_ref());
+    if let (Some(a), Some(raw)) = (&archive, &raw.archive) {
+        for w in archive::unarchived_channels(a, &channels) {
+            c.warn(raw.span().start, "archive.after", w);
+        }
+    }
     let accounts = accounts::parse(&mut c, &raw.user, &raw.token, raw.secrets.is_some());
     let name = raw.nvr.as_ref().and_then(|n| n.get_ref().name.as_ref()).and_then(|n| {
         let v = n.get_ref();
