@@ -87,8 +87,14 @@ pub fn parse_url(s: &str) -> Result<(String, String), String> {
     Ok((bucket.to_string(), prefix.to_string()))
 }
 
-/// Checks the `[archive]` table; `None` without it.
-pub(super) fn parse(c: &mut Checker<'_>, raw: Option<&Spanned<RawArchive>>) -> Option<ArchiveSettings> {
+/// Checks the `[archive]` table; `None` without it. A relative
+/// `credentials` path is resolved against `base`, the configuration's
+/// directory, like every file the configuration names.
+pub(super) fn parse(
+    c: &mut Checker<'_>,
+    raw: Option<&Spanned<RawArchive>>,
+    base: &std::path::Path,
+) -> Option<ArchiveSettings> {
     let raw_spanned = raw?;
     let table_at = raw_spanned.span().start;
     let raw = raw_spanned.get_ref();
@@ -178,7 +184,7 @@ pub(super) fn parse(c: &mut Checker<'_>, raw: Option<&Spanned<RawArchive>>) -> O
             ok = false;
             ArchiveCredentials::Env
         }
-        Some(p) => ArchiveCredentials::File(PathBuf::from(p.get_ref())),
+        Some(p) => ArchiveCredentials::File(base.join(p.get_ref())),
         None => ArchiveCredentials::Env,
     };
     ok.then(|| ArchiveSettings {
@@ -255,7 +261,7 @@ mod tests {
         }
         let doc: Doc = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
         let mut c = Checker::new("t.toml", text);
-        let a = parse(&mut c, doc.archive.as_ref());
+        let a = parse(&mut c, doc.archive.as_ref(), std::path::Path::new("/etc/tandem"));
         if c.errors.is_empty() {
             Ok(a)
         } else {
@@ -267,7 +273,7 @@ mod tests {
     fn a_full_table_parses_and_renders_back() {
         let a = check(
             "[archive]\nurl = \"s3://cams/site-1/\"\nendpoint = \"http://127.0.0.1:9000\"\n\
-             after = \"2d\"\nmax_age = \"1y\"\nbandwidth = \"20MiB/s\"\ncredentials = \"/etc/tandem/s3\"\n",
+             after = \"2d\"\nmax_age = \"1y\"\nbandwidth = \"20MiB/s\"\ncredentials = \"s3\"\n",
         )
         .unwrap()
         .unwrap();

@@ -552,7 +552,7 @@ pub fn parse_with_secrets(
     }
     let access = access::parse(&mut c, raw.access.as_ref());
     let gapfill = gapfill::parse(&mut c, raw.gapfill.as_ref());
-    let archive = archive::parse(&mut c, raw.archive.as_ref());
+    let archive = archive::parse(&mut c, raw.archive.as_ref(), base);
     if let (Some(a), Some(raw)) = (&archive, &raw.archive) {
         for w in archive::unarchived_channels(a, &channels) {
             c.warn(raw.span().start, "archive.after", w);

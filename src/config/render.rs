@@ -542,6 +542,14 @@ peer_fingerprint = "sha256:00112233445566778899aabbccddeeff00112233445566778899a
 rate = "2 MB"
 max_age = "7d"
 
+[archive]
+url = "s3://cams/site-a"
+endpoint = "https://s3.example.com:9000"
+after = "3d"
+max_age = "2y"
+bandwidth = "10MiB/s"
+credentials = "s3.creds"
+
 [[rule]]
 name = "for-a"
 release_delay = 2.5
@@ -671,6 +679,11 @@ secret_hash = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
         assert_eq!(c.actions.len(), 7);
         assert_eq!(c.accounts.as_ref().unwrap().tokens.as_ref().unwrap().len(), 1);
         assert_eq!(c.channels[0].retention.event_max_age, None);
+        let archive = c.archive.as_ref().unwrap();
+        assert_eq!(
+            archive.credentials,
+            super::super::archive::ArchiveCredentials::File(dir.path().join("s3.creds"))
+        );
         let text = toml::to_string(&document(&c)).unwrap();
         let again = super::super::parse(&text, "rendered.toml", Path::new("/nowhere")).unwrap();
         assert_eq!(again, c, "{text}");
