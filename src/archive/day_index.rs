@@ -3,8 +3,8 @@
 //! segments with everything a clip needs — times, the sample entry, the
 //! frame index — so the bucket alone is readable (`tandem archive`), with
 //! ranged reads of just the frames wanted. The segment objects are the
-//! segment files byte for byte (self-describing too), so a lost index can
-//! be rebuilt from them.
+//! segment files byte for byte (self-describing too: a lost index could be
+//! rebuilt by scanning them, though no command does that yet).
 //!
 //! Pure merging and parsing here plus two small I/O helpers. Must never
 //! list a segment whose object was not verified (the archiver writes the

@@ -202,6 +202,21 @@ mod tests {
     }
 
     #[test]
+    fn pruning_removes_only_idle_cache_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (cache_path(dir.path(), 1, 1), cache_path(dir.path(), 2, 2));
+        for p in [&old, &new] {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let f = std::fs::File::options().write(true).open(&old).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+            .unwrap();
+        assert_eq!(prune(dir.path(), std::time::Duration::from_secs(3600)), 1);
+        assert!(!old.exists() && new.exists());
+    }
+
+    #[test]
     fn only_missing_frames_are_fetched_in_merged_ranges() {
         let f = frames();
         let r = missing_ranges(&f[0..4], |fr| fr.time == Time90k(1200));
