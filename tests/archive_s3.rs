@@ -447,6 +447,16 @@ fn verification_rejects_an_object_that_differs_and_expiry_keeps_rows_and_objects
     });
     let e = rt.block_on(a.verify(&key, size, &sha)).unwrap_err();
     assert!(e.to_string().contains("SHA-256"), "{e}");
+    // Served from the changed object, the frame's CRC refuses it: the
+    // segment is reported damaged, never served with the wrong byte.
+    let footage = store.reader().footage(1, at(0), at(20 * FPS)).unwrap();
+    assert!(footage.segments.is_empty(), "{:?}", footage.segments.len());
+    assert_eq!(footage.damaged.len(), 1, "{:?}", footage.damaged);
+    assert!(
+        footage.damaged[0].why.contains("does not match its record"),
+        "{:?}",
+        footage.damaged
+    );
 
     // Expiry (max_age 1 h): the row goes, then its object and its day
     // index entry; the bucket lists nothing after.

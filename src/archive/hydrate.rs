@@ -5,8 +5,10 @@
 //! Only the byte ranges of the wanted frames are fetched, never a whole
 //! object unless the whole segment is wanted; what the cache already holds
 //! (each frame's record header is checked against the frame index) is not
-//! fetched again. The archiver removes cache files an hour after their last
-//! use.
+//! fetched again; what is fetched is checked record by record (size and
+//! CRC) before it is written. The archiver removes cache files an hour
+//! after their last use, and the whole cache when the NVR starts (a power
+//! cut may have torn a write).
 //!
 //! Must never write the index or a segment file, and never hand back a
 //! frame whose bytes it did not fetch and check.
@@ -111,36 +113,37 @@ pub async fn fetch_async(loc: &Location, jobs: Vec<Job>) -> Result<u64, ArchiveE
         let key = ObjectPath::from(job.key.as_str());
         for r in ranges {
             let bytes = store.get_range(&key, r.clone()).await?;
+            let bad = |why: String| ArchiveError::Verify {
+                key: job.key.clone(),
+                why,
+            };
             if bytes.len() as u64 != r.end - r.start {
-                return Err(ArchiveError::Verify {
-                    key: job.key.clone(),
-                    why: format!(
-                        "asked for {} bytes at {}, got {}",
-                        r.end - r.start,
-                        r.start,
-                        bytes.len()
-                    ),
-                });
+                return Err(bad(format!(
+                    "asked for {} bytes at {}, got {}",
+                    r.end - r.start,
+                    r.start,
+                    bytes.len()
+                )));
+            }
+            // Each fetched record is checked as the local reader's scan
+            // would (size, then the CRC over header and data) before it is
+            // written: the cache holds only verified frames, so a frame
+            // found there later needs only its size checked.
+            for fr in job
+                .frames
+                .iter()
+                .filter(|fr| fr.offset - RECORD_HEADER_LEN >= r.start && fr.offset + u64::from(fr.size) <= r.end)
+            {
+                let at = (fr.offset - RECORD_HEADER_LEN - r.start) as usize;
+                let (h, data) = bytes[at..at + (RECORD_HEADER_LEN + u64::from(fr.size)) as usize]
+                    .split_at(RECORD_HEADER_LEN as usize);
+                let size = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+                if size != fr.size || !crate::store::segment_file::record_intact(h, data) {
+                    return Err(bad(format!("frame at {} does not match its record", fr.offset)));
+                }
             }
             f.write_all_at(&bytes, r.start)?;
             fetched += bytes.len() as u64;
-        }
-        // Each frame is checked as the local reader's scan would: its
-        // record header (size, pts, key, CRC over all and the data).
-        for fr in &job.frames {
-            let mut rec = vec![0u8; (RECORD_HEADER_LEN + u64::from(fr.size)) as usize];
-            f.read_exact_at(&mut rec, fr.offset - RECORD_HEADER_LEN)?;
-            let (h, data) = rec.split_at(RECORD_HEADER_LEN as usize);
-            let size = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-            if size != fr.size || !crate::store::segment_file::record_intact(h, data) {
-                // A torn cache write (a crash mid-fetch): forget it, the next
-                // read fetches again.
-                let _ = std::fs::remove_file(&job.cache);
-                return Err(ArchiveError::Verify {
-                    key: job.key.clone(),
-                    why: format!("frame at {} does not match its record", fr.offset),
-                });
-            }
         }
     }
     Ok(fetched)

@@ -443,6 +443,13 @@ pub fn spawn(
     clock: Arc<dyn Clock>,
     interval: Duration,
 ) -> std::io::Result<ArchiverThread> {
+    // Before the HTTP API serves anything: the cache was written without
+    // fsyncs, so after a power cut only an empty one is trusted.
+    match std::fs::remove_dir_all(dir.join(super::hydrate::CACHE_DIR)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let join = std::thread::Builder::new().name("archive".into()).spawn(move || {
