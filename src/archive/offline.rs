@@ -40,7 +40,8 @@ fn last_part(p: &ObjectPath) -> String {
         .unwrap_or_default()
 }
 
-async fn children(store: &Arc<AmazonS3>, p: &ObjectPath) -> Result<Vec<String>, ArchiveError> {
+/// The names one level below `p` ("folders" of the listing), sorted.
+pub(crate) async fn children(store: &Arc<AmazonS3>, p: &ObjectPath) -> Result<Vec<String>, ArchiveError> {
     let r = store.list_with_delimiter(Some(p)).await?;
     let mut v: Vec<String> = r.common_prefixes.iter().map(last_part).collect();
     v.sort();

@@ -62,6 +62,10 @@ pub struct PassReport {
     pub raced: usize,
     pub local_deleted: usize,
     pub expired: usize,
+    /// Objects past `max_age` that no row points at any more (an expiry
+    /// cut between its row and its object, or a row retention took),
+    /// found by the hourly sweep of the day indexes and deleted.
+    pub swept: usize,
     pub errors: Vec<String>,
 }
 
@@ -75,7 +79,12 @@ pub struct Archiver {
     bucket: TokenBucket,
     t0: Instant,
     part_size: usize,
+    /// When (in the passes' time) the day indexes were last swept.
+    swept_at: Option<Time90k>,
 }
+
+/// How often the day indexes past `max_age` are swept for leftovers.
+const SWEEP_EVERY: i64 = 3600 * 90_000;
 
 struct Uploaded {
     row: db::SegmentRow,
@@ -115,6 +124,7 @@ impl Archiver {
             bucket: TokenBucket::new(settings.bandwidth, burst, 0.0),
             t0: Instant::now(),
             part_size: DEFAULT_PART_SIZE,
+            swept_at: None,
         };
         let n = a.delete_leftover_files()?;
         if n > 0 {
@@ -201,8 +211,54 @@ impl Archiver {
         self.commit(done, &mut report).await?;
         if let Some(c) = cutoff {
             self.expire(&p.expire, c, &mut report).await?;
+            if report.errors.is_empty() && self.swept_at.is_none_or(|t| now.0.saturating_sub(t.0) >= SWEEP_EVERY) {
+                // Housekeeping: a failure waits for a later pass, it does
+                // not fail this one.
+                match self.sweep(c, &mut report).await {
+                    Ok(()) => self.swept_at = Some(now),
+                    Err(e) => report.errors.push(format!("sweep: {e}")),
+                }
+            }
         }
         Ok(report)
+    }
+
+    /// Deletes what the day indexes list past `cutoff` with no archived row
+    /// (entries with a row expire through it, rows first). Lists this NVR's
+    /// channels and their days; reads only the days not after the cutoff's.
+    async fn sweep(&mut self, cutoff: Time90k, report: &mut PassReport) -> Result<(), ArchiveError> {
+        let last_day = super::day_of(cutoff);
+        let root = self.loc.nvr_root(&self.nvr);
+        for ch in super::offline::children(&self.store, &root).await? {
+            let Some(channel) = ch.strip_prefix("ch").and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let chroot = ObjectPath::from(format!("{root}/{ch}"));
+            for day in super::offline::children(&self.store, &chroot).await? {
+                if day > last_day {
+                    break;
+                }
+                let key = self.loc.day_index_key(&self.nvr, channel, &day);
+                let mut d = day_index::load(&self.store, &key, &self.nvr, channel, &day).await?;
+                let mut gone = Vec::new();
+                for e in d.segments.values().filter(|e| e.end_90k <= cutoff.0) {
+                    if rows::archive_of(&self.conn, e.id)?.is_none() {
+                        gone.push(e.id);
+                    }
+                }
+                if gone.is_empty() {
+                    continue;
+                }
+                for id in gone {
+                    if let Some(e) = d.segments.remove(&id) {
+                        delete_object(&self.store, &ObjectPath::from(format!("{chroot}/{day}/{}", e.object))).await?;
+                        report.swept += 1;
+                    }
+                }
+                day_index::save(&self.store, &key, &d).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Day indexes first (the bucket lists only verified objects), then
@@ -400,6 +456,9 @@ impl Archiver {
             let mut d: DayIndex = day_index::load(&self.store, &key, &self.nvr, channel, &day).await?;
             for e in d.expire(cutoff) {
                 delete_object(&self.store, &ObjectPath::from(format!("{dir}/{}", e.object))).await?;
+                if !expire.iter().any(|a| a.id == e.id) {
+                    report.swept += 1;
+                }
             }
             day_index::save(&self.store, &key, &d).await?;
         }
