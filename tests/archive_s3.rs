@@ -246,6 +246,7 @@ fn archives_after_the_threshold_and_serves_both_tiers_and_the_bucket_alone() {
     let rt = rt();
     let mut a = Archiver::open(&data, &settings(&s3, &creds, 60, 1 << 30)).unwrap();
     a.set_part_size(PART);
+    a.set_unlink_grace(Duration::ZERO);
     let r = rt.block_on(a.pass(at(130 * FPS))).unwrap();
     assert!(r.errors.is_empty(), "{r:?}");
     let all = rows(&data);
@@ -372,6 +373,7 @@ fn an_interrupted_upload_keeps_row_and_file_and_resumes() {
     // 1. The task dropped mid-upload: 1 MiB/s for 6.4 MB, cut after 1.5 s.
     let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 20)).unwrap();
     a.set_part_size(PART);
+    a.set_unlink_grace(Duration::ZERO);
     let cut = rt.block_on(async { tokio::time::timeout(Duration::from_millis(1500), a.pass(now)).await });
     assert!(cut.is_err(), "the pass should still be uploading");
     drop(a);
@@ -385,6 +387,7 @@ fn an_interrupted_upload_keeps_row_and_file_and_resumes() {
     // marks and deletes nothing.
     let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 20)).unwrap();
     a.set_part_size(PART);
+    a.set_unlink_grace(Duration::ZERO);
     let r = rt.block_on(async {
         let pass = a.pass(now);
         tokio::pin!(pass);
@@ -410,6 +413,7 @@ fn an_interrupted_upload_keeps_row_and_file_and_resumes() {
     drop(a);
     let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 30)).unwrap();
     a.set_part_size(PART);
+    a.set_unlink_grace(Duration::ZERO);
     let r = rt.block_on(a.pass(now)).unwrap();
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(r.uploaded, 1, "the segment that ended at 20 s");
@@ -429,6 +433,7 @@ fn verification_rejects_an_object_that_differs_and_expiry_keeps_rows_and_objects
     let rt = rt();
     let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 30)).unwrap();
     a.set_part_size(PART);
+    a.set_unlink_grace(Duration::ZERO);
     assert_eq!(rt.block_on(a.pass(at(45 * FPS))).unwrap().uploaded, 1);
     let c = db::open_readonly(&data.join("index.db")).unwrap();
     let id = db::segments_in_state(&c, db::ARCHIVED).unwrap()[0].id;
@@ -563,13 +568,16 @@ fn a_running_nvr_archives_and_serves_a_clip_across_both_tiers() {
     // The archiver's first pass runs at start, the next 10 s later.
     common::wait_for(Duration::from_secs(60), "segments archived", || archived() >= 3);
     let c = db::open_readonly(&data.join("index.db")).unwrap();
-    for r in db::segments_in_state(&c, db::ARCHIVED).unwrap() {
-        assert!(
-            !segment_path(&data, 1, r.id).exists(),
-            "archived segment {} still local",
-            r.id
-        );
-    }
+    // Local copies go a grace (10 s) after their rows, at the next pass.
+    let first_three: Vec<i64> = db::segments_in_state(&c, db::ARCHIVED).unwrap()[..3]
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    common::wait_for(
+        Duration::from_secs(40),
+        "local copies of archived segments deleted",
+        || first_three.iter().all(|id| !segment_path(&data, 1, *id).exists()),
+    );
     let first = db::segments_in_state(&c, db::ARCHIVED).unwrap()[0].start;
     // From the first archived frame to a second ago: both tiers, one clip.
     let (start, end) = (first.to_rfc3339(), common::rfc3339_offset(-1.0));

@@ -3,8 +3,9 @@
 //! planner's passes — upload each due segment (one PUT, or multipart above
 //! `part_size`), bandwidth-capped by a token bucket, read it back and check
 //! size and SHA-256, list it in its day index, then point the row at the
-//! object, then delete the local file; and expire archived footage past
-//! `max_age` (row first, then object and day index entry).
+//! object, then (after a grace of seconds) delete the local file; and
+//! expire archived footage past `max_age` (row first, then object and day
+//! index entry).
 //!
 //! Resumable by construction: nothing is marked before it is verified, so an
 //! upload cut anywhere (process killed, server gone, task dropped) leaves the
@@ -81,7 +82,13 @@ pub struct Archiver {
     part_size: usize,
     /// When (in the passes' time) the day indexes were last swept.
     swept_at: Option<Time90k>,
+    /// Local copies of archived segments and when they may go.
+    unlink_later: Vec<(PathBuf, Instant)>,
+    unlink_grace: Duration,
 }
+
+/// How long the local copy of a newly archived segment stays (see `unlink_due`).
+pub const UNLINK_GRACE: Duration = Duration::from_secs(10);
 
 /// How often the day indexes past `max_age` are swept for leftovers.
 const SWEEP_EVERY: i64 = 3600 * 90_000;
@@ -125,6 +132,8 @@ impl Archiver {
             t0: Instant::now(),
             part_size: DEFAULT_PART_SIZE,
             swept_at: None,
+            unlink_later: Vec::new(),
+            unlink_grace: UNLINK_GRACE,
         };
         let n = a.delete_leftover_files()?;
         if n > 0 {
@@ -180,6 +189,7 @@ impl Archiver {
     /// expires what is past `max_age`.
     pub async fn pass(&mut self, now: Time90k) -> Result<PassReport, ArchiveError> {
         let mut report = PassReport::default();
+        self.unlink_due(&mut report)?;
         let due = Time90k(now.0.saturating_sub(self.limits.after));
         let local = rows::due_local(&self.conn, due, self.limits.batch)?;
         let cutoff = self.limits.max_age.map(|m| Time90k(now.0.saturating_sub(m)));
@@ -286,9 +296,28 @@ impl Archiver {
             }
         }
         tx.commit()?;
-        let mut dirs = HashSet::new();
+        let now = Instant::now();
         for u in &marked {
-            let p = segment_path(&self.dir, u.row.channel, u.row.id);
+            self.unlink_later.push((
+                segment_path(&self.dir, u.row.channel, u.row.id),
+                now + self.unlink_grace,
+            ));
+        }
+        self.unlink_due(report)?;
+        report.uploaded += marked.len();
+        Ok(())
+    }
+
+    /// Deletes the local copies whose grace has passed, then fsyncs their
+    /// directories. Why a grace: a clip request planned from the row just
+    /// before it became `archived` opens the local file a moment later;
+    /// removing it at once would fail that request.
+    fn unlink_due(&mut self, report: &mut PassReport) -> Result<(), ArchiveError> {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = self.unlink_later.drain(..).partition(|(_, at)| *at <= now);
+        self.unlink_later = later;
+        let mut dirs = HashSet::new();
+        for (p, _) in due {
             match std::fs::remove_file(&p) {
                 Ok(()) => {
                     report.local_deleted += 1;
@@ -298,14 +327,19 @@ impl Archiver {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 // Left for the next start (`delete_leftover_files`).
-                Err(e) => warn!(segment = u.row.id, "archived, but the local copy stays: {e}"),
+                Err(e) => warn!(file = %p.display(), "archived, but the local copy stays: {e}"),
             }
         }
         for d in dirs {
             File::open(&d)?.sync_all()?;
         }
-        report.uploaded += marked.len();
         Ok(())
+    }
+
+    /// How long a local copy stays after its row became `archived`
+    /// (default `UNLINK_GRACE`; tests use zero).
+    pub fn set_unlink_grace(&mut self, d: Duration) {
+        self.unlink_grace = d;
     }
 
     async fn upload(
