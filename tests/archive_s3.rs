@@ -643,3 +643,32 @@ fn a_running_nvr_archives_and_serves_a_clip_across_both_tiers() {
     }
     drop(s3);
 }
+
+#[test]
+fn a_segment_whose_file_is_cut_short_stays_local_and_the_rest_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = S3::start(dir.path()) else { return };
+    let data = dir.path().join("data");
+    let store = record(&data, 65);
+    let creds = credentials(dir.path());
+    let c = db::open_readonly(&data.join("index.db")).unwrap();
+    let first = db::segment(&c, 1).unwrap().unwrap();
+    assert_eq!(first.state, db::COMPLETE);
+    // Cut behind the index's back (as a disk fault would).
+    let f = std::fs::File::options()
+        .write(true)
+        .open(segment_path(&data, 1, first.id))
+        .unwrap();
+    f.set_len(first.bytes / 2).unwrap();
+    let rt = rt();
+    let mut a = Archiver::open(&data, &settings(&s3, &creds, 1, 1 << 30)).unwrap();
+    a.set_part_size(PART);
+    a.set_unlink_grace(Duration::ZERO);
+    let r = rt.block_on(a.pass(at(65 * FPS))).unwrap();
+    assert_eq!(r.uploaded, 2, "{r:?}");
+    assert_eq!(r.errors.len(), 1, "{r:?}");
+    assert!(r.errors[0].contains(&format!("segment {}", first.id)), "{r:?}");
+    assert_eq!(db::segment(&c, first.id).unwrap().unwrap().state, db::COMPLETE);
+    assert!(segment_path(&data, 1, first.id).exists());
+    store.shutdown();
+}

@@ -197,6 +197,7 @@ impl Archiver {
             Some(c) => rows::archived_before(&self.conn, c, 1000)?,
             None => Vec::new(),
         };
+        // Passes run one at a time, so nothing is in flight between them.
         let p = plan::plan(&local, &archived, now, self.limits, &HashSet::new());
         let entries = db::sample_entries(&self.conn)?;
         let started = Instant::now();
@@ -208,6 +209,13 @@ impl Archiver {
                     done.push(u);
                 }
                 Ok(None) => {}
+                // This segment's own file (unreadable, shorter than its
+                // row): the others go on, or one bad file would hold up
+                // the archive forever (it is first in every plan).
+                Err(e @ ArchiveError::Segment { .. }) => {
+                    warn!(segment = s.id, "not archived: {e}");
+                    report.errors.push(e.to_string());
+                }
                 Err(e) => {
                     warn!(segment = s.id, "archive upload failed: {e}");
                     report.errors.push(e.to_string());
