@@ -103,6 +103,8 @@ pub struct Nvr {
     /// Described sessions kept ready for the cameras the rules bind in
     /// failure (`ingest::warm`).
     pub warm: Arc<ingest::warm::WarmPool>,
+    /// The S3 archive tier's thread (`[archive]`); stops when taken.
+    archiver: Mutex<Option<crate::archive::task::ArchiverThread>>,
 }
 
 /// A channel's runtime before it is bound: its motion thread, when the
@@ -342,6 +344,15 @@ impl Nvr {
             crate::gapfill::onvif::replayer(),
             store.sender(),
         )?;
+        let archiver = match &config.archive {
+            Some(a) => Some(crate::archive::task::spawn(
+                config.storage.dir.clone(),
+                a.clone(),
+                clock.clone(),
+                crate::archive::task::INTERVAL,
+            )?),
+            None => None,
+        };
         let nvr = Arc::new(Nvr {
             reader: store.reader(),
             writer: store.sender(),
@@ -378,6 +389,7 @@ impl Nvr {
             live: Default::default(),
             gapfill,
             warm: Default::default(),
+            archiver: Mutex::new(archiver),
             config: config_tx,
         });
         tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
@@ -717,6 +729,7 @@ impl Nvr {
         }
         self.transfer_wake.lock().expect("wake lock").take();
         self.gapfill.stop();
+        self.archiver.lock().expect("archiver lock").take();
         self.scrub_stop.lock().expect("scrub lock").take();
         self.live.close();
         info!("shutdown: stopping ingest");

@@ -145,6 +145,11 @@ pub fn problems(running: &Config, desired: &Config) -> Vec<ConfigError> {
         r.scrub_interval != d.scrub_interval,
         "the integrity scrub thread is started with it",
     );
+    refuse(
+        "archive",
+        running.archive != desired.archive,
+        "the archiver thread is started with it",
+    );
     out
 }
 

@@ -61,6 +61,10 @@ enum Which {
     /// C cameras, random failures and returns: decision time and moves per
     /// failure, members over capacity (must be 0), cameras left out.
     Placement(super::bench_placement::PlacementArgs),
+    /// The S3 archive tier: upload rate (multipart, read back and checked)
+    /// under bandwidth caps vs the rate new footage arrives, frames lost
+    /// across both tiers (must be 0).
+    Archive(super::bench_archive::ArchiveArgs),
 }
 
 /// The simulated cameras' picture: 1080p25 at 4 Mbit/s unless told otherwise.
@@ -132,6 +136,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Which::Index(a) => super::bench_index::run(a),
         Which::Serve(a) => super::bench_serve::run(a),
         Which::Placement(a) => super::bench_placement::run(a),
+        Which::Archive(a) => super::bench_archive::run(a),
     }
 }
 

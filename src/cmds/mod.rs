@@ -2,11 +2,13 @@
 //! needs one, and returns an exit code; library code does the work.
 
 pub mod alert;
+pub mod archive;
 pub mod attack;
 pub mod audit;
 pub mod bench;
 pub mod bench_alerts;
 pub mod bench_apply;
+pub mod bench_archive;
 pub mod bench_attack;
 pub mod bench_auth;
 pub mod bench_figures;
