@@ -8,7 +8,7 @@
 //! `parfile` (the parameter file: export, import, diff, overrides, apply),
 //! `reconcile` (what a live apply restarts), `audit` (counting
 //! loss from frame stamps), `failover` (rules, probes, arbitration,
-//! transfers), `pool` (the recorder pool: the scheduler's placement of
+//! transfers), `archive` (the S3 archive tier: upload, verify, serve, expire), `pool` (the recorder pool: the scheduler's placement of
 //! cameras on NVRs by capacity, and membership through etcd), `replay` (ONVIF replay of a camera's edge storage), `gapfill`
 //! (holes in the timeline fetched from the cameras' edge storage), `events` and `motion` (event sources, actions and their durable
 //! outbox), `alerts` (message templates and the SMS, mail and webhook
@@ -19,6 +19,7 @@
 //! tests and the glass-to-glass benchmark).
 
 pub mod alerts;
+pub mod archive;
 pub mod audit;
 pub mod auth;
 pub mod config;

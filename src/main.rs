@@ -53,6 +53,8 @@ enum Cmd {
     /// The whole configuration as a parameter file: export, import (live),
     /// versions, rollback, push to several NVRs.
     Config(cmds::config::Args),
+    /// The S3 archive read from the bucket alone: `ls` its days, `export` an .mp4.
+    Archive(cmds::archive::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Cmd::FailoverLab(a) => cmds::lab::run(a),
         Cmd::Attack(a) => cmds::attack::run(a),
         Cmd::Tls(a) => cmds::tls::run(a),
+        Cmd::Archive(a) => cmds::archive::run(a),
         Cmd::Config(a) => cmds::config::run(a),
         Cmd::Alert(a) => cmds::alert::run(a),
     };

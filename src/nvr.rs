@@ -105,6 +105,7 @@ pub struct Nvr {
     /// Described sessions kept ready for the cameras the rules bind in
     /// failure (`ingest::warm`).
     pub warm: Arc<ingest::warm::WarmPool>,
+<<<<<<< HEAD
     /// This NVR's part in a recorder pool (`[pool]`), which binds the
     /// channels of the pool's cameras.
     pool: Mutex<Option<pool::PoolRuntime>>,
@@ -126,6 +127,10 @@ pub(crate) fn governed_channels(config: &Config) -> std::collections::HashSet<u3
     let mut out = rule_channels(config);
     out.extend(pool::pool_channels(config).into_values());
     out
+=======
+    /// The S3 archive tier's thread (`[archive]`); stops when taken.
+    archiver: Mutex<Option<crate::archive::task::ArchiverThread>>,
+>>>>>>> land
 }
 
 /// A channel's runtime before it is bound: its motion thread, when the
@@ -365,6 +370,15 @@ impl Nvr {
             crate::gapfill::onvif::replayer(),
             store.sender(),
         )?;
+        let archiver = match &config.archive {
+            Some(a) => Some(crate::archive::task::spawn(
+                config.storage.dir.clone(),
+                a.clone(),
+                clock.clone(),
+                crate::archive::task::INTERVAL,
+            )?),
+            None => None,
+        };
         let nvr = Arc::new(Nvr {
             reader: store.reader(),
             writer: store.sender(),
@@ -401,7 +415,11 @@ impl Nvr {
             live: Default::default(),
             gapfill,
             warm: Default::default(),
+<<<<<<< HEAD
             pool: Mutex::new(None),
+=======
+            archiver: Mutex::new(archiver),
+>>>>>>> land
             config: config_tx,
         });
         tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
@@ -778,6 +796,7 @@ impl Nvr {
         }
         self.transfer_wake.lock().expect("wake lock").take();
         self.gapfill.stop();
+        self.archiver.lock().expect("archiver lock").take();
         self.scrub_stop.lock().expect("scrub lock").take();
         self.live.close();
         info!("shutdown: stopping ingest");

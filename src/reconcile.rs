@@ -150,6 +150,11 @@ pub fn problems(running: &Config, desired: &Config) -> Vec<ConfigError> {
         running.pool != desired.pool,
         "the pool membership (lease, name, capacity) is started with it",
     );
+    refuse(
+        "archive",
+        running.archive != desired.archive,
+        "the archiver thread is started with it",
+    );
     out
 }
 

@@ -61,6 +61,10 @@ enum Which {
     /// C cameras, random failures and returns: decision time and moves per
     /// failure, members over capacity (must be 0), cameras left out.
     Placement(super::bench_placement::PlacementArgs),
+    /// The S3 archive tier: upload rate (multipart, read back and checked)
+    /// under bandwidth caps vs the rate new footage arrives, frames lost
+    /// across both tiers (must be 0).
+    Archive(super::bench_archive::ArchiveArgs),
 }
 
 /// The simulated cameras' picture: 1080p25 at 4 Mbit/s unless told otherwise.
@@ -100,6 +104,24 @@ struct IngestArgs {
     /// cap keeps; the writer's and ingest's own loss counters cover the rest.
     #[arg(long)]
     retain_mib: Option<u64>,
+    /// Load the store's filesystem meanwhile: another writer (a thread of
+    /// this benchmark, not the NVR) writes this many MiB/s into new 1-GiB
+    /// files beside the store, each fdatasynced when full (`bench_load`).
+    #[arg(long)]
+    disk_load: Option<u64>,
+    /// Before recording, generate a day of finished one-minute segments per
+    /// channel, two days old, and record with `max_age = "1d"`: retention
+    /// deletes that day while the cameras record.
+    #[arg(long)]
+    preload_day: bool,
+    /// The tandem binary that records (default: this one), to compare builds.
+    #[arg(long)]
+    nvr: Option<PathBuf>,
+    /// `[storage] write_buffer` in MiB (default: the NVR's, 128 MiB). A
+    /// buffer shorter than a slow flush round shows what the round costs
+    /// ingest on a disk (or at a rate) the default buffer covers.
+    #[arg(long)]
+    write_buffer_mib: Option<u64>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -114,6 +136,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Which::Index(a) => super::bench_index::run(a),
         Which::Serve(a) => super::bench_serve::run(a),
         Which::Placement(a) => super::bench_placement::run(a),
+        Which::Archive(a) => super::bench_archive::run(a),
     }
 }
 
@@ -286,7 +309,7 @@ pub(super) fn in_fresh_dir(dir: &Path, f: impl FnOnce() -> Result<ExitCode>) -> 
 /// Writes `DIR/bench.toml`: an NVR storing into `data`, serving on `port`,
 /// recording `urls` on channels 1…, with `extra` TOML sections; its path.
 pub(super) fn write_config(dir: &Path, data: &Path, port: u16, urls: &[String], extra: &str) -> Result<PathBuf> {
-    write_config_retained(dir, data, port, urls, extra, None)
+    write_config_retained(dir, data, port, urls, extra, None, "")
 }
 
 /// `write_config` with a `retention = …` line for every channel.
@@ -297,9 +320,10 @@ fn write_config_retained(
     urls: &[String],
     extra: &str,
     retention: Option<&str>,
+    storage: &str,
 ) -> Result<PathBuf> {
     let mut cfg = format!(
-        "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}",
+        "[storage]\ndir = \"{}\"\nmin_free = \"1 GiB\"\n{storage}[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}",
         data.display()
     );
     cfg.push_str(&channels_config(urls, retention.unwrap_or("")));
@@ -369,17 +393,25 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     // Tandem.
     let data = std::path::absolute(a.dir.join("tandem"))?;
     let http_port = free_port()?;
-    let retention = a
-        .retain_mib
-        .map(|m| format!("retention = {{ max_bytes = \"{m} MiB\" }}\n"));
-    let cfg_path = write_config_retained(&a.dir, &data, http_port, &urls, "", retention.as_deref())?;
+    let preloaded = if a.preload_day {
+        eprintln!("generating a day of old segments for {} channels…", a.streams);
+        super::bench_load::preload_day(&data, a.streams)?
+    } else {
+        0
+    };
+    let retention = retention_config(a);
+    let storage = a
+        .write_buffer_mib
+        .map(|m| format!("write_buffer = \"{m} MiB\"\n"))
+        .unwrap_or_default();
+    let cfg_path = write_config_retained(&a.dir, &data, http_port, &urls, "", retention.as_deref(), &storage)?;
     eprintln!(
         "recording with Tandem for {} s (+{} s warm-up)…",
         a.seconds,
         warmup.as_secs()
     );
     let token = tandem::auth::client::mint_admin_token(&data, "bench")?;
-    let nvr = Command::new(exe)
+    let nvr = Command::new(a.nvr.as_deref().unwrap_or(exe))
         .args(["serve", "--config"])
         .arg(&cfg_path)
         .env("TANDEM_LOG", "warn")
@@ -388,6 +420,10 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     guard.0.push(nvr);
     let base = format!("http://127.0.0.1:{http_port}");
     wait_connected(&base, &token, a.streams)?;
+    let load = a
+        .disk_load
+        .map(|mib| super::bench_load::DiskLoad::start(&a.dir, mib))
+        .transpose()?;
     std::thread::sleep(warmup);
     let w0 = writer_figures(&base, &token)?;
     let dropped0 = ingest_dropped(&base, &token)?;
@@ -398,6 +434,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let t1 = Time90k::from_system(std::time::SystemTime::now());
     let w1 = writer_figures(&base, &token)?;
     let dropped = ingest_dropped(&base, &token)?.saturating_sub(dropped0);
+    let load = load.map(|l| l.finish()).transpose()?;
     let durability = Durability::between(&w0, &w1, (t1 - t0) as f64 / 90_000.0);
     let retention = RetentionFigures {
         segments_deleted: w1.retention_segments.saturating_sub(w0.retention_segments),
@@ -584,7 +621,35 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         None,
         0,
     );
-    if a.retain_mib.is_some() {
+    if let Some(l) = &load {
+        row("disk load: MiB/s written", l.mib_per_s, None, 1);
+        row("disk load: fsync p99 ms", l.fsync_p99_ms, None, 0);
+        row("disk load: fsync max ms", l.fsync_max_ms, None, 0);
+        if a.retain_mib.is_none() && !a.preload_day {
+            let dropped = retention.ingest_frames_dropped as f64;
+            row("ingest frames dropped (whole window)", dropped, None, 0);
+        }
+    }
+    row(
+        "flush round p99 ms",
+        d.flush_round_p99_ms.map_or(f64::NAN, f64::from),
+        None,
+        0,
+    );
+    row("flush round max ms", f64::from(d.flush_round_max_ms), None, 0);
+    row(
+        "index commit p99 ms",
+        d.commit_p99_ms.map_or(f64::NAN, f64::from),
+        None,
+        0,
+    );
+    row(
+        "index commit max ms",
+        d.commit_max_ms.map_or(f64::NAN, f64::from),
+        None,
+        0,
+    );
+    if a.retain_mib.is_some() || a.preload_day {
         let r = &retention;
         row("retention: segments deleted", r.segments_deleted as f64, None, 0);
         row(
@@ -619,12 +684,28 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         "retain_mib": a.retain_mib,
         "audited_seconds": (audited.1 - audited.0) as f64 / 90_000.0,
         "retention": retention,
+        "disk_load": load,
+        "preload_day_segments": preloaded,
+        "write_buffer_mib": a.write_buffer_mib,
         "ffmpeg": ffmpeg_side,
         "cpu_ratio_tandem_over_ffmpeg": ffmpeg_side.as_ref().map(|f| t.cpu_s_per_stream_minute / f.cpu_s_per_stream_minute),
     });
     std::fs::write(&a.json, serde_json::to_string_pretty(&json)?)?;
     println!("\nwrote {}", a.json.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The retention of every channel: `--retain-mib`'s cap, and with
+/// `--preload-day` a day's age, so the pre-loaded day goes during the run.
+fn retention_config(a: &IngestArgs) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(m) = a.retain_mib {
+        parts.push(format!("max_bytes = \"{m} MiB\""));
+    }
+    if a.preload_day {
+        parts.push("max_age = \"1d\"".to_string());
+    }
+    (!parts.is_empty()).then(|| format!("retention = {{ {} }}\n", parts.join(", ")))
 }
 
 /// The stretch of the measured window the audit reads: all of it, or under
@@ -666,6 +747,10 @@ mod tests {
             json: "j".into(),
             skip_ffmpeg: true,
             retain_mib,
+            disk_load: None,
+            preload_day: false,
+            nvr: None,
+            write_buffer_mib: None,
         }
     }
 

@@ -84,6 +84,10 @@ pub(super) struct WriterFigures {
     pub(super) retention_bytes: u64,
     pub(super) arrival: tandem::store::health::Histogram,
     pub(super) capture: tandem::store::health::Histogram,
+    /// How long each flush round's fdatasyncs took.
+    pub(super) flush: tandem::store::health::Histogram,
+    /// How long the writer's index commits took (absent before they were timed).
+    pub(super) commit: Option<tandem::store::health::Histogram>,
 }
 
 /// `GET /api/v1/store` as JSON (the writer's counters and histograms).
@@ -118,6 +122,8 @@ pub(super) fn writer_figures(base: &str, token: &str) -> Result<WriterFigures> {
             .context("no writer.retention_bytes in /api/v1/store")?,
         arrival: Histogram::from_json(&w["arrival_durable"]).context("no writer.arrival_durable in /api/v1/store")?,
         capture: Histogram::from_json(&w["durable"]).context("no writer.durable in /api/v1/store")?,
+        flush: Histogram::from_json(&w["flush"]).context("no writer.flush in /api/v1/store")?,
+        commit: Histogram::from_json(&w["commit"]),
     })
 }
 
@@ -129,17 +135,32 @@ pub(super) struct Durability {
     /// Upper bound of the p99's histogram bucket (50-ms steps near a second).
     pub(super) arrival_to_durable_p99_ms: Option<u32>,
     pub(super) capture_to_durable_p99_ms: Option<u32>,
+    /// The flush rounds' fdatasyncs (bucket upper bound; max exact).
+    pub(super) flush_round_p99_ms: Option<u32>,
+    pub(super) flush_round_max_ms: u32,
+    /// The writer's index commits (not timed by builds before flush rounds).
+    pub(super) commit_p99_ms: Option<u32>,
+    pub(super) commit_max_ms: Option<u32>,
 }
 
 impl Durability {
     pub(super) fn between(before: &WriterFigures, after: &WriterFigures, seconds: f64) -> Durability {
         let fsyncs = after.fsyncs.saturating_sub(before.fsyncs);
         let bytes = after.fsync_bytes.saturating_sub(before.fsync_bytes);
+        let commits = after
+            .commit
+            .as_ref()
+            .zip(before.commit.as_ref())
+            .map(|(a, b)| a.since(b));
         Durability {
             fsyncs_per_second: fsyncs as f64 / seconds.max(1e-3),
             bytes_per_fsync: if fsyncs == 0 { 0.0 } else { bytes as f64 / fsyncs as f64 },
             arrival_to_durable_p99_ms: after.arrival.since(&before.arrival).quantile_ms(0.99),
             capture_to_durable_p99_ms: after.capture.since(&before.capture).quantile_ms(0.99),
+            flush_round_p99_ms: after.flush.since(&before.flush).quantile_ms(0.99),
+            flush_round_max_ms: after.flush.since(&before.flush).max_ms(),
+            commit_p99_ms: commits.as_ref().and_then(|c| c.quantile_ms(0.99)),
+            commit_max_ms: commits.map(|c| c.max_ms()),
         }
     }
 }

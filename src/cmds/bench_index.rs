@@ -155,17 +155,24 @@ impl FilePool {
 }
 
 /// What generation made.
-struct Generated {
+pub(super) struct Generated {
     start: Time90k,
     end: Time90k,
-    segments: u64,
+    pub(super) segments: u64,
     entry: tandem::store::SampleEntry,
     seconds: f64,
 }
 
 /// Generates `channels` × `days` of minute segments into the store at `dir`,
 /// ending at `end`, committing an hour of all channels at a time.
-fn generate(dir: &Path, channels: u32, days: u32, files: bool, seed: u64, end: Time90k) -> Result<Generated> {
+pub(super) fn generate(
+    dir: &Path,
+    channels: u32,
+    days: u32,
+    files: bool,
+    seed: u64,
+    end: Time90k,
+) -> Result<Generated> {
     let t0 = Instant::now();
     let conn = db::open_dir(dir).map_err(anyhow::Error::msg)?;
     db::bulk_load_mode(&conn)?;

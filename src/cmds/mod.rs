@@ -2,17 +2,20 @@
 //! needs one, and returns an exit code; library code does the work.
 
 pub mod alert;
+pub mod archive;
 pub mod attack;
 pub mod audit;
 pub mod bench;
 pub mod bench_alerts;
 pub mod bench_apply;
+pub mod bench_archive;
 pub mod bench_attack;
 pub mod bench_auth;
 pub mod bench_figures;
 pub mod bench_index;
 pub mod bench_live;
 pub mod bench_live_browser;
+mod bench_load;
 pub mod bench_motion;
 pub mod bench_placement;
 pub mod bench_serve;

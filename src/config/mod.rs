@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod actions;
 #[cfg(test)]
 mod actions_tests;
+pub mod archive;
 mod cameras;
 mod channels;
 pub mod events;
@@ -160,6 +161,8 @@ pub struct Config {
     pub gapfill: gapfill::GapfillSettings,
     /// Membership of a recorder pool (`[pool]`); `None`: not in a pool.
     pub pool: Option<pool::PoolSettings>,
+    /// The S3 archive tier (`[archive]`); `None`: nothing is archived.
+    pub archive: Option<archive::ArchiveSettings>,
 }
 
 impl Default for Config {
@@ -181,6 +184,7 @@ impl Default for Config {
             accounts: None,
             gapfill: Default::default(),
             pool: None,
+            archive: None,
         }
     }
 }
@@ -319,6 +323,7 @@ struct RawConfig {
     token: Vec<Spanned<accounts::RawToken>>,
     gapfill: Option<Spanned<gapfill::RawGapfill>>,
     pool: Option<Spanned<pool::RawPool>>,
+    archive: Option<Spanned<archive::RawArchive>>,
     // The parameter file's own tables, read by `parfile` (header, sealed
     // secrets, per-NVR overrides); a configuration carrying them is valid.
     #[allow(dead_code)]
@@ -552,6 +557,12 @@ pub fn parse_with_secrets(
     }
     let access = access::parse(&mut c, raw.access.as_ref());
     let gapfill = gapfill::parse(&mut c, raw.gapfill.as_ref());
+    let archive = archive::parse(&mut c, raw.archive.as_ref(), base);
+    if let (Some(a), Some(raw)) = (&archive, &raw.archive) {
+        for w in archive::unarchived_channels(a, &channels) {
+            c.warn(raw.span().start, "archive.after", w);
+        }
+    }
     let accounts = accounts::parse(&mut c, &raw.user, &raw.token, raw.secrets.is_some());
     let name = raw.nvr.as_ref().and_then(|n| n.get_ref().name.as_ref()).and_then(|n| {
         let v = n.get_ref();
@@ -590,6 +601,7 @@ pub fn parse_with_secrets(
         actions,
         gapfill,
         pool,
+        archive,
     };
     Ok((config, c.warnings))
 }

@@ -47,6 +47,9 @@ pub fn document(config: &Config) -> Table {
     if let Some(p) = &config.pool {
         doc.insert("pool".into(), Value::Table(super::pool::render(p)));
     }
+    if let Some(a) = &config.archive {
+        doc.insert("archive".into(), Value::Table(super::archive::render(a)));
+    }
     if let Some(a) = &config.accounts {
         super::accounts::render(a, &mut doc);
     }
@@ -550,6 +553,14 @@ lease_ttl = "5s"
 prefix = "/site-a/"
 address = "https://192.0.2.7:9000"
 
+[archive]
+url = "s3://cams/site-a"
+endpoint = "https://s3.example.com:9000"
+after = "3d"
+max_age = "2y"
+bandwidth = "10MiB/s"
+credentials = "s3.creds"
+
 [[rule]]
 name = "for-a"
 release_delay = 2.5
@@ -679,6 +690,11 @@ secret_hash = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
         assert_eq!(c.actions.len(), 7);
         assert_eq!(c.accounts.as_ref().unwrap().tokens.as_ref().unwrap().len(), 1);
         assert_eq!(c.channels[0].retention.event_max_age, None);
+        let archive = c.archive.as_ref().unwrap();
+        assert_eq!(
+            archive.credentials,
+            super::super::archive::ArchiveCredentials::File(dir.path().join("s3.creds"))
+        );
         let text = toml::to_string(&document(&c)).unwrap();
         let again = super::super::parse(&text, "rendered.toml", Path::new("/nowhere")).unwrap();
         assert_eq!(again, c, "{text}");

@@ -323,3 +323,22 @@ fn storage_changes_are_refused_naming_each_field() {
     let text = ApplyError::Refused(problems(&r, &d)).to_string();
     assert!(text.contains("storage.dir: cannot change while the NVR runs"), "{text}");
 }
+
+#[test]
+fn an_archive_change_is_refused_until_a_restart() {
+    let r = base();
+    let mut d = r.clone();
+    d.archive = Some(crate::config::archive::ArchiveSettings {
+        bucket: "b".into(),
+        prefix: String::new(),
+        endpoint: None,
+        region: "us-east-1".into(),
+        after: Duration::from_secs(60),
+        max_age: None,
+        bandwidth: 1 << 20,
+        credentials: crate::config::archive::ArchiveCredentials::Env,
+        virtual_hosted: false,
+    });
+    let fields: Vec<String> = problems(&r, &d).into_iter().map(|e| e.field).collect();
+    assert_eq!(fields, ["archive"]);
+}

@@ -24,7 +24,7 @@ use crate::store::retention::{ChannelUsage, SegmentInfo};
 use crate::store::segment_file::Hole;
 use crate::time::Time90k;
 
-pub const SCHEMA_VERSION: i32 = 12;
+pub const SCHEMA_VERSION: i32 = 13;
 
 const SCHEMA: &str = r#"
 CREATE TABLE sample_entry (
@@ -37,7 +37,7 @@ CREATE TABLE sample_entry (
 CREATE TABLE segment (
   id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: file names derive from it
   channel INTEGER NOT NULL,
-  state INTEGER NOT NULL,        -- 0 writing, 1 complete, 2 garbage
+  state INTEGER NOT NULL,        -- 0 writing, 1 complete, 2 garbage, 3 archived (schema 13)
   start_90k INTEGER NOT NULL,
   end_90k INTEGER NOT NULL,
   frames INTEGER NOT NULL,
@@ -324,6 +324,8 @@ ALTER TABLE segment ADD COLUMN record_sha256 BLOB;      -- 32 bytes; NULL: see s
 pub const WRITING: i64 = 0;
 pub const COMPLETE: i64 = 1;
 pub const GARBAGE: i64 = 2;
+/// In the archive tier, no longer on the local disk (`crate::archive`).
+pub const ARCHIVED: i64 = 3;
 
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
@@ -370,7 +372,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "database schema version {v} is newer than this Tandem understands ({SCHEMA_VERSION})"
         ));
     }
-    let steps: [(i32, &str); 12] = [
+    let steps: [(i32, &str); 13] = [
         (1, SCHEMA),
         (2, MIGRATION_2),
         (3, MIGRATION_3),
@@ -383,6 +385,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         (10, MIGRATION_10),
         (11, MIGRATION_11),
         (12, super::run_days::MIGRATION_12),
+        (13, crate::archive::rows::MIGRATION_13),
     ];
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (version, sql) in steps.iter().filter(|(n, _)| *n > v) {
@@ -696,7 +699,8 @@ pub fn all_segment_ids(conn: &Connection) -> rusqlite::Result<std::collections::
     rows.collect()
 }
 
-/// Segments of a channel overlapping [start, end), in time order, excluding garbage.
+/// Segments of a channel overlapping [start, end), in time order, excluding
+/// garbage (archived ones included: their footage is served from the bucket).
 pub fn segments_overlapping(
     conn: &Connection,
     channel: u32,
@@ -747,7 +751,7 @@ fn overlapping(
     // The extra hour covers a segment being written, whose row end lags.
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {cols} FROM segment
-         WHERE channel = ?1 AND start_90k < ?3 AND end_90k > ?2 AND state < 2
+         WHERE channel = ?1 AND start_90k < ?3 AND end_90k > ?2 AND state <> 2
            AND start_90k >= ?2 - 324000000
                - COALESCE((SELECT max_ticks FROM channel_span WHERE channel = ?1), 0)
          ORDER BY start_90k, id"
@@ -837,7 +841,7 @@ pub fn imported(conn: &Connection, origin: &str, origin_segment: i64) -> rusqlit
 fn segments_overlapping_scan(conn: &Connection, channel: u32, start: Time90k, end: Time90k) -> Vec<i64> {
     let mut stmt = conn
         .prepare(
-            "SELECT id FROM segment WHERE channel = ?1 AND start_90k < ?3 AND end_90k > ?2 AND state < 2
+            "SELECT id FROM segment WHERE channel = ?1 AND start_90k < ?3 AND end_90k > ?2 AND state <> 2
              ORDER BY start_90k, id",
         )
         .unwrap();

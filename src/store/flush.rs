@@ -14,10 +14,7 @@
 //! never moves a segment's durable point (the writer does, on success only).
 
 use std::fs::File;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-use super::open_segment::OpenSegment;
 
 /// Held back besides the flush's own recent duration: the writer's batch
 /// pause (5 ms), a frame's wait in the queue behind its batch and the commit
@@ -88,14 +85,23 @@ impl FlushSchedule {
 /// result in its file's place. Falls back to doing them in turn when a
 /// thread cannot be started.
 pub fn sync_files(files: &[&File]) -> Vec<std::io::Result<()>> {
+    sync_files_with(files, &|f: &File| f.sync_data())
+}
+
+/// `sync_files` with the sync itself given (`flush_round` injects slow or
+/// failing ones in its tests).
+pub(super) fn sync_files_with(
+    files: &[&File],
+    sync: &(dyn Fn(&File) -> std::io::Result<()> + Sync),
+) -> Vec<std::io::Result<()>> {
     if files.len() <= 1 {
-        return files.iter().map(|f| f.sync_data()).collect();
+        return files.iter().map(|f| sync(f)).collect();
     }
     let per = files.len().div_ceil(FSYNC_THREADS);
     std::thread::scope(|s| {
         let mut parts = Vec::new();
         for chunk in files.chunks(per) {
-            let work = move || chunk.iter().map(|f| f.sync_data()).collect::<Vec<_>>();
+            let work = move || chunk.iter().map(|f| sync(f)).collect::<Vec<_>>();
             match std::thread::Builder::new()
                 .name("store-fsync".into())
                 .spawn_scoped(s, work)
@@ -118,47 +124,6 @@ pub fn sync_files(files: &[&File]) -> Vec<std::io::Result<()>> {
             })
             .collect()
     })
-}
-
-/// fdatasyncs open segments side by side, then (each once) the directories
-/// of those whose names are not yet durable; each segment's result in its
-/// place — a failed directory fsync fails every new segment in it. Call
-/// `OpenSegment::synced` only for those that succeeded.
-pub(super) fn sync_segments(segs: &[&OpenSegment]) -> Vec<std::io::Result<()>> {
-    let files: Vec<&File> = segs.iter().map(|s| s.file()).collect();
-    let mut results = sync_files(&files);
-    let mut dirs: Vec<&Path> = segs
-        .iter()
-        .zip(&results)
-        .filter(|(_, r)| r.is_ok())
-        .filter_map(|(s, _)| s.dir_unsynced())
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    if dirs.is_empty() {
-        return results;
-    }
-    let opened: Vec<std::io::Result<File>> = dirs.iter().map(File::open).collect();
-    let handles: Vec<&File> = opened.iter().filter_map(|f| f.as_ref().ok()).collect();
-    let mut synced = sync_files(&handles).into_iter();
-    let failed: Vec<(&Path, std::io::Error)> = dirs
-        .iter()
-        .zip(opened)
-        .filter_map(|(d, f)| match f {
-            Err(e) => Some((*d, e)),
-            Ok(_) => synced.next().and_then(|r| r.err()).map(|e| (*d, e)),
-        })
-        .collect();
-    for (s, r) in segs.iter().zip(results.iter_mut()) {
-        if let Some((d, e)) = failed.iter().find(|(d, _)| Some(*d) == s.dir_unsynced()) {
-            // The kind is kept, so the pause names the cause (a full disk).
-            *r = Err(std::io::Error::new(
-                e.kind(),
-                format!("fsync of directory {}: {e}", d.display()),
-            ));
-        }
-    }
-    results
 }
 
 #[cfg(test)]

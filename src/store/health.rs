@@ -52,6 +52,11 @@ impl Histogram {
         self.record_ms(d.as_millis().min(u128::from(u32::MAX)) as u32);
     }
 
+    /// The largest latency recorded (of a difference: its bucket's bound).
+    pub fn max_ms(&self) -> u32 {
+        self.max_ms
+    }
+
     /// The sum of the recorded latencies, in seconds.
     pub fn sum_seconds(&self) -> f64 {
         self.sum_ms as f64 / 1000.0
@@ -165,7 +170,11 @@ pub struct WriterStats {
     /// How long each flush round's fdatasyncs took (all dirty segments,
     /// side by side): the disk's answer time as the writer sees it.
     pub flush: Histogram,
-    /// fdatasyncs of segment files that succeeded (flushes and closes).
+    /// How long the writer's index commits took (a round's progress and
+    /// finished rows, events): the writer still waits for these, SQLite's
+    /// WAL fsync included.
+    pub commit: Histogram,
+    /// fdatasyncs of segment files that succeeded (flush rounds).
     pub fsyncs: u64,
     /// Bytes those fdatasyncs made durable (`fsync_bytes / fsyncs` per fsync).
     pub fsync_bytes: u64,

@@ -405,7 +405,7 @@ impl Worker {
             }
             let end = spans[run.end - 1].0 + i64::from(spans[run.end - 1].1);
             let (_, bytes) = seg.written();
-            if seg.finish(conn, &self.dir, req.channel, Some(end)).lost.is_some() {
+            if seg.finish(conn, &self.dir, req.channel, Some(end)).is_some() {
                 return Err(failed(&std::io::Error::other("fsync failed while closing the segment")));
             }
             pacer.step(since_sync);

@@ -14,6 +14,7 @@ pub mod db;
 pub mod deleter;
 pub mod events;
 pub mod flush;
+mod flush_round;
 pub mod health;
 pub mod import;
 pub mod import_plan;
@@ -33,6 +34,7 @@ pub mod runs;
 pub mod segment_file;
 pub mod write_queue;
 pub mod writer;
+mod writer_round;
 
 use std::collections::HashMap;
 use std::fs::File;

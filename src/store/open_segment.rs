@@ -92,19 +92,6 @@ struct DurablePoint {
     hash: RecordDigest,
 }
 
-/// How a segment ended.
-#[derive(Debug, Default)]
-pub(super) struct Closed {
-    /// Frames the closing fsync made durable.
-    pub durable: Vec<Unflushed>,
-    /// Bytes the closing fsync made durable (0 if it failed).
-    pub synced_bytes: u64,
-    /// The closing fsync failed: the segment was cut back to its durable point.
-    pub lost: Option<Lost>,
-    /// Queued frames whose write failed at the close (never in the file).
-    pub unwritten: u32,
-}
-
 /// Frames a failed fsync took with it.
 #[derive(Debug)]
 pub(super) struct Lost {
@@ -116,7 +103,8 @@ pub(super) struct Lost {
 
 pub(super) struct OpenSegment {
     pub(super) id: i64,
-    file: File,
+    /// Shared with a flush round's thread while it fdatasyncs (`flush_round`).
+    file: Arc<File>,
     pub(super) run: u64,
     pub(super) start: Time90k,
     pub(super) entry: Arc<SampleEntry>,
@@ -212,7 +200,7 @@ impl OpenSegment {
         let dir_unsynced = (!sync_now).then(|| path.parent().expect("segment path has a parent").to_path_buf());
         Ok(OpenSegment {
             id,
-            file,
+            file: Arc::new(file),
             run,
             start,
             entry: entry.clone(),
@@ -279,21 +267,15 @@ impl OpenSegment {
         Ok(self.synced())
     }
 
-    /// The directory to fsync (after the file) before `synced`, while the
-    /// file's name is not yet durable.
-    pub(super) fn dir_unsynced(&self) -> Option<&Path> {
-        self.dir_unsynced.as_deref()
-    }
-
-    /// The file, for an fdatasync run beside others (`Writer::flush`); call
-    /// `synced` after it succeeded.
-    pub(super) fn file(&self) -> &File {
-        &self.file
+    /// The file, shared with a flush round's thread (`flush_round`), which
+    /// fdatasyncs it while the writer goes on appending.
+    pub(super) fn shared_file(&self) -> Arc<File> {
+        self.file.clone()
     }
 
     /// Moves the durable point to what is written now, after an fdatasync
     /// of `file()` succeeded; returns the bytes it made durable.
-    pub(super) fn synced(&mut self) -> u64 {
+    fn synced(&mut self) -> u64 {
         debug_assert!(self.queued.is_empty(), "queued frames are not durable");
         self.dir_unsynced = None;
         let bytes = self.len - self.durable.len;
@@ -309,6 +291,117 @@ impl OpenSegment {
         bytes
     }
 
+    /// What a flush round starting now would prove durable if its fdatasync
+    /// succeeds: everything written to the file so far. Queued frames are not
+    /// in the file, so a queue is left out (its mark is the state before it);
+    /// the writer writes every queue first, so normally nothing is. Clears
+    /// `dirty`: frames appended from now on are the next round's.
+    pub(super) fn capture(&mut self) -> Capture {
+        let point = match &self.before_queue {
+            None => DurablePoint {
+                frames: self.frames,
+                key_frames: self.key_frames,
+                len: self.len,
+                media_bytes: self.media_bytes,
+                end: self.end(),
+                hash: self.hash.clone(),
+            },
+            Some(m) => DurablePoint {
+                frames: m.frames,
+                key_frames: m.key_frames,
+                len: m.len,
+                media_bytes: m.media_bytes,
+                end: end_of(self.start, m.pending, m.last_duration, m.indexed_ticks),
+                hash: m.hash.clone(),
+            },
+        };
+        let unflushed = match &self.before_queue {
+            None => self.unflushed.len(),
+            Some(m) => m.unflushed,
+        };
+        self.dirty = self.before_queue.is_some();
+        Capture {
+            id: self.id,
+            point,
+            unflushed,
+            dir: self.dir_unsynced.clone(),
+        }
+    }
+
+    /// A round's fdatasync of what `c` captured succeeded: the durable point
+    /// moves there (never back: an older capture proves less than is already
+    /// proven) and the captured frames are durable; frames appended after the
+    /// capture stay unflushed. Returns the bytes it made durable and those
+    /// frames. Pure: touches neither the file nor the index.
+    pub(super) fn captured_durable(&mut self, c: &Capture) -> (u64, Vec<Unflushed>) {
+        if c.dir.is_some() {
+            // The round fsynced the directory after the file.
+            self.dir_unsynced = None;
+        }
+        if c.point.len <= self.durable.len {
+            return (0, Vec::new());
+        }
+        let bytes = c.point.len - self.durable.len;
+        self.durable = c.point.clone();
+        let n = c.unflushed.min(self.unflushed.len());
+        (bytes, self.unflushed.drain(..n).collect())
+    }
+
+    /// Whether everything the segment holds is durable, its name included.
+    pub(super) fn all_durable(&self) -> bool {
+        self.queued.is_empty() && self.durable.len == self.len && self.dir_unsynced.is_none()
+    }
+
+    /// Frames the segment holds (queued ones included).
+    pub(super) fn frames(&self) -> u32 {
+        self.frames
+    }
+
+    /// Ends a live segment without an fsync: writes its queue and gives the
+    /// last frame its duration. The writer keeps it until a flush round has
+    /// made it durable, then `complete`s it (or `close_durable`s it if that
+    /// round's fsync failed). Returns the queued frames whose write failed.
+    pub(super) fn seal_for_close(&mut self, channel: u32, end: Option<Time90k>) -> u32 {
+        let unwritten = self.write_last(channel);
+        self.seal(end);
+        unwritten
+    }
+
+    /// Writes the queue at a close; a failed write loses only the queue (the
+    /// row keeps what came before). Returns the frames lost.
+    fn write_last(&mut self, channel: u32) -> u32 {
+        match self.write_out() {
+            Ok(()) => 0,
+            Err(f) => {
+                error!(
+                    channel,
+                    segment = self.id,
+                    frames = f.frames,
+                    "could not write the segment's last frames: {}",
+                    f.error
+                );
+                f.frames
+            }
+        }
+    }
+
+    /// The finished row of a sealed segment whose every byte is durable
+    /// (`all_durable`): committed by the writer with its round's progress.
+    pub(super) fn completion(&self) -> Completion {
+        Completion {
+            id: self.id,
+            progress: self.progress(),
+            index: self.index.blob().to_vec(),
+            hash: self.hash.clone().finish(),
+            capture_offset: self.unstored_capture_offset(),
+        }
+    }
+
+    /// Removes a sealed segment that never held a frame (file, then row).
+    pub(super) fn discard(self, conn: &Connection, dir: &Path, channel: u32) {
+        discard(conn, &segment_path(dir, channel, self.id), self.id);
+    }
+
     /// The last frame's time (the start while there is none).
     pub(super) fn last_time(&self) -> Time90k {
         self.pending.map(|p| p.0).unwrap_or(self.start)
@@ -317,10 +410,7 @@ impl OpenSegment {
     /// The segment's end as the index would have it now: the last frame
     /// lasts as long as the one before it until the next arrives.
     pub(super) fn end(&self) -> Time90k {
-        match self.pending {
-            Some((t, _, _)) => t + i64::from(self.last_duration),
-            None => self.start + self.indexed_ticks,
-        }
+        end_of(self.start, self.pending, self.last_duration, self.indexed_ticks)
     }
 
     /// Appends one frame record and writes it (and anything queued) now.
@@ -394,7 +484,7 @@ impl OpenSegment {
             return Ok(());
         }
         let queued = std::mem::take(&mut self.queued);
-        let r = write_all_records(&mut self.file, &queued);
+        let r = write_all_records(&self.file, &queued);
         self.queued_bytes = 0;
         self.queued_since = None;
         let mark = self.before_queue.take().expect("a queue has its mark");
@@ -466,35 +556,15 @@ impl OpenSegment {
 
     /// fsyncs the segment and marks it complete with its frame index (or
     /// removes it if it holds no frame). If the fsync fails, the segment is
-    /// closed at its durable point instead (`close_durable`).
-    pub(super) fn finish(mut self, conn: &Connection, dir: &Path, channel: u32, end: Option<Time90k>) -> Closed {
-        // A failed write loses only the queue: the row keeps what came before.
-        let unwritten = match self.write_out() {
-            Ok(()) => 0,
-            Err(f) => {
-                error!(
-                    channel,
-                    segment = self.id,
-                    frames = f.frames,
-                    "could not write the segment's last frames: {}",
-                    f.error
-                );
-                f.frames
-            }
-        };
+    /// closed at its durable point instead (`close_durable`), and what it
+    /// lost is returned. For the importer, which waits for its fsyncs; live
+    /// segments are closed with `seal_for_close` and finished by a round.
+    pub(super) fn finish(mut self, conn: &Connection, dir: &Path, channel: u32, end: Option<Time90k>) -> Option<Lost> {
+        self.write_last(channel);
         self.seal(end);
-        let synced_bytes = match self.sync() {
-            Ok(b) => b,
-            Err(e) => {
-                let lost = self.close_durable(conn, dir, channel, &e);
-                return Closed {
-                    lost: Some(lost),
-                    unwritten,
-                    ..Default::default()
-                };
-            }
-        };
-        let durable = std::mem::take(&mut self.unflushed);
+        if let Err(e) = self.sync() {
+            return Some(self.close_durable(conn, dir, channel, &e));
+        }
         if self.frames == 0 {
             discard(conn, &segment_path(dir, channel, self.id), self.id);
         } else if let Err(e) = db::complete_segment(
@@ -509,12 +579,7 @@ impl OpenSegment {
         } else {
             self.store_capture_offset(conn);
         }
-        Closed {
-            durable,
-            synced_bytes,
-            lost: None,
-            unwritten,
-        }
+        None
     }
 
     /// Closes the segment at its last durable point after an fsync failed:
@@ -572,6 +637,53 @@ impl OpenSegment {
     }
 }
 
+/// A segment's end as the index has it: the last frame lasts as long as the
+/// one before it until the next arrives.
+fn end_of(start: Time90k, pending: Option<(Time90k, u32, bool)>, last_duration: u32, indexed_ticks: i64) -> Time90k {
+    match pending {
+        Some((t, _, _)) => t + i64::from(last_duration),
+        None => start + indexed_ticks,
+    }
+}
+
+/// What a flush round captured of a segment as it started (`capture`).
+#[derive(Clone)]
+pub(super) struct Capture {
+    pub id: i64,
+    point: DurablePoint,
+    /// How many of the segment's unflushed frames the capture covers.
+    unflushed: usize,
+    /// The directory to fsync after the file, while the name is not durable.
+    dir: Option<PathBuf>,
+}
+
+impl Capture {
+    /// What the segment's `writing` row may claim once the round succeeded.
+    pub(super) fn progress(&self) -> Progress {
+        let d = &self.point;
+        Progress {
+            end: d.end,
+            frames: d.frames,
+            key_frames: d.key_frames,
+            bytes: d.len,
+            media_bytes: d.media_bytes,
+        }
+    }
+
+    pub(super) fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+}
+
+/// A finished segment's row, committed in its round's transaction.
+pub(super) struct Completion {
+    pub id: i64,
+    pub progress: Progress,
+    pub index: Vec<u8>,
+    pub hash: [u8; 32],
+    pub capture_offset: Option<i64>,
+}
+
 /// Removes a segment that holds no durable frame: file first, then its row
 /// (a cut in between leaves a row without a file, which repair discards).
 /// Best effort: whatever remains is found and finished by startup repair.
@@ -610,7 +722,7 @@ pub fn durable_prefix(blob: &[u8], frames: u32, ticks: i64) -> Result<Vec<u8>, I
 
 /// Writes the records (header, then data, each) with as few `writev` calls
 /// as the kernel allows.
-fn write_all_records(file: &mut File, records: &[([u8; RECORD_HEADER_LEN as usize], Bytes)]) -> std::io::Result<()> {
+fn write_all_records(mut file: &File, records: &[([u8; RECORD_HEADER_LEN as usize], Bytes)]) -> std::io::Result<()> {
     let mut slices: Vec<IoSlice> = records
         .iter()
         .flat_map(|(h, d)| [IoSlice::new(h), IoSlice::new(d)])

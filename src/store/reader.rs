@@ -228,6 +228,8 @@ impl Reader {
             .map(|(k, v)| (k, Arc::new(v)))
             .collect();
         let mut out = Footage::default();
+        // Archived segments: (index in `out.segments`, id, start, end).
+        let mut archived = Vec::new();
         for s in db::segments_overlapping(&conn, channel, start, end)? {
             let Some(entry) = entries.get(&s.sample_entry_id).cloned() else {
                 continue;
@@ -245,6 +247,25 @@ impl Reader {
                     });
                 }
             };
+            if s.state == db::ARCHIVED {
+                // In the bucket: placed from the row, fetched below.
+                match place_frames(&s, entry.data.len()) {
+                    Ok((frames, _)) if !frames.is_empty() => {
+                        let w = crate::archive::hydrate::wanted(&frames, start, end);
+                        let cache = crate::archive::hydrate::cache_path(&self.dir, channel, s.id);
+                        archived.push((out.segments.len(), s.id, s.start, s.end));
+                        out.segments.push(SegmentFrames {
+                            id: s.id,
+                            path: cache,
+                            entry,
+                            frames: frames[w].to_vec(),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => damage(s.start, s.end, format!("frame index unreadable: {e:#}")),
+                }
+                continue;
+            }
             let frames = if s.state == db::COMPLETE {
                 let (mut frames, holes) = match place_frames(&s, entry.data.len()) {
                     Ok(p) => p,
@@ -329,8 +350,67 @@ impl Reader {
                 });
             }
         }
+        if !archived.is_empty() {
+            self.hydrate(&conn, channel, &mut out, &archived);
+        }
         out.damaged.retain(|d| d.end_90k > start && d.start_90k < end);
         Ok(out)
+    }
+
+    /// Fetches the archived segments' wanted frames (`archive::hydrate`);
+    /// what cannot be fetched is reported as damaged footage naming the
+    /// object, never served as zeros.
+    fn hydrate(
+        &self,
+        conn: &rusqlite::Connection,
+        channel: u32,
+        out: &mut Footage,
+        archived: &[(usize, i64, Time90k, Time90k)],
+    ) {
+        use crate::archive::{hydrate, rows};
+        let loc = rows::location(conn);
+        let mut jobs = Vec::new();
+        let mut failed: Vec<(usize, String)> = Vec::new();
+        for &(i, id, _, _) in archived {
+            match rows::archive_of(conn, id) {
+                Ok(Some((key, _))) => jobs.push((
+                    i,
+                    hydrate::Job {
+                        key,
+                        cache: out.segments[i].path.clone(),
+                        frames: out.segments[i].frames.clone(),
+                    },
+                )),
+                Ok(None) => failed.push((i, "archived row without its object".into())),
+                Err(e) => failed.push((i, format!("index: {e}"))),
+            }
+        }
+        let err = match loc {
+            Ok(Some(loc)) => hydrate::fetch(&loc, jobs.drain(..).map(|(_, j)| j).collect())
+                .err()
+                .map(|e| e.to_string()),
+            Ok(None) => Some("archived footage, but this store has no archive location".into()),
+            Err(e) => Some(format!("index: {e}")),
+        };
+        if let Some(e) = err {
+            warn!(channel, "archived footage unreadable: {e}");
+            failed.extend(archived.iter().map(|&(i, ..)| (i, format!("archive unreadable: {e}"))));
+        }
+        failed.sort_by_key(|(i, _)| *i);
+        failed.dedup_by_key(|(i, _)| *i);
+        for (i, why) in failed.iter().rev() {
+            let seg = out.segments.remove(*i);
+            let &(_, id, a, b) = archived.iter().find(|(j, ..)| j == i).expect("listed above");
+            warn!(channel, segment = id, "{why}");
+            out.damaged.push(DamagedSpan {
+                file: seg.path.display().to_string(),
+                why: why.clone(),
+                start: a.to_rfc3339(),
+                end: b.to_rfc3339(),
+                start_90k: a,
+                end_90k: b,
+            });
+        }
     }
 
     /// Whether a peer's segment has been imported already.

@@ -91,7 +91,7 @@ pub fn segments_for_runs(
     // range is the part's and never the channel's whole history.
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {RUN_COLS} FROM segment
-         WHERE channel = ?1 AND end_90k > ?2 AND state < 2
+         WHERE channel = ?1 AND end_90k > ?2 AND state <> 2
            AND start_90k >= MAX(?4, ?2 - 324000000
                - COALESCE((SELECT max_ticks FROM channel_span WHERE channel = ?1), 0))
            AND start_90k < MIN(?3, ?5)

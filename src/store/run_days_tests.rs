@@ -335,10 +335,12 @@ fn a_version_11_store_gets_its_day_counters_and_the_same_recordings() {
     let mut s = store();
     let mut rng = Rng(99);
     footage(&s, &mut rng);
-    // Back to schema 11: no run_day, no triggers.
+    // Back to schema 11: no run_day, no triggers (and none of 13's archive).
     s.conn
         .execute_batch(
-            "DROP TRIGGER segment_day_insert; DROP TRIGGER segment_day_delete; DROP TRIGGER segment_day_update;
+            "DROP INDEX segment_archive_due; DROP INDEX segment_archived;
+             ALTER TABLE segment DROP COLUMN archive_key; ALTER TABLE segment DROP COLUMN archive_sha256;
+             DROP TRIGGER segment_day_insert; DROP TRIGGER segment_day_delete; DROP TRIGGER segment_day_update;
              DROP TRIGGER gapfill_segment_day_insert; DROP TRIGGER gapfill_segment_day_delete;
              DROP TABLE run_day; PRAGMA user_version = 11;",
         )

@@ -4,9 +4,11 @@
 //! Frames from every channel arrive on one bounded queue (the write buffer,
 //! `queue`). The thread appends each frame as one record (so a SIGKILL loses
 //! nothing already handed to the kernel), and before any frame has waited a
-//! flush interval it fdatasyncs all files written since the last flush, side
-//! by side, and commits their progress in one transaction — fsyncs batched
-//! across channels, so a power cut loses at most one interval (`flush`). It
+//! flush interval it starts a flush round: the files written since the last
+//! one are fdatasynced side by side on the round's own thread while the
+//! writer goes on, and their captured progress is committed in one
+//! transaction when it answers — fsyncs batched across channels, so a power
+//! cut loses at most one interval (`flush`, `flush_round`, `writer_round`). It
 //! also runs retention, closes a segment whose fsync failed at its last
 //! durable frame (`open_segment`), and handles a full disk or a failing one
 //! by closing the segment at its last complete frame and pausing that channel
@@ -26,10 +28,10 @@ use rusqlite::Connection;
 use tracing::{error, info, warn};
 
 use super::boundary::{decide, Decision};
-use super::db::{self, Progress};
+use super::db;
 use super::deleter::{Deleted, Deleter};
 pub(super) use super::open_segment::OpenSegment;
-use super::open_segment::{Closed, Lost, Unflushed};
+use super::open_segment::{Lost, Unflushed};
 use super::retention::RetentionPolicy;
 use super::{segment_path, SampleEntry};
 use crate::time::{Clock, Time90k};
@@ -132,7 +134,7 @@ pub struct WriterConfig {
 
 pub struct Writer {
     pub(super) cfg: WriterConfig,
-    conn: Connection,
+    pub(super) conn: Connection,
     clock: Arc<dyn Clock>,
     pub(super) channels: HashMap<u32, ChannelState>,
     entries: HashMap<Vec<u8>, i64>,
@@ -146,13 +148,22 @@ pub struct Writer {
     /// Frame-to-durable latency and other counters the API shows.
     pub(super) stats: super::health::SharedWriterStats,
     /// Descriptors held back for the writer (see `health::FdReserve`).
-    fd_reserve: super::health::FdReserve,
+    pub(super) fd_reserve: super::health::FdReserve,
     /// Keeps a flood's repeated warnings (events evicted) to a line a minute.
     pub(super) repeated: crate::log_limiter::LogLimiter,
-    /// When the next flush is due (`flush::FlushSchedule`).
-    schedule: super::flush::FlushSchedule,
-    /// Arrival of the oldest frame written since the last flush.
-    oldest_unflushed: Option<Instant>,
+    /// When the next flush round is due (`flush::FlushSchedule`).
+    pub(super) schedule: super::flush::FlushSchedule,
+    /// Arrival of the oldest frame written since the last round started.
+    pub(super) oldest_unflushed: Option<Instant>,
+    /// When the last round answered (or found nothing to sync).
+    pub(super) last_flush: Instant,
+    /// The flush round's thread (`flush_round`).
+    pub(super) flusher: super::flush_round::Flusher,
+    /// The round in flight, if any (`writer_round`).
+    pub(super) round: Option<super::writer_round::Round>,
+    /// Segments closed and sealed whose rows wait for a round to make them
+    /// durable (`writer_round`).
+    pub(super) closing: Vec<(u32, OpenSegment)>,
     /// Arrival of the frame being handled (what the frames it releases are
     /// counted from: a pre-event buffer's frames count from their trigger).
     arrival: Instant,
@@ -193,6 +204,10 @@ impl Writer {
             repeated: Default::default(),
             schedule: super::flush::FlushSchedule::new(cfg_interval),
             oldest_unflushed: None,
+            last_flush: Instant::now(),
+            flusher: super::flush_round::Flusher::spawn(super::flush_round::fdatasync()),
+            round: None,
+            closing: Vec::new(),
             arrival: Instant::now(),
             deleter: None,
             write_delay: super::open_segment::write_delay(cfg_interval),
@@ -201,21 +216,19 @@ impl Writer {
     }
 
     pub fn run(mut self, rx: super::queue::WriterRx) {
-        let mut last_flush = Instant::now();
         let mut next_retention = Instant::now();
         let mut next_event_commit = Instant::now();
         'outer: loop {
             let now = Instant::now();
+            self.poll_round();
             if now >= next_event_commit && !self.event_log.is_empty() {
-                let _ = self.commit(Vec::new());
+                let _ = self.commit(Vec::new(), Vec::new());
                 next_event_commit = now + EVENT_COMMIT;
             }
-            if now >= self.schedule.due(self.oldest_unflushed, last_flush) {
+            if self.flush_due(now) {
                 let clock_now = self.clock.now();
                 self.apply_stale_triggers(clock_now, 2 * 90_000);
-                self.flush();
-                last_flush = Instant::now();
-                self.schedule.record(last_flush - now);
+                self.start_round();
             }
             self.write_out_due(now);
             self.retention_finished();
@@ -223,8 +236,7 @@ impl Writer {
                 self.run_retention();
                 next_retention = now + self.cfg.retention_interval;
             }
-            let next_flush = self.schedule.due(self.oldest_unflushed, last_flush);
-            let mut due = next_flush.min(next_retention);
+            let mut due = self.next_flush().min(next_retention);
             if let Some(q) = self.oldest_queued {
                 due = due.min(q + self.write_delay);
             }
@@ -257,7 +269,7 @@ impl Writer {
                         for ch in chans {
                             self.apply_triggers(ch, None);
                         }
-                        self.flush();
+                        self.sync_all();
                         let _ = done.send(());
                     }
                     Command::Wake => rx.wake.store(false, std::sync::atomic::Ordering::Release),
@@ -268,9 +280,12 @@ impl Writer {
                 // queue starves the other; their effect on recording is
                 // ordered by time anyway (`apply_triggers`).
                 self.take_events(&rx, 4);
-                // A flush falling due ends the batch: under a heavy load the
-                // queue may never empty, and no frame may wait past its deadline.
-                if Instant::now() >= self.schedule.due(self.oldest_unflushed, last_flush) {
+                // A round's answer is taken between frames (its segments'
+                // progress is committed); a round falling due ends the batch:
+                // under a heavy load the queue may never empty, and no frame
+                // may wait past its deadline.
+                self.poll_round();
+                if self.flush_due(Instant::now()) {
                     behind = true;
                     break;
                 }
@@ -290,6 +305,7 @@ impl Writer {
         for ch in chans {
             self.end_run(ch);
         }
+        self.sync_all();
         info!("store writer stopped; all segments closed");
     }
 
@@ -328,7 +344,7 @@ impl Writer {
 
     /// The channel has no open segment any more: a recording channel goes
     /// idle (a paused one keeps saying why).
-    fn segment_closed(&self, channel: u32) {
+    pub(super) fn segment_closed(&self, channel: u32) {
         self.set_status(channel, |s| {
             if s.state == "recording" {
                 s.state = "idle";
@@ -502,25 +518,18 @@ impl Writer {
         self.segment_closed(channel);
     }
 
-    /// Finishes a live segment and counts its last frames as durable (or
-    /// lost, if its closing fsync failed).
-    pub(super) fn finish_segment(&mut self, channel: u32, o: OpenSegment, end: Option<Time90k>) {
-        let id = o.id;
-        let Closed {
-            durable,
-            synced_bytes,
-            lost,
-            unwritten,
-        } = o.finish(&self.conn, &self.cfg.dir, channel, end);
+    /// Ends a live segment without waiting for an fsync: its last frames
+    /// are written and it waits for the next flush round, which makes it
+    /// durable before its row is finished (or closes it at its durable
+    /// point if that fsync fails; `writer_round`).
+    pub(super) fn finish_segment(&mut self, channel: u32, mut o: OpenSegment, end: Option<Time90k>) {
+        let unwritten = o.seal_for_close(channel, end);
         self.count_unwritten(channel, unwritten);
-        match lost {
-            Some(lost) => self.fsync_failed(channel, id, lost, "fsync failed while closing the segment"),
-            None => self.count_durable(1, synced_bytes, durable),
-        }
+        self.closed_pending(channel, o);
     }
 
     /// Counts fsyncs that succeeded and the frames they made durable.
-    fn count_durable(&mut self, fsyncs: u64, bytes: u64, durable: Vec<Unflushed>) {
+    pub(super) fn count_durable(&mut self, fsyncs: u64, bytes: u64, durable: Vec<Unflushed>) {
         let now = self.clock.now();
         let at = Instant::now();
         if let Ok(mut s) = self.stats.lock() {
@@ -541,7 +550,7 @@ impl Writer {
     /// (`OpenSegment::close_durable`): say so (event, status, counters).
     /// The next key frame opens a new segment; if that fails too, the
     /// channel pauses (`pause`).
-    fn fsync_failed(&mut self, channel: u32, segment: i64, lost: Lost, what: &str) {
+    pub(super) fn fsync_failed(&mut self, channel: u32, segment: i64, lost: Lost, what: &str) {
         if let Ok(mut s) = self.stats.lock() {
             s.fsync_errors += 1;
             s.frames_lost += u64::from(lost.frames);
@@ -609,115 +618,6 @@ impl Writer {
             });
             if cause == super::health::Cause::DiskFull {
                 self.run_retention();
-            }
-        }
-    }
-
-    /// fdatasyncs every file written since the last flush (side by side),
-    /// then records their progress in one transaction. A segment whose
-    /// fsync failed is closed at its last durable frame, never synced again.
-    fn flush(&mut self) {
-        if !self.fd_reserve.is_full() {
-            self.fd_reserve.refill();
-        }
-        self.oldest_unflushed = None;
-        // Everything queued goes to the files before their fdatasyncs.
-        self.write_out_all();
-        let results: Vec<(u32, std::io::Result<()>)> = {
-            let dirty: Vec<(u32, &OpenSegment)> = self
-                .channels
-                .iter()
-                .filter_map(|(&ch, st)| st.open.as_ref().filter(|o| o.dirty).map(|o| (ch, o)))
-                .collect();
-            let segs: Vec<&OpenSegment> = dirty.iter().map(|d| d.1).collect();
-            let started = Instant::now();
-            let r = super::flush::sync_segments(&segs);
-            if let (false, Ok(mut s)) = (segs.is_empty(), self.stats.lock()) {
-                s.flush.record(started.elapsed());
-            }
-            dirty.iter().map(|d| d.0).zip(r).collect()
-        };
-        let mut updates = Vec::new();
-        let mut written = Vec::new();
-        let (mut fsyncs, mut bytes) = (0, 0);
-        let mut failed = Vec::new();
-        for (ch, r) in results {
-            let Some(st) = self.channels.get_mut(&ch) else { continue };
-            match r {
-                Ok(()) => {
-                    let Some(o) = st.open.as_mut() else { continue };
-                    bytes += o.synced();
-                    fsyncs += 1;
-                    written.append(&mut o.unflushed);
-                    updates.push((o.id, o.progress(), o.unstored_capture_offset()));
-                }
-                Err(e) => {
-                    if let Some(o) = st.open.take() {
-                        failed.push((ch, o, e));
-                    }
-                }
-            }
-        }
-        for (ch, o, e) in failed {
-            let id = o.id;
-            let lost = o.close_durable(&self.conn, &self.cfg.dir, ch, &e);
-            let never_durable = lost.kept == 0;
-            self.fsync_failed(ch, id, lost, &format!("fsync failed: {e}"));
-            if never_durable {
-                // Not even the new segment's header became durable: the disk
-                // is failing, not blinking. Pause and probe it each second
-                // (already announced by `fsync_failed`).
-                self.pause(ch, "cannot make a new segment durable", e, false);
-            }
-            self.segment_closed(ch);
-        }
-        if fsyncs > 0 {
-            self.count_durable(fsyncs, bytes, written);
-        }
-        let offsets: Vec<i64> = updates.iter().filter(|u| u.2.is_some()).map(|u| u.0).collect();
-        if self.commit(updates) && !offsets.is_empty() {
-            for o in self.channels.values_mut().filter_map(|st| st.open.as_mut()) {
-                if offsets.contains(&o.id) {
-                    o.capture_offset_stored = true;
-                }
-            }
-        }
-    }
-
-    /// Commits segment progress (with a capture offset not yet stored) and
-    /// queued events in one transaction, then announces the events. Returns
-    /// whether the commit succeeded.
-    fn commit(&mut self, updates: Vec<(i64, Progress, Option<i64>)>) -> bool {
-        if updates.is_empty() && self.event_log.is_empty() {
-            return true;
-        }
-        let r = (|| {
-            let tx = self.conn.unchecked_transaction()?;
-            for (id, p, offset) in &updates {
-                db::update_writing(&tx, *id, p)?;
-                if let Some(o) = offset {
-                    db::set_capture_offset(&tx, *id, *o)?;
-                }
-            }
-            db::apply_event_ops(&tx, self.event_log.ops())?;
-            tx.commit()
-        })();
-        match r {
-            Ok(()) => {
-                let events = self.event_log.ops().len() as u64;
-                for n in self.event_log.committed() {
-                    self.notify(n);
-                }
-                if let Ok(mut s) = self.stats.lock() {
-                    s.events_stored += events;
-                    s.events_dropped = self.event_log.dropped;
-                }
-                true
-            }
-            // Progress rows are rewritten at the next flush; queued events stay queued.
-            Err(e) => {
-                warn!("could not record flush progress: {e}");
-                false
             }
         }
     }

@@ -1,0 +1,48 @@
+//! `tandem bench ingest` with its disturbances at a tiny size (two streams,
+//! a few seconds): another writer loading the store's filesystem
+//! (`--disk-load`) and a pre-loaded day that retention deletes while the
+//! cameras record (`--preload-day`). The JSON has their figures, the load
+//! wrote, retention deleted footage, and nothing recorded was lost. Smoke
+//! check only: no timing is asserted.
+
+mod common;
+
+#[test]
+fn a_loaded_disk_and_a_preloaded_day_are_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let r = common::bench_json(
+        t.path(),
+        &[
+            "ingest",
+            "--streams",
+            "2",
+            "--seconds",
+            "4",
+            "--skip-ffmpeg",
+            "--width",
+            "320",
+            "--height",
+            "240",
+            "--bitrate-kbps",
+            "500",
+            "--disk-load",
+            "4",
+            "--preload-day",
+            "--dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r["preload_day_segments"], 2 * 1440);
+    let load = &r["disk_load"];
+    assert_eq!(load["target_mib_per_s"], 4);
+    assert!(load["mib_per_s"].as_f64().unwrap() > 0.0, "{load}");
+    // Retention began on the pre-loaded day (it may have started before
+    // the measured window, and a pass deletes at most 500 per channel).
+    let deleted = r["retention"]["segments_deleted"].as_u64().unwrap();
+    assert!(deleted <= 2 * 1440, "{deleted}");
+    assert_eq!(r["retention"]["writer_frames_lost"], 0);
+    assert!(r["durability"]["flush_round_max_ms"].is_u64());
+    assert_eq!(r["tandem"]["frames_lost"], 0, "{}", r["tandem"]);
+    assert!(!data.exists(), "the benchmark's directory is removed");
+}
