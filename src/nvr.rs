@@ -105,7 +105,8 @@ pub struct Nvr {
     /// Described sessions kept ready for the cameras the rules bind in
     /// failure (`ingest::warm`).
     pub warm: Arc<ingest::warm::WarmPool>,
-<<<<<<< HEAD
+    /// The S3 archive tier's thread (`[archive]`); stops when taken.
+    archiver: Mutex<Option<crate::archive::task::ArchiverThread>>,
     /// This NVR's part in a recorder pool (`[pool]`), which binds the
     /// channels of the pool's cameras.
     pool: Mutex<Option<pool::PoolRuntime>>,
@@ -127,10 +128,6 @@ pub(crate) fn governed_channels(config: &Config) -> std::collections::HashSet<u3
     let mut out = rule_channels(config);
     out.extend(pool::pool_channels(config).into_values());
     out
-=======
-    /// The S3 archive tier's thread (`[archive]`); stops when taken.
-    archiver: Mutex<Option<crate::archive::task::ArchiverThread>>,
->>>>>>> land
 }
 
 /// A channel's runtime before it is bound: its motion thread, when the
@@ -415,11 +412,8 @@ impl Nvr {
             live: Default::default(),
             gapfill,
             warm: Default::default(),
-<<<<<<< HEAD
             pool: Mutex::new(None),
-=======
             archiver: Mutex::new(archiver),
->>>>>>> land
             config: config_tx,
         });
         tokio::spawn(crate::web::access::housekeeping(nvr.clone()));
