@@ -963,14 +963,23 @@ pub fn footage_figures(conn: &Connection, since: Time90k, now: Time90k) -> rusql
     rows.collect()
 }
 
-/// Marks the channel's segments overlapping [start, ∞) as event footage. The
-/// segment being written counts whatever its row says: its `end_90k` is
-/// only brought up to date once per flush.
-pub fn mark_event_footage(conn: &Connection, channel: u32, start: Time90k) -> rusqlite::Result<usize> {
+/// Marks the channel's segments overlapping [start, ∞) as event footage.
+/// Rows still being written (the open segment, and closed ones whose
+/// completion waits for the next flush round) have an `end_90k` brought up
+/// to date only by that round: the writer names those that reach past
+/// `start` by their end in memory (`unsettled`), and only those.
+pub fn mark_event_footage(
+    conn: &Connection,
+    channel: u32,
+    start: Time90k,
+    unsettled: &[i64],
+) -> rusqlite::Result<usize> {
+    let ids = serde_json::to_string(unsettled).expect("a list of integers serializes");
     conn.execute(
         "UPDATE segment SET event = 1
-         WHERE channel = ?1 AND (end_90k > ?2 OR state = 0) AND state < 2 AND event = 0",
-        params![channel, start.0],
+         WHERE channel = ?1 AND state < 2 AND event = 0
+           AND ((end_90k > ?2 AND state <> 0) OR id IN (SELECT value FROM json_each(?3)))",
+        params![channel, start.0, ids],
     )
 }
 

@@ -217,7 +217,7 @@ impl Writer {
                 st.in_window = true;
                 st.window_start = start;
                 info!(channel = ch, %start, "event recording started");
-                if let Err(e) = db::mark_event_footage(self.conn(), ch, start) {
+                if let Err(e) = db::mark_event_footage(self.conn(), ch, start, &self.unsettled_reaching(ch, start)) {
                     warn!(channel = ch, "cannot mark event footage: {e}");
                 }
             }
@@ -242,11 +242,23 @@ impl Writer {
             // A segment that starts inside a window is event footage too.
             if self.record(f) && in_window {
                 let start = self.policy_state(ch).window_start;
-                if let Err(e) = db::mark_event_footage(self.conn(), ch, start) {
+                if let Err(e) = db::mark_event_footage(self.conn(), ch, start, &self.unsettled_reaching(ch, start)) {
                     warn!(channel = ch, "cannot mark event footage: {e}");
                 }
             }
         }
+    }
+
+    /// The channel's segments whose rows wait for a flush round (the open
+    /// one, and closed ones not yet completed) that reach past `start`.
+    fn unsettled_reaching(&self, ch: u32, start: Time90k) -> Vec<i64> {
+        let open = self.channels.get(&ch).and_then(|st| st.open.as_ref());
+        let closing = self.closing.iter().filter(|(c, _)| *c == ch).map(|(_, o)| o);
+        open.into_iter()
+            .chain(closing)
+            .filter(|o| o.end() > start)
+            .map(|o| o.id)
+            .collect()
     }
 
     fn publish_gate_stats(&mut self, ch: u32) {
