@@ -40,6 +40,8 @@ enum Cmd {
     Check(cmds::check::Args),
     /// The paper's failover test bed in network namespaces (root): Table 1.
     FailoverLab(cmds::lab::Args),
+    /// The recorder pool's lab (root, etcd): kill, partition, etcd restart, add.
+    PoolLab(cmds::pool_lab::Args),
     /// Benchmarks that print a table and write JSON (ingest: Tandem vs ffmpeg -c copy).
     Bench(cmds::bench::Args),
     /// Load harness: flood a running NVR's triggers, hold slow connections, upload a large import.
@@ -78,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Check(a) => cmds::check::run(a),
         Cmd::Bench(a) => cmds::bench::run(a),
         Cmd::FailoverLab(a) => cmds::lab::run(a),
+        Cmd::PoolLab(a) => cmds::pool_lab::run(a),
         Cmd::Attack(a) => cmds::attack::run(a),
         Cmd::Tls(a) => cmds::tls::run(a),
         Cmd::Archive(a) => cmds::archive::run(a),

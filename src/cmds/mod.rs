@@ -27,6 +27,7 @@ pub mod export;
 pub mod hostile_camera;
 pub mod key;
 pub mod lab;
+pub mod pool_lab;
 pub mod serve;
 pub mod sim_camera;
 pub mod tls;

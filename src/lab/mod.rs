@@ -16,6 +16,8 @@ pub mod merge;
 pub mod netns;
 mod nplusm;
 mod pair;
+pub mod pool;
+pub mod pool_report;
 pub mod report;
 mod scale;
 pub mod topology;
@@ -36,6 +38,13 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Turns Ctrl-C into an error at the next `check_interrupt`, so every
+/// guard (processes, namespaces) is dropped on the way out.
+fn catch_interrupts() {
+    // SAFETY: installing a handler that only stores to an atomic.
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
 }
 
 fn check_interrupt() -> Result<()> {
@@ -197,8 +206,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<bool>
 
 /// Runs the selected scenarios, each topology in turn, and returns the JSON report.
 pub fn run(opts: &LabOptions) -> Result<Value> {
-    // SAFETY: installing a handler that only stores to an atomic.
-    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    catch_interrupts();
     std::fs::create_dir_all(&opts.workdir)?;
     let started = Instant::now();
     let mut rounds: Vec<Value> = Vec::new();

@@ -159,6 +159,11 @@ impl Site {
 
     /// Adds an NVR's namespace, configuration and token; `start_nvr` runs it.
     pub fn add_nvr(&mut self, spec: NvrSpec) -> Result<usize> {
+        self.add_nvr_with(spec, "")
+    }
+
+    /// `add_nvr` with more configuration (whole TOML sections) after the rest.
+    pub fn add_nvr_with(&mut self, spec: NvrSpec, extra: &str) -> Result<usize> {
         self.net.add_host(&spec.name, &format!("{}/16", spec.addr))?;
         let data = self.work.join(format!("{}-data", spec.name));
         let rules = match &spec.rules {
@@ -171,7 +176,7 @@ impl Site {
         };
         std::fs::write(
             self.work.join(format!("{}.toml", spec.name)),
-            nvr_config(&data, &spec, rules.as_deref(), self.edge),
+            nvr_config(&data, &spec, rules.as_deref(), self.edge) + extra,
         )?;
         TOKENS.remember(
             &format!("http://{}:8080", spec.addr),
