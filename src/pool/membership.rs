@@ -1,7 +1,7 @@
 //! This NVR's membership of a recorder pool, through etcd: it registers under
 //! a lease kept alive, campaigns for the scheduler role (etcd's election
 //! API), and, elected, recomputes `placement::place` on every membership
-//! change and stores the assignment with a compare-and-swap that only lands
+//! change (`placement::rebalance` toward a member that joined) and stores the assignment with a compare-and-swap that only lands
 //! while it still holds the election; every member watches the stored
 //! assignment and publishes "the cameras assigned to me" on a
 //! `tokio::sync::watch` channel. Leases, election and watches are etcd's:
@@ -422,9 +422,13 @@ async fn campaign_and_schedule(
     let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
     let mut stream = within(limit, client.watch(prefix.clone(), Some(options))).await?;
     let mut cameras = config.cameras.clone();
+    // A member joined since the last step: rebalance toward it (not on the
+    // first step: a scheduler newly elected moves nothing it need not).
+    let mut joined = false;
     loop {
         let list = cameras.borrow_and_update().clone();
-        let (placement, write) = records::schedule(&config.name, &members, &list, stored.as_ref())?;
+        let rebalance = std::mem::take(&mut joined).then_some(records::JOIN_REBALANCE);
+        let (placement, write) = records::schedule(&config.name, &members, &list, stored.as_ref(), rebalance)?;
         if let Some(doc) = write {
             let txn = Txn::new()
                 .when([Compare::create_revision(
@@ -459,7 +463,7 @@ async fn campaign_and_schedule(
         for ev in resp.events() {
             if let Some(kv) = ev.kv() {
                 let value = (ev.event_type() == EventType::Put).then(|| kv.value());
-                member_event(config, &mut members, kv.key(), value);
+                joined |= member_event(config, &mut members, kv.key(), value);
             }
         }
     }
@@ -467,21 +471,28 @@ async fn campaign_and_schedule(
 
 /// Applies one member key's new value (`None`: deleted, its lease expired).
 /// A record that cannot be read is left out, not fatal: that member takes
-/// no cameras until it writes a readable one.
-fn member_event(config: &MemberConfig, members: &mut BTreeMap<String, MemberRecord>, key: &[u8], value: Option<&[u8]>) {
+/// no cameras until it writes a readable one. Returns whether a member
+/// joined (a name not registered before; a record rewritten on a new lease
+/// is not a join).
+fn member_event(
+    config: &MemberConfig,
+    members: &mut BTreeMap<String, MemberRecord>,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> bool {
     let Some(name) = std::str::from_utf8(key).ok().and_then(|k| config.keys.member_name(k)) else {
-        return;
+        return false;
     };
     match value.map(|v| records::decode_member(name, v)) {
-        Some(Ok(r)) => {
-            members.insert(name.to_string(), r);
-        }
+        Some(Ok(r)) => members.insert(name.to_string(), r).is_none(),
         Some(Err(e)) => {
             tracing::warn!(member = %config.name, "pool: {e}");
             members.remove(name);
+            false
         }
         None => {
             members.remove(name);
+            false
         }
     }
 }

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::placement::{self, Assignment, Camera, Capacity, Member, Placement, PlacementError};
+use super::placement::{self, Assignment, Camera, Capacity, Member, Placement, PlacementError, RebalanceLimits};
 
 /// The keys of one pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,15 +147,28 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialize: plain maps and strings")
 }
 
+/// How far the scheduler rebalances when a member joins (a new NVR, or one
+/// that returns): until the most and least loaded members are within a fifth
+/// of their capacity of each other, at most 64 cameras per join. Only on a
+/// join: a failure moves exactly the failed member's cameras, and a camera
+/// on a healthy member moves only to fill a member that came (each such
+/// move is carried out make-before-break by `handover`).
+pub const JOIN_REBALANCE: RebalanceLimits = RebalanceLimits {
+    max_moves: 64,
+    tolerance: 0.2,
+};
+
 /// The scheduler's step: the members registered now (name → record; each
 /// holds its lease, so each is alive), the pool's cameras and the stored
 /// assignment → the placement, and the document to write when it differs
-/// from the stored one (`None`: nothing to write).
+/// from the stored one (`None`: nothing to write). With `rebalance` (a
+/// member joined), cameras also move from the most to the least loaded.
 pub fn schedule(
     scheduler: &str,
     members: &BTreeMap<String, MemberRecord>,
     cameras: &[Camera],
     stored: Option<&AssignmentDoc>,
+    rebalance: Option<RebalanceLimits>,
 ) -> Result<(Placement, Option<AssignmentDoc>), RecordError> {
     let members: Vec<Member> = members
         .iter()
@@ -167,7 +180,10 @@ pub fn schedule(
         .collect();
     let empty = Assignment::new();
     let current = stored.map_or(&empty, |d| &d.cameras);
-    let placement = placement::place(&members, cameras, current)?;
+    let placement = match rebalance {
+        Some(limits) => placement::rebalance(&members, cameras, current, limits)?,
+        None => placement::place(&members, cameras, current)?,
+    };
     let write = (stored.is_none() || placement.assignment != *current).then(|| AssignmentDoc {
         scheduler: scheduler.to_string(),
         cameras: placement.assignment.clone(),
@@ -289,16 +305,16 @@ mod tests {
     fn schedule_writes_only_changes() {
         let members: BTreeMap<_, _> = [("a".to_string(), record(2)), ("b".to_string(), record(2))].into();
         let cams: Vec<_> = ["c1", "c2", "c3"].iter().map(|c| camera(c)).collect();
-        let (p, write) = schedule("a", &members, &cams, None).unwrap();
+        let (p, write) = schedule("a", &members, &cams, None, None).unwrap();
         let doc = write.expect("nothing stored: written");
         assert_eq!(doc.cameras.len(), 3);
         assert_eq!(p.assignment, doc.cameras);
         // The same state again: nothing to write.
-        let (_, again) = schedule("a", &members, &cams, Some(&doc)).unwrap();
+        let (_, again) = schedule("a", &members, &cams, Some(&doc), None).unwrap();
         assert_eq!(again, None);
         // b leaves: its cameras go to a within a's two channels; one is left out.
         let only_a: BTreeMap<_, _> = [("a".to_string(), record(2))].into();
-        let (p, write) = schedule("a", &only_a, &cams, Some(&doc)).unwrap();
+        let (p, write) = schedule("a", &only_a, &cams, Some(&doc), None).unwrap();
         let doc2 = write.expect("changed");
         assert_eq!(doc2.cameras.len(), 2);
         assert!(doc2.cameras.values().all(|m| m == "a"));
@@ -306,8 +322,33 @@ mod tests {
     }
 
     #[test]
+    fn a_join_rebalances_toward_the_newcomer_and_nothing_else_moves() {
+        let cams: Vec<_> = (1..=8).map(|i| camera(&format!("c{i}"))).collect();
+        let a_only: BTreeMap<_, _> = [("a".to_string(), record(8))].into();
+        let (_, doc) = schedule("a", &a_only, &cams, None, None).unwrap();
+        let doc = doc.unwrap();
+        assert!(doc.cameras.values().all(|m| m == "a"));
+        let both: BTreeMap<_, _> = [("a".to_string(), record(8)), ("b".to_string(), record(8))].into();
+        // Without a join (a scheduler newly elected, a camera list change): nothing moves.
+        let (p, write) = schedule("a", &both, &cams, Some(&doc), None).unwrap();
+        assert!(write.is_none() && p.moves.is_empty());
+        // b joined: cameras move to b only, until within the tolerance.
+        let (p, write) = schedule("a", &both, &cams, Some(&doc), Some(JOIN_REBALANCE)).unwrap();
+        let after = write.expect("moved");
+        let on_b = assigned_to(&after, "b").len();
+        assert!((3..=4).contains(&on_b), "{after:?}");
+        assert_eq!(p.moves.len(), on_b);
+        for (c, m) in &after.cameras {
+            assert!(m == "b" || doc.cameras[c] == "a", "{c} moved elsewhere");
+        }
+        // Balanced already: a second join step moves nothing.
+        let (_, again) = schedule("a", &both, &cams, Some(&after), Some(JOIN_REBALANCE)).unwrap();
+        assert!(again.is_none());
+    }
+
+    #[test]
     fn schedule_of_an_empty_pool_writes_an_empty_assignment() {
-        let (_, write) = schedule("a", &BTreeMap::new(), &[camera("c1")], None).unwrap();
+        let (_, write) = schedule("a", &BTreeMap::new(), &[camera("c1")], None, None).unwrap();
         assert_eq!(write.unwrap().cameras, Assignment::new());
     }
 }
