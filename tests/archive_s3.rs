@@ -116,6 +116,15 @@ fn settings(s3: &S3, creds: &Path, after_s: u64, bandwidth: u64) -> ArchiveSetti
     }
 }
 
+/// An archiver as the tests drive it: small multipart parts (so a few MB
+/// take several) and no grace before a verified local copy is unlinked.
+fn archiver(data: &Path, s3: &S3, creds: &Path, after_s: u64, bandwidth: u64) -> Archiver {
+    let mut a = Archiver::open(data, &settings(s3, creds, after_s, bandwidth)).unwrap();
+    a.set_part_size(PART);
+    a.set_unlink_grace(Duration::ZERO);
+    a
+}
+
 fn frame_data(n: i64) -> Vec<u8> {
     let sei = FrameStamp {
         camera_id: 7,
@@ -244,9 +253,7 @@ fn archives_after_the_threshold_and_serves_both_tiers_and_the_bucket_alone() {
     let creds = credentials(dir.path());
     // At 130 s with after = 60 s: the segments that ended by 70 s go.
     let rt = rt();
-    let mut a = Archiver::open(&data, &settings(&s3, &creds, 60, 1 << 30)).unwrap();
-    a.set_part_size(PART);
-    a.set_unlink_grace(Duration::ZERO);
+    let mut a = archiver(&data, &s3, &creds, 60, 1 << 30);
     let r = rt.block_on(a.pass(at(130 * FPS))).unwrap();
     assert!(r.errors.is_empty(), "{r:?}");
     let all = rows(&data);
@@ -371,9 +378,7 @@ fn an_interrupted_upload_keeps_row_and_file_and_resumes() {
     let first = before.iter().find(|r| r.state == db::COMPLETE).unwrap().clone();
 
     // 1. The task dropped mid-upload: 1 MiB/s for 6.4 MB, cut after 1.5 s.
-    let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 20)).unwrap();
-    a.set_part_size(PART);
-    a.set_unlink_grace(Duration::ZERO);
+    let mut a = archiver(&data, &s3, &creds, 10, 1 << 20);
     let cut = rt.block_on(async { tokio::time::timeout(Duration::from_millis(1500), a.pass(now)).await });
     assert!(cut.is_err(), "the pass should still be uploading");
     drop(a);
@@ -385,9 +390,7 @@ fn an_interrupted_upload_keeps_row_and_file_and_resumes() {
 
     // 2. The server killed mid-upload: the pass reports the error, and
     // marks and deletes nothing.
-    let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 20)).unwrap();
-    a.set_part_size(PART);
-    a.set_unlink_grace(Duration::ZERO);
+    let mut a = archiver(&data, &s3, &creds, 10, 1 << 20);
     let r = rt.block_on(async {
         let pass = a.pass(now);
         tokio::pin!(pass);
@@ -411,9 +414,7 @@ fn an_interrupted_upload_keeps_row_and_file_and_resumes() {
     // archiver uploads from the start, verifies, and only then deletes.
     s3.restart();
     drop(a);
-    let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 30)).unwrap();
-    a.set_part_size(PART);
-    a.set_unlink_grace(Duration::ZERO);
+    let mut a = archiver(&data, &s3, &creds, 10, 1 << 30);
     let r = rt.block_on(a.pass(now)).unwrap();
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(r.uploaded, 1, "the segment that ended at 20 s");
@@ -431,9 +432,7 @@ fn verification_rejects_an_object_that_differs_and_expiry_keeps_rows_and_objects
     let store = record(&data, 65);
     let creds = credentials(dir.path());
     let rt = rt();
-    let mut a = Archiver::open(&data, &settings(&s3, &creds, 10, 1 << 30)).unwrap();
-    a.set_part_size(PART);
-    a.set_unlink_grace(Duration::ZERO);
+    let mut a = archiver(&data, &s3, &creds, 10, 1 << 30);
     assert_eq!(rt.block_on(a.pass(at(45 * FPS))).unwrap().uploaded, 1);
     let c = db::open_readonly(&data.join("index.db")).unwrap();
     let id = db::segments_in_state(&c, db::ARCHIVED).unwrap()[0].id;
@@ -661,9 +660,7 @@ fn a_segment_whose_file_is_cut_short_stays_local_and_the_rest_go() {
         .unwrap();
     f.set_len(first.bytes / 2).unwrap();
     let rt = rt();
-    let mut a = Archiver::open(&data, &settings(&s3, &creds, 1, 1 << 30)).unwrap();
-    a.set_part_size(PART);
-    a.set_unlink_grace(Duration::ZERO);
+    let mut a = archiver(&data, &s3, &creds, 1, 1 << 30);
     let r = rt.block_on(a.pass(at(65 * FPS))).unwrap();
     assert_eq!(r.uploaded, 2, "{r:?}");
     assert_eq!(r.errors.len(), 1, "{r:?}");

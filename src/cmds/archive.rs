@@ -57,15 +57,8 @@ enum Cmd {
     Export {
         #[command(flatten)]
         bucket: Bucket,
-        #[arg(long)]
-        channel: u32,
-        /// RFC 3339, e.g. 2026-11-22T10:00:00Z.
-        #[arg(long)]
-        start: String,
-        #[arg(long)]
-        end: String,
-        #[arg(short = 'o', long = "output")]
-        output: PathBuf,
+        #[command(flatten)]
+        range: super::export::ClipRange,
     },
 }
 
@@ -111,13 +104,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 day,
                 json,
             } => ls(&bucket, channel, day, json).await,
-            Cmd::Export {
-                bucket,
-                channel,
-                start,
-                end,
-                output,
-            } => export(&bucket, channel, &start, &end, &output).await,
+            Cmd::Export { bucket, range } => export(&bucket, &range).await,
         }
     })
 }
@@ -177,14 +164,11 @@ async fn ls(b: &Bucket, channel: Option<u32>, day: Option<String>, json: bool) -
     Ok(ExitCode::SUCCESS)
 }
 
-async fn export(b: &Bucket, channel: u32, start: &str, end: &str, output: &std::path::Path) -> Result<ExitCode> {
+async fn export(b: &Bucket, range: &super::export::ClipRange) -> Result<ExitCode> {
+    let (channel, output) = (range.channel, range.output.as_path());
+    let (start, end) = range.times()?;
     let loc = location(b)?;
     let nvr = nvr_of(&loc, b).await?;
-    let start = Time90k::parse_rfc3339(start).map_err(|e| anyhow::anyhow!("--start: {e}"))?;
-    let end = Time90k::parse_rfc3339(end).map_err(|e| anyhow::anyhow!("--end: {e}"))?;
-    if end <= start {
-        bail!("--end must be after --start");
-    }
     let cache = std::env::temp_dir().join(format!("tandem-archive-export-{}", std::process::id()));
     let r = async {
         let footage = offline::footage(&loc, &nvr, channel, start, end, &cache).await?;

@@ -47,17 +47,8 @@ pub struct Args {
     /// signature) that `tandem verify` checks.
     #[arg(long)]
     evidence: bool,
-    #[arg(long)]
-    channel: u32,
-    /// Start of the clip, RFC 3339 (e.g. 2026-11-22T10:00:00Z).
-    #[arg(long)]
-    start: String,
-    /// End of the clip, RFC 3339.
-    #[arg(long)]
-    end: String,
-    /// Output file.
-    #[arg(short = 'o', long = "output")]
-    output: PathBuf,
+    #[command(flatten)]
+    range: ClipRange,
     /// Exit 0 even if stored frames were left out because footage overlaps
     /// (a camera clock stepped back); they are still listed on stderr.
     #[arg(long)]
@@ -66,6 +57,35 @@ pub struct Args {
     /// the damaged files are still listed on stderr.
     #[arg(long)]
     allow_damage: bool,
+}
+
+/// The channel, time range and output file of a clip: `export` and
+/// `archive export` take the same arguments.
+#[derive(clap::Args)]
+pub struct ClipRange {
+    #[arg(long)]
+    pub channel: u32,
+    /// Start of the clip, RFC 3339 (e.g. 2026-11-22T10:00:00Z).
+    #[arg(long)]
+    pub start: String,
+    /// End of the clip, RFC 3339.
+    #[arg(long)]
+    pub end: String,
+    /// Output file.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+}
+
+impl ClipRange {
+    /// The range parsed, naming the argument that is wrong.
+    pub fn times(&self) -> Result<(Time90k, Time90k)> {
+        let start = Time90k::parse_rfc3339(&self.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?;
+        let end = Time90k::parse_rfc3339(&self.end).map_err(|e| anyhow::anyhow!("--end: {e}"))?;
+        if end <= start {
+            anyhow::bail!("--end ({}) must be after --start ({})", self.end, self.start);
+        }
+        Ok((start, end))
+    }
 }
 
 /// Exit status of an export written without some stored frames.
@@ -151,26 +171,25 @@ pub(super) fn progress(len: u64) -> ProgressBar {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let start = Time90k::parse_rfc3339(&a.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?;
-    let end = Time90k::parse_rfc3339(&a.end).map_err(|e| anyhow::anyhow!("--end: {e}"))?;
-    let mut tmp = a.output.clone().into_os_string();
+    let (start, end) = a.range.times()?;
+    let mut tmp = a.range.output.clone().into_os_string();
     tmp.push(".part");
     let tmp = PathBuf::from(tmp);
     let mut omissions = Omissions::default();
     let resource = if a.evidence { "evidence.zip" } else { "clip.mp4" };
     let result = match (super::store_of(a.data.as_deref(), a.config.as_deref()), &a.server) {
         (Ok(store), None) if a.evidence => {
-            super::evidence::export_local(&store, a.channel, start, end, &tmp, &mut omissions)
+            super::evidence::export_local(&store, a.range.channel, start, end, &tmp, &mut omissions)
         }
-        (Ok(store), None) => export_local(&store.dir, a.channel, start, end, &tmp, &mut omissions),
+        (Ok(store), None) => export_local(&store.dir, a.range.channel, start, end, &tmp, &mut omissions),
         (_, Some(server)) => super::runtime()?.block_on(export_remote(
             server,
             a.token.as_deref(),
             resource,
             Remote {
-                channel: a.channel,
-                start: &a.start,
-                end: &a.end,
+                channel: a.range.channel,
+                start: &a.range.start,
+                end: &a.range.end,
                 tls: server_trust(&a)?,
             },
             &tmp,
@@ -180,8 +199,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     match result {
         Ok(bytes) => {
-            std::fs::rename(&tmp, &a.output).with_context(|| format!("writing {}", a.output.display()))?;
-            eprintln!("wrote {} ({bytes} bytes)", a.output.display());
+            std::fs::rename(&tmp, &a.range.output).with_context(|| format!("writing {}", a.range.output.display()))?;
+            eprintln!("wrote {} ({bytes} bytes)", a.range.output.display());
             if omissions.report(a.allow_overlaps, a.allow_damage) {
                 return Ok(ExitCode::from(INCOMPLETE));
             }

@@ -80,6 +80,21 @@ struct QueueMark {
     dirty: bool,
 }
 
+impl QueueMark {
+    /// The file as it was before the queue: what a round may prove durable
+    /// while frames are queued but not yet written.
+    fn point(&self, start: Time90k) -> DurablePoint {
+        DurablePoint {
+            frames: self.frames,
+            key_frames: self.key_frames,
+            len: self.len,
+            media_bytes: self.media_bytes,
+            end: end_of(start, self.pending, self.last_duration, self.indexed_ticks),
+            hash: self.hash.clone(),
+        }
+    }
+}
+
 /// What a successful fsync covered; a failed one leaves it as it was.
 #[derive(Clone)]
 struct DurablePoint {
@@ -279,16 +294,21 @@ impl OpenSegment {
         debug_assert!(self.queued.is_empty(), "queued frames are not durable");
         self.dir_unsynced = None;
         let bytes = self.len - self.durable.len;
-        self.durable = DurablePoint {
+        self.durable = self.point_now();
+        self.dirty = false;
+        bytes
+    }
+
+    /// Everything written to the file so far, as a durable point.
+    fn point_now(&self) -> DurablePoint {
+        DurablePoint {
             frames: self.frames,
             key_frames: self.key_frames,
             len: self.len,
             media_bytes: self.media_bytes,
             end: self.end(),
             hash: self.hash.clone(),
-        };
-        self.dirty = false;
-        bytes
+        }
     }
 
     /// What a flush round starting now would prove durable if its fdatasync
@@ -298,22 +318,8 @@ impl OpenSegment {
     /// `dirty`: frames appended from now on are the next round's.
     pub(super) fn capture(&mut self) -> Capture {
         let point = match &self.before_queue {
-            None => DurablePoint {
-                frames: self.frames,
-                key_frames: self.key_frames,
-                len: self.len,
-                media_bytes: self.media_bytes,
-                end: self.end(),
-                hash: self.hash.clone(),
-            },
-            Some(m) => DurablePoint {
-                frames: m.frames,
-                key_frames: m.key_frames,
-                len: m.len,
-                media_bytes: m.media_bytes,
-                end: end_of(self.start, m.pending, m.last_duration, m.indexed_ticks),
-                hash: m.hash.clone(),
-            },
+            None => self.point_now(),
+            Some(m) => m.point(self.start),
         };
         let unflushed = match &self.before_queue {
             None => self.unflushed.len(),

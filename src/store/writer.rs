@@ -1,5 +1,9 @@
 //! The writer thread: the only code that appends to segment files, commits
-//! index rows or deletes footage.
+//! index rows of recording segments or deletes footage that exists nowhere
+//! else. (The S3 archiver, `archive::task`, unlinks the local copy of a
+//! segment only after its object was read back and verified and its row
+//! marked `archived` — a closed segment the writer no longer touches; the
+//! footage then lives in the bucket.)
 //!
 //! Frames from every channel arrive on one bounded queue (the write buffer,
 //! `queue`). The thread appends each frame as one record (so a SIGKILL loses
