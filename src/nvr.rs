@@ -782,8 +782,12 @@ impl Nvr {
 
     /// Stops the failover agents, then ingest, then closes every segment.
     pub async fn shutdown(&self) {
-        // First: a pool member that stops binds nothing more.
-        drop(self.pool.lock().expect("pool lock").take());
+        // First: a pool member hands its cameras over while it still records them.
+        let pool = self.pool.lock().expect("pool lock").take();
+        if let Some(p) = pool {
+            info!("shutdown: leaving the pool");
+            p.leave(pool::LEAVE_WAIT).await;
+        }
         info!("shutdown: stopping failover agents");
         for a in self.agents.lock().expect("agents lock").drain(..) {
             a.abort();

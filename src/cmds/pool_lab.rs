@@ -19,7 +19,7 @@ pub struct Args {
     /// NVRs killed at once in `kill`.
     #[arg(long, default_value_t = 3)]
     kill: u32,
-    /// Faults, comma-separated: kill, partition, etcd-restart, add (default: all).
+    /// Faults, comma-separated: kill, stop, partition, etcd-restart, add (default: all).
     #[arg(long)]
     scenario: Option<String>,
     /// Seconds a partition or an etcd outage lasts.

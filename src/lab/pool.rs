@@ -8,7 +8,8 @@
 //! the merged timeline from the cameras' frame stamps (`merge`).
 //!
 //! Scenarios: `kill` (SIGKILL the members holding the most cameras, 3 by
-//! default, all at once), `partition` (blackhole routes between the busiest
+//! default, all at once), `stop` (the busiest member stopped gracefully,
+//! SIGTERM: it hands its cameras over before it exits), `partition` (blackhole routes between the busiest
 //! member and etcd only; it still reaches its cameras), `etcd-restart`
 //! (etcd killed, started again on its data 3 s later), `add` (two more NVRs
 //! join a settled pool).
@@ -44,17 +45,19 @@ const RECOVER: Duration = Duration::from_secs(30);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PoolScenario {
     Kill,
+    Stop,
     Partition,
     EtcdRestart,
     Add,
 }
 
 impl PoolScenario {
-    pub const ALL: [PoolScenario; 4] = [Self::Kill, Self::Partition, Self::EtcdRestart, Self::Add];
+    pub const ALL: [PoolScenario; 5] = [Self::Kill, Self::Stop, Self::Partition, Self::EtcdRestart, Self::Add];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Kill => "kill",
+            Self::Stop => "stop",
             Self::Partition => "partition",
             Self::EtcdRestart => "etcd-restart",
             Self::Add => "add",
@@ -333,6 +336,28 @@ fn run_one(opts: &PoolLabOptions, lab: &LabOptions, s: PoolScenario) -> Result<V
             row["unrecovered"] = json!(never);
             row["moved"] = json!(report::moves(&before, &after));
         }
+        PoolScenario::Stop => {
+            let victim = p.busiest(&settled, 1)[0];
+            let observer = usize::from(victim == 0);
+            let affected = p.cameras_of(&settled, &[victim]);
+            let name = p.names[victim].clone();
+            let stopping = Instant::now();
+            p.site.stop_nvr(victim);
+            let exit_s = stopping.elapsed().as_secs_f64();
+            let again = p.follow(observer, &affected, std::slice::from_ref(&name), fault_us, RECOVER)?;
+            let (worst, never) = again_figures(&again);
+            eprintln!(
+                "stop: {name} stopped with {} cameras, exited after {exit_s:.2} s; recorded by others after {worst:?} s",
+                affected.len()
+            );
+            std::thread::sleep(Duration::from_secs(2));
+            row["stopped"] = json!(name);
+            row["exit_s"] = json!(exit_s);
+            row["cameras_affected"] = json!(affected.len());
+            row["recorded_again_s"] = json!(worst);
+            row["unrecovered"] = json!(never);
+            row["moved"] = json!(report::moves(&before, &assignment(&p.look(observer)?)));
+        }
         PoolScenario::Partition => {
             let victim = p.busiest(&settled, 1)[0];
             let observer = usize::from(victim == 0);
@@ -478,8 +503,8 @@ mod tests {
     #[test]
     fn scenario_lists_parse_sorted_without_repeats() {
         assert_eq!(
-            PoolScenario::parse_list("add, kill,kill").unwrap(),
-            vec![PoolScenario::Kill, PoolScenario::Add]
+            PoolScenario::parse_list("add, kill,stop,kill").unwrap(),
+            vec![PoolScenario::Kill, PoolScenario::Stop, PoolScenario::Add]
         );
         for s in PoolScenario::ALL {
             assert_eq!(PoolScenario::parse_list(s.name()).unwrap(), vec![s]);

@@ -214,6 +214,15 @@ impl Site {
         }
     }
 
+    /// SIGTERM to one NVR (a graceful stop), then waits for it to exit.
+    pub fn stop_nvr(&mut self, i: usize) {
+        if let Some(mut c) = self.nvrs[i].child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
     /// SIGTERM to every NVR, then waits, so every segment is closed before the audit.
     pub fn stop_nvrs(&mut self) {
         for n in &self.nvrs {

@@ -31,12 +31,20 @@ const TICK: Duration = Duration::from_millis(200);
 /// A camera counts as recorded here while its channel got a frame this recently.
 pub(super) const RECORDING_WINDOW: Duration = Duration::from_secs(2);
 
+/// How long a stopping NVR keeps recording the pool's cameras for their new
+/// owners to take them (`PoolRuntime::leave`).
+pub(super) const LEAVE_WAIT: Duration = Duration::from_secs(10);
+
 /// The pool's side of a running NVR; dropping it ends the membership like
-/// a crash (the pool moves the cameras when the lease expires).
+/// a crash (the pool moves the cameras when the lease expires). `leave` is
+/// the graceful stop.
 pub(super) struct PoolRuntime {
     membership: Membership,
     name: String,
     task: tokio::task::JoinHandle<()>,
+    /// How many of the pool's cameras this NVR has bound now.
+    holding: watch::Receiver<usize>,
+    leaving: watch::Sender<bool>,
 }
 
 impl Drop for PoolRuntime {
@@ -82,27 +90,47 @@ pub(super) fn start(nvr: &Arc<Nvr>, settings: &PoolSettings) -> PoolRuntime {
     let (cameras_tx, cameras) = watch::channel(pool_cameras(&config));
     let (recording_tx, recording) = watch::channel(BTreeSet::new());
     let membership = Membership::start(MemberConfig::new(settings, &address, cameras, recording));
+    let (holding_tx, holding) = watch::channel(0);
+    let (leaving, leaving_rx) = watch::channel(false);
     let task = tokio::spawn(run(
         Arc::downgrade(nvr),
         settings.name.clone(),
         membership.view(),
-        cameras_tx,
-        recording_tx,
+        Outputs {
+            cameras: cameras_tx,
+            recording: recording_tx,
+            holding: holding_tx,
+        },
+        leaving_rx,
     ));
     PoolRuntime {
         membership,
         name: settings.name.clone(),
         task,
+        holding,
+        leaving,
     }
+}
+
+/// What the task keeps current for the membership and for `leave`.
+struct Outputs {
+    cameras: watch::Sender<Vec<Camera>>,
+    recording: watch::Sender<BTreeSet<String>>,
+    holding: watch::Sender<usize>,
 }
 
 async fn run(
     nvr: Weak<Nvr>,
     me: String,
     mut view: watch::Receiver<PoolView>,
-    cameras: watch::Sender<Vec<Camera>>,
-    recording: watch::Sender<BTreeSet<String>>,
+    out: Outputs,
+    leaving: watch::Receiver<bool>,
 ) {
+    let Outputs {
+        cameras,
+        recording,
+        holding,
+    } = out;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Channel → (frames seen, when that count last grew).
@@ -123,7 +151,12 @@ async fn run(
         recording.send_if_modified(|cur| (*cur != live).then(|| *cur = live).is_some());
         let v = view.borrow_and_update().clone();
         let pool: BTreeSet<String> = channels.keys().cloned().collect();
-        let h = handover::decide(&me, &pool, &v, &bound);
+        let h = if *leaving.borrow() {
+            handover::leaving(&me, &pool, &v, &bound)
+        } else {
+            handover::decide(&me, &pool, &v, &bound)
+        };
+        holding.send_replace(bound.len().saturating_sub(h.release.len()));
         for c in &h.bind {
             let ch = channels[c];
             info!(camera = %c, channel = ch, "pool: recording the camera assigned here");
@@ -179,6 +212,35 @@ impl From<Status> for MemberStatus {
 }
 
 impl PoolRuntime {
+    /// Leaves the pool gracefully: the lease is revoked so the others take
+    /// this NVR's cameras at once, and each camera stays recorded here until
+    /// its new owner records it (make-before-break), for at most `wait`
+    /// (etcd unreachable, or no member with room). Returns how many cameras
+    /// were still held when it gave up.
+    pub(super) async fn leave(self, wait: Duration) -> usize {
+        self.leaving.send_replace(true);
+        self.membership.leave();
+        let mut holding = self.holding.clone();
+        let start = Instant::now();
+        let left = tokio::time::timeout(wait, holding.wait_for(|n| *n == 0))
+            .await
+            .map(|_| ());
+        let held = *holding.borrow();
+        match left {
+            Ok(_) => info!(
+                member = %self.name,
+                after_ms = start.elapsed().as_millis() as u64,
+                "pool: left; every camera is recorded by another member"
+            ),
+            Err(_) => tracing::warn!(
+                member = %self.name,
+                cameras = held,
+                "pool: left after {wait:?} with cameras no other member took yet"
+            ),
+        }
+        held
+    }
+
     pub(super) fn status(&self, config: &Config) -> PoolStatus {
         let view = self.membership.view().borrow().clone();
         let unassigned = match &view.assignment {

@@ -29,6 +29,9 @@ pub enum Release {
     RecordedBy(String),
     /// The scheduler left it out: no member has room for it.
     Unassigned,
+    /// This NVR is leaving and no other member is registered to take it
+    /// (the whole pool is stopping).
+    NoMemberLeft,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -67,6 +70,23 @@ pub fn decide(me: &str, pool: &BTreeSet<String>, view: &PoolView, bound: &BTreeS
         }
     }
     out
+}
+
+/// The same decision for an NVR that is leaving the pool (a graceful stop,
+/// its lease revoked): it binds nothing, hands each camera over as `decide`
+/// does (still assigned to it, a camera waits for the scheduler to place it
+/// elsewhere), and lets everything go when no other member is registered —
+/// nobody is left to take over, so waiting would only delay the stop.
+pub fn leaving(me: &str, pool: &BTreeSet<String>, view: &PoolView, bound: &BTreeSet<String>) -> Handover {
+    let mut h = decide(me, pool, view, bound);
+    h.bind.clear();
+    if view.members.keys().all(|m| m == me) {
+        for c in bound.iter().filter(|c| pool.contains(*c)) {
+            h.release.entry(c.clone()).or_insert(Release::NoMemberLeft);
+            h.waiting.remove(c);
+        }
+    }
+    h
 }
 
 #[cfg(test)]
@@ -182,6 +202,7 @@ mod tests {
                                 Release::Unassigned => {
                                     assert!(!v.assignment.as_ref().unwrap().cameras.contains_key(c))
                                 }
+                                Release::NoMemberLeft => panic!("only when leaving"),
                             }
                         }
                         // After carrying it out, exactly the assigned cameras
@@ -201,5 +222,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_leaving_member_binds_nothing_and_hands_over_make_before_break() {
+        use crate::pool::records::MemberRecord;
+        use crate::pool::view::MemberEntry;
+        let member = |name: &str| {
+            (
+                name.to_string(),
+                MemberEntry {
+                    record: MemberRecord {
+                        channels: 4,
+                        kbps: 16_000,
+                        address: String::new(),
+                        version: String::new(),
+                    },
+                    lease: 1,
+                },
+            )
+        };
+        let pool = set(&["c1", "c2", "c3"]);
+        // Still assigned here (the scheduler has not moved it yet), moved to
+        // b and recorded there, moved to b not yet recorded, and c3 assigned
+        // here but not bound: it is not taken up while leaving.
+        let mut v = view(&[("c1", "a"), ("c2", "b"), ("c3", "a")], &[("b", &["c2"])]);
+        v.members = [member("b")].into();
+        let h = leaving("a", &pool, &v, &set(&["c1", "c2"]));
+        assert!(h.bind.is_empty());
+        assert_eq!(h.release.len(), 1);
+        assert_eq!(h.release["c2"], Release::RecordedBy("b".into()));
+        assert!(!h.release.contains_key("c1"), "c1 waits to be placed elsewhere");
+        // c2 assigned to b, which does not record it yet: it waits.
+        let mut w = view(&[("c1", "b"), ("c2", "b")], &[]);
+        w.members = [member("b")].into();
+        let h = leaving("a", &pool, &w, &set(&["c1", "c2"]));
+        assert!(h.release.is_empty() && h.waiting.len() == 2, "{h:?}");
+        // Nobody else registered (the whole pool stops): everything goes.
+        w.members = [member("a")].into();
+        let h = leaving("a", &pool, &w, &set(&["c1", "c2"]));
+        assert_eq!(h.release.len(), 2);
+        assert!(h.release.values().all(|r| *r == Release::NoMemberLeft));
+        assert!(h.waiting.is_empty());
     }
 }

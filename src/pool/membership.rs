@@ -117,8 +117,12 @@ pub enum MembershipError {
 
 /// A running membership. Dropping it (or `stop`) ends it at once, like a
 /// crash: nothing is revoked, and the pool notices when the lease expires.
+/// `leave` is the graceful way out: the lease is revoked, the pool moves the
+/// cameras at once, and the view is still followed so the NVR can keep
+/// recording each camera until its new owner does.
 pub struct Membership {
     task: tokio::task::JoinHandle<()>,
+    leave: watch::Sender<bool>,
     assigned: watch::Receiver<BTreeSet<String>>,
     status: watch::Receiver<Status>,
     view: watch::Receiver<PoolView>,
@@ -130,6 +134,7 @@ impl Membership {
         let (assigned_tx, assigned) = watch::channel(BTreeSet::new());
         let (status_tx, status) = watch::channel(Status::default());
         let (view_tx, view) = watch::channel(PoolView::default());
+        let (leave, leaving) = watch::channel(false);
         let out = Publish {
             assigned: assigned_tx,
             status: status_tx,
@@ -137,9 +142,10 @@ impl Membership {
         };
         // The span names the task after the member in every line it logs.
         let span = tracing::info_span!("pool", member = %config.name);
-        let task = tokio::spawn(tracing::Instrument::instrument(run(config, out), span));
+        let task = tokio::spawn(tracing::Instrument::instrument(run(config, out, leaving), span));
         Membership {
             task,
+            leave,
             assigned,
             status,
             view,
@@ -164,6 +170,14 @@ impl Membership {
 
     /// Ends the membership without revoking anything (see the type's doc).
     pub fn stop(self) {}
+
+    /// Leaves the pool: stops campaigning and scheduling, revokes the lease
+    /// (the record, the recording list and the election key go with it, so
+    /// the scheduler places this member's cameras elsewhere at once), and
+    /// goes on following the view until dropped. Never registers again.
+    pub fn leave(&self) {
+        self.leave.send_replace(true);
+    }
 }
 
 impl Drop for Membership {
@@ -178,15 +192,23 @@ struct Publish {
     view: watch::Sender<PoolView>,
 }
 
-async fn run(config: MemberConfig, out: Publish) {
+async fn run(config: MemberConfig, out: Publish, mut leaving: watch::Receiver<bool>) {
     let mut backoff = Backoff::new(RETRY_MIN, config.lease_ttl / 3);
     let mut log = PhaseLog::default();
     // The previous session's lease, revoked (best effort) once the next one
     // holds the record: after an etcd restart it lives on for a TTL and
     // would keep this member's old election key ahead of everyone.
     let mut stale: Option<i64> = None;
+    let left = async {
+        // A sender gone (the membership dropped) aborts this task anyway.
+        let _ = leaving.wait_for(|l| *l).await;
+    };
+    tokio::pin!(left);
     loop {
-        let Err(e) = session(&config, &out, &mut stale, &mut log, &mut backoff).await;
+        let e = tokio::select! {
+            Err(e) = session(&config, &out, &mut stale, &mut log, &mut backoff) => e,
+            () = &mut left => break,
+        };
         out.status.send_modify(|s| {
             s.registered = false;
             s.scheduler = false;
@@ -198,8 +220,46 @@ async fn run(config: MemberConfig, out: Publish) {
                 out.assigned.borrow().len()
             );
         }
+        tokio::select! {
+            () = tokio::time::sleep(backoff.failed()) => {}
+            () = &mut left => break,
+        }
+    }
+    leave_and_follow(&config, &out, stale, &mut backoff).await;
+}
+
+/// Revokes this member's lease (best effort: unrevoked, it expires after a
+/// TTL), then follows the pool's view until the task is dropped, so that
+/// the NVR sees which cameras their new owners record.
+async fn leave_and_follow(config: &MemberConfig, out: &Publish, mut lease: Option<i64>, backoff: &mut Backoff) {
+    out.status.send_modify(|s| {
+        s.registered = false;
+        s.scheduler = false;
+        s.lease = None;
+    });
+    loop {
+        let r: Result<Never, MembershipError> = async {
+            let mut client = connect(config).await?;
+            if let Some(l) = lease {
+                within(config.lease_ttl, client.lease_revoke(l)).await?;
+                lease = None;
+                tracing::info!(member = %config.name, "pool: left the pool (lease revoked); following it until the cameras are taken");
+            }
+            follow_pool(client, config, out).await
+        }
+        .await;
+        let Err(e) = r;
+        tracing::debug!(member = %config.name, "pool: leaving: {e}");
         tokio::time::sleep(backoff.failed()).await;
     }
+}
+
+async fn connect(config: &MemberConfig) -> Result<Client, MembershipError> {
+    let limit = config.lease_ttl;
+    let options = ConnectOptions::new()
+        .with_connect_timeout(limit)
+        .with_keep_alive(limit / 2, limit);
+    within(limit, Client::connect(&config.endpoints, Some(options))).await
 }
 
 /// Bounds a unary request: etcd that does not answer is treated as down.
@@ -225,10 +285,7 @@ async fn session(
     backoff: &mut Backoff,
 ) -> Result<Never, MembershipError> {
     let limit = config.lease_ttl;
-    let options = ConnectOptions::new()
-        .with_connect_timeout(limit)
-        .with_keep_alive(limit / 2, limit);
-    let mut client = within(limit, Client::connect(&config.endpoints, Some(options))).await?;
+    let mut client = connect(config).await?;
     let lease = within(limit, client.lease_grant(config.ttl_secs(), None)).await?.id();
     let record = records::encode(&config.record);
     // The record moves to the new lease in one put, so the scheduler never
