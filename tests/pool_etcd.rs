@@ -82,6 +82,7 @@ impl Lab {
             // Fixed inputs: their senders are gone, so they never change.
             cameras: tokio::sync::watch::channel(cameras()).1,
             recording: tokio::sync::watch::channel(BTreeSet::new()).1,
+            applied: tokio::sync::watch::channel(None).1,
         };
         self.members.insert(name.into(), Membership::start(config));
     }

@@ -160,3 +160,95 @@ fn a_killed_member_s_cameras_are_recorded_again_by_the_others() {
         );
     }
 }
+
+/// `tandem config push FILE --pool`: one file stored in etcd, applied live
+/// by every member with its own `[[override]]`, keeping its own `[pool]`,
+/// `[storage]` and `[http]`; the camera the file adds is placed by the
+/// scheduler and recorded; a file carrying `[pool]` is refused before
+/// anything is stored.
+#[test]
+fn a_file_pushed_to_the_pool_is_applied_by_every_member() {
+    if !prerequisite(have_program("etcd"), "etcd (Debian package etcd-server)") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (client_port, peer_port) = (free_port(), free_port());
+    let _etcd = start_etcd(tmp.path(), client_port, peer_port);
+    let (_cams, urls) = sim_camera(tmp.path(), 3, &["--bitrate-kbps", "200"]);
+    let endpoint = format!("http://127.0.0.1:{client_port}");
+    let config = |name: &str| {
+        let first_two = [("cam-1", urls[0].as_str()), ("cam-2", urls[1].as_str())];
+        recorder_config(&tmp.path().join(name), &first_two)
+            + &format!(
+                "[pool]\netcd = [\"{endpoint}\"]\nname = \"{name}\"\n\
+                 capacity = {{ channels = 4, mbps = 100 }}\nlease_ttl = \"1s\"\nprefix = \"/t/\"\n"
+            )
+    };
+    let a = nvr(tmp.path(), "a", &config("a"));
+    let b = nvr(tmp.path(), "b", &config("b"));
+    for n in [&a, &b] {
+        wait_for(Duration::from_secs(20), "registered in the pool", || {
+            pool(&n.base).is_some_and(|p| p["status"]["registered"] == true)
+        });
+    }
+
+    // The site's file: three cameras; b also gets an idle channel 4.
+    let mut file = String::new();
+    for (i, u) in urls.iter().enumerate() {
+        file += &format!(
+            "[[network_camera]]\nname = \"cam-{n}\"\nurl = \"{u}\"\n[[channel]]\nnumber = {n}\ncamera = \"cam-{n}\"\n",
+            n = i + 1
+        );
+    }
+    file += "[[override]]\nnvr = \"b\"\n[[override.channel]]\nnumber = 4\n";
+    let path = tmp.path().join("site.toml");
+    std::fs::write(&path, &file).unwrap();
+    let push = |path: &std::path::Path| {
+        std::process::Command::new(common::tandem())
+            .args(["config", "push"])
+            .arg(path)
+            .args(["--pool", "--etcd", &endpoint, "--prefix", "/t/"])
+            .output()
+            .unwrap()
+    };
+    let out = push(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "push failed");
+    for m in ["a", "b"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(m) && l.len() > 2 && l.as_bytes()[1] == b' ')
+            .unwrap_or_else(|| panic!("no row for {m}: {stdout}"));
+        assert!(line.contains("applied (version"), "{line}");
+    }
+    let count = |base: &str| -> usize {
+        let v: serde_json::Value = http_get(&format!("{base}/api/v1/channels")).unwrap().json().unwrap();
+        v.as_array().or_else(|| v["channels"].as_array()).map_or(0, Vec::len)
+    };
+    assert_eq!(count(&a.base), 3, "a: the file's three channels");
+    assert_eq!(count(&b.base), 4, "b: with its override's channel 4");
+    // The new camera is placed and recorded; each member kept its [pool].
+    wait_for(Duration::from_secs(20), "cam-3 recorded by its owner", || {
+        pool(&a.base).is_some_and(|p| {
+            let owners = assignment(&p);
+            owners.len() == 3 && owners.iter().all(|(c, m)| records(&p, m, c))
+        })
+    });
+    let p = pool(&b.base).unwrap();
+    assert_eq!(p["member"], "b");
+    assert!(
+        p["view"]["applied"]["a"]["ok"] == true && p["view"]["applied"]["b"]["ok"] == true,
+        "{p}"
+    );
+
+    // A file carrying [pool] is refused; nothing is stored.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, format!("{file}[pool]\nname = \"x\"\n")).unwrap();
+    let out = push(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.toml") && err.contains("[pool]"), "{err}");
+    let still = pool(&a.base).unwrap();
+    assert_eq!(still["view"]["config"]["file"], "site.toml");
+}

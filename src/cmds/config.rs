@@ -89,13 +89,28 @@ enum Cmd {
         #[command(flatten)]
         target: Target,
     },
-    /// Apply one file to several NVRs, each with its `[[override]]`.
+    /// Apply one file to several NVRs, each with its `[[override]]`; or,
+    /// with --pool, store it in the pool's etcd for every member to apply.
     Push {
         file: PathBuf,
         /// A Tandem to configure: `URL`, or `NAME=URL` to pick the override
         /// without asking the NVR its `[nvr] name`. Repeat for each.
-        #[arg(long = "to", required = true)]
+        #[arg(long = "to", required_unless_present = "pool")]
         to: Vec<String>,
+        /// Store the file in the recorder pool's etcd: every member applies it
+        /// live (with its own `[[override]]`, keeping its own `[pool]` and the
+        /// tables the file lacks); prints each member's result.
+        #[arg(long, conflicts_with_all = ["to", "dry_run"], requires = "etcd")]
+        pool: bool,
+        /// The pool's etcd endpoints (`[pool] etcd`), comma-separated.
+        #[arg(long, value_delimiter = ',', requires = "pool")]
+        etcd: Vec<String>,
+        /// The pool's key prefix (`[pool] prefix`).
+        #[arg(long, default_value = "/tandem/", requires = "pool")]
+        prefix: String,
+        /// Seconds to wait for every member's result.
+        #[arg(long, default_value_t = 15.0, requires = "pool")]
+        wait: f64,
         /// API tokens: one for every target, or one per `--to` in order.
         #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true, value_delimiter = ',')]
         token: Vec<String>,
@@ -193,11 +208,35 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
         Cmd::Push {
             file,
+            pool: true,
+            etcd,
+            prefix,
+            wait,
+            accept_edited,
+            passphrase_env,
+            ..
+        } => {
+            if passphrase_env.is_some() {
+                bail!("--pool takes no passphrase: a file for the whole pool carries no secrets (export it with --no-secrets)");
+            }
+            let text = read_text(&file)?;
+            super::config_pool::push(super::config_pool::PoolPush {
+                text: &text,
+                name: &file_name(&file),
+                accept_edited,
+                etcd: &etcd,
+                prefix: &prefix,
+                wait: Duration::from_secs_f64(wait.clamp(0.0, 600.0)),
+            })
+        }
+        Cmd::Push {
+            file,
             to,
             token,
             dry_run,
             accept_edited,
             passphrase_env,
+            ..
         } => {
             let text = read_text(&file)?;
             let passphrase = passphrase_env.as_deref().map(passphrase).transpose()?;

@@ -21,6 +21,7 @@ pub mod bench_placement;
 pub mod bench_serve;
 pub mod check;
 pub mod config;
+mod config_pool;
 pub mod demo;
 pub mod evidence;
 pub mod export;

@@ -5,6 +5,9 @@
 //! cameras it records now, and binds and unbinds channels as
 //! `pool::handover` decides (make-before-break).
 //!
+//! A second task applies the pool's shared parameter file when a new one is
+//! pushed (`pool::shared_config`) and reports the outcome to the pool.
+//!
 //! Must never unbind a camera because etcd is unreachable (the view then
 //! stops changing, and so do the bindings), and never bind a channel a
 //! failover rule governs.
@@ -20,8 +23,13 @@ use super::Nvr;
 use crate::config::pool::PoolSettings;
 use crate::config::Config;
 use crate::failover::capacity::ASSUMED_MBPS;
+use crate::parfile::{
+    self,
+    apply::{Request, Source},
+};
 use crate::pool::handover::{self, Waiting};
 use crate::pool::membership::{MemberConfig, Membership, Status};
+use crate::pool::shared_config::{self, AppliedDoc, PoolConfigDoc};
 use crate::pool::view::PoolView;
 use crate::pool::Camera;
 
@@ -42,6 +50,8 @@ pub(super) struct PoolRuntime {
     membership: Membership,
     name: String,
     task: tokio::task::JoinHandle<()>,
+    /// Follows the pool's shared parameter file.
+    shared: tokio::task::JoinHandle<()>,
     /// How many of the pool's cameras this NVR has bound now.
     holding: watch::Receiver<usize>,
     leaving: watch::Sender<bool>,
@@ -50,6 +60,7 @@ pub(super) struct PoolRuntime {
 impl Drop for PoolRuntime {
     fn drop(&mut self) {
         self.task.abort();
+        self.shared.abort();
     }
 }
 
@@ -89,7 +100,14 @@ pub(super) fn start(nvr: &Arc<Nvr>, settings: &PoolSettings) -> PoolRuntime {
     let address = format!("{scheme}://{}", config.listen);
     let (cameras_tx, cameras) = watch::channel(pool_cameras(&config));
     let (recording_tx, recording) = watch::channel(BTreeSet::new());
-    let membership = Membership::start(MemberConfig::new(settings, &address, cameras, recording));
+    let (applied_tx, applied) = watch::channel(None);
+    let membership = Membership::start(MemberConfig::new(settings, &address, cameras, recording, applied));
+    let shared = tokio::spawn(follow_shared_config(
+        Arc::downgrade(nvr),
+        settings.name.clone(),
+        membership.view(),
+        applied_tx,
+    ));
     let (holding_tx, holding) = watch::channel(0);
     let (leaving, leaving_rx) = watch::channel(false);
     let task = tokio::spawn(run(
@@ -107,8 +125,82 @@ pub(super) fn start(nvr: &Arc<Nvr>, settings: &PoolSettings) -> PoolRuntime {
         membership,
         name: settings.name.clone(),
         task,
+        shared,
         holding,
         leaving,
+    }
+}
+
+/// Applies the pool's shared parameter file (`config push --pool`) each
+/// time a new push appears in the view — once per push, at start too —
+/// through the same pipeline as any live apply, and reports the outcome
+/// for the pusher to read. A push that fails here changes nothing here.
+async fn follow_shared_config(
+    nvr: Weak<Nvr>,
+    member: String,
+    mut view: watch::Receiver<PoolView>,
+    applied: watch::Sender<Option<AppliedDoc>>,
+) {
+    let mut last: Option<String> = None;
+    loop {
+        let doc = view.borrow_and_update().config.clone();
+        if let Some(doc) = doc.filter(|d| last.as_deref() != Some(&d.id())) {
+            let Some(nvr) = nvr.upgrade() else { return };
+            last = Some(doc.id());
+            let report = apply_shared(&nvr, &member, &doc).await;
+            if report.ok {
+                info!(push = %report.id, file = %doc.file, "pool: shared configuration: {}", report.result);
+            } else {
+                tracing::warn!(push = %report.id, file = %doc.file, "pool: shared configuration refused: {}", report.result);
+            }
+            applied.send_replace(Some(report));
+        }
+        if view.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn apply_shared(nvr: &Arc<Nvr>, member: &str, doc: &PoolConfigDoc) -> AppliedDoc {
+    let running = nvr.config();
+    // Overrides name the NVR by its `[nvr] name`, which is the member's by default.
+    let name = running.name.clone().unwrap_or_else(|| member.to_string());
+    let outcome = match shared_config::text_for(doc, &name, &running) {
+        Err(e) => Err(e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
+        Ok(text) => {
+            let req = Request {
+                source: Source::Text {
+                    text,
+                    file: doc.file.clone(),
+                },
+                passphrase: None,
+                // The merged text carries no checksum (its header was removed).
+                accept_edited: true,
+                dry_run: false,
+                actor: "pool".into(),
+                origin: "pool".into(),
+                base: std::env::current_dir().unwrap_or_default(),
+                expect_version: None,
+            };
+            parfile::apply::apply(nvr, req).await.map_err(|f| f.errors())
+        }
+    };
+    let (ok, result) = match outcome {
+        Ok(o) if o.unchanged => (true, "unchanged".to_string()),
+        Ok(o) => (
+            true,
+            format!(
+                "applied (version {}): {}",
+                o.version.map_or("-".into(), |v| v.to_string()),
+                parfile::apply::summary(&o.diff)
+            ),
+        ),
+        Err(errors) => (false, crate::excerpt::short(&errors.join("; "))),
+    };
+    AppliedDoc {
+        id: doc.id(),
+        ok,
+        result,
     }
 }
 

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use super::backoff::{Backoff, Phase, PhaseLog};
 use super::placement::Camera;
 use super::records::{self, Keys, MemberRecord, RecordError};
+use super::shared_config::AppliedDoc;
 use super::view::{KeyEvent, PoolView};
 use crate::config::pool::PoolSettings;
 
@@ -48,6 +49,9 @@ pub struct MemberConfig {
     pub keys: Keys,
     pub cameras: watch::Receiver<Vec<Camera>>,
     pub recording: watch::Receiver<BTreeSet<String>>,
+    /// This NVR's report of applying the pool's shared file (published
+    /// under `config-applied/<name>` on the lease).
+    pub applied: watch::Receiver<Option<AppliedDoc>>,
 }
 
 impl MemberConfig {
@@ -58,6 +62,7 @@ impl MemberConfig {
         address: &str,
         cameras: watch::Receiver<Vec<Camera>>,
         recording: watch::Receiver<BTreeSet<String>>,
+        applied: watch::Receiver<Option<AppliedDoc>>,
     ) -> MemberConfig {
         MemberConfig {
             endpoints: settings
@@ -76,6 +81,7 @@ impl MemberConfig {
             keys: Keys::new(&settings.prefix),
             cameras,
             recording,
+            applied,
         }
     }
 
@@ -315,7 +321,8 @@ async fn session(
     tokio::select! {
         r = keep_alive(client.clone(), lease, config.lease_ttl) => r,
         r = follow_pool(client.clone(), config, out) => r,
-        r = publish_recording(client.clone(), lease, config) => r,
+        r = publish_on_lease(client.clone(), lease, config, config.keys.recording(&config.name), config.recording.clone(), |l| Some(records::encode(l))) => r,
+        r = publish_on_lease(client.clone(), lease, config, config.keys.applied(&config.name), config.applied.clone(), |a| a.as_ref().map(records::encode)) => r,
         r = campaign_and_schedule(client.clone(), lease, config, out, log) => r,
     }
 }
@@ -416,20 +423,28 @@ fn publish(config: &MemberConfig, out: &Publish, view: PoolView) {
     });
 }
 
-/// Keeps `<prefix>recording/<name>` (on this session's lease) equal to the
-/// cameras this NVR records now, so that the NVR each came from can let
-/// them go (`handover`).
-async fn publish_recording(mut client: Client, lease: i64, config: &MemberConfig) -> Result<Never, MembershipError> {
-    let mut recording = config.recording.clone();
-    let key = config.keys.recording(&config.name);
+/// Keeps `key` (on this session's lease) equal to the latest value of `rx`
+/// as `encode` renders it (`None`: nothing to publish yet): the cameras this
+/// NVR records now, so that the NVR each came from can let them go
+/// (`handover`), and its report of applying the pool's shared file.
+async fn publish_on_lease<T>(
+    mut client: Client,
+    lease: i64,
+    config: &MemberConfig,
+    key: String,
+    mut rx: watch::Receiver<T>,
+    encode: impl Fn(&T) -> Option<Vec<u8>>,
+) -> Result<Never, MembershipError> {
     loop {
-        let list = records::encode(&*recording.borrow_and_update());
-        within(
-            config.lease_ttl,
-            client.put(key.clone(), list, Some(PutOptions::new().with_lease(lease))),
-        )
-        .await?;
-        changed_or_never(&mut recording).await;
+        let value = encode(&rx.borrow_and_update());
+        if let Some(v) = value {
+            within(
+                config.lease_ttl,
+                client.put(key.clone(), v, Some(PutOptions::new().with_lease(lease))),
+            )
+            .await?;
+        }
+        changed_or_never(&mut rx).await;
     }
 }
 

@@ -26,6 +26,7 @@ pub mod membership;
 pub mod placement;
 mod placement_state;
 pub mod records;
+pub mod shared_config;
 pub mod view;
 
 pub use placement::{

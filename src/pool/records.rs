@@ -73,6 +73,20 @@ impl Keys {
             .strip_prefix("recording/")
             .filter(|n| !n.is_empty() && !n.contains('/'))
     }
+    /// The pool's shared parameter file (`config push --pool`).
+    pub fn config(&self) -> String {
+        format!("{}config", self.prefix)
+    }
+    /// A member's report of applying the shared file.
+    pub fn applied(&self, name: &str) -> String {
+        format!("{}config-applied/{name}", self.prefix)
+    }
+    /// The member name in an applied report's key, if the key is one.
+    pub fn applied_name<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix("config-applied/")
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+    }
     /// Whether `key` is one candidate's key in the scheduler election
     /// (`<prefix>scheduler/<lease in hex>`).
     pub fn is_candidate(&self, key: &str) -> bool {
@@ -126,6 +140,10 @@ pub enum RecordError {
     Recording { member: String, source: serde_json::Error },
     #[error("the stored assignment is not valid JSON: {0}")]
     Assignment(serde_json::Error),
+    #[error("the pool's stored configuration is not valid JSON: {0}")]
+    Config(serde_json::Error),
+    #[error("member {member:?}'s configuration report is not valid JSON: {source}")]
+    Applied { member: String, source: serde_json::Error },
     #[error(transparent)]
     Placement(#[from] PlacementError),
 }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::records::{self, AssignmentDoc, Keys, MemberRecord, RecordError};
+use super::shared_config::{AppliedDoc, PoolConfigDoc};
 
 /// One member as registered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -32,6 +33,10 @@ pub struct PoolView {
     pub assignment: Option<AssignmentDoc>,
     /// Member → the cameras it says it records now.
     pub recording: BTreeMap<String, BTreeSet<String>>,
+    /// The pool's shared parameter file, if one was pushed.
+    pub config: Option<PoolConfigDoc>,
+    /// Member → its report of applying the shared file.
+    pub applied: BTreeMap<String, AppliedDoc>,
     /// Election key → (its create revision, the candidate's name): the
     /// scheduler is the oldest (etcd's election API).
     #[serde(skip)]
@@ -82,6 +87,20 @@ impl PoolView {
             // scheduler writes a new one, and until then every camera stays.
             if let Some(v) = ev.value {
                 self.assignment = Some(records::decode_assignment(v)?);
+            }
+        } else if key == keys.config() {
+            self.config = match ev.value {
+                Some(v) => Some(serde_json::from_slice(v).map_err(RecordError::Config)?),
+                None => None,
+            };
+        } else if let Some(name) = keys.applied_name(key) {
+            self.applied.remove(name);
+            if let Some(v) = ev.value {
+                let doc: AppliedDoc = serde_json::from_slice(v).map_err(|source| RecordError::Applied {
+                    member: name.to_string(),
+                    source,
+                })?;
+                self.applied.insert(name.to_string(), doc);
             }
         } else if keys.is_candidate(key) {
             match ev.value {
@@ -166,6 +185,30 @@ mod tests {
         // An unreadable record removes the member and is reported.
         assert!(v.apply(&keys(), put("/p/members/b", b"{", 3)).is_err());
         assert!(v.members.is_empty());
+    }
+
+    #[test]
+    fn the_shared_file_and_the_members_reports_are_followed() {
+        use crate::pool::shared_config::{AppliedDoc, PoolConfigDoc};
+        let mut v = PoolView::default();
+        let doc = PoolConfigDoc::new("site.toml", "[retention]\n", "t1");
+        v.apply(&keys(), put("/p/config", &records::encode(&doc), 3)).unwrap();
+        assert_eq!(v.config.as_ref(), Some(&doc));
+        let report = AppliedDoc {
+            id: doc.id(),
+            ok: true,
+            result: "unchanged".into(),
+        };
+        v.apply(&keys(), put("/p/config-applied/a", &records::encode(&report), 4))
+            .unwrap();
+        assert_eq!(v.applied["a"], report);
+        // Unreadable values are reported and leave nothing wrong behind.
+        assert!(v.apply(&keys(), put("/p/config-applied/b", b"[", 5)).is_err());
+        assert!(!v.applied.contains_key("b"));
+        assert!(v.apply(&keys(), put("/p/config", b"nope", 6)).is_err());
+        v.apply(&keys(), del("/p/config-applied/a")).unwrap();
+        v.apply(&keys(), del("/p/config")).unwrap();
+        assert!(v.config.is_none() && v.applied.is_empty());
     }
 
     #[test]
