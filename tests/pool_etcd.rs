@@ -83,6 +83,7 @@ impl Lab {
             cameras: tokio::sync::watch::channel(cameras()).1,
             recording: tokio::sync::watch::channel(BTreeSet::new()).1,
             applied: tokio::sync::watch::channel(None).1,
+            last_assignment: None,
         };
         self.members.insert(name.into(), Membership::start(config));
     }

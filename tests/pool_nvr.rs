@@ -252,3 +252,57 @@ fn a_file_pushed_to_the_pool_is_applied_by_every_member() {
     let still = pool(&a.base).unwrap();
     assert_eq!(still["view"]["config"]["file"], "site.toml");
 }
+
+/// An NVR keeps the last assignment it read in its store: started again
+/// while etcd is down, it records the cameras it had instead of nothing.
+#[test]
+fn a_member_started_while_etcd_is_down_records_what_it_had() {
+    if !prerequisite(have_program("etcd"), "etcd (Debian package etcd-server)") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (client_port, peer_port) = (free_port(), free_port());
+    let mut etcd = start_etcd(tmp.path(), client_port, peer_port);
+    let (_cams, urls) = sim_camera(tmp.path(), 2, &["--bitrate-kbps", "200"]);
+    let cams = [("cam-1", urls[0].as_str()), ("cam-2", urls[1].as_str())];
+    let data = tmp.path().join("a");
+    let config = recorder_config(&data, &cams)
+        + &format!(
+            "[pool]\netcd = [\"http://127.0.0.1:{client_port}\"]\nname = \"a\"\n\
+             capacity = {{ channels = 4, mbps = 100 }}\nlease_ttl = \"1s\"\nprefix = \"/t/\"\n"
+        );
+    let mut a = nvr(tmp.path(), "a", &config);
+    wait_for(Duration::from_secs(30), "both cameras recorded by a", || {
+        pool(&a.base).is_some_and(|p| {
+            let owners = assignment(&p);
+            owners.len() == 2 && owners.iter().all(|(c, m)| m == "a" && records(&p, m, c))
+        })
+    });
+    assert!(
+        data.join("pool-assignment.json").exists(),
+        "the assignment is kept in the store"
+    );
+    a.proc.kill();
+    etcd.kill();
+
+    let again = nvr(tmp.path(), "a-again", &config);
+    let recording = |base: &str| -> usize {
+        let Ok(r) = http_get(&format!("{base}/api/v1/channels")) else {
+            return 0;
+        };
+        let v: serde_json::Value = r.json().unwrap_or_default();
+        v.as_array()
+            .or_else(|| v["channels"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|c| c["recording"]["state"] == "recording")
+            .count()
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "both channels recording with etcd down",
+        || recording(&again.base) == 2,
+    );
+    let p = pool(&again.base).unwrap();
+    assert_eq!(p["status"]["registered"], false, "etcd is down: {p}");
+}

@@ -13,6 +13,7 @@
 //! failover rule governs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ use crate::parfile::{
 };
 use crate::pool::handover::{self, Waiting};
 use crate::pool::membership::{MemberConfig, Membership, Status};
+use crate::pool::records::{self, AssignmentDoc};
 use crate::pool::shared_config::{self, AppliedDoc, PoolConfigDoc};
 use crate::pool::view::PoolView;
 use crate::pool::Camera;
@@ -101,7 +103,10 @@ pub(super) fn start(nvr: &Arc<Nvr>, settings: &PoolSettings) -> PoolRuntime {
     let (cameras_tx, cameras) = watch::channel(pool_cameras(&config));
     let (recording_tx, recording) = watch::channel(BTreeSet::new());
     let (applied_tx, applied) = watch::channel(None);
-    let membership = Membership::start(MemberConfig::new(settings, &address, cameras, recording, applied));
+    let mut member = MemberConfig::new(settings, &address, cameras, recording, applied);
+    let kept = config.storage.dir.join(LAST_ASSIGNMENT);
+    member.last_assignment = read_last_assignment(&kept);
+    let membership = Membership::start(member);
     let shared = tokio::spawn(follow_shared_config(
         Arc::downgrade(nvr),
         settings.name.clone(),
@@ -118,6 +123,7 @@ pub(super) fn start(nvr: &Arc<Nvr>, settings: &PoolSettings) -> PoolRuntime {
             cameras: cameras_tx,
             recording: recording_tx,
             holding: holding_tx,
+            kept,
         },
         leaving_rx,
     ));
@@ -209,6 +215,35 @@ struct Outputs {
     cameras: watch::Sender<Vec<Camera>>,
     recording: watch::Sender<BTreeSet<String>>,
     holding: watch::Sender<usize>,
+    /// Where the last assignment read is kept (`LAST_ASSIGNMENT` in the store).
+    kept: PathBuf,
+}
+
+/// The pool's assignment as last read, in the store's directory, so that an
+/// NVR started while etcd is down records what it was given.
+const LAST_ASSIGNMENT: &str = "pool-assignment.json";
+
+/// The kept assignment; a file missing or unreadable is no assignment (etcd
+/// then decides, as on a first start).
+fn read_last_assignment(path: &Path) -> Option<AssignmentDoc> {
+    let bytes = std::fs::read(path).ok()?;
+    match records::decode_assignment(&bytes) {
+        Ok(doc) => Some(doc),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), "pool: ignoring the kept assignment: {e}");
+            None
+        }
+    }
+}
+
+/// Keeps `doc` in `path`, whole or not at all (a temporary file renamed).
+/// Not fsynced: after a power cut an older assignment is as good a hint.
+fn keep_assignment(path: &Path, doc: &AssignmentDoc) {
+    let tmp = path.with_extension("json.tmp");
+    let r = std::fs::write(&tmp, records::encode(doc)).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = r {
+        tracing::warn!(file = %path.display(), "pool: cannot keep the assignment on disk: {e}");
+    }
 }
 
 async fn run(
@@ -222,7 +257,9 @@ async fn run(
         cameras,
         recording,
         holding,
+        kept,
     } = out;
+    let mut kept_doc = read_last_assignment(&kept);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Channel → (frames seen, when that count last grew).
@@ -242,6 +279,12 @@ async fn run(
         let (bound, live) = nvr.pool_state(&channels, &mut seen, now);
         recording.send_if_modified(|cur| (*cur != live).then(|| *cur = live).is_some());
         let v = view.borrow_and_update().clone();
+        if v.assignment.is_some() && v.assignment != kept_doc {
+            if let Some(doc) = &v.assignment {
+                keep_assignment(&kept, doc);
+            }
+            kept_doc = v.assignment.clone();
+        }
         let pool: BTreeSet<String> = channels.keys().cloned().collect();
         let h = if *leaving.borrow() {
             handover::leaving(&me, &pool, &v, &bound)

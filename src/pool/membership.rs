@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use super::backoff::{Backoff, Phase, PhaseLog};
 use super::placement::Camera;
-use super::records::{self, Keys, MemberRecord, RecordError};
+use super::records::{self, AssignmentDoc, Keys, MemberRecord, RecordError};
 use super::shared_config::AppliedDoc;
 use super::view::{KeyEvent, PoolView};
 use crate::config::pool::PoolSettings;
@@ -52,6 +52,10 @@ pub struct MemberConfig {
     /// This NVR's report of applying the pool's shared file (published
     /// under `config-applied/<name>` on the lease).
     pub applied: watch::Receiver<Option<AppliedDoc>>,
+    /// The assignment last read from etcd before this start (kept on disk by
+    /// the NVR): the view holds it until etcd answers, so an NVR started
+    /// while etcd is down records the cameras it had.
+    pub last_assignment: Option<AssignmentDoc>,
 }
 
 impl MemberConfig {
@@ -82,6 +86,7 @@ impl MemberConfig {
             cameras,
             recording,
             applied,
+            last_assignment: None,
         }
     }
 
@@ -139,7 +144,9 @@ impl Membership {
     pub fn start(config: MemberConfig) -> Membership {
         let (assigned_tx, assigned) = watch::channel(BTreeSet::new());
         let (status_tx, status) = watch::channel(Status::default());
-        let (view_tx, view) = watch::channel(PoolView::default());
+        let mut first = PoolView::default();
+        first.assignment = config.last_assignment.clone();
+        let (view_tx, view) = watch::channel(first);
         let (leave, leaving) = watch::channel(false);
         let out = Publish {
             assigned: assigned_tx,
