@@ -744,6 +744,25 @@ impl Nvr {
             .map_err(|e| format!("the store writer is not taking events: {e}"))
     }
 
+    /// The NVRs that may hold footage of `channel` this NVR lacks: its
+    /// failover peers, and in a pool the other members with a channel for
+    /// the same camera (`failover::federation`'s one timeline).
+    pub fn federation_peers(&self, channel: u32) -> Vec<crate::failover::federation::PeerRef> {
+        let config = self.config();
+        let mut out = crate::failover::federation::peers_of(&config, &self.peers, channel, std::time::Instant::now());
+        if let Some(p) = self.pool.lock().expect("pool lock").as_ref() {
+            for peer in p.peers(&config, channel) {
+                if !out
+                    .iter()
+                    .any(|o| o.base_url == peer.base_url && o.channel == peer.channel)
+                {
+                    out.push(peer);
+                }
+            }
+        }
+        out
+    }
+
     /// The pool as this NVR sees it; `None` without `[pool]`.
     pub fn pool_status(&self) -> Option<PoolStatus> {
         let config = self.config();

@@ -210,7 +210,3 @@ fn the_primary_shows_and_plays_footage_the_standby_still_holds() {
     let r = http_get(&own).unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}

@@ -76,6 +76,7 @@ impl Lab {
                 kbps: 100_000,
                 address: format!("http://{name}.lab:8080"),
                 version: "test".into(),
+                cameras: Default::default(),
             },
             lease_ttl: TTL,
             keys: Keys::new(PREFIX),
@@ -84,6 +85,7 @@ impl Lab {
             recording: tokio::sync::watch::channel(BTreeSet::new()).1,
             applied: tokio::sync::watch::channel(None).1,
             last_assignment: None,
+            channels_of: tokio::sync::watch::channel(BTreeMap::new()).1,
         };
         self.members.insert(name.into(), Membership::start(config));
     }

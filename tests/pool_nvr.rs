@@ -306,3 +306,88 @@ fn a_member_started_while_etcd_is_down_records_what_it_had() {
     let p = pool(&again.base).unwrap();
     assert_eq!(p["status"]["registered"], false, "etcd is down: {p}");
 }
+
+/// One timeline across the pool: a camera moved from member a to member b
+/// (b joined; the rebalance moved it) shows, in b's `recordings`, what a
+/// recorded before the move, `held_by` a — found through a's member record,
+/// nothing configured on b — and b's `clip.mp4` over that stretch plays,
+/// streamed from a.
+#[test]
+fn any_member_shows_and_serves_the_footage_another_holds() {
+    if !prerequisite(have_program("etcd"), "etcd (Debian package etcd-server)") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (client_port, peer_port) = (free_port(), free_port());
+    let _etcd = start_etcd(tmp.path(), client_port, peer_port);
+    let (_cams, urls) = sim_camera(tmp.path(), 2, &["--bitrate-kbps", "200", "--gop", "10"]);
+    let cams = [("cam-1", urls[0].as_str()), ("cam-2", urls[1].as_str())];
+    let config = |name: &str| {
+        recorder_config(&tmp.path().join(name), &cams)
+            + &format!(
+                "[failover]\npeer_token = \"pool-peer-token-0123456789\"\n\
+                 [pool]\netcd = [\"http://127.0.0.1:{client_port}\"]\nname = \"{name}\"\n\
+                 capacity = {{ channels = 4, mbps = 100 }}\nlease_ttl = \"1s\"\nprefix = \"/t/\"\n"
+            )
+    };
+    let a = nvr(tmp.path(), "a", &config("a"));
+    wait_for(Duration::from_secs(30), "both cameras recorded by a", || {
+        pool(&a.base).is_some_and(|p| {
+            let owners = assignment(&p);
+            owners.len() == 2 && owners.iter().all(|(c, m)| m == "a" && records(&p, m, c))
+        })
+    });
+    let start = common::rfc3339_offset(-1.0);
+    std::thread::sleep(Duration::from_secs(3));
+    let b = nvr(tmp.path(), "b", &config("b"));
+    let mut moved = String::new();
+    wait_for(
+        Duration::from_secs(30),
+        "a camera moved to b and recorded there",
+        || {
+            pool(&a.base).is_some_and(|p| {
+                let owners = assignment(&p);
+                match owners.iter().find(|(_, m)| *m == "b") {
+                    Some((c, _)) if records(&p, "b", c) => {
+                        moved = c.clone();
+                        true
+                    }
+                    _ => false,
+                }
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let ch = if moved == "cam-1" { 1 } else { 2 };
+    let end = common::rfc3339_offset(0.0);
+    let q = format!("start={}&end={}", common::enc(&start), common::enc(&end));
+    let a_name = a.base.trim_start_matches("http://").to_string();
+    let v: serde_json::Value = http_get(&format!("{}/api/v1/channels/{ch}/recordings?{q}", b.base))
+        .unwrap()
+        .json()
+        .unwrap();
+    let runs = v["recordings"].as_array().cloned().unwrap_or_default();
+    let held: Vec<&serde_json::Value> = runs.iter().filter(|r| r["held_by"] == a_name.as_str()).collect();
+    let own: Vec<&serde_json::Value> = runs.iter().filter(|r| r["held_by"].is_null()).collect();
+    assert!(!held.is_empty(), "b shows what a holds of {moved}: {v}");
+    assert!(!own.is_empty(), "and what it recorded itself: {v}");
+    let first_own = own.iter().filter_map(|r| r["start"].as_str()).min().unwrap();
+    let first_held = held.iter().filter_map(|r| r["start"].as_str()).min().unwrap();
+    assert!(first_held < first_own, "a's footage comes before the move: {v}");
+    // b serves a clip of the stretch only a holds.
+    let held_end = held[0]["end"].as_str().unwrap();
+    let clip = http_get(&format!(
+        "{}/api/v1/channels/{ch}/clip.mp4?start={}&end={}",
+        b.base,
+        common::enc(first_held),
+        common::enc(held_end)
+    ))
+    .unwrap();
+    assert_eq!(clip.status, 200, "{}", String::from_utf8_lossy(&clip.body));
+    assert!(
+        clip.body.len() > 10_000,
+        "a clip of a's footage: {} bytes",
+        clip.body.len()
+    );
+    assert_eq!(&clip.body[4..8], b"ftyp");
+}

@@ -6,7 +6,9 @@
 //! A channel's peers: the backup of every rule whose `backup` maps the
 //! channel (the standby asks the primary), and every standby that announced
 //! itself through its probes as backing the channel up (the primary asks
-//! the standby; `super::peer::Directory`).
+//! the standby; `super::peer::Directory`). In a recorder pool, also every
+//! other member with a channel for the same camera (`nvr::pool::pool_peers`,
+//! from the members' records; `Nvr::federation_peers` joins the two).
 //!
 //! The choice of what to show is pure (`holes`, `fill`); the calls to the
 //! peer are blocking (`httpc`), bounded in time and size, run on the

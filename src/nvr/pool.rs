@@ -24,6 +24,7 @@ use super::Nvr;
 use crate::config::pool::PoolSettings;
 use crate::config::Config;
 use crate::failover::capacity::ASSUMED_MBPS;
+use crate::failover::federation::PeerRef;
 use crate::parfile::{
     self,
     apply::{Request, Source},
@@ -106,6 +107,8 @@ pub(super) fn start(nvr: &Arc<Nvr>, settings: &PoolSettings) -> PoolRuntime {
     let mut member = MemberConfig::new(settings, &address, cameras, recording, applied);
     let kept = config.storage.dir.join(LAST_ASSIGNMENT);
     member.last_assignment = read_last_assignment(&kept);
+    let (channels_of_tx, channels_of) = watch::channel(pool_channels(&config));
+    member.channels_of = channels_of;
     let membership = Membership::start(member);
     let shared = tokio::spawn(follow_shared_config(
         Arc::downgrade(nvr),
@@ -124,6 +127,7 @@ pub(super) fn start(nvr: &Arc<Nvr>, settings: &PoolSettings) -> PoolRuntime {
             recording: recording_tx,
             holding: holding_tx,
             kept,
+            channels_of: channels_of_tx,
         },
         leaving_rx,
     ));
@@ -217,6 +221,8 @@ struct Outputs {
     holding: watch::Sender<usize>,
     /// Where the last assignment read is kept (`LAST_ASSIGNMENT` in the store).
     kept: PathBuf,
+    /// Camera → channel here, published in the member record.
+    channels_of: watch::Sender<BTreeMap<String, u32>>,
 }
 
 /// The pool's assignment as last read, in the store's directory, so that an
@@ -258,6 +264,7 @@ async fn run(
         recording,
         holding,
         kept,
+        channels_of,
     } = out;
     let mut kept_doc = read_last_assignment(&kept);
     let mut tick = tokio::time::interval(TICK);
@@ -273,6 +280,7 @@ async fn run(
         let Some(nvr) = nvr.upgrade() else { return };
         let config = nvr.config();
         let channels = pool_channels(&config);
+        channels_of.send_if_modified(|cur| (*cur != channels).then(|| *cur = channels.clone()).is_some());
         let list = pool_cameras(&config);
         cameras.send_if_modified(|cur| (*cur != list).then(|| *cur = list).is_some());
         let now = Instant::now();
@@ -346,7 +354,40 @@ impl From<Status> for MemberStatus {
     }
 }
 
+/// The other members that have a channel for the camera `channel` records
+/// here, with that channel: where the one timeline asks for the footage
+/// they hold (`failover::federation`). Members are reached at the address
+/// in their record, with the failover peer token.
+pub(super) fn pool_peers(view: &PoolView, me: &str, config: &Config, channel: u32) -> Vec<PeerRef> {
+    let Some(camera) = pool_channels(config)
+        .into_iter()
+        .find(|(_, ch)| *ch == channel)
+        .map(|(c, _)| c)
+    else {
+        return Vec::new();
+    };
+    view.members
+        .iter()
+        .filter(|(name, _)| name.as_str() != me)
+        .filter_map(|(_, m)| {
+            let theirs = *m.record.cameras.get(&camera)?;
+            let base = m.record.address.trim_end_matches('/').to_string();
+            let name = base.split_once("://").map_or(base.as_str(), |(_, h)| h).to_string();
+            Some(PeerRef {
+                name,
+                base_url: base,
+                channel: theirs,
+            })
+        })
+        .collect()
+}
+
 impl PoolRuntime {
+    /// See `pool_peers`.
+    pub(super) fn peers(&self, config: &Config, channel: u32) -> Vec<PeerRef> {
+        pool_peers(&self.membership.view().borrow(), &self.name, config, channel)
+    }
+
     /// Leaves the pool gracefully: the lease is revoked so the others take
     /// this NVR's cameras at once, and each camera stays recorded here until
     /// its new owner records it (make-before-break), for at most `wait`

@@ -237,6 +237,7 @@ mod tests {
                         kbps: 16_000,
                         address: String::new(),
                         version: String::new(),
+                        cameras: Default::default(),
                     },
                     lease: 1,
                 },

@@ -56,6 +56,9 @@ pub struct MemberConfig {
     /// the NVR): the view holds it until etcd answers, so an NVR started
     /// while etcd is down records the cameras it had.
     pub last_assignment: Option<AssignmentDoc>,
+    /// Camera → the channel recording it here (`MemberRecord::cameras`);
+    /// the record is written again when it changes.
+    pub channels_of: watch::Receiver<BTreeMap<String, u32>>,
 }
 
 impl MemberConfig {
@@ -80,6 +83,7 @@ impl MemberConfig {
                 kbps: settings.capacity.kbps,
                 address: settings.address.clone().unwrap_or_else(|| address.to_string()),
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                cameras: Default::default(),
             },
             lease_ttl: settings.lease_ttl,
             keys: Keys::new(&settings.prefix),
@@ -87,6 +91,15 @@ impl MemberConfig {
             recording,
             applied,
             last_assignment: None,
+            channels_of: watch::channel(BTreeMap::new()).1,
+        }
+    }
+
+    /// The member record as published now: the fixed part and the cameras.
+    fn record_now(&self, cameras: &BTreeMap<String, u32>) -> MemberRecord {
+        MemberRecord {
+            cameras: cameras.clone(),
+            ..self.record.clone()
         }
     }
 
@@ -300,7 +313,7 @@ async fn session(
     let limit = config.lease_ttl;
     let mut client = connect(config).await?;
     let lease = within(limit, client.lease_grant(config.ttl_secs(), None)).await?.id();
-    let record = records::encode(&config.record);
+    let record = records::encode(&config.record_now(&config.channels_of.borrow()));
     // The record moves to the new lease in one put, so the scheduler never
     // sees this member leave and come back (which would move its cameras).
     within(
@@ -329,6 +342,7 @@ async fn session(
         r = keep_alive(client.clone(), lease, config.lease_ttl) => r,
         r = follow_pool(client.clone(), config, out) => r,
         r = publish_on_lease(client.clone(), lease, config, config.keys.recording(&config.name), config.recording.clone(), |l| Some(records::encode(l))) => r,
+        r = publish_on_lease(client.clone(), lease, config, config.keys.member(&config.name), config.channels_of.clone(), |m| Some(records::encode(&config.record_now(m)))) => r,
         r = publish_on_lease(client.clone(), lease, config, config.keys.applied(&config.name), config.applied.clone(), |a| a.as_ref().map(records::encode)) => r,
         r = campaign_and_schedule(client.clone(), lease, config, out, log) => r,
     }

@@ -112,6 +112,10 @@ pub struct MemberRecord {
     pub address: String,
     /// Tandem's version, so a mixed pool during an upgrade is visible.
     pub version: String,
+    /// The pool's cameras this member has a channel for, and that channel:
+    /// where the others ask for its footage of a camera (one timeline).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cameras: BTreeMap<String, u32>,
 }
 
 impl MemberRecord {
@@ -253,6 +257,7 @@ mod tests {
             kbps: 100_000,
             address: "http://a".into(),
             version: "0".into(),
+            cameras: Default::default(),
         }
     }
 

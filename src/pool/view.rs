@@ -170,6 +170,7 @@ mod tests {
             kbps: 10_000,
             address: "http://a:1".into(),
             version: "t".into(),
+            cameras: Default::default(),
         })
     }
 

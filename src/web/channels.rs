@@ -50,7 +50,7 @@ pub async fn list(State(nvr): State<Arc<Nvr>>, Extension(p): Extension<Principal
         ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
         ("start" = String, Query, description = "RFC 3339 time", format = DateTime),
         ("end" = String, Query, description = "RFC 3339 time, after `start`", format = DateTime),
-        ("federated" = Option<String>, Query, description = "`1` (default for channels with a backup peer): \
+        ("federated" = Option<String>, Query, description = "`1` (default for channels with a backup peer or in a pool): \
           include the peer's footage; `0`: this NVR's only"),
     ),
     responses(
@@ -83,7 +83,7 @@ pub async fn recordings(
         .map_err(ApiError::internal)?;
     let config = nvr.config();
     let peers = if federated {
-        federation::peers_of(&config, &nvr.peers, ch, std::time::Instant::now())
+        nvr.federation_peers(ch)
     } else {
         Vec::new()
     };

@@ -66,7 +66,7 @@ fn list_header<T: serde::Serialize>(items: &[T]) -> Option<HeaderValue> {
         ("n" = u32, Path, description = "Channel number (1–4096)", minimum = 1, maximum = 4096),
         ("start" = String, Query, description = "RFC 3339 time", format = DateTime),
         ("end" = String, Query, description = "RFC 3339 time, after `start`, at most 12 h later", format = DateTime),
-        ("federated" = Option<String>, Query, description = "`1` (default for channels with a backup peer): \
+        ("federated" = Option<String>, Query, description = "`1` (default for channels with a backup peer or in a pool): \
           a range without local footage comes from the peer; `0`: this NVR's only"),
     ),
     responses(
@@ -95,7 +95,7 @@ pub async fn clip(
     // clip, not by the range a client asks for.
     params::span(start, end, clip::MAX_CLIP)?;
     let peers = match super::channels::federated(&q)? {
-        true => federation::peers_of(&nvr.config(), &nvr.peers, ch, std::time::Instant::now()),
+        true => nvr.federation_peers(ch),
         false => Vec::new(),
     };
     let reader = nvr.reader.clone();

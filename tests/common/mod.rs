@@ -273,6 +273,11 @@ pub fn http_anonymous(method: &str, url: &str, headers: &[(&str, &str)], body: &
 }
 
 /// RFC 3339 text for "now + offset seconds".
+/// A query parameter's value, percent-encoded (RFC 3339 times carry `+` and `:`).
+pub fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 pub fn rfc3339_offset(offset_s: f64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
