@@ -18,6 +18,7 @@ pub mod offline;
 pub mod plan;
 pub mod rows;
 pub mod task;
+pub mod uploads;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -7,12 +7,14 @@
 //! expire archived footage past `max_age` (row first, then object and day
 //! index entry).
 //!
-//! Resumable by construction: nothing is marked before it is verified, so an
-//! upload cut anywhere (process killed, server gone, task dropped) leaves the
-//! row `complete` and the file in place, and the next pass uploads the
-//! segment again from its start (an upload in progress is aborted when the
-//! pass sees the error; one cut by a kill is left to the bucket's
-//! incomplete-upload expiry). A local file whose row is already `archived`
+//! Resumable: nothing is marked before it is verified, so an upload cut
+//! anywhere (process killed, server gone, task dropped) leaves the row
+//! `complete` and the file in place; a multipart upload's acknowledged parts
+//! are recorded (`uploads`), and the next pass continues at the next part
+//! (the parts already sent are read and hashed locally, not sent again). An
+//! upload the server no longer knows is started again at once; one whose
+//! segment went (retention) is left to the bucket's incomplete-upload
+//! expiry. A local file whose row is already `archived`
 //! (killed between commit and unlink) is deleted when the archiver starts.
 //! Must never delete a local file whose row is not `archived`, and never
 //! touch a row that is being written.
@@ -27,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use object_store::aws::AmazonS3;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
-use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload};
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -36,7 +39,7 @@ use tracing::{info, warn};
 use super::bucket::TokenBucket;
 use super::day_index::{self, DayIndex, Entry};
 use super::plan::{self, Limits};
-use super::{rows, ArchiveError, Location};
+use super::{rows, uploads, ArchiveError, Location};
 use crate::config::archive::ArchiveSettings;
 use crate::store::{db, segment_path};
 use crate::time::{Clock, Time90k};
@@ -67,6 +70,8 @@ pub struct PassReport {
     /// cut between its row and its object, or a row retention took),
     /// found by the hourly sweep of the day indexes and deleted.
     pub swept: usize,
+    /// Bytes of interrupted uploads not sent again: resumed at their next part.
+    pub resumed_bytes: u64,
     pub errors: Vec<String>,
 }
 
@@ -85,6 +90,8 @@ pub struct Archiver {
     /// Local copies of archived segments and when they may go.
     unlink_later: Vec<(PathBuf, Instant)>,
     unlink_grace: Duration,
+    /// This pass's `PassReport::resumed_bytes`.
+    resumed_bytes: u64,
 }
 
 /// How long the local copy of a newly archived segment stays (see `unlink_due`).
@@ -134,7 +141,9 @@ impl Archiver {
             swept_at: None,
             unlink_later: Vec::new(),
             unlink_grace: UNLINK_GRACE,
+            resumed_bytes: 0,
         };
+        uploads::open(&a.conn)?;
         let n = a.delete_leftover_files()?;
         if n > 0 {
             info!(
@@ -189,6 +198,7 @@ impl Archiver {
     /// expires what is past `max_age`.
     pub async fn pass(&mut self, now: Time90k) -> Result<PassReport, ArchiveError> {
         let mut report = PassReport::default();
+        self.resumed_bytes = 0;
         self.unlink_due(&mut report)?;
         let due = Time90k(now.0.saturating_sub(self.limits.after));
         let local = rows::due_local(&self.conn, due, self.limits.batch)?;
@@ -226,6 +236,7 @@ impl Archiver {
             }
         }
         report.upload_secs = started.elapsed().as_secs_f64();
+        report.resumed_bytes = self.resumed_bytes;
         self.commit(done, &mut report).await?;
         if let Some(c) = cutoff {
             self.expire(&p.expire, c, &mut report).await?;
@@ -373,19 +384,10 @@ impl Archiver {
         if len < row.bytes {
             return Err(seg(format!("file has {len} of {} bytes", row.bytes)));
         }
-        let mut left = row.bytes;
-        let mut sha = Sha256::new();
-        let mut read_part = |f: &mut File, left: &mut u64, part: usize| -> Result<Vec<u8>, ArchiveError> {
-            let n = (*left).min(part as u64) as usize;
-            let mut buf = vec![0u8; n];
-            f.read_exact(&mut buf)?;
-            *left -= n as u64;
-            sha.update(&buf);
-            Ok(buf)
-        };
         if row.bytes <= self.part_size as u64 {
-            let buf = read_part(&mut f, &mut left, self.part_size)?;
-            let sha256: [u8; 32] = sha.finalize().into();
+            let mut buf = vec![0u8; row.bytes as usize];
+            f.read_exact(&mut buf)?;
+            let sha256: [u8; 32] = Sha256::digest(&buf).into();
             self.pace(buf.len()).await;
             let opts = PutOptions {
                 attributes: attributes(&sha256),
@@ -400,27 +402,34 @@ impl Archiver {
                 sha256,
             }));
         }
+        drop(f);
         // Multipart: the digest is known only at the end, so the object's
-        // metadata cannot carry it; the row and the day index do.
-        let opts = PutMultipartOptions::default();
-        let mut up = self.store.put_multipart_opts(&key, opts).await?;
-        let r: Result<(), ArchiveError> = async {
-            while left > 0 {
-                let buf = read_part(&mut f, &mut left, self.part_size)?;
-                self.pace(buf.len()).await;
-                up.put_part(PutPayload::from(buf)).await?;
-            }
-            up.complete().await?;
-            Ok(())
-        }
-        .await;
-        if let Err(e) = r {
-            if let Err(a) = up.abort().await {
-                warn!(segment = id, "aborting the multipart upload: {a}");
-            }
-            return Err(e);
-        }
-        let sha256: [u8; 32] = sha.finalize().into();
+        // metadata cannot carry it; the row and the day index do. An upload
+        // a cut left behind is resumed; one the server no longer knows (it
+        // expired, the server lost it) is started again at once.
+        let saved = uploads::saved(&self.conn, id)?.filter(|s| s.key == key.as_ref() && s.part_size == self.part_size);
+        let sha256 = match saved {
+            Some(s) => match self.send_parts(id, &key, &path, row.bytes, Some(s.clone())).await {
+                Ok(sha) => sha,
+                Err((e, false)) => {
+                    warn!(
+                        segment = id,
+                        "archive: the interrupted upload cannot be resumed ({e}); starting it again"
+                    );
+                    let _ = self.store.abort_multipart(&key, &s.upload_id).await;
+                    uploads::forget(&self.conn, id)?;
+                    self.send_parts(id, &key, &path, row.bytes, None)
+                        .await
+                        .map_err(|(e, _)| e)?
+                }
+                Err((e, true)) => return Err(e),
+            },
+            None => self
+                .send_parts(id, &key, &path, row.bytes, None)
+                .await
+                .map_err(|(e, _)| e)?,
+        };
+        uploads::forget(&self.conn, id)?;
         self.verify(&key, row.bytes, &sha256).await?;
         Ok(Some(Uploaded {
             row,
@@ -428,6 +437,83 @@ impl Archiver {
             key,
             sha256,
         }))
+    }
+
+    /// Sends `path` (its first `bytes`) as the parts of a multipart upload —
+    /// continuing `resume` (its acknowledged parts are read and hashed here,
+    /// not sent again) or a new one — recording each acknowledged part, then
+    /// completes it; returns the whole file's SHA-256. On failure the upload
+    /// is kept for the next pass, and the flag says whether this call got
+    /// any answer from the server for it (a resumed upload that got none is
+    /// presumably gone on the server).
+    async fn send_parts(
+        &mut self,
+        id: i64,
+        key: &ObjectPath,
+        path: &Path,
+        bytes: u64,
+        resume: Option<uploads::Saved>,
+    ) -> Result<[u8; 32], (ArchiveError, bool)> {
+        let mut progressed = false;
+        let r: Result<[u8; 32], ArchiveError> = async {
+            let mut f = File::open(path)?;
+            let mut sha = Sha256::new();
+            let mut left = bytes;
+            let part_size = self.part_size;
+            let mut read_part = |f: &mut File, left: &mut u64| -> Result<Vec<u8>, ArchiveError> {
+                let n = (*left).min(part_size as u64) as usize;
+                let mut buf = vec![0u8; n];
+                f.read_exact(&mut buf)?;
+                *left -= n as u64;
+                sha.update(&buf);
+                Ok(buf)
+            };
+            let mut saved = match resume {
+                Some(s) => {
+                    for _ in &s.parts {
+                        read_part(&mut f, &mut left)?;
+                    }
+                    let skipped = bytes - left;
+                    info!(
+                        segment = id,
+                        parts = s.parts.len(),
+                        bytes = skipped,
+                        "archive: resuming an interrupted upload"
+                    );
+                    self.resumed_bytes += skipped;
+                    s
+                }
+                None => {
+                    let upload_id = self.store.create_multipart(key).await?;
+                    progressed = true;
+                    let s = uploads::Saved {
+                        key: key.to_string(),
+                        upload_id,
+                        part_size,
+                        parts: Vec::new(),
+                    };
+                    uploads::save(&self.conn, id, &s)?;
+                    s
+                }
+            };
+            while left > 0 {
+                let buf = read_part(&mut f, &mut left)?;
+                self.pace(buf.len()).await;
+                let idx = saved.parts.len();
+                let part = self
+                    .store
+                    .put_part(key, &saved.upload_id, idx, PutPayload::from(buf))
+                    .await?;
+                progressed = true;
+                saved.parts.push(part.content_id);
+                uploads::save(&self.conn, id, &saved)?;
+            }
+            let parts = saved.parts.iter().map(|c| PartId { content_id: c.clone() }).collect();
+            self.store.complete_multipart(key, &saved.upload_id, parts).await?;
+            Ok(sha.finalize().into())
+        }
+        .await;
+        r.map_err(|e| (e, progressed))
     }
 
     async fn pace(&mut self, bytes: usize) {
