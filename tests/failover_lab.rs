@@ -11,38 +11,9 @@
 mod common;
 use common::*;
 
-/// Runs `tandem failover-lab ARGS --json … --workdir …` and returns its report,
-/// after checking it exited well and left no namespace of its own behind.
+/// Runs `tandem failover-lab ARGS` (see `common::lab_report`).
 fn lab(args: &[&str]) -> serde_json::Value {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("lab.json");
-    let child = std::process::Command::new(tandem())
-        .arg("failover-lab")
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .arg("--workdir")
-        .arg(dir.path().join("work"))
-        .env("TANDEM_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let prefix = format!("tdmlab{}-", child.id() % 10000);
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the lab failed");
-    // Nothing is left behind.
-    let ns = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&ns.stdout).contains(&prefix),
-        "namespaces left behind"
-    );
-    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+    lab_report("failover-lab", args)
 }
 
 #[test]

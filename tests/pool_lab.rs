@@ -20,46 +20,10 @@ fn pool_lab_short_run_meets_the_targets() {
     {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("pool.json");
-    let child = std::process::Command::new(tandem())
-        .args([
-            "pool-lab",
-            "--nvrs",
-            "4",
-            "--cameras",
-            "12",
-            "--kill",
-            "2",
-            "--hold",
-            "3",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--workdir")
-        .arg(dir.path().join("work"))
-        .env("TANDEM_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let prefix = format!("tdmlab{}-", child.id() % 10000);
-    let out = child.wait_with_output().unwrap();
-    eprintln!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let r = lab_report(
+        "pool-lab",
+        &["--nvrs", "4", "--cameras", "12", "--kill", "2", "--hold", "3"],
     );
-    assert!(out.status.success(), "the pool lab failed");
-    let ns = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&ns.stdout).contains(&prefix),
-        "namespaces left behind"
-    );
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rows = r["scenarios"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().filter_map(|s| s["scenario"].as_str()).collect();
     assert_eq!(names, ["kill", "stop", "partition", "etcd-restart", "add"]);

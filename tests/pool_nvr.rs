@@ -14,6 +14,14 @@ use common::{free_port, have_program, http_get, nvr, prerequisite, recorder_conf
 
 const CAMERAS: u32 = 4;
 
+/// A member's `[pool]` table: etcd on loopback, lease TTL 1 s, prefix `/t/`.
+fn pool_table(client_port: u16, name: &str, channels: u32) -> String {
+    format!(
+        "[pool]\netcd = [\"http://127.0.0.1:{client_port}\"]\nname = \"{name}\"\n\
+         capacity = {{ channels = {channels}, mbps = 100 }}\nlease_ttl = \"1s\"\nprefix = \"/t/\"\n"
+    )
+}
+
 fn pool(base: &str) -> Option<serde_json::Value> {
     let r = http_get(&format!("{base}/api/v1/pool")).ok()?;
     (r.status == 200).then(|| serde_json::from_slice(&r.body).ok())?
@@ -55,11 +63,7 @@ fn a_killed_member_s_cameras_are_recorded_again_by_the_others() {
     let refs: Vec<(&str, &str)> = named.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
     let config = |name: &str| {
         let data = tmp.path().join(name);
-        recorder_config(&data, &refs)
-            + &format!(
-                "[pool]\netcd = [\"http://127.0.0.1:{client_port}\"]\nname = \"{name}\"\n\
-                 capacity = {{ channels = {CAMERAS}, mbps = 100 }}\nlease_ttl = \"1s\"\nprefix = \"/t/\"\n"
-            )
+        recorder_config(&data, &refs) + &pool_table(client_port, name, CAMERAS)
     };
     let mut nvrs: BTreeMap<String, common::Nvr> = ["a", "b", "c"]
         .iter()
@@ -178,11 +182,7 @@ fn a_file_pushed_to_the_pool_is_applied_by_every_member() {
     let endpoint = format!("http://127.0.0.1:{client_port}");
     let config = |name: &str| {
         let first_two = [("cam-1", urls[0].as_str()), ("cam-2", urls[1].as_str())];
-        recorder_config(&tmp.path().join(name), &first_two)
-            + &format!(
-                "[pool]\netcd = [\"{endpoint}\"]\nname = \"{name}\"\n\
-                 capacity = {{ channels = 4, mbps = 100 }}\nlease_ttl = \"1s\"\nprefix = \"/t/\"\n"
-            )
+        recorder_config(&tmp.path().join(name), &first_two) + &pool_table(client_port, name, 4)
     };
     let a = nvr(tmp.path(), "a", &config("a"));
     let b = nvr(tmp.path(), "b", &config("b"));
@@ -266,11 +266,7 @@ fn a_member_started_while_etcd_is_down_records_what_it_had() {
     let (_cams, urls) = sim_camera(tmp.path(), 2, &["--bitrate-kbps", "200"]);
     let cams = [("cam-1", urls[0].as_str()), ("cam-2", urls[1].as_str())];
     let data = tmp.path().join("a");
-    let config = recorder_config(&data, &cams)
-        + &format!(
-            "[pool]\netcd = [\"http://127.0.0.1:{client_port}\"]\nname = \"a\"\n\
-             capacity = {{ channels = 4, mbps = 100 }}\nlease_ttl = \"1s\"\nprefix = \"/t/\"\n"
-        );
+    let config = recorder_config(&data, &cams) + &pool_table(client_port, "a", 4);
     let mut a = nvr(tmp.path(), "a", &config);
     wait_for(Duration::from_secs(30), "both cameras recorded by a", || {
         pool(&a.base).is_some_and(|p| {
@@ -324,11 +320,8 @@ fn any_member_shows_and_serves_the_footage_another_holds() {
     let cams = [("cam-1", urls[0].as_str()), ("cam-2", urls[1].as_str())];
     let config = |name: &str| {
         recorder_config(&tmp.path().join(name), &cams)
-            + &format!(
-                "[failover]\npeer_token = \"pool-peer-token-0123456789\"\n\
-                 [pool]\netcd = [\"http://127.0.0.1:{client_port}\"]\nname = \"{name}\"\n\
-                 capacity = {{ channels = 4, mbps = 100 }}\nlease_ttl = \"1s\"\nprefix = \"/t/\"\n"
-            )
+            + "[failover]\npeer_token = \"pool-peer-token-0123456789\"\n"
+            + &pool_table(client_port, name, 4)
     };
     let a = nvr(tmp.path(), "a", &config("a"));
     wait_for(Duration::from_secs(30), "both cameras recorded by a", || {

@@ -46,27 +46,38 @@ pub fn run(a: Args) -> Result<ExitCode> {
         None => Scenario::defaults(a.paper),
     };
     tandem::lab::require_root()?;
-    let keep = a.workdir.is_some();
-    let workdir = a.workdir.unwrap_or_else(tandem::lab::default_workdir);
-    let opts = tandem::lab::LabOptions {
-        rounds: a.rounds.max(1),
-        hold: Duration::from_secs_f64(a.hold.max(0.5)),
-        paper: a.paper,
-        edge_storage: a.edge_storage,
-        ignore_key_frame_requests: a.ignore_key_frame_requests,
-        scenarios,
-        outage: a.outage.map(|s| Duration::from_secs_f64(s.max(0.5))),
-        binary: std::env::current_exe()?,
-        workdir: workdir.clone(),
-    };
-    let report = tandem::lab::run(&opts);
-    if !keep {
-        let _ = std::fs::remove_dir_all(&workdir);
-    }
-    let report = report?;
+    let report = in_workdir(a.workdir, |workdir| {
+        tandem::lab::run(&tandem::lab::LabOptions {
+            rounds: a.rounds.max(1),
+            hold: Duration::from_secs_f64(a.hold.max(0.5)),
+            paper: a.paper,
+            edge_storage: a.edge_storage,
+            ignore_key_frame_requests: a.ignore_key_frame_requests,
+            scenarios,
+            outage: a.outage.map(|s| Duration::from_secs_f64(s.max(0.5))),
+            binary: std::env::current_exe()?,
+            workdir: workdir.to_path_buf(),
+        })
+    })?;
     tandem::lab::print_table(&report);
-    if let Some(p) = a.json {
-        std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
+    write_json(a.json.as_deref(), &report)
+}
+
+/// Runs a lab in `workdir`, or in a fresh temporary directory removed after.
+pub(super) fn in_workdir<T>(workdir: Option<PathBuf>, f: impl FnOnce(&std::path::Path) -> Result<T>) -> Result<T> {
+    let keep = workdir.is_some();
+    let dir = workdir.unwrap_or_else(tandem::lab::default_workdir);
+    let r = f(&dir);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    r
+}
+
+/// Writes a lab's report as JSON where `--json` asked.
+pub(super) fn write_json(path: Option<&std::path::Path>, report: &serde_json::Value) -> Result<ExitCode> {
+    if let Some(p) = path {
+        std::fs::write(p, serde_json::to_string_pretty(report)?)?;
         println!("wrote {}", p.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -39,26 +39,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         None => PoolScenario::ALL.to_vec(),
     };
     tandem::lab::require_root()?;
-    let keep = a.workdir.is_some();
-    let workdir = a.workdir.unwrap_or_else(tandem::lab::default_workdir);
-    let opts = PoolLabOptions {
-        nvrs: a.nvrs,
-        cameras: a.cameras,
-        kill: a.kill.max(1),
-        hold: Duration::from_secs_f64(a.hold.max(1.0)),
-        scenarios,
-        binary: std::env::current_exe()?,
-        workdir: workdir.clone(),
-    };
-    let report = tandem::lab::pool::run(&opts);
-    if !keep {
-        let _ = std::fs::remove_dir_all(&workdir);
-    }
-    let report = report?;
+    let report = super::lab::in_workdir(a.workdir, |workdir| {
+        tandem::lab::pool::run(&PoolLabOptions {
+            nvrs: a.nvrs,
+            cameras: a.cameras,
+            kill: a.kill.max(1),
+            hold: Duration::from_secs_f64(a.hold.max(1.0)),
+            scenarios,
+            binary: std::env::current_exe()?,
+            workdir: workdir.to_path_buf(),
+        })
+    })?;
     tandem::lab::pool_report::print_table(&report);
-    if let Some(p) = a.json {
-        std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
-        println!("wrote {}", p.display());
-    }
-    Ok(ExitCode::SUCCESS)
+    super::lab::write_json(a.json.as_deref(), &report)
 }

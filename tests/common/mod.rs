@@ -485,3 +485,37 @@ pub fn bench_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
 }
+
+/// Runs `tandem LAB ARGS --json … --workdir …` (`failover-lab`,
+/// `pool-lab`) and returns its report, after checking it exited well and
+/// left no network namespace of its own behind.
+pub fn lab_report(lab: &str, args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("lab.json");
+    let child = Command::new(tandem())
+        .arg(lab)
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .arg("--workdir")
+        .arg(dir.path().join("work"))
+        .env("TANDEM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("tdmlab{}-", child.id() % 10000);
+    let out = child.wait_with_output().unwrap();
+    eprintln!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the {lab} failed");
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ns.stdout).contains(&prefix),
+        "namespaces left behind"
+    );
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
