@@ -90,6 +90,13 @@ fn a_killed_member_s_cameras_are_recorded_again_by_the_others() {
         "over capacity: {per_member:?}"
     );
     assert!(view["scheduler"].is_string(), "a scheduler is elected: {view}");
+    let used: u64 = view["capacity_used"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|m| m["cameras"].as_u64().unwrap())
+        .sum();
+    assert_eq!(used, u64::from(CAMERAS), "capacity used adds up: {view}");
 
     // Kill the member with the most cameras (the first to register took
     // them all: placement never moves a camera off a live member).

@@ -335,6 +335,8 @@ pub struct PoolStatus {
     /// The pool's cameras this NVR has a channel for and the assignment
     /// leaves out (no member has room).
     pub unassigned: Vec<String>,
+    /// Each member's capacity and what the assignment gives it.
+    pub capacity_used: BTreeMap<String, crate::pool::view::MemberLoad>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -430,6 +432,7 @@ impl PoolRuntime {
             member: self.name.clone(),
             status: self.membership.status().borrow().clone().into(),
             scheduler: view.scheduler().map(str::to_string),
+            capacity_used: view.loads((ASSUMED_MBPS * 1000.0) as u64),
             view,
             unassigned,
         }

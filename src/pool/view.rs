@@ -25,6 +25,22 @@ pub struct MemberEntry {
     pub lease: i64,
 }
 
+/// One member's capacity in use (`GET /api/v1/pool`'s `capacity_used`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemberLoad {
+    /// Cameras the stored assignment gives it.
+    pub cameras: u32,
+    /// Its capacity in channels.
+    pub channels: u32,
+    /// The bitrate those cameras count for, and its capacity, kbit/s.
+    pub kbps: u64,
+    pub capacity_kbps: u64,
+    /// The larger used fraction of the two (placement's load).
+    pub load: f64,
+    /// Cameras it says it records now (more than assigned during a handover).
+    pub recording: u32,
+}
+
 /// The pool's keys, folded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PoolView {
@@ -132,6 +148,28 @@ impl PoolView {
             .unwrap_or_default()
     }
 
+    /// Each registered member's capacity and what the stored assignment
+    /// gives it (`kbps_per_camera`: the bitrate placement counts per camera).
+    pub fn loads(&self, kbps_per_camera: u64) -> BTreeMap<String, MemberLoad> {
+        self.members
+            .iter()
+            .map(|(name, m)| {
+                let cameras = self.assigned_to(name).len() as u32;
+                let kbps = u64::from(cameras) * kbps_per_camera;
+                let load = super::placement::load(m.record.capacity(), cameras, kbps);
+                let l = MemberLoad {
+                    cameras,
+                    channels: m.record.channels,
+                    kbps,
+                    capacity_kbps: m.record.kbps,
+                    load: load as f64 / 1e6,
+                    recording: self.recording.get(name).map_or(0, |r| r.len() as u32),
+                };
+                (name.clone(), l)
+            })
+            .collect()
+    }
+
     /// Whether member `name` lists `camera` as recorded now.
     pub fn records(&self, name: &str, camera: &str) -> bool {
         self.recording.get(name).is_some_and(|s| s.contains(camera))
@@ -210,6 +248,30 @@ mod tests {
         v.apply(&keys(), del("/p/config-applied/a")).unwrap();
         v.apply(&keys(), del("/p/config")).unwrap();
         assert!(v.config.is_none() && v.applied.is_empty());
+    }
+
+    #[test]
+    fn loads_count_what_each_member_is_given_against_its_capacity() {
+        let mut v = PoolView::default();
+        v.apply(&keys(), put("/p/members/a", &record(), 1)).unwrap();
+        v.apply(&keys(), put("/p/members/b", &record(), 2)).unwrap();
+        let doc = AssignmentDoc {
+            scheduler: "a".into(),
+            cameras: [("c1", "a"), ("c2", "a"), ("c3", "b")]
+                .iter()
+                .map(|(c, m)| (c.to_string(), m.to_string()))
+                .collect(),
+        };
+        v.apply(&keys(), put("/p/assignment", &records::encode(&doc), 3))
+            .unwrap();
+        v.apply(&keys(), put("/p/recording/b", br#"["c3","c9"]"#, 4)).unwrap();
+        let l = v.loads(4000);
+        assert_eq!((l["a"].cameras, l["a"].kbps, l["a"].recording), (2, 8000, 0));
+        assert_eq!((l["b"].cameras, l["b"].recording), (1, 2));
+        let cap = v.members["a"].record.capacity();
+        assert_eq!(l["a"].channels, cap.channels);
+        let expect = (2.0 / f64::from(cap.channels)).max(8000.0 / cap.kbps as f64);
+        assert!((l["a"].load - expect).abs() < 1e-6, "{:?}", l["a"]);
     }
 
     #[test]

@@ -246,8 +246,9 @@ async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Jso
     summary = "The recorder pool",
     description = "With `[pool]`: this NVR's name and standing (`registered`, `scheduler`, its lease), the elected \
                    scheduler, every member (address, capacity, version, lease), the stored assignment (camera → \
-                   member), the cameras each member says it records now, the etcd revision this view reflects, and \
-                   the pool's cameras the assignment leaves out. Kept as last read while etcd is unreachable.",
+                   member), the cameras each member says it records now, the etcd revision this view reflects, \
+                   the pool's cameras the assignment leaves out, each member's capacity used (`capacity_used`), \
+                   the shared configuration pushed to the pool and each member's report of applying it. Kept as last read while etcd is unreachable.",
     responses(
         (status = 200, description = "The pool", body = Object),
         (status = 404, description = "This NVR is not in a pool", body = doc::ErrorBody)
