@@ -763,6 +763,19 @@ impl Nvr {
         out
     }
 
+    /// The archive's settings and its latest pass; `None` without `[archive]`.
+    pub fn archive_status(&self) -> Option<(crate::config::archive::ArchiveSettings, crate::archive::task::LastPass)> {
+        let settings = self.config().archive.clone()?;
+        let last = self
+            .archiver
+            .lock()
+            .expect("archiver lock")
+            .as_ref()
+            .map(|a| a.last_pass())
+            .unwrap_or_default();
+        Some((settings, last))
+    }
+
     /// The pool as this NVR sees it; `None` without `[pool]`.
     pub fn pool_status(&self) -> Option<PoolStatus> {
         let config = self.config();

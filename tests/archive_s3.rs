@@ -587,6 +587,17 @@ fn a_running_nvr_archives_and_serves_a_clip_across_both_tiers() {
     };
     // The archiver's first pass runs at start, the next 10 s later.
     common::wait_for(Duration::from_secs(60), "segments archived", || archived() >= 3);
+    // What an operator sees of it.
+    let status: serde_json::Value = common::http_get(&format!("{}/api/v1/archive", nvr.base))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["bucket"], "archive", "{status}");
+    assert_eq!(status["after_s"], 1.0, "{status}");
+    assert!(status["index"]["archived_segments"].as_u64().unwrap() >= 3, "{status}");
+    assert!(status["index"]["archived_bytes"].as_u64().unwrap() > 0, "{status}");
+    assert!(status["last_pass"]["passes"].as_u64().unwrap() >= 1, "{status}");
+    assert!(status["last_pass"]["report"]["uploaded"].is_u64(), "{status}");
     let c = db::open_readonly(&data.join("index.db")).unwrap();
     // Local copies go a grace (10 s) after their rows, at the next pass.
     let first_three: Vec<i64> = db::segments_in_state(&c, db::ARCHIVED).unwrap()[..3]

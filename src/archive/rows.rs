@@ -127,6 +127,43 @@ pub fn location(conn: &Connection) -> rusqlite::Result<Option<super::Location>> 
     Ok(v.and_then(|j| serde_json::from_str(&j).ok()))
 }
 
+/// What the index says about the archive (`GET /api/v1/archive`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub archived_segments: u64,
+    pub archived_bytes: u64,
+    /// Closed local segments old enough to be archived, not yet archived.
+    pub due_segments: u64,
+    pub due_bytes: u64,
+    /// Multipart uploads recorded as in progress (`uploads`).
+    pub uploads_in_progress: u64,
+}
+
+pub fn counts(conn: &Connection, due: Time90k) -> rusqlite::Result<Counts> {
+    let (archived_segments, archived_bytes) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segment INDEXED BY segment_archived WHERE state = 3",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )?;
+    let (due_segments, due_bytes) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segment INDEXED BY segment_archive_due
+         WHERE state = 1 AND end_90k <= ?1",
+        params![due.0],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )?;
+    // The archiver creates its table when it first opens.
+    let uploads_in_progress = conn
+        .query_row("SELECT COUNT(*) FROM archive_upload", [], |r| r.get::<_, i64>(0))
+        .unwrap_or(0) as u64;
+    Ok(Counts {
+        archived_segments,
+        archived_bytes,
+        due_segments,
+        due_bytes,
+        uploads_in_progress,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

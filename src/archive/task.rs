@@ -611,6 +611,25 @@ async fn delete_object(store: &Arc<AmazonS3>, key: &ObjectPath) -> Result<(), Ar
 pub struct ArchiverThread {
     stop: Arc<AtomicBool>,
     join: Option<std::thread::JoinHandle<()>>,
+    last: Arc<std::sync::Mutex<LastPass>>,
+}
+
+/// The archiver's latest pass, for `GET /api/v1/archive`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct LastPass {
+    /// Passes run since the NVR started.
+    pub passes: u64,
+    /// When the latest ended (RFC 3339).
+    pub at: Option<String>,
+    pub report: Option<PassReport>,
+    /// Why the latest failed as a whole (the server unreachable at open, the index).
+    pub error: Option<String>,
+}
+
+impl ArchiverThread {
+    pub fn last_pass(&self) -> LastPass {
+        self.last.lock().map(|l| l.clone()).unwrap_or_default()
+    }
 }
 
 impl Drop for ArchiverThread {
@@ -639,6 +658,21 @@ pub fn spawn(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
+    let last = Arc::new(std::sync::Mutex::new(LastPass::default()));
+    let record = last.clone();
+    let note = move |now: Time90k, r: Result<&PassReport, String>| {
+        if let Ok(mut l) = record.lock() {
+            l.passes += 1;
+            l.at = Some(now.to_rfc3339());
+            match r {
+                Ok(rep) => {
+                    l.report = Some(rep.clone());
+                    l.error = None;
+                }
+                Err(e) => l.error = Some(e),
+            }
+        }
+    };
     let join = std::thread::Builder::new().name("archive".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
@@ -653,6 +687,7 @@ pub fn spawn(
                         Ok(a) => archiver.insert(a),
                         Err(e) => {
                             warn!("archive: {e}");
+                            note(clock.now(), Err(e.to_string()));
                             sleep_unless(&s, interval).await;
                             continue;
                         }
@@ -664,6 +699,7 @@ pub fn spawn(
                     r = a.pass(clock.now()) => r,
                     () = stopped(&s) => break,
                 };
+                note(clock.now(), pass.as_ref().map_err(|e| e.to_string()));
                 let busy = match pass {
                     Ok(r) => {
                         if r.uploaded + r.expired > 0 || !r.errors.is_empty() {
@@ -691,7 +727,11 @@ pub fn spawn(
             }
         });
     })?;
-    Ok(ArchiverThread { stop, join: Some(join) })
+    Ok(ArchiverThread {
+        stop,
+        join: Some(join),
+        last,
+    })
 }
 
 async fn stopped(stop: &AtomicBool) {

@@ -72,7 +72,9 @@ pub fn need(method: &Method, path: &str) -> Need {
         ["api", "v1", "users" | "audit" | "config", ..] => user(Role::Admin),
         // Sending a test alert reaches people outside: admins only.
         ["api", "v1", "actions", _, "test"] => user(Role::Admin),
-        ["api", "v1", "rules" | "pool" | "transfers" | "store" | "storage" | "actions", ..] => user(Role::Operator),
+        ["api", "v1", "rules" | "pool" | "archive" | "transfers" | "store" | "storage" | "actions", ..] => {
+            user(Role::Operator)
+        }
         // Every channel's state and the site's failover: an operator's view.
         ["metrics"] => user(Role::Operator),
         ["api", "v1", "channels", n, "recordings" | "clip.mp4"] if get => match channel_number(n) {
@@ -263,7 +265,7 @@ mod tests {
                 channel: None
             }
         );
-        for p in ["/api/v1/rules", "/api/v1/pool"] {
+        for p in ["/api/v1/rules", "/api/v1/pool", "/api/v1/archive"] {
             assert_eq!(
                 need(&g, p),
                 Need::User {

@@ -238,6 +238,47 @@ async fn rules(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> Jso
     Json(serde_json::json!({ "rules": list }))
 }
 
+/// The S3 archive tier's state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/archive",
+    tag = "storage",
+    summary = "The S3 archive",
+    description = "With `[archive]`: where it archives (bucket, prefix, endpoint, region), after how long, \
+                   until what age and at what bandwidth; the archiver's latest pass (when, what it uploaded, \
+                   expired and deleted, resumed bytes, errors); and what the index holds: archived segments \
+                   and bytes, closed segments due and not yet archived, multipart uploads in progress.",
+    responses(
+        (status = 200, description = "The archive", body = Object),
+        (status = 404, description = "This NVR has no archive", body = doc::ErrorBody)
+    ),
+    extensions(("x-tandem-role" = json!("operator")))
+)]
+async fn archive(axum::extract::State(nvr): axum::extract::State<Arc<Nvr>>) -> ApiResult<Json<serde_json::Value>> {
+    let (settings, last) = nvr
+        .archive_status()
+        .ok_or_else(|| ApiError::not_found("this NVR has no archive: no [archive] table in its configuration"))?;
+    let after = i64::try_from(settings.after.as_millis())
+        .unwrap_or(i64::MAX / 90)
+        .saturating_mul(90);
+    let due = crate::time::Time90k(nvr.clock.now().0.saturating_sub(after));
+    let counts = nvr
+        .access
+        .with_db(move |c| crate::archive::rows::counts(c, due).map_err(ApiError::internal))
+        .await?;
+    Ok(Json(serde_json::json!({
+        "bucket": settings.bucket,
+        "prefix": settings.prefix,
+        "endpoint": settings.endpoint,
+        "region": settings.region,
+        "after_s": settings.after.as_secs_f64(),
+        "max_age_s": settings.max_age.map(|d| d.as_secs_f64()),
+        "bandwidth_bytes_per_s": settings.bandwidth,
+        "last_pass": last,
+        "index": counts,
+    })))
+}
+
 /// The recorder pool as this NVR sees it.
 #[utoipa::path(
     get,
@@ -320,6 +361,7 @@ fn api(nvr: Option<&Arc<Nvr>>) -> OpenApiRouter<Arc<Nvr>> {
         .routes(routes!(snapshot::channel_snapshot))
         .routes(routes!(rules))
         .routes(routes!(pool))
+        .routes(routes!(archive))
         .routes(routes!(transfers))
         .routes(routes!(gapfill::list))
         .routes(routes!(store_health))
