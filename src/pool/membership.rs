@@ -266,10 +266,14 @@ async fn leave_and_follow(config: &MemberConfig, out: &Publish, mut lease: Optio
     loop {
         let r: Result<Never, MembershipError> = async {
             let mut client = connect(config).await?;
-            if let Some(l) = lease {
-                within(config.lease_ttl, client.lease_revoke(l)).await?;
-                lease = None;
-                tracing::info!(member = %config.name, "pool: left the pool (lease revoked); following it until the cameras are taken");
+            if let Some(l) = lease.take() {
+                // Once: a lease etcd no longer has (expired, or from a
+                // session that failed) is as good as revoked, and one that
+                // cannot be revoked now expires after its TTL anyway.
+                match within(config.lease_ttl, client.lease_revoke(l)).await {
+                    Ok(_) => tracing::info!(member = %config.name, "pool: left the pool (lease revoked); following it until the cameras are taken"),
+                    Err(e) => tracing::info!(member = %config.name, "pool: left the pool (the lease could not be revoked: {e}; it expires after its TTL)"),
+                }
             }
             follow_pool(client, config, out).await
         }
