@@ -32,6 +32,13 @@ pub struct Args {
     /// single NVR stays dead (single-crash, default 20).
     #[arg(long)]
     outage: Option<f64>,
+    #[command(flatten)]
+    files: LabFiles,
+}
+
+/// Where a lab writes: its JSON report, and its NVRs' logs and stores.
+#[derive(clap::Args)]
+pub(super) struct LabFiles {
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -40,13 +47,34 @@ pub struct Args {
     workdir: Option<PathBuf>,
 }
 
+impl LabFiles {
+    /// Runs a lab in `--workdir`, or in a fresh temporary directory removed after.
+    pub(super) fn run<T>(&self, f: impl FnOnce(&std::path::Path) -> Result<T>) -> Result<T> {
+        let dir = self.workdir.clone().unwrap_or_else(tandem::lab::default_workdir);
+        let r = f(&dir);
+        if self.workdir.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        r
+    }
+
+    /// Writes a lab's report as JSON where `--json` asked.
+    pub(super) fn write_json(&self, report: &serde_json::Value) -> Result<ExitCode> {
+        if let Some(p) = &self.json {
+            std::fs::write(p, serde_json::to_string_pretty(report)?)?;
+            println!("wrote {}", p.display());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let scenarios = match &a.scenario {
         Some(s) => Scenario::parse_list(s)?,
         None => Scenario::defaults(a.paper),
     };
     tandem::lab::require_root()?;
-    let report = in_workdir(a.workdir, |workdir| {
+    let report = a.files.run(|workdir| {
         tandem::lab::run(&tandem::lab::LabOptions {
             rounds: a.rounds.max(1),
             hold: Duration::from_secs_f64(a.hold.max(0.5)),
@@ -60,25 +88,5 @@ pub fn run(a: Args) -> Result<ExitCode> {
         })
     })?;
     tandem::lab::print_table(&report);
-    write_json(a.json.as_deref(), &report)
-}
-
-/// Runs a lab in `workdir`, or in a fresh temporary directory removed after.
-pub(super) fn in_workdir<T>(workdir: Option<PathBuf>, f: impl FnOnce(&std::path::Path) -> Result<T>) -> Result<T> {
-    let keep = workdir.is_some();
-    let dir = workdir.unwrap_or_else(tandem::lab::default_workdir);
-    let r = f(&dir);
-    if !keep {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    r
-}
-
-/// Writes a lab's report as JSON where `--json` asked.
-pub(super) fn write_json(path: Option<&std::path::Path>, report: &serde_json::Value) -> Result<ExitCode> {
-    if let Some(p) = path {
-        std::fs::write(p, serde_json::to_string_pretty(report)?)?;
-        println!("wrote {}", p.display());
-    }
-    Ok(ExitCode::SUCCESS)
+    a.files.write_json(&report)
 }

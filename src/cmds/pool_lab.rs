@@ -1,7 +1,6 @@
 //! `tandem pool-lab`: the recorder pool's lab (issue 13) — a real etcd and
 //! N NVRs in network namespaces, faults injected, the merged timeline judged.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,12 +24,8 @@ pub struct Args {
     /// Seconds a partition or an etcd outage lasts.
     #[arg(long, default_value_t = 8.0)]
     hold: f64,
-    /// Write the report here as JSON.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Keep NVR logs and stores here (default: a fresh temporary directory, removed after).
-    #[arg(long)]
-    workdir: Option<PathBuf>,
+    #[command(flatten)]
+    files: super::lab::LabFiles,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -39,7 +34,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         None => PoolScenario::ALL.to_vec(),
     };
     tandem::lab::require_root()?;
-    let report = super::lab::in_workdir(a.workdir, |workdir| {
+    let report = a.files.run(|workdir| {
         tandem::lab::pool::run(&PoolLabOptions {
             nvrs: a.nvrs,
             cameras: a.cameras,
@@ -51,5 +46,5 @@ pub fn run(a: Args) -> Result<ExitCode> {
         })
     })?;
     tandem::lab::pool_report::print_table(&report);
-    super::lab::write_json(a.json.as_deref(), &report)
+    a.files.write_json(&report)
 }

@@ -264,7 +264,7 @@ pub fn run(opts: &LabOptions) -> Result<Value> {
 
 /// Where the lab's files go when not told.
 pub fn default_workdir() -> PathBuf {
-    std::env::temp_dir().join(format!("tandem-failover-lab-{}", std::process::id()))
+    std::env::temp_dir().join(format!("tandem-lab-{}", std::process::id()))
 }
 
 pub fn require_root() -> Result<()> {
