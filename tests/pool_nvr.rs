@@ -249,6 +249,33 @@ fn a_file_pushed_to_the_pool_is_applied_by_every_member() {
         "{p}"
     );
 
+    // A change made here by another route (SIGHUP re-reads a's own file,
+    // which has two cameras): the pool's file is laid over it again.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(a.proc.child.id() as i32, libc::SIGHUP) };
+    let origins = |base: &str| -> Vec<String> {
+        let v: serde_json::Value = http_get(&format!("{base}/api/v1/config/versions"))
+            .unwrap()
+            .json()
+            .unwrap();
+        v["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["origin"].as_str().map(str::to_string))
+            .collect()
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "the pool's file applied again after SIGHUP",
+        || {
+            // Newest first: the pool's apply above the SIGHUP's.
+            let o = origins(&a.base);
+            o.len() >= 2 && o[0] == "pool" && o[1] == "sighup"
+        },
+    );
+    assert_eq!(count(&a.base), 3, "a: the pool's three channels again");
+
     // A file carrying [pool] is refused; nothing is stored.
     let bad = tmp.path().join("bad.toml");
     std::fs::write(&bad, format!("{file}[pool]\nname = \"x\"\n")).unwrap();

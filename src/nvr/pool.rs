@@ -145,19 +145,34 @@ pub(super) fn start(nvr: &Arc<Nvr>, settings: &PoolSettings) -> PoolRuntime {
 /// time a new push appears in the view — once per push, at start too —
 /// through the same pipeline as any live apply, and reports the outcome
 /// for the pusher to read. A push that fails here changes nothing here.
+/// The pool's file governs the tables it carries: when the running
+/// configuration is changed by another route (SIGHUP, the API), the file is
+/// laid over it again, so those tables do not drift from the pool's.
 async fn follow_shared_config(
     nvr: Weak<Nvr>,
     member: String,
     mut view: watch::Receiver<PoolView>,
     applied: watch::Sender<Option<AppliedDoc>>,
 ) {
+    let Some(mut configs) = nvr.upgrade().map(|n| n.subscribe_config()) else {
+        return;
+    };
     let mut last: Option<String> = None;
+    // The configuration as this task's last apply left it.
+    let mut ours: Option<Arc<Config>> = None;
     loop {
         let doc = view.borrow_and_update().config.clone();
-        if let Some(doc) = doc.filter(|d| last.as_deref() != Some(&d.id())) {
+        let current = configs.borrow_and_update().clone();
+        let changed_elsewhere = ours.as_ref().is_some_and(|o| !Arc::ptr_eq(o, &current));
+        if let Some(doc) = doc.filter(|d| changed_elsewhere || last.as_deref() != Some(&d.id())) {
             let Some(nvr) = nvr.upgrade() else { return };
+            if changed_elsewhere && last.as_deref() == Some(&doc.id()) {
+                info!(push = %doc.id(), "pool: the configuration changed here; laying the pool's file over it again");
+            }
             last = Some(doc.id());
             let report = apply_shared(&nvr, &member, &doc).await;
+            ours = Some(nvr.config());
+            configs.borrow_and_update();
             if report.ok {
                 info!(push = %report.id, file = %doc.file, "pool: shared configuration: {}", report.result);
             } else {
@@ -165,8 +180,9 @@ async fn follow_shared_config(
             }
             applied.send_replace(Some(report));
         }
-        if view.changed().await.is_err() {
-            return;
+        tokio::select! {
+            r = view.changed() => if r.is_err() { return },
+            r = configs.changed() => if r.is_err() { return },
         }
     }
 }
