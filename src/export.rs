@@ -61,6 +61,27 @@ pub fn open_sources(clip: &Clip, start: u64, end: u64, keep_open: usize) -> Resu
     Ok(Sources(files))
 }
 
+/// Writes the whole clip to `out` (the CLI's exports), calling `progress`
+/// with each piece's length; a failed write stops it and is returned.
+pub fn write_clip(clip: &Clip, out: &mut impl std::io::Write, mut progress: impl FnMut(usize)) -> Result<()> {
+    let sources = open_sources(clip, 0, clip.len, 64)?;
+    let mut err = None;
+    write_range(clip, sources, 0, clip.len, 1 << 20, |b| {
+        progress(b.len());
+        match out.write_all(&b) {
+            Ok(()) => true,
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        }
+    })?;
+    match err {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
 /// Streams bytes [start, end) of the clip to `sink` in chunks of at most
 /// `chunk` bytes, reading from `sources` (from `open_sources`). Stops early
 /// (without error) if `sink` returns false. A source that cannot be read in

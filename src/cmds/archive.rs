@@ -179,18 +179,7 @@ async fn export(b: &Bucket, range: &super::export::ClipRange) -> Result<ExitCode
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?,
         );
-        let sources = tandem::export::open_sources(&clip, 0, clip.len, 64)?;
-        let mut err = None;
-        tandem::export::write_range(&clip, sources, 0, clip.len, 1 << 20, |b| match f.write_all(&b) {
-            Ok(()) => true,
-            Err(e) => {
-                err = Some(e);
-                false
-            }
-        })?;
-        if let Some(e) = err {
-            return Err(e.into());
-        }
+        tandem::export::write_clip(&clip, &mut f, |_| {})?;
         f.flush()?;
         let frames: usize = footage.segments.iter().map(|s| s.frames.len()).sum();
         eprintln!(

@@ -230,21 +230,7 @@ fn export_local(
     let mut f =
         std::io::BufWriter::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?);
     let pb = progress(clip.len);
-    let mut err = None;
-    let sources = tandem::export::open_sources(&clip, 0, clip.len, 64)?;
-    tandem::export::write_range(&clip, sources, 0, clip.len, 1 << 20, |b| {
-        pb.inc(b.len() as u64);
-        match f.write_all(&b) {
-            Ok(()) => true,
-            Err(e) => {
-                err = Some(e);
-                false
-            }
-        }
-    })?;
-    if let Some(e) = err {
-        return Err(e.into());
-    }
+    tandem::export::write_clip(&clip, &mut f, |n| pb.inc(n as u64))?;
     f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     pb.finish_and_clear();
     Ok(clip.len)
