@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -21,7 +20,7 @@ use tandem::archive::uploads;
 use tandem::audit::audit_store;
 use tandem::config::archive::{ArchiveCredentials, ArchiveSettings};
 use tandem::nal::FrameStamp;
-use tandem::recording::{Mode, RecordingPolicy, Schedule};
+use tandem::recording::Mode;
 use tandem::store::{db, segment_path, Command as StoreCommand, Frame, SampleEntry, Store, StoreConfig};
 use tandem::time::{SystemClock, Time90k};
 
@@ -117,15 +116,6 @@ fn settings(s3: &S3, creds: &Path, after_s: u64, bandwidth: u64) -> ArchiveSetti
     }
 }
 
-/// An archiver as the tests drive it: small multipart parts (so a few MB
-/// take several) and no grace before a verified local copy is unlinked.
-fn archiver(data: &Path, s3: &S3, creds: &Path, after_s: u64, bandwidth: u64) -> Archiver {
-    let mut a = Archiver::open(data, &settings(s3, creds, after_s, bandwidth)).unwrap();
-    a.set_part_size(PART);
-    a.set_unlink_grace(Duration::ZERO);
-    a
-}
-
 fn frame_data(n: i64) -> Vec<u8> {
     let sei = FrameStamp {
         camera_id: 7,
@@ -153,27 +143,11 @@ fn record(dir: &Path, secs: i64) -> Store {
     let mut entry = vec![0u8; 86];
     entry[4..8].copy_from_slice(b"avc1");
     let entry = Arc::new(SampleEntry::parse(entry).unwrap());
-    let (store, _) = Store::open(
-        StoreConfig {
-            dir: dir.to_path_buf(),
-            flush_interval: Duration::from_millis(200),
-            segment_duration: Duration::from_secs(20),
-            min_free_bytes: 0,
-            policies: HashMap::new(),
-            recording: HashMap::from([(
-                1,
-                RecordingPolicy {
-                    schedule: Schedule::always(Mode::Continuous),
-                    events: Default::default(),
-                },
-            )]),
-            notifier: None,
-            import: Default::default(),
-            write_buffer: 64 << 20,
-        },
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let cfg = StoreConfig {
+        write_buffer: 64 << 20,
+        ..common::store_config(dir, Mode::Continuous)
+    };
+    let (store, _) = Store::open(cfg, Arc::new(SystemClock)).unwrap();
     let tx = store.sender();
     for n in 0..secs * FPS {
         tx.send(StoreCommand::Frame(Frame {
@@ -218,11 +192,48 @@ fn rows(dir: &Path) -> Vec<db::SegmentRow> {
     v
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+/// What most tests start from: a moto server, `secs` of one channel
+/// recorded into a store under `data`, the bucket's credentials and a
+/// runtime for the archiver's passes. (Fields in the order they drop.)
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+    creds: PathBuf,
+    data: PathBuf,
+    s3: S3,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// None (the test skips) when moto is missing outside CI.
+    fn new(secs: i64) -> Option<Fixture> {
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = S3::start(dir.path())?;
+        let data = dir.path().join("data");
+        let store = record(&data, secs);
+        let creds = credentials(dir.path());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Some(Fixture {
+            rt,
+            store,
+            creds,
+            data,
+            s3,
+            dir,
+        })
+    }
+
+    /// An archiver as the tests drive it: small multipart parts (so a few MB
+    /// take several) and no grace before a verified local copy is unlinked.
+    fn archiver(&self, after_s: u64, bandwidth: u64) -> Archiver {
+        let mut a = Archiver::open(&self.data, &settings(&self.s3, &self.creds, after_s, bandwidth)).unwrap();
+        a.set_part_size(PART);
+        a.set_unlink_grace(Duration::ZERO);
+        a
+    }
 }
 
 /// Every frame the store serves for [a, b) of the run, byte for byte
@@ -247,17 +258,12 @@ fn assert_frames_identical(store: &Store, a: i64, b: i64) {
 
 #[test]
 fn archives_after_the_threshold_and_serves_both_tiers_and_the_bucket_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = S3::start(dir.path()) else { return };
-    let data = dir.path().join("data");
-    let store = record(&data, 130);
-    let creds = credentials(dir.path());
+    let Some(f) = Fixture::new(130) else { return };
     // At 130 s with after = 60 s: the segments that ended by 70 s go.
-    let rt = rt();
-    let mut a = archiver(&data, &s3, &creds, 60, 1 << 30);
-    let r = rt.block_on(a.pass(at(130 * FPS))).unwrap();
+    let mut a = f.archiver(60, 1 << 30);
+    let r = f.rt.block_on(a.pass(at(130 * FPS))).unwrap();
     assert!(r.errors.is_empty(), "{r:?}");
-    let all = rows(&data);
+    let all = rows(&f.data);
     let archived: Vec<&db::SegmentRow> = all.iter().filter(|r| r.state == db::ARCHIVED).collect();
     assert_eq!(
         archived.len(),
@@ -268,7 +274,7 @@ fn archives_after_the_threshold_and_serves_both_tiers_and_the_bucket_alone() {
     assert_eq!(r.uploaded, 3);
     assert!(r.bytes > 3 * 6_000_000, "{r:?}");
     for row in &all {
-        let local = segment_path(&data, 1, row.id).exists();
+        let local = segment_path(&f.data, 1, row.id).exists();
         assert_eq!(
             local,
             row.state != db::ARCHIVED,
@@ -281,21 +287,21 @@ fn archives_after_the_threshold_and_serves_both_tiers_and_the_bucket_alone() {
         }
     }
     // A second pass at the same time has nothing more to do.
-    let again = rt.block_on(a.pass(at(130 * FPS))).unwrap();
+    let again = f.rt.block_on(a.pass(at(130 * FPS))).unwrap();
     assert_eq!((again.uploaded, again.bytes), (0, 0));
 
     // Both tiers as one: the listing is one run, every frame identical,
     // and the audit finds none lost across the boundary at 60 s.
-    let runs = store.reader().recordings(1, at(0), at(130 * FPS)).unwrap();
+    let runs = f.store.reader().recordings(1, at(0), at(130 * FPS)).unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_frames_identical(&store, 30 * FPS, 90 * FPS);
-    let audit = audit_store(&store.reader(), 1, at(0), at(120 * FPS)).unwrap();
+    assert_frames_identical(&f.store, 30 * FPS, 90 * FPS);
+    let audit = audit_store(&f.store.reader(), 1, at(0), at(120 * FPS)).unwrap();
     assert_eq!(
         (audit.frames_found, audit.cameras[0].frames_lost, audit.duplicates),
         (1200, 0, 0)
     );
     // Only the frames of the clip were fetched, not the whole objects.
-    let cached: u64 = std::fs::read_dir(data.join("archive-cache/ch1"))
+    let cached: u64 = std::fs::read_dir(f.data.join("archive-cache/ch1"))
         .unwrap()
         .map(|e| {
             use std::os::unix::fs::MetadataExt;
@@ -304,9 +310,9 @@ fn archives_after_the_threshold_and_serves_both_tiers_and_the_bucket_alone() {
         .sum();
     assert!(cached > 0);
     // A clip across the tiers through the mp4 builder, audited.
-    let footage = store.reader().footage(1, at(50 * FPS), at(70 * FPS)).unwrap();
+    let footage = f.store.reader().footage(1, at(50 * FPS), at(70 * FPS)).unwrap();
     let clip = tandem::mp4::clip::build(&footage.segments, &footage.damaged, at(50 * FPS), at(70 * FPS)).unwrap();
-    let mp4 = dir.path().join("across.mp4");
+    let mp4 = f.dir.path().join("across.mp4");
     let mut bytes = Vec::new();
     let sources = tandem::export::open_sources(&clip, 0, clip.len, 8).unwrap();
     tandem::export::write_range(&clip, sources, 0, clip.len, 1 << 20, |b| {
@@ -322,15 +328,15 @@ fn archives_after_the_threshold_and_serves_both_tiers_and_the_bucket_alone() {
     );
 
     // The NVR stopped: the bucket alone lists and exports.
-    store.shutdown();
+    f.store.shutdown();
     drop(a);
     let bucket = [
         "--url",
         "s3://archive/site",
         "--endpoint",
-        &s3.endpoint(),
+        &f.s3.endpoint(),
         "--credentials",
-        creds.to_str().unwrap(),
+        f.creds.to_str().unwrap(),
     ];
     let mut ls = vec!["archive", "ls", "--json"];
     ls.extend_from_slice(&bucket);
@@ -340,20 +346,11 @@ fn archives_after_the_threshold_and_serves_both_tiers_and_the_bucket_alone() {
     assert_eq!(days.as_array().unwrap().len(), 1, "{days}");
     assert_eq!(days[0]["segments"], 3);
     assert_eq!(days[0]["frames"], 600);
-    let exported = dir.path().join("export.mp4");
+    let exported = f.dir.path().join("export.mp4");
     let (start, end) = (at(15 * FPS).to_rfc3339(), at(45 * FPS).to_rfc3339());
-    let mut export = vec![
-        "archive",
-        "export",
-        "--channel",
-        "1",
-        "--start",
-        &start,
-        "--end",
-        &end,
-        "-o",
-    ];
-    export.push(exported.to_str().unwrap());
+    let clip = common::clip_args(1, &start, &end, &exported);
+    let mut export = vec!["archive", "export"];
+    export.extend(clip.iter().map(String::as_str));
     export.extend_from_slice(&bucket);
     let out = common::run_tandem(&export);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -363,41 +360,35 @@ fn archives_after_the_threshold_and_serves_both_tiers_and_the_bucket_alone() {
         (r.frames_found, r.cameras[0].first_seq, r.cameras[0].frames_lost),
         (300, 150, 0)
     );
-    drop(s3);
 }
 
 #[test]
 fn an_interrupted_upload_keeps_row_and_file_and_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(mut s3) = S3::start(dir.path()) else { return };
-    let data = dir.path().join("data");
-    let store = record(&data, 45);
-    let creds = credentials(dir.path());
-    let rt = rt();
+    let Some(mut f) = Fixture::new(45) else { return };
     let now = at(45 * FPS);
-    let before = rows(&data);
+    let before = rows(&f.data);
     let first = before.iter().find(|r| r.state == db::COMPLETE).unwrap().clone();
-    let index = data.join("index.db");
+    let index = f.data.join("index.db");
     let saved = || uploads::saved(&db::open_readonly(&index).unwrap(), first.id).unwrap();
     let still_local = || {
         let row = db::segment(&db::open_readonly(&index).unwrap(), first.id)
             .unwrap()
             .unwrap();
         assert_eq!(row.state, db::COMPLETE, "nothing marked before verification");
-        assert!(segment_path(&data, 1, first.id).exists(), "the local copy stays");
+        assert!(segment_path(&f.data, 1, first.id).exists(), "the local copy stays");
     };
 
     // 1. The server killed mid-upload (1 MiB/s for 6.4 MB in 5-MiB parts):
     // the pass reports the error, and marks and deletes nothing.
-    let mut a = archiver(&data, &s3, &creds, 10, 1 << 20);
-    let r = rt.block_on(async {
+    let mut a = f.archiver(10, 1 << 20);
+    let r = f.rt.block_on(async {
         let pass = a.pass(now);
         tokio::pin!(pass);
         tokio::select! {
             r = &mut pass => panic!("finished before the kill: {r:?}"),
             () = tokio::time::sleep(Duration::from_millis(1500)) => {}
         }
-        s3.kill();
+        f.s3.kill();
         pass.await
     });
     let r = r.unwrap();
@@ -410,9 +401,9 @@ fn an_interrupted_upload_keeps_row_and_file_and_resumes() {
     // 2. Back up, but empty (moto keeps nothing): the recorded upload is
     // unknown there, so it starts again at once; the task is dropped (as a
     // kill would cut it) once the server acknowledged its first part.
-    s3.restart();
-    let mut a = archiver(&data, &s3, &creds, 10, 1 << 20);
-    let cut = rt.block_on(async {
+    f.s3.restart();
+    let mut a = f.archiver(10, 1 << 20);
+    let cut = f.rt.block_on(async {
         let pass = a.pass(now);
         tokio::pin!(pass);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -433,36 +424,31 @@ fn an_interrupted_upload_keeps_row_and_file_and_resumes() {
 
     // 3. A restarted archiver resumes at the second part: the first 5 MiB
     // are not sent again; it verifies the whole object, and only then deletes.
-    let mut a = archiver(&data, &s3, &creds, 10, 1 << 30);
-    let r = rt.block_on(a.pass(now)).unwrap();
+    let mut a = f.archiver(10, 1 << 30);
+    let r = f.rt.block_on(a.pass(now)).unwrap();
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(r.uploaded, 1, "the segment that ended at 20 s");
     assert_eq!(r.resumed_bytes, PART as u64, "{r:?}");
     assert_eq!(r.local_deleted, 1);
-    assert!(!segment_path(&data, 1, first.id).exists());
+    assert!(!segment_path(&f.data, 1, first.id).exists());
     assert!(saved().is_none(), "the finished upload is forgotten");
-    assert_frames_identical(&store, 0, 40 * FPS);
-    store.shutdown();
+    assert_frames_identical(&f.store, 0, 40 * FPS);
+    f.store.shutdown();
 }
 
 #[test]
 fn verification_rejects_an_object_that_differs_and_expiry_keeps_rows_and_objects_in_step() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = S3::start(dir.path()) else { return };
-    let data = dir.path().join("data");
-    let store = record(&data, 65);
-    let creds = credentials(dir.path());
-    let rt = rt();
-    let mut a = archiver(&data, &s3, &creds, 10, 1 << 30);
-    assert_eq!(rt.block_on(a.pass(at(45 * FPS))).unwrap().uploaded, 1);
-    let c = db::open_readonly(&data.join("index.db")).unwrap();
+    let Some(f) = Fixture::new(65) else { return };
+    let mut a = f.archiver(10, 1 << 30);
+    assert_eq!(f.rt.block_on(a.pass(at(45 * FPS))).unwrap().uploaded, 1);
+    let c = db::open_readonly(&f.data.join("index.db")).unwrap();
     let id = db::segments_in_state(&c, db::ARCHIVED).unwrap()[0].id;
     // A second segment archived, then its row lost as an expiry cut
     // between row and object would leave it: the sweep finds the object.
-    assert_eq!(rt.block_on(a.pass(at(65 * FPS))).unwrap().uploaded, 1);
+    assert_eq!(f.rt.block_on(a.pass(at(65 * FPS))).unwrap().uploaded, 1);
     let leaked = db::segments_in_state(&c, db::ARCHIVED).unwrap()[1].clone();
     let leaked_key = tandem::archive::rows::archive_of(&c, leaked.id).unwrap().unwrap().0;
-    db::open(&data.join("index.db"))
+    db::open(&f.data.join("index.db"))
         .unwrap()
         .execute("DELETE FROM segment WHERE id = ?1", [leaked.id])
         .unwrap();
@@ -470,20 +456,20 @@ fn verification_rejects_an_object_that_differs_and_expiry_keeps_rows_and_objects
     let sha: [u8; 32] = sha.try_into().unwrap();
     let size = db::segment(&c, id).unwrap().unwrap().bytes;
     let key = object_store::path::Path::from(key);
-    rt.block_on(a.verify(&key, size, &sha)).unwrap();
+    f.rt.block_on(a.verify(&key, size, &sha)).unwrap();
     // The same size, one byte changed: refused.
     let store_client = a.location().client().unwrap();
-    rt.block_on(async {
+    f.rt.block_on(async {
         use object_store::ObjectStoreExt;
         let mut b = store_client.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
         b[1000] ^= 1;
         store_client.put(&key, b.into()).await.unwrap();
     });
-    let e = rt.block_on(a.verify(&key, size, &sha)).unwrap_err();
+    let e = f.rt.block_on(a.verify(&key, size, &sha)).unwrap_err();
     assert!(e.to_string().contains("SHA-256"), "{e}");
     // Served from the changed object, the frame's CRC refuses it: the
     // segment is reported damaged, never served with the wrong byte.
-    let footage = store.reader().footage(1, at(0), at(20 * FPS)).unwrap();
+    let footage = f.store.reader().footage(1, at(0), at(20 * FPS)).unwrap();
     assert!(footage.segments.is_empty(), "{:?}", footage.segments.len());
     assert_eq!(footage.damaged.len(), 1, "{:?}", footage.damaged);
     assert!(
@@ -499,25 +485,25 @@ fn verification_rejects_an_object_that_differs_and_expiry_keeps_rows_and_objects
         use object_store::ObjectStoreExt;
         let k = object_store::path::Path::from(k);
         matches!(
-            rt.block_on(store_client.head(&k)),
+            f.rt.block_on(store_client.head(&k)),
             Err(object_store::Error::NotFound { .. })
         )
     };
     // (`after` 2 h from here on: nothing more is uploaded meanwhile.)
-    let mut a = Archiver::open(&data, &settings(&s3, &creds, 7200, 1 << 30)).unwrap();
-    let r = rt.block_on(a.pass(at(30 * FPS) + 3600 * 90_000)).unwrap();
+    let mut a = Archiver::open(&f.data, &settings(&f.s3, &f.creds, 7200, 1 << 30)).unwrap();
+    let r = f.rt.block_on(a.pass(at(30 * FPS) + 3600 * 90_000)).unwrap();
     assert_eq!((r.uploaded, r.expired, r.swept), (0, 1, 0), "{r:?}");
     assert!(tandem::archive::rows::archive_of(&c, id).unwrap().is_none());
     assert!(gone(key.as_ref()) && !gone(&leaked_key));
     // An hour later the sweep finds the object no row points at.
-    let r = rt.block_on(a.pass(at(65 * FPS) + 2 * 3600 * 90_000)).unwrap();
+    let r = f.rt.block_on(a.pass(at(65 * FPS) + 2 * 3600 * 90_000)).unwrap();
     assert_eq!((r.uploaded, r.expired, r.swept), (0, 0, 1), "{r:?}");
     assert!(gone(&leaked_key));
-    let days = rt
-        .block_on(tandem::archive::offline::days(a.location(), a.nvr(), None))
-        .unwrap();
+    let days =
+        f.rt.block_on(tandem::archive::offline::days(a.location(), a.nvr(), None))
+            .unwrap();
     assert!(days.is_empty(), "{days:?}");
-    store.shutdown();
+    f.store.shutdown();
 }
 
 #[test]
@@ -641,24 +627,20 @@ fn a_running_nvr_archives_and_serves_a_clip_across_both_tiers() {
     let (a, b) = (archived[0].start, archived.last().unwrap().end);
     let exported = dir.path().join("from-bucket.mp4");
     let (start, end) = (a.to_rfc3339(), b.to_rfc3339());
-    let out = common::run_tandem(&[
+    let endpoint = s3.endpoint();
+    let mut export = vec![
         "archive",
         "export",
         "--url",
         "s3://archive/site",
         "--endpoint",
-        &s3.endpoint(),
+        &endpoint,
         "--credentials",
         creds.to_str().unwrap(),
-        "--channel",
-        "1",
-        "--start",
-        &start,
-        "--end",
-        &end,
-        "-o",
-        exported.to_str().unwrap(),
-    ]);
+    ];
+    let clip = common::clip_args(1, &start, &end, &exported);
+    export.extend(clip.iter().map(String::as_str));
+    let out = common::run_tandem(&export);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = tandem::audit::audit_mp4(&exported).unwrap();
     let frames: u32 = archived.iter().map(|s| s.frames).sum();
@@ -677,27 +659,22 @@ fn a_running_nvr_archives_and_serves_a_clip_across_both_tiers() {
 
 #[test]
 fn a_segment_whose_file_is_cut_short_stays_local_and_the_rest_go() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = S3::start(dir.path()) else { return };
-    let data = dir.path().join("data");
-    let store = record(&data, 65);
-    let creds = credentials(dir.path());
-    let c = db::open_readonly(&data.join("index.db")).unwrap();
+    let Some(f) = Fixture::new(65) else { return };
+    let c = db::open_readonly(&f.data.join("index.db")).unwrap();
     let first = db::segment(&c, 1).unwrap().unwrap();
     assert_eq!(first.state, db::COMPLETE);
     // Cut behind the index's back (as a disk fault would).
-    let f = std::fs::File::options()
+    let file = std::fs::File::options()
         .write(true)
-        .open(segment_path(&data, 1, first.id))
+        .open(segment_path(&f.data, 1, first.id))
         .unwrap();
-    f.set_len(first.bytes / 2).unwrap();
-    let rt = rt();
-    let mut a = archiver(&data, &s3, &creds, 1, 1 << 30);
-    let r = rt.block_on(a.pass(at(65 * FPS))).unwrap();
+    file.set_len(first.bytes / 2).unwrap();
+    let mut a = f.archiver(1, 1 << 30);
+    let r = f.rt.block_on(a.pass(at(65 * FPS))).unwrap();
     assert_eq!(r.uploaded, 2, "{r:?}");
     assert_eq!(r.errors.len(), 1, "{r:?}");
     assert!(r.errors[0].contains(&format!("segment {}", first.id)), "{r:?}");
     assert_eq!(db::segment(&c, first.id).unwrap().unwrap().state, db::COMPLETE);
-    assert!(segment_path(&data, 1, first.id).exists());
-    store.shutdown();
+    assert!(segment_path(&f.data, 1, first.id).exists());
+    f.store.shutdown();
 }

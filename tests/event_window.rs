@@ -3,15 +3,15 @@
 //! must show exactly [key frame ≤ event − 30 s, event end + 2 min] and nothing
 //! else. Frames run on simulated time, so the 7-minute scenario takes a second.
 
-use std::collections::HashMap;
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use tandem::audit::audit_store;
 use tandem::events::Edge;
 use tandem::nal::FrameStamp;
-use tandem::recording::{EventPolicy, Mode, RecordingPolicy, Schedule};
-use tandem::store::{Command, Frame, SampleEntry, Store, StoreConfig};
+use tandem::recording::Mode;
+use tandem::store::{Command, Frame, SampleEntry, Store};
 use tandem::time::{SystemClock, Time90k};
 
 const FPS: i64 = 10;
@@ -52,27 +52,7 @@ fn run(mode: Mode, event: (i64, i64), secs: i64) -> (tempfile::TempDir, Store) {
     let mut entry = vec![0u8; 86];
     entry[4..8].copy_from_slice(b"avc1");
     let entry = Arc::new(SampleEntry::parse(entry).unwrap());
-    let (store, _) = Store::open(
-        StoreConfig {
-            dir: dir.path().to_path_buf(),
-            flush_interval: Duration::from_millis(200),
-            segment_duration: Duration::from_secs(20),
-            min_free_bytes: 0,
-            policies: HashMap::new(),
-            recording: HashMap::from([(
-                1,
-                RecordingPolicy {
-                    schedule: Schedule::always(mode),
-                    events: EventPolicy::default(),
-                },
-            )]),
-            notifier: None,
-            import: Default::default(),
-            write_buffer: tandem::store::queue::DEFAULT_WRITE_BUFFER,
-        },
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let (store, _) = Store::open(common::store_config(dir.path(), mode), Arc::new(SystemClock)).unwrap();
     let tx = store.sender();
     let edge = |start: bool, n: i64| {
         Command::EventEdge(Edge {

@@ -100,20 +100,10 @@ camera = "gate-cam"
     let start = rfc3339_offset(-6.0);
     let end = rfc3339_offset(-1.0);
     let zip = dir.path().join("case.zip");
-    let (ok, out) = tandem_out(&[
-        "export",
-        "--evidence",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--channel",
-        "1",
-        "--start",
-        &start,
-        "--end",
-        &end,
-        "-o",
-        zip.to_str().unwrap(),
-    ]);
+    let clip = clip_args(1, &start, &end, &zip);
+    let mut args = vec!["export", "--evidence", "--config", cfg.to_str().unwrap()];
+    args.extend(clip.iter().map(String::as_str));
+    let (ok, out) = tandem_out(&args);
     assert!(ok, "{out}");
     let z = std::fs::read(&zip).unwrap();
 
@@ -182,22 +172,10 @@ camera = "gate-cam"
     assert_ne!(wm["audit_entry"], m["audit_entry"]);
     // `export --evidence --server` fetches the same kind of archive.
     let remote = dir.path().join("remote.zip");
-    let (ok, out) = tandem_out(&[
-        "export",
-        "--evidence",
-        "--server",
-        &base,
-        "--token",
-        &token,
-        "--channel",
-        "1",
-        "--start",
-        &start,
-        "--end",
-        &end,
-        "-o",
-        remote.to_str().unwrap(),
-    ]);
+    let clip = clip_args(1, &start, &end, &remote);
+    let mut args = vec!["export", "--evidence", "--server", &base, "--token", &token];
+    args.extend(clip.iter().map(String::as_str));
+    let (ok, out) = tandem_out(&args);
     assert!(ok, "{out}");
     let (ok, out) = tandem_out(&["verify", remote.to_str().unwrap(), "--key", &hex]);
     assert!(ok, "{out}");

@@ -43,9 +43,8 @@ fn seg_file(data: &Path, id: i64) -> PathBuf {
 
 fn export_status(data: &Path, start: Time90k, end: Time90k, out: &Path, extra: &[&str]) -> (i32, String) {
     let o = Command::new(tandem())
-        .args(["export", "--data", data.to_str().unwrap(), "--channel", "1"])
-        .args(["--start", &start.to_rfc3339(), "--end", &end.to_rfc3339(), "-o"])
-        .arg(out)
+        .args(["export", "--data", data.to_str().unwrap()])
+        .args(clip_args(1, &start.to_rfc3339(), &end.to_rfc3339(), out))
         .args(extra)
         .env("TANDEM_LOG", "warn")
         .output()
@@ -402,20 +401,11 @@ fn overlapping_footage_is_listed_and_exports_say_what_they_omit() {
     let t = tandem::mp4::reader::read_track_file(&mut f).unwrap();
     assert_eq!(t.samples.len() + 10, 60, "every stored frame is exported or reported");
     // Over HTTP, `tandem export --server` reads the same report.
-    let o = run_tandem(&[
-        "export",
-        "--server",
-        &n.base,
-        "--channel",
-        "1",
-        "--start",
-        &start.to_rfc3339(),
-        "--end",
-        &end.to_rfc3339(),
-        "-o",
-        out.to_str().unwrap(),
-        "--token",
-        &token_for(&n.base).unwrap(),
-    ]);
+    let clip = clip_args(1, &start.to_rfc3339(), &end.to_rfc3339(), &out);
+    let token = token_for(&n.base).unwrap();
+    let mut args = vec!["export", "--server", &n.base];
+    args.extend(clip.iter().map(String::as_str));
+    args.extend(["--token", &token]);
+    let o = run_tandem(&args);
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -525,15 +525,10 @@ fn failback_transfers_reach_only_the_pinned_peer_over_tls() {
 fn export_checks_the_servers_certificate(port: u16, cacert: &str, fingerprint: &str) {
     let export = |trust: &[&str]| {
         let server = format!("https://localhost:{port}");
-        let mut args = vec!["export", "--server", &server, "--channel", "1"];
-        args.extend([
-            "--start",
-            "2026-01-01T00:00:00Z",
-            "--end",
-            "2026-01-01T00:00:10Z",
-            "-o",
-            "/dev/null",
-        ]);
+        let (start, end) = ("2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z");
+        let clip = clip_args(1, start, end, Path::new("/dev/null"));
+        let mut args = vec!["export", "--server", &server];
+        args.extend(clip.iter().map(String::as_str));
         args.extend_from_slice(trust);
         let o = run_tandem(&args);
         assert!(!o.status.success());

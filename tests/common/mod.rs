@@ -367,34 +367,55 @@ pub fn assert_decodes_cleanly(path: &Path, what: &str) {
     );
 }
 
+/// `--channel N --start S --end E -o OUT`: the clip an export command writes.
+pub fn clip_args(channel: u32, start: &str, end: &str, out: &Path) -> Vec<String> {
+    let (channel, out) = (channel.to_string(), out.to_str().unwrap());
+    ["--channel", &channel, "--start", start, "--end", end, "-o", out]
+        .map(String::from)
+        .to_vec()
+}
+
 /// `tandem export --{from} SOURCE --channel N --start S --end E -o OUT`, which must succeed.
 pub fn export(from: &str, source: &str, channel: u32, start: &str, end: &str, out: &Path) {
     let token = if from == "server" { token_for(source) } else { None };
-    let mut extra = Vec::new();
-    if let Some(t) = &token {
-        extra = vec!["--token", t.as_str()];
-    }
-    let ch = channel.to_string();
     let fromflag = format!("--{from}");
-    let base = [
-        "export",
-        &fromflag,
-        source,
-        "--channel",
-        &ch,
-        "--start",
-        start,
-        "--end",
-        end,
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    let o = run_tandem(&[&base[..], &extra[..]].concat());
+    let clip = clip_args(channel, start, end, out);
+    let mut args = vec!["export", &fromflag, source];
+    args.extend(clip.iter().map(String::as_str));
+    if let Some(t) = &token {
+        args.extend(["--token", t.as_str()]);
+    }
+    let o = run_tandem(&args);
     assert!(
         o.status.success(),
         "export of channel {channel}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// A store in `dir` recording channel 1 in `mode`, as the tests that feed
+/// it frames on simulated time open it: 20-s segments flushed every 0.2 s,
+/// no free-space floor, no retention, the default write buffer.
+pub fn store_config(dir: &Path, mode: tandem::recording::Mode) -> tandem::store::StoreConfig {
+    use tandem::recording::{RecordingPolicy, Schedule};
+    tandem::store::StoreConfig {
+        dir: dir.to_path_buf(),
+        flush_interval: Duration::from_millis(200),
+        segment_duration: Duration::from_secs(20),
+        min_free_bytes: 0,
+        policies: Default::default(),
+        recording: [(
+            1,
+            RecordingPolicy {
+                schedule: Schedule::always(mode),
+                events: Default::default(),
+            },
+        )]
+        .into(),
+        notifier: None,
+        import: Default::default(),
+        write_buffer: tandem::store::queue::DEFAULT_WRITE_BUFFER,
+    }
 }
 
 /// One NVR recording each `(name, url)` camera on its own channel (1, 2, …),
