@@ -33,7 +33,7 @@ fn a_loaded_disk_and_a_preloaded_day_are_reported() {
             data.to_str().unwrap(),
         ],
     );
-    assert_eq!(r["preload_day_segments"], 2 * 1440);
+    assert_eq!(r["preloaded_segments"], 2 * 1440);
     let load = &r["disk_load"];
     assert_eq!(load["target_mib_per_s"], 4);
     assert!(load["mib_per_s"].as_f64().unwrap() > 0.0, "{load}");
@@ -44,5 +44,48 @@ fn a_loaded_disk_and_a_preloaded_day_are_reported() {
     assert_eq!(r["retention"]["writer_frames_lost"], 0);
     assert!(r["durability"]["flush_round_max_ms"].is_u64());
     assert_eq!(r["tandem"]["frames_lost"], 0, "{}", r["tandem"]);
+    assert!(!data.exists(), "the benchmark's directory is removed");
+}
+
+/// `--preload-minutes`: files with real blocks, retention shortened by
+/// SIGHUP once the window starts, so they are deleted while the cameras
+/// record; and the kernel's storage threads are reported beside each
+/// recorder's own CPU.
+#[test]
+fn preloaded_real_files_are_deleted_inside_the_window() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let r = common::bench_json(
+        t.path(),
+        &[
+            "ingest",
+            "--streams",
+            "2",
+            "--seconds",
+            "8",
+            "--skip-ffmpeg",
+            "--width",
+            "320",
+            "--height",
+            "240",
+            "--bitrate-kbps",
+            "500",
+            "--preload-minutes",
+            "2",
+            "--dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r["preloaded_segments"], 4);
+    assert_eq!(r["preloaded_files"], "Allocated");
+    // Started with 30 days, shortened to one after the window began: every
+    // pre-loaded segment goes inside it (a pass every 5 s of the 8).
+    assert_eq!(r["retention"]["segments_deleted"], 4, "{}", r["retention"]);
+    assert!(r["retention"]["bytes_deleted"].as_u64().unwrap() > 4 * 10_000_000);
+    assert_eq!(r["retention"]["writer_frames_lost"], 0);
+    assert_eq!(r["tandem"]["frames_lost"], 0, "{}", r["tandem"]);
+    let own = r["tandem"]["cpu_s_per_stream_minute"].as_f64().unwrap();
+    let with_kernel = r["tandem"]["with_kernel_cpu_s_per_stream_minute"].as_f64().unwrap();
+    assert!(with_kernel >= own, "{with_kernel} < {own}");
     assert!(!data.exists(), "the benchmark's directory is removed");
 }

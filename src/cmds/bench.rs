@@ -15,8 +15,9 @@ use anyhow::{bail, Context, Result};
 use tandem::lab::Procs;
 use tandem::time::Time90k;
 
-pub(super) use super::bench_figures::store_status;
-use super::bench_figures::{ingest_dropped, writer_figures, Durability, RetentionFigures, Scrape};
+use super::bench_figures::peak_rss;
+pub(super) use super::bench_figures::{cpu_seconds, store_status};
+use super::bench_figures::{ingest_dropped, writer_figures, Durability, KernelThreads, RetentionFigures, Scrape};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -114,6 +115,12 @@ struct IngestArgs {
     /// deletes that day while the cameras record.
     #[arg(long)]
     preload_day: bool,
+    /// Like `--preload-day`, but N minutes per channel of real files, each
+    /// with its blocks allocated (`fallocate`): retention's unlinks free
+    /// real blocks, and trim them on a `discard` mount, as a full disk's do.
+    /// 64 channels × 10 minutes is about 19 GB.
+    #[arg(long, conflicts_with = "preload_day")]
+    preload_minutes: Option<u64>,
     /// The tandem binary that records (default: this one), to compare builds.
     #[arg(long)]
     nvr: Option<PathBuf>,
@@ -122,6 +129,19 @@ struct IngestArgs {
     /// ingest on a disk (or at a rate) the default buffer covers.
     #[arg(long)]
     write_buffer_mib: Option<u64>,
+}
+
+impl IngestArgs {
+    /// Old footage to generate before recording: minutes per channel, and
+    /// what stands for the files.
+    fn preload(&self) -> Option<(u64, super::bench_index::Files)> {
+        use super::bench_index::Files;
+        match (self.preload_day, self.preload_minutes) {
+            (true, _) => Some((1440, Files::SparseLinks)),
+            (false, Some(m)) => Some((m, Files::Allocated)),
+            (false, None) => None,
+        }
+    }
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -140,27 +160,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
 }
 
-fn ticks_per_sec() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
-}
-
-/// User + system CPU seconds of a process so far.
-pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')').context("bad /proc stat")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Ok((f[11].parse::<f64>()? + f[12].parse::<f64>()?) / ticks_per_sec())
-}
-
-/// Peak resident memory (VmHWM) of a process, bytes.
-fn peak_rss(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
-    Ok(line.split_whitespace().nth(1).context("bad VmHWM")?.parse::<u64>()? * 1024)
-}
-
 fn signal(c: &Child, sig: i32) {
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(c.id() as i32, sig) };
@@ -171,6 +170,11 @@ struct Side {
     cpu_seconds: f64,
     cpu_s_per_stream_minute: f64,
     cpu_percent_of_one_core: f64,
+    /// The kernel threads' CPU over the window, less their idle rate
+    /// (`KernelThreads`): writeback the kernel did for the recorder.
+    kernel_threads_cpu_seconds: f64,
+    /// The recorder's CPU and the kernel threads' together.
+    with_kernel_cpu_s_per_stream_minute: f64,
     peak_rss_bytes_per_stream: f64,
     peak_rss_bytes_total: u64,
     frames_expected: u64,
@@ -181,6 +185,7 @@ struct Side {
 /// What one recorder's run measured, before normalising per stream.
 struct Measured {
     cpu: f64,
+    kernel: f64,
     rss: u64,
     found: u64,
     lost: u64,
@@ -193,12 +198,19 @@ fn finish_side(m: Measured, a: &IngestArgs) -> Side {
     // Frames the cameras sent in the window, less the half second trimmed at each edge.
     let expected = ((m.window.1 - m.window.0 - 90_000) as f64 / 90_000.0 * a.camera.fps as f64) as u64 * streams as u64;
     let Measured {
-        cpu, rss, found, lost, ..
+        cpu,
+        kernel,
+        rss,
+        found,
+        lost,
+        ..
     } = m;
     Side {
         cpu_seconds: cpu,
         cpu_s_per_stream_minute: cpu / (streams as f64 * secs / 60.0),
         cpu_percent_of_one_core: cpu / secs * 100.0,
+        kernel_threads_cpu_seconds: kernel,
+        with_kernel_cpu_s_per_stream_minute: (cpu + kernel) / (streams as f64 * secs / 60.0),
         peak_rss_bytes_per_stream: rss as f64 / streams as f64,
         peak_rss_bytes_total: rss,
         frames_expected: expected,
@@ -376,6 +388,8 @@ pub(super) fn wait_connected(base: &str, token: &str, n: u32) -> Result<()> {
 
 fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let warmup = Duration::from_secs(5);
+    eprintln!("measuring the kernel threads' idle CPU for 3 s…");
+    let background = KernelThreads::background(Duration::from_secs(3));
     eprintln!(
         "starting {} simulated {}x{} {} fps {} kbit/s cameras…",
         a.streams, a.camera.width, a.camera.height, a.camera.fps, a.camera.bitrate_kbps
@@ -393,13 +407,17 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     // Tandem.
     let data = std::path::absolute(a.dir.join("tandem"))?;
     let http_port = free_port()?;
-    let preloaded = if a.preload_day {
-        eprintln!("generating a day of old segments for {} channels…", a.streams);
-        super::bench_load::preload_day(&data, a.streams)?
-    } else {
-        0
+    let preloaded = match a.preload() {
+        Some((minutes, files)) => {
+            eprintln!(
+                "generating {minutes} minutes of old segments for {} channels ({files:?})…",
+                a.streams
+            );
+            super::bench_load::preload(&data, a.streams, minutes, files)?
+        }
+        None => 0,
     };
-    let retention = retention_config(a);
+    let retention = retention_config(a, true);
     let storage = a
         .write_buffer_mib
         .map(|m| format!("write_buffer = \"{m} MiB\"\n"))
@@ -426,11 +444,21 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         .transpose()?;
     std::thread::sleep(warmup);
     let w0 = writer_figures(&base, &token)?;
+    let later = retention_config(a, false);
+    if later != retention {
+        eprintln!("shortening retention to a day (SIGHUP): the pre-loaded footage goes now…");
+        write_config_retained(&a.dir, &data, http_port, &urls, "", later.as_deref(), &storage)?;
+        if let Some(nvr) = guard.0.last() {
+            signal(nvr, libc::SIGHUP);
+        }
+    }
     let dropped0 = ingest_dropped(&base, &token)?;
     let c0 = cpu_seconds(nvr_pid)?;
+    let k0 = KernelThreads::start();
     let t0 = Time90k::from_system(std::time::SystemTime::now());
     std::thread::sleep(Duration::from_secs(a.seconds));
     let c1 = cpu_seconds(nvr_pid)?;
+    let kernel = k0.seconds(background);
     let t1 = Time90k::from_system(std::time::SystemTime::now());
     let w1 = writer_figures(&base, &token)?;
     let dropped = ingest_dropped(&base, &token)?.saturating_sub(dropped0);
@@ -462,6 +490,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let tandem_side = finish_side(
         Measured {
             cpu: c1 - c0,
+            kernel,
             rss,
             found,
             lost,
@@ -516,9 +545,11 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         let mut ff = Procs(procs);
         std::thread::sleep(warmup + Duration::from_secs(2));
         let c0: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
+        let k0 = KernelThreads::start();
         let t0 = tandem::time::Time90k::from_system(std::time::SystemTime::now());
         std::thread::sleep(Duration::from_secs(a.seconds));
         let c1: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
+        let kernel = k0.seconds(background);
         let t1 = tandem::time::Time90k::from_system(std::time::SystemTime::now());
         let rss: u64 = pids.iter().map(|&p| peak_rss(p).unwrap_or(0)).sum();
         for c in &ff.0 {
@@ -546,6 +577,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         Some(finish_side(
             Measured {
                 cpu: c1 - c0,
+                kernel,
                 rss,
                 found,
                 lost,
@@ -579,6 +611,12 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         "CPU s per stream-minute",
         t.cpu_s_per_stream_minute,
         f.map(|s| s.cpu_s_per_stream_minute),
+        4,
+    );
+    row(
+        "CPU s per stream-minute + kernel (*)",
+        t.with_kernel_cpu_s_per_stream_minute,
+        f.map(|s| s.with_kernel_cpu_s_per_stream_minute),
         4,
     );
     row(
@@ -625,7 +663,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         row("disk load: MiB/s written", l.mib_per_s, None, 1);
         row("disk load: fsync p99 ms", l.fsync_p99_ms, None, 0);
         row("disk load: fsync max ms", l.fsync_max_ms, None, 0);
-        if a.retain_mib.is_none() && !a.preload_day {
+        if a.retain_mib.is_none() && a.preload().is_none() {
             let dropped = retention.ingest_frames_dropped as f64;
             row("ingest frames dropped (whole window)", dropped, None, 0);
         }
@@ -649,7 +687,13 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         None,
         0,
     );
-    if a.retain_mib.is_some() || a.preload_day {
+    row(
+        "index checkpoint max ms (own thread)",
+        d.checkpoint_max_ms.map_or(f64::NAN, f64::from),
+        None,
+        0,
+    );
+    if a.retain_mib.is_some() || a.preload().is_some() {
         let r = &retention;
         row("retention: segments deleted", r.segments_deleted as f64, None, 0);
         row(
@@ -674,6 +718,10 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     row("GET /metrics p50 ms (20 scrapes)", scrape.p50_ms, None, 2);
     row("GET /metrics max ms", scrape.max_ms, None, 2);
     row("GET /metrics KiB", scrape.bytes as f64 / 1024.0, None, 0);
+    println!(
+        "(*) with the CPU of the kernel's storage threads (kworker, jbd2, kswapd) in the \
+         window, less their idle rate ({background:.4} CPU-s/s)"
+    );
     let json = serde_json::json!({
         "benchmark": "ingest",
         "metrics_scrape": scrape,
@@ -685,10 +733,13 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         "audited_seconds": (audited.1 - audited.0) as f64 / 90_000.0,
         "retention": retention,
         "disk_load": load,
-        "preload_day_segments": preloaded,
+        "preloaded_segments": preloaded,
+        "preloaded_files": a.preload().map(|(_, f)| format!("{f:?}")),
         "write_buffer_mib": a.write_buffer_mib,
         "ffmpeg": ffmpeg_side,
         "cpu_ratio_tandem_over_ffmpeg": ffmpeg_side.as_ref().map(|f| t.cpu_s_per_stream_minute / f.cpu_s_per_stream_minute),
+        "kernel_threads_idle_cpu_s_per_s": background,
+        "with_kernel_cpu_ratio_tandem_over_ffmpeg": ffmpeg_side.as_ref().map(|f| t.with_kernel_cpu_s_per_stream_minute / f.with_kernel_cpu_s_per_stream_minute),
     });
     std::fs::write(&a.json, serde_json::to_string_pretty(&json)?)?;
     println!("\nwrote {}", a.json.display());
@@ -696,14 +747,20 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
 }
 
 /// The retention of every channel: `--retain-mib`'s cap, and with
-/// `--preload-day` a day's age, so the pre-loaded day goes during the run.
-fn retention_config(a: &IngestArgs) -> Option<String> {
+/// `--preload-day` or `--preload-minutes` a day's age, so the pre-loaded
+/// footage goes during the run. `--preload-minutes` starts at 30 days and
+/// is shortened to one once the window starts (`at_start`: false), as an
+/// operator would: its few hundred segments would otherwise all go in the
+/// first pass, before any camera records.
+fn retention_config(a: &IngestArgs, at_start: bool) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(m) = a.retain_mib {
         parts.push(format!("max_bytes = \"{m} MiB\""));
     }
-    if a.preload_day {
-        parts.push("max_age = \"1d\"".to_string());
+    match a.preload() {
+        Some((_, super::bench_index::Files::Allocated)) if at_start => parts.push("max_age = \"30d\"".to_string()),
+        Some(_) => parts.push("max_age = \"1d\"".to_string()),
+        None => {}
     }
     (!parts.is_empty()).then(|| format!("retention = {{ {} }}\n", parts.join(", ")))
 }
@@ -749,6 +806,7 @@ mod tests {
             retain_mib,
             disk_load: None,
             preload_day: false,
+            preload_minutes: None,
             nvr: None,
             write_buffer_mib: None,
         }

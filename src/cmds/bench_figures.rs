@@ -1,8 +1,11 @@
 //! What `bench ingest` reads from the recording NVR's own API: the cost of
 //! a `/metrics` scrape, the writer's durability counters and histograms,
 //! retention's deletions and ingest's drops, each as a difference over the
-//! measured window. Must never count anything the NVR did not report.
+//! measured window; and what a recorder process, and the kernel's threads on
+//! its behalf, spent in CPU and memory (`/proc`). Must never count anything the
+//! NVR did not report, nor charge a recorder with another process's work.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -88,6 +91,8 @@ pub(super) struct WriterFigures {
     pub(super) flush: tandem::store::health::Histogram,
     /// How long the writer's index commits took (absent before they were timed).
     pub(super) commit: Option<tandem::store::health::Histogram>,
+    /// The index log's checkpoints on their own thread (absent before it).
+    pub(super) checkpoint: Option<tandem::store::health::Histogram>,
 }
 
 /// `GET /api/v1/store` as JSON (the writer's counters and histograms).
@@ -124,6 +129,7 @@ pub(super) fn writer_figures(base: &str, token: &str) -> Result<WriterFigures> {
         capture: Histogram::from_json(&w["durable"]).context("no writer.durable in /api/v1/store")?,
         flush: Histogram::from_json(&w["flush"]).context("no writer.flush in /api/v1/store")?,
         commit: Histogram::from_json(&w["commit"]),
+        checkpoint: Histogram::from_json(&w["checkpoint"]),
     })
 }
 
@@ -141,17 +147,20 @@ pub(super) struct Durability {
     /// The writer's index commits (not timed by builds before flush rounds).
     pub(super) commit_p99_ms: Option<u32>,
     pub(super) commit_max_ms: Option<u32>,
+    /// The index log's checkpoints on their own thread (builds before it: none).
+    pub(super) checkpoint_p99_ms: Option<u32>,
+    pub(super) checkpoint_max_ms: Option<u32>,
 }
 
 impl Durability {
     pub(super) fn between(before: &WriterFigures, after: &WriterFigures, seconds: f64) -> Durability {
         let fsyncs = after.fsyncs.saturating_sub(before.fsyncs);
         let bytes = after.fsync_bytes.saturating_sub(before.fsync_bytes);
-        let commits = after
-            .commit
-            .as_ref()
-            .zip(before.commit.as_ref())
-            .map(|(a, b)| a.since(b));
+        let since = |a: &Option<tandem::store::health::Histogram>, b: &Option<tandem::store::health::Histogram>| {
+            a.as_ref().zip(b.as_ref()).map(|(a, b)| a.since(b))
+        };
+        let commits = since(&after.commit, &before.commit);
+        let checkpoints = since(&after.checkpoint, &before.checkpoint);
         Durability {
             fsyncs_per_second: fsyncs as f64 / seconds.max(1e-3),
             bytes_per_fsync: if fsyncs == 0 { 0.0 } else { bytes as f64 / fsyncs as f64 },
@@ -161,6 +170,108 @@ impl Durability {
             flush_round_max_ms: after.flush.since(&before.flush).max_ms(),
             commit_p99_ms: commits.as_ref().and_then(|c| c.quantile_ms(0.99)),
             commit_max_ms: commits.map(|c| c.max_ms()),
+            checkpoint_p99_ms: checkpoints.as_ref().and_then(|c| c.quantile_ms(0.99)),
+            checkpoint_max_ms: checkpoints.map(|c| c.max_ms()),
         }
     }
+}
+
+/// Kernel threads that do a recorder's storage work: workqueues (the
+/// flusher's writeback, block completions), the ext4 journal, reclaim.
+/// Others, like DAMON's `kdamond`, run on their own schedule, and their
+/// noise would drown a figure of a few hundredths of a core.
+const STORAGE_THREADS: [&str; 3] = ["kworker", "jbd2", "kswapd"];
+
+/// The CPU seconds each storage kernel thread has used so far, by pid
+/// (`/proc/PID/stat` flags with `PF_KTHREAD`, names in `STORAGE_THREADS`).
+fn kernel_threads() -> HashMap<u32, f64> {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // A thread may exit between the listing and the read: skip it.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !STORAGE_THREADS.iter().any(|p| stat[open + 1..close].starts_with(p)) {
+            continue;
+        }
+        let rest = &stat[close + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let flags = f.get(6).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        if flags & PF_KTHREAD == 0 {
+            continue;
+        }
+        let ticks: f64 = [11, 12].iter().filter_map(|&i| f.get(i)?.parse::<f64>().ok()).sum();
+        out.insert(pid, ticks / ticks_per_sec());
+    }
+    out
+}
+
+/// What the kernel's own threads did for a recorder over a window.
+/// `/proc/PID` charges a process only with what runs in its context:
+/// Tandem's `fdatasync`s write its page cache back on its own threads, while
+/// ffmpeg, which never syncs, has the kernel's flusher threads do the same
+/// work for it, charged to no one. So each side is also measured with the
+/// CPU of the storage kernel threads over its window, less their idle rate
+/// measured before anything starts. Threads that exit inside the window are
+/// missed; threads born in it count whole.
+pub(super) struct KernelThreads {
+    at_start: HashMap<u32, f64>,
+    at: Instant,
+}
+
+impl KernelThreads {
+    /// The kernel threads' CPU seconds per second on the idle machine.
+    pub(super) fn background(span: Duration) -> f64 {
+        let k = KernelThreads::start();
+        std::thread::sleep(span);
+        k.seconds(0.0) / span.as_secs_f64()
+    }
+
+    pub(super) fn start() -> KernelThreads {
+        KernelThreads {
+            at_start: kernel_threads(),
+            at: Instant::now(),
+        }
+    }
+
+    /// Kernel threads' CPU seconds since `start`, less `background_per_s`.
+    pub(super) fn seconds(&self, background_per_s: f64) -> f64 {
+        let used: f64 = kernel_threads()
+            .iter()
+            .map(|(pid, &now)| now - self.at_start.get(pid).copied().unwrap_or(0.0))
+            .filter(|d| *d > 0.0)
+            .sum();
+        (used - background_per_s * self.at.elapsed().as_secs_f64()).max(0.0)
+    }
+}
+
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// User + system CPU seconds of a process so far.
+pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').context("bad /proc stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Ok((f[11].parse::<f64>()? + f[12].parse::<f64>()?) / ticks_per_sec())
+}
+
+/// Peak resident memory (VmHWM) of a process, bytes.
+pub(super) fn peak_rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
+    Ok(line.split_whitespace().nth(1).context("bad VmHWM")?.parse::<u64>()? * 1024)
 }

@@ -154,6 +154,18 @@ impl FilePool {
     }
 }
 
+/// Creates a segment file of `len` bytes whose blocks are allocated, not
+/// written: the generator needs what an unlink frees, not the bytes.
+fn allocate(path: &Path, len: u64) -> Result<()> {
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    // SAFETY: fallocate on a descriptor we own; mode 0 also sets the length.
+    let r = unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0, len as libc::off_t) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("allocating {}", path.display()));
+    }
+    Ok(())
+}
+
 /// What generation made.
 pub(super) struct Generated {
     start: Time90k,
@@ -163,13 +175,26 @@ pub(super) struct Generated {
     seconds: f64,
 }
 
-/// Generates `channels` × `days` of minute segments into the store at `dir`,
-/// ending at `end`, committing an hour of all channels at a time.
+/// What stands for each generated segment's file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Files {
+    /// No files: the index alone.
+    None,
+    /// Hard links to sparse files of the row's length: a year fits any disk,
+    /// but an unlink frees no blocks.
+    SparseLinks,
+    /// A file of its own per segment, its blocks allocated (`fallocate`):
+    /// an unlink frees real blocks, as a full disk's retention does.
+    Allocated,
+}
+
+/// Generates `channels` × `minutes` of minute segments into the store at
+/// `dir`, ending at `end`, committing an hour of all channels at a time.
 pub(super) fn generate(
     dir: &Path,
     channels: u32,
-    days: u32,
-    files: bool,
+    minutes: u64,
+    files: Files,
     seed: u64,
     end: Time90k,
 ) -> Result<Generated> {
@@ -178,7 +203,8 @@ pub(super) fn generate(
     db::bulk_load_mode(&conn)?;
     let entry = sample_entry()?;
     let entry_id = db::upsert_sample_entry(&conn, &entry.data, entry.codec, entry.width, entry.height)?;
-    let start = end + -(i64::from(days) * DAY);
+    let start = end + -(minutes as i64 * MINUTE);
+    let days = minutes.div_ceil(1440);
     let mut rng = Rng::new(seed);
     // Each camera's minute boundaries fall somewhere in the first second.
     let mut next: Vec<Time90k> = (0..channels).map(|_| start + rng.below(90_000) as i64).collect();
@@ -187,13 +213,12 @@ pub(super) fn generate(
         files: HashMap::new(),
         made: 0,
     };
-    if files {
+    if files != Files::None {
         std::fs::create_dir_all(&pool.dir)?;
         for ch in 1..=channels {
             std::fs::create_dir_all(dir.join("video").join(format!("ch{ch}")))?;
         }
     }
-    let minutes = u64::from(days) * 1440;
     let mut enc;
     let mut segments = 0u64;
     for m in 0..minutes {
@@ -223,8 +248,10 @@ pub(super) fn generate(
                 c.copy_from_slice(&rng.next().to_le_bytes());
             }
             let id = db::insert_finished_segment(&conn, ch, s, entry_id, &p, enc.blob(), Some(&hash))?;
-            if files {
-                pool.link(len, &segment_path(dir, ch, id))?;
+            match files {
+                Files::None => {}
+                Files::SparseLinks => pool.link(len, &segment_path(dir, ch, id))?,
+                Files::Allocated => allocate(&segment_path(dir, ch, id), len)?,
             }
             next[(ch - 1) as usize] = p.end;
             segments += 1;
@@ -239,7 +266,7 @@ pub(super) fn generate(
                 "  day {day}/{days}: {segments} segments, {:.1} GiB, {:.0} segments/s, {:.0} s left",
                 db_bytes(dir) as f64 / GIB,
                 segments as f64 / secs,
-                secs / day as f64 * (u64::from(days) - day) as f64
+                secs / day as f64 * days.saturating_sub(day) as f64
             );
         }
     }
@@ -273,7 +300,7 @@ fn db_bytes(dir: &Path) -> u64 {
 /// Index bytes per channel-day, from one channel's day generated apart.
 fn probe_bytes_per_channel_day(dir: &Path, seed: u64) -> Result<f64> {
     let p = dir.join("probe");
-    generate(&p, 1, 1, false, seed, Time90k(400 * DAY))?;
+    generate(&p, 1, 1440, Files::None, seed, Time90k(400 * DAY))?;
     let b = db_bytes(&p);
     std::fs::remove_dir_all(&p)?;
     Ok(b as f64)
@@ -424,7 +451,8 @@ fn measure(a: &IndexArgs, dir: &Path) -> Result<ExitCode> {
     let store = dir.join("store");
     let end = Time90k::from_system(std::time::SystemTime::now());
     eprintln!("generating {channels} channels × {} days of minute segments…", a.days);
-    let g = generate(&store, channels, a.days, !a.no_files, a.seed, end)?;
+    let files = if a.no_files { Files::None } else { Files::SparseLinks };
+    let g = generate(&store, channels, u64::from(a.days) * 1440, files, a.seed, end)?;
     let mut res = Results {
         channels,
         days: a.days,

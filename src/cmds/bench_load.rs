@@ -1,6 +1,6 @@
 //! Disturbances `bench ingest` records under: another writer loading the
-//! same filesystem (`--disk-load`), and a day of old footage for retention
-//! to delete while the cameras record (`--preload-day`).
+//! same filesystem (`--disk-load`), and old footage for retention to delete
+//! while the cameras record (`--preload-day`, `--preload-minutes`).
 //!
 //! Owns only the load and the pre-loading. Must never touch the NVR's files
 //! while it runs (the load writes its own file beside the store; the
@@ -10,6 +10,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::bench_index::Files;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -122,16 +124,17 @@ fn load(dir: &Path, mib_per_s: u64, stop: &AtomicBool) -> Result<LoadFigures> {
     })
 }
 
-/// Generates a day of finished one-minute segments for channels
-/// `1..=channels` into the store at `data` (rows as the writer leaves them,
-/// files as sparse hard links: `bench index`'s generator), ending two days
-/// ago, so that a one-day `max_age` makes retention delete all of it while
-/// the cameras record. Returns the segments made.
-pub(super) fn preload_day(data: &Path, channels: u32) -> Result<u64> {
+/// Generates `minutes` of finished one-minute segments for channels
+/// `1..=channels` into the store at `data` (rows as the writer leaves them:
+/// `bench index`'s generator), ending two days ago, so that a one-day
+/// `max_age` makes retention delete all of it while the cameras record.
+/// Returns the segments made.
+pub(super) fn preload(data: &Path, channels: u32, minutes: u64, files: Files) -> Result<u64> {
     std::fs::create_dir_all(data.join("video"))?;
     let end = tandem::time::Time90k::from_system(std::time::SystemTime::now()) + -(2 * 86_400 * 90_000);
-    let g = super::bench_index::generate(data, channels, 1, true, 14, end)?;
-    // The generator's sparse originals: the store's files are links to them.
+    let g = super::bench_index::generate(data, channels, minutes, files, 14, end)?;
+    // The generator's sparse originals (the store's files link to them), or
+    // its empty pool directory.
     std::fs::remove_dir_all(data.join("pool"))?;
     Ok(g.segments)
 }

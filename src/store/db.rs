@@ -339,6 +339,35 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// The log size at which the writer checkpoints by itself: a backstop far
+/// above what the `store-checkpoint` thread lets the log reach (64 MiB of
+/// 4-KiB pages), so the writer's commits never run a checkpoint's fsyncs
+/// while that thread keeps up.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+
+/// Puts the writer's connection in its recording mode, after repair: commits
+/// are not synced on the writer thread (`synchronous = NORMAL`) and the log
+/// is checkpointed elsewhere (`store::checkpoint`, which says why this keeps
+/// every promise). What must be durable when its commit returns goes through
+/// `synced`.
+pub fn set_writer_mode(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+}
+
+/// Runs `f` with `synchronous = FULL`: every commit it makes, and every
+/// commit before it on any connection (the log is one sequence), is durable
+/// when it returns. For commits followed by what a power cut must not see
+/// without them: an unlink after retention's marks, an event announced.
+/// Must not be called inside a transaction.
+pub fn synced<T>(conn: &Connection, f: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let r = f();
+    // Left at FULL if this fails: slower, never less durable.
+    let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+    r
+}
+
 /// How long a connection waits for another's write lock.
 pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -217,9 +217,7 @@ impl Writer {
                 st.in_window = true;
                 st.window_start = start;
                 info!(channel = ch, %start, "event recording started");
-                if let Err(e) = db::mark_event_footage(self.conn(), ch, start, &self.unsettled_reaching(ch, start)) {
-                    warn!(channel = ch, "cannot mark event footage: {e}");
-                }
+                self.mark_event_footage(ch, start);
             }
             (None, true) => {
                 st.in_window = false;
@@ -229,6 +227,18 @@ impl Writer {
             _ => return,
         }
         self.publish_gate_stats(ch);
+    }
+
+    /// Marks the footage of an event window from `start` on, durably: a
+    /// mark a power cut undid would leave the event's footage to the
+    /// shorter retention of continuous footage.
+    fn mark_event_footage(&self, ch: u32, start: Time90k) {
+        let segments = self.unsettled_reaching(ch, start);
+        if let Err(e) = db::synced(self.conn(), || {
+            db::mark_event_footage(self.conn(), ch, start, &segments)
+        }) {
+            warn!(channel = ch, "cannot mark event footage: {e}");
+        }
     }
 
     fn write_gated(&mut self, ch: u32, out: &mut Vec<(Frame, bool)>) {
@@ -242,9 +252,7 @@ impl Writer {
             // A segment that starts inside a window is event footage too.
             if self.record(f) && in_window {
                 let start = self.policy_state(ch).window_start;
-                if let Err(e) = db::mark_event_footage(self.conn(), ch, start, &self.unsettled_reaching(ch, start)) {
-                    warn!(channel = ch, "cannot mark event footage: {e}");
-                }
+                self.mark_event_footage(ch, start);
             }
         }
     }

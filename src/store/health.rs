@@ -171,9 +171,13 @@ pub struct WriterStats {
     /// side by side): the disk's answer time as the writer sees it.
     pub flush: Histogram,
     /// How long the writer's index commits took (a round's progress and
-    /// finished rows, events): the writer still waits for these, SQLite's
-    /// WAL fsync included.
+    /// finished rows, events). Most are not synced on the writer thread
+    /// (`store::checkpoint`); those that must be (events, retention's marks,
+    /// an explicit sync) include SQLite's WAL fsync.
     pub commit: Histogram,
+    /// How long each checkpoint of the index's log took on the
+    /// `store-checkpoint` thread (its two fsyncs included).
+    pub checkpoint: Histogram,
     /// fdatasyncs of segment files that succeeded (flush rounds).
     pub fsyncs: u64,
     /// Bytes those fdatasyncs made durable (`fsync_bytes / fsyncs` per fsync).

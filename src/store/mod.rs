@@ -9,6 +9,7 @@
 
 mod boundary;
 pub mod capacity;
+mod checkpoint;
 pub mod config_versions;
 pub mod db;
 pub mod deleter;
@@ -185,6 +186,8 @@ pub struct Store {
     thread: Option<std::thread::JoinHandle<()>>,
     /// Keeps the day summaries of recording runs folded; stops when dropped.
     _runs: Option<run_days::Summarizer>,
+    /// Checkpoints the index's log once a second; stops when dropped.
+    _checkpointer: Option<checkpoint::Checkpointer>,
     _lock: File,
 }
 
@@ -202,6 +205,8 @@ impl Store {
             Ok(n) => tracing::info!(events = n, "closed events left open by the previous run"),
             Err(e) => tracing::warn!("cannot close events left open: {e}"),
         }
+        // Repair's commits were synced; recording's need not be (`checkpoint`).
+        db::set_writer_mode(&conn).with_context(|| format!("{}: the writer's mode", db_path.display()))?;
         ensure_reserve(&cfg.dir);
         spawn_finished_check(&cfg.dir, &db_path);
         let runs = run_days::spawn(db_path.clone(), clock.clone());
@@ -218,6 +223,7 @@ impl Store {
         let (tx, rx) = queue::channel(cfg.write_buffer);
         let gate_stats = events::GateStatsMap::default();
         let writer_stats = health::SharedWriterStats::default();
+        let checkpointer = checkpoint::spawn(db_path.clone(), writer_stats.clone());
         let importer = import::Importer::start(cfg.dir.clone(), cfg.import.clone(), clock.clone())?;
         let w = writer::Writer::new(
             wcfg,
@@ -242,6 +248,7 @@ impl Store {
                 gate_stats,
                 thread: Some(thread),
                 _runs: runs,
+                _checkpointer: checkpointer,
                 _lock: lock,
             },
             report,

@@ -149,6 +149,9 @@ pub struct Writer {
     pub(super) gate_stats: super::events::GateStatsMap,
     pub(super) notifier: Option<crate::events::Notifier>,
     pub(super) event_log: super::events::EventLog,
+    /// Set while an explicit sync (or the shutdown's) runs: its commits are
+    /// synced like events' (`writer_round::commit`).
+    pub(super) sync_commits: bool,
     /// Frame-to-durable latency and other counters the API shows.
     pub(super) stats: super::health::SharedWriterStats,
     /// Descriptors held back for the writer (see `health::FdReserve`).
@@ -192,6 +195,7 @@ impl Writer {
         let event_log = super::events::EventLog::new(&conn)?;
         let cfg_interval = cfg.flush_interval;
         Ok(Writer {
+            sync_commits: false,
             cfg,
             conn,
             clock,
@@ -631,13 +635,21 @@ impl Writer {
         if self.deleter.as_ref().is_some_and(|d| d.busy()) {
             return;
         }
-        let (r, batch) = match super::retention_run::mark(
-            &self.conn,
-            &self.cfg.dir,
-            self.clock.now(),
-            &self.cfg.policies,
-            self.cfg.min_free_bytes,
-        ) {
+        // Synced: the retention thread unlinks the files once the marks
+        // are committed, and a power cut must never bring back a
+        // `complete` row whose file is gone.
+        let (r, batch) = match db::synced(&self.conn, || {
+            Ok(super::retention_run::mark(
+                &self.conn,
+                &self.cfg.dir,
+                self.clock.now(),
+                &self.cfg.policies,
+                self.cfg.min_free_bytes,
+            ))
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             Ok(v) => v,
             Err(e) => {
                 warn!("{e}");

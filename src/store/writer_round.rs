@@ -64,6 +64,7 @@ impl Writer {
     /// Makes everything written so far durable and committed; blocks (tests,
     /// shutdown, exports of the last second).
     pub(super) fn sync_all(&mut self) {
+        self.sync_commits = true;
         if let Some(a) = self.flusher.wait() {
             self.round_answered(a);
         }
@@ -71,6 +72,18 @@ impl Writer {
         if let Some(a) = self.flusher.wait() {
             self.round_answered(a);
         }
+        // The last round may have had nothing to commit, and an empty
+        // transaction syncs nothing: sync the log itself, which makes every
+        // commit in it durable. (A commit no longer in it was copied into the
+        // database file by a checkpoint that synced the file before SQLite
+        // let the log restart.)
+        let log = self.cfg.dir.join("index.db-wal");
+        match std::fs::File::open(&log).and_then(|f| f.sync_data()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(file = %log.display(), "cannot make the index durable: {e}"),
+        }
+        self.sync_commits = false;
     }
 
     /// Writes every queue, captures every segment with bytes not yet
@@ -241,7 +254,7 @@ impl Writer {
             return true;
         }
         let started = Instant::now();
-        let r = (|| {
+        let transaction = || {
             let tx = self.conn.unchecked_transaction()?;
             for (id, p, offset) in &updates {
                 db::update_writing(&tx, *id, p)?;
@@ -254,7 +267,17 @@ impl Writer {
             }
             db::apply_event_ops(&tx, self.event_log.ops())?;
             tx.commit()
-        })();
+        };
+        // Progress and finished rows need no sync here: the round already
+        // made their frames durable, and repair rebuilds a row a power cut
+        // rolled back from its file (`store::checkpoint`). Events are
+        // announced once committed, so they are synced first; so is
+        // everything an explicit sync commits.
+        let r = if self.event_log.is_empty() && !self.sync_commits {
+            transaction()
+        } else {
+            db::synced(&self.conn, transaction)
+        };
         if let Ok(mut s) = self.stats.lock() {
             s.commit.record(started.elapsed());
         }
