@@ -1,37 +1,37 @@
 //! `tandem bench ingest` with its disturbances at a tiny size (two streams,
 //! a few seconds): another writer loading the store's filesystem
-//! (`--disk-load`) and a pre-loaded day that retention deletes while the
-//! cameras record (`--preload-day`). The JSON has their figures, the load
+//! (`--disk-load`) and pre-loaded footage that retention deletes while the
+//! cameras record (`--preload-day`, `--preload-minutes`). The JSON has their figures, the load
 //! wrote, retention deleted footage, and nothing recorded was lost. Smoke
 //! check only: no timing is asserted.
 
 mod common;
 
+/// `bench ingest` of two small Tandem-only streams recorded into `data`.
+fn two_small_streams(dir: &std::path::Path, data: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "ingest",
+        "--streams",
+        "2",
+        "--skip-ffmpeg",
+        "--width",
+        "320",
+        "--height",
+        "240",
+    ];
+    args.extend(["--bitrate-kbps", "500", "--dir", data.to_str().unwrap()]);
+    args.extend(extra);
+    common::bench_json(dir, &args)
+}
+
 #[test]
 fn a_loaded_disk_and_a_preloaded_day_are_reported() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
-    let r = common::bench_json(
+    let r = two_small_streams(
         t.path(),
-        &[
-            "ingest",
-            "--streams",
-            "2",
-            "--seconds",
-            "4",
-            "--skip-ffmpeg",
-            "--width",
-            "320",
-            "--height",
-            "240",
-            "--bitrate-kbps",
-            "500",
-            "--disk-load",
-            "4",
-            "--preload-day",
-            "--dir",
-            data.to_str().unwrap(),
-        ],
+        &data,
+        &["--seconds", "4", "--disk-load", "4", "--preload-day"],
     );
     assert_eq!(r["preloaded_segments"], 2 * 1440);
     let load = &r["disk_load"];
@@ -55,27 +55,7 @@ fn a_loaded_disk_and_a_preloaded_day_are_reported() {
 fn preloaded_real_files_are_deleted_inside_the_window() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
-    let r = common::bench_json(
-        t.path(),
-        &[
-            "ingest",
-            "--streams",
-            "2",
-            "--seconds",
-            "8",
-            "--skip-ffmpeg",
-            "--width",
-            "320",
-            "--height",
-            "240",
-            "--bitrate-kbps",
-            "500",
-            "--preload-minutes",
-            "2",
-            "--dir",
-            data.to_str().unwrap(),
-        ],
-    );
+    let r = two_small_streams(t.path(), &data, &["--seconds", "8", "--preload-minutes", "2"]);
     assert_eq!(r["preloaded_segments"], 4);
     assert_eq!(r["preloaded_files"], "Allocated");
     // Started with 30 days, shortened to one after the window began: every
