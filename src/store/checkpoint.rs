@@ -4,15 +4,15 @@
 //!
 //! Why it exists: the writer commits a flush round's progress, each new
 //! segment's row and each finished segment with `synchronous = NORMAL`
-//! (`db::open_for_writer`), so none of those commits waits for an fsync of
+//! (`db::set_writer_mode`), so none of those commits waits for an fsync of
 //! the log on the writer thread — under another process's heavy writeback one
 //! such fsync took 150 ms, and a rollover of 256 channels is 256 commits. The
 //! files stay the truth: a round's fdatasyncs make the frames durable before
 //! their progress is committed, and after a power cut repair rebuilds any row
 //! whose commit the cut undid from its file (`repair`, `orphans`). What must
 //! not be undone is committed with `synchronous = FULL` by the writer itself
-//! (`db::Synced`): retention's marks before their files are unlinked, events,
-//! and an explicit sync. This thread bounds what a power cut can undo of the
+//! (`db::synced`): retention's marks before their files are unlinked, events,
+//! event footage marks, and an explicit sync. This thread bounds what a power cut can undo of the
 //! rest to about a second, and keeps the log from growing: a passive
 //! checkpoint syncs the log before it copies and the database file after.
 //!
