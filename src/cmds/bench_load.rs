@@ -10,12 +10,12 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use super::bench_index::Files;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+
+use super::bench_index::Files;
 
 /// The load's writes: 1 MiB each…
 const CHUNK: usize = 1 << 20;

@@ -149,9 +149,6 @@ pub struct Writer {
     pub(super) gate_stats: super::events::GateStatsMap,
     pub(super) notifier: Option<crate::events::Notifier>,
     pub(super) event_log: super::events::EventLog,
-    /// Set while an explicit sync (or the shutdown's) runs: its commits are
-    /// synced like events' (`writer_round::commit`).
-    pub(super) sync_commits: bool,
     /// Frame-to-durable latency and other counters the API shows.
     pub(super) stats: super::health::SharedWriterStats,
     /// Descriptors held back for the writer (see `health::FdReserve`).
@@ -195,7 +192,6 @@ impl Writer {
         let event_log = super::events::EventLog::new(&conn)?;
         let cfg_interval = cfg.flush_interval;
         Ok(Writer {
-            sync_commits: false,
             cfg,
             conn,
             clock,

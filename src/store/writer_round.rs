@@ -64,7 +64,6 @@ impl Writer {
     /// Makes everything written so far durable and committed; blocks (tests,
     /// shutdown, exports of the last second).
     pub(super) fn sync_all(&mut self) {
-        self.sync_commits = true;
         if let Some(a) = self.flusher.wait() {
             self.round_answered(a);
         }
@@ -72,18 +71,16 @@ impl Writer {
         if let Some(a) = self.flusher.wait() {
             self.round_answered(a);
         }
-        // The last round may have had nothing to commit, and an empty
-        // transaction syncs nothing: sync the log itself, which makes every
-        // commit in it durable. (A commit no longer in it was copied into the
-        // database file by a checkpoint that synced the file before SQLite
-        // let the log restart.)
+        // The writer's commits are not synced (`store::checkpoint`): sync
+        // the log itself, which makes every commit in it durable. (A commit
+        // no longer in it was copied into the database file by a checkpoint
+        // that synced the file before SQLite let the log restart.)
         let log = self.cfg.dir.join("index.db-wal");
         match std::fs::File::open(&log).and_then(|f| f.sync_data()) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => warn!(file = %log.display(), "cannot make the index durable: {e}"),
         }
-        self.sync_commits = false;
     }
 
     /// Writes every queue, captures every segment with bytes not yet
@@ -271,9 +268,8 @@ impl Writer {
         // Progress and finished rows need no sync here: the round already
         // made their frames durable, and repair rebuilds a row a power cut
         // rolled back from its file (`store::checkpoint`). Events are
-        // announced once committed, so they are synced first; so is
-        // everything an explicit sync commits.
-        let r = if self.event_log.is_empty() && !self.sync_commits {
+        // announced once committed, so they are synced first.
+        let r = if self.event_log.is_empty() {
             transaction()
         } else {
             db::synced(&self.conn, transaction)
