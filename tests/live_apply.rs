@@ -305,11 +305,14 @@ async fn status_line(addr: std::net::SocketAddr) -> std::io::Result<String> {
 async fn the_listener_moves_and_recording_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let server = cameras(1).await;
-    let free = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let (a, b) = (free(), free());
+    // Both held while the second is chosen: a port freed at once can be
+    // handed out again, and a move to the same address changes nothing.
+    let (la, lb) = (
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let (a, b) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    drop((la, lb));
     let one =
         |addr: std::net::SocketAddr| format!("[http]\nlisten = \"{addr}\"\n[[channel]]\nnumber = 1\ncamera = \"s1\"\n");
     let running = config(dir.path(), &server, &one(a));
