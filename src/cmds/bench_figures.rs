@@ -195,23 +195,13 @@ fn kernel_threads() -> HashMap<u32, f64> {
             continue;
         };
         // A thread may exit between the listing and the read: skip it.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some(stat) = ProcStat::read(pid) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !STORAGE_THREADS.iter().any(|p| stat[open + 1..close].starts_with(p)) {
+        if !STORAGE_THREADS.iter().any(|p| stat.comm.starts_with(p)) || stat.flags() & PF_KTHREAD == 0 {
             continue;
         }
-        let rest = &stat[close + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let flags = f.get(6).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        if flags & PF_KTHREAD == 0 {
-            continue;
-        }
-        let ticks: f64 = [11, 12].iter().filter_map(|&i| f.get(i)?.parse::<f64>().ok()).sum();
-        out.insert(pid, ticks / ticks_per_sec());
+        out.insert(pid, stat.cpu_seconds());
     }
     out
 }
@@ -260,13 +250,52 @@ fn ticks_per_sec() -> f64 {
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
+/// One `/proc/PID/stat` line: the command name and the fields after it.
+struct ProcStat {
+    comm: String,
+    /// Fields from the state on (field 3 of proc(5) is `fields[0]`).
+    fields: Vec<u64>,
+}
+
+impl ProcStat {
+    fn read(pid: u32) -> Option<ProcStat> {
+        Self::parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    fn parse(stat: &str) -> Option<ProcStat> {
+        // The name may hold spaces and parentheses: it ends at the last ')'.
+        let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+        // The state is a letter, read as 0: it only keeps the numbering.
+        let fields = stat
+            .get(close + 2..)?
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>();
+        Some(ProcStat {
+            comm: stat[open + 1..close].to_owned(),
+            fields,
+        })
+    }
+
+    fn field(&self, proc5_number: usize) -> u64 {
+        self.fields.get(proc5_number - 3).copied().unwrap_or(0)
+    }
+
+    fn flags(&self) -> u64 {
+        self.field(9)
+    }
+
+    /// utime + stime (fields 14 and 15), seconds.
+    fn cpu_seconds(&self) -> f64 {
+        (self.field(14) + self.field(15)) as f64 / ticks_per_sec()
+    }
+}
+
 /// User + system CPU seconds of a process so far.
 pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')').context("bad /proc stat")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Ok((f[11].parse::<f64>()? + f[12].parse::<f64>()?) / ticks_per_sec())
+    Ok(ProcStat::read(pid)
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?
+        .cpu_seconds())
 }
 
 /// Peak resident memory (VmHWM) of a process, bytes.
@@ -274,4 +303,31 @@ pub(super) fn peak_rss(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
     Ok(line.split_whitespace().nth(1).context("bad VmHWM")?.parse::<u64>()? * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_whose_name_holds_spaces_and_parentheses() {
+        // proc(5): pid (comm) state ppid ... flags(9) ... utime(14) stime(15)
+        let line = "42 (kworker/0:1 (x) y) I 2 0 0 0 -1 2097248 0 0 0 0 300 200 0 0 20 0 1 0";
+        let s = ProcStat::parse(line).unwrap();
+        assert_eq!(s.comm, "kworker/0:1 (x) y");
+        assert_eq!(s.flags(), 2_097_248);
+        assert_eq!(s.flags() & 0x0020_0000, 0x0020_0000, "PF_KTHREAD");
+        assert!((s.cpu_seconds() - 500.0 / ticks_per_sec()).abs() < 1e-9);
+        assert!(ProcStat::parse("no parentheses").is_none());
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_seconds(std::process::id()).unwrap() > 0.0);
+    }
 }

@@ -21,60 +21,38 @@
 //! a backstop far above what this thread lets the log reach.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use super::db;
 use super::health::SharedWriterStats;
+use super::periodic::{self, Periodic, Schedule};
 
 /// How often the log is checkpointed, and so made durable.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
-/// Keeps the `store-checkpoint` thread alive; dropping it stops the thread
-/// after one last checkpoint.
-pub struct Checkpointer {
-    _stop: SyncSender<()>,
-}
-
-/// Starts the `store-checkpoint` thread on its own connection to `db_path`.
-pub fn spawn(db_path: PathBuf, stats: SharedWriterStats) -> Option<Checkpointer> {
-    let (tx, rx) = sync_channel::<()>(0);
-    let r = std::thread::Builder::new()
-        .name("store-checkpoint".into())
-        .spawn(move || {
-            let conn = match db::open(&db_path) {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!("cannot checkpoint the index (the writer's own checkpoints will): {e}");
-                    return;
-                }
-            };
-            loop {
-                let stop = !matches!(rx.recv_timeout(INTERVAL), Err(RecvTimeoutError::Timeout));
-                let t = Instant::now();
-                match passive(&conn) {
-                    Ok((log, copied)) => {
-                        debug!(log_pages = log, copied_pages = copied, "index checkpointed");
-                        if let Ok(mut s) = stats.lock() {
-                            s.checkpoint.record(t.elapsed());
-                        }
-                    }
-                    Err(e) => warn!("cannot checkpoint the index: {e}"),
-                }
-                if stop {
-                    return;
+/// Starts the `store-checkpoint` thread on its own connection to `db_path`;
+/// dropping the handle stops it after one last checkpoint.
+pub fn spawn(db_path: PathBuf, stats: SharedWriterStats) -> Option<Periodic> {
+    let schedule = Schedule {
+        name: "store-checkpoint",
+        interval: INTERVAL,
+        at_start: false,
+        at_stop: true,
+    };
+    periodic::spawn(schedule, db_path, move |conn, _| {
+        let t = Instant::now();
+        match passive(conn) {
+            Ok((log, copied)) => {
+                debug!(log_pages = log, copied_pages = copied, "index checkpointed");
+                if let Ok(mut s) = stats.lock() {
+                    s.checkpoint.record(t.elapsed());
                 }
             }
-        });
-    match r {
-        Ok(_) => Some(Checkpointer { _stop: tx }),
-        Err(e) => {
-            warn!("cannot start the index checkpointer (the writer's own checkpoints will run): {e}");
-            None
+            // The writer's own automatic checkpoint is the backstop.
+            Err(e) => warn!("cannot checkpoint the index: {e}"),
         }
-    }
+    })
 }
 
 /// One passive checkpoint: (pages in the log, pages copied into the
@@ -86,6 +64,7 @@ pub fn passive(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::db;
 
     fn synchronous(c: &rusqlite::Connection) -> i64 {
         c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap()

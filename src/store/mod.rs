@@ -24,6 +24,7 @@ pub mod integrity;
 pub mod open_segment;
 pub mod orphans;
 pub mod outbox;
+mod periodic;
 pub mod queue;
 pub mod reader;
 pub mod record_digest;
@@ -185,9 +186,9 @@ pub struct Store {
     pub gate_stats: events::GateStatsMap,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Keeps the day summaries of recording runs folded; stops when dropped.
-    _runs: Option<run_days::Summarizer>,
+    _runs: Option<periodic::Periodic>,
     /// Checkpoints the index's log once a second; stops when dropped.
-    _checkpointer: Option<checkpoint::Checkpointer>,
+    _checkpointer: Option<periodic::Periodic>,
     _lock: File,
 }
 

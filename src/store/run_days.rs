@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use rusqlite::{params, Connection};
 use tracing::{info, warn};
 
 use super::db::{self, SampleEntryRow};
+use super::periodic::{self, Periodic, Schedule};
 use super::runs::{interior_days, Piece, RunFold, DAY};
 use crate::time::{Clock, Time90k};
 
@@ -281,45 +281,26 @@ pub fn summarize(conn: &Connection, before_day: i64, mut stop: impl FnMut() -> b
 /// How often the `store-runs` thread looks for stale days.
 const INTERVAL: Duration = Duration::from_secs(60);
 
-/// Keeps the `store-runs` thread alive; dropping it stops the thread.
-pub struct Summarizer {
-    _stop: SyncSender<()>,
-}
-
 /// Starts the `store-runs` thread: a pass over the days before today at
 /// once (an upgraded store has none summarized), then every `INTERVAL`.
-pub fn spawn(db_path: PathBuf, clock: Arc<dyn Clock>) -> Option<Summarizer> {
-    let (tx, rx) = sync_channel::<()>(0);
-    let r = std::thread::Builder::new().name("store-runs".into()).spawn(move || {
-        let conn = match db::open(&db_path) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("cannot summarize recording runs: {e}");
-                return;
+/// Dropping the handle stops it between batches.
+pub fn spawn(db_path: PathBuf, clock: Arc<dyn Clock>) -> Option<Periodic> {
+    let schedule = Schedule {
+        name: "store-runs",
+        interval: INTERVAL,
+        at_start: true,
+        at_stop: false,
+    };
+    // Without summaries `recordings` folds each day's segments: slower, not wrong.
+    periodic::spawn(schedule, db_path, move |conn, stopped| {
+        match summarize(conn, today(clock.now()), stopped) {
+            Ok(p) if p.stored > 0 => {
+                info!(days = p.days, stored = p.stored, ms = p.ms, "summarized recording runs")
             }
-        };
-        loop {
-            let today = today(clock.now());
-            let stopped = || !matches!(rx.try_recv(), Err(TryRecvError::Empty));
-            match summarize(&conn, today, stopped) {
-                Ok(p) if p.stored > 0 => {
-                    info!(days = p.days, stored = p.stored, ms = p.ms, "summarized recording runs")
-                }
-                Ok(_) => {}
-                Err(e) => warn!("cannot summarize recording runs: {e}"),
-            }
-            if !matches!(rx.recv_timeout(INTERVAL), Err(RecvTimeoutError::Timeout)) {
-                return;
-            }
+            Ok(_) => {}
+            Err(e) => warn!("cannot summarize recording runs: {e}"),
         }
-    });
-    match r {
-        Ok(_) => Some(Summarizer { _stop: tx }),
-        Err(e) => {
-            warn!("cannot start the summarizer of recording runs: {e}");
-            None
-        }
-    }
+    })
 }
 
 /// The day `now` falls on (summaries are folded only for days before it).
