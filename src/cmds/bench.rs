@@ -66,6 +66,10 @@ enum Which {
     /// under bandwidth caps vs the rate new footage arrives, frames lost
     /// across both tiers (must be 0).
     Archive(super::bench_archive::ArchiveArgs),
+    /// The RTSP intake alone: retina's parsing and depacketising of one
+    /// unpaced RTSP/TCP stream (CPU per frame and per MB), vs ffmpeg -c copy
+    /// -f null reading the same bytes.
+    Intake(super::bench_intake::IntakeArgs),
 }
 
 /// The simulated cameras' picture: 1080p25 at 4 Mbit/s unless told otherwise.
@@ -157,6 +161,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Which::Serve(a) => super::bench_serve::run(a),
         Which::Placement(a) => super::bench_placement::run(a),
         Which::Archive(a) => super::bench_archive::run(a),
+        Which::Intake(a) => super::bench_intake::run(a),
     }
 }
 

@@ -298,6 +298,47 @@ pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
         .cpu_seconds())
 }
 
+/// User and system CPU seconds from `getrusage`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rusage {
+    pub user_s: f64,
+    pub sys_s: f64,
+}
+
+impl Rusage {
+    fn of(who: libc::c_int) -> Rusage {
+        // SAFETY: getrusage fills the struct we pass; a zeroed rusage is valid.
+        let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut r) };
+        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+        Rusage {
+            user_s: t(r.ru_utime),
+            sys_s: t(r.ru_stime),
+        }
+    }
+
+    /// The calling thread's.
+    pub(super) fn thread() -> Rusage {
+        Self::of(libc::RUSAGE_THREAD)
+    }
+
+    /// Every child process waited for so far.
+    pub(super) fn children() -> Rusage {
+        Self::of(libc::RUSAGE_CHILDREN)
+    }
+
+    pub(super) fn since(&self, earlier: &Rusage) -> Rusage {
+        Rusage {
+            user_s: self.user_s - earlier.user_s,
+            sys_s: self.sys_s - earlier.sys_s,
+        }
+    }
+
+    pub(super) fn total(&self) -> f64 {
+        self.user_s + self.sys_s
+    }
+}
+
 /// Peak resident memory (VmHWM) of a process, bytes.
 pub(super) fn peak_rss(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

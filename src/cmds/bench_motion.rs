@@ -54,11 +54,7 @@ fn thread_cpu() -> f64 {
 }
 
 fn children_cpu() -> f64 {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut r) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(r.ru_utime) + t(r.ru_stime)
+    super::bench_figures::Rusage::children().total()
 }
 
 /// The substream as a camera session delivers it (frames for the detector),

@@ -13,6 +13,7 @@ pub mod bench_attack;
 pub mod bench_auth;
 pub mod bench_figures;
 pub mod bench_index;
+pub mod bench_intake;
 pub mod bench_live;
 pub mod bench_live_browser;
 mod bench_load;

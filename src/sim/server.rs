@@ -379,7 +379,7 @@ pub(super) fn camera_index(uri: &str, count: u32) -> Option<usize> {
     (1..=count).contains(&n).then(|| (n - 1) as usize)
 }
 
-pub(super) fn sdp(video: &EncodedLoop, camera: usize, host: &str) -> String {
+pub fn sdp(video: &EncodedLoop, camera: usize, host: &str) -> String {
     use base64::Engine;
     let b64 = &base64::engine::general_purpose::STANDARD;
     format!(

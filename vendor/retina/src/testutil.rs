@@ -186,7 +186,7 @@ pub(crate) fn response(mut raw: &'static [u8]) -> (crate::rtsp::msg::Response, B
     let (msg, body_slice) = parser.feed(&mut raw).unwrap().unwrap();
     assert!(raw.is_empty(), "not all bytes consumed");
     match msg {
-        crate::rtsp::msg::Message::Response(r) => (r, Bytes::from_static(body_slice)),
+        crate::rtsp::msg::Message::Response(r) => (*r, Bytes::from_static(body_slice)),
         _ => panic!("unexpected message type"),
     }
 }

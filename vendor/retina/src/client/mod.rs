@@ -1398,7 +1398,7 @@ impl RtspConnection {
                     },
                 });
             }
-            return Ok((msg_ctx, cseq, resp, resp_body));
+            return Ok((msg_ctx, cseq, *resp, resp_body));
         }
     }
 
@@ -2813,7 +2813,7 @@ impl Session<Playing> {
                         continue;
                     }
                     msg::Message::Response(response) => {
-                        if let Err(e) = self.as_mut().handle_response(&msg.ctx, response) {
+                        if let Err(e) = self.as_mut().handle_response(&msg.ctx, *response) {
                             return Poll::Ready(Some(Err(e)));
                         }
                         continue;

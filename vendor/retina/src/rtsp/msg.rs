@@ -58,10 +58,14 @@ impl std::borrow::Borrow<CaseInsensitive<str>> for CaseInsensitive<Cow<'static, 
 }
 
 /// An RTSP/1.0 message head (parsed without body).
+///
+/// Requests and responses are boxed: they are rare (setup, keepalives), and
+/// unboxed a `Message` was 150 bytes, moved several times for every
+/// interleaved RTP packet (`$` data), which is nearly every message.
 #[derive(Debug, Clone, PartialEq, Eq, derive_more::From)]
 pub enum Message {
-    Request(Request),
-    Response(Response),
+    Request(Box<Request>),
+    Response(Box<Response>),
     Data(Data),
 }
 

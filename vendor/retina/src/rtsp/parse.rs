@@ -418,11 +418,11 @@ fn parse_head<'i, I: Input<'i>>(input: &mut I) -> Result<Option<Message>, FeedEr
             }
             Some(_) => {
                 if input.len() >= 5 && input.starts_with_lit(b"RTSP/") {
-                    return Ok(Some(Message::Response(parse_status_line(input)?)));
+                    return Ok(Some(Message::Response(Box::new(parse_status_line(input)?))));
                 } else if input.len() < 5 && input.starts_with_lit(&b"RTSP/"[..input.len()]) {
                     return Err(incomplete());
                 } else {
-                    return Ok(Some(Message::Request(parse_request_line(input)?)));
+                    return Ok(Some(Message::Request(Box::new(parse_request_line(input)?))));
                 }
             }
         }
@@ -761,7 +761,7 @@ pub(crate) mod tests {
         else {
             panic!()
         };
-        assert_eq!(req, expected);
+        assert_eq!(*req, expected);
     }
 
     #[test]
