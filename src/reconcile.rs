@@ -22,6 +22,11 @@ pub struct ApplyReport {
     /// Channels whose ingest was restarted.
     pub restarted: Vec<u32>,
     pub elapsed_ms: u64,
+    /// The configuration this apply installed, the very `Arc` the NVR now
+    /// serves until the next apply: a caller tells its own apply from any
+    /// later one by pointer, with no window between applying and looking.
+    #[serde(skip)]
+    pub installed: Option<std::sync::Arc<Config>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -42,7 +42,10 @@ pub(super) async fn apply(nvr: &Arc<Nvr>, desired: Config) -> Result<ApplyReport
     let desired = Arc::new(desired);
     // First, so that bindings made below find the new cameras.
     nvr.config.send_replace(desired.clone());
-    let mut report = ApplyReport::default();
+    let mut report = ApplyReport {
+        installed: Some(desired.clone()),
+        ..ApplyReport::default()
+    };
     let mut stopping = Vec::new();
     channels(nvr, &plan, &running, &desired, &mut report, &mut stopping).await;
     rules(nvr, &plan, &running, &desired, &mut report, &mut stopping);

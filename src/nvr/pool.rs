@@ -170,8 +170,14 @@ async fn follow_shared_config(
                 info!(push = %doc.id(), "pool: the configuration changed here; laying the pool's file over it again");
             }
             last = Some(doc.id());
-            let report = apply_shared(&nvr, &member, &doc).await;
-            ours = Some(nvr.config());
+            let before = nvr.config();
+            let (report, installed) = apply_shared(&nvr, &member, &doc).await;
+            // What this apply installed, by the apply's own word: a change
+            // made here right after it is then told apart. Without one
+            // (unchanged, refused), the configuration it was laid over; if
+            // that moved meanwhile, the next pass lays the file again, which
+            // changes nothing.
+            ours = Some(installed.unwrap_or(before));
             configs.borrow_and_update();
             if report.ok {
                 info!(push = %report.id, file = %doc.file, "pool: shared configuration: {}", report.result);
@@ -187,7 +193,9 @@ async fn follow_shared_config(
     }
 }
 
-async fn apply_shared(nvr: &Arc<Nvr>, member: &str, doc: &PoolConfigDoc) -> AppliedDoc {
+/// Lays the pool's file over this NVR's configuration: the report, and the
+/// configuration the apply installed if it changed anything.
+async fn apply_shared(nvr: &Arc<Nvr>, member: &str, doc: &PoolConfigDoc) -> (AppliedDoc, Option<Arc<Config>>) {
     let running = nvr.config();
     // Overrides name the NVR by its `[nvr] name`, which is the member's by default.
     let name = running.name.clone().unwrap_or_else(|| member.to_string());
@@ -211,6 +219,11 @@ async fn apply_shared(nvr: &Arc<Nvr>, member: &str, doc: &PoolConfigDoc) -> Appl
             parfile::apply::apply(nvr, req).await.map_err(|f| f.errors())
         }
     };
+    let installed = outcome
+        .as_ref()
+        .ok()
+        .and_then(|o| o.report.as_ref())
+        .and_then(|r| r.installed.clone());
     let (ok, result) = match outcome {
         Ok(o) if o.unchanged => (true, "unchanged".to_string()),
         Ok(o) => (
@@ -223,11 +236,12 @@ async fn apply_shared(nvr: &Arc<Nvr>, member: &str, doc: &PoolConfigDoc) -> Appl
         ),
         Err(errors) => (false, crate::excerpt::short(&errors.join("; "))),
     };
-    AppliedDoc {
+    let applied = AppliedDoc {
         id: doc.id(),
         ok,
         result,
-    }
+    };
+    (applied, installed)
 }
 
 /// What the task keeps current for the membership and for `leave`.
