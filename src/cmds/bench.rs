@@ -517,17 +517,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         );
         let mut procs = Vec::new();
         for (i, u) in urls.iter().enumerate() {
-            let c = Command::new("ffmpeg")
-                .args([
-                    "-nostdin",
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-rtsp_transport",
-                    "tcp",
-                    "-i",
-                    u,
-                ])
+            let c = super::bench_figures::ffmpeg_reading(u)
                 .args([
                     "-c",
                     "copy",

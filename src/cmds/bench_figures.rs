@@ -298,6 +298,23 @@ pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
         .cpu_seconds())
 }
 
+/// `ffmpeg` reading `url` as the peer in every benchmark does: RTSP over
+/// TCP, quiet, no console. The caller adds the output side.
+pub(super) fn ffmpeg_reading(url: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("ffmpeg");
+    c.args([
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-i",
+        url,
+    ]);
+    c
+}
+
 /// User and system CPU seconds from `getrusage`.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Rusage {

@@ -14,7 +14,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use retina::codec::{CodecItem, FrameFormat};
 use tandem::sim::{self, rtsp, EncodedLoop, VideoSpec};
 
 use super::bench::CameraArgs;
-use super::bench_figures::Rusage;
+use super::bench_figures::{ffmpeg_reading, Rusage};
 
 #[derive(clap::Args)]
 pub struct IntakeArgs {
@@ -355,17 +355,7 @@ fn ffmpeg_run(video: &Arc<EncodedLoop>, payloads: &Arc<Vec<FramePayloads>>, fram
 fn ffmpeg_once(video: &Arc<EncodedLoop>, payloads: &Arc<Vec<FramePayloads>>, frames: u64) -> Result<Run> {
     let (url, server) = serve_once(video, payloads, frames)?;
     let (t0, c0) = (Instant::now(), Rusage::children());
-    let status = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-        ])
-        .arg(&url)
+    let status = ffmpeg_reading(&url)
         .args(["-map", "0:v", "-c", "copy", "-f", "null", "-"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

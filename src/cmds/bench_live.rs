@@ -255,8 +255,7 @@ fn ffmpeg_viewers(url: &str, n: u32, secs: u64, dir: &Path) -> Result<f64> {
     let mut procs = Procs(Vec::new());
     for i in 0..n {
         let log = std::fs::File::create(dir.join(format!("ffmpeg-{i}.log")))?;
-        let c = Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url])
+        let c = super::bench_figures::ffmpeg_reading(url)
             .args([
                 "-c",
                 "copy",

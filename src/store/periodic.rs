@@ -100,6 +100,14 @@ mod tests {
         (p, runs, dir)
     }
 
+    fn wait_for_runs(runs: &AtomicUsize, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runs.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "fewer than {n} runs in 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn settle(runs: &AtomicUsize) -> usize {
         // A dropped handle wakes the thread at once; after its last run
         // the count no longer moves.
@@ -113,11 +121,7 @@ mod tests {
     #[test]
     fn works_every_interval_and_stops_when_dropped() {
         let (p, runs, _dir) = counting(Duration::from_millis(100), false, false);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while runs.load(Ordering::SeqCst) < 3 {
-            assert!(Instant::now() < deadline, "fewer than 3 runs in 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_runs(&runs, 3);
         drop(p);
         settle(&runs);
     }
@@ -125,11 +129,7 @@ mod tests {
     #[test]
     fn at_start_works_at_once_and_at_stop_once_more() {
         let (p, runs, _dir) = counting(Duration::from_secs(3600), true, true);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while runs.load(Ordering::SeqCst) < 1 {
-            assert!(Instant::now() < deadline, "no run at start");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_runs(&runs, 1);
         // Dropped inside the first (hour-long) interval: only the last run follows.
         drop(p);
         assert_eq!(settle(&runs), 2, "one run at start and one at stop");
@@ -138,11 +138,7 @@ mod tests {
     #[test]
     fn without_at_stop_a_drop_ends_it_without_another_run() {
         let (p, runs, _dir) = counting(Duration::from_secs(3600), true, false);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while runs.load(Ordering::SeqCst) < 1 {
-            assert!(Instant::now() < deadline, "no run at start");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_runs(&runs, 1);
         drop(p);
         assert_eq!(settle(&runs), 1, "only the run at start");
     }
