@@ -29,6 +29,7 @@ pub mod queue;
 pub mod reader;
 pub mod record_digest;
 pub mod repair;
+mod reserve;
 pub mod retention;
 pub mod retention_run;
 pub mod run_days;

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::record_digest::RecordDigest;
+use super::reserve::Reserve;
 use rusqlite::Connection;
 use tracing::error;
 
@@ -159,6 +160,8 @@ pub(super) struct OpenSegment {
     pub(super) capture_offset: Option<i64>,
     /// Whether a committed flush has written `capture_offset` to the row.
     pub(super) capture_offset_stored: bool,
+    /// Space allocated ahead of the bytes written, until sealed.
+    reserve: Reserve,
 }
 
 impl OpenSegment {
@@ -180,6 +183,7 @@ impl OpenSegment {
         let id = db::insert_writing_segment(conn, channel, start, entry_id)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let path = segment_path(dir, channel, id);
+        let mut reserve = Reserve::default();
         let result = (|| {
             let dir = path.parent().expect("segment path has a parent");
             super::create_dir_durable(dir)?;
@@ -191,6 +195,7 @@ impl OpenSegment {
                 sample_entry: entry.data.clone(),
             }
             .encode();
+            reserve.before_write(&file, header.len() as u64);
             file.write_all(&header)?;
             if sync_now {
                 // A failed fsync here leaves nothing to keep: the file is removed
@@ -246,6 +251,7 @@ impl OpenSegment {
             dir_unsynced,
             capture_offset: None,
             capture_offset_stored: false,
+            reserve,
         })
     }
 
@@ -369,6 +375,7 @@ impl OpenSegment {
     /// round's fsync failed). Returns the queued frames whose write failed.
     pub(super) fn seal_for_close(&mut self, channel: u32, end: Option<Time90k>) -> u32 {
         let unwritten = self.write_last(channel);
+        self.reserve.release(&self.file, self.file_len);
         self.seal(end);
         unwritten
     }
@@ -490,6 +497,7 @@ impl OpenSegment {
             return Ok(());
         }
         let queued = std::mem::take(&mut self.queued);
+        self.reserve.before_write(&self.file, self.len);
         let r = write_all_records(&self.file, &queued);
         self.queued_bytes = 0;
         self.queued_since = None;
@@ -501,6 +509,7 @@ impl OpenSegment {
             }
             Err(error) => {
                 let _ = self.file.set_len(self.file_len);
+                self.reserve.truncated(self.file_len);
                 self.frames = mark.frames;
                 self.key_frames = mark.key_frames;
                 self.len = mark.len;
@@ -567,6 +576,7 @@ impl OpenSegment {
     /// segments are closed with `seal_for_close` and finished by a round.
     pub(super) fn finish(mut self, conn: &Connection, dir: &Path, channel: u32, end: Option<Time90k>) -> Option<Lost> {
         self.write_last(channel);
+        self.reserve.release(&self.file, self.file_len);
         self.seal(end);
         if let Err(e) = self.sync() {
             return Some(self.close_durable(conn, dir, channel, &e));
@@ -614,6 +624,7 @@ impl OpenSegment {
             "fsync failed: {e}; closing the segment at its last durable frame (a retried fsync would not bring the rest back)"
         );
         let _ = self.file.set_len(d.len);
+        self.reserve.truncated(d.len);
         if d.frames == 0 {
             discard(conn, &path, self.id);
             return lost;

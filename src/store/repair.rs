@@ -307,9 +307,11 @@ fn finish_from_file(
         },
     };
     if scan.valid_len < len {
-        file.set_len(scan.valid_len)?;
         report.bytes_truncated += len - scan.valid_len;
     }
+    // Also gives back the space reserved past the end (`reserve`) that the
+    // crash left: truncating to the size frees it.
+    file.set_len(scan.valid_len)?;
     file.sync_all()?;
     let Some(entry) = SampleEntry::parse(scan.header.sample_entry.clone()) else {
         return discard(report, "unknown sample entry");

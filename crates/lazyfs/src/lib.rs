@@ -16,7 +16,8 @@
 //! `RENAME_NOREPLACE`; not `RENAME_EXCHANGE`), open, read, write, flush,
 //! release, fsync/fdatasync, opendir, readdir, releasedir, fsyncdir, statfs,
 //! access, link (hard links: Tandem links its evidence key into the store
-//! directory) and fallocate (mode 0). Not served: symlinks, xattrs
+//! directory) and fallocate (mode 0, and `KEEP_SIZE`, a reservation past the end that
+//! changes nothing in the model). Not served: symlinks, xattrs
 //! (the kernel then answers ENOTSUP itself); POSIX locks are kept by the
 //! kernel, which is what SQLite needs. Shared writable mmap works (SQLite's
 //! `-shm`): the kernel writes those pages back through `write`.
