@@ -178,7 +178,10 @@ async fn follow_shared_config(
             // that moved meanwhile, the next pass lays the file again, which
             // changes nothing.
             ours = Some(installed.unwrap_or(before));
-            configs.borrow_and_update();
+            // The apply's own change notification is left unread: the loop
+            // wakes once more and finds the configuration is `ours`. Reading
+            // it here would also swallow a change made right after the
+            // apply, which then waited for the next push to be overlaid.
             if report.ok {
                 info!(push = %report.id, file = %doc.file, "pool: shared configuration: {}", report.result);
             } else {
