@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
+use retina::client::{PlayOptions, Session, SetupOptions};
 use retina::codec::{CodecItem, FrameFormat};
 use tandem::sim::{self, rtsp, EncodedLoop, VideoSpec};
 
@@ -293,9 +293,7 @@ fn retina_run(video: &Arc<EncodedLoop>, payloads: &Arc<Vec<FramePayloads>>, fram
         .spawn(move || -> Result<Run> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async move {
-                let opts = SessionOptions::default()
-                    .user_agent("Tandem NVR".into())
-                    .max_frame_bytes(tandem::ingest::MAX_FRAME_BYTES);
+                let opts = tandem::ingest::warm::base_session_options();
                 let mut session = Session::describe(url.parse()?, opts).await?;
                 session
                     .setup(

@@ -72,8 +72,13 @@ pub fn session_options(camera: &NetworkCamera) -> SessionOptions {
         username: c.username.clone(),
         password: c.password.clone(),
     });
+    base_session_options().creds(creds)
+}
+
+/// The session options of every camera, before its credentials
+/// (`bench intake` measures retina with exactly these).
+pub fn base_session_options() -> SessionOptions {
     SessionOptions::default()
-        .creds(creds)
         .user_agent("Tandem NVR".into())
         .max_frame_bytes(super::MAX_FRAME_BYTES)
 }
