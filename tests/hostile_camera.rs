@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tandem::time::Time90k;
 
 /// The failing modes and what their channel's error must say.
-const FAILING: [(&str, &str); 7] = [
+const FAILING: [(&str, &str); 8] = [
     ("huge-body", "message-too-large"),
     ("endless-header", "message-head-too-large"),
     ("header-flood", "too-many-headers"),
@@ -25,6 +25,8 @@ const FAILING: [(&str, &str); 7] = [
     ("endless-fua", "access unit exceeds"),
     // Still dribbling its header when the test looks: no error yet.
     ("slow-header", ""),
+    // Played, then nothing: the stall timer ends the session after 10 s.
+    ("silent", "no video for 10 s"),
 ];
 /// Modes that stream (badly timed, or with odd parameters) and get recorded.
 const RECORDED: [&str; 4] = ["huge-sdp", "step-back", "fast-clock", "param-storm"];
@@ -35,8 +37,8 @@ fn hostile_camera(logdir: &Path) -> (Proc, Vec<String>) {
         .stdout(Stdio::piped());
     let mut p = spawn("hostile-camera", &mut cmd, logdir);
     let out = p.child.stdout.take().unwrap();
-    let urls: Vec<String> = BufReader::new(out).lines().take(11).map_while(Result::ok).collect();
-    assert_eq!(urls.len(), 11, "hostile-camera did not start: {}", p.stderr());
+    let urls: Vec<String> = BufReader::new(out).lines().take(12).map_while(Result::ok).collect();
+    assert_eq!(urls.len(), 12, "hostile-camera did not start: {}", p.stderr());
     (p, urls)
 }
 

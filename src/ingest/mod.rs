@@ -334,13 +334,30 @@ async fn session(
     let mut camera_entry: Option<Arc<SampleEntry>> = None;
     let mut sets: Vec<Vec<u8>> = Vec::new();
     let mut watch = params::ParamWatch::default();
-    let mut stall_deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
     // Viewers are told the camera is online at the session's first frame.
     let mut live_online = false;
+    // One stall timer and one wait for `stop` serve the whole session. Made
+    // afresh for every frame (a `timeout` around each read), they registered
+    // and cancelled an entry in the runtime's timer wheel and in the watch
+    // channel's waiter list 25 times a second per camera. The timer now
+    // fires once per `STALL_TIMEOUT` at most and looks at when video last came.
+    let mut last_video = tokio::time::Instant::now();
+    let stall = tokio::time::sleep_until(last_video + STALL_TIMEOUT);
+    tokio::pin!(stall);
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let item = tokio::select! {
-            r = tokio::time::timeout_at(stall_deadline, demuxed.next()) => r.map_err(|_| anyhow!("no video for {} s", STALL_TIMEOUT.as_secs()))?,
-            _ = stop.changed() => return Ok(()),
+            item = demuxed.next() => item,
+            () = &mut stall => {
+                let due = last_video + STALL_TIMEOUT;
+                if tokio::time::Instant::now() >= due {
+                    bail!("no video for {} s", STALL_TIMEOUT.as_secs());
+                }
+                stall.as_mut().reset(due);
+                continue;
+            }
+            _ = &mut stopped => return Ok(()),
         };
         let frame = match item {
             None => bail!("camera closed the stream"),
@@ -354,7 +371,7 @@ async fn session(
             }
             Some(Ok(_)) => continue,
         };
-        stall_deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
+        last_video = tokio::time::Instant::now();
         let new_parameters = frame.has_new_parameters() || camera_entry.is_none();
         if new_parameters {
             let Some(ParametersRef::Video(p)) = demuxed.streams()[stream_i].parameters() else {

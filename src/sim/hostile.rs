@@ -46,10 +46,13 @@ pub enum Mode {
     FastClock,
     /// A valid stream alternating between two parameter sets every frame.
     ParamStorm,
+    /// A valid session that sends nothing after PLAY and keeps the
+    /// connection open (a frozen encoder): only a stall timer ends it.
+    Silent,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 11] = [
+    pub const ALL: [Mode; 12] = [
         Mode::HugeBody,
         Mode::EndlessHeader,
         Mode::HeaderFlood,
@@ -61,6 +64,7 @@ impl Mode {
         Mode::StepBack,
         Mode::FastClock,
         Mode::ParamStorm,
+        Mode::Silent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +80,7 @@ impl Mode {
             Mode::StepBack => "step-back",
             Mode::FastClock => "fast-clock",
             Mode::ParamStorm => "param-storm",
+            Mode::Silent => "silent",
         }
     }
 
@@ -88,7 +93,13 @@ impl Mode {
     fn streams(self) -> bool {
         matches!(
             self,
-            Mode::HugeSdp | Mode::NoMarker | Mode::EndlessFua | Mode::StepBack | Mode::FastClock | Mode::ParamStorm
+            Mode::HugeSdp
+                | Mode::NoMarker
+                | Mode::EndlessFua
+                | Mode::StepBack
+                | Mode::FastClock
+                | Mode::ParamStorm
+                | Mode::Silent
         )
     }
 }
@@ -406,6 +417,7 @@ async fn serve_client(mut sock: TcpStream, video: HostileVideo) -> Result<()> {
         // While playing, frame n is due at start + n/fps; endless modes send
         // as fast as the socket takes their packets.
         let due = match (playing, mode) {
+            (_, Some(Mode::Silent)) => None,
             (Some(start), Some(Mode::NoMarker | Mode::EndlessFua)) => Some(start),
             (Some(start), _) => Some(start + Duration::from_micros(n * 1_000_000 / u64::from(fps.max(1)))),
             _ => None,
