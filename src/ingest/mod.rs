@@ -348,6 +348,11 @@ async fn session(
     tokio::pin!(stopped);
     loop {
         let item = tokio::select! {
+            // The stream first: it is ready at every frame, the other two
+            // almost never, and a fixed order spares drawing a random one.
+            // A stream that is always ready still lets them in: tokio's
+            // cooperative budget makes its socket pending after 128 reads.
+            biased;
             item = demuxed.next() => item,
             () = &mut stall => {
                 let due = last_video + STALL_TIMEOUT;

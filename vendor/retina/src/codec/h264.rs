@@ -230,7 +230,7 @@ enum DepacketizerInputState {
 
     /// Currently processing an access unit.
     /// This will be flushed after a marked packet or when receiving a later timestamp.
-    PreMark(AccessUnit),
+    PreMark(Box<AccessUnit>),
 
     /// Finished processing the given packet. It's an error to receive the same timestamp again.
     PostMark {
@@ -756,7 +756,7 @@ impl Depacketizer {
 
     fn finalize_access_unit(
         &mut self,
-        au: AccessUnit,
+        au: Box<AccessUnit>,
         reason: &str,
         buf: &MarkBuf,
     ) -> Result<VideoFrame, String> {
@@ -938,8 +938,8 @@ fn can_end_au(nal_unit_type: UnitType) -> bool {
 }
 
 impl AccessUnit {
-    fn start(meta: &crate::rtp::PacketMeta, additional_loss: u16, same_ts_as_prev: bool) -> Self {
-        AccessUnit {
+    fn start(meta: &crate::rtp::PacketMeta, additional_loss: u16, same_ts_as_prev: bool) -> Box<Self> {
+        Box::new(AccessUnit {
             start_ctx: meta.ctx,
             end_ctx: meta.ctx,
             timestamp: meta.timestamp,
@@ -949,7 +949,7 @@ impl AccessUnit {
             // TODO: overflow?
             loss: meta.loss + additional_loss,
             same_ts_as_prev,
-        }
+        })
     }
 }
 

@@ -116,7 +116,7 @@ enum DepacketizerInputState {
 
     /// Currently processing an access unit.
     /// This will be flushed after a marked packet or when receiving a later timestamp.
-    PreMark(AccessUnit),
+    PreMark(Box<AccessUnit>),
 
     /// Finished processing the given packet. It's an error to receive the same timestamp again.
     PostMark {
@@ -570,7 +570,7 @@ impl Depacketizer {
 
     fn finalize_access_unit(
         &mut self,
-        au: AccessUnit,
+        au: Box<AccessUnit>,
         reason: &str,
         buf: &MarkBuf,
     ) -> Result<VideoFrame, String> {
@@ -777,8 +777,8 @@ fn can_end_au(nal_unit_type: nal::UnitType) -> bool {
 }
 
 impl AccessUnit {
-    fn start(meta: &crate::rtp::PacketMeta, additional_loss: u16, same_ts_as_prev: bool) -> Self {
-        AccessUnit {
+    fn start(meta: &crate::rtp::PacketMeta, additional_loss: u16, same_ts_as_prev: bool) -> Box<Self> {
+        Box::new(AccessUnit {
             start_ctx: meta.ctx,
             end_ctx: meta.ctx,
             timestamp: meta.timestamp,
@@ -788,7 +788,7 @@ impl AccessUnit {
             // TODO: overflow?
             loss: meta.loss + additional_loss,
             same_ts_as_prev,
-        }
+        })
     }
 }
 
