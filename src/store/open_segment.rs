@@ -508,8 +508,7 @@ impl OpenSegment {
                 Ok(())
             }
             Err(error) => {
-                let _ = self.file.set_len(self.file_len);
-                self.reserve.truncated(self.file_len);
+                let _ = self.reserve.cut(&self.file, self.file_len);
                 self.frames = mark.frames;
                 self.key_frames = mark.key_frames;
                 self.len = mark.len;
@@ -623,8 +622,7 @@ impl OpenSegment {
             frames_lost = lost.frames,
             "fsync failed: {e}; closing the segment at its last durable frame (a retried fsync would not bring the rest back)"
         );
-        let _ = self.file.set_len(d.len);
-        self.reserve.truncated(d.len);
+        let _ = self.reserve.cut(&self.file, d.len);
         if d.frames == 0 {
             discard(conn, &path, self.id);
             return lost;

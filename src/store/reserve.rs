@@ -68,14 +68,15 @@ impl Reserve {
     /// file to its own size frees the blocks reserved beyond it.
     pub fn release(&mut self, file: &File, len: u64) {
         if self.to > len {
-            let _ = file.set_len(len);
+            let _ = self.cut(file, len);
         }
-        self.truncated(len);
     }
 
-    /// The file was cut to `len` by its owner, which freed what lay beyond.
-    pub fn truncated(&mut self, len: u64) {
+    /// Cuts the file to `len` (its owner undoing a failed write or fsync),
+    /// which also frees what was reserved beyond it.
+    pub fn cut(&mut self, file: &File, len: u64) -> std::io::Result<()> {
         self.to = self.to.min(len);
+        file.set_len(len)
     }
 }
 
