@@ -69,3 +69,53 @@ fn preloaded_real_files_are_deleted_inside_the_window() {
     assert!(with_kernel >= own, "{with_kernel} < {own}");
     assert!(!data.exists(), "the benchmark's directory is removed");
 }
+
+/// Alternated windows against ffmpeg (`--rounds 2`): each recorder has two
+/// windows, the JSON gives each round's ratio and sums both sides over their
+/// windows, and neither recorder lost a frame. The NVR is started again on
+/// the same store for the second round.
+#[test]
+fn alternated_rounds_sum_both_recorders_windows() {
+    if !common::prerequisite(common::have_program("ffmpeg"), "ffmpeg (Debian package ffmpeg)") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let r = common::bench_json(
+        t.path(),
+        &[
+            "ingest",
+            "--streams",
+            "2",
+            "--width",
+            "320",
+            "--height",
+            "240",
+            "--bitrate-kbps",
+            "500",
+            "--seconds",
+            "10",
+            "--rounds",
+            "2",
+            "--dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r["rounds"], 2);
+    let per_window = r["cpu_ratio_per_window"].as_array().unwrap();
+    assert_eq!(per_window.len(), 2, "{r}");
+    assert!(per_window.iter().all(|v| v.as_f64().unwrap() > 0.0), "{r}");
+    for side in ["tandem", "ffmpeg"] {
+        let s = &r[side];
+        assert_eq!(s["windows"], 2, "{s}");
+        assert_eq!(s["frames_lost"], 0, "{side}: {s}");
+        // Two 5-s windows (a little more: the figures are read after the
+        // sleep) of 2 cameras at 25 fps, less the trimmed second of each.
+        let expected = s["frames_expected"].as_u64().unwrap();
+        assert!((400..=440).contains(&expected), "{side}: {s}");
+        assert!(s["frames_found"].as_u64().unwrap() + 4 >= expected, "{side}: {s}");
+    }
+    let ratio = r["cpu_ratio_tandem_over_ffmpeg"].as_f64().unwrap();
+    assert!(ratio > 0.0, "{r}");
+    assert!(!data.exists(), "the benchmark's directory is removed");
+}

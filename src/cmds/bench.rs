@@ -1,6 +1,7 @@
 //! `tandem bench ingest`: N simulated cameras recorded by Tandem, then the same
 //! streams recorded by one `ffmpeg -c copy -f segment` per camera, in the same
-//! run on the same machine. Prints a table and writes JSON. Measures whole
+//! run on the same machine, in alternated windows (`bench_windows`). Prints a
+//! table and writes JSON. Measures whole
 //! processes from /proc (CPU ticks, peak resident memory) so neither side is
 //! helped by in-process accounting. Tandem's side also reports the cost of
 //! durability from its own counters (`GET /api/v1/store` before and after the
@@ -18,6 +19,7 @@ use tandem::time::Time90k;
 use super::bench_figures::peak_rss;
 pub(super) use super::bench_figures::{cpu_seconds, store_status};
 use super::bench_figures::{ingest_dropped, writer_figures, Durability, KernelThreads, RetentionFigures, Scrape};
+use super::bench_windows::{audit_tandem, ffmpeg_window, ratios, side, start_nvr, stop_nvr, tandem_window, Measured};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -86,53 +88,62 @@ pub(super) struct CameraArgs {
 }
 
 #[derive(clap::Args)]
-struct IngestArgs {
+pub(super) struct IngestArgs {
     #[arg(long, default_value_t = 16)]
-    streams: u32,
-    /// Measured seconds per recorder (after a warm-up).
+    pub(super) streams: u32,
+    /// Measured seconds per recorder (after a warm-up), split evenly over
+    /// the rounds.
     #[arg(long, default_value_t = 60)]
-    seconds: u64,
+    pub(super) seconds: u64,
+    /// Windows per recorder, alternated (Tandem, ffmpeg, Tandem, …), so that
+    /// the machine's drift during the run falls on both sides of the ratio
+    /// (`bench_windows`). Default: one per 30 measured seconds; shorter
+    /// windows carry part of each recorder's start into its figure. Tandem's
+    /// durability, retention, disk-load and `/metrics` figures are its first
+    /// window's. One with `--skip-ffmpeg`.
+    #[arg(long)]
+    pub(super) rounds: Option<u32>,
     #[command(flatten)]
-    camera: CameraArgs,
+    pub(super) camera: CameraArgs,
     /// Where recordings go during the run (removed afterwards).
     #[arg(long, default_value = "bench-data")]
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     /// Write the results here as JSON.
     #[arg(long, default_value = "bench-ingest.json")]
-    json: PathBuf,
+    pub(super) json: PathBuf,
     /// Only measure Tandem.
     #[arg(long)]
-    skip_ffmpeg: bool,
+    pub(super) skip_ffmpeg: bool,
     /// Keep at most this many MiB per channel (`retention.max_bytes`): a long
     /// run at 1 Gbit/s then fits the disk, and measures retention deleting
     /// at the rate footage arrives. The audit covers the newest footage the
     /// cap keeps; the writer's and ingest's own loss counters cover the rest.
     #[arg(long)]
-    retain_mib: Option<u64>,
+    pub(super) retain_mib: Option<u64>,
     /// Load the store's filesystem meanwhile: another writer (a thread of
     /// this benchmark, not the NVR) writes this many MiB/s into new 1-GiB
     /// files beside the store, each fdatasynced when full (`bench_load`).
     #[arg(long)]
-    disk_load: Option<u64>,
+    pub(super) disk_load: Option<u64>,
     /// Before recording, generate a day of finished one-minute segments per
     /// channel, two days old, and record with `max_age = "1d"`: retention
     /// deletes that day while the cameras record.
     #[arg(long)]
-    preload_day: bool,
+    pub(super) preload_day: bool,
     /// Like `--preload-day`, but N minutes per channel of real files, each
     /// with its blocks allocated (`fallocate`): retention's unlinks free
     /// real blocks, and trim them on a `discard` mount, as a full disk's do.
     /// 64 channels × 10 minutes is about 19 GB.
     #[arg(long, conflicts_with = "preload_day")]
-    preload_minutes: Option<u64>,
+    pub(super) preload_minutes: Option<u64>,
     /// The tandem binary that records (default: this one), to compare builds.
     #[arg(long)]
-    nvr: Option<PathBuf>,
+    pub(super) nvr: Option<PathBuf>,
     /// `[storage] write_buffer` in MiB (default: the NVR's, 128 MiB). A
     /// buffer shorter than a slow flush round shows what the round costs
     /// ingest on a disk (or at a rate) the default buffer covers.
     #[arg(long)]
-    write_buffer_mib: Option<u64>,
+    pub(super) write_buffer_mib: Option<u64>,
 }
 
 impl IngestArgs {
@@ -168,60 +179,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
 fn signal(c: &Child, sig: i32) {
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(c.id() as i32, sig) };
-}
-
-#[derive(serde::Serialize, Default, Clone)]
-struct Side {
-    cpu_seconds: f64,
-    cpu_s_per_stream_minute: f64,
-    cpu_percent_of_one_core: f64,
-    /// The kernel threads' CPU over the window, less their idle rate
-    /// (`KernelThreads`): writeback the kernel did for the recorder.
-    kernel_threads_cpu_seconds: f64,
-    /// The recorder's CPU and the kernel threads' together.
-    with_kernel_cpu_s_per_stream_minute: f64,
-    peak_rss_bytes_per_stream: f64,
-    peak_rss_bytes_total: u64,
-    frames_expected: u64,
-    frames_found: u64,
-    frames_lost: u64,
-}
-
-/// What one recorder's run measured, before normalising per stream.
-struct Measured {
-    cpu: f64,
-    kernel: f64,
-    rss: u64,
-    found: u64,
-    lost: u64,
-    /// The measured stretch of wall-clock time.
-    window: (Time90k, Time90k),
-}
-
-fn finish_side(m: Measured, a: &IngestArgs) -> Side {
-    let (streams, secs) = (a.streams, a.seconds as f64);
-    // Frames the cameras sent in the window, less the half second trimmed at each edge.
-    let expected = ((m.window.1 - m.window.0 - 90_000) as f64 / 90_000.0 * a.camera.fps as f64) as u64 * streams as u64;
-    let Measured {
-        cpu,
-        kernel,
-        rss,
-        found,
-        lost,
-        ..
-    } = m;
-    Side {
-        cpu_seconds: cpu,
-        cpu_s_per_stream_minute: cpu / (streams as f64 * secs / 60.0),
-        cpu_percent_of_one_core: cpu / secs * 100.0,
-        kernel_threads_cpu_seconds: kernel,
-        with_kernel_cpu_s_per_stream_minute: (cpu + kernel) / (streams as f64 * secs / 60.0),
-        peak_rss_bytes_per_stream: rss as f64 / streams as f64,
-        peak_rss_bytes_total: rss,
-        frames_expected: expected,
-        frames_found: found,
-        frames_lost: lost,
-    }
 }
 
 fn ingest(a: IngestArgs) -> Result<ExitCode> {
@@ -330,7 +287,7 @@ pub(super) fn write_config(dir: &Path, data: &Path, port: u16, urls: &[String], 
 }
 
 /// `write_config` with a `retention = …` line for every channel.
-fn write_config_retained(
+pub(super) fn write_config_retained(
     dir: &Path,
     data: &Path,
     port: u16,
@@ -391,8 +348,25 @@ pub(super) fn wait_connected(base: &str, token: &str, n: u32) -> Result<()> {
     }
 }
 
+/// The default length of one measured window: 10-s windows measured 0.251
+/// of ffmpeg's CPU where 30-s windows of the same build measured 0.207, as
+/// each restart's first seconds weigh more in a short window.
+const WINDOW_SECS: u64 = 30;
+
 fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let warmup = Duration::from_secs(5);
+    let rounds = match (a.skip_ffmpeg, a.rounds) {
+        (true, _) => 1,
+        (false, Some(r)) => r.max(1),
+        (false, None) => (a.seconds / WINDOW_SECS).max(1) as u32,
+    };
+    let win = Duration::from_secs(a.seconds) / rounds;
+    if rounds > 1 && win < Duration::from_secs(5) {
+        bail!(
+            "--seconds {} over --rounds {rounds} leaves windows under 5 s; give more seconds or fewer rounds",
+            a.seconds
+        );
+    }
     eprintln!("measuring the kernel threads' idle CPU for 3 s…");
     let background = KernelThreads::background(Duration::from_secs(3));
     eprintln!(
@@ -429,16 +403,13 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         .unwrap_or_default();
     let cfg_path = write_config_retained(&a.dir, &data, http_port, &urls, "", retention.as_deref(), &storage)?;
     eprintln!(
-        "recording with Tandem for {} s (+{} s warm-up)…",
-        a.seconds,
+        "recording with Tandem for {} s (+{} s warm-up), round 1/{rounds}…",
+        win.as_secs_f64(),
         warmup.as_secs()
     );
     let token = tandem::auth::client::mint_admin_token(&data, "bench")?;
-    let nvr = Command::new(a.nvr.as_deref().unwrap_or(exe))
-        .args(["serve", "--config"])
-        .arg(&cfg_path)
-        .env("TANDEM_LOG", "warn")
-        .spawn()?;
+    let nvr_exe = a.nvr.as_deref().unwrap_or(exe);
+    let nvr = start_nvr(nvr_exe, &cfg_path)?;
     let nvr_pid = nvr.id();
     guard.0.push(nvr);
     let base = format!("http://127.0.0.1:{http_port}");
@@ -461,7 +432,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let c0 = cpu_seconds(nvr_pid)?;
     let k0 = KernelThreads::start();
     let t0 = Time90k::from_system(std::time::SystemTime::now());
-    std::thread::sleep(Duration::from_secs(a.seconds));
+    std::thread::sleep(win);
     let c1 = cpu_seconds(nvr_pid)?;
     let kernel = k0.seconds(background);
     let t1 = Time90k::from_system(std::time::SystemTime::now());
@@ -475,113 +446,73 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         writer_frames_lost: w1.frames_lost.saturating_sub(w0.frames_lost),
         ingest_frames_dropped: dropped,
     };
-    let audited = audit_window(a, (t0, t1))?;
     // After the CPU window, so that the scrapes do not count in it, while
     // every channel still records.
     let scrape = Scrape::measure(&base, &token, 20)?;
     let rss = peak_rss(nvr_pid)?;
-    let nvr = guard.0.pop().context("nvr child")?;
-    signal(&nvr, libc::SIGTERM);
-    guard.0.push(nvr);
-    let _ = guard.0.last_mut().map(|c| c.wait());
-    let reader = tandem::store::Reader::new(data.clone());
-    let (mut found, mut lost) = (0, 0);
-    for ch in 1..=a.streams {
-        // Skip the edges: a frame in flight at t0/t1 is not a loss.
-        let r = tandem::audit::audit_store(&reader, ch, audited.0 + 45_000, audited.1 + -45_000)?;
-        found += r.frames_found;
-        lost += r.frames_lost;
+    if let Some(nvr) = guard.0.last_mut() {
+        stop_nvr(nvr);
     }
-    let tandem_side = finish_side(
-        Measured {
-            cpu: c1 - c0,
-            kernel,
-            rss,
-            found,
-            lost,
-            window: audited,
-        },
-        a,
-    );
+    let (audited, found, lost) = audit_tandem(a, &data, (t0, t1))?;
+    let mut tandem_windows = vec![Measured {
+        secs: win.as_secs_f64(),
+        cpu: c1 - c0,
+        kernel,
+        rss,
+        found,
+        lost,
+        audited,
+    }];
 
-    // ffmpeg, one process per camera, copying into one-minute mp4 segments.
-    let ffmpeg_side = if a.skip_ffmpeg {
-        None
-    } else {
-        let out = a.dir.join("ffmpeg");
-        std::fs::create_dir_all(&out)?;
-        eprintln!(
-            "recording with ffmpeg -c copy for {} s (+{} s warm-up)…",
-            a.seconds,
-            warmup.as_secs()
-        );
-        let mut procs = Vec::new();
-        for (i, u) in urls.iter().enumerate() {
-            let c = super::bench_figures::ffmpeg_reading(u)
-                .args([
-                    "-c",
-                    "copy",
-                    "-f",
-                    "segment",
-                    "-segment_time",
-                    "60",
-                    "-segment_format",
-                    "mp4",
-                    "-reset_timestamps",
-                    "1",
-                ])
-                .arg(out.join(format!("cam{i}-%03d.mp4")))
-                .stdin(Stdio::null())
-                .spawn()
-                .context("running ffmpeg (Debian package ffmpeg)")?;
-            procs.push(c);
-        }
-        let pids: Vec<u32> = procs.iter().map(|c| c.id()).collect();
-        let mut ff = Procs(procs);
-        std::thread::sleep(warmup + Duration::from_secs(2));
-        let c0: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
-        let k0 = KernelThreads::start();
-        let t0 = tandem::time::Time90k::from_system(std::time::SystemTime::now());
-        std::thread::sleep(Duration::from_secs(a.seconds));
-        let c1: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
-        let kernel = k0.seconds(background);
-        let t1 = tandem::time::Time90k::from_system(std::time::SystemTime::now());
-        let rss: u64 = pids.iter().map(|&p| peak_rss(p).unwrap_or(0)).sum();
-        for c in &ff.0 {
-            signal(c, libc::SIGINT); // ffmpeg finishes its mp4 on SIGINT
-        }
-        for c in &mut ff.0 {
-            let _ = c.wait();
-        }
-        let (mut found, mut lost) = (0, 0);
-        let (w0, w1) = ((t0 + 45_000).as_unix_micros(), (t1 + -45_000).as_unix_micros());
-        for i in 0..a.streams {
-            let mut stamps = Vec::new();
-            for e in std::fs::read_dir(&out)?.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&format!("cam{i}-")) {
-                    stamps.extend(tandem::audit::stamps_mp4(&e.path()).unwrap_or_default());
-                }
+    // ffmpeg, one process per camera, copying into one-minute mp4 segments;
+    // from the second round on, Tandem again before each of its windows.
+    let mut ffmpeg_windows = Vec::new();
+    if !a.skip_ffmpeg {
+        for r in 0..rounds {
+            if r > 0 {
+                eprintln!(
+                    "recording with Tandem for {} s (+{} s warm-up), round {}/{rounds}…",
+                    win.as_secs_f64(),
+                    warmup.as_secs(),
+                    r + 1
+                );
+                let w = tandem_window(
+                    a,
+                    nvr_exe,
+                    &data,
+                    &urls,
+                    (later.as_deref(), &storage),
+                    &token,
+                    win,
+                    background,
+                )?;
+                tandem_windows.push(w);
             }
-            let window = stamps
-                .into_iter()
-                .filter(|s| s.is_some_and(|s| (w0..w1).contains(&s.capture_unix_micros)));
-            let r = tandem::audit::audit_stamps(window);
-            found += r.frames_found;
-            lost += r.frames_lost;
+            eprintln!(
+                "recording with ffmpeg -c copy for {} s (+{} s warm-up), round {}/{rounds}…",
+                win.as_secs_f64(),
+                warmup.as_secs() + 2,
+                r + 1
+            );
+            let out = a.dir.join(format!("ffmpeg-{r}"));
+            ffmpeg_windows.push(ffmpeg_window(
+                &urls,
+                &out,
+                win,
+                warmup + Duration::from_secs(2),
+                background,
+            )?);
         }
-        Some(finish_side(
-            Measured {
-                cpu: c1 - c0,
-                kernel,
-                rss,
-                found,
-                lost,
-                window: (t0, t1),
-            },
-            a,
-        ))
-    };
+    }
     drop(guard);
+    let (streams, fps) = (a.streams, a.camera.fps);
+    let tandem_side = side(&tandem_windows, streams, fps);
+    let ffmpeg_side = (!a.skip_ffmpeg).then(|| side(&ffmpeg_windows, streams, fps));
+    let per_window = ratios(&tandem_windows, &ffmpeg_windows);
+    let audited_seconds: f64 = tandem_windows
+        .iter()
+        .map(|m| (m.audited.1 - m.audited.0) as f64 / 90_000.0)
+        .sum();
 
     let t = &tandem_side;
     println!();
@@ -713,6 +644,14 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     row("GET /metrics p50 ms (20 scrapes)", scrape.p50_ms, None, 2);
     row("GET /metrics max ms", scrape.max_ms, None, 2);
     row("GET /metrics KiB", scrape.bytes as f64 / 1024.0, None, 0);
+    if !per_window.is_empty() {
+        let each: Vec<String> = per_window.iter().map(|r| format!("{r:.3}")).collect();
+        println!(
+            "{rounds} alternated windows of {} s per recorder; CPU ratio per window: {}",
+            win.as_secs_f64(),
+            each.join(" · ")
+        );
+    }
     println!(
         "(*) with the CPU of the kernel's storage threads (kworker, jbd2, kswapd) in the \
          window, less their idle rate ({background:.4} CPU-s/s)"
@@ -725,7 +664,9 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         "tandem": tandem_side,
         "durability": durability,
         "retain_mib": a.retain_mib,
-        "audited_seconds": (audited.1 - audited.0) as f64 / 90_000.0,
+        "audited_seconds": audited_seconds,
+        "rounds": rounds,
+        "cpu_ratio_per_window": per_window,
         "retention": retention,
         "disk_load": load,
         "preloaded_segments": preloaded,
@@ -758,67 +699,4 @@ fn retention_config(a: &IngestArgs, at_start: bool) -> Option<String> {
         None => {}
     }
     (!parts.is_empty()).then(|| format!("retention = {{ {} }}\n", parts.join(", ")))
-}
-
-/// The stretch of the measured window the audit reads: all of it, or under
-/// `--retain-mib` the newest footage the cap surely keeps (the cap less one
-/// one-minute segment, which retention deletes whole, and 30 s of slack).
-fn audit_window(a: &IngestArgs, (t0, t1): (Time90k, Time90k)) -> Result<(Time90k, Time90k)> {
-    let Some(mib) = a.retain_mib else {
-        return Ok((t0, t1));
-    };
-    let bytes_per_s = f64::from(a.camera.bitrate_kbps) * 1000.0 / 8.0;
-    let kept_s = (mib << 20) as f64 / bytes_per_s - 90.0;
-    if kept_s < 20.0 {
-        bail!(
-            "--retain-mib {mib} keeps about {:.0} s per channel at {} kbit/s; \
-             the audit needs at least 110 s (one segment, slack and 20 s to audit)",
-            kept_s + 90.0,
-            a.camera.bitrate_kbps
-        );
-    }
-    let start = Time90k(t0.0.max(t1.0 - (kept_s * 90_000.0) as i64));
-    Ok((start, t1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(retain_mib: Option<u64>) -> IngestArgs {
-        IngestArgs {
-            streams: 1,
-            seconds: 600,
-            camera: CameraArgs {
-                width: 1920,
-                height: 1080,
-                fps: 25,
-                bitrate_kbps: 4000,
-            },
-            dir: "d".into(),
-            json: "j".into(),
-            skip_ffmpeg: true,
-            retain_mib,
-            disk_load: None,
-            preload_day: false,
-            preload_minutes: None,
-            nvr: None,
-            write_buffer_mib: None,
-        }
-    }
-
-    #[test]
-    fn the_audit_reads_only_what_the_retention_cap_surely_keeps() {
-        let (t0, t1) = (Time90k(0), Time90k(600 * 90_000));
-        assert_eq!(audit_window(&args(None), (t0, t1)).unwrap(), (t0, t1));
-        // 80 MiB at 500 kB/s is 167.8 s; less a segment and slack, 77.8 s.
-        let (start, end) = audit_window(&args(Some(80)), (t0, t1)).unwrap();
-        assert_eq!(end, t1);
-        assert_eq!((t1.0 - start.0) / 90_000, 77);
-        // A cap longer than the run audits all of it.
-        assert_eq!(audit_window(&args(Some(1 << 20)), (t0, t1)).unwrap(), (t0, t1));
-        // A cap that keeps less than a segment and the slack is refused, by name.
-        let e = audit_window(&args(Some(40)), (t0, t1)).unwrap_err().to_string();
-        assert!(e.contains("--retain-mib 40"), "{e}");
-    }
 }

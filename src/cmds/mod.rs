@@ -20,6 +20,7 @@ mod bench_load;
 pub mod bench_motion;
 pub mod bench_placement;
 pub mod bench_serve;
+mod bench_windows;
 pub mod check;
 pub mod config;
 mod config_pool;
