@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tandem::lab::Procs;
-use tandem::time::Time90k;
 
 use super::bench_figures::peak_rss;
 pub(super) use super::bench_figures::{cpu_seconds, store_status};
 use super::bench_figures::{ingest_dropped, writer_figures, Durability, KernelThreads, RetentionFigures, Scrape};
-use super::bench_windows::{audit_tandem, ffmpeg_window, ratios, side, start_nvr, stop_nvr, tandem_window, Measured};
+use super::bench_windows::{
+    audit_tandem, ffmpeg_window, measure, ratios, side, start_nvr, stop_nvr, tandem_window, Measured,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -429,13 +430,8 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
         }
     }
     let dropped0 = ingest_dropped(&base, &token)?;
-    let c0 = cpu_seconds(nvr_pid)?;
-    let k0 = KernelThreads::start();
-    let t0 = Time90k::from_system(std::time::SystemTime::now());
-    std::thread::sleep(win);
-    let c1 = cpu_seconds(nvr_pid)?;
-    let kernel = k0.seconds(background);
-    let t1 = Time90k::from_system(std::time::SystemTime::now());
+    let span = measure(win, background, || cpu_seconds(nvr_pid))?;
+    let (t0, t1) = (span.t0, span.t1);
     let w1 = writer_figures(&base, &token)?;
     let dropped = ingest_dropped(&base, &token)?.saturating_sub(dropped0);
     let load = load.map(|l| l.finish()).transpose()?;
@@ -453,16 +449,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     if let Some(nvr) = guard.0.last_mut() {
         stop_nvr(nvr);
     }
-    let (audited, found, lost) = audit_tandem(a, &data, (t0, t1))?;
-    let mut tandem_windows = vec![Measured {
-        secs: win.as_secs_f64(),
-        cpu: c1 - c0,
-        kernel,
-        rss,
-        found,
-        lost,
-        audited,
-    }];
+    let mut tandem_windows = vec![Measured::of(&span, rss, audit_tandem(a, &data, (t0, t1))?)];
 
     // ffmpeg, one process per camera, copying into one-minute mp4 segments;
     // from the second round on, Tandem again before each of its windows.

@@ -37,6 +37,50 @@ pub(super) struct Measured {
     pub audited: (Time90k, Time90k),
 }
 
+/// The CPU a recorder and the kernel's storage threads used over one window.
+pub(super) struct Span {
+    pub secs: f64,
+    pub cpu: f64,
+    pub kernel: f64,
+    pub t0: Time90k,
+    pub t1: Time90k,
+}
+
+/// Sleeps through a window of `secs`, reading `cpu` (the recorder's
+/// processes, CPU-s so far) and the kernel threads at either end.
+pub(super) fn measure(secs: Duration, background: f64, cpu: impl Fn() -> Result<f64>) -> Result<Span> {
+    let c0 = cpu()?;
+    let k0 = KernelThreads::start();
+    let t0 = Time90k::from_system(std::time::SystemTime::now());
+    std::thread::sleep(secs);
+    let c1 = cpu()?;
+    let kernel = k0.seconds(background);
+    let t1 = Time90k::from_system(std::time::SystemTime::now());
+    Ok(Span {
+        secs: secs.as_secs_f64(),
+        cpu: c1 - c0,
+        kernel,
+        t0,
+        t1,
+    })
+}
+
+impl Measured {
+    /// A window's figures: its span, the recorder's peak memory, and what
+    /// the audit of `audited` found and lost.
+    pub(super) fn of(span: &Span, rss: u64, (audited, found, lost): ((Time90k, Time90k), u64, u64)) -> Measured {
+        Measured {
+            secs: span.secs,
+            cpu: span.cpu,
+            kernel: span.kernel,
+            rss,
+            found,
+            lost,
+            audited,
+        }
+    }
+}
+
 /// One recorder's figures over all of its windows.
 #[derive(serde::Serialize, Default, Clone)]
 pub(super) struct Side {
@@ -136,13 +180,10 @@ pub(super) fn ffmpeg_window(
     let pids: Vec<u32> = procs.iter().map(|c| c.id()).collect();
     let mut ff = Procs(procs);
     std::thread::sleep(warmup);
-    let c0: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
-    let k0 = KernelThreads::start();
-    let t0 = Time90k::from_system(std::time::SystemTime::now());
-    std::thread::sleep(secs);
-    let c1: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
-    let kernel = k0.seconds(background);
-    let t1 = Time90k::from_system(std::time::SystemTime::now());
+    let span = measure(secs, background, || {
+        Ok(pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum())
+    })?;
+    let (t0, t1) = (span.t0, span.t1);
     let rss: u64 = pids.iter().map(|&p| peak_rss(p).unwrap_or(0)).sum();
     for c in &ff.0 {
         // ffmpeg finishes its mp4 on SIGINT.
@@ -172,15 +213,7 @@ pub(super) fn ffmpeg_window(
     // What was audited is all this window needs; the next round's files go
     // into a directory of their own.
     let _ = std::fs::remove_dir_all(out);
-    Ok(Measured {
-        secs: secs.as_secs_f64(),
-        cpu: c1 - c0,
-        kernel,
-        rss,
-        found,
-        lost,
-        audited: (t0, t1),
-    })
+    Ok(Measured::of(&span, rss, ((t0, t1), found, lost)))
 }
 
 /// `tandem serve` on `config`, quiet.
@@ -219,25 +252,10 @@ pub(super) fn tandem_window(
     let pid = nvr.0[0].id();
     wait_connected(&format!("http://127.0.0.1:{port}"), token, a.streams)?;
     std::thread::sleep(Duration::from_secs(5));
-    let c0 = cpu_seconds(pid)?;
-    let k0 = KernelThreads::start();
-    let t0 = Time90k::from_system(std::time::SystemTime::now());
-    std::thread::sleep(secs);
-    let c1 = cpu_seconds(pid)?;
-    let kernel = k0.seconds(background);
-    let t1 = Time90k::from_system(std::time::SystemTime::now());
+    let span = measure(secs, background, || cpu_seconds(pid))?;
     let rss = peak_rss(pid)?;
     stop_nvr(&mut nvr.0[0]);
-    let (audited, found, lost) = audit_tandem(a, data, (t0, t1))?;
-    Ok(Measured {
-        secs: secs.as_secs_f64(),
-        cpu: c1 - c0,
-        kernel,
-        rss,
-        found,
-        lost,
-        audited,
-    })
+    Ok(Measured::of(&span, rss, audit_tandem(a, data, (span.t0, span.t1))?))
 }
 
 /// The frames found and lost in Tandem's store over a window (as much of it
