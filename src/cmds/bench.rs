@@ -1,9 +1,8 @@
 //! `tandem bench ingest`: N simulated cameras recorded by Tandem, then the same
 //! streams recorded by one `ffmpeg -c copy -f segment` per camera, in the same
 //! run on the same machine, in alternated windows (`bench_windows`). Prints a
-//! table and writes JSON. Measures whole
-//! processes from /proc (CPU ticks, peak resident memory) so neither side is
-//! helped by in-process accounting. Tandem's side also reports the cost of
+//! table and writes JSON. Measures whole processes from /proc (CPU ticks,
+//! peak resident memory) so neither side is helped by in-process accounting. Tandem's side also reports the cost of
 //! durability from its own counters (`GET /api/v1/store` before and after the
 //! measured window): fdatasyncs per second, bytes per fdatasync, and the p99
 //! time from a frame's arrival to its being durable.
@@ -177,7 +176,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
 }
 
-fn signal(c: &Child, sig: i32) {
+pub(super) fn signal(c: &Child, sig: i32) {
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(c.id() as i32, sig) };
 }

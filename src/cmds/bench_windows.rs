@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use tandem::lab::Procs;
 use tandem::time::Time90k;
 
-use super::bench::{free_port, wait_connected, write_config_retained, IngestArgs};
+use super::bench::{free_port, signal, wait_connected, write_config_retained, IngestArgs};
 use super::bench_figures::{cpu_seconds, ffmpeg_reading, peak_rss, KernelThreads};
 
 /// What one recorder's window measured, before normalising per stream.
@@ -186,9 +186,7 @@ pub(super) fn ffmpeg_window(
     let (t0, t1) = (span.t0, span.t1);
     let rss: u64 = pids.iter().map(|&p| peak_rss(p).unwrap_or(0)).sum();
     for c in &ff.0 {
-        // ffmpeg finishes its mp4 on SIGINT.
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        signal(c, libc::SIGINT); // ffmpeg finishes its mp4 on SIGINT
     }
     for c in &mut ff.0 {
         let _ = c.wait();
@@ -227,8 +225,7 @@ pub(super) fn start_nvr(exe: &Path, config: &Path) -> Result<Child> {
 
 /// SIGTERM, and waits for the NVR's orderly shutdown.
 pub(super) fn stop_nvr(nvr: &mut Child) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(nvr.id() as i32, libc::SIGTERM) };
+    signal(nvr, libc::SIGTERM);
     let _ = nvr.wait();
 }
 
