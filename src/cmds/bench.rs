@@ -469,7 +469,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
                     &urls,
                     (later.as_deref(), &storage),
                     &token,
-                    win,
+                    (warmup, win),
                     background,
                 )?;
                 tandem_windows.push(w);

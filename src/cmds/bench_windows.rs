@@ -230,8 +230,8 @@ pub(super) fn stop_nvr(nvr: &mut Child) {
 }
 
 /// A later round's Tandem window: the NVR started again on the same store
-/// (and on a fresh port: the last one may linger), connected and warmed up,
-/// measured for `secs`, stopped and audited.
+/// (and on a fresh port: the last one may linger), connected and warmed up
+/// for `warmup`, measured for `secs`, stopped and audited.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn tandem_window(
     a: &IngestArgs,
@@ -240,7 +240,7 @@ pub(super) fn tandem_window(
     urls: &[String],
     (retention, storage): (Option<&str>, &str),
     token: &str,
-    secs: Duration,
+    (warmup, secs): (Duration, Duration),
     background: f64,
 ) -> Result<Measured> {
     let port = free_port()?;
@@ -248,7 +248,7 @@ pub(super) fn tandem_window(
     let mut nvr = Procs(vec![start_nvr(exe, &config)?]);
     let pid = nvr.0[0].id();
     wait_connected(&format!("http://127.0.0.1:{port}"), token, a.streams)?;
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(warmup);
     let span = measure(secs, background, || cpu_seconds(pid))?;
     let rss = peak_rss(pid)?;
     stop_nvr(&mut nvr.0[0]);
