@@ -82,7 +82,7 @@ impl Lab {
             keys: Keys::new(PREFIX),
             // Fixed inputs: their senders are gone, so they never change.
             cameras: tokio::sync::watch::channel(cameras()).1,
-            recording: tokio::sync::watch::channel(BTreeSet::new()).1,
+            recording: tokio::sync::watch::channel(tandem::pool::records::RecordingList::default()).1,
             applied: tokio::sync::watch::channel(None).1,
             last_assignment: None,
             channels_of: tokio::sync::watch::channel(BTreeMap::new()).1,

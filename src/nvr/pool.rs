@@ -31,7 +31,7 @@ use crate::parfile::{
 };
 use crate::pool::handover::{self, Waiting};
 use crate::pool::membership::{MemberConfig, Membership, Status};
-use crate::pool::records::{self, AssignmentDoc};
+use crate::pool::records::{self, AssignmentDoc, RecordingList};
 use crate::pool::shared_config::{self, AppliedDoc, PoolConfigDoc};
 use crate::pool::view::PoolView;
 use crate::pool::Camera;
@@ -102,7 +102,7 @@ pub(super) fn start(nvr: &Arc<Nvr>, settings: &PoolSettings) -> PoolRuntime {
     let scheme = if config.is_tls() { "https" } else { "http" };
     let address = format!("{scheme}://{}", config.listen);
     let (cameras_tx, cameras) = watch::channel(pool_cameras(&config));
-    let (recording_tx, recording) = watch::channel(BTreeSet::new());
+    let (recording_tx, recording) = watch::channel(RecordingList::default());
     let (applied_tx, applied) = watch::channel(None);
     let mut member = MemberConfig::new(settings, &address, cameras, recording, applied);
     let kept = config.storage.dir.join(LAST_ASSIGNMENT);
@@ -250,7 +250,7 @@ async fn apply_shared(nvr: &Arc<Nvr>, member: &str, doc: &PoolConfigDoc) -> (App
 /// What the task keeps current for the membership and for `leave`.
 struct Outputs {
     cameras: watch::Sender<Vec<Camera>>,
-    recording: watch::Sender<BTreeSet<String>>,
+    recording: watch::Sender<RecordingList>,
     holding: watch::Sender<usize>,
     /// Where the last assignment read is kept (`LAST_ASSIGNMENT` in the store).
     kept: PathBuf,
@@ -305,6 +305,9 @@ async fn run(
     // Channel → (frames seen, when that count last grew).
     let mut seen: HashMap<u32, (u64, Instant)> = HashMap::new();
     let mut logged: BTreeMap<String, Waiting> = BTreeMap::new();
+    // The stored assignment's revision whose binds and releases are all
+    // done: what the recording list, taken after them, answers to.
+    let mut acted_on = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -318,7 +321,11 @@ async fn run(
         cameras.send_if_modified(|cur| (*cur != list).then(|| *cur = list).is_some());
         let now = Instant::now();
         let (bound, live) = nvr.pool_state(&channels, &mut seen, now);
-        recording.send_if_modified(|cur| (*cur != live).then(|| *cur = live).is_some());
+        let published = RecordingList {
+            cameras: live,
+            assignment: acted_on,
+        };
+        recording.send_if_modified(|cur| (*cur != published).then(|| *cur = published).is_some());
         let v = view.borrow_and_update().clone();
         if v.assignment.is_some() && v.assignment != kept_doc {
             if let Some(doc) = &v.assignment {
@@ -353,6 +360,7 @@ async fn run(
             }
         }
         logged = h.waiting;
+        acted_on = v.assignment_revision;
     }
 }
 

@@ -1,8 +1,10 @@
 //! What this NVR does with the pool's cameras, given the pool as it sees it:
 //! which to start recording (assigned here, not recorded yet) and which to
 //! stop. Stopping is make-before-break: a camera assigned elsewhere is
-//! released only once its new owner lists it as recorded, so a camera moved
-//! between two live NVRs is recorded twice for a moment and never by none.
+//! released only once its new owner lists it as recorded, in a list that
+//! answers to the stored assignment as read here (`PoolView::records`), so
+//! a camera moved between two live NVRs is recorded twice for a moment and
+//! never by none — also when it moves away and straight back.
 //!
 //! Pure: must never perform I/O, and must never release a camera on a view
 //! it has not read from etcd (no stored assignment seen yet) or because etcd
@@ -136,6 +138,25 @@ mod tests {
         let h = decide("a", &set(&["c1"]), &after, &set(&["c1"]));
         assert_eq!(h.release["c1"], Release::RecordedBy("b".into()));
         assert!(h.waiting.is_empty());
+    }
+
+    /// The pool lab's partition: `v` returns, lets c1 go to `b` (which took
+    /// it meanwhile), and the scheduler's rebalance gives c1 straight back
+    /// to `v`. `v`'s list still names c1 from before it let go; `b` must not
+    /// take that for `v` recording it again, or nobody records c1 until
+    /// `v`'s new session starts.
+    #[test]
+    fn a_list_from_before_the_assignment_does_not_release() {
+        let mut back = view(&[("c1", "v")], &[("v", &["c1"])]);
+        back.assignment_revision = 20;
+        back.recording_as_of.insert("v".into(), 17);
+        let h = decide("b", &set(&["c1"]), &back, &set(&["c1"]));
+        assert!(h.release.is_empty(), "{h:?}");
+        assert_eq!(h.waiting["c1"], Waiting::ForOwner("v".into()));
+        // `v` acted on revision 20 and lists c1: it records it under it.
+        back.recording_as_of.insert("v".into(), 20);
+        let h = decide("b", &set(&["c1"]), &back, &set(&["c1"]));
+        assert_eq!(h.release["c1"], Release::RecordedBy("v".into()));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use super::backoff::{Backoff, Phase, PhaseLog};
 use super::placement::Camera;
-use super::records::{self, AssignmentDoc, Keys, MemberRecord, RecordError};
+use super::records::{self, AssignmentDoc, Keys, MemberRecord, RecordError, RecordingList};
 use super::shared_config::AppliedDoc;
 use super::view::{KeyEvent, PoolView};
 use crate::config::pool::PoolSettings;
@@ -48,7 +48,7 @@ pub struct MemberConfig {
     pub lease_ttl: Duration,
     pub keys: Keys,
     pub cameras: watch::Receiver<Vec<Camera>>,
-    pub recording: watch::Receiver<BTreeSet<String>>,
+    pub recording: watch::Receiver<RecordingList>,
     /// This NVR's report of applying the pool's shared file (published
     /// under `config-applied/<name>` on the lease).
     pub applied: watch::Receiver<Option<AppliedDoc>>,
@@ -68,7 +68,7 @@ impl MemberConfig {
         settings: &PoolSettings,
         address: &str,
         cameras: watch::Receiver<Vec<Camera>>,
-        recording: watch::Receiver<BTreeSet<String>>,
+        recording: watch::Receiver<RecordingList>,
         applied: watch::Receiver<Option<AppliedDoc>>,
     ) -> MemberConfig {
         MemberConfig {
@@ -415,6 +415,7 @@ fn fold(config: &MemberConfig, view: &mut PoolView, kv: &etcd_client::KeyValue, 
         value: put.then(|| kv.value()),
         lease: kv.lease(),
         create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
     };
     if let Err(e) = view.apply(&config.keys, ev) {
         tracing::warn!(member = %config.name, "pool: {e}");

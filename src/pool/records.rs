@@ -136,11 +136,47 @@ pub struct AssignmentDoc {
     pub cameras: Assignment,
 }
 
+/// What a member publishes under `recording/<name>`: the cameras it records
+/// now, and the revision of the stored assignment it had acted on when it
+/// looked. A list answers only for that assignment: one written before a
+/// camera came back to this member may still name it from its previous
+/// stay, after this member let it go (a camera moved away and straight
+/// back, as when a partitioned member returns). `handover` therefore takes
+/// the list as proof of recording only once its revision reaches the
+/// stored assignment's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingList {
+    pub cameras: BTreeSet<String>,
+    /// etcd's `mod_revision` of the assignment acted on (0: none read yet).
+    pub assignment: i64,
+}
+
+/// A member's recording list. The bare JSON list of earlier versions
+/// (before `RecordingList`) reads as `None` for the revision: such a member
+/// is trusted as it was then, so a pool upgraded one NVR at a time keeps
+/// handing cameras over.
+pub fn decode_recording(member: &str, value: &[u8]) -> Result<(BTreeSet<String>, Option<i64>), RecordError> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Now(RecordingList),
+        Bare(BTreeSet<String>),
+    }
+    match serde_json::from_slice(value) {
+        Ok(Either::Now(l)) => Ok((l.cameras, Some(l.assignment))),
+        Ok(Either::Bare(cameras)) => Ok((cameras, None)),
+        Err(source) => Err(RecordError::Recording {
+            member: member.to_string(),
+            source,
+        }),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("member record {key:?} is not valid JSON: {source}")]
     Member { key: String, source: serde_json::Error },
-    #[error("member {member:?}'s recording list is not a JSON list of cameras: {source}")]
+    #[error("member {member:?}'s recording list is neither {{\"cameras\": [...], \"assignment\": revision}} nor a JSON list of cameras: {source}")]
     Recording { member: String, source: serde_json::Error },
     #[error("the stored assignment is not valid JSON: {0}")]
     Assignment(serde_json::Error),

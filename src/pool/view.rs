@@ -49,6 +49,12 @@ pub struct PoolView {
     pub assignment: Option<AssignmentDoc>,
     /// Member → the cameras it says it records now.
     pub recording: BTreeMap<String, BTreeSet<String>>,
+    /// Member → the stored assignment's revision its recording list answers
+    /// to (`records::RecordingList`); absent for a list of an earlier version.
+    pub recording_as_of: BTreeMap<String, i64>,
+    /// etcd's `mod_revision` of the stored assignment as read (0: none read
+    /// from etcd, e.g. the one kept on disk while etcd is away).
+    pub assignment_revision: i64,
     /// The pool's shared parameter file, if one was pushed.
     pub config: Option<PoolConfigDoc>,
     /// Member → its report of applying the shared file.
@@ -69,6 +75,7 @@ pub struct KeyEvent<'a> {
     pub value: Option<&'a [u8]>,
     pub lease: i64,
     pub create_revision: i64,
+    pub mod_revision: i64,
 }
 
 impl PoolView {
@@ -91,18 +98,20 @@ impl PoolView {
             }
         } else if let Some(name) = keys.recording_name(key) {
             self.recording.remove(name);
+            self.recording_as_of.remove(name);
             if let Some(v) = ev.value {
-                let list: BTreeSet<String> = serde_json::from_slice(v).map_err(|source| RecordError::Recording {
-                    member: name.to_string(),
-                    source,
-                })?;
+                let (list, as_of) = records::decode_recording(name, v)?;
                 self.recording.insert(name.to_string(), list);
+                if let Some(r) = as_of {
+                    self.recording_as_of.insert(name.to_string(), r);
+                }
             }
         } else if key == keys.assignment() {
             // A deleted assignment (by hand) is not "nothing assigned": the
             // scheduler writes a new one, and until then every camera stays.
             if let Some(v) = ev.value {
                 self.assignment = Some(records::decode_assignment(v)?);
+                self.assignment_revision = ev.mod_revision;
             }
         } else if key == keys.config() {
             self.config = match ev.value {
@@ -170,9 +179,15 @@ impl PoolView {
             .collect()
     }
 
-    /// Whether member `name` lists `camera` as recorded now.
+    /// Whether member `name` lists `camera` as recorded now, in a list that
+    /// answers to the stored assignment as read here or a later one (a list
+    /// from before it may name a camera `name` has let go since).
     pub fn records(&self, name: &str, camera: &str) -> bool {
-        self.recording.get(name).is_some_and(|s| s.contains(camera))
+        let current = self
+            .recording_as_of
+            .get(name)
+            .is_none_or(|&r| r >= self.assignment_revision);
+        current && self.recording.get(name).is_some_and(|s| s.contains(camera))
     }
 }
 
@@ -190,6 +205,7 @@ mod tests {
             value: Some(value),
             lease: 7,
             create_revision: rev,
+            mod_revision: rev,
         }
     }
 
@@ -199,6 +215,7 @@ mod tests {
             value: None,
             lease: 0,
             create_revision: 0,
+            mod_revision: 0,
         }
     }
 
@@ -312,5 +329,47 @@ mod tests {
         v.apply(&keys(), put("/p/other", b"x", 6)).unwrap();
         v.apply(&keys(), put("/q/members/z", &record(), 6)).unwrap();
         assert_eq!(v, before);
+    }
+
+    #[test]
+    fn a_recording_list_counts_only_for_the_assignment_it_answers_to() {
+        let mut v = PoolView::default();
+        let doc = |owner: &str| AssignmentDoc {
+            scheduler: "s".into(),
+            cameras: [("c1".to_string(), owner.to_string())].into(),
+        };
+        let list = |assignment: i64| {
+            records::encode(&records::RecordingList {
+                cameras: ["c1".to_string()].into(),
+                assignment,
+            })
+        };
+        v.apply(&keys(), put("/p/assignment", &records::encode(&doc("a")), 10))
+            .unwrap();
+        assert_eq!(v.assignment_revision, 10);
+        // Written before c1 came to `a` (at revision 10): `a` may have let
+        // it go since, so it proves nothing.
+        v.apply(&keys(), put("/p/recording/a", &list(9), 11)).unwrap();
+        assert_eq!(v.recording["a"], ["c1".to_string()].into(), "still shown");
+        assert!(!v.records("a", "c1"));
+        v.apply(&keys(), put("/p/recording/a", &list(10), 12)).unwrap();
+        assert!(v.records("a", "c1"));
+        // A newer assignment (another camera moved) asks again.
+        v.apply(&keys(), put("/p/assignment", &records::encode(&doc("a")), 13))
+            .unwrap();
+        assert!(!v.records("a", "c1"));
+        v.apply(&keys(), put("/p/recording/a", &list(14), 14)).unwrap();
+        assert!(v.records("a", "c1"));
+        // A bare list (an earlier version) is trusted as before, and
+        // replaces the revision the new format gave.
+        v.apply(&keys(), put("/p/recording/a", br#"["c1"]"#, 15)).unwrap();
+        assert!(v.recording_as_of.is_empty());
+        assert!(v.records("a", "c1"));
+        let e = v
+            .apply(&keys(), put("/p/recording/a", br#"{"cameras":"c1"}"#, 16))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"a\"") && e.contains("recording list"), "{e}");
+        assert!(!v.records("a", "c1"), "an unreadable list proves nothing");
     }
 }
