@@ -40,6 +40,8 @@ const LEASE_TTL_S: u32 = 1;
 /// reports the cameras still unrecorded.
 const SETTLE: Duration = Duration::from_secs(120);
 const RECOVER: Duration = Duration::from_secs(30);
+/// Holes listed per scenario in the report (each also printed).
+const MAX_HOLES_LISTED: usize = 10;
 
 /// One fault of the pool lab.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -286,11 +288,20 @@ impl PoolSite {
     /// Stops every NVR (SIGTERM, so segments close) and judges the merged
     /// timeline's holes since `fault_us` (less a second: a hole that began
     /// just before the fault is the fault's).
-    fn finish(mut self, fault_us: i64) -> Result<(f64, u64, u64)> {
+    fn finish(mut self, fault_us: i64, row: &mut Value) -> Result<()> {
         self.site.stop_nvrs();
         let audit = merge::audit_site(&self.site.stores())?;
-        let (longest, lost) = report::holes_since(&audit.union, fault_us - 1_000_000);
-        Ok((longest, lost, audit.duplicates))
+        let from_us = fault_us - 1_000_000;
+        let (longest, lost) = report::holes_since(&audit.union, from_us);
+        let holes = report::holes_listed(&audit.union, from_us, MAX_HOLES_LISTED);
+        for h in &holes {
+            eprintln!("  hole: {h}");
+        }
+        row["max_unrecorded_s"] = json!(longest);
+        row["frames_lost_after_merge"] = json!(lost);
+        row["holes"] = json!(holes);
+        row["duplicates_within_a_store"] = json!(audit.duplicates);
+        Ok(())
     }
 }
 
@@ -443,10 +454,7 @@ fn run_one(opts: &PoolLabOptions, lab: &LabOptions, s: PoolScenario) -> Result<V
         }
     }
     row["over_capacity"] = json!(p.over_capacity);
-    let (longest, lost, duplicates) = p.finish(fault_us)?;
-    row["max_unrecorded_s"] = json!(longest);
-    row["frames_lost_after_merge"] = json!(lost);
-    row["duplicates_within_a_store"] = json!(duplicates);
+    p.finish(fault_us, &mut row)?;
     Ok(row)
 }
 

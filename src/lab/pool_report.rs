@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::audit::AuditReport;
+use crate::audit::{AuditReport, GapReport};
 
 /// Camera → member, from a view's stored assignment.
 pub fn assignment(view: &Value) -> BTreeMap<String, String> {
@@ -80,14 +80,27 @@ pub fn moves(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>
 /// the longest, in seconds, and the frames missing in all of them. Holes
 /// that closed before the fault (start-up) are not the fault's.
 pub fn holes_since(audit: &AuditReport, from_us: i64) -> (f64, u64) {
-    let gaps = audit
-        .cameras
-        .iter()
-        .flat_map(|c| &c.gaps)
-        .filter(|g| g.first_after_us >= from_us);
-    gaps.fold((0.0, 0), |(longest, lost), g| {
+    gaps_since(audit, from_us).fold((0.0, 0), |(longest, lost), (_, g)| {
         (f64::max(longest, g.seconds), lost + g.frames_missing)
     })
+}
+
+/// The first `max` of those holes, each with its camera: where a loss was,
+/// so that a rare one can be traced in the NVRs' logs (which member let the
+/// camera go, which took it) without running the lab again.
+pub fn holes_listed(audit: &AuditReport, from_us: i64, max: usize) -> Vec<Value> {
+    gaps_since(audit, from_us)
+        .take(max)
+        .map(|(camera, g)| json!({ "camera": camera, "gap": g }))
+        .collect()
+}
+
+fn gaps_since(audit: &AuditReport, from_us: i64) -> impl Iterator<Item = (u32, &GapReport)> {
+    audit
+        .cameras
+        .iter()
+        .flat_map(|c| c.gaps.iter().map(move |g| (c.camera_id, g)))
+        .filter(move |(_, g)| g.first_after_us >= from_us)
 }
 
 /// The run's document: the rows and their summary (the worst of each figure).
@@ -143,7 +156,7 @@ pub fn print_table(doc: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{CameraAudit, GapReport};
+    use crate::audit::CameraAudit;
 
     fn view() -> Value {
         json!({ "view": {
@@ -214,10 +227,12 @@ mod tests {
         let audit = AuditReport {
             cameras: vec![
                 CameraAudit {
+                    camera_id: 1,
                     gaps: vec![gap(100, 5.0, 125), gap(2_000, 0.8, 20)],
                     ..Default::default()
                 },
                 CameraAudit {
+                    camera_id: 2,
                     gaps: vec![gap(3_000, 1.2, 30)],
                     ..Default::default()
                 },
@@ -227,6 +242,13 @@ mod tests {
         assert_eq!(holes_since(&audit, 1_000), (1.2, 50));
         assert_eq!(holes_since(&audit, 0), (5.0, 175));
         assert_eq!(holes_since(&audit, 5_000), (0.0, 0));
+        let listed = holes_listed(&audit, 1_000, 10);
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0]["camera"], 1);
+        assert_eq!(listed[0]["gap"]["frames_missing"], 20);
+        assert_eq!(listed[1]["camera"], 2);
+        assert_eq!(holes_listed(&audit, 0, 1).len(), 1, "at most max");
+        assert!(holes_listed(&audit, 5_000, 10).is_empty());
     }
 
     #[test]
