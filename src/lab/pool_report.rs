@@ -25,11 +25,17 @@ pub fn assignment(view: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Whether `member` lists `camera` as recorded now.
+/// Whether `member` lists `camera` as recorded now, in a list that answers
+/// to the stored assignment (as `PoolView::records` decides a handover: a
+/// list from before it may name a camera the member has let go since).
 pub fn records(view: &Value, member: &str, camera: &str) -> bool {
-    view["view"]["recording"][member]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(camera)))
+    let v = &view["view"];
+    let stored = v["assignment_revision"].as_i64().unwrap_or(0);
+    let current = v["recording_as_of"][member].as_i64().is_none_or(|r| r >= stored);
+    current
+        && v["recording"][member]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(camera)))
 }
 
 /// The cameras of `cameras` that are not, right now, assigned to a
@@ -182,6 +188,13 @@ mod tests {
         // An excluded member (killed, partitioned) does not count.
         assert_eq!(unrecorded(&v, &cams(3), &["a".into()]), vec!["c1", "c2"]);
         assert!(unrecorded(&json!({}), &[], &[]).is_empty());
+        // b's list answers to an assignment older than the stored one.
+        let mut w = v.clone();
+        w["view"]["assignment_revision"] = json!(9);
+        w["view"]["recording_as_of"] = json!({ "b": 8 });
+        assert_eq!(unrecorded(&w, &cams(3), &[]), vec!["c2", "c3"]);
+        w["view"]["recording_as_of"]["b"] = json!(9);
+        assert_eq!(unrecorded(&w, &cams(3), &[]), vec!["c2"]);
     }
 
     #[test]

@@ -354,6 +354,15 @@ mod tests {
         assert!(!v.records("a", "c1"));
         v.apply(&keys(), put("/p/recording/a", &list(10), 12)).unwrap();
         assert!(v.records("a", "c1"));
+        // `GET /api/v1/pool` shows both revisions (the pool lab judges by them).
+        let shown = serde_json::to_value(&v).unwrap();
+        assert_eq!(
+            (
+                shown["assignment_revision"].clone(),
+                shown["recording_as_of"]["a"].clone()
+            ),
+            (10.into(), 10.into())
+        );
         // A newer assignment (another camera moved) asks again.
         v.apply(&keys(), put("/p/assignment", &records::encode(&doc("a")), 13))
             .unwrap();
