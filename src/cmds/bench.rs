@@ -2,10 +2,11 @@
 //! streams recorded by one `ffmpeg -c copy -f segment` per camera, in the same
 //! run on the same machine, in alternated windows (`bench_windows`). Prints a
 //! table and writes JSON. Measures whole processes from /proc (CPU ticks,
-//! peak resident memory) so neither side is helped by in-process accounting. Tandem's side also reports the cost of
-//! durability from its own counters (`GET /api/v1/store` before and after the
-//! measured window): fdatasyncs per second, bytes per fdatasync, and the p99
-//! time from a frame's arrival to its being durable.
+//! peak resident memory) so neither side is helped by in-process
+//! accounting. Tandem's side also reports the cost of durability from its
+//! own counters (`GET /api/v1/store` before and after the measured window):
+//! fdatasyncs per second, bytes per fdatasync, and the p99 time from a
+//! frame's arrival to its being durable.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};

@@ -31,8 +31,7 @@ pub fn assignment(view: &Value) -> BTreeMap<String, String> {
 pub fn records(view: &Value, member: &str, camera: &str) -> bool {
     let v = &view["view"];
     let stored = v["assignment_revision"].as_i64().unwrap_or(0);
-    let current = v["recording_as_of"][member].as_i64().is_none_or(|r| r >= stored);
-    current
+    crate::pool::records::list_answers_to(v["recording_as_of"][member].as_i64(), stored)
         && v["recording"][member]
             .as_array()
             .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(camera)))

@@ -151,6 +151,15 @@ pub struct RecordingList {
     pub assignment: i64,
 }
 
+/// Whether a recording list that answers to assignment revision `as_of`
+/// (`None`: a bare list of an earlier version, trusted as before) proves
+/// recording under the stored assignment of revision `stored`. The one rule
+/// both `PoolView::records` and the pool lab (reading `GET /api/v1/pool`)
+/// judge by.
+pub fn list_answers_to(as_of: Option<i64>, stored: i64) -> bool {
+    as_of.is_none_or(|r| r >= stored)
+}
+
 /// A member's recording list. The bare JSON list of earlier versions
 /// (before `RecordingList`) reads as `None` for the revision: such a member
 /// is trusted as it was then, so a pool upgraded one NVR at a time keeps

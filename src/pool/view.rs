@@ -183,11 +183,9 @@ impl PoolView {
     /// answers to the stored assignment as read here or a later one (a list
     /// from before it may name a camera `name` has let go since).
     pub fn records(&self, name: &str, camera: &str) -> bool {
-        let current = self
-            .recording_as_of
-            .get(name)
-            .is_none_or(|&r| r >= self.assignment_revision);
-        current && self.recording.get(name).is_some_and(|s| s.contains(camera))
+        let as_of = self.recording_as_of.get(name).copied();
+        records::list_answers_to(as_of, self.assignment_revision)
+            && self.recording.get(name).is_some_and(|s| s.contains(camera))
     }
 }
 
