@@ -630,10 +630,7 @@ impl Nvr {
                 name: rt.config.name.clone(),
                 binding: rt.binding.clone(),
                 ingest: rt.stats.lock().map(|s| s.clone()).unwrap_or_default(),
-                recording: status.get(&rt.config.number).cloned().unwrap_or(RecordingStatus {
-                    state: "idle",
-                    ..Default::default()
-                }),
+                recording: status.get(&rt.config.number).cloned().unwrap_or_default(),
                 policy: gates.get(&rt.config.number).cloned(),
                 motion: rt.motion.as_ref().and_then(|(_, s)| s.lock().ok().map(|s| s.clone())),
                 write_buffer: buffer.clone(),

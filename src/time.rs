@@ -15,6 +15,16 @@ use std::fmt;
 /// the same unit lets frame durations pass from RTP to the index unconverted.
 pub const TICKS_PER_SEC: i64 = 90_000;
 
+/// A span of time in ticks, rounded to the nearest (a config's `"1.5s"`).
+pub fn ticks_of(d: std::time::Duration) -> i64 {
+    (d.as_secs_f64() * TICKS_PER_SEC as f64).round() as i64
+}
+
+/// A span of ticks in seconds, for logs and the API.
+pub fn secs_of(ticks: i64) -> f64 {
+    ticks as f64 / TICKS_PER_SEC as f64
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Time90k(pub i64);
 
@@ -58,6 +68,15 @@ impl Time90k {
 impl fmt::Display for Time90k {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// Every time Tandem shows (the API, event and transition logs, peer
+/// status) is RFC 3339 text, never ticks: one impl, so no struct can write a
+/// time its own way.
+impl serde::Serialize for Time90k {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
     }
 }
 

@@ -95,7 +95,7 @@ fn import_is_authenticated_resumable_idempotent_and_paced() {
     let started = Instant::now();
     let t = std::thread::spawn(move || w.run(rx));
     wait_for(Duration::from_secs(60), "transfer done", || {
-        transfer::list(&a_dir).unwrap()[0].state == "done"
+        transfer::list(&a_dir).unwrap()[0].state == transfer::TransferState::Done
     });
     let took = started.elapsed().as_secs_f64();
     let sent = transfer::list(&a_dir).unwrap()[0].bytes_sent;
@@ -115,7 +115,7 @@ fn import_is_authenticated_resumable_idempotent_and_paced() {
     transfer::queue(&a_dir, &job).unwrap();
     wake.send(()).unwrap();
     wait_for(Duration::from_secs(30), "second transfer done", || {
-        transfer::list(&a_dir).unwrap()[1].state == "done"
+        transfer::list(&a_dir).unwrap()[1].state == transfer::TransferState::Done
     });
     assert_eq!(transfer::list(&a_dir).unwrap()[1].bytes_sent, 0);
     let again = audit_json(&["--data", dir.path().join("b-data").to_str().unwrap(), "--channel", "3"]);

@@ -496,7 +496,10 @@ fn failback_transfers_reach_only_the_pinned_peer_over_tls() {
     drop(wake);
     t.join().unwrap();
     let jobs = transfer::list(&a_dir).unwrap();
-    assert_eq!((jobs[0].state, jobs[0].bytes_sent), ("pending", 0));
+    assert_eq!(
+        (jobs[0].state, jobs[0].bytes_sent),
+        (transfer::TransferState::Pending, 0)
+    );
 
     // The right pin: both jobs done (the plain-target one over TLS too), every frame there once.
     transfer::queue(&a_dir, &job(peer.clone())).unwrap();
@@ -504,7 +507,10 @@ fn failback_transfers_reach_only_the_pinned_peer_over_tls() {
     let w = worker(fp);
     let t = std::thread::spawn(move || w.run(rx));
     wait_for(Duration::from_secs(60), "both transfers done", || {
-        transfer::list(&a_dir).unwrap().iter().all(|j| j.state == "done")
+        transfer::list(&a_dir)
+            .unwrap()
+            .iter()
+            .all(|j| j.state == transfer::TransferState::Done)
     });
     drop(wake);
     t.join().unwrap();

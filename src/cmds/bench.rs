@@ -435,7 +435,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let w1 = writer_figures(&base, &token)?;
     let dropped = ingest_dropped(&base, &token)?.saturating_sub(dropped0);
     let load = load.map(|l| l.finish()).transpose()?;
-    let durability = Durability::between(&w0, &w1, (t1 - t0) as f64 / 90_000.0);
+    let durability = Durability::between(&w0, &w1, tandem::time::secs_of(t1 - t0));
     let retention = RetentionFigures {
         segments_deleted: w1.retention_segments.saturating_sub(w0.retention_segments),
         bytes_deleted: w1.retention_bytes.saturating_sub(w0.retention_bytes),
@@ -498,7 +498,7 @@ fn run_ingest(a: &IngestArgs, exe: &Path) -> Result<ExitCode> {
     let per_window = ratios(&tandem_windows, &ffmpeg_windows);
     let audited_seconds: f64 = tandem_windows
         .iter()
-        .map(|m| (m.audited.1 - m.audited.0) as f64 / 90_000.0)
+        .map(|m| tandem::time::secs_of(m.audited.1 - m.audited.0))
         .sum();
 
     let t = &tandem_side;

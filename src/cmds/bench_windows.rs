@@ -106,7 +106,7 @@ pub(super) struct Side {
 /// half second the audit trims at each edge (a frame in flight there is not
 /// a loss).
 fn expected(audited: (Time90k, Time90k), streams: u32, fps: u32) -> u64 {
-    let secs = (audited.1 - audited.0 - 90_000) as f64 / 90_000.0;
+    let secs = tandem::time::secs_of(audited.1 - audited.0 - 90_000);
     (secs.max(0.0) * fps as f64) as u64 * streams as u64
 }
 

@@ -87,7 +87,7 @@ pub(super) fn channels(
                     continue;
                 }
                 match units::parse_duration(&a.get_ref().text()) {
-                    Ok(d) if d.as_secs() >= 60 => *target = Some((d.as_secs_f64() * 90_000.0).round() as i64),
+                    Ok(d) if d.as_secs() >= 60 => *target = Some(crate::time::ticks_of(d)),
                     Ok(_) => c.err(
                         a.span().start,
                         format!("{prefix}.retention.{name}"),

@@ -161,7 +161,7 @@ pub(super) struct RawMqtt {
 }
 
 fn ticks(d: Duration) -> i64 {
-    (d.as_secs_f64() * 90_000.0).round() as i64
+    crate::time::ticks_of(d)
 }
 
 /// Parses a duration field within [min, max] seconds, reporting errors.

@@ -756,7 +756,7 @@ secret_hash = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
         for t in [0i64, 1, 7, 90_000, 225_000, 2_700_000, 7 * 86_400 * 90_000] {
             let Value::String(s) = ticks(t) else { panic!() };
             let d = super::super::units::parse_duration(&s).unwrap();
-            assert_eq!((d.as_secs_f64() * 90_000.0).round() as i64, t, "{s}");
+            assert_eq!(crate::time::ticks_of(d), t, "{s}");
         }
     }
 }

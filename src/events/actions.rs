@@ -184,7 +184,7 @@ pub fn matches(a: &ActionConfig, n: &Notice) -> bool {
 }
 
 fn ticks(d: Duration) -> i64 {
-    (d.as_secs_f64() * TICKS_PER_SEC as f64) as i64
+    crate::time::ticks_of(d)
 }
 
 impl Dispatcher {

@@ -40,22 +40,9 @@ pub struct Notice {
     #[serde(rename = "type")]
     pub kind: String,
     pub phase: Phase,
-    #[serde(serialize_with = "ser_time")]
     pub start: Time90k,
-    #[serde(serialize_with = "ser_opt_time")]
     pub end: Option<Time90k>,
     pub details: serde_json::Value,
-}
-
-fn ser_time<S: serde::Serializer>(t: &Time90k, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339())
-}
-
-fn ser_opt_time<S: serde::Serializer>(t: &Option<Time90k>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&t.to_rfc3339()),
-        None => s.serialize_none(),
-    }
 }
 
 /// Where the writer sends notices; bounded, offered without waiting.
@@ -101,7 +88,7 @@ pub fn pulse<E: std::fmt::Display>(
     start.start = true;
     let stop = Edge {
         start: false,
-        time: start.time + (d.as_secs_f64() * 90_000.0) as i64,
+        time: start.time + crate::time::ticks_of(d),
         ..start.clone()
     };
     if let Err(e) = send(start) {

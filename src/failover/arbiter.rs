@@ -78,12 +78,7 @@ pub struct Decision {
     #[serde(flatten)]
     pub action: Action,
     pub effect: Effect,
-    #[serde(serialize_with = "ser_time")]
     pub at: Time90k,
-}
-
-fn ser_time<S: serde::Serializer>(t: &Time90k, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339())
 }
 
 struct Sides {

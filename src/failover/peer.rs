@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::store::RecordingState;
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/status`: the NVR at a glance.
@@ -36,9 +37,10 @@ pub struct ChannelStatus {
     pub number: u32,
     #[serde(default)]
     pub binding: Option<String>,
-    /// The recording state (`recording`, `catching_up`, `idle`, …).
+    /// The recording state (`recording`, `catching_up`, `idle`, …); a peer
+    /// too old to send it reads as idle.
     #[serde(default)]
-    pub recording: String,
+    pub recording: RecordingState,
     #[serde(default)]
     pub mode: String,
     /// Live footage arrives and the channel's policy applies to it now:
@@ -55,7 +57,7 @@ impl Status {
     pub fn recording(&self) -> Vec<u32> {
         self.channels
             .iter()
-            .filter(|c| c.live || c.recording == "recording")
+            .filter(|c| c.live || c.recording == RecordingState::Recording)
             .map(|c| c.number)
             .collect()
     }
@@ -300,6 +302,36 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(s.recording(), vec![1, 2]);
+    }
+
+    #[test]
+    fn recording_states_keep_their_wire_names_and_a_newer_peers_parse() {
+        let names = [
+            (RecordingState::Idle, "idle"),
+            (RecordingState::Recording, "recording"),
+            (RecordingState::CatchingUp, "catching_up"),
+            (RecordingState::DiskFull, "disk_full"),
+            (RecordingState::NoFileDescriptors, "no_file_descriptors"),
+            (RecordingState::StorageError, "storage_error"),
+        ];
+        for (state, name) in names {
+            assert_eq!(serde_json::to_value(state).unwrap(), serde_json::json!(name));
+            assert_eq!(
+                serde_json::from_value::<RecordingState>(serde_json::json!(name)).unwrap(),
+                state
+            );
+        }
+        let s: Status = serde_json::from_value(serde_json::json!({
+            "channels": [
+                { "number": 1, "recording": "defragmenting" },
+                { "number": 2 },
+                { "number": 3, "recording": "recording" },
+            ]
+        }))
+        .unwrap();
+        assert_eq!(s.channels[0].recording, RecordingState::Unknown);
+        assert_eq!(s.channels[1].recording, RecordingState::Idle);
+        assert_eq!(s.recording(), vec![3]);
     }
 
     #[test]

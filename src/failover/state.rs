@@ -30,14 +30,9 @@ pub enum Outcome {
 pub struct Transition {
     pub from: State,
     pub to: State,
-    #[serde(serialize_with = "ser_time")]
     pub at: Time90k,
     /// The probe whose outcome completed the run.
     pub probe: u64,
-}
-
-fn ser_time<S: serde::Serializer>(t: &Time90k, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339())
 }
 
 /// Transitions kept for the API.

@@ -31,6 +31,26 @@ use crate::time::Time90k;
 /// Largest piece sent in one request.
 pub const MAX_CHUNK: usize = 1 << 20;
 
+/// Where a failback transfer stands (the table stores 0 and 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferState {
+    /// Some of the range is still to be sent.
+    Pending,
+    /// The peer has imported the whole range.
+    Done,
+}
+
+impl TransferState {
+    /// The wire name (the API's `state`, the metrics' label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferState::Pending => "pending",
+            TransferState::Done => "done",
+        }
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TransferRow {
     pub id: i64,
@@ -38,15 +58,11 @@ pub struct TransferRow {
     pub local_channel: u32,
     pub remote_channel: u32,
     pub target: String,
-    pub start: String,
-    pub end: String,
-    pub state: &'static str,
+    pub start: Time90k,
+    pub end: Time90k,
+    pub state: TransferState,
     pub bytes_sent: u64,
     pub last_error: Option<String>,
-    #[serde(skip)]
-    start_90k: Time90k,
-    #[serde(skip)]
-    end_90k: Time90k,
 }
 
 fn conn(dir: &Path) -> Result<Connection> {
@@ -93,13 +109,15 @@ pub fn list(dir: &Path) -> Result<Vec<TransferRow>> {
             local_channel: r.get(2)?,
             remote_channel: r.get(3)?,
             target: r.get(4)?,
-            start: s.to_rfc3339(),
-            end: e.to_rfc3339(),
-            state: if r.get::<_, i64>(7)? == 0 { "pending" } else { "done" },
+            start: s,
+            end: e,
+            state: if r.get::<_, i64>(7)? == 0 {
+                TransferState::Pending
+            } else {
+                TransferState::Done
+            },
             bytes_sent: r.get::<_, i64>(8)? as u64,
             last_error: r.get(9)?,
-            start_90k: s,
-            end_90k: e,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -177,7 +195,7 @@ impl Worker {
         let mut backoff = Duration::from_secs(1);
         loop {
             let pending: Vec<TransferRow> = match list(&self.dir) {
-                Ok(l) => l.into_iter().filter(|t| t.state == "pending").collect(),
+                Ok(l) => l.into_iter().filter(|t| t.state == TransferState::Pending).collect(),
                 Err(e) => {
                     warn!("cannot read transfer jobs: {e:#}");
                     Vec::new()
@@ -223,9 +241,9 @@ impl Worker {
 
     fn run_job(&self, job: &TransferRow) -> Result<u64> {
         let c = db::open_readonly(&self.dir.join("index.db"))?;
-        let segs = db::segments_overlapping(&c, job.local_channel, job.start_90k, job.end_90k)?;
+        let segs = db::segments_overlapping(&c, job.local_channel, job.start, job.end)?;
         let mut total = 0;
-        for s in segs.iter().filter(|s| s.start >= job.start_90k) {
+        for s in segs.iter().filter(|s| s.start >= job.start) {
             if let Some(why) = &s.damage {
                 // Its file cannot be sent as recorded; retrying would never end.
                 tracing::warn!(job = job.id, segment = s.id, "not sending a damaged segment: {why}");

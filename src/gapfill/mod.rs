@@ -312,7 +312,7 @@ impl Planner {
             channel = h.channel,
             camera = %h.camera,
             start = %h.start.to_rfc3339(),
-            seconds = (h.end - h.start) as f64 / 90_000.0,
+            seconds = crate::time::secs_of(h.end - h.start),
             reason = h.reason.as_str(),
             "gap fill: job pending"
         );
@@ -332,10 +332,7 @@ impl Planner {
             return Ok(0);
         }
         let now = self.clock.now();
-        let oldest = config
-            .gapfill
-            .max_age
-            .map(|a| now + -(a.as_secs_f64() * 90_000.0) as i64);
+        let oldest = config.gapfill.max_age.map(|a| now + -crate::time::ticks_of(a));
         let mut made = 0;
         for ch in &config.channels {
             let bindings = store::bindings(&self.conn, ch.number, oldest.unwrap_or(Time90k(i64::MIN)))?;
@@ -475,7 +472,7 @@ impl Gapfill {
                 info!(
                     channel = job.channel,
                     attempt = job.attempts + 1,
-                    offset_s = offset as f64 / 90_000.0,
+                    offset_s = crate::time::secs_of(offset),
                     "gap fill: job running"
                 );
                 self.ctx.attempt(&job, src, offset, &|| self.is_stopped()).await
@@ -503,7 +500,7 @@ impl Gapfill {
         if let Err(e) = saved.map_err(|e| e.to_string()).and_then(|r| r) {
             warn!(job = job.id, "gap fill: cannot record the attempt's outcome: {e}");
         }
-        let lost_s = t.lost_90k as f64 / 90_000.0;
+        let lost_s = crate::time::secs_of(t.lost_90k);
         let kind = match t.state {
             State::Done => Some("gapfill_done"),
             State::Lost => Some("gapfill_lost"),
@@ -542,7 +539,7 @@ impl Gapfill {
             State::Pending => info!(
                 job = job.id,
                 channel = job.channel,
-                retry_in_s = (t.next_attempt - now) as f64 / 90_000.0,
+                retry_in_s = crate::time::secs_of(t.next_attempt - now),
                 error = t.last_error.as_deref().unwrap_or(""),
                 "gap fill: attempt failed; retrying"
             ),

@@ -70,7 +70,6 @@ pub struct StreamStats {
     pub height: u32,
     pub fps: f64,
     pub bitrate_kbps: f64,
-    #[serde(serialize_with = "ser_time")]
     pub last_frame: Option<Time90k>,
     pub frames: u64,
     pub bytes: u64,
@@ -105,13 +104,6 @@ impl StreamStats {
             self.bitrate_kbps = (self.bytes - b0) as f64 * 8.0 / 1000.0 / el;
             self.window = Some((now, self.frames, self.bytes));
         }
-    }
-}
-
-fn ser_time<S: serde::Serializer>(t: &Option<Time90k>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&t.to_rfc3339()),
-        None => s.serialize_none(),
     }
 }
 
@@ -445,14 +437,14 @@ async fn session(
         let observed = capture.on_frame(frame.timestamp().timestamp() as u32, time);
         match observed {
             capture::Observed::Stepped { offset, by } => warn!(
-                offset_s = offset as f64 / 90_000.0,
+                offset_s = crate::time::secs_of(offset),
                 "camera clock stepped {:+.3} s against this NVR's (RTCP sender reports)",
-                by as f64 / 90_000.0
+                crate::time::secs_of(by)
             ),
             capture::Observed::Offset(offset) if !had_offset => info!(
-                offset_s = offset as f64 / 90_000.0,
+                offset_s = crate::time::secs_of(offset),
                 "camera clock measured {:+.3} s from this NVR's (RTCP sender reports)",
-                offset as f64 / 90_000.0
+                crate::time::secs_of(offset)
             ),
             _ => {}
         }
@@ -497,7 +489,7 @@ async fn session(
         let received = Instant::now();
         if let Ok(mut s) = stats.lock() {
             s.on_frame(received, time, size);
-            s.capture_offset_s = capture_offset.map(|o| o as f64 / 90_000.0);
+            s.capture_offset_s = capture_offset.map(crate::time::secs_of);
         }
         let sample_entry = entry.clone().expect("entry set above");
         // One allocation shared by the store, live viewers and motion: each

@@ -34,7 +34,7 @@ pub enum Reanchor {
 
 impl std::fmt::Display for Reanchor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = |t: i64| t as f64 / 90_000.0;
+        let s = crate::time::secs_of;
         match *self {
             Reanchor::SteppedBack(t) => write!(f, "camera timestamps stepped back {:.3} s", s(t)),
             Reanchor::Ahead(t) => write!(f, "camera clock {:.3} s ahead of the local clock", s(t)),

@@ -206,7 +206,7 @@ impl Detector {
                 self.bbox = None;
             }
         }
-        let hold = (self.cfg.hold.as_secs_f64() * 90_000.0) as i64;
+        let hold = crate::time::ticks_of(self.cfg.hold);
         if !self.active && self.streak >= 2 {
             self.active = true;
             return Some(MotionEvent::Start {
@@ -227,7 +227,7 @@ impl Detector {
     /// that show none; two pictures with motion must again be consecutive.
     pub fn no_picture(&mut self, time: Time90k) -> Option<MotionEvent> {
         self.streak = 0;
-        let hold = (self.cfg.hold.as_secs_f64() * 90_000.0) as i64;
+        let hold = crate::time::ticks_of(self.cfg.hold);
         if time - self.last_motion < hold {
             return None;
         }

@@ -264,7 +264,7 @@ fn run(channel: u32, cfg: MotionConfig, writer: WriterTx, stats: SharedMotionSta
             }
             DecodeEdge::Recovered { time, since, frames } => {
                 info!(channel, frames, "motion detection: pictures decode again");
-                let secs = (time - since) as f64 / crate::time::TICKS_PER_SEC as f64;
+                let secs = crate::time::secs_of(time - since);
                 (false, time, serde_json::json!({ "frames": frames, "seconds": secs }))
             }
         };
@@ -313,7 +313,7 @@ fn run(channel: u32, cfg: MotionConfig, writer: WriterTx, stats: SharedMotionSta
             Err(RecvTimeoutError::Timeout) => {
                 let Some((t, at)) = last else { continue };
                 let since = at.elapsed();
-                let now = t + (since.as_secs_f64() * crate::time::TICKS_PER_SEC as f64) as i64;
+                let now = t + crate::time::ticks_of(since);
                 if let Some(ev) = p.detector.no_picture(now) {
                     send(ev);
                 }

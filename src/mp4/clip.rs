@@ -206,7 +206,7 @@ pub fn build(
                 gaps.push(Gap {
                     start: own_end.to_rfc3339(),
                     end: next.to_rfc3339(),
-                    seconds: (next - own_end) as f64 / 90_000.0,
+                    seconds: crate::time::secs_of(next - own_end),
                     damaged: name_damage(damaged.iter().filter(|d| d.end_90k > own_end && d.start_90k < next)),
                 });
             }
@@ -290,7 +290,7 @@ pub fn build(
             .map(|(a, b, frames, segment)| Overlap {
                 start: a.to_rfc3339(),
                 end: b.to_rfc3339(),
-                seconds: (b - a) as f64 / 90_000.0,
+                seconds: crate::time::secs_of(b - a),
                 frames_omitted: frames,
                 segment,
             })

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::retention::RetentionPolicy;
-use crate::time::{Time90k, TICKS_PER_SEC};
+use crate::time::Time90k;
 
 const DAY_S: f64 = 86_400.0;
 
@@ -81,7 +81,7 @@ pub struct StorageReport {
 fn rate(f: &ChannelFootage, now: Time90k, window: i64) -> f64 {
     let since = Time90k(now.0 - window);
     let from = f.oldest.map_or(since, |o| o.max(since));
-    let span_s = (now - from) as f64 / TICKS_PER_SEC as f64;
+    let span_s = crate::time::secs_of(now - from);
     if span_s < 1.0 {
         return 0.0;
     }
@@ -114,7 +114,7 @@ pub fn report(
                 limits.push((d, "disk"));
             }
             if let Some(a) = p.max_age {
-                limits.push((a as f64 / TICKS_PER_SEC as f64 / DAY_S, "max_age"));
+                limits.push((crate::time::secs_of(a) / DAY_S, "max_age"));
             }
             if let Some(b) = p.max_bytes.filter(|_| r > 0.0) {
                 limits.push((b as f64 / (r * DAY_S), "max_bytes"));
@@ -141,7 +141,7 @@ pub fn report(
             rate_bytes_per_s: total_rate,
             days_at_rate: disk_days,
         },
-        rate_window_s: window as f64 / TICKS_PER_SEC as f64,
+        rate_window_s: crate::time::secs_of(window),
         channels,
     }
 }
@@ -150,7 +150,7 @@ pub fn report(
 mod tests {
     use super::*;
 
-    const S: i64 = TICKS_PER_SEC;
+    const S: i64 = crate::time::TICKS_PER_SEC;
     const HOUR: i64 = 3600 * S;
     const GIB: u64 = 1 << 30;
 

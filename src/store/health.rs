@@ -237,11 +237,11 @@ impl Cause {
     }
 
     /// The channel's recording state while paused.
-    pub fn state(self) -> &'static str {
+    pub fn state(self) -> super::RecordingState {
         match self {
-            Cause::DiskFull => "disk_full",
-            Cause::NoDescriptors => "no_file_descriptors",
-            Cause::Io => "storage_error",
+            Cause::DiskFull => super::RecordingState::DiskFull,
+            Cause::NoDescriptors => super::RecordingState::NoFileDescriptors,
+            Cause::Io => super::RecordingState::StorageError,
         }
     }
 }

@@ -170,7 +170,7 @@ pub fn check_range(first: Time90k, end: Time90k, now: Time90k, limits: &ImportLi
         return Err(format!(
             "footage ends at {}, {:.1} s in the future by this NVR's clock",
             end.to_rfc3339(),
-            (end - now) as f64 / 90_000.0
+            crate::time::secs_of(end - now)
         ));
     }
     Ok(())
@@ -429,7 +429,7 @@ impl Worker {
             origin_segment = req.origin_segment,
             kept = out.frames_kept,
             dropped = out.frames_dropped,
-            shift_s = shift as f64 / 90_000.0,
+            shift_s = crate::time::secs_of(shift),
             "footage imported from peer"
         );
         Ok(out)

@@ -52,7 +52,7 @@ use crate::time::Clock;
 pub use queue::WriterTx;
 pub use reader::{DamagedSpan, Footage, FrameRef, Overlap, Reader, RecordingRun, SegmentFrames};
 pub use repair::{repair, RepairReport};
-pub use writer::{Command, Frame, RecordingStatus, StatusMap};
+pub use writer::{Command, Frame, RecordingState, RecordingStatus, StatusMap};
 
 /// The codec parameters of a run of frames: the mp4 sample entry box plus what
 /// the API reports about it.
@@ -216,7 +216,7 @@ impl Store {
         let wcfg = writer::WriterConfig {
             dir: cfg.dir.clone(),
             flush_interval: cfg.flush_interval,
-            segment_len: (cfg.segment_duration.as_secs_f64() * 90_000.0) as i64,
+            segment_len: crate::time::ticks_of(cfg.segment_duration),
             min_free_bytes: cfg.min_free_bytes,
             policies: cfg.policies,
             recording: cfg.recording,

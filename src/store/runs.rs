@@ -175,7 +175,7 @@ impl RunFold {
                         .map(|&(a, b)| Overlap {
                             start: Time90k(a).to_rfc3339(),
                             end: Time90k(b).to_rfc3339(),
-                            seconds: (b - a) as f64 / 90_000.0,
+                            seconds: crate::time::secs_of(b - a),
                         })
                         .collect(),
                     origin: r.gapfill.then_some(super::import::GAPFILL_ORIGIN),

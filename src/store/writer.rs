@@ -101,11 +101,34 @@ pub struct PolicyUpdate {
     pub retention: RetentionPolicy,
 }
 
+/// What the writer does with a channel's frames, as the API and a peer's
+/// status show it (`snake_case` names on the wire). A type, not a string, so
+/// that every place a new state must be handled is one the compiler finds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingState {
+    /// No open segment: no footage comes, or the policy lets none through.
+    #[default]
+    Idle,
+    Recording,
+    /// Recording, but the newest frame is over a second old: a reconnecting
+    /// link delivers late frames. Only the status a peer probes says this
+    /// (`GET /api/v1/status`); failback does not count it as recording.
+    CatchingUp,
+    /// Paused: the disk is full (see `health::Cause`).
+    DiskFull,
+    /// Paused: no file descriptor is left.
+    NoFileDescriptors,
+    /// Paused: the disk answers with errors.
+    StorageError,
+    /// A state a newer peer named that this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RecordingStatus {
-    /// "recording", "idle", or why the channel is paused: "disk_full",
-    /// "no_file_descriptors", "storage_error" (see `health::Cause`).
-    pub state: &'static str,
+    pub state: RecordingState,
     pub segment_id: Option<i64>,
     pub frames_written: u64,
     pub bytes_written: u64,
@@ -339,10 +362,7 @@ impl Writer {
 
     pub(super) fn set_status(&self, channel: u32, f: impl FnOnce(&mut RecordingStatus)) {
         if let Ok(mut m) = self.status.lock() {
-            f(m.entry(channel).or_insert_with(|| RecordingStatus {
-                state: "idle",
-                ..Default::default()
-            }));
+            f(m.entry(channel).or_default());
         }
     }
 
@@ -350,8 +370,8 @@ impl Writer {
     /// idle (a paused one keeps saying why).
     pub(super) fn segment_closed(&self, channel: u32) {
         self.set_status(channel, |s| {
-            if s.state == "recording" {
-                s.state = "idle";
+            if s.state == RecordingState::Recording {
+                s.state = RecordingState::Idle;
             }
             s.segment_id = None;
         });
@@ -426,7 +446,7 @@ impl Writer {
         }
         self.channels.entry(f.channel).or_default().open = Some(seg);
         self.set_status(f.channel, |s| {
-            s.state = "recording";
+            s.state = RecordingState::Recording;
             s.segment_id = Some(id);
             s.segments_written += 1;
             s.last_error = None;

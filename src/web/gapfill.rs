@@ -44,7 +44,7 @@ pub struct JobView {
 }
 
 fn secs(t: i64) -> f64 {
-    t as f64 / 90_000.0
+    crate::time::secs_of(t)
 }
 
 impl From<&Job> for JobView {

@@ -29,6 +29,7 @@ pub use doc::{openapi, public_routes, routes};
 
 use std::sync::Arc;
 
+use crate::store::RecordingState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -196,20 +197,19 @@ async fn status(
                 // failback waits for this, so stale frames a reconnecting link
                 // delivers late do not count.
                 let live = v.ingest.last_frame.is_some_and(|t| (now - t).abs() < 90_000);
-                let state = if v.recording.state == "recording" && !live {
-                    "catching_up"
-                } else {
-                    v.recording.state
+                let state = match v.recording.state {
+                    RecordingState::Recording if !live => RecordingState::CatchingUp,
+                    s => s,
                 };
                 let mode = v.policy.as_ref().and_then(|p| p.mode).unwrap_or("continuous");
                 // `live`: footage is arriving and the channel's policy is applied to
                 // it now — recording, or in `events`/`off` mode ready to. Failback
                 // waits for this, not for frames being written.
-                let live = live && (state == "recording" || matches!(mode, "events" | "off"));
+                let live = live && (state == RecordingState::Recording || matches!(mode, "events" | "off"));
                 crate::failover::peer::ChannelStatus {
                     number: v.number,
                     binding: v.binding.clone(),
-                    recording: state.to_string(),
+                    recording: state,
                     mode: mode.to_string(),
                     live,
                     connected: v.ingest.connected,
