@@ -21,106 +21,27 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use tracing::{info, warn};
 
 use super::peer::UploadState;
 use crate::store::{db, segment_path};
-use crate::time::Time90k;
 
 /// Largest piece sent in one request.
 pub const MAX_CHUNK: usize = 1 << 20;
 
-/// Where a failback transfer stands (the table stores 0 and 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransferState {
-    /// Some of the range is still to be sent.
-    Pending,
-    /// The peer has imported the whole range.
-    Done,
-}
-
-impl TransferState {
-    /// The wire name (the API's `state`, the metrics' label).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransferState::Pending => "pending",
-            TransferState::Done => "done",
-        }
-    }
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TransferRow {
-    pub id: i64,
-    pub rule: String,
-    pub local_channel: u32,
-    pub remote_channel: u32,
-    pub target: String,
-    pub start: Time90k,
-    pub end: Time90k,
-    pub state: TransferState,
-    pub bytes_sent: u64,
-    pub last_error: Option<String>,
-}
+pub use crate::store::db::{NewTransfer as Job, TransferRow, TransferState};
 
 fn conn(dir: &Path) -> Result<Connection> {
     Ok(db::open(&dir.join("index.db"))?)
 }
 
-pub struct Job {
-    pub rule: String,
-    pub local_channel: u32,
-    pub remote_channel: u32,
-    pub target: String,
-    pub start: Time90k,
-    pub end: Time90k,
-}
-
 pub fn queue(dir: &Path, job: &Job) -> Result<i64> {
-    let c = conn(dir)?;
-    c.execute(
-        "INSERT INTO transfer (rule, local_channel, remote_channel, target, start_90k, end_90k, state, bytes_sent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)",
-        params![
-            job.rule,
-            job.local_channel,
-            job.remote_channel,
-            job.target,
-            job.start.0,
-            job.end.0
-        ],
-    )?;
-    Ok(c.last_insert_rowid())
+    Ok(db::insert_transfer(&conn(dir)?, job)?)
 }
 
 pub fn list(dir: &Path) -> Result<Vec<TransferRow>> {
-    let c = db::open_readonly(&dir.join("index.db"))?;
-    let mut st = c.prepare(
-        "SELECT id, rule, local_channel, remote_channel, target, start_90k, end_90k, state, bytes_sent, last_error
-         FROM transfer ORDER BY id",
-    )?;
-    let rows = st.query_map([], |r| {
-        let (s, e) = (Time90k(r.get(5)?), Time90k(r.get(6)?));
-        Ok(TransferRow {
-            id: r.get(0)?,
-            rule: r.get(1)?,
-            local_channel: r.get(2)?,
-            remote_channel: r.get(3)?,
-            target: r.get(4)?,
-            start: s,
-            end: e,
-            state: if r.get::<_, i64>(7)? == 0 {
-                TransferState::Pending
-            } else {
-                TransferState::Done
-            },
-            bytes_sent: r.get::<_, i64>(8)? as u64,
-            last_error: r.get(9)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(db::transfers(&db::open_readonly(&dir.join("index.db"))?)?)
 }
 
 /// How long to wait before sending more so that `sent` bytes over `elapsed`
@@ -206,25 +127,14 @@ impl Worker {
                 match self.run_job(job) {
                     Ok(bytes) => {
                         info!(job = job.id, rule = %job.rule, channel = job.local_channel, target = %job.target, bytes, "failback transfer complete");
-                        let _ = conn(&self.dir).and_then(|c| {
-                            c.execute(
-                                "UPDATE transfer SET state = 1, last_error = NULL WHERE id = ?1",
-                                params![job.id],
-                            )?;
-                            Ok(())
-                        });
+                        let _ = conn(&self.dir).and_then(|c| Ok(db::transfer_done(&c, job.id)?));
                         backoff = Duration::from_secs(1);
                     }
                     Err(e) => {
                         failed = true;
                         warn!(job = job.id, target = %job.target, "failback transfer interrupted, will retry: {e:#}");
-                        let _ = conn(&self.dir).and_then(|c| {
-                            c.execute(
-                                "UPDATE transfer SET last_error = ?2 WHERE id = ?1",
-                                params![job.id, format!("{e:#}")],
-                            )?;
-                            Ok(())
-                        });
+                        let _ =
+                            conn(&self.dir).and_then(|c| Ok(db::transfer_interrupted(&c, job.id, &format!("{e:#}"))?));
                     }
                 }
             }
@@ -255,10 +165,7 @@ impl Worker {
             let path = segment_path(&self.dir, job.local_channel, s.id);
             let offset = db::capture_offset_of(&c, s.id)?;
             total += self.send_segment(job, &path, s.id, s.bytes, offset)?;
-            conn(&self.dir)?.execute(
-                "UPDATE transfer SET bytes_sent = ?2 WHERE id = ?1",
-                params![job.id, total as i64],
-            )?;
+            db::transfer_progress(&conn(&self.dir)?, job.id, total)?;
         }
         Ok(total)
     }
