@@ -34,6 +34,7 @@ pub mod ingest;
 pub mod lab;
 pub mod live;
 pub mod log_limiter;
+pub mod media;
 pub mod metrics;
 pub mod motion;
 pub mod mp4;

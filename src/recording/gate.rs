@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::schedule::Mode;
-use crate::store::Frame;
+use crate::media::Frame;
 use crate::time::Time90k;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

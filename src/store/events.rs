@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use tracing::{info, warn};
 
 use super::db;
-use super::writer::{Frame, Writer};
+use super::writer::Writer;
 use crate::events::{Edge, Notice, Phase};
+use crate::media::Frame;
 use crate::recording::{Gate, GateStats, Mode};
 use crate::time::Time90k;
 

@@ -48,43 +48,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tracing::warn;
 
+pub use crate::media::{Frame, SampleEntry};
 use crate::time::Clock;
 pub use queue::WriterTx;
 pub use reader::{DamagedSpan, Footage, FrameRef, Overlap, Reader, RecordingRun, SegmentFrames};
 pub use repair::{repair, RepairReport};
-pub use writer::{Command, Frame, RecordingState, RecordingStatus, StatusMap};
-
-/// The codec parameters of a run of frames: the mp4 sample entry box plus what
-/// the API reports about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SampleEntry {
-    pub data: Vec<u8>,
-    pub codec: &'static str,
-    pub width: u32,
-    pub height: u32,
-}
-
-impl SampleEntry {
-    /// Reads codec and size back from an `avc1`/`hvc1` VisualSampleEntry box.
-    pub fn parse(data: Vec<u8>) -> Option<SampleEntry> {
-        if data.len() < 36 {
-            return None;
-        }
-        let codec = match &data[4..8] {
-            b"avc1" | b"avc3" => "h264",
-            b"hvc1" | b"hev1" => "h265",
-            _ => return None,
-        };
-        let width = u32::from(u16::from_be_bytes([data[32], data[33]]));
-        let height = u32::from(u16::from_be_bytes([data[34], data[35]]));
-        Some(SampleEntry {
-            data,
-            codec,
-            width,
-            height,
-        })
-    }
-}
+pub use writer::{Command, RecordingState, RecordingStatus, StatusMap};
 
 pub fn segment_path(dir: &Path, channel: u32, id: i64) -> PathBuf {
     dir.join("video")

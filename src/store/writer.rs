@@ -38,6 +38,7 @@ pub(super) use super::open_segment::OpenSegment;
 use super::open_segment::{Lost, Unflushed};
 use super::retention::RetentionPolicy;
 use super::{segment_path, SampleEntry};
+use crate::media::Frame;
 use crate::time::{Clock, Time90k};
 
 /// Pause between batches of queued commands (see `run`).
@@ -50,23 +51,6 @@ const EVENT_BUDGET: usize = 256;
 const EVENT_COMMIT: Duration = Duration::from_millis(100);
 /// A channel paused by a full or failing disk tries again this often.
 const DISK_RETRY: Duration = Duration::from_secs(1);
-
-#[derive(Debug)]
-pub struct Frame {
-    pub channel: u32,
-    /// Changes whenever ingest reconnects or drops a frame: a new run never
-    /// continues the previous segment.
-    pub run: u64,
-    pub time: Time90k,
-    pub key: bool,
-    pub sample_entry: Arc<SampleEntry>,
-    /// Shared with the live hub and motion without a copy (see ingest).
-    pub data: bytes::Bytes,
-    /// The camera's clock minus this NVR's for this frame, in 90 kHz ticks
-    /// (`ingest::capture`), `None` while unknown: the segment row keeps its
-    /// first known value, so peers merge by the camera's capture time.
-    pub capture_offset: Option<i64>,
-}
 
 pub enum Command {
     Frame(Frame),
