@@ -126,13 +126,13 @@ impl Worker {
             for job in &pending {
                 match self.run_job(job) {
                     Ok(bytes) => {
-                        info!(job = job.id, rule = %job.rule, channel = job.local_channel, target = %job.target, bytes, "failback transfer complete");
+                        info!(job = job.id, rule = %job.owed.rule, channel = job.owed.local_channel, target = %job.owed.target, bytes, "failback transfer complete");
                         let _ = conn(&self.dir).and_then(|c| Ok(db::transfer_done(&c, job.id)?));
                         backoff = Duration::from_secs(1);
                     }
                     Err(e) => {
                         failed = true;
-                        warn!(job = job.id, target = %job.target, "failback transfer interrupted, will retry: {e:#}");
+                        warn!(job = job.id, target = %job.owed.target, "failback transfer interrupted, will retry: {e:#}");
                         let _ =
                             conn(&self.dir).and_then(|c| Ok(db::transfer_interrupted(&c, job.id, &format!("{e:#}"))?));
                     }
@@ -151,9 +151,9 @@ impl Worker {
 
     fn run_job(&self, job: &TransferRow) -> Result<u64> {
         let c = db::open_readonly(&self.dir.join("index.db"))?;
-        let segs = db::segments_overlapping(&c, job.local_channel, job.start, job.end)?;
+        let segs = db::segments_overlapping(&c, job.owed.local_channel, job.owed.start, job.owed.end)?;
         let mut total = 0;
-        for s in segs.iter().filter(|s| s.start >= job.start) {
+        for s in segs.iter().filter(|s| s.start >= job.owed.start) {
             if let Some(why) = &s.damage {
                 // Its file cannot be sent as recorded; retrying would never end.
                 tracing::warn!(job = job.id, segment = s.id, "not sending a damaged segment: {why}");
@@ -162,7 +162,7 @@ impl Worker {
             if s.state != db::COMPLETE {
                 bail!("segment {} is still being written", s.id);
             }
-            let path = segment_path(&self.dir, job.local_channel, s.id);
+            let path = segment_path(&self.dir, job.owed.local_channel, s.id);
             let offset = db::capture_offset_of(&c, s.id)?;
             total += self.send_segment(job, &path, s.id, s.bytes, offset)?;
             db::transfer_progress(&conn(&self.dir)?, job.id, total)?;
@@ -173,7 +173,7 @@ impl Worker {
     fn url(&self, job: &TransferRow, seg: i64, rest: &str) -> String {
         format!(
             "{}/api/v1/import/{}/{}{}",
-            base_url(&job.target, &self.tls_targets),
+            base_url(&job.owed.target, &self.tls_targets),
             self.origin,
             seg,
             rest
@@ -244,7 +244,7 @@ impl Worker {
         }
         let (status, v) = self.call(
             "POST",
-            &self.url(job, seg, &complete_query(job.remote_channel, len, capture_offset)),
+            &self.url(job, seg, &complete_query(job.owed.remote_channel, len, capture_offset)),
             b"",
         )?;
         if status == 422 {

@@ -29,12 +29,9 @@ impl TransferState {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TransferRow {
     pub id: i64,
-    pub rule: String,
-    pub local_channel: u32,
-    pub remote_channel: u32,
-    pub target: String,
-    pub start: Time90k,
-    pub end: Time90k,
+    /// What is owed (shown flat in the API: `rule`, `target`, …).
+    #[serde(flatten)]
+    pub owed: NewTransfer,
     pub state: TransferState,
     pub bytes_sent: u64,
     pub last_error: Option<String>,
@@ -42,6 +39,7 @@ pub struct TransferRow {
 
 /// A transfer to queue: footage of `local_channel` in `[start, end)` owed to
 /// `target`'s `remote_channel` under `rule`.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct NewTransfer {
     pub rule: String,
     pub local_channel: u32,
@@ -78,12 +76,14 @@ pub fn transfers(c: &Connection) -> rusqlite::Result<Vec<TransferRow>> {
         let (s, e) = (Time90k(r.get(5)?), Time90k(r.get(6)?));
         Ok(TransferRow {
             id: r.get(0)?,
-            rule: r.get(1)?,
-            local_channel: r.get(2)?,
-            remote_channel: r.get(3)?,
-            target: r.get(4)?,
-            start: s,
-            end: e,
+            owed: NewTransfer {
+                rule: r.get(1)?,
+                local_channel: r.get(2)?,
+                remote_channel: r.get(3)?,
+                target: r.get(4)?,
+                start: s,
+                end: e,
+            },
             state: if r.get::<_, i64>(7)? == 0 {
                 TransferState::Pending
             } else {
@@ -118,4 +118,49 @@ pub fn transfer_progress(c: &Connection, id: i64, bytes_sent: u64) -> rusqlite::
         params![id, bytes_sent as i64],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transfer_is_queued_advanced_and_listed_flat() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = super::super::open(&dir.path().join("db")).unwrap();
+        super::super::migrate(&mut c).unwrap();
+        let owed = NewTransfer {
+            rule: "r1".into(),
+            local_channel: 3,
+            remote_channel: 7,
+            target: "https://10.0.0.2:8080".into(),
+            start: Time90k::parse_rfc3339("2026-11-25T10:00:00Z").unwrap(),
+            end: Time90k::parse_rfc3339("2026-11-25T10:05:00Z").unwrap(),
+        };
+        let id = insert_transfer(&c, &owed).unwrap();
+        transfer_progress(&c, id, 4096).unwrap();
+        transfer_interrupted(&c, id, "peer unreachable").unwrap();
+        let rows = transfers(&c).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].state, rows[0].bytes_sent), (TransferState::Pending, 4096));
+        assert_eq!(rows[0].last_error.as_deref(), Some("peer unreachable"));
+        let v = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(v["rule"], "r1");
+        assert_eq!(
+            (v["local_channel"].as_u64(), v["remote_channel"].as_u64()),
+            (Some(3), Some(7))
+        );
+        assert_eq!(v["start"], "2026-11-25T10:00:00Z");
+        assert_eq!(v["end"], "2026-11-25T10:05:00Z");
+        assert_eq!(v["state"], "pending");
+        assert!(v.get("owed").is_none(), "the row is shown flat: {v}");
+
+        transfer_done(&c, id).unwrap();
+        let rows = transfers(&c).unwrap();
+        assert_eq!(
+            (rows[0].state, rows[0].last_error.as_deref()),
+            (TransferState::Done, None)
+        );
+        assert_eq!(serde_json::to_value(&rows[0]).unwrap()["state"], "done");
+    }
 }
