@@ -1,9 +1,10 @@
 //! Tandem, a network video recorder that does not lose footage.
 //!
 //! The crate is laid out by what each module owns (see `docs/architecture.md`):
-//! `sim` (simulated cameras), `ingest` (RTSP clients), `store` (segments on disk
-//! and their SQLite index), `mp4` (clip muxing and reading), `web` (HTTP API,
-//! plain or TLS), `httpc` (the small client for peers, with their TLS trust),
+//! `sim` (simulated cameras), `ingest` (RTSP clients), `media` (what a
+//! recorded frame is), `store` (segments on disk and their SQLite index),
+//! `mp4` (clip muxing and reading), `web` (HTTP API, plain or TLS), `httpc`
+//! (the small client for peers, with their TLS trust),
 //! `config` (the typed configuration, its validation and rendering),
 //! `parfile` (the parameter file: export, import, diff, overrides, apply),
 //! `reconcile` (what a live apply restarts), `audit` (counting

@@ -13,8 +13,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::store::RecordingState;
 use serde::{Deserialize, Serialize};
+
+use crate::store::RecordingState;
 
 /// `GET /api/v1/status`: the NVR at a glance.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
