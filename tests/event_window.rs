@@ -11,7 +11,7 @@ use tandem::audit::audit_store;
 use tandem::events::Edge;
 use tandem::nal::FrameStamp;
 use tandem::recording::Mode;
-use tandem::store::{Command, Frame, SampleEntry, Store};
+use tandem::store::{Command, Frame, RecordingState, SampleEntry, Store};
 use tandem::time::{SystemClock, Time90k};
 
 const FPS: i64 = 10;
@@ -160,5 +160,55 @@ fn events_from_many_sources_are_stored_and_bounded() {
     assert!(ev[..44].iter().all(|e| e.end.is_some()) && ev[44..].iter().all(|e| e.end.is_none()));
     // Ids are unique and increasing even though the writer hands them out.
     assert!(ev.windows(2).all(|w| w[0].id < w[1].id));
+    store.shutdown();
+}
+
+/// A channel's status says `recording` from its first segment on, through
+/// every rollover: the next segment opens with the frame that closes the
+/// last, and a reader between the two (a dashboard, `/metrics`, a peer's
+/// failback) must not see the channel stop. An observer polls the status
+/// as fast as it can while 60 one-second segments are written.
+#[test]
+fn a_channel_stays_recording_through_every_rollover() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut entry = vec![0u8; 86];
+    entry[4..8].copy_from_slice(b"avc1");
+    let entry = Arc::new(SampleEntry::parse(entry).unwrap());
+    let mut cfg = common::store_config(dir.path(), Mode::Continuous);
+    cfg.segment_duration = std::time::Duration::from_secs(1);
+    let (store, _) = Store::open(cfg, Arc::new(SystemClock)).unwrap();
+    let status = store.status.clone();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let observer = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let (mut polls, mut seen_recording, mut stops) = (0u64, false, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let s = status.lock().unwrap().get(&1).cloned();
+                polls += 1;
+                match s.map(|s| (s.state, s.segments_written)) {
+                    Some((RecordingState::Recording, _)) => seen_recording = true,
+                    Some((state, segments)) if seen_recording => stops.push((state, segments)),
+                    _ => {}
+                }
+            }
+            (polls, seen_recording, stops)
+        })
+    };
+    let tx = store.sender();
+    for n in 0..60 * FPS {
+        tx.send(Command::Frame(frame(n, &entry))).unwrap();
+    }
+    store.sync();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let (polls, seen_recording, stops) = observer.join().unwrap();
+    let written = store.status.lock().unwrap()[&1].segments_written;
+    assert!(written >= 55, "one-second segments rolled over: {written}");
+    assert!(seen_recording && polls > 1000, "the observer watched ({polls} polls)");
+    assert!(
+        stops.is_empty(),
+        "the status left `recording` at a rollover: {:?}",
+        &stops[..stops.len().min(5)]
+    );
     store.shutdown();
 }

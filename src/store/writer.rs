@@ -373,7 +373,11 @@ impl Writer {
         let decision = decide(open, f.run, f.time, f.key, &f.sample_entry, self.cfg.segment_len);
         match decision {
             Decision::Append => {}
-            Decision::Rollover => self.close(ch, Some(f.time)),
+            // The next segment opens with this frame: the channel goes on
+            // recording, and its status must not say `idle` meanwhile (a
+            // dashboard, `/metrics` or a peer's failback would read a
+            // stop at every rollover). A failed open says why below.
+            Decision::Rollover => self.close_for_rollover(ch, f.time),
             Decision::Break { .. } => self.close(ch, None),
             Decision::Start | Decision::Drop => {}
         }
@@ -383,13 +387,16 @@ impl Writer {
         );
         if starts {
             let st = self.channels.entry(ch).or_default();
-            if let Some(until) = st.paused_until {
-                if Instant::now() < until {
-                    return false;
+            let paused = st.paused_until.is_some_and(|until| Instant::now() < until);
+            let opened = if paused { None } else { Some(self.open(&f)) };
+            if !matches!(opened, Some(Ok(()))) {
+                if decision == Decision::Rollover {
+                    // No segment follows the one closed above after all.
+                    self.segment_closed(ch);
                 }
-            }
-            if let Err(e) = self.open(&f) {
-                self.pause(ch, "cannot start a segment", e, true);
+                if let Some(Err(e)) = opened {
+                    self.pause(ch, "cannot start a segment", e, true);
+                }
                 return false;
             }
         } else if decision != Decision::Append {
@@ -524,6 +531,15 @@ impl Writer {
         let Some(o) = st.open.take() else { return };
         self.finish_segment(channel, o, end);
         self.segment_closed(channel);
+    }
+
+    /// Closes the channel's open segment because the next one starts with
+    /// the frame at `next`; the status keeps saying `recording` (see `record`).
+    fn close_for_rollover(&mut self, channel: u32, next: Time90k) {
+        let Some(o) = self.channels.get_mut(&channel).and_then(|st| st.open.take()) else {
+            return;
+        };
+        self.finish_segment(channel, o, Some(next));
     }
 
     /// Ends a live segment without waiting for an fsync: its last frames
