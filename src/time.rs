@@ -17,7 +17,7 @@ pub const TICKS_PER_SEC: i64 = 90_000;
 
 /// A span of time in ticks, rounded to the nearest (a config's `"1.5s"`).
 pub fn ticks_of(d: std::time::Duration) -> i64 {
-    (d.as_secs_f64() * TICKS_PER_SEC as f64).round() as i64
+    Time90k::from_secs_f64(d.as_secs_f64()).0
 }
 
 /// A span of ticks in seconds, for logs and the API.
@@ -33,7 +33,7 @@ impl Time90k {
         Time90k((s * TICKS_PER_SEC as f64).round() as i64)
     }
     pub fn as_secs_f64(self) -> f64 {
-        self.0 as f64 / TICKS_PER_SEC as f64
+        secs_of(self.0)
     }
     pub fn from_system(t: std::time::SystemTime) -> Self {
         let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

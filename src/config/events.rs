@@ -160,10 +160,6 @@ pub(super) struct RawMqtt {
     client_key: Option<Spanned<String>>,
 }
 
-fn ticks(d: Duration) -> i64 {
-    crate::time::ticks_of(d)
-}
-
 /// Parses a duration field within [min, max] seconds, reporting errors.
 pub(super) fn duration(
     c: &mut Checker,
@@ -216,7 +212,7 @@ pub(super) fn recording(c: &mut Checker, r: Option<&Spanned<RawRecording>>, pref
         ("max_event", &r.max_event, &mut ev.max_len, 86400.0),
     ] {
         if let Some(d) = val.as_ref().and_then(|v| duration(c, v, &f(field), 0.0, max)) {
-            *target = ticks(d);
+            *target = crate::time::ticks_of(d);
         }
     }
     if let Some(b) = &r.buffer_limit {

@@ -183,10 +183,6 @@ pub fn matches(a: &ActionConfig, n: &Notice) -> bool {
     ch_ok && !own_failure && a.kinds.as_ref().is_none_or(|k| k.contains(&n.kind))
 }
 
-fn ticks(d: Duration) -> i64 {
-    crate::time::ticks_of(d)
-}
-
 impl Dispatcher {
     pub fn new(
         actions: Vec<ActionConfig>,
@@ -286,7 +282,7 @@ impl Dispatcher {
                     me.count(i, |s| s.unscheduled += 1);
                     continue;
                 }
-                match grace.offer(i, ticks(a.offline_grace), &n, now) {
+                match grace.offer(i, crate::time::ticks_of(a.offline_grace), &n, now) {
                     Hold::Pass => me.admit(i, &n, &mut limiter, now).await,
                     Hold::Held => {
                         info!(action = a.name, channel = ?n.channel, grace_s = a.offline_grace.as_secs_f64(),
@@ -320,7 +316,7 @@ impl Dispatcher {
     /// Rate-limits, composes and queues notice `n` for action `i`.
     async fn admit(self: &Arc<Self>, i: usize, n: &Notice, limiter: &mut RateLimiter, now: Time90k) {
         let a = &self.actions[i];
-        if !limiter.admit(i, ticks(a.min_interval), n, now) {
+        if !limiter.admit(i, crate::time::ticks_of(a.min_interval), n, now) {
             if n.phase != Phase::End {
                 self.count(i, |s| s.rate_limited += 1);
             }

@@ -377,7 +377,9 @@ impl Writer {
             // recording, and its status must not say `idle` meanwhile (a
             // dashboard, `/metrics` or a peer's failback would read a
             // stop at every rollover). A failed open says why below.
-            Decision::Rollover => self.close_for_rollover(ch, f.time),
+            Decision::Rollover => {
+                self.finish_open(ch, Some(f.time));
+            }
             Decision::Break { .. } => self.close(ch, None),
             Decision::Start | Decision::Drop => {}
         }
@@ -525,21 +527,20 @@ impl Writer {
     /// when the timeline continues; otherwise the last frame keeps the previous
     /// frame's duration.
     fn close(&mut self, channel: u32, end: Option<Time90k>) {
-        let Some(st) = self.channels.get_mut(&channel) else {
-            return;
-        };
-        let Some(o) = st.open.take() else { return };
-        self.finish_segment(channel, o, end);
-        self.segment_closed(channel);
+        if self.finish_open(channel, end) {
+            self.segment_closed(channel);
+        }
     }
 
-    /// Closes the channel's open segment because the next one starts with
-    /// the frame at `next`; the status keeps saying `recording` (see `record`).
-    fn close_for_rollover(&mut self, channel: u32, next: Time90k) {
+    /// Finishes the channel's open segment, if it has one (whether it had),
+    /// leaving its status as it is: a rollover opens the next at once (see
+    /// `record`), `close` says the channel went idle.
+    fn finish_open(&mut self, channel: u32, end: Option<Time90k>) -> bool {
         let Some(o) = self.channels.get_mut(&channel).and_then(|st| st.open.take()) else {
-            return;
+            return false;
         };
-        self.finish_segment(channel, o, Some(next));
+        self.finish_segment(channel, o, end);
+        true
     }
 
     /// Ends a live segment without waiting for an fsync: its last frames
